@@ -1,0 +1,223 @@
+"""Command line: `python -m app <command>`.
+
+The CLI acts as the trusted system user and calls the same services as the web pages.
+Errors print one clear line to stderr and exit with status 2. Passwords are read from
+standard input or a prompt, never from the command line (it would end up in shell
+history and the process list).
+"""
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import socket
+import sys
+
+from app.config import Config, ConfigError
+from app.errors import ServiceError
+
+log = logging.getLogger("cellloop.cli")
+
+
+class CLIError(Exception):
+    pass
+
+
+def _db(config: Config):
+    from app.db import Database
+    return Database(config.sqlalchemy_url)
+
+
+def _read_password(prompt: str = "Password: ") -> str:
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline().rstrip("\n")
+        if not line:
+            raise CLIError("no password on standard input")
+        return line
+    first = getpass.getpass(prompt)
+    if getpass.getpass("Again: ") != first:
+        raise CLIError("the two passwords differ")
+    return first
+
+
+# ----------------------------------------------------------------------- commands
+def cmd_init_db(config: Config, _args) -> None:
+    from app import migrate
+    migrate.upgrade(config)
+    print(f"database ready: {config.sqlalchemy_url}")
+
+
+def cmd_create_user(config: Config, args) -> None:
+    from app.permissions import SYSTEM
+    from app.services import users
+    password = _read_password()
+    with _db(config).session_scope() as s:
+        info = users.create_user(s, SYSTEM, args.username, password, is_admin=args.admin)
+    print(f"created user {info.username}{' (site admin)' if info.is_admin else ''}")
+
+
+def cmd_set_password(config: Config, args) -> None:
+    from app.permissions import SYSTEM
+    from app.services import users
+    password = _read_password("New password: ")
+    with _db(config).session_scope() as s:
+        user = users.find_user(s, args.username)
+        if user is None:
+            raise CLIError(f"no user called {args.username!r}")
+        users.reset_password(s, SYSTEM, user.id, password)
+    print(f"password of {args.username} changed")
+
+
+def cmd_set_active(config: Config, args) -> None:
+    from app.permissions import SYSTEM
+    from app.services import users
+    with _db(config).session_scope() as s:
+        user = users.find_user(s, args.username)
+        if user is None:
+            raise CLIError(f"no user called {args.username!r}")
+        users.set_active(s, SYSTEM, user.id, args.command == "activate-user")
+    print(f"{args.username}: {'active' if args.command == 'activate-user' else 'deactivated'}")
+
+
+def cmd_list_users(config: Config, _args) -> None:
+    from app.permissions import SYSTEM
+    from app.services import users
+    with _db(config).session_scope() as s:
+        for u in users.list_users(s, SYSTEM):
+            flags = ",".join(f for f, on in (("admin", u.is_admin), ("inactive", not u.is_active))
+                             if on)
+            print(f"{u.id}\t{u.username}\t{flags}")
+
+
+def cmd_create_project(config: Config, args) -> None:
+    from app.permissions import SYSTEM
+    from app.services import projects, users
+    with _db(config).session_scope() as s:
+        owner = users.find_user(s, args.owner)
+        if owner is None:
+            raise CLIError(f"no user called {args.owner!r}")
+        p = projects.create_project(s, SYSTEM, args.name, args.description,
+                                    projects.parse_named_colours(args.channels),
+                                    projects.parse_named_colours(args.classes),
+                                    owner_id=owner.id)
+    print(f"created project {p.name!r} (id {p.id}), owner {args.owner}")
+
+
+def cmd_list_projects(config: Config, _args) -> None:
+    from app.permissions import SYSTEM
+    from app.services import projects
+    with _db(config).session_scope() as s:
+        for p in projects.list_projects(s, SYSTEM):
+            print(f"{p.id}\t{p.name}\t{p.n_images} images\t{p.n_annotated} annotated")
+
+
+def cmd_add_member(config: Config, args) -> None:
+    from app.permissions import SYSTEM
+    from app.services import projects
+    with _db(config).session_scope() as s:
+        pid = projects.find_project_id(s, args.project)
+        m = projects.set_member(s, SYSTEM, pid, args.username, args.role)
+    print(f"{m.username} is {m.role} in project {args.project}")
+
+
+def cmd_demo(config: Config, _args) -> None:
+    from app import migrate
+    from app.demo import load_demo
+    from storage.blobstore import open_blob_store
+    migrate.upgrade(config)
+    store = open_blob_store(config.storage_url, config.blob_dir)
+    with _db(config).session_scope() as s:
+        out = load_demo(s, store, config)
+    print(f"demo project ready (id {out['project_id']}, {out['imported']} new images)")
+    print("demo accounts (username / password / role):")
+    for username, password, is_admin, role in out["accounts"]:
+        print(f"  {username:8s} {password:18s} {role}{' + site admin' if is_admin else ''}")
+
+
+def cmd_run(config: Config, args) -> None:
+    from app import create_app
+    server = create_app(config)
+    server.extensions["dash_app"].run(host=args.host or config.host, port=args.port or config.port,
+                                      debug=args.debug)
+
+
+def worker_name() -> str:
+    return f"cellloop@{socket.gethostname()}"
+
+
+def cmd_worker(config: Config, args) -> None:
+    from app.jobs.celery_app import make_celery
+    from app.jobs.runner import fail_stale_jobs
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    db = _db(config)
+    fail_stale_jobs(db, worker_name())
+    db.dispose()
+    celery = make_celery(config)
+    argv = ["worker", f"--loglevel={config.log_level}", f"--concurrency={args.concurrency}",
+            "-n", worker_name(), "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    if args.pool:
+        argv.append(f"--pool={args.pool}")
+    celery.worker_main(argv)
+
+
+# ----------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m app", description="CellLoop server commands")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("init-db", help="create or upgrade the database").set_defaults(fn=cmd_init_db)
+    c = sub.add_parser("create-user", help="create an account (password from stdin or prompt)")
+    c.add_argument("username")
+    c.add_argument("--admin", action="store_true", help="make the user a site admin")
+    c.set_defaults(fn=cmd_create_user)
+    c = sub.add_parser("set-password", help="reset a user's password (from stdin or prompt)")
+    c.add_argument("username")
+    c.set_defaults(fn=cmd_set_password)
+    for name in ("activate-user", "deactivate-user"):
+        c = sub.add_parser(name, help=f"{name.split('-')[0]} an account")
+        c.add_argument("username")
+        c.set_defaults(fn=cmd_set_active)
+    sub.add_parser("list-users", help="list accounts").set_defaults(fn=cmd_list_users)
+    c = sub.add_parser("create-project", help="create a project")
+    c.add_argument("name")
+    c.add_argument("--owner", required=True, help="username of the owner")
+    c.add_argument("--description", default="")
+    c.add_argument("--channels", default="", help='e.g. "DAPI:#0000ff,GFP:#00ff00"')
+    c.add_argument("--classes", default="", help='e.g. "nucleus:#ff0000"')
+    c.set_defaults(fn=cmd_create_project)
+    sub.add_parser("list-projects", help="list projects").set_defaults(fn=cmd_list_projects)
+    c = sub.add_parser("add-member", help="add a member or change their role")
+    c.add_argument("project", help="project name or id")
+    c.add_argument("username")
+    c.add_argument("role", help="owner, reviewer, annotator or viewer")
+    c.set_defaults(fn=cmd_add_member)
+    sub.add_parser("demo", help="load the demo project and accounts").set_defaults(fn=cmd_demo)
+    c = sub.add_parser("run", help="development server (use gunicorn in production)")
+    c.add_argument("--host", default=None)
+    c.add_argument("--port", type=int, default=None)
+    c.add_argument("--debug", action="store_true")
+    c.set_defaults(fn=cmd_run)
+    c = sub.add_parser("worker", help="background job worker (Celery)")
+    c.add_argument("--concurrency", type=int, default=1)
+    c.add_argument("--pool", default="", help="Celery pool: prefork (default), solo, threads")
+    c.set_defaults(fn=cmd_worker)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from app.logging_setup import configure_logging
+    args = build_parser().parse_args(argv)
+    try:
+        config = Config.from_env()
+        configure_logging(config.log_level if args.command in ("run", "worker") else "WARNING")
+        args.fn(config, args)
+    except (ConfigError, ServiceError, CLIError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

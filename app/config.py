@@ -1,0 +1,156 @@
+"""Configuration: one immutable object built from environment variables (and `.env`).
+
+This is the only module that reads the environment. Defaults give the embedded setup:
+everything lives in the data directory (SQLite database, blob store, Celery broker on
+SQLite), so a lab needs no extra server. `DATABASE_URL`, `REDIS_URL` and `STORAGE_URL`
+switch to the scale-out parts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import dotenv_values
+
+ENVIRONMENTS = ("development", "testing", "production")
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot work; the message says what to set."""
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    env: str = "development"
+    secret_key: str = ""
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    redis_url: str = ""
+    storage_url: str = ""
+    allow_registration: bool = False
+    login_max_failures: int = 10          # failed logins per minute, per IP and per account
+    max_content_length: int = 1 << 30     # upload limit in bytes (1 GiB)
+    max_image_pixels: int = 1 << 28       # decompression-bomb guard for readers
+    host: str = "127.0.0.1"
+    port: int = 8050
+    web_concurrency: int = 2
+    torch_threads: int = 0                # 0: let torch decide
+    log_level: str = "INFO"
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: bool = True) -> "Config":
+        """Build the configuration from `environ` (default: os.environ) over a `.env` file."""
+        env: dict[str, str] = {}
+        if dotenv and Path(".env").is_file():
+            env.update({k: v for k, v in dotenv_values(".env").items() if v is not None})
+        env.update(os.environ if environ is None else environ)
+        cfg = cls(
+            env=env.get("CELLLOOP_ENV", "development"),
+            secret_key=env.get("SECRET_KEY", ""),
+            data_dir=Path(env.get("CELLLOOP_DATA_DIR", "data")).expanduser(),
+            database_url=env.get("DATABASE_URL", ""),
+            redis_url=env.get("REDIS_URL", ""),
+            storage_url=env.get("STORAGE_URL", ""),
+            allow_registration=_flag(env.get("ALLOW_REGISTRATION"), False),
+            login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 10),
+            max_content_length=_int(env, "MAX_CONTENT_LENGTH", 1 << 30),
+            max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 1 << 28),
+            host=env.get("HOST", "127.0.0.1"),
+            port=_int(env, "PORT", 8050),
+            web_concurrency=_int(env, "WEB_CONCURRENCY", 2),
+            torch_threads=_int(env, "TORCH_THREADS", 0),
+            log_level=env.get("LOG_LEVEL", "INFO").upper(),
+        )
+        return cfg.validated()
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes).validated()
+
+    def validated(self) -> "Config":
+        if self.env not in ENVIRONMENTS:
+            raise ConfigError(f"CELLLOOP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {self.env!r}")
+        if self.is_production and len(self.secret_key) < 16:
+            raise ConfigError(
+                "SECRET_KEY must be set (at least 16 characters) when CELLLOOP_ENV=production. "
+                "Generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
+            )
+        if self.login_max_failures < 1:
+            raise ConfigError("LOGIN_MAX_FAILURES must be at least 1")
+        return self
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            # Heroku-style hosting hands out postgres://, which SQLAlchemy 2 no longer accepts.
+            if self.database_url.startswith("postgres://"):
+                return "postgresql://" + self.database_url[len("postgres://"):]
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'cellloop.sqlite').resolve()}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        return f"sqla+sqlite:///{(self.data_dir / 'celery-broker.sqlite').resolve()}"
+
+    @property
+    def celery_result_backend(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        return f"db+sqlite:///{(self.data_dir / 'celery-results.sqlite').resolve()}"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    def resolve_secret_key(self) -> str:
+        """The secret key; in development one is generated once and kept in the data directory,
+        so that every gunicorn worker signs sessions with the same key."""
+        if self.secret_key:
+            return self.secret_key
+        if self.is_production:  # validated() already refuses this; kept as a second guard
+            raise ConfigError("SECRET_KEY is required in production")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            # Write a temp file, then hard-link it into place: link() fails if another
+            # worker won the race, and nobody ever reads a half-written key.
+            tmp = self.data_dir / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+            tmp.write_text(secrets.token_hex(32))
+            os.chmod(tmp, 0o600)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_text().strip()

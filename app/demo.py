@@ -1,0 +1,62 @@
+"""The demo project: a few real nuclei images (DSB 2018, CC0) and demo accounts.
+
+Idempotent: running it again creates nothing twice. Refused in production, because the
+demo accounts have published passwords.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from app.config import Config
+from app.errors import ConfigurationError
+from app.permissions import SYSTEM
+from app.services import images, projects, users
+from app.tables import Project
+from storage.blobstore import BlobStore
+
+log = logging.getLogger(__name__)
+DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
+DEMO_PROJECT = "Demo: DSB 2018 nuclei"
+# (username, password, site admin, role in the demo project)
+DEMO_ACCOUNTS = [
+    ("admin", "cellloop-admin", True, "owner"),
+    ("anna", "cellloop-anna", False, "annotator"),
+    ("rita", "cellloop-rita", False, "reviewer"),
+    ("victor", "cellloop-victor", False, "viewer"),
+]
+
+
+def load_demo(session: Session, store: BlobStore, config: Config) -> dict:
+    """Create the demo accounts and project; return what exists afterwards."""
+    if config.is_production:
+        raise ConfigurationError("The demo has published passwords; it is not loaded in "
+                                 "production.")
+    for username, password, is_admin, _role in DEMO_ACCOUNTS:
+        if users.find_user(session, username) is None:
+            users.create_user(session, SYSTEM, username, password, is_admin=is_admin)
+    session.commit()
+    pid = session.query(Project.id).filter(Project.name == DEMO_PROJECT).scalar()
+    if pid is None:
+        owner = users.find_user(session, "admin")
+        pid = projects.create_project(
+            session, SYSTEM, DEMO_PROJECT,
+            "Fluorescence nuclei from the 2018 Data Science Bowl (BBBC038v1, CC0). Four "
+            "images come with ground-truth annotations; the rest wait in the queue.",
+            channels=[{"name": "nuclei", "color": "#ffffff"}],
+            classes=[{"name": "nucleus", "color": "#ff3b30"}], owner_id=owner.id).id
+    for username, _pw, _admin, role in DEMO_ACCOUNTS[1:]:
+        projects.set_member(session, SYSTEM, pid, username, role)
+    session.commit()
+    files = []
+    for path in sorted((DEMO_DIR / "images").glob("*.png")):
+        label = DEMO_DIR / "labels" / (path.stem + ".tif")
+        files.append(images.ImportFile(
+            name=path.name, read=path.read_bytes,
+            read_labels=label.read_bytes if label.exists() else None, labels_name=label.name))
+    results = images.import_files(session, SYSTEM, store, pid, files, config.max_image_pixels)
+    imported = sum(r.status == "imported" for r in results)
+    log.info("demo project %r: %d new images", DEMO_PROJECT, imported)
+    return {"project_id": pid, "imported": imported, "accounts": DEMO_ACCOUNTS}

@@ -1,0 +1,128 @@
+"""Jobs as the user sees them: submit, list, inspect, cancel.
+
+A job row is committed before its task is sent, so the worker always finds it. Kinds
+listed in EXCLUSIVE run at most once per project at a time (one training per project).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Callable
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, NotFound, PermissionDenied
+from app.permissions import Actor, Role, require, role_of
+from app.tables import Job, Membership, User
+
+# What each kind needs in its project (see permissions.ACTIONS).
+KIND_ACTION = {"import": "import", "train": "train", "score": "train", "predict": "annotate",
+               "simulate": "train", "export": "export"}
+EXCLUSIVE = {"train", "score"}
+ACTIVE_STATES = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: int
+    kind: str
+    project_id: int | None
+    username: str
+    state: str
+    progress: float
+    message: str
+    error: str
+    result: dict
+    cancel_requested: bool
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+
+    @property
+    def elapsed_s(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        return (end - self.started_at).total_seconds()
+
+    @property
+    def remaining_s(self) -> float | None:
+        """Linear estimate from progress so far (None until there is some)."""
+        elapsed = self.elapsed_s
+        if elapsed is None or self.state != "running" or self.progress <= 0.02:
+            return None
+        return elapsed * (1 - self.progress) / self.progress
+
+
+def _info(job: Job, username: str) -> JobInfo:
+    return JobInfo(job.id, job.kind, job.project_id, username, job.state, job.progress,
+                   job.message, job.error, dict(job.result or {}), job.cancel_requested,
+                   job.created_at, job.started_at, job.finished_at)
+
+
+def submit_job(session: Session, actor: Actor, project_id: int | None, kind: str,
+               params: dict, enqueue: Callable[[int], None]) -> JobInfo:
+    """Create a job row, commit it, and hand its id to `enqueue` (the Celery sender)."""
+    if kind not in KIND_ACTION:
+        raise NotFound(f"Unknown job kind {kind!r}.")
+    if project_id is None:
+        if not actor.is_admin:
+            raise PermissionDenied("Only site admins can start jobs outside a project.")
+    else:
+        require(session, actor, project_id, KIND_ACTION[kind])
+        if kind in EXCLUSIVE:
+            busy = session.scalar(select(Job.id).where(
+                Job.project_id == project_id, Job.kind == kind, Job.state.in_(ACTIVE_STATES)))
+            if busy is not None:
+                raise Conflict(f"A {kind} job (#{busy}) is already queued or running in this "
+                               "project; wait for it or cancel it.")
+    job = Job(kind=kind, project_id=project_id, user_id=actor.id, params=dict(params),
+              state="queued", message="Waiting for a worker.")
+    session.add(job)
+    session.commit()
+    enqueue(job.id)
+    return _info(job, actor.username)
+
+
+def _visible(session: Session, actor: Actor):
+    query = select(Job, User.username).outerjoin(User, User.id == Job.user_id)
+    if actor.is_admin:
+        return query
+    member_projects = select(Membership.project_id).where(Membership.user_id == actor.id)
+    return query.where(or_(Job.project_id.in_(member_projects),
+                           (Job.project_id.is_(None)) & (Job.user_id == actor.id)))
+
+
+def list_jobs(session: Session, actor: Actor, project_id: int | None = None,
+              limit: int = 50) -> list[JobInfo]:
+    query = _visible(session, actor)
+    if project_id is not None:
+        require(session, actor, project_id, "view")
+        query = query.where(Job.project_id == project_id)
+    rows = session.execute(query.order_by(Job.id.desc()).limit(max(1, min(limit, 500))))
+    return [_info(job, name or "?") for job, name in rows]
+
+
+def get_job(session: Session, actor: Actor, job_id: int) -> JobInfo:
+    row = session.execute(_visible(session, actor).where(Job.id == job_id)).first()
+    if row is None:
+        raise NotFound("No such job.")
+    return _info(row[0], row[1] or "?")
+
+
+def cancel_job(session: Session, actor: Actor, job_id: int) -> JobInfo:
+    """Ask a job to stop: its handler stops at the next step; a queued job never starts."""
+    info = get_job(session, actor, job_id)
+    job = session.get(Job, job_id)
+    may = actor.is_admin or (actor.id is not None and job.user_id == actor.id)
+    if not may and job.project_id is not None:
+        role = role_of(session, actor, job.project_id)
+        may = role is not None and role >= Role.owner
+    if not may:
+        raise PermissionDenied("Only the person who started a job, project owners and site "
+                               "admins can cancel it.")
+    if job.state in ACTIVE_STATES:
+        job.cancel_requested = True
+        session.flush()
+    return get_job(session, actor, info.id)

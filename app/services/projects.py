@@ -1,0 +1,240 @@
+"""Projects and their members.
+
+Any active user may create a project and becomes its owner. Everything else goes through
+`permissions.require`: members see a project, owners manage members. A project always
+keeps at least one owner.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from app.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from app.permissions import ROLE_NAMES, Actor, Role, require, role_of
+from app.tables import Image, Membership, Project, User
+
+log = logging.getLogger(__name__)
+
+HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+DEFAULT_CHANNELS = [{"name": "nuclei", "color": "#ffffff"}]
+DEFAULT_CLASSES = [{"name": "cell", "color": "#ff3b30"}]
+IMAGE_STATUSES = ("new", "in_progress", "annotated", "reviewed", "excluded")
+
+
+@dataclass(frozen=True)
+class ProjectSummary:
+    id: int
+    name: str
+    description: str
+    role: str
+    n_images: int
+    n_annotated: int
+    created_at: dt.datetime
+    channels: list = field(default_factory=list)
+    classes: list = field(default_factory=list)
+    status_counts: dict = field(default_factory=dict)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of non-excluded images that are annotated or reviewed."""
+        usable = self.n_images - self.status_counts.get("excluded", 0)
+        return self.n_annotated / usable if usable > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    user_id: int
+    username: str
+    role: str
+
+
+def _clean_items(items, kind: str, default: list) -> list[dict]:
+    """Validate channel/class lists: [{"name": str, "color": "#rrggbb"}, ...]."""
+    if not items:
+        return [dict(d) for d in default]
+    cleaned, seen = [], set()
+    for item in items:
+        if isinstance(item, str):
+            item = {"name": item}
+        name = str(item.get("name", "")).strip()
+        colour = str(item.get("color") or "#ffffff").strip()
+        if not name or len(name) > 64:
+            raise ValidationError(f"Each {kind} needs a name of 1-64 characters.")
+        if name.lower() in seen:
+            raise ValidationError(f"The {kind} name {name!r} appears twice.")
+        if not HEX_COLOUR.match(colour):
+            raise ValidationError(f"The colour of {kind} {name!r} must look like #ff8800.")
+        seen.add(name.lower())
+        cleaned.append({"name": name, "color": colour.lower()})
+    if len(cleaned) > 32:
+        raise ValidationError(f"At most 32 {kind}s.")
+    return cleaned
+
+
+def parse_named_colours(text: str) -> list[dict]:
+    """Parse "DAPI:#0000ff, GFP:#00ff00" (colour optional) as typed in a form or the CLI."""
+    items = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, _, colour = part.partition(":")
+        items.append({"name": name.strip(), "color": colour.strip() or "#ffffff"})
+    return items
+
+
+def create_project(session: Session, actor: Actor, name: str, description: str = "",
+                   channels=None, classes=None, owner_id: int | None = None) -> ProjectSummary:
+    """Create a project; `actor` becomes owner (or `owner_id`, which only admins may pass)."""
+    if not actor.is_active:
+        raise PermissionDenied("Your account is deactivated.")
+    name = (name or "").strip()
+    if not 1 <= len(name) <= 120:
+        raise ValidationError("Project names need 1-120 characters.")
+    if session.scalar(select(Project.id).where(func.lower(Project.name) == name.lower())):
+        raise Conflict(f"A project called {name!r} exists already.")
+    if owner_id is not None and owner_id != actor.id and not actor.is_admin:
+        raise PermissionDenied("Only site admins can create projects for someone else.")
+    owner_id = owner_id if owner_id is not None else actor.id
+    if owner_id is None or session.get(User, owner_id) is None:
+        raise ValidationError("A project needs an owner who has an account.")
+    project = Project(name=name, description=(description or "").strip()[:4000],
+                      channels=_clean_items(channels, "channel", DEFAULT_CHANNELS),
+                      classes=_clean_items(classes, "class", DEFAULT_CLASSES),
+                      settings={}, created_by_id=actor.id)
+    session.add(project)
+    session.flush()
+    session.add(Membership(project_id=project.id, user_id=owner_id, role=Role.owner.name))
+    session.flush()
+    log.info("%s created project %r (id %s)", actor.username, name, project.id)
+    return get_project(session, actor, project.id)
+
+
+def _status_counts(session: Session, project_ids: list[int]) -> dict[int, dict[str, int]]:
+    counts: dict[int, dict[str, int]] = {pid: {} for pid in project_ids}
+    if not project_ids:
+        return counts
+    rows = session.execute(select(Image.project_id, Image.status, func.count())
+                           .where(Image.project_id.in_(project_ids))
+                           .group_by(Image.project_id, Image.status))
+    for pid, status, n in rows:
+        counts[pid][status] = n
+    return counts
+
+
+def _summary(project: Project, role: Role, counts: dict[str, int]) -> ProjectSummary:
+    return ProjectSummary(
+        id=project.id, name=project.name, description=project.description, role=role.name,
+        n_images=sum(counts.values()),
+        n_annotated=counts.get("annotated", 0) + counts.get("reviewed", 0),
+        created_at=project.created_at, channels=list(project.channels),
+        classes=list(project.classes), status_counts=dict(counts))
+
+
+def list_projects(session: Session, actor: Actor) -> list[ProjectSummary]:
+    """Projects the actor is a member of (all projects for site admins), newest first."""
+    if not actor.is_active:
+        raise PermissionDenied("Your account is deactivated.")
+    if actor.is_admin:
+        rows = [(p, Role.owner) for p in session.scalars(
+            select(Project).order_by(Project.created_at.desc(), Project.id.desc()))]
+    elif actor.id is None:
+        rows = []
+    else:
+        rows = [(p, Role[r]) for p, r in session.execute(
+            select(Project, Membership.role).join(Membership)
+            .where(Membership.user_id == actor.id)
+            .order_by(Project.created_at.desc(), Project.id.desc()))]
+    counts = _status_counts(session, [p.id for p, _ in rows])
+    return [_summary(p, role, counts[p.id]) for p, role in rows]
+
+
+def get_project(session: Session, actor: Actor, project_id: int) -> ProjectSummary:
+    project = require(session, actor, project_id, "view")
+    role = role_of(session, actor, project_id)
+    return _summary(project, role, _status_counts(session, [project.id])[project.id])
+
+
+def find_project_id(session: Session, name_or_id: str) -> int:
+    """Resolve a CLI argument (project name or numeric id) to an id."""
+    text = str(name_or_id).strip()
+    if text.isdigit() and session.get(Project, int(text)) is not None:
+        return int(text)
+    pid = session.scalar(select(Project.id).where(Project.name == text))
+    if pid is None:
+        raise NotFound(f"No project called {text!r}.")
+    return pid
+
+
+def list_members(session: Session, actor: Actor, project_id: int) -> list[MemberInfo]:
+    require(session, actor, project_id, "view")
+    order = case({name: i for i, name in enumerate(ROLE_NAMES)}, value=Membership.role)
+    rows = session.execute(select(User.id, User.username, Membership.role).join(Membership)
+                           .where(Membership.project_id == project_id)
+                           .order_by(order, User.username))
+    return [MemberInfo(uid, uname, role) for uid, uname, role in rows]
+
+
+def _owner_count(session: Session, project_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(Membership).where(
+        Membership.project_id == project_id, Membership.role == Role.owner.name))
+
+
+def set_member(session: Session, actor: Actor, project_id: int, username: str,
+               role: str) -> MemberInfo:
+    """Add a member by username, or change their role (owners only)."""
+    require(session, actor, project_id, "manage")
+    user = session.scalar(select(User).where(User.username == (username or "").strip()))
+    if user is None:
+        raise NotFound(f"No user called {username!r}.")
+    return _set_role(session, actor, project_id, user, role)
+
+
+def set_role(session: Session, actor: Actor, project_id: int, user_id: int,
+             role: str) -> MemberInfo:
+    """Change an existing member's role (owners only)."""
+    require(session, actor, project_id, "manage")
+    membership = session.scalar(select(Membership).where(
+        Membership.project_id == project_id, Membership.user_id == user_id))
+    if membership is None:
+        raise NotFound("That user is not a member of this project.")
+    return _set_role(session, actor, project_id, membership.user, role)
+
+
+def _set_role(session: Session, actor: Actor, project_id: int, user: User,
+              role: str) -> MemberInfo:
+    try:
+        new_role = Role.parse(role)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    membership = session.scalar(select(Membership).where(
+        Membership.project_id == project_id, Membership.user_id == user.id))
+    if membership is None:
+        session.add(Membership(project_id=project_id, user_id=user.id, role=new_role.name))
+    else:
+        if (membership.role == Role.owner.name and new_role != Role.owner
+                and _owner_count(session, project_id) <= 1):
+            raise ValidationError("A project needs at least one owner; make someone else owner first.")
+        membership.role = new_role.name
+    session.flush()
+    log.info("%s set %s as %s in project %s", actor.username, user.username, new_role.name,
+             project_id)
+    return MemberInfo(user.id, user.username, new_role.name)
+
+
+def remove_member(session: Session, actor: Actor, project_id: int, user_id: int) -> None:
+    require(session, actor, project_id, "manage")
+    membership = session.scalar(select(Membership).where(
+        Membership.project_id == project_id, Membership.user_id == user_id))
+    if membership is None:
+        raise NotFound("That user is not a member of this project.")
+    if membership.role == Role.owner.name and _owner_count(session, project_id) <= 1:
+        raise ValidationError("A project needs at least one owner; make someone else owner first.")
+    session.delete(membership)
+    session.flush()
+    log.info("%s removed user %s from project %s", actor.username, user_id, project_id)

@@ -1,0 +1,209 @@
+"""The relational data model (SQLAlchemy 2.0 typed declarative).
+
+Pixels never live here: images, masks and weights are blobs in the blob store and rows
+only hold their keys. Annotations are append-only versions. Schema changes go through
+Alembic (`app/migrations`), never `create_all` outside tests.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData,
+                        String, Text, UniqueConstraint)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class User(Base):
+    __tablename__ = "user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped on password change/reset: sessions issued before it stop working.
+    auth_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+    memberships: Mapped[list["Membership"]] = relationship(back_populates="user",
+                                                           cascade="all, delete-orphan")
+
+    # flask-login protocol (plain attributes, no Flask import here)
+    is_authenticated = True
+    is_anonymous = False
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.auth_version}"
+
+    def __repr__(self) -> str:
+        return f"<User {self.username}>"
+
+
+class Project(Base):
+    __tablename__ = "project"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # [{"name": "DAPI", "color": "#0000ff"}, ...]
+    channels: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # [{"name": "nucleus", "color": "#ff0000"}, ...]
+    classes: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+
+    memberships: Mapped[list["Membership"]] = relationship(back_populates="project",
+                                                           cascade="all, delete-orphan")
+
+
+class Membership(Base):
+    __tablename__ = "membership"
+    __table_args__ = (UniqueConstraint("project_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="memberships")
+    user: Mapped[User] = relationship(back_populates="memberships")
+
+
+class Image(Base):
+    __tablename__ = "image"
+    __table_args__ = (
+        UniqueConstraint("project_id", "sha256"),
+        Index("ix_image_project_status", "project_id", "status"),
+        Index("ix_image_project_name", "project_id", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(512))
+    blob_key: Mapped[str] = mapped_column(String(128))
+    sha256: Mapped[str] = mapped_column(String(64))
+    shape: Mapped[list[Any]] = mapped_column(JSON)          # e.g. [Z, C, Y, X] in `axes` order
+    dtype: Mapped[str] = mapped_column(String(16))
+    axes: Mapped[str] = mapped_column(String(8))            # e.g. "ZCYX"
+    channel_names: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # new / in_progress / annotated / reviewed / excluded
+    status: Mapped[str] = mapped_column(String(16), default="new")
+    quality_note: Mapped[str] = mapped_column(Text, default="")
+    assigned_to_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    lease_expires_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    uploaded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Annotation(Base):
+    __tablename__ = "annotation"
+    __table_args__ = (UniqueConstraint("image_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("annotation.id", ondelete="SET NULL"))
+    author_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    label_blob_key: Mapped[Optional[str]] = mapped_column(String(128))    # instance label mask
+    region_blob_key: Mapped[Optional[str]] = mapped_column(String(128))   # annotated-region mask
+    points: Mapped[list[Any]] = mapped_column(JSON, default=list)         # counting mode
+    n_cells: Mapped[int] = mapped_column(Integer, default=0)
+    source: Mapped[str] = mapped_column(String(32), default="manual")     # manual/model-corrected/imported
+    source_model_version_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("model_version.id", ondelete="SET NULL"))
+    is_draft: Mapped[bool] = mapped_column(Boolean, default=False)
+    review_state: Mapped[str] = mapped_column(String(16), default="submitted")
+    review_comment: Mapped[str] = mapped_column(Text, default="")
+    reviewer_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("model_version.id", ondelete="SET NULL"))
+    weights_blob_key: Mapped[Optional[str]] = mapped_column(String(128))
+    architecture: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    normalisation: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    curve: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    training_data: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Score(Base):
+    __tablename__ = "score"
+    __table_args__ = (
+        UniqueConstraint("image_id", "model_version_id", "strategy"),
+        Index("ix_score_rank", "model_version_id", "strategy", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id", ondelete="CASCADE"))
+    strategy: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Job(Base):
+    __tablename__ = "job"
+    __table_args__ = (Index("ix_job_project_state", "project_id", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[Optional[int]] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    # queued / running / done / failed / cancelled
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str] = mapped_column(String(128), default="")   # Celery hostname running it
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+
+
+class LoginAttempt(Base):
+    """Failed and successful logins: the rate limiter counts them across all workers."""
+    __tablename__ = "login_attempt"
+    __table_args__ = (
+        Index("ix_login_attempt_ip_at", "ip", "at"),
+        Index("ix_login_attempt_username_at", "username", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str] = mapped_column(String(64))
+    success: Mapped[bool] = mapped_column(Boolean)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -1,0 +1,154 @@
+"""Content-addressed blob storage.
+
+A blob's key is the sha256 of its bytes, so identical content is stored once. Writes are
+atomic: bytes go to a temporary file that is renamed into place, so a crash never leaves a
+half-written blob under a real key. `LocalBlobStore` keeps blobs under a directory;
+`FsspecBlobStore` works on any fsspec URL (a local path now, object storage later).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import numpy as np
+
+KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class BlobNotFound(KeyError):
+    pass
+
+
+def _check_key(key: str) -> str:
+    if not isinstance(key, str) or not KEY_RE.match(key):
+        raise ValueError(f"not a blob key: {key!r}")
+    return key
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class BlobStore(Protocol):
+    def put_bytes(self, data: bytes) -> str: ...
+    def get_bytes(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+
+
+class LocalBlobStore:
+    """Blobs as files `root/ab/cd/abcd...` (two levels keep directories small)."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "tmp").mkdir(exist_ok=True)
+
+    def path(self, key: str) -> Path:
+        _check_key(key)
+        return self.root / key[:2] / key[2:4] / key
+
+    def put_bytes(self, data: bytes) -> str:
+        key = sha256_bytes(data)
+        target = self.path(key)
+        if target.exists():
+            return key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=key[:8])
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return key
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self.path(key), "rb")
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        return self.path(key).exists()
+
+    def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+
+class FsspecBlobStore:
+    """Blobs on any fsspec filesystem, e.g. `file:///srv/blobs` or `s3://bucket/prefix`."""
+
+    def __init__(self, url: str):
+        import fsspec
+
+        self.fs, self.base = fsspec.core.url_to_fs(url)
+        self.base = self.base.rstrip("/")
+        self.fs.makedirs(self.base, exist_ok=True)
+
+    def _path(self, key: str) -> str:
+        _check_key(key)
+        return f"{self.base}/{key[:2]}/{key[2:4]}/{key}"
+
+    def put_bytes(self, data: bytes) -> str:
+        key = sha256_bytes(data)
+        path = self._path(key)
+        if self.fs.exists(path):
+            return key
+        self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        tmp = f"{path}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+        self.fs.pipe_file(tmp, data)
+        self.fs.mv(tmp, path)  # a rename on local disks; object stores write whole objects
+        return key
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self.fs.cat_file(self._path(key))
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(self._path(key))
+
+    def delete(self, key: str) -> None:
+        if self.fs.exists(self._path(key)):
+            self.fs.rm_file(self._path(key))
+
+
+def open_blob_store(storage_url: str, default_dir: str | os.PathLike) -> BlobStore:
+    """The store named by STORAGE_URL, or a local store in the data directory."""
+    return FsspecBlobStore(storage_url) if storage_url else LocalBlobStore(default_dir)
+
+
+# ---------------------------------------------------------------- arrays as blobs
+def array_to_bytes(array: np.ndarray) -> bytes:
+    """Serialise an array as .npy (no pickle): exact dtype and shape, fast to read back."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def array_from_bytes(data: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def put_array(store: BlobStore, array: np.ndarray) -> str:
+    return store.put_bytes(array_to_bytes(array))
+
+
+def get_array(store: BlobStore, key: str) -> np.ndarray:
+    return array_from_bytes(store.get_bytes(key))
