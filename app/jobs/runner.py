@@ -11,6 +11,7 @@ import traceback
 
 from sqlalchemy import select, update
 
+from app.config import Config
 from app.db import Database
 from app.jobs.registry import HANDLERS, load_handlers
 from app.tables import Job, utcnow
@@ -27,9 +28,10 @@ class JobCancelled(Exception):
 class JobContext:
     """What a handler gets: progress reporting, the cancel flag, and the database."""
 
-    def __init__(self, db: Database, job_id: int, project_id: int | None,
+    def __init__(self, db: Database, config: Config, job_id: int, project_id: int | None,
                  user_id: int | None, min_interval_s: float = 0.5):
         self.db = db
+        self.config = config
         self.job_id = job_id
         self.project_id = project_id
         self.user_id = user_id
@@ -57,7 +59,7 @@ class JobContext:
                 raise JobCancelled()
 
 
-def run_job(db: Database, job_id: int, worker: str = "") -> str:
+def run_job(db: Database, config: Config, job_id: int, worker: str = "") -> str:
     """Run job `job_id` to the end; return its final state."""
     load_handlers()
     with db.session_scope() as s:
@@ -72,7 +74,7 @@ def run_job(db: Database, job_id: int, worker: str = "") -> str:
             return job.state
         job.state, job.started_at, job.worker = "running", utcnow(), worker
         kind, params = job.kind, dict(job.params or {})
-        ctx = JobContext(db, job.id, job.project_id, job.user_id)
+        ctx = JobContext(db, config, job.id, job.project_id, job.user_id)
     handler = HANDLERS.get(kind)
     state, values = "done", {}
     try:

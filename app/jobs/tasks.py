@@ -29,5 +29,5 @@ def _after_fork(**_kwargs) -> None:
 @shared_task(name=RUN_JOB, bind=True, acks_late=True)
 def run_job_task(self, job_id: int) -> str:
     config: Config = self.app.conf.cellloop_config
-    return run_job(_database(config.sqlalchemy_url), int(job_id),
+    return run_job(_database(config.sqlalchemy_url), config, int(job_id),
                    worker=self.request.hostname or "")

@@ -6,6 +6,7 @@ the limit holds across every gunicorn worker.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -22,8 +23,7 @@ log = logging.getLogger(__name__)
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}$")
 MIN_PASSWORD = 8
-# A hash to check against when the user does not exist, so timing does not reveal usernames.
-_DUMMY_HASH = generate_password_hash("not-a-real-password")
+HASH_METHOD = "scrypt"  # werkzeug's scrypt (n=2^15, r=8, p=1); tests may lower the cost
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,16 @@ class UserInfo:
 def _info(user: User) -> UserInfo:
     return UserInfo(user.id, user.username, user.is_admin, user.is_active, user.created_at,
                     user.last_login_at)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Checked against when the user does not exist, so timing does not reveal usernames."""
+    return _hash("not-a-real-password")
+
+
+def _hash(password: str) -> str:
+    return generate_password_hash(password, method=HASH_METHOD)
 
 
 def _check_password(password: str) -> None:
@@ -81,7 +91,7 @@ def _create(session: Session, username: str, password: str, is_admin: bool) -> U
     _check_password(password)
     if find_user(session, username) is not None:
         raise Conflict(f"The username {username!r} is taken.")
-    user = User(username=username, password_hash=generate_password_hash(password),
+    user = User(username=username, password_hash=_hash(password),
                 is_admin=bool(is_admin), is_active=True)
     session.add(user)
     session.flush()
@@ -103,7 +113,7 @@ def authenticate(session: Session, username: str, password: str, ip: str,
         log.warning("login rate limit hit for user=%r ip=%s", username, ip)
         raise RateLimited("Too many failed login attempts. Wait a minute and try again.")
     user = find_user(session, username) if username else None
-    ok = check_password_hash(user.password_hash if user else _DUMMY_HASH, password or "")
+    ok = check_password_hash(user.password_hash if user else _dummy_hash(), password or "")
     ok = ok and user is not None and user.is_active
     session.add(LoginAttempt(username=username, ip=ip, success=ok))
     if not ok:
@@ -119,7 +129,7 @@ def change_password(session: Session, actor: User, old: str, new: str) -> None:
     if not check_password_hash(user.password_hash, old or ""):
         raise ValidationError("The current password is wrong.")
     _check_password(new)
-    user.password_hash = generate_password_hash(new)
+    user.password_hash = _hash(new)
     user.auth_version += 1
 
 
@@ -127,7 +137,7 @@ def reset_password(session: Session, actor: Actor, user_id: int, new: str) -> No
     require_admin(actor)
     user = _get(session, user_id)
     _check_password(new)
-    user.password_hash = generate_password_hash(new)
+    user.password_hash = _hash(new)
     user.auth_version += 1
     log.info("%s reset the password of %s", actor.username, user.username)
 

@@ -1,0 +1,50 @@
+"""Job kinds that ship with CellLoop."""
+from __future__ import annotations
+
+import re
+import shutil
+
+from app.jobs.registry import job_kind
+from app.services import images
+from app.tables import User
+from storage.blobstore import open_blob_store
+
+STAGING_TOKEN = re.compile(r"^[0-9a-f]{16,64}$")
+
+
+def staging_dir(config, token: str):
+    """Where uploaded files wait for the import job: <data>/staging/<token>/."""
+    if not STAGING_TOKEN.match(token or ""):
+        raise ValueError("bad staging token")
+    return config.data_dir / "staging" / token
+
+
+@job_kind("import")
+def import_staged(ctx, staging: str) -> dict:
+    """Import every image staged under `staging` (labels from its `labels/` subfolder,
+    matched by file stem), then remove the staging folder."""
+    folder = staging_dir(ctx.config, staging)
+    if not folder.is_dir():
+        raise FileNotFoundError("The uploaded files are gone (staging folder missing).")
+    paths = sorted(p for p in folder.iterdir() if p.is_file())
+    labels = {p.stem: p for p in (folder / "labels").glob("*") if p.is_file()}
+    items = [images.ImportFile(p.name, p.read_bytes,
+                               labels[p.stem].read_bytes if p.stem in labels else None,
+                               labels[p.stem].name if p.stem in labels else "")
+             for p in paths]
+    store = open_blob_store(ctx.config.storage_url, ctx.config.blob_dir)
+    total = max(1, len(items))
+
+    def report(i, result):
+        ctx.progress(i / total, f"{i}/{total}: {result.name} {result.status}")
+
+    with ctx.db.session_scope() as session:
+        actor = session.get(User, ctx.user_id)
+        if actor is None:
+            raise PermissionError("The user who started this import no longer exists.")
+        results = images.import_files(session, actor, store, ctx.project_id, items,
+                                      ctx.config.max_image_pixels, progress=report)
+    shutil.rmtree(folder, ignore_errors=True)
+    counts = {s: sum(r.status == s for r in results) for s in ("imported", "duplicate", "rejected")}
+    return {**counts, "files": [{"name": r.name, "status": r.status, "message": r.message}
+                                for r in results[:5000]]}

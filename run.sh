@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install CellLoop, prepare the database and the demo project, then start the web server
+# (gunicorn, http://127.0.0.1:$PORT, default 8050) and one background worker.
+# Usage: ./run.sh [--no-demo]      Stop with Ctrl+C.
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/bootstrap.sh
+
+.venv/bin/python -m app init-db
+if [ "${1:-}" != "--no-demo" ]; then
+  .venv/bin/python -m app demo
+fi
+
+.venv/bin/python -m app worker &
+worker_pid=$!
+cleanup() { kill "$worker_pid" 2>/dev/null || true; wait "$worker_pid" 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+port="${PORT:-8050}"
+echo
+echo "CellLoop is starting on http://${HOST:-127.0.0.1}:${port}  (Ctrl+C stops it)"
+echo
+.venv/bin/gunicorn -c gunicorn.conf.py app.wsgi:application

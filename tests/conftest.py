@@ -1,0 +1,93 @@
+"""Shared fixtures: a fresh app and database per test, users in every role, logged-in
+clients, and options for headless Chromium on a closed network."""
+from __future__ import annotations
+
+import pytest
+from selenium.webdriver.chrome.options import Options as ChromeOptions
+
+from app import create_app, migrate
+from app.config import Config
+from app.permissions import SYSTEM
+from app.services import projects, users
+
+PASSWORD = "correct-horse-1"
+ROLES = ("owner", "reviewer", "annotator", "viewer")
+
+
+def pytest_setup_options():
+    """dash_duo's Chrome options: headless Chromium as root, on a machine without internet."""
+    options = ChromeOptions()
+    for arg in ("--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run", "--window-size=1280,900"):
+        options.add_argument(arg)
+    return options
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hash(monkeypatch):
+    """scrypt is deliberately slow; tests hash with a cheap method unless they opt out."""
+    monkeypatch.setattr(users, "HASH_METHOD", "pbkdf2:sha256:1000")
+
+
+@pytest.fixture
+def config(tmp_path) -> Config:
+    return Config(env="testing", secret_key="test-secret-key-0123456789",
+                  data_dir=tmp_path / "data").validated()
+
+
+@pytest.fixture
+def server(config):
+    migrate.upgrade(config)
+    return create_app(config)
+
+
+@pytest.fixture
+def dash_app(server):
+    return server.extensions["dash_app"]
+
+
+@pytest.fixture
+def db(server):
+    return server.extensions["cellloop"].db
+
+
+@pytest.fixture
+def session(db):
+    s = db.session()
+    yield s
+    s.rollback()
+    s.close()
+
+
+@pytest.fixture
+def world(db):
+    """An admin, an outsider, and a project 'Lab' with one user per role.
+
+    Returns a dict: {"project_id": int, "admin": id, "outsider": id, "owner": id, ...}."""
+    ids = {}
+    with db.session_scope() as s:
+        ids["admin"] = users.create_user(s, SYSTEM, "admin", PASSWORD, is_admin=True).id
+        ids["outsider"] = users.create_user(s, SYSTEM, "outsider", PASSWORD).id
+        for role in ROLES:
+            ids[role] = users.create_user(s, SYSTEM, role, PASSWORD).id
+        pid = projects.create_project(s, SYSTEM, "Lab", "test project",
+                                      owner_id=ids["owner"]).id
+        for role in ROLES[1:]:
+            projects.set_member(s, SYSTEM, pid, role, role)
+    ids["project_id"] = pid
+    return ids
+
+
+@pytest.fixture
+def login(server):
+    """login("viewer") -> a Flask test client with that user's session."""
+    def _login(username: str, password: str = PASSWORD):
+        client = server.test_client()
+        response = client.post("/login", data={"username": username, "password": password})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        return client
+    return _login
+
+
+def actor(session, username: str):
+    return users.find_user(session, username)
