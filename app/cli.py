@@ -13,6 +13,8 @@ import logging
 import socket
 import sys
 
+from sqlalchemy.exc import OperationalError
+
 from app.config import Config, ConfigError
 from app.errors import ServiceError
 
@@ -213,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         args.fn(config, args)
     except (ConfigError, ServiceError, CLIError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OperationalError as exc:
+        print(f"error: the database is not ready ({exc.orig}); run `python -m app init-db` "
+              "first", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -21,7 +21,6 @@ def make_celery(config: Config) -> Celery:
         worker_prefetch_multiplier=1,     # long jobs: take one at a time
         task_track_started=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"polling_interval": 0.5},
         result_expires=7 * 24 * 3600,
         worker_hijack_root_logger=False,
         cellloop_config=config,

@@ -107,30 +107,28 @@ def import_one(session: Session, actor: Actor, store: BlobStore, project: Projec
 
 def import_files(session: Session, actor: Actor, store: BlobStore, project_id: int,
                  items: Iterable[ImportFile], max_pixels: int,
-                 progress: Callable[[int, ImportResult], None] | None = None,
-                 commit_every: int = 50) -> list[ImportResult]:
-    """Import many files; each is its own savepoint, committed in batches.
+                 progress: Callable[[int, ImportResult], None] | None = None
+                 ) -> list[ImportResult]:
+    """Import many files, committing after each one.
 
-    Commits the session (a batch of thousands must not live in one transaction)."""
+    A file is all-or-nothing; a bad file does not stop the batch; files imported before a
+    crash or a cancel stay imported. `progress(i, result)` runs after each commit, so it may
+    write to the database itself (SQLite allows one writer at a time)."""
     project = require(session, actor, project_id, "import")
     results = []
     for i, item in enumerate(items, 1):
-        savepoint = session.begin_nested()
         try:
             result = import_one(session, actor, store, project, item, max_pixels)
         except Exception:
-            savepoint.rollback()
+            session.rollback()
             raise
         if result.status == "imported":
-            savepoint.commit()
+            session.commit()
         else:
-            savepoint.rollback()
+            session.rollback()
         results.append(result)
         if progress is not None:
             progress(i, result)
-        if i % commit_every == 0:
-            session.commit()
-    session.commit()
     n = sum(r.status == "imported" for r in results)
     log.info("%s imported %d of %d files into project %s", actor.username, n, len(results),
              project_id)

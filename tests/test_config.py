@@ -1,0 +1,48 @@
+"""Configuration from the environment."""
+import pytest
+
+from app.config import Config, ConfigError
+
+
+def test_defaults_are_the_embedded_setup(tmp_path):
+    cfg = Config.from_env({"CELLLOOP_DATA_DIR": str(tmp_path)}, dotenv=False)
+    assert cfg.env == "development" and not cfg.allow_registration
+    assert cfg.sqlalchemy_url == f"sqlite:///{tmp_path.resolve()}/cellloop.sqlite"
+    assert cfg.celery_broker_url.startswith("sqla+sqlite:///")
+    assert cfg.port == 8050 and cfg.max_image_pixels == 2 ** 28
+
+
+def test_production_requires_a_secret_key():
+    with pytest.raises(ConfigError, match="SECRET_KEY must be set"):
+        Config.from_env({"CELLLOOP_ENV": "production"}, dotenv=False)
+    cfg = Config.from_env({"CELLLOOP_ENV": "production", "SECRET_KEY": "x" * 32}, dotenv=False)
+    assert cfg.is_production and cfg.resolve_secret_key() == "x" * 32
+
+
+def test_bad_values_are_reported():
+    with pytest.raises(ConfigError, match="PORT must be an integer"):
+        Config.from_env({"PORT": "eighty"}, dotenv=False)
+    with pytest.raises(ConfigError, match="CELLLOOP_ENV"):
+        Config.from_env({"CELLLOOP_ENV": "staging"}, dotenv=False)
+
+
+def test_scale_out_urls():
+    cfg = Config.from_env({"DATABASE_URL": "postgres://u:p@db/cellloop",
+                           "REDIS_URL": "redis://cache:6379/0"}, dotenv=False)
+    assert cfg.sqlalchemy_url == "postgresql://u:p@db/cellloop"
+    assert cfg.celery_broker_url == cfg.celery_result_backend == "redis://cache:6379/0"
+
+
+def test_development_secret_is_generated_once_and_shared(tmp_path):
+    a = Config(data_dir=tmp_path).resolve_secret_key()
+    b = Config(data_dir=tmp_path).resolve_secret_key()
+    assert a == b and len(a) == 64
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_dotenv_file_is_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("PORT=9001\nALLOW_REGISTRATION=yes\n")
+    cfg = Config.from_env({}, dotenv=True)
+    assert cfg.port == 9001 and cfg.allow_registration
+    assert Config.from_env({"PORT": "9002"}).port == 9002  # the environment wins

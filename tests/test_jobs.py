@@ -1,0 +1,156 @@
+"""Job lifecycle: queued -> running -> done/failed/cancelled, stale recovery, and a real
+Celery worker on the SQLite transport."""
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from sqlalchemy import select
+
+from app.context import AppState
+from app.errors import Conflict, PermissionDenied
+from app.jobs import registry
+from app.jobs.builtin import staging_dir
+from app.jobs.runner import STALE_MESSAGE, fail_stale_jobs, run_job
+from app.services import jobs
+from app.tables import Image, Job
+from tests.conftest import actor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def png_bytes(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    PILImage.fromarray(rng.integers(0, 255, (32, 40), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def stage(config, token: str, files: dict[str, bytes]) -> str:
+    folder = staging_dir(config, token)
+    folder.mkdir(parents=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return token
+
+
+def add_job(db, world, kind="import", params=None, state="queued", worker=""):
+    with db.session_scope() as s:
+        job = Job(kind=kind, project_id=world["project_id"], user_id=world["annotator"],
+                  params=params or {}, state=state, worker=worker)
+        s.add(job)
+        s.flush()
+        return job.id
+
+
+def job_row(db, job_id) -> Job:
+    with db.session_scope() as s:
+        return s.get(Job, job_id)
+
+
+def test_import_job_runs_to_done(db, config, world):
+    token = stage(config, "a" * 32, {"one.png": png_bytes(1), "two.png": png_bytes(2),
+                                     "notes.txt": b"hello"})
+    job_id = add_job(db, world, params={"staging": token})
+    assert run_job(db, config, job_id, worker="w1") == "done"
+    job = job_row(db, job_id)
+    assert job.progress == 1.0 and job.started_at and job.finished_at
+    assert (job.result["imported"], job.result["rejected"]) == (2, 1)
+    assert "not a supported image type" in job.result["files"][0]["message"]
+    assert not staging_dir(config, token).exists()
+
+
+def test_failure_is_recorded(db, config, world):
+    job_id = add_job(db, world, params={"staging": "b" * 32})
+    assert run_job(db, config, job_id) == "failed"
+    job = job_row(db, job_id)
+    assert "staging folder missing" in job.error and job.finished_at is not None
+
+
+def test_unknown_kind_fails_clearly(db, config, world):
+    job_id = add_job(db, world, kind="teleport")
+    assert run_job(db, config, job_id) == "failed"
+    assert "Unknown job kind 'teleport'" in job_row(db, job_id).error
+
+
+def test_cancel_between_steps(db, config, world, monkeypatch):
+    steps = []
+
+    def slow_steps(ctx, n):
+        for i in range(n):
+            steps.append(i)
+            if i == 2:
+                with ctx.db.session_scope() as s:
+                    s.get(Job, ctx.job_id).cancel_requested = True
+            ctx.progress(i / n, f"step {i}", force=True)
+        return {}
+
+    monkeypatch.setitem(registry.HANDLERS, "steps", slow_steps)
+    job_id = add_job(db, world, kind="steps", params={"n": 10})
+    assert run_job(db, config, job_id) == "cancelled"
+    assert steps == [0, 1, 2] and job_row(db, job_id).state == "cancelled"
+
+
+def test_cancel_before_start_and_who_may_cancel(db, config, world):
+    with db.session_scope() as s:
+        info = jobs.submit_job(s, actor(s, "annotator"), world["project_id"], "import",
+                               {"staging": "c" * 32}, lambda _id: None)
+    with db.session_scope() as s:
+        with pytest.raises(PermissionDenied):
+            jobs.cancel_job(s, actor(s, "reviewer"), info.id)
+        assert jobs.cancel_job(s, actor(s, "annotator"), info.id).cancel_requested
+    assert run_job(db, config, info.id) == "cancelled"
+
+
+def test_one_training_job_per_project(db, world):
+    with db.session_scope() as s:
+        reviewer = actor(s, "reviewer")
+        jobs.submit_job(s, reviewer, world["project_id"], "train", {}, lambda _id: None)
+        with pytest.raises(Conflict, match="already queued or running"):
+            jobs.submit_job(s, reviewer, world["project_id"], "train", {}, lambda _id: None)
+        assert [j.kind for j in jobs.list_jobs(s, actor(s, "viewer"), world["project_id"])] == ["train"]
+        assert jobs.list_jobs(s, actor(s, "outsider")) == []
+
+
+def test_stale_running_jobs_fail_on_worker_start(db, world):
+    mine = add_job(db, world, state="running", worker="w1")
+    other = add_job(db, world, state="running", worker="w2")
+    assert fail_stale_jobs(db, "w1") == 1
+    assert job_row(db, mine).state == "failed" and job_row(db, mine).error == STALE_MESSAGE
+    assert job_row(db, other).state == "running"
+
+
+@pytest.mark.slow
+def test_real_worker_runs_jobs_and_recovers_stale_ones(db, config, world):
+    stale = add_job(db, world, state="running", worker="")
+    env = {**os.environ, "CELLLOOP_DATA_DIR": str(config.data_dir),
+           "SECRET_KEY": config.secret_key, "PYTHONUNBUFFERED": "1"}
+    log = open(config.data_dir / "worker.log", "w")
+    worker = subprocess.Popen([sys.executable, "-m", "app", "worker", "--pool=solo"], cwd=ROOT,
+                              env=env, stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    try:
+        token = stage(config, "d" * 32, {"a.png": png_bytes(3), "b.png": png_bytes(4)})
+        with db.session_scope() as s:
+            info = jobs.submit_job(s, actor(s, "annotator"), world["project_id"], "import",
+                                   {"staging": token}, AppState(config, db).enqueue)
+        deadline = time.time() + 120
+        while time.time() < deadline and job_row(db, info.id).state in ("queued", "running"):
+            time.sleep(0.5)
+        job = job_row(db, info.id)
+        assert job.state == "done", (job.state, job.error,
+                                     (config.data_dir / "worker.log").read_text()[-3000:])
+        assert job.result["imported"] == 2 and job.worker.startswith("cellloop@")
+        assert job_row(db, stale).state == "failed"
+        with db.session_scope() as s:
+            assert len(s.scalars(select(Image)).all()) == 2
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=60)
+        log.close()
