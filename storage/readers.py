@@ -180,7 +180,11 @@ def _read_npy(name: str, data: bytes, max_pixels: int) -> ImageData:
     try:
         buf = io.BytesIO(data)
         version = np.lib.format.read_magic(buf)
-        shape, _fortran, dtype = np.lib.format._read_array_header(buf, version)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ImageReadError(f"{name}: .npy format version {version} is not supported.")
+        shape, _fortran, dtype = read_header(buf)
         _check_dtype(name, dtype)
         _check_size(name, shape, max_pixels)
         array = np.load(io.BytesIO(data), allow_pickle=False)

@@ -1,0 +1,84 @@
+"""Page callbacks called as plain functions inside a request of a logged-in user."""
+import contextlib
+import json
+
+import dash
+import pytest
+from flask_login import login_user
+
+from app.context import get_session
+from app.services import projects, users
+from tests.conftest import PASSWORD
+
+
+@pytest.fixture
+def as_user(server):
+    @contextlib.contextmanager
+    def _as(username):
+        with server.test_request_context("/_dash-update-component", method="POST"):
+            login_user(users.find_user(get_session(), username))
+            yield
+    return _as
+
+
+def text(component) -> str:
+    return json.dumps(component.to_plotly_json(), default=lambda o: o.to_plotly_json())
+
+
+def test_create_project_redirects_to_it(as_user, world):
+    from pages import projects as page
+    with as_user("viewer"):
+        message, href = page.create_project(1, "Yeast", "budding", "BF:#ffffff, GFP:#00ff00",
+                                            "cell:#ff0000")
+        assert message is None and href.startswith("/projects/")
+        pid = int(href.rsplit("/", 1)[1])
+        assert projects.get_project(get_session(), users.find_user(get_session(), "viewer"),
+                                    pid).role == "owner"
+        message, href = page.create_project(1, "Yeast", "", "", "")
+        assert href is dash.no_update and "exists already" in text(message)
+
+
+def test_add_member_callback(as_user, world):
+    from pages import project as page
+    pid = world["project_id"]
+    with as_user("owner"):
+        table, message = page.add_member(1, pid, "outsider", "reviewer")
+        assert "outsider is now reviewer" in text(message) and "outsider" in text(table)
+        table, message = page.add_member(1, pid, "nobody", "reviewer")
+        assert table is dash.no_update and "No user called" in text(message)
+    with as_user("annotator"):
+        table, message = page.add_member(1, pid, "outsider", "owner")
+        assert table is dash.no_update and "this needs owner" in text(message)
+        table, message = page.add_member(1, "not-a-number", "outsider", "owner")
+        assert "not a member" in text(message)
+
+
+def test_role_and_remove_callbacks(as_user, world):
+    from pages import project as page
+    pid = world["project_id"]
+    with as_user("owner"):
+        status = page.change_role("reviewer", {"type": page.ROLE, "user": world["viewer"]}, pid)
+        assert "saved: reviewer" in text(status)
+        label, disabled = page.remove_member(1, {"type": page.REMOVE, "user": world["viewer"]}, pid)
+        assert (label, disabled) == ("Removed", True)
+        label, disabled = page.remove_member(1, {"type": page.REMOVE, "user": world["owner"]}, pid)
+        assert "at least one owner" in label and disabled is False
+
+
+def test_account_password_change(as_user, world):
+    from pages import account as page
+    with as_user("viewer"):
+        assert "differ" in text(page.change_password(1, PASSWORD, "new-password-1", "other-x"))
+        assert "wrong" in text(page.change_password(1, "bad-old-pw", "new-password-1",
+                                                    "new-password-1"))
+        assert "Password changed" in text(page.change_password(1, PASSWORD, "new-password-1",
+                                                               "new-password-1"))
+
+
+def test_layouts_check_access(as_user, world):
+    from pages import admin_users, project
+    with as_user("outsider"):
+        assert "not a member" in text(project.layout(project_id=str(world["project_id"])))
+        assert "Only site admins" in text(admin_users.layout())
+    with as_user("admin"):
+        assert "outsider" in text(admin_users.layout())
