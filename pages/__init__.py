@@ -5,6 +5,8 @@ starting with `_` are helpers, not pages. Pages only call `app.services`.
 """
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 
 import dash
@@ -14,6 +16,19 @@ from flask import Flask
 
 PAGES_DIR = Path(__file__).resolve().parent
 ASSETS_DIR = PAGES_DIR.parent / "assets"
+PAGE_MODULES = ("projects", "project", "admin_users", "account", "not_found_404")
+
+
+def _load_pages() -> None:
+    """Import (or re-execute, for a second app in the same process) each page module, so
+    it registers its page and callbacks with the app being built, under its normal name."""
+    for name in PAGE_MODULES:
+        module = f"{__name__}.{name}"
+        if module in sys.modules:
+            loaded = importlib.reload(sys.modules[module])
+        else:
+            loaded = importlib.import_module(module)
+        dash.page_registry[module]["layout"] = loaded.layout
 
 
 def init_dash(server: Flask) -> dash.Dash:
@@ -28,7 +43,7 @@ def init_dash(server: Flask) -> dash.Dash:
         __name__,
         server=server,
         use_pages=True,
-        pages_folder=str(PAGES_DIR),
+        pages_folder="",  # pages are imported by _load_pages, not scanned
         assets_folder=str(ASSETS_DIR),
         external_stylesheets=["/vendor/bootstrap.min.css"],
         suppress_callback_exceptions=True,
@@ -36,6 +51,7 @@ def init_dash(server: Flask) -> dash.Dash:
         update_title=None,
         serve_locally=True,
     )
+    _load_pages()
     app.layout = shell_layout
     with server.test_request_context("/"):
         app._setup_server()  # take this app's callbacks now, before another app is built
