@@ -46,6 +46,8 @@ def create_app(config: Config | None = None) -> Flask:
     init_request_log(server)
     init_auth(server)
     _register_routes(server)
+    from app.api import bp as api_bp
+    server.register_blueprint(api_bp)
 
     from pages import init_dash  # composition root: the UI is mounted last
     init_dash(server)

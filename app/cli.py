@@ -12,6 +12,7 @@ import getpass
 import logging
 import socket
 import sys
+from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
@@ -136,6 +137,61 @@ def cmd_demo(config: Config, _args) -> None:
         print(f"  {username:8s} {password:18s} {role}{' + site admin' if is_admin else ''}")
 
 
+def cmd_import(config: Config, args) -> None:
+    from tqdm import tqdm
+
+    from app.permissions import SYSTEM
+    from app.services import images, projects
+    from app.services.sources import iter_import_files, labelstudio_items
+    from storage.blobstore import open_blob_store
+    store = open_blob_store(config.storage_url, config.blob_dir)
+    paths = [Path(p) for p in args.paths]
+    if args.labelstudio:
+        if len(paths) != 1 or not paths[0].is_dir():
+            raise CLIError("with --labelstudio give exactly one folder of images")
+        items = labelstudio_items(Path(args.labelstudio), paths[0])
+    else:
+        items = iter_import_files(paths, Path(args.masks) if args.masks else None,
+                                  config.max_image_pixels)
+    counts = {"imported": 0, "duplicate": 0, "rejected": 0}
+    problems = []
+    with _db(config).session_scope() as s, tqdm(unit="file", disable=args.quiet) as bar:
+        pid = projects.find_project_id(s, args.project)
+
+        def report(_i, result):
+            counts[result.status] += 1
+            if result.status == "rejected":
+                problems.append(result.message)
+            bar.update(1)
+            bar.set_postfix(counts, refresh=False)
+
+        images.import_files(s, SYSTEM, store, pid, items, config.max_image_pixels,
+                            progress=report)
+    for message in problems:
+        print(f"rejected: {message}", file=sys.stderr)
+    print(f"imported {counts['imported']}, duplicates {counts['duplicate']}, "
+          f"rejected {counts['rejected']}")
+    if counts["imported"] == 0 and counts["rejected"]:
+        raise CLIError("nothing was imported")
+
+
+def cmd_export(config: Config, args) -> None:
+    from app.permissions import SYSTEM
+    from app.services import exports, projects
+    from storage.blobstore import open_blob_store
+    store = open_blob_store(config.storage_url, config.blob_dir)
+    formats = exports.parse_formats(args.format)
+    with _db(config).session_scope() as s:
+        pid = projects.find_project_id(s, args.project)
+        out = Path(args.out)
+        if out.suffix == ".zip":
+            summary = exports.export_zip(s, SYSTEM, store, pid, out, formats)
+        else:
+            summary = exports.export_project(s, SYSTEM, store, pid, out, formats)
+    print(f"exported {summary.n_images} images ({summary.n_annotated} annotated) as "
+          f"{', '.join(summary.formats)} to {summary.out_dir} ({len(summary.files)} files)")
+
+
 def cmd_run(config: Config, args) -> None:
     from app import create_app
     server = create_app(config)
@@ -194,6 +250,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("role", help="owner, reviewer, annotator or viewer")
     c.set_defaults(fn=cmd_add_member)
     sub.add_parser("demo", help="load the demo project and accounts").set_defaults(fn=cmd_demo)
+    c = sub.add_parser("import", help="import images (files, folders, .zip, .h5) into a project")
+    c.add_argument("project", help="project name or id")
+    c.add_argument("paths", nargs="+", help="image files, folders, .zip archives, .h5 files")
+    c.add_argument("--masks", help="folder of label images matched to images by file stem")
+    c.add_argument("--labelstudio", help="Label Studio JSON export with annotations of the "
+                                         "images in the (single) folder given")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(fn=cmd_import)
+    c = sub.add_parser("export", help="export masks, counts and datasets")
+    c.add_argument("project", help="project name or id")
+    c.add_argument("out", help="output folder, or a .zip file")
+    c.add_argument("--format", default="all",
+                   help="tiff, png, hdf5, coco, counts or all (comma separated)")
+    c.set_defaults(fn=cmd_export)
     c = sub.add_parser("run", help="development server (use gunicorn in production)")
     c.add_argument("--host", default=None)
     c.add_argument("--port", type=int, default=None)

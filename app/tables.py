@@ -114,6 +114,10 @@ class Image(Base):
     lease_expires_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     uploaded_by_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # A downsampled copy (longest side <= 2048) for display of large images; None if small.
+    preview_blob_key: Mapped[Optional[str]] = mapped_column(String(128))
+    # Soft delete: hidden everywhere, history still exported, until purged.
+    deleted_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
 
 
 class Annotation(Base):
@@ -129,6 +133,8 @@ class Annotation(Base):
     label_blob_key: Mapped[Optional[str]] = mapped_column(String(128))    # instance label mask
     region_blob_key: Mapped[Optional[str]] = mapped_column(String(128))   # annotated-region mask
     points: Mapped[list[Any]] = mapped_column(JSON, default=list)         # counting mode
+    # {"<label id>": <class index>} for cells not of the project's first class
+    cell_classes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     n_cells: Mapped[int] = mapped_column(Integer, default=0)
     source: Mapped[str] = mapped_column(String(32), default="manual")     # manual/model-corrected/imported
     source_model_version_id: Mapped[Optional[int]] = mapped_column(

@@ -6,6 +6,7 @@ import shutil
 
 from app.jobs.registry import job_kind
 from app.services import images
+from app.services.sources import iter_import_files
 from app.tables import User
 from storage.blobstore import open_blob_store
 
@@ -26,12 +27,9 @@ def import_staged(ctx, staging: str) -> dict:
     folder = staging_dir(ctx.config, staging)
     if not folder.is_dir():
         raise FileNotFoundError("The uploaded files are gone (staging folder missing).")
-    paths = sorted(p for p in folder.iterdir() if p.is_file())
-    labels = {p.stem: p for p in (folder / "labels").glob("*") if p.is_file()}
-    items = [images.ImportFile(p.name, p.read_bytes,
-                               labels[p.stem].read_bytes if p.stem in labels else None,
-                               labels[p.stem].name if p.stem in labels else "")
-             for p in paths]
+    masks = folder / "labels"
+    items = list(iter_import_files([folder], masks if masks.is_dir() else None,
+                                   ctx.config.max_image_pixels, ctx.config.max_content_length))
     store = open_blob_store(ctx.config.storage_url, ctx.config.blob_dir)
     total = max(1, len(items))
 

@@ -1,0 +1,80 @@
+"""Flask routes that serve pixels and files (never through Dash callbacks): image renderings,
+thumbnails, annotation overlays and export downloads. Each checks the user's access through
+the same services as the pages, and sends ETags so browsers cache renderings."""
+from __future__ import annotations
+
+import secrets
+
+from flask import Blueprint, Response, jsonify, request, send_file
+
+from app.context import current_actor, get_config, get_session, state
+from app.errors import ServiceError
+from app.services import display, exports
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+@bp.errorhandler(ServiceError)
+def _service_error(exc: ServiceError):
+    return jsonify(error=str(exc)), exc.http_status
+
+
+def _cached(rendered: display.Rendered) -> Response:
+    response = Response(rendered.data, mimetype=rendered.mimetype)
+    response.set_etag(rendered.etag)
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response.make_conditional(request)
+
+
+def _not_modified(etag: str) -> Response | None:
+    if etag in request.if_none_match:
+        response = Response(status=304)
+        response.set_etag(etag)
+        return response
+    return None
+
+
+@bp.get("/images/<int:image_id>/render.<ext>")
+def render(image_id: int, ext: str):
+    fmt = {"jpg": "JPEG", "png": "PNG"}.get(ext)
+    if fmt is None:
+        return jsonify(error="use .jpg or .png"), 404
+    z = request.args.get("z", 0, type=int)
+    size = request.args.get("size", 1024, type=int)
+    views = request.args.get("views")
+    actor, session = current_actor(), get_session()
+    hit = _not_modified(display.image_etag(session, actor, image_id, z, views, size, fmt))
+    if hit is not None:
+        return hit
+    return _cached(display.render_image(session, actor, state().blobs, image_id, z, views,
+                                        size, fmt))
+
+
+@bp.get("/images/<int:image_id>/thumbnail.jpg")
+def thumbnail(image_id: int):
+    actor, session = current_actor(), get_session()
+    hit = _not_modified(display.image_etag(session, actor, image_id, 0, None, 160, "JPEG"))
+    if hit is not None:
+        return hit
+    return _cached(display.render_image(session, actor, state().blobs, image_id, 0, None,
+                                        160, "JPEG"))
+
+
+@bp.get("/images/<int:image_id>/overlay.png")
+def overlay(image_id: int):
+    version = request.args.get("version", None, type=int)
+    size = request.args.get("size", 1024, type=int)
+    return _cached(display.render_overlay(get_session(), current_actor(), state().blobs,
+                                          image_id, version, size))
+
+
+@bp.get("/projects/<int:project_id>/export.zip")
+def export(project_id: int):
+    formats = exports.parse_formats(request.args.get("formats", "all"))
+    folder = get_config().data_dir / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    exports.remove_old_exports(folder)
+    path = folder / f"project-{project_id}-{secrets.token_hex(8)}.zip"
+    exports.export_zip(get_session(), current_actor(), state().blobs, project_id, path, formats)
+    return send_file(path, mimetype="application/zip", as_attachment=True,
+                     download_name=f"cellloop-project-{project_id}.zip")

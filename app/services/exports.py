@@ -1,0 +1,169 @@
+"""Export a project: images and masks for napari/Cellpose (TIFF), semantic PNG masks, the HDF5
+sample layout, COCO instance JSON, per-image counts (CSV, JSON) and a manifest with the full
+annotation history (who, when, source, from which model version).
+
+Each image's newest non-draft annotation is exported; images without one are exported as
+images only. Deleted images appear in the manifest (marked) until purged.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import ValidationError
+from app.permissions import Actor, require
+from app.tables import Annotation, Image, Project, User
+from storage import coco, writers
+from storage.blobstore import BlobStore, get_array
+from storage.hdf5 import Sample, write_samples
+
+FORMATS = ("tiff", "png", "hdf5", "coco", "counts")
+COUNT_COLUMNS = ["image_id", "image", "status", "n_cells", "annotation_version", "author",
+                 "source", "created_at"]
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    out_dir: str
+    formats: tuple[str, ...]
+    n_images: int
+    n_annotated: int
+    files: tuple[str, ...]
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    names = [f.strip().lower() for f in (text or "all").split(",") if f.strip()]
+    if "all" in names:
+        return FORMATS
+    bad = [n for n in names if n not in FORMATS]
+    if bad or not names:
+        raise ValidationError(f"Unknown export format(s) {', '.join(bad) or '(none)'}; choose "
+                              f"from {', '.join(FORMATS)} or all.")
+    return tuple(names)
+
+
+def _safe_stem(name: str, image_id: int, used: set[str]) -> str:
+    stem = re.sub(r"(\.ome)?\.[A-Za-z0-9]+$", "", name)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem.replace("/", "__")).strip("._") or "image"
+    if stem in used:
+        stem = f"{stem}_{image_id}"
+    used.add(stem)
+    return stem
+
+
+def export_project(session: Session, actor: Actor, store: BlobStore, project_id: int,
+                   out_dir: str | Path, formats: tuple[str, ...] = FORMATS,
+                   progress=None) -> ExportSummary:
+    project = require(session, actor, project_id, "export")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    users = dict(session.execute(select(User.id, User.username)).all())
+    images = session.scalars(select(Image).where(Image.project_id == project_id)
+                             .order_by(Image.id)).all()
+    history = {}
+    for ann in session.scalars(select(Annotation).join(Image).where(
+            Image.project_id == project_id).order_by(Annotation.image_id, Annotation.version)):
+        history.setdefault(ann.image_id, []).append(ann)
+    used: set[str] = set()
+    written: list[str] = []
+    samples, coco_images, coco_anns, counts, manifest_images = [], [], [], [], []
+    live = [im for im in images if im.deleted_at is None]
+    for i, image in enumerate(images):
+        versions = [a for a in history.get(image.id, []) if not a.is_draft]
+        manifest_images.append(_manifest_entry(image, history.get(image.id, []), users))
+        if image.deleted_at is not None:
+            continue
+        stem = _safe_stem(image.name, image.id, used)
+        latest = versions[-1] if versions else None
+        pixels = get_array(store, image.blob_key)
+        labels = (get_array(store, latest.label_blob_key)
+                  if latest is not None and latest.label_blob_key else None)
+        classes = {int(k): int(v) for k, v in (latest.cell_classes or {}).items()} if latest else {}
+        if "tiff" in formats:
+            writers.write_bytes(out / "tiff" / f"{stem}.tif",
+                                writers.image_tiff_bytes(pixels, image.channel_names))
+            if labels is not None:
+                writers.write_bytes(out / "tiff" / f"{stem}_masks.tif",
+                                    writers.mask_tiff_bytes(labels))
+        if "png" in formats and labels is not None:
+            writers.write_bytes(out / "semantic" / f"{stem}.png",
+                                writers.semantic_png_bytes(labels, classes))
+        if "hdf5" in formats:
+            samples.append(Sample(image.name, pixels, [labels] if labels is not None else []))
+        if "coco" in formats:
+            coco_images.append({"id": image.id, "file_name": f"{stem}.tif", "name": image.name,
+                                "height": int(pixels.shape[2]), "width": int(pixels.shape[3])})
+            if labels is not None:
+                coco_anns += coco.labels_to_annotations(labels, image.id, len(coco_anns) + 1,
+                                                        classes)
+        counts.append({"image_id": image.id, "image": image.name, "status": image.status,
+                       "n_cells": latest.n_cells if latest else "",
+                       "annotation_version": latest.version if latest else "",
+                       "author": users.get(latest.author_id, "") if latest else "",
+                       "source": latest.source if latest else "",
+                       "created_at": latest.created_at.isoformat() if latest else ""})
+        if progress is not None:
+            progress(i + 1, len(images))
+    if "hdf5" in formats:
+        write_samples(out / "dataset.h5", samples)
+    if "coco" in formats:
+        categories = [{"id": k + 1, "name": c["name"], "color": c["color"]}
+                      for k, c in enumerate(project.classes)]
+        writers.write_json(out / "coco.json", {"images": coco_images, "annotations": coco_anns,
+                                                "categories": categories,
+                                                "info": {"project": project.name,
+                                                         "exporter": "CellLoop"}})
+    if "counts" in formats:
+        writers.write_csv(out / "counts.csv", counts, COUNT_COLUMNS)
+        writers.write_json(out / "counts.json", counts)
+    writers.write_json(out / "manifest.json", {
+        "project": {"id": project.id, "name": project.name, "description": project.description,
+                    "channels": project.channels, "classes": project.classes},
+        "exported_by": actor.username, "formats": list(formats), "images": manifest_images})
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    n_annotated = sum(1 for c in counts if c["annotation_version"] != "")
+    return ExportSummary(str(out), tuple(formats), len(live), n_annotated, tuple(written))
+
+
+def _manifest_entry(image: Image, annotations: list[Annotation], users: dict) -> dict:
+    return {
+        "id": image.id, "name": image.name, "sha256": image.sha256, "shape_zcyx": image.shape,
+        "dtype": image.dtype, "status": image.status, "quality_note": image.quality_note,
+        "deleted_at": image.deleted_at.isoformat() if image.deleted_at else None,
+        "annotations": [{
+            "version": a.version, "author": users.get(a.author_id, ""),
+            "created_at": a.created_at.isoformat(), "source": a.source,
+            "model_version": a.source_model_version_id, "parent_id": a.parent_id,
+            "review_state": a.review_state, "n_cells": a.n_cells, "draft": a.is_draft,
+        } for a in annotations],
+    }
+
+
+def export_zip(session: Session, actor: Actor, store: BlobStore, project_id: int,
+               zip_path: str | Path, formats: tuple[str, ...] = FORMATS) -> ExportSummary:
+    """Export into a temporary folder and pack it as one .zip (written atomically)."""
+    with tempfile.TemporaryDirectory(dir=Path(zip_path).parent) as tmp:
+        summary = export_project(session, actor, store, project_id, tmp, formats)
+        with writers.atomic_path(zip_path) as part:
+            with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED, compresslevel=4) as zf:
+                for name in summary.files:
+                    zf.write(Path(tmp) / name, name)
+    return ExportSummary(str(zip_path), summary.formats, summary.n_images, summary.n_annotated,
+                         summary.files)
+
+
+def remove_old_exports(folder: Path, keep_s: float = 3600) -> None:
+    import time
+    for p in folder.glob("*.zip"):
+        if time.time() - p.stat().st_mtime > keep_s:
+            p.unlink(missing_ok=True)
+    for p in folder.glob("tmp*"):
+        if p.is_dir() and time.time() - p.stat().st_mtime > keep_s:
+            shutil.rmtree(p, ignore_errors=True)

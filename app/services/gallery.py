@@ -1,0 +1,164 @@
+"""Browsing a project's images: paged, sorted, filtered lists; one image's details; marking
+images excluded; deleting (soft) and purging them."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, aliased
+
+from app.errors import NotFound, ValidationError
+from app.permissions import Actor, require
+from app.services.projects import IMAGE_STATUSES
+from app.tables import Annotation, Image, Project, Score, User, utcnow
+
+SORTS = {"name": Image.name, "created": Image.id, "status": Image.status}
+MAX_PER_PAGE = 200
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    id: int
+    name: str
+    status: str
+    width: int
+    height: int
+    n_planes: int
+    n_channels: int
+    dtype: str
+    annotator: str
+    n_cells: int | None
+    score: float | None
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ImagePage:
+    items: list[ImageRow]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def n_pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+@dataclass(frozen=True)
+class ImageDetail:
+    id: int
+    project_id: int
+    name: str
+    status: str
+    shape: list
+    dtype: str
+    channels: list          # [{"name", "color"}] from the project
+    quality_note: str
+    annotation_version: int | None
+    n_cells: int | None
+    label_blob_key: str | None
+    blob_key: str
+    preview_blob_key: str | None
+
+
+def _latest_annotation():
+    """Subquery: the newest non-draft annotation id per image."""
+    return (select(Annotation.image_id, func.max(Annotation.version).label("version"))
+            .where(Annotation.is_draft.is_(False)).group_by(Annotation.image_id).subquery())
+
+
+def list_images(session: Session, actor: Actor, project_id: int, page: int = 1,
+                per_page: int = 50, sort: str = "created", descending: bool = False,
+                status: str | None = None) -> ImagePage:
+    """One page of the project's images with their latest annotation and best score."""
+    require(session, actor, project_id, "view")
+    if sort not in SORTS and sort not in ("score", "annotator", "cells"):
+        raise ValidationError(f"Cannot sort by {sort!r}.")
+    if status and status not in IMAGE_STATUSES:
+        raise ValidationError(f"Unknown status {status!r}.")
+    per_page = max(1, min(int(per_page), MAX_PER_PAGE))
+    where = [Image.project_id == project_id, Image.deleted_at.is_(None)]
+    if status:
+        where.append(Image.status == status)
+    total = session.scalar(select(func.count()).select_from(Image).where(*where))
+    latest = _latest_annotation()
+    ann = aliased(Annotation)
+    score = (select(Score.image_id, func.max(Score.value).label("value"))
+             .group_by(Score.image_id).subquery())
+    columns = {**SORTS, "score": score.c.value, "annotator": User.username, "cells": ann.n_cells}
+    order = columns[sort].desc() if descending else columns[sort].asc()
+    page = max(1, int(page))
+    query = (select(Image, User.username, ann.n_cells, score.c.value)
+             .where(*where)
+             .outerjoin(latest, latest.c.image_id == Image.id)
+             .outerjoin(ann, (ann.image_id == Image.id) & (ann.version == latest.c.version))
+             .outerjoin(User, User.id == ann.author_id)
+             .outerjoin(score, score.c.image_id == Image.id)
+             .order_by(order, Image.id).limit(per_page).offset((page - 1) * per_page))
+    items = []
+    for image, annotator, n_cells, value in session.execute(query):
+        z, c, h, w = image.shape
+        items.append(ImageRow(image.id, image.name, image.status, w, h, z, c, image.dtype,
+                              annotator or "", n_cells, value, image.created_at))
+    return ImagePage(items, total, page, per_page)
+
+
+def _image(session: Session, actor: Actor, image_id, action: str) -> Image:
+    image = session.get(Image, image_id) if isinstance(image_id, int) else None
+    if image is None or image.deleted_at is not None:
+        raise NotFound("No such image.")
+    require(session, actor, image.project_id, action)
+    return image
+
+
+def get_image(session: Session, actor: Actor, image_id: int) -> ImageDetail:
+    image = _image(session, actor, image_id, "view")
+    ann = session.scalar(select(Annotation).where(
+        Annotation.image_id == image.id, Annotation.is_draft.is_(False))
+        .order_by(Annotation.version.desc()).limit(1))
+    project = session.get(Project, image.project_id)  # channel colours live on the project
+    return ImageDetail(image.id, image.project_id, image.name, image.status, list(image.shape),
+                       image.dtype, list(project.channels), image.quality_note,
+                       ann.version if ann else None, ann.n_cells if ann else None,
+                       ann.label_blob_key if ann else None, image.blob_key,
+                       image.preview_blob_key)
+
+
+def set_excluded(session: Session, actor: Actor, image_id: int, excluded: bool,
+                 note: str = "") -> ImageDetail:
+    """Mark an image as excluded (bad quality), with a note; or include it again."""
+    image = _image(session, actor, image_id, "annotate")
+    if excluded:
+        image.status, image.quality_note = "excluded", (note or "").strip()[:2000]
+    else:
+        has_annotation = session.scalar(select(Annotation.id).where(
+            Annotation.image_id == image.id, Annotation.is_draft.is_(False)).limit(1))
+        image.status = "annotated" if has_annotation else "new"
+        image.quality_note = ""
+    session.flush()
+    return get_image(session, actor, image_id)
+
+
+def delete_images(session: Session, actor: Actor, project_id: int, image_ids: list[int]) -> int:
+    """Hide images (owners only). Their annotation history stays in exports until purged."""
+    require(session, actor, project_id, "manage")
+    images = session.scalars(select(Image).where(Image.project_id == project_id,
+                                                 Image.id.in_(list(image_ids)),
+                                                 Image.deleted_at.is_(None))).all()
+    for image in images:
+        image.deleted_at = utcnow()
+    session.flush()
+    return len(images)
+
+
+def purge_deleted(session: Session, actor: Actor, project_id: int) -> int:
+    """Remove deleted images and their annotation history for good (owners only).
+    Blobs stay in the content-addressed store (another image may share them)."""
+    require(session, actor, project_id, "manage")
+    images = session.scalars(select(Image).where(Image.project_id == project_id,
+                                                 Image.deleted_at.is_not(None))).all()
+    for image in images:
+        session.delete(image)
+    session.flush()
+    return len(images)

@@ -1,0 +1,176 @@
+"""Where images to import come from: files, folders, .zip archives, HDF5 sample files, and
+Label Studio exports. Each source becomes a lazy stream of `ImportFile`s (bytes are read
+only when that file is imported), so thousands of files keep memory flat.
+
+Ground-truth masks are matched to images by file stem: for image `cell_01.tif` a mask named
+`cell_01`, `cell_01_masks`, `cell_01_mask`, `cell_01_labels` or `cell_01_label` (any
+supported extension) is used.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from pathlib import Path
+from typing import Iterator
+
+from app.services.images import ImportFile
+from storage.archive import ArchiveError, list_entries, open_zip, read_entry
+from storage.hdf5 import read_samples
+from storage.labelstudio import parse_export
+from storage.readers import IMAGE_SUFFIXES, ImageData
+
+MASK_SUFFIXES = ("", "_masks", "_mask", "_labels", "_label", "_cp_masks")
+STEM_RE = re.compile(r"(\.ome)?\.[^.]+$", re.I)
+
+
+def stem(name: str) -> str:
+    return STEM_RE.sub("", posixpath.basename(name))
+
+
+class SourceProblem(Exception):
+    """A whole source cannot be used (its files are reported as rejected)."""
+
+
+def mask_index(masks_dir: Path | None) -> dict[str, Path]:
+    """stem -> mask path, for every accepted mask-name variant."""
+    if masks_dir is None:
+        return {}
+    if not masks_dir.is_dir():
+        raise SourceProblem(f"{masks_dir}: the masks folder does not exist.")
+    index: dict[str, Path] = {}
+    for p in sorted(masks_dir.rglob("*")):
+        if p.is_file() and _is_image_name(p.name):
+            s = stem(p.name)
+            suffixed = [x for x in MASK_SUFFIXES if x and s.endswith(x)]
+            if suffixed:  # "a_masks.tif" is the mask of "a", even if "a.tif" is here too
+                index[s[: -len(suffixed[0])]] = p
+            else:
+                index.setdefault(s, p)
+    return index
+
+
+def _is_image_name(name: str) -> bool:
+    lower = name.lower()
+    return any(lower.endswith(s) for s in IMAGE_SUFFIXES) and not lower.startswith(".")
+
+
+def _file_item(path: Path, masks: dict[str, Path], display_name: str | None = None) -> ImportFile:
+    mask = masks.get(stem(path.name))
+    if mask is not None and mask.resolve() == path.resolve():
+        mask = None
+    return ImportFile(display_name or path.name, read=path.read_bytes,
+                      read_labels=mask.read_bytes if mask else None,
+                      labels_name=mask.name if mask else "")
+
+
+def _zip_items(path: Path, masks: dict[str, Path], limit: int) -> Iterator[ImportFile | str]:
+    """Items from a zip; entries under a folder named masks/labels are used as ground truth
+    for images of the same stem. Yields problem strings for refused entries."""
+    with open(path, "rb") as fh:
+        zf = open_zip(path.name, fh)
+        with zf:
+            entries, problems = list_entries(path.name, zf)
+            yield from problems
+            inner_masks = {}
+            images = []
+            for e in entries:
+                if not _is_image_name(e.name):
+                    if not e.name.lower().endswith((".json", ".txt", ".md", ".csv")):
+                        yield f"{path.name}: {e.path}: not a supported image type."
+                    continue
+                folder = posixpath.basename(e.folder).lower()
+                if folder in ("masks", "labels", "mask", "label"):
+                    s = stem(e.name)
+                    for suffix in MASK_SUFFIXES:
+                        if suffix and s.endswith(suffix):
+                            inner_masks.setdefault(s[: -len(suffix)], e)
+                    inner_masks[s] = e
+                else:
+                    images.append(e)
+            for e in images:
+                mask = inner_masks.get(stem(e.name))
+                outer = masks.get(stem(e.name))
+                read_labels = ((lambda m=mask: read_entry(zf, m, limit)) if mask else
+                               (outer.read_bytes if outer else None))
+                yield ImportFile(e.path, read=lambda e=e: read_entry(zf, e, limit),
+                                 read_labels=read_labels,
+                                 labels_name=(mask.path if mask else outer.name if outer else ""))
+
+
+def _hdf5_items(path: Path, max_pixels: int) -> Iterator[ImportFile]:
+    for sample in read_samples(path, max_pixels):
+        image = ImageData(sample.image, "ZCYX")
+        labels = sample.labels[0] if sample.labels else None
+        yield ImportFile(sample.name, load=lambda image=image: image,
+                         load_labels=(lambda labels=labels: labels) if labels is not None else None,
+                         labels_name=f"{path.name}:{sample.name}/label_0")
+
+
+def iter_import_files(paths: list[Path], masks_dir: Path | None = None,
+                      max_pixels: int = 1 << 28, max_file_bytes: int = 4 << 30
+                      ) -> Iterator[ImportFile | str]:
+    """ImportFiles from files/folders/zips/HDF5, plus strings describing refused inputs."""
+    masks = mask_index(masks_dir)
+    mask_files = set(masks.values())
+
+    def is_mask(p: Path, folder: Path) -> bool:
+        if p not in mask_files:
+            return False
+        # masks kept beside their images must carry a suffix such as _masks
+        same = masks_dir is not None and masks_dir.resolve() == folder.resolve()
+        return not same or any(stem(p.name).endswith(x) for x in MASK_SUFFIXES if x)
+
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file()
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            for p in files:
+                if is_mask(p, p.parent):
+                    continue
+                if p.suffix.lower() == ".zip" or p.suffix.lower() in (".h5", ".hdf5"):
+                    yield from iter_import_files([p], None, max_pixels, max_file_bytes)
+                elif _is_image_name(p.name):
+                    yield _file_item(p, masks, str(p.relative_to(path)))
+                else:
+                    yield f"{p.relative_to(path)}: not a supported image type."
+        elif not path.exists():
+            yield f"{path}: no such file or folder."
+        elif path.suffix.lower() == ".zip":
+            try:
+                yield from _zip_items(path, masks, max_file_bytes)
+            except ArchiveError as exc:
+                yield str(exc)
+        elif path.suffix.lower() in (".h5", ".hdf5"):
+            try:
+                yield from _hdf5_items(path, max_pixels)
+            except ValueError as exc:
+                yield str(exc)
+        else:
+            yield _file_item(path, masks)
+
+
+def labelstudio_items(export_path: Path, image_dir: Path) -> Iterator[ImportFile | str]:
+    """ImportFiles for the tasks of a Label Studio JSON export whose images are in
+    `image_dir` (matched by file name; Label Studio's upload prefix `abcd1234-` is ignored)."""
+    try:
+        tasks = json.loads(export_path.read_text())
+    except (OSError, ValueError) as exc:
+        yield f"{export_path.name}: not a readable Label Studio JSON export ({exc})."
+        return
+    if not isinstance(tasks, list):
+        yield f"{export_path.name}: expected a list of tasks."
+        return
+    files = {p.name: p for p in image_dir.rglob("*") if p.is_file()}
+    for task in parse_export(tasks):
+        base = posixpath.basename(task.image.split("?")[0])
+        path = files.get(base) or files.get(base.split("-", 1)[-1])
+        if path is None:
+            yield f"{export_path.name}: image {base!r} is not in {image_dir}."
+            continue
+        labels = task.labels
+        yield ImportFile(path.name, read=path.read_bytes,
+                         load_labels=(lambda labels=labels: labels) if labels is not None else None,
+                         labels_name=f"{export_path.name}:{base}",
+                         points=tuple(task.points))

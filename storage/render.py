@@ -1,0 +1,115 @@
+"""Turn stored pixel arrays into display images: channel colours, contrast, downsampling,
+label outlines. Pure numpy; the web layer encodes and caches the result.
+
+Contrast limits are in the image's own units (e.g. 0..65535 for 16-bit), never pre-crushed
+to 8 bits: the mapping to 0..255 happens last, after the limits are applied.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_PERCENTILES = (0.5, 99.5)
+
+
+@dataclass(frozen=True)
+class ChannelView:
+    color: str = "#ffffff"     # "#rrggbb"
+    low: float | None = None   # contrast limits in image units; None = auto percentile
+    high: float | None = None
+    visible: bool = True
+
+
+def hex_to_rgb(color: str) -> np.ndarray:
+    color = color.lstrip("#")
+    if len(color) != 6:
+        raise ValueError(f"not a colour: #{color}")
+    return np.array([int(color[i:i + 2], 16) for i in (0, 2, 4)], np.float32) / 255.0
+
+
+def downsample_factor(shape_yx: tuple[int, int], max_side: int) -> int:
+    return max(1, int(np.ceil(max(shape_yx) / max(1, max_side))))
+
+
+def downsample(plane: np.ndarray, factor: int) -> np.ndarray:
+    """Block-mean downsampling of the last two axes by an integer factor (edges cropped to
+    whole blocks, at least one block)."""
+    if factor <= 1:
+        return plane
+    h, w = plane.shape[-2] // factor, plane.shape[-1] // factor
+    h, w = max(1, h), max(1, w)
+    cropped = plane[..., :h * factor, :w * factor]
+    if cropped.shape[-2] < factor or cropped.shape[-1] < factor:
+        return plane[..., ::factor, ::factor]
+    shape = cropped.shape[:-2] + (h, factor, w, factor)
+    return cropped.reshape(shape).mean(axis=(-3, -1), dtype=np.float32)
+
+
+def auto_limits(channel: np.ndarray, percentiles=DEFAULT_PERCENTILES) -> tuple[float, float]:
+    """Percentile contrast limits in image units, on a subsample for speed."""
+    flat = channel.ravel()
+    if flat.size > 1 << 18:
+        flat = flat[:: flat.size // (1 << 18)]
+    low, high = np.percentile(flat, percentiles)
+    if high <= low:
+        high = low + 1
+    return float(low), float(high)
+
+
+def composite(zcyx: np.ndarray, z: int, views: list[ChannelView], max_side: int) -> np.ndarray:
+    """RGB uint8 (H, W, 3) of plane `z`: each visible channel scaled by its limits, tinted by
+    its colour, added, clipped."""
+    z = int(np.clip(z, 0, zcyx.shape[0] - 1))
+    planes = zcyx[z]
+    factor = downsample_factor(planes.shape[-2:], max_side)
+    small = downsample(planes, factor).astype(np.float32, copy=False)
+    out = np.zeros(small.shape[-2:] + (3,), np.float32)
+    for c, view in enumerate(views[: small.shape[0]]):
+        if not view.visible:
+            continue
+        low, high = view.low, view.high
+        if low is None or high is None:
+            auto = auto_limits(small[c])
+            low = auto[0] if low is None else low
+            high = auto[1] if high is None else high
+        scale = 1.0 / max(float(high) - float(low), 1e-12)
+        norm = np.clip((small[c] - float(low)) * scale, 0.0, 1.0)
+        out += norm[..., None] * hex_to_rgb(view.color)
+    return (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def outlines(labels: np.ndarray) -> np.ndarray:
+    """Boolean mask of instance boundaries (pixels whose 4-neighbours differ)."""
+    edge = np.zeros(labels.shape, bool)
+    edge[:-1] |= labels[:-1] != labels[1:]
+    edge[1:] |= labels[:-1] != labels[1:]
+    edge[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    edge[:, 1:] |= labels[:, :-1] != labels[:, 1:]
+    return edge & (labels > 0)
+
+
+def overlay_rgba(labels: np.ndarray, max_side: int, color: str = "#ffff00",
+                 fill_alpha: int = 60) -> np.ndarray:
+    """RGBA uint8 overlay: cell outlines opaque, interiors lightly filled."""
+    factor = downsample_factor(labels.shape, max_side)
+    small = labels[::factor, ::factor] if factor > 1 else labels
+    rgb = (hex_to_rgb(color) * 255).astype(np.uint8)
+    out = np.zeros(small.shape + (4,), np.uint8)
+    out[small > 0, :3] = rgb
+    out[small > 0, 3] = fill_alpha
+    out[outlines(small), 3] = 255
+    return out
+
+
+def encode(array: np.ndarray, fmt: str = "PNG", quality: int = 90) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    image = Image.fromarray(array)
+    if fmt == "JPEG":
+        image.save(buf, "JPEG", quality=quality)
+    else:
+        image.save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
