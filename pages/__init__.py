@@ -16,7 +16,8 @@ from flask import Flask
 
 PAGES_DIR = Path(__file__).resolve().parent
 ASSETS_DIR = PAGES_DIR.parent / "assets"
-PAGE_MODULES = ("projects", "project", "admin_users", "account", "not_found_404")
+PAGE_MODULES = ("projects", "project", "images", "viewer", "admin_users", "account",
+                "not_found_404")
 
 
 def _load_pages() -> None:

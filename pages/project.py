@@ -83,6 +83,8 @@ def layout(project_id=None, **_query):
                   dbc.Badge(project.role, color="info", id="project-role")],
                  className="d-flex align-items-center"),
         html.P(project.description, className="text-muted"),
+        html.Div([dbc.Button("Images", href=f"/projects/{pid}/images", color="primary",
+                             className="me-2", id="project-images-link")], className="mb-3"),
         html.Div([dbc.Badge(c["name"], color=c["color"],
                             className="me-1 class-badge") for c in project.classes],
                  className="mb-3"),

@@ -46,10 +46,13 @@ def _clean_name(name: str) -> str:
 
 
 def upload(session: Session, actor: Actor, store: BlobStore, config: Config, project_id: int,
-           files: list[tuple[str, bytes]], enqueue: Callable[[int], None]) -> UploadOutcome:
+           files: list[tuple[str, bytes | str]], enqueue: Callable[[int], None]
+           ) -> UploadOutcome:
+    """Import `files` ((name, bytes or a browser data URL) pairs) into the project."""
     require(session, actor, project_id, "import")
     if not files:
         raise ValidationError("Choose at least one file.")
+    files = [(n, decode_data_url(n, d) if isinstance(d, str) else d) for n, d in files]
     names = [_clean_name(n) for n, _ in files]
     total = sum(len(d) for _, d in files)
     if total > config.max_content_length:

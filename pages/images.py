@@ -1,0 +1,228 @@
+"""Images page: upload, a paged and sortable gallery with thumbnails, delete, export."""
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import ALL, Input, Output, State, callback, dcc, html
+
+from app.context import get_config, state
+from app.services import exports, gallery, jobs, projects, uploads
+from app.services.projects import IMAGE_STATUSES
+from pages._common import alert, call, error_page
+
+dash.register_page(__name__, path_template="/projects/<project_id>/images",
+                   title="Images · CellLoop")
+
+PROJECT_ID = "images-project-id"
+UPLOAD = "images-upload"
+UPLOAD_RESULT = "images-upload-result"
+JOB = "images-job"
+POLL = "images-job-poll"
+JOB_STATUS = "images-job-status"
+STATUS = "images-filter-status"
+SORT = "images-sort"
+PAGER = "images-pager"
+GALLERY = "images-gallery"
+REFRESH = "images-refresh"
+SELECT = "images-select"        # pattern id type, keyed by image
+DELETE = "images-delete"
+DELETE_MESSAGE = "images-delete-message"
+FORMATS = "images-export-formats"
+EXPORT = "images-export-link"
+PER_PAGE = 24
+STATUS_COLOURS = {"new": "secondary", "in_progress": "warning", "annotated": "success",
+                  "reviewed": "primary", "excluded": "dark"}
+
+
+def _to_int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def result_table(results) -> dbc.Table | None:
+    if not results:
+        return None
+    colours = {"imported": "success", "duplicate": "secondary", "rejected": "danger"}
+    rows = [html.Tr([html.Td(r["name"]), html.Td(dbc.Badge(r["status"],
+                                                           color=colours[r["status"]])),
+                     html.Td(r.get("message", ""), className="small")]) for r in results]
+    counts = {s: sum(r["status"] == s for r in results) for s in colours}
+    return html.Div([
+        html.P(f"{counts['imported']} imported, {counts['duplicate']} duplicates, "
+               f"{counts['rejected']} rejected", className="mb-1", id="images-upload-summary"),
+        dbc.Table(html.Tbody(rows), size="sm", className="small upload-results")])
+
+
+def gallery_grid(page: gallery.ImagePage, can_delete: bool):
+    if not page.items:
+        return dbc.Alert("No images here yet. Upload some above, or use `python -m app import`.",
+                         color="light", id="images-empty")
+    cards = []
+    for im in page.items:
+        cards.append(dbc.Col(dbc.Card([
+            html.A(html.Img(src=f"/api/images/{im.id}/thumbnail.jpg",
+                            className="card-img-top thumb", alt=im.name),
+                   href=f"/images/{im.id}"),
+            dbc.CardBody([
+                html.Div(dcc.Link(im.name, href=f"/images/{im.id}"), className="small text-truncate",
+                         title=im.name),
+                html.Div([dbc.Badge(im.status, color=STATUS_COLOURS.get(im.status, "light"),
+                                    className="me-1"),
+                          html.Span(f"{im.width}x{im.height}"
+                                    + (f"x{im.n_planes}z" if im.n_planes > 1 else "")
+                                    + (f" · {im.n_channels}ch" if im.n_channels > 1 else ""),
+                                    className="small text-muted")]),
+                html.Div([f"{im.n_cells} cells" if im.n_cells is not None else "",
+                          f" · {im.annotator}" if im.annotator else "",
+                          f" · score {im.score:.3f}" if im.score is not None else ""],
+                         className="small text-muted"),
+                dbc.Checkbox(id={"type": SELECT, "image": im.id}, value=False,
+                             className="mt-1") if can_delete else None,
+            ], className="p-2"),
+        ], className="h-100 image-card"), xs=6, md=4, lg=3, xl=2, className="mb-3"))
+    return dbc.Row(cards, id="images-grid")
+
+
+def layout(project_id=None, **_query):
+    pid = _to_int(project_id)
+    project, error = call(projects.get_project, pid)
+    if error:
+        return error_page(error)
+    can_import = project.role in ("annotator", "reviewer", "owner")
+    can_delete = project.role == "owner"
+    return html.Div([
+        dcc.Store(id=PROJECT_ID, data=pid),
+        dcc.Store(id=JOB),
+        dcc.Store(id=REFRESH, data=0),
+        dcc.Interval(id=POLL, interval=1000, disabled=True),
+        html.Div([html.H2(["Images · ", dcc.Link(project.name, href=f"/projects/{pid}")],
+                          className="me-auto"),
+                  dbc.Badge(project.role, color="info")],
+                 className="d-flex align-items-center mb-3"),
+        dbc.Card(dbc.CardBody([
+            dcc.Upload(id=UPLOAD, multiple=True, className="upload-zone",
+                       children=html.Div(["Drop images here or ", html.A("choose files"),
+                                          html.Div("TIFF/OME-TIFF, PNG, JPEG, NPY, HDF5 or .zip",
+                                                   className="small text-muted")])),
+            dcc.Loading(html.Div(id=UPLOAD_RESULT), type="dot"),
+            html.Div(id=JOB_STATUS),
+        ]), className="mb-3") if can_import else None,
+        dbc.Row([
+            dbc.Col(dcc.Dropdown([{"label": "all statuses", "value": ""}]
+                                 + [{"label": s, "value": s} for s in IMAGE_STATUSES],
+                                 "", id=STATUS, clearable=False), md=3),
+            dbc.Col(dcc.Dropdown([{"label": "oldest first", "value": "created"},
+                                  {"label": "newest first", "value": "-created"},
+                                  {"label": "name", "value": "name"},
+                                  {"label": "status", "value": "status"},
+                                  {"label": "most uncertain first", "value": "-score"},
+                                  {"label": "annotator", "value": "annotator"},
+                                  {"label": "most cells", "value": "-cells"}],
+                                 "created", id=SORT, clearable=False), md=3),
+            dbc.Col(dbc.Pagination(id=PAGER, max_value=1, active_page=1, fully_expanded=False,
+                                   first_last=True, previous_next=True, size="sm"), md="auto"),
+            dbc.Col([dbc.Button("Delete selected", id=DELETE, color="outline-danger", size="sm"),
+                     dbc.Modal([dbc.ModalBody("Delete the selected images? Their annotation "
+                                              "history stays in exports until purged."),
+                                dbc.ModalFooter(dbc.Button("Delete", id=DELETE + "-confirm",
+                                                           color="danger"))],
+                               id=DELETE + "-modal", is_open=False)],
+                    md="auto") if can_delete else None,
+        ], className="g-2 mb-3 align-items-center"),
+        html.Div(id=DELETE_MESSAGE),
+        dcc.Loading(html.Div(id=GALLERY), type="dot"),
+        html.Hr(),
+        html.H5("Export"),
+        dbc.Row([
+            dbc.Col(dbc.Checklist(id=FORMATS, inline=True, value=list(exports.FORMATS),
+                                  options=[{"label": {"tiff": "TIFF images + masks",
+                                                      "png": "semantic PNG", "hdf5": "HDF5",
+                                                      "coco": "COCO JSON",
+                                                      "counts": "counts CSV/JSON"}[f],
+                                            "value": f} for f in exports.FORMATS]), md="auto"),
+            dbc.Col(html.A("Download .zip", id=EXPORT, className="btn btn-outline-primary btn-sm",
+                           href=f"/api/projects/{pid}/export.zip"), md="auto"),
+        ], className="align-items-center mb-4"),
+    ])
+
+
+@callback(Output(GALLERY, "children"), Output(PAGER, "max_value"),
+          Input(STATUS, "value"), Input(SORT, "value"), Input(PAGER, "active_page"),
+          Input(REFRESH, "data"), State(PROJECT_ID, "data"))
+def show_gallery(status, sort, page, _refresh, project_id):
+    sort = sort or "created"
+    result, error = call(gallery.list_images, _to_int(project_id), page or 1, PER_PAGE,
+                         sort.lstrip("-"), sort.startswith("-"), status or None)
+    if error:
+        return alert(error), 1
+    role, _ = call(projects.get_project, _to_int(project_id))
+    return gallery_grid(result, role is not None and role.role == "owner"), result.n_pages
+
+
+@callback(Output(UPLOAD_RESULT, "children"), Output(JOB, "data"), Output(POLL, "disabled"),
+          Output(REFRESH, "data", allow_duplicate=True),
+          Input(UPLOAD, "contents"), State(UPLOAD, "filename"), State(PROJECT_ID, "data"),
+          State(REFRESH, "data"), prevent_initial_call=True)
+def upload_files(contents, filenames, project_id, refresh):
+    if not contents:
+        raise dash.exceptions.PreventUpdate
+    outcome, error = call(uploads.upload, state().blobs, get_config(), _to_int(project_id),
+                          list(zip(filenames or [], contents)), state().enqueue)
+    if error:
+        return alert(error), None, True, dash.no_update
+    if outcome.job_id is not None:
+        return (alert(f"Importing in the background (job #{outcome.job_id}).", "info"),
+                outcome.job_id, False, dash.no_update)
+    return (result_table([{"name": r.name, "status": r.status, "message": r.message}
+                          for r in outcome.results]), None, True, (refresh or 0) + 1)
+
+
+@callback(Output(JOB_STATUS, "children"), Output(POLL, "disabled", allow_duplicate=True),
+          Output(REFRESH, "data", allow_duplicate=True),
+          Input(POLL, "n_intervals"), State(JOB, "data"), State(REFRESH, "data"),
+          prevent_initial_call=True)
+def poll_job(_n, job_id, refresh):
+    if job_id is None:
+        return None, True, dash.no_update
+    job, error = call(jobs.get_job, int(job_id))
+    if error:
+        return alert(error), True, dash.no_update
+    if job.state in ("queued", "running"):
+        pct = round(100 * job.progress)
+        return html.Div([dbc.Progress(value=pct, label=f"{pct}%", className="mb-1"),
+                         html.Div(job.message, className="small text-muted")]), False, dash.no_update
+    if job.state == "done":
+        return result_table(job.result.get("files", [])), True, (refresh or 0) + 1
+    return alert(f"Import {job.state}: {job.error or job.message}"), True, (refresh or 0) + 1
+
+
+@callback(Output(DELETE + "-modal", "is_open"), Input(DELETE, "n_clicks"),
+          prevent_initial_call=True)
+def ask_delete(_n):
+    return True
+
+
+@callback(Output(DELETE_MESSAGE, "children"), Output(REFRESH, "data", allow_duplicate=True),
+          Output(DELETE + "-modal", "is_open", allow_duplicate=True),
+          Input(DELETE + "-confirm", "n_clicks"),
+          State({"type": SELECT, "image": ALL}, "value"),
+          State({"type": SELECT, "image": ALL}, "id"),
+          State(PROJECT_ID, "data"), State(REFRESH, "data"), prevent_initial_call=True)
+def delete_selected(_n, values, ids, project_id, refresh):
+    chosen = [i["image"] for i, v in zip(ids, values) if v]
+    if not chosen:
+        return alert("Select images first.", "warning"), dash.no_update, False
+    n, error = call(gallery.delete_images, _to_int(project_id), chosen)
+    if error:
+        return alert(error), dash.no_update, False
+    return alert(f"Deleted {n} image(s).", "success"), (refresh or 0) + 1, False
+
+
+@callback(Output(EXPORT, "href"), Input(FORMATS, "value"), State(PROJECT_ID, "data"))
+def export_link(formats, project_id):
+    query = urlencode({"formats": ",".join(formats or []) or "counts"})
+    return f"/api/projects/{_to_int(project_id)}/export.zip?{query}"

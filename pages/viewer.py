@@ -1,0 +1,164 @@
+"""Image viewer: channels with colour and contrast (in image units), z-slider, zoom/pan, the
+current annotation as an overlay with opacity, and marking an image excluded.
+
+Pixels never travel through callbacks: the figure's layout images point at the rendering
+routes (`/api/images/<id>/render.jpg?...`), which the browser fetches and caches."""
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+import dash
+import dash_bootstrap_components as dbc
+import plotly.graph_objects as go
+from dash import ALL, Input, Output, State, callback, dcc, html
+
+from app.context import state
+from app.services import display, gallery
+from pages._common import alert, call, error_page
+
+dash.register_page(__name__, path_template="/images/<image_id>", title="Viewer · CellLoop")
+
+IMAGE_ID = "viewer-image-id"
+GRAPH = "viewer-graph"
+Z = "viewer-z"
+OVERLAY = "viewer-overlay"
+OPACITY = "viewer-opacity"
+AUTO = "viewer-auto"
+EXCLUDE = "viewer-exclude"
+NOTE = "viewer-note"
+MESSAGE = "viewer-message"
+VISIBLE = "viewer-channel-visible"     # pattern id types, keyed by channel index
+COLOUR = "viewer-channel-colour"
+RANGE = "viewer-channel-range"
+DISPLAY_SIDE = 2048
+
+
+def _to_int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def figure(image_id: int, width: int, height: int, z: int, views: list[dict],
+           overlay: bool, opacity: float, version: int | None) -> go.Figure:
+    side = min(DISPLAY_SIDE, max(width, height))
+    query = urlencode({"z": z, "size": side, "views": json.dumps(views, separators=(",", ":"))})
+    images = [dict(source=f"/api/images/{image_id}/render.jpg?{query}", xref="x", yref="y",
+                   x=0, y=0, sizex=width, sizey=height, sizing="stretch", layer="below")]
+    if overlay and version is not None:
+        images.append(dict(source=f"/api/images/{image_id}/overlay.png?version={version}"
+                                  f"&size={side}", xref="x", yref="y", x=0, y=0, sizex=width,
+                           sizey=height, sizing="stretch", opacity=opacity, layer="above"))
+    fig = go.Figure()
+    # an invisible trace spanning the image gives hover coordinates and fixes the axes
+    fig.add_trace(go.Scatter(x=[0, width], y=[0, height], mode="markers",
+                             marker={"opacity": 0}, hoverinfo="none"))
+    fig.update_layout(images=images, margin=dict(l=0, r=0, t=0, b=0), dragmode="pan",
+                      plot_bgcolor="#000", paper_bgcolor="#fff", showlegend=False,
+                      uirevision=f"image-{image_id}", height=720)
+    fig.update_xaxes(range=[0, width], visible=False, constrain="domain")
+    fig.update_yaxes(range=[height, 0], visible=False, scaleanchor="x", constrain="domain")
+    return fig
+
+
+def channel_controls(detail: gallery.ImageDetail, limits) -> list:
+    low, high = display.value_range(detail.dtype)
+    step = 1 if detail.dtype.startswith(("uint", "int")) else (high - low) / 1000
+    rows = []
+    for c, channel in enumerate(detail.channels):
+        lo, hi = limits[c] if c < len(limits) else (low, high)
+        rows.append(html.Div([
+            dbc.Row([
+                dbc.Col(dbc.Switch(id={"type": VISIBLE, "channel": c}, value=True,
+                                   label=channel["name"]), width="auto"),
+                dbc.Col(dbc.Input(id={"type": COLOUR, "channel": c}, type="color",
+                                  value=channel["color"], style={"width": "3rem"}),
+                        width="auto"),
+            ], className="align-items-center g-2"),
+            dcc.RangeSlider(id={"type": RANGE, "channel": c}, min=low, max=high, step=step,
+                            value=[round(lo, 3), round(hi, 3)], allowCross=False,
+                            tooltip={"placement": "bottom"}, marks=None),
+        ], className="mb-2 channel-control"))
+    return rows
+
+
+def layout(image_id=None, **_query):
+    iid = _to_int(image_id)
+    detail, error = call(gallery.get_image, iid)
+    if error:
+        return error_page(error)
+    limits, _ = call(display.auto_contrast, state().blobs, iid, 0)
+    z_count, _c, height, width = detail.shape
+    return html.Div([
+        dcc.Store(id=IMAGE_ID, data={"id": iid, "width": width, "height": height,
+                                     "version": detail.annotation_version}),
+        html.Div([html.H3(detail.name, className="me-3 text-truncate", id="viewer-name"),
+                  dbc.Badge(detail.status, color="secondary", id="viewer-status", className="me-2"),
+                  dcc.Link("← images", href=f"/projects/{detail.project_id}/images")],
+                 className="d-flex align-items-center mb-2"),
+        dbc.Row([
+            dbc.Col(dcc.Graph(id=GRAPH, config={"scrollZoom": True, "displaylogo": False},
+                              figure=figure(iid, width, height, 0,
+                                            [{"color": ch["color"], "low": lo, "high": hi}
+                                             for ch, (lo, hi) in zip(detail.channels, limits or [])],
+                                            True, 0.6, detail.annotation_version)), lg=9),
+            dbc.Col([
+                html.H6("Channels"),
+                *channel_controls(detail, limits or []),
+                dbc.Button("Auto contrast", id=AUTO, size="sm", color="outline-secondary",
+                           className="mb-3"),
+                html.Div([html.H6("Z plane"),
+                          dcc.Slider(id=Z, min=0, max=max(0, z_count - 1), step=1, value=0,
+                                     marks=None, tooltip={"placement": "bottom"})],
+                         style={} if z_count > 1 else {"display": "none"}),
+                html.H6("Annotation overlay"),
+                dbc.Switch(id=OVERLAY, value=True,
+                           label=(f"version {detail.annotation_version}, {detail.n_cells} cells"
+                                  if detail.annotation_version else "no annotation yet")),
+                dcc.Slider(id=OPACITY, min=0, max=1, step=0.05, value=0.6, marks=None),
+                html.H6("Quality", className="mt-3"),
+                dbc.Textarea(id=NOTE, value=detail.quality_note, placeholder="note (why excluded)",
+                             size="sm"),
+                dbc.Button("Include again" if detail.status == "excluded" else "Exclude image",
+                           id=EXCLUDE, size="sm", color="outline-warning", className="mt-1"),
+                html.Div(id=MESSAGE),
+            ], lg=3),
+        ]),
+    ])
+
+
+@callback(Output(GRAPH, "figure"),
+          Input({"type": VISIBLE, "channel": ALL}, "value"),
+          Input({"type": COLOUR, "channel": ALL}, "value"),
+          Input({"type": RANGE, "channel": ALL}, "value"),
+          Input(Z, "value"), Input(OVERLAY, "value"), Input(OPACITY, "value"),
+          State(IMAGE_ID, "data"), prevent_initial_call=True)
+def update_figure(visible, colours, ranges, z, overlay, opacity, info):
+    views = [{"color": c, "low": r[0], "high": r[1], "visible": bool(v)}
+             for v, c, r in zip(visible, colours, ranges)]
+    return figure(info["id"], info["width"], info["height"], int(z or 0), views, bool(overlay),
+                  float(opacity if opacity is not None else 0.6), info["version"])
+
+
+@callback(Output({"type": RANGE, "channel": ALL}, "value"), Input(AUTO, "n_clicks"),
+          State(Z, "value"), State(IMAGE_ID, "data"), prevent_initial_call=True)
+def auto_contrast(_n, z, info):
+    limits, error = call(display.auto_contrast, state().blobs, info["id"], int(z or 0))
+    if error:
+        raise dash.exceptions.PreventUpdate
+    return [[round(lo, 3), round(hi, 3)] for lo, hi in limits]
+
+
+@callback(Output(MESSAGE, "children"), Output(EXCLUDE, "children"),
+          Output("viewer-status", "children"),
+          Input(EXCLUDE, "n_clicks"), State(NOTE, "value"), State("viewer-status", "children"),
+          State(IMAGE_ID, "data"), prevent_initial_call=True)
+def toggle_excluded(_n, note, status, info):
+    exclude = status != "excluded"
+    detail, error = call(gallery.set_excluded, info["id"], exclude, note or "")
+    if error:
+        return alert(error), dash.no_update, dash.no_update
+    label = "Include again" if detail.status == "excluded" else "Exclude image"
+    return alert(f"Status: {detail.status}", "success"), label, detail.status
