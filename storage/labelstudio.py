@@ -109,6 +109,8 @@ def parse_export(tasks: list[dict]) -> list[TaskAnnotation]:
                     mask[rr, cc] = True
                 else:
                     mask = decode_brush_rle(value["rle"], *shape)
+                if not mask.any():
+                    continue
                 new_id = int(item.labels.max()) + 1
                 item.labels[mask] = new_id
                 names = value.get(kind) or []

@@ -35,10 +35,10 @@ def image_tiff_bytes(zcyx: np.ndarray, channel_names: list[str] | None = None) -
     import tifffile
 
     axes, array = "ZCYX", zcyx
-    if array.shape[0] == 1:
+    if array.shape[1] == 1:          # drop a single channel axis
+        axes, array = "ZYX", array[:, 0]
+    if array.shape[0] == 1:          # and a single plane
         axes, array = axes[1:], array[0]
-        if array.shape[0] == 1:
-            axes, array = axes[1:], array[0]
     metadata = {"axes": axes}
     if channel_names:
         metadata["Channel"] = {"Name": list(channel_names)}

@@ -1,0 +1,38 @@
+"""Small synthetic microscopy files made in the tests (discs on noise)."""
+import io
+
+import numpy as np
+import tifffile
+from PIL import Image
+from skimage.draw import disk
+
+
+def nuclei(shape=(64, 80), n=6, seed=0, dtype=np.uint16):
+    """(image, labels): bright discs on a noisy background, and their instance labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.uint16)
+    for k in range(1, n + 1):
+        r, c = rng.integers(8, shape[0] - 8), rng.integers(8, shape[1] - 8)
+        rr, cc = disk((r, c), rng.integers(4, 7), shape=shape)
+        labels[rr, cc] = k
+    top = 4000 if dtype == np.uint16 else 200
+    image = rng.normal(top * 0.1, top * 0.02, shape) + (labels > 0) * top * 0.7
+    return np.clip(image, 0, np.iinfo(dtype).max).astype(dtype), labels
+
+
+def tiff(array, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, array, **kwargs)
+    return buf.getvalue()
+
+
+def png(array) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def npy(array) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
