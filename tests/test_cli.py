@@ -98,3 +98,28 @@ def test_production_refuses_to_start_without_secret(env, monkeypatch, capsys):
     monkeypatch.delenv("SECRET_KEY", raising=False)
     assert run(monkeypatch, ["init-db"]) == 2
     assert "SECRET_KEY must be set" in capsys.readouterr().err
+
+
+def test_import_and_export_commands(env, monkeypatch, capsys, tmp_path):
+    from tests.images_data import nuclei, tiff
+    src = tmp_path / "src"
+    (src / "masks").mkdir(parents=True)
+    for k in range(3):
+        img, lab = nuclei(seed=k)
+        (src / f"cell{k}.tif").write_bytes(tiff(img))
+        (src / "masks" / f"cell{k}_masks.tif").write_bytes(tiff(lab))
+    (src / "broken.tif").write_bytes(b"II*\x00nope")
+    run(monkeypatch, ["init-db"])
+    run(monkeypatch, ["create-user", "boss", "--admin"], "boss-password\n")
+    run(monkeypatch, ["create-project", "P", "--owner", "boss"])
+    capsys.readouterr()
+    assert run(monkeypatch, ["import", "P", str(src), "--masks", str(src / "masks"),
+                             "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "imported 3, duplicates 0, rejected 1" in captured.out
+    assert "broken.tif" in captured.err
+    assert run(monkeypatch, ["export", "P", str(tmp_path / "out.zip"), "--format",
+                             "counts,tiff"]) == 0
+    assert "exported 3 images (3 annotated)" in capsys.readouterr().out
+    assert run(monkeypatch, ["export", "P", str(tmp_path / "o"), "--format", "gif"]) == 2
+    assert run(monkeypatch, ["import", "P", str(tmp_path / "nothing-here")]) == 2
