@@ -35,16 +35,26 @@ def downsample_factor(shape_yx: tuple[int, int], max_side: int) -> int:
 
 def downsample(plane: np.ndarray, factor: int) -> np.ndarray:
     """Block-mean downsampling of the last two axes by an integer factor (edges cropped to
-    whole blocks, at least one block)."""
+    whole blocks). Integer images keep their dtype; up to factor 4 it sums strided views,
+    which is several times faster than a reshape-mean."""
     if factor <= 1:
         return plane
     h, w = plane.shape[-2] // factor, plane.shape[-1] // factor
-    h, w = max(1, h), max(1, w)
-    cropped = plane[..., :h * factor, :w * factor]
-    if cropped.shape[-2] < factor or cropped.shape[-1] < factor:
+    if h < 1 or w < 1:
         return plane[..., ::factor, ::factor]
-    shape = cropped.shape[:-2] + (h, factor, w, factor)
-    return cropped.reshape(shape).mean(axis=(-3, -1), dtype=np.float32)
+    cropped = plane[..., :h * factor, :w * factor]
+    if factor <= 4:
+        acc = np.zeros(cropped.shape[:-2] + (h, w), np.float32)
+        for dy in range(factor):
+            for dx in range(factor):
+                acc += cropped[..., dy::factor, dx::factor]
+        acc /= factor * factor
+    else:
+        shape = cropped.shape[:-2] + (h, factor, w, factor)
+        acc = cropped.reshape(shape).mean(axis=(-3, -1), dtype=np.float32)
+    if np.issubdtype(plane.dtype, np.integer):
+        return np.round(acc).astype(plane.dtype)
+    return acc
 
 
 def auto_limits(channel: np.ndarray, percentiles=DEFAULT_PERCENTILES) -> tuple[float, float]:
@@ -58,26 +68,52 @@ def auto_limits(channel: np.ndarray, percentiles=DEFAULT_PERCENTILES) -> tuple[f
     return float(low), float(high)
 
 
+def _limits(plane: np.ndarray, view: ChannelView) -> tuple[float, float]:
+    low, high = view.low, view.high
+    if low is None or high is None:
+        auto = auto_limits(plane)
+        low = auto[0] if low is None else low
+        high = auto[1] if high is None else high
+    return float(low), max(float(high), float(low) + 1e-6)
+
+
 def composite(zcyx: np.ndarray, z: int, views: list[ChannelView], max_side: int) -> np.ndarray:
     """RGB uint8 (H, W, 3) of plane `z`: each visible channel scaled by its limits, tinted by
-    its colour, added, clipped."""
+    its colour, added, clipped.
+
+    8/16-bit images go through per-channel lookup tables (one gather per colour component),
+    so contrast is exact in image units and no float copy of the image is made."""
     z = int(np.clip(z, 0, zcyx.shape[0] - 1))
-    planes = zcyx[z]
-    factor = downsample_factor(planes.shape[-2:], max_side)
-    small = downsample(planes, factor).astype(np.float32, copy=False)
-    out = np.zeros(small.shape[-2:] + (3,), np.float32)
-    for c, view in enumerate(views[: small.shape[0]]):
+    planes = downsample(zcyx[z], downsample_factor(zcyx.shape[-2:], max_side))
+    use_lut = planes.dtype in (np.uint8, np.uint16)
+    h, w = planes.shape[-2:]
+    if not use_lut:
+        acc = np.zeros((h, w, 3), np.float32)
+    sums: list[np.ndarray | None] = [None, None, None]   # one contiguous plane per colour
+    for c, view in enumerate(views[: planes.shape[0]]):
         if not view.visible:
             continue
-        low, high = view.low, view.high
-        if low is None or high is None:
-            auto = auto_limits(small[c])
-            low = auto[0] if low is None else low
-            high = auto[1] if high is None else high
-        scale = 1.0 / max(float(high) - float(low), 1e-12)
-        norm = np.clip((small[c] - float(low)) * scale, 0.0, 1.0)
-        out += norm[..., None] * hex_to_rgb(view.color)
-    return (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        plane = planes[c]
+        low, high = _limits(plane, view)
+        colour = hex_to_rgb(view.color)
+        if not use_lut:
+            norm = np.clip((plane.astype(np.float32) - low) / (high - low), 0.0, 1.0)
+            acc += norm[..., None] * (colour * 255.0)
+            continue
+        values = np.arange(np.iinfo(plane.dtype).max + 1, dtype=np.float32)
+        norm = np.clip((values - low) / (high - low), 0.0, 1.0)
+        for k in range(3):
+            if colour[k] > 0:
+                part = np.take(np.round(norm * colour[k] * 255.0).astype(np.uint8), plane)
+                sums[k] = part if sums[k] is None else np.minimum(
+                    sums[k].astype(np.uint16) + part, 255).astype(np.uint8)
+    if not use_lut:
+        return (np.clip(acc, 0, 255) + 0.5).astype(np.uint8)
+    out = np.zeros((h, w, 3), np.uint8)
+    for k in range(3):
+        if sums[k] is not None:
+            out[..., k] = sums[k]
+    return out
 
 
 def outlines(labels: np.ndarray) -> np.ndarray:

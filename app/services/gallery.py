@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, aliased
 from app.errors import NotFound, ValidationError
 from app.permissions import Actor, require
 from app.services.projects import IMAGE_STATUSES
-from app.tables import Annotation, Image, Project, Score, User, utcnow
+from app.tables import Annotation, Image, ModelVersion, Project, Score, User, utcnow
 
 SORTS = {"name": Image.name, "created": Image.id, "status": Image.status}
 MAX_PER_PAGE = 200
@@ -71,7 +71,8 @@ def _latest_annotation():
 def list_images(session: Session, actor: Actor, project_id: int, page: int = 1,
                 per_page: int = 50, sort: str = "created", descending: bool = False,
                 status: str | None = None) -> ImagePage:
-    """One page of the project's images with their latest annotation and best score."""
+    """One page of the project's images with their latest annotation and their score under
+    the project's active model (the highest, if several strategies scored it)."""
     require(session, actor, project_id, "view")
     if sort not in SORTS and sort not in ("score", "annotator", "cells"):
         raise ValidationError(f"Cannot sort by {sort!r}.")
@@ -84,7 +85,10 @@ def list_images(session: Session, actor: Actor, project_id: int, page: int = 1,
     total = session.scalar(select(func.count()).select_from(Image).where(*where))
     latest = _latest_annotation()
     ann = aliased(Annotation)
+    active = select(ModelVersion.id).where(ModelVersion.project_id == project_id,
+                                           ModelVersion.is_active.is_(True))
     score = (select(Score.image_id, func.max(Score.value).label("value"))
+             .where(Score.model_version_id.in_(active))
              .group_by(Score.image_id).subquery())
     columns = {**SORTS, "score": score.c.value, "annotator": User.username, "cells": ann.n_cells}
     order = columns[sort].desc() if descending else columns[sort].asc()

@@ -1,0 +1,43 @@
+"""Write a benchmark's results into its own section of docs/benchmarks.md."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import re
+import sys
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+HEADER = """# Benchmarks
+
+Each section is written by the script named in it; rerun the command to refresh it.
+Figures are what the script measured on the machine named, ratios against a baseline
+measured in the same run.
+"""
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def write_section(name: str, title: str, body: str) -> None:
+    text = DOC.read_text() if DOC.exists() else HEADER
+    command = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
+    section = (f"<!-- bench:{name} -->\n## {title}\n\n"
+               f"Command: `{command}`  \nRun: {dt.date.today().isoformat()} on {machine()}\n\n"
+               f"{body.strip()}\n<!-- /bench:{name} -->")
+    pattern = re.compile(rf"<!-- bench:{name} -->.*?<!-- /bench:{name} -->", re.S)
+    text = pattern.sub(lambda _m: section, text) if pattern.search(text) else (
+        text.rstrip() + "\n\n" + section + "\n")
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text)
+    print(section)
