@@ -1,0 +1,53 @@
+"""Where and how to run: CUDA with bf16 autocast when present; on CPUs, bf16 autocast with
+channels_last only where the CPU has native bf16 (AVX512-BF16 or AMX), else fp32 with
+channels_last. CUDA is only touched when a function here is called, never at import."""
+from __future__ import annotations
+
+import contextlib
+import functools
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Runtime:
+    device: torch.device
+    dtype: torch.dtype | None      # autocast dtype, None = fp32
+    channels_last: bool
+
+    def autocast(self):
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @property
+    def name(self) -> str:
+        prec = "bf16" if self.dtype == torch.bfloat16 else "fp32"
+        return f"{self.device.type}/{prec}{'/channels_last' if self.channels_last else ''}"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return any(f in flags for f in ("avx512_bf16", "amx_bf16"))
+
+
+def select_runtime(prefer: str = "auto", device: str | None = None) -> Runtime:
+    """prefer: "auto", "fp32" or "bf16"; device: None (auto), "cpu" or "cuda"."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if prefer == "fp32":
+        return Runtime(dev, None, dev.type == "cpu")
+    if prefer == "bf16" or dev.type == "cuda" or cpu_has_native_bf16():
+        return Runtime(dev, torch.bfloat16, True)
+    return Runtime(dev, None, True)
+
+
+def set_threads(n: int) -> None:
+    if n and n > 0:
+        torch.set_num_threads(n)

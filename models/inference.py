@@ -1,0 +1,123 @@
+"""Prediction with a trained model: normalise, tiled class probabilities, instances, counts.
+Z-stacks are predicted slice by slice."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from models.data import normalise
+from models.device import Runtime, select_runtime
+from models.instances import instances_from_probs
+from models.tiling import tiled_apply
+
+
+class ModelInputError(ValueError):
+    """The image does not fit the model (e.g. wrong number of channels)."""
+
+
+@dataclass
+class PredictResult:
+    labels: np.ndarray                  # (Y, X) or (Z, Y, X) instance labels
+    count: int                          # number of instances (summed over planes)
+    probabilities: np.ndarray | None = None   # (K, Y, X) for 2-D input, if kept
+    per_plane_counts: list = field(default_factory=list)
+
+
+class SegmentationModel:
+    """A network plus everything needed to use it: channels, normalisation, classes.
+
+    `net` maps a normalised (N, C, H, W) float tensor to (N, K, H, W) logits."""
+
+    def __init__(self, net: Callable, meta: dict, module: torch.nn.Module | None = None):
+        self.net = net
+        self.module = module                 # the torch module, when there is one
+        self.meta = meta
+        self._runtime: Runtime | None = None
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.meta["architecture"]["in_channels"])
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.meta["architecture"]["n_classes"])
+
+    @property
+    def multiple(self) -> int:
+        return 2 ** int(self.meta["architecture"].get("depth", 4))
+
+    def runtime(self, prefer: str = "auto", device: str | None = None) -> Runtime:
+        if self._runtime is None or prefer != "auto" or device is not None:
+            self._runtime = select_runtime(prefer, device)
+            if self.module is not None:
+                self.module.to(self._runtime.device)
+                self.module.to(memory_format=torch.channels_last if self._runtime.channels_last
+                               else torch.contiguous_format)
+                self.module.eval()
+        return self._runtime
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """(C, Y, X) or (Y, X) raw image -> normalised (C, Y, X) float32."""
+        image = np.asarray(image)
+        if image.ndim == 2:
+            image = image[None]
+        if image.ndim != 3:
+            raise ModelInputError(f"expected a (C, Y, X) image, got shape {image.shape}")
+        if image.shape[0] != self.in_channels:
+            raise ModelInputError(f"this model takes {self.in_channels} channel(s) "
+                                  f"({', '.join(self.meta.get('channels', [])) or 'unnamed'}); "
+                                  f"the image has {image.shape[0]}")
+        norm = self.meta.get("normalisation", {})
+        return normalise(image, norm.get("low", 1.0), norm.get("high", 99.8))
+
+    @torch.no_grad()
+    def logits_fn(self, x: torch.Tensor) -> torch.Tensor:
+        rt = self.runtime()
+        x = x.to(rt.device)
+        if rt.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with rt.autocast():
+            return self.net(x).float()
+
+    @torch.no_grad()
+    def probabilities(self, image: np.ndarray, tile: int = 512, overlap: int = 64,
+                      batch: int = 4, normalised: bool = False) -> np.ndarray:
+        """(K, Y, X) class probabilities of one 2-D image."""
+        x = image if normalised else self.prepare(image)
+        return tiled_apply(x, lambda t: F.softmax(self.logits_fn(t), dim=1), self.n_classes,
+                           tile=tile, overlap=overlap, batch=batch, multiple=self.multiple)
+
+    def instances(self, probs: np.ndarray) -> np.ndarray:
+        min_size = int(self.meta.get("postprocess", {}).get("min_size", 12))
+        if self.meta.get("kind", "instance") == "semantic":
+            return probs.argmax(0).astype(np.uint16)
+        return instances_from_probs(probs, min_size=min_size)
+
+
+def _as_array(image) -> np.ndarray:
+    if isinstance(image, (str, os.PathLike)):
+        from storage.readers import read_image
+        return read_image(image).pixels          # (Z, C, Y, X)
+    return np.asarray(image)
+
+
+def predict_image(model: SegmentationModel, image, keep_probabilities: bool = False,
+                  tile: int = 512, overlap: int = 64) -> PredictResult:
+    """Instances and count. `image`: path, (Y, X), (C, Y, X) or (Z, C, Y, X)."""
+    array = _as_array(image)
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 4:
+        planes = [predict_image(model, plane, False, tile, overlap) for plane in array]
+        return PredictResult(np.stack([p.labels for p in planes]),
+                             sum(p.count for p in planes), None,
+                             [p.count for p in planes])
+    probs = model.probabilities(array, tile=tile, overlap=overlap)
+    labels = model.instances(probs)
+    count = int(labels.max()) if model.meta.get("kind", "instance") != "semantic" else 0
+    return PredictResult(labels, count, probs if keep_probabilities else None, [count])

@@ -1,0 +1,83 @@
+"""Saving and loading models.
+
+Native format (`.cellloop`): a torch file holding only tensors and plain data (loaded with
+`weights_only=True`, so a weight file cannot run code), with the architecture and metadata.
+Its sha256 is recorded when it is stored, and checked when it is loaded, so a corrupt or
+swapped file is refused. Exported TorchScript (`.pt`) and ONNX (`.onnx`) files carry their
+model card inside and load too.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from models.inference import SegmentationModel
+from models.unet import UNet
+
+FORMAT = "cellloop-model"
+FORMAT_VERSION = 1
+
+
+class ModelFileError(ValueError):
+    """The model file cannot be used; the message says why."""
+
+
+def model_to_bytes(model: SegmentationModel) -> bytes:
+    if not isinstance(model.module, UNet):
+        raise ModelFileError("only models trained in CellLoop can be saved in the native format")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION,
+                "meta": json.loads(json.dumps(model.meta)), "state_dict": state}, buf)
+    return buf.getvalue()
+
+
+def model_from_bytes(data: bytes, expected_sha256: str | None = None) -> SegmentationModel:
+    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise ModelFileError("the weight file is corrupt: its checksum does not match")
+    try:
+        blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise ModelFileError(f"not a readable CellLoop model file ({type(exc).__name__})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ModelFileError("not a CellLoop model file")
+    if int(blob.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelFileError(f"this model was saved by a newer CellLoop (format "
+                             f"{blob['format_version']}); upgrade to load it")
+    meta = blob["meta"]
+    try:
+        net = UNet(**meta["architecture"])
+        net.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ModelFileError(f"the model's weights do not fit its architecture ({exc})") from None
+    net.eval()
+    return SegmentationModel(net, meta, module=net)
+
+
+def save_model(model: SegmentationModel, path: str | os.PathLike) -> str:
+    """Write atomically; return the file's sha256."""
+    data = model_to_bytes(model)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    Path(tmp).write_bytes(data)
+    os.replace(tmp, path)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_model(source, expected_sha256: str | None = None) -> SegmentationModel:
+    if isinstance(source, (bytes, bytearray)):
+        return model_from_bytes(bytes(source), expected_sha256)
+    path = Path(source)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    if path.suffix == ".onnx":
+        from models.export import load_onnx
+        return load_onnx(path)
+    if path.suffix == ".pt":
+        from models.export import load_torchscript
+        return load_torchscript(path)
+    return model_from_bytes(path.read_bytes(), expected_sha256)

@@ -1,0 +1,258 @@
+"""Training: one plain function over arrays, used by the web job, the CLI, tests and
+benchmarks alike.
+
+Patches are sampled from annotated pixels (foreground-aware), augmented, and fitted with
+cross-entropy + soft Dice that ignore unannotated pixels; AdamW with a cosine schedule;
+early stopping on validation F1 (or Dice for semantic models); the best epoch's weights are
+kept. Same data, settings and seed give the same weights on the CPU.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from models.data import IGNORE, PatchSampler, Sample, normalise, semantic_targets, \
+    targets_from_labels
+from models.device import select_runtime, set_threads
+from models.metrics import mean_scores, score
+from models.inference import SegmentationModel
+from models.unet import UNet
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(ValueError):
+    """Training cannot start (no data, shapes that do not fit); the message says why."""
+
+
+class TrainingCancelled(Exception):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    width: int = 32
+    depth: int = 4
+    dropout: float = 0.2
+    patch: int = 256
+    batch: int = 8
+    epochs: int = 40
+    steps_per_epoch: int = 50
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 8
+    val_fraction: float = 0.2
+    seed: int = 0
+    max_seconds: float | None = None
+    fg_fraction: float = 0.6
+    boundary_weight: float = 2.0
+    dice_weight: float = 1.0
+    min_size: int = 12
+    semantic: bool = False          # labels are class maps, not instances
+    n_classes: int = 3
+    threads: int = 0
+    device: str | None = None
+    precision: str = "fp32"          # training precision on CPU; CUDA uses bf16 autocast
+    deterministic: bool = True
+    normalisation: tuple = (1.0, 99.8)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    model: SegmentationModel
+    history: list[dict]
+    best_epoch: int
+    metrics: dict
+    seconds: float
+    steps: int
+    patches_per_s: float
+    stopped: str                     # "epochs", "early-stopping", "time budget"
+    train_ids: list = field(default_factory=list)
+    val_ids: list = field(default_factory=list)
+
+
+def _samples(images, labels, regions, cfg: TrainConfig) -> list[Sample]:
+    out = []
+    for k, (img, lab) in enumerate(zip(images, labels)):
+        img = np.asarray(img)
+        if img.ndim == 2:
+            img = img[None]
+        lab = np.asarray(lab)
+        if img.shape[1:] != lab.shape:
+            raise TrainingError(f"image {k}: shape {img.shape[1:]} but labels {lab.shape}")
+        region = None if regions is None else regions[k]
+        target = semantic_targets(lab, region) if cfg.semantic else targets_from_labels(lab, region)
+        out.append(Sample(normalise(img, *cfg.normalisation), target))
+    return out
+
+
+def split(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Validation indices: a fixed fraction (at least one image) when there are 2+ images;
+    with one image, it is used for both."""
+    if n < 2:
+        return list(range(n)), list(range(n))
+    order = np.random.default_rng(seed).permutation(n).tolist()
+    n_val = max(1, int(round(n * fraction)))
+    return sorted(order[n_val:]), sorted(order[:n_val])
+
+
+def loss_fn(logits: torch.Tensor, target: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    weights = torch.ones(cfg.n_classes, device=logits.device)
+    if not cfg.semantic and cfg.n_classes == 3:
+        weights[2] = cfg.boundary_weight
+    ce = F.cross_entropy(logits, target, weight=weights, ignore_index=IGNORE)
+    valid = (target != IGNORE).unsqueeze(1).float()
+    probs = F.softmax(logits, dim=1) * valid
+    onehot = F.one_hot(target.clamp(max=cfg.n_classes - 1), cfg.n_classes
+                       ).permute(0, 3, 1, 2).float() * valid
+    dims = (0, 2, 3)
+    inter = (probs * onehot).sum(dims)[1:]
+    denom = (probs + onehot).sum(dims)[1:]
+    dice = 1 - ((2 * inter + 1) / (denom + 1)).mean()
+    return ce + cfg.dice_weight * dice
+
+
+def evaluate(model: SegmentationModel, images, labels, cfg: TrainConfig) -> dict:
+    """Validation metrics on whole images (tiled inference)."""
+    scores, dices = [], []
+    for img, lab in zip(images, labels):
+        probs = model.probabilities(img, tile=512, overlap=32)
+        if cfg.semantic:
+            pred = probs.argmax(0)
+            fg_true, fg_pred = lab > 0, pred > 0
+            inter = np.logical_and(fg_true, fg_pred).sum()
+            dices.append(2 * inter / max(1, fg_true.sum() + fg_pred.sum()))
+        else:
+            scores.append(score(lab, model.instances(probs)))
+    if cfg.semantic:
+        return {"dice": float(np.mean(dices)), "n_images": len(dices)}
+    return mean_scores(scores)
+
+
+def train_model(images: list[np.ndarray], labels: list[np.ndarray],
+                regions: list[np.ndarray | None] | None = None,
+                config: TrainConfig | None = None,
+                val_images: list[np.ndarray] | None = None,
+                val_labels: list[np.ndarray] | None = None,
+                init: SegmentationModel | None = None,
+                progress: Callable[[dict], None] | None = None,
+                should_stop: Callable[[], bool] | None = None,
+                meta: dict | None = None) -> TrainResult:
+    """Train a U-Net. images: (C, Y, X) or (Y, X) raw arrays; labels: (Y, X) instance labels
+    (class maps if `config.semantic`); regions: (Y, X) bool annotated masks or None. Without
+    val_* a validation split is taken from the data. `init` fine-tunes an existing model.
+    `progress(dict)` is called after each epoch; `should_stop()` between steps cancels."""
+    cfg = config or TrainConfig()
+    if not images:
+        raise TrainingError("There are no annotated images to train on.")
+    if len(images) != len(labels):
+        raise TrainingError("images and labels differ in number")
+    set_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    samples = _samples(images, labels, regions, cfg)
+    in_channels = samples[0].image.shape[0]
+    if any(s.image.shape[0] != in_channels for s in samples):
+        raise TrainingError("all images must have the same number of channels")
+    if val_images is None:
+        train_ids, val_ids = split(len(samples), cfg.val_fraction, cfg.seed)
+        val_images = [images[i] for i in val_ids]
+        val_labels = [labels[i] for i in val_ids]
+    else:
+        train_ids, val_ids = list(range(len(samples))), []
+    train_samples = [samples[i] for i in train_ids]
+    runtime = select_runtime("bf16" if cfg.precision == "bf16" else "fp32", cfg.device)
+    if init is not None:
+        if init.in_channels != in_channels:
+            raise TrainingError(f"the model to fine-tune takes {init.in_channels} channel(s), "
+                                f"the images have {in_channels}")
+        net = copy.deepcopy(init.module)
+    else:
+        net = UNet(in_channels, cfg.n_classes, cfg.width, cfg.depth, cfg.dropout)
+    net.to(runtime.device)
+    meta = {**(meta or {}), "architecture": net.config, "kind": "semantic" if cfg.semantic
+            else "instance", "normalisation": {"kind": "percentile", "low": cfg.normalisation[0],
+                                               "high": cfg.normalisation[1]},
+            "postprocess": {"min_size": cfg.min_size}, "train_config": cfg.as_dict()}
+    model = SegmentationModel(net, meta, module=net)
+    sampler = PatchSampler(train_samples, cfg.patch, rng, cfg.fg_fraction)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    planned = cfg.epochs * cfg.steps_per_epoch
+    scheduler = None
+    history, best, best_state, best_epoch, bad_epochs = [], -1.0, None, 0, 0
+    started, steps, stopped = time.perf_counter(), 0, "epochs"
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            net.train()
+            losses = []
+            for _ in range(cfg.steps_per_epoch):
+                if should_stop is not None and should_stop():
+                    raise TrainingCancelled()
+                x, y = sampler.batch(cfg.batch)
+                xt = torch.from_numpy(x).to(runtime.device)
+                yt = torch.from_numpy(y).to(runtime.device)
+                with runtime.autocast():
+                    logits = net(xt)
+                loss = loss_fn(logits.float(), yt, cfg)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                steps += 1
+                losses.append(float(loss.detach()))
+                if scheduler is None and steps == 3:
+                    per_step = (time.perf_counter() - started) / 3
+                    if cfg.max_seconds:
+                        planned = max(steps + 1, min(planned, int(cfg.max_seconds * 0.85 / per_step)))
+                    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                        optimiser, T_max=max(1, planned - steps))
+                elif scheduler is not None and steps < planned:
+                    scheduler.step()
+            net.eval()
+            metrics = evaluate(model, val_images, val_labels, cfg)
+            key = metrics.get("dice" if cfg.semantic else "f1", 0.0)
+            elapsed = time.perf_counter() - started
+            entry = {"epoch": epoch, "step": steps, "loss": float(np.mean(losses)),
+                     "seconds": round(elapsed, 2), **{f"val_{k}": v for k, v in metrics.items()}}
+            history.append(entry)
+            if key > best:
+                best, best_epoch, bad_epochs = key, epoch, 0
+                best_state = copy.deepcopy(net.state_dict())
+            else:
+                bad_epochs += 1
+            if progress is not None:
+                progress({**entry, "best_epoch": best_epoch, "planned_steps": planned,
+                          "epochs": cfg.epochs})
+            log.info("epoch %d loss %.4f val %s", epoch, entry["loss"], metrics)
+            if bad_epochs >= cfg.patience:
+                stopped = "early-stopping"
+                break
+            if steps >= planned or (cfg.max_seconds and elapsed + elapsed / epoch > cfg.max_seconds):
+                stopped = "time budget" if cfg.max_seconds and steps < cfg.epochs * cfg.steps_per_epoch \
+                    else "epochs"
+                break
+    finally:
+        if cfg.deterministic and not deterministic_before:
+            torch.use_deterministic_algorithms(False)
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    seconds = time.perf_counter() - started
+    best_metrics = {k[4:]: v for k, v in history[best_epoch - 1].items() if k.startswith("val_")}
+    model.meta["metrics"] = best_metrics
+    model.meta["curve"] = history
+    return TrainResult(model, history, best_epoch, best_metrics, seconds, steps,
+                       steps * cfg.batch / seconds, stopped, train_ids, val_ids)

@@ -1,0 +1,99 @@
+"""U-Net with a light stochastic head.
+
+The trunk (encoder + decoder) is deterministic at inference; all of the dropout that Monte
+Carlo uncertainty uses sits in the head (dropout -> 3x3 conv -> ReLU -> dropout -> 1x1 conv),
+which costs a few percent of the network. `mc_probabilities` runs the trunk once and the head
+T times: the same distribution as T full stochastic passes, at a fraction of the cost.
+
+Shapes: input (N, C, H, W) with H, W divisible by 2**depth; output logits (N, K, H, W).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class ConvBlock(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__(
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True))
+
+
+class Head(nn.Module):
+    def __init__(self, width: int, n_classes: int, p: float):
+        super().__init__()
+        self.drop1 = nn.Dropout(p)
+        self.conv = nn.Conv2d(width, width, 3, padding=1)
+        self.drop2 = nn.Dropout(p)
+        self.out = nn.Conv2d(width, n_classes, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out(self.drop2(F.relu(self.conv(self.drop1(features)))))
+
+
+class UNet(nn.Module):
+    def __init__(self, in_channels: int = 1, n_classes: int = 3, width: int = 32,
+                 depth: int = 4, dropout: float = 0.2, bottleneck_dropout: float = 0.0):
+        super().__init__()
+        self.config = dict(in_channels=in_channels, n_classes=n_classes, width=width,
+                           depth=depth, dropout=dropout, bottleneck_dropout=bottleneck_dropout)
+        widths = [width * 2 ** i for i in range(depth + 1)]
+        self.down = nn.ModuleList([ConvBlock(in_channels, widths[0])] + [
+            ConvBlock(widths[i], widths[i + 1]) for i in range(depth)])
+        self.bottleneck_drop = nn.Dropout2d(bottleneck_dropout)
+        self.up = nn.ModuleList([nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
+                                 for i in reversed(range(depth))])
+        self.dec = nn.ModuleList([ConvBlock(widths[i] * 2, widths[i])
+                                  for i in reversed(range(depth))])
+        self.head = Head(width, n_classes, dropout)
+
+    @property
+    def multiple(self) -> int:
+        return 2 ** self.config["depth"]
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        x = self.bottleneck_drop(skips.pop())
+        for up, dec in zip(self.up, self.dec):
+            x = dec(torch.cat([up(x), skips.pop()], dim=1))
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+    def head_train_mode(self, on: bool) -> None:
+        """Dropout on in the head only (MC sampling), everything else as in eval."""
+        self.head.train(on)
+
+
+@torch.no_grad()
+def mc_probabilities(model: UNet, x: torch.Tensor, passes: int) -> torch.Tensor:
+    """(T, N, K, H, W) softmax samples: the trunk once, the stochastic head T times."""
+    was_training = model.training
+    model.eval()
+    features = model.trunk(x)
+    model.head_train_mode(True)
+    try:
+        return torch.stack([F.softmax(model.head(features).float(), dim=1)
+                            for _ in range(passes)])
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def mc_probabilities_naive(model: UNet, x: torch.Tensor, passes: int) -> torch.Tensor:
+    """Reference: T full forward passes with the same head dropout (for tests/benchmarks)."""
+    was_training = model.training
+    model.eval()
+    model.head_train_mode(True)
+    try:
+        return torch.stack([F.softmax(model(x).float(), dim=1) for _ in range(passes)])
+    finally:
+        model.train(was_training)
