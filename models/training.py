@@ -184,6 +184,8 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     else:
         net = UNet(in_channels, cfg.n_classes, cfg.width, cfg.depth, cfg.dropout)
     net.to(runtime.device)
+    if runtime.channels_last:
+        net.to(memory_format=torch.channels_last)
     meta = {**(meta or {}), "architecture": net.config, "kind": "semantic" if cfg.semantic
             else "instance", "normalisation": {"kind": "percentile", "low": cfg.normalisation[0],
                                                "high": cfg.normalisation[1]},
@@ -204,6 +206,8 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
                     raise TrainingCancelled()
                 x, y = sampler.batch(cfg.batch)
                 xt = torch.from_numpy(x).to(runtime.device)
+                if runtime.channels_last:
+                    xt = xt.contiguous(memory_format=torch.channels_last)
                 yt = torch.from_numpy(y).to(runtime.device)
                 with runtime.autocast():
                     logits = net(xt)

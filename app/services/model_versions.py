@@ -1,0 +1,143 @@
+"""Model versions of a project: list, compare, activate or roll back, load, export.
+
+Weights live in the blob store under their sha256, so loading checks the hash: a corrupt
+file is refused. Loaded models are cached per process by that hash (immutable content).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import NotFound, ValidationError
+from app.permissions import Actor, require
+from app.tables import ModelVersion, User
+from storage.blobstore import BlobStore
+
+EXPORT_FORMATS = ("cellloop", "torchscript", "onnx")
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    id: int
+    project_id: int
+    parent_id: int | None
+    is_active: bool
+    created_at: dt.datetime
+    created_by: str
+    metrics: dict
+    curve: list
+    n_training_images: int
+    settings: dict
+    architecture: dict
+
+
+def _info(mv: ModelVersion, username: str | None) -> VersionInfo:
+    return VersionInfo(mv.id, mv.project_id, mv.parent_id, mv.is_active, mv.created_at,
+                       username or "", dict(mv.metrics or {}), list(mv.curve or []),
+                       len(mv.training_data or []), dict(mv.settings or {}),
+                       dict(mv.architecture or {}))
+
+
+def list_versions(session: Session, actor: Actor, project_id: int) -> list[VersionInfo]:
+    require(session, actor, project_id, "view")
+    rows = session.execute(select(ModelVersion, User.username)
+                           .outerjoin(User, User.id == ModelVersion.created_by_id)
+                           .where(ModelVersion.project_id == project_id,
+                                  ModelVersion.weights_blob_key.is_not(None))
+                           .order_by(ModelVersion.id.desc()))
+    return [_info(mv, name) for mv, name in rows]
+
+
+def _version(session: Session, actor: Actor, version_id, action: str) -> ModelVersion:
+    mv = session.get(ModelVersion, version_id) if isinstance(version_id, int) else None
+    if mv is None or mv.weights_blob_key is None:
+        raise NotFound("No such model version.")
+    require(session, actor, mv.project_id, action)
+    return mv
+
+
+def active_version(session: Session, project_id: int) -> ModelVersion | None:
+    return session.scalar(select(ModelVersion).where(ModelVersion.project_id == project_id,
+                                                     ModelVersion.is_active.is_(True)))
+
+
+def activate(session: Session, actor: Actor, version_id: int) -> VersionInfo:
+    """Make this version the project's active model (owners; also how to roll back)."""
+    mv = _version(session, actor, version_id, "manage")
+    for other in session.scalars(select(ModelVersion).where(
+            ModelVersion.project_id == mv.project_id, ModelVersion.is_active.is_(True))):
+        other.is_active = False
+    mv.is_active = True
+    session.flush()
+    return _info(mv, None)
+
+
+# A per-process cache of loaded networks, keyed by weight hash (immutable content).
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+CACHE_SIZE = 4
+
+
+def load(store: BlobStore, mv: ModelVersion):
+    """The SegmentationModel of a version (hash-checked on first load, then cached)."""
+    from models.persist import model_from_bytes
+
+    key = mv.weights_blob_key
+    with _CACHE_LOCK:
+        model = _CACHE.get(key)
+        if model is not None:
+            _CACHE.move_to_end(key)
+            return model
+    model = model_from_bytes(store.get_bytes(key), expected_sha256=key)
+    with _CACHE_LOCK:
+        _CACHE[key] = model
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return model
+
+
+def load_version(session: Session, actor: Actor, store: BlobStore, version_id: int | None,
+                 project_id: int | None = None):
+    """(ModelVersion, SegmentationModel): the given version, or the project's active one."""
+    if version_id is None:
+        require(session, actor, project_id, "view")
+        mv = active_version(session, project_id)
+        if mv is None:
+            raise NotFound("This project has no trained model yet; train one first.")
+    else:
+        mv = _version(session, actor, version_id, "view")
+    return mv, load(store, mv)
+
+
+def export_version(session: Session, actor: Actor, store: BlobStore, version_id: int,
+                   out_dir: str | Path, formats: tuple[str, ...] = EXPORT_FORMATS) -> list[Path]:
+    """Write the version as native .cellloop, TorchScript .pt and/or ONNX .onnx (+ cards)."""
+    from models.export import export_onnx, export_torchscript, model_card
+
+    bad = [f for f in formats if f not in EXPORT_FORMATS]
+    if bad:
+        raise ValidationError(f"Unknown model format(s): {', '.join(bad)}.")
+    mv, model = load_version(session, actor, store, version_id)
+    model.meta["version"] = f"project {mv.project_id} model {mv.id}"
+    model.meta["training_data"] = mv.training_data
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"cellloop-project{mv.project_id}-model{mv.id}"
+    paths = []
+    if "cellloop" in formats:
+        path = out / f"{stem}.cellloop"
+        path.write_bytes(store.get_bytes(mv.weights_blob_key))
+        import json
+        path.with_suffix(".json").write_text(json.dumps(model_card(model), indent=1))
+        paths.append(path)
+    if "torchscript" in formats:
+        paths.append(export_torchscript(model, out / f"{stem}.pt"))
+    if "onnx" in formats:
+        paths.append(export_onnx(model, out / f"{stem}.onnx"))
+    return paths

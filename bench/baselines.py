@@ -1,0 +1,53 @@
+"""Classical baselines for the accuracy benchmark: Otsu + distance-transform watershed, and
+scikit-image's trainable random-forest segmentation on multiscale features."""
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+from scipy import ndimage
+from skimage.feature import multiscale_basic_features, peak_local_max
+from skimage.filters import threshold_otsu
+from skimage.morphology import remove_small_objects
+from skimage.segmentation import watershed
+
+from models.data import normalise, targets_from_labels
+from models.instances import instances_from_probs
+
+
+def otsu_watershed(image: np.ndarray, min_distance: int = 4, min_size: int = 12) -> np.ndarray:
+    img = normalise(image)[0]
+    fg = img > threshold_otsu(img)
+    fg = remove_small_objects(fg, min_size)
+    dist = ndimage.distance_transform_edt(fg)
+    peaks = peak_local_max(dist, min_distance=min_distance, labels=ndimage.label(fg)[0],
+                           exclude_border=False)
+    markers = np.zeros(fg.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    return watershed(-dist, markers, mask=fg)
+
+
+features = partial(multiscale_basic_features, intensity=True, edges=True, texture=True,
+                   sigma_min=1, sigma_max=16)
+
+
+def train_random_forest(images, labels, pixels_per_image: int = 3000, seed: int = 0):
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    for img, lab in zip(images, labels):
+        f = features(normalise(img)[0])
+        t = targets_from_labels(lab)
+        idx = rng.choice(t.size, min(pixels_per_image, t.size), replace=False)
+        xs.append(f.reshape(-1, f.shape[-1])[idx])
+        ys.append(t.ravel()[idx])
+    clf = RandomForestClassifier(n_estimators=60, max_depth=14, n_jobs=-1, random_state=seed)
+    clf.fit(np.concatenate(xs), np.concatenate(ys))
+    return clf
+
+
+def random_forest_instances(clf, image: np.ndarray) -> np.ndarray:
+    f = features(normalise(image)[0])
+    probs = clf.predict_proba(f.reshape(-1, f.shape[-1])).T.reshape((3,) + f.shape[:2])
+    return instances_from_probs(probs.astype(np.float32))
