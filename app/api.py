@@ -4,6 +4,7 @@ the same services as the pages, and sends ETags so browsers cache renderings."""
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request, send_file
 
@@ -66,6 +67,37 @@ def overlay(image_id: int):
     size = request.args.get("size", 1024, type=int)
     return _cached(display.render_overlay(get_session(), current_actor(), state().blobs,
                                           image_id, version, size))
+
+
+@bp.get("/images/<int:image_id>/prediction.png")
+def prediction_overlay(image_id: int):
+    from app.services import prediction
+    from storage.render import encode, overlay_rgba
+
+    model = request.args.get("model", type=int)
+    size = request.args.get("size", 1024, type=int)
+    labels = prediction.prediction_for_display(get_session(), current_actor(), get_config(),
+                                               image_id, model)
+    rendered = display.Rendered(encode(overlay_rgba(labels, max(16, min(size, 4096)),
+                                                    "#00e5ff"), "PNG"), "image/png",
+                                f"pred-{image_id}-{model}-{size}")
+    return _cached(rendered)
+
+
+@bp.get("/models/<int:version_id>/export.<fmt>")
+def export_model(version_id: int, fmt: str):
+    import tempfile
+
+    from app.services import model_versions
+    formats = {"cellloop": "cellloop", "pt": "torchscript", "onnx": "onnx"}
+    if fmt not in formats:
+        return jsonify(error="use .cellloop, .pt or .onnx"), 404
+    folder = get_config().data_dir / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(dir=folder))
+    paths = model_versions.export_version(get_session(), current_actor(), state().blobs,
+                                          version_id, out, (formats[fmt],))
+    return send_file(paths[0], as_attachment=True, download_name=paths[0].name)
 
 
 @bp.get("/projects/<int:project_id>/export.zip")

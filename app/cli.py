@@ -192,6 +192,100 @@ def cmd_export(config: Config, args) -> None:
           f"{', '.join(summary.formats)} to {summary.out_dir} ({len(summary.files)} files)")
 
 
+def cmd_train(config: Config, args) -> None:
+    from app.jobs.runner import run_job
+    from app.permissions import SYSTEM
+    from app.services import jobs, projects, training
+    from app.tables import Job
+    db = _db(config)
+    with db.session_scope() as s:
+        pid = projects.find_project_id(s, args.project)
+        params = {"fine_tune": not args.scratch, "epochs": args.epochs,
+                  "max_minutes": args.max_minutes, "seed": args.seed}
+        info = training.start_training(s, SYSTEM, pid, params, enqueue=lambda _id: None)
+
+    def show(fraction, message):
+        print(f"[{100 * fraction:5.1f}%] {message}", flush=True)
+
+    state = run_job(db, config, info.id, worker="cli", listeners=[show])
+    with db.session_scope() as s:
+        job = s.get(Job, info.id)
+        if state != "done":
+            raise CLIError(f"training {state}: {job.error or job.message}")
+        result = job.result
+    metrics = ", ".join(f"{k} {v:.3f}" for k, v in result["metrics"].items()
+                        if isinstance(v, float))
+    print(f"model version {result['model_version_id']}: {metrics}")
+    print(result["reason"])
+
+
+def _resolve_model(config: Config, spec: str):
+    """A model from a .cellloop/.pt/.onnx file, a model version id, or a project name."""
+    from app.permissions import SYSTEM
+    from app.services import model_versions, projects
+    from models import load_model
+    from storage.blobstore import open_blob_store
+    if Path(spec).is_file():
+        return load_model(spec)
+    store = open_blob_store(config.storage_url, config.blob_dir)
+    with _db(config).session_scope() as s:
+        if spec.isdigit():
+            try:
+                return model_versions.load_version(s, SYSTEM, store, int(spec))[1]
+            except ServiceError:
+                pass
+        pid = projects.find_project_id(s, spec)
+        return model_versions.load_version(s, SYSTEM, store, None, pid)[1]
+
+
+def cmd_predict(config: Config, args) -> None:
+    import json
+
+    from models.inference import ModelInputError, predict_image
+    from storage import writers
+    from storage.readers import ImageReadError, read_image
+    from storage.render import ChannelView, composite, encode, outlines
+    model = _resolve_model(config, args.model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for p in map(Path, args.images):
+        paths += sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    counts, failures = {}, 0
+    for path in paths:
+        try:
+            pixels = read_image(path, config.max_image_pixels).pixels
+            result = predict_image(model, pixels)
+        except (ImageReadError, ModelInputError) as exc:
+            print(f"skipped: {path.name}: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        stem = path.name.split(".")[0]
+        writers.write_bytes(out / f"{stem}_masks.tif", writers.mask_tiff_bytes(result.labels))
+        plane = result.labels if result.labels.ndim == 2 else result.labels[0]
+        rgb = composite(pixels, 0, [ChannelView("#ffffff")] * pixels.shape[1], 4096)
+        rgb[outlines(plane)] = (255, 255, 0)
+        writers.write_bytes(out / f"{stem}_overlay.png", encode(rgb, "PNG"))
+        counts[path.name] = result.count
+        print(f"{path.name}: {result.count} cells")
+    writers.write_json(out / "counts.json", counts)
+    print(f"predicted {len(counts)} image(s) into {out}")
+    if failures and not counts:
+        raise CLIError("no image could be predicted")
+
+
+def cmd_export_model(config: Config, args) -> None:
+    from app.permissions import SYSTEM
+    from app.services import model_versions
+    from storage.blobstore import open_blob_store
+    store = open_blob_store(config.storage_url, config.blob_dir)
+    formats = tuple(f.strip() for f in args.format.split(","))
+    with _db(config).session_scope() as s:
+        paths = model_versions.export_version(s, SYSTEM, store, args.version, args.out, formats)
+    for p in paths:
+        print(f"wrote {p} (+ {p.with_suffix('.json').name})")
+
+
 def cmd_run(config: Config, args) -> None:
     from app import create_app
     server = create_app(config)
@@ -264,6 +358,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--format", default="all",
                    help="tiff, png, hdf5, coco, counts or all (comma separated)")
     c.set_defaults(fn=cmd_export)
+    c = sub.add_parser("train", help="train a model on a project's annotations (in this process)")
+    c.add_argument("project", help="project name or id")
+    c.add_argument("--epochs", type=int, default=None)
+    c.add_argument("--max-minutes", type=float, default=None, help="time budget")
+    c.add_argument("--scratch", action="store_true", help="do not fine-tune the active model")
+    c.add_argument("--seed", type=int, default=0)
+    c.set_defaults(fn=cmd_train)
+    c = sub.add_parser("predict", help="segment images; writes masks, overlays, counts.json")
+    c.add_argument("model", help="project name (its active model), model version id, or a "
+                                 ".cellloop/.pt/.onnx file")
+    c.add_argument("images", nargs="+", help="image files or folders")
+    c.add_argument("--out", required=True, help="output folder")
+    c.set_defaults(fn=cmd_predict)
+    c = sub.add_parser("export-model", help="export a model version (TorchScript, ONNX)")
+    c.add_argument("version", type=int, help="model version id")
+    c.add_argument("out", help="output folder")
+    c.add_argument("--format", default="cellloop,torchscript,onnx")
+    c.set_defaults(fn=cmd_export_model)
     c = sub.add_parser("run", help="development server (use gunicorn in production)")
     c.add_argument("--host", default=None)
     c.add_argument("--port", type=int, default=None)

@@ -23,3 +23,5 @@ def job_kind(name: str):
 def load_handlers() -> None:
     """Import the modules that register job kinds."""
     import app.jobs.builtin  # noqa: F401
+    import app.services.prediction  # noqa: F401
+    import app.services.training  # noqa: F401

@@ -37,6 +37,7 @@ class JobContext:
         self.user_id = user_id
         self._min_interval = min_interval_s
         self._last_write = 0.0
+        self.listeners: list = []     # e.g. the CLI printing progress
 
     def progress(self, fraction: float, message: str = "", force: bool = False) -> None:
         """Store progress (0..1) and a message; raise JobCancelled if cancel was requested.
@@ -46,6 +47,8 @@ class JobContext:
         if not force and now - self._last_write < self._min_interval:
             return
         self._last_write = now
+        for listener in self.listeners:
+            listener(fraction, message)
         with self.db.session_scope() as s:
             s.execute(update(Job).where(Job.id == self.job_id).values(
                 progress=max(0.0, min(1.0, float(fraction))), message=message[:2000]))
@@ -53,13 +56,23 @@ class JobContext:
         if cancel:
             raise JobCancelled()
 
+    def cancel_requested(self) -> bool:
+        """Whether the user asked to cancel (checked at most every `min_interval_s`)."""
+        now = time.monotonic()
+        if now - getattr(self, "_last_check", 0.0) < self._min_interval:
+            return False
+        self._last_check = now
+        with self.db.session_scope() as s:
+            return bool(s.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)))
+
     def check_cancel(self) -> None:
         with self.db.session_scope() as s:
             if s.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)):
                 raise JobCancelled()
 
 
-def run_job(db: Database, config: Config, job_id: int, worker: str = "") -> str:
+def run_job(db: Database, config: Config, job_id: int, worker: str = "",
+            listeners: list | None = None) -> str:
     """Run job `job_id` to the end; return its final state."""
     load_handlers()
     with db.session_scope() as s:
@@ -75,6 +88,7 @@ def run_job(db: Database, config: Config, job_id: int, worker: str = "") -> str:
         job.state, job.started_at, job.worker = "running", utcnow(), worker
         kind, params = job.kind, dict(job.params or {})
         ctx = JobContext(db, config, job.id, job.project_id, job.user_id)
+        ctx.listeners = list(listeners or [])
     handler = HANDLERS.get(kind)
     state, values = "done", {}
     try:

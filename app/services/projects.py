@@ -238,3 +238,27 @@ def remove_member(session: Session, actor: Actor, project_id: int, user_id: int)
     session.delete(membership)
     session.flush()
     log.info("%s removed user %s from project %s", actor.username, user_id, project_id)
+
+
+TRAINING_KEYS = {"width": (4, 128), "depth": (2, 6), "patch": (32, 1024), "batch": (1, 128),
+                 "epochs": (1, 1000), "steps_per_epoch": (1, 10000), "patience": (1, 1000),
+                 "lr": (1e-6, 1.0), "dropout": (0.0, 0.9)}
+
+
+def set_training_settings(session: Session, actor: Actor, project_id: int,
+                          settings: dict) -> dict:
+    """Owners tune the project's training defaults (network size, patches, schedule)."""
+    project = require(session, actor, project_id, "manage")
+    clean = {}
+    for key, value in settings.items():
+        if key not in TRAINING_KEYS:
+            raise ValidationError(f"Unknown training setting {key!r}.")
+        lo, hi = TRAINING_KEYS[key]
+        number = float(value) if isinstance(lo, float) else int(value)
+        if not lo <= number <= hi:
+            raise ValidationError(f"{key} must be between {lo} and {hi}.")
+        clean[key] = number
+    project.settings = {**(project.settings or {}),
+                        "training": {**(project.settings or {}).get("training", {}), **clean}}
+    session.flush()
+    return project.settings["training"]

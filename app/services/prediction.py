@@ -1,0 +1,122 @@
+"""Predictions with a project's models: one image on demand ("suggest"), or every image of a
+project (a job). Predicted label images are cached by (image content, model weights) in the
+data directory, so a repeated request costs nothing."""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.config import Config
+from app.errors import NotFound
+from app.jobs.registry import job_kind
+from app.permissions import Actor, require
+from app.services import jobs, model_versions
+from app.services.images import count_labels
+from app.tables import Image, ModelVersion
+from storage.blobstore import BlobStore, get_array, open_blob_store
+
+
+@dataclass(frozen=True)
+class Prediction:
+    image_id: int
+    model_version_id: int
+    n_cells: int
+    labels: np.ndarray
+
+
+def _cache_path(config: Config, image: Image, mv: ModelVersion) -> Path:
+    return config.cache_dir / "predictions" / f"{image.sha256[:32]}-{mv.weights_blob_key[:32]}.npy"
+
+
+def cached_labels(config: Config, image: Image, mv: ModelVersion) -> np.ndarray | None:
+    path = _cache_path(config, image, mv)
+    return np.load(path, allow_pickle=False) if path.exists() else None
+
+
+def _store_cache(path: Path, labels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.save(buf, labels, allow_pickle=False)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def predict_labels(config: Config, store: BlobStore, image: Image, mv: ModelVersion,
+                   model=None) -> np.ndarray:
+    labels = cached_labels(config, image, mv)
+    if labels is None:
+        from models.inference import predict_image
+        model = model or model_versions.load(store, mv)
+        labels = predict_image(model, get_array(store, image.blob_key)).labels
+        _store_cache(_cache_path(config, image, mv), labels)
+    return labels
+
+
+def _image(session: Session, actor: Actor, image_id, action: str) -> Image:
+    image = session.get(Image, image_id) if isinstance(image_id, int) else None
+    if image is None or image.deleted_at is not None:
+        raise NotFound("No such image.")
+    require(session, actor, image.project_id, action)
+    return image
+
+
+def suggest(session: Session, actor: Actor, store: BlobStore, config: Config, image_id: int,
+            model_version_id: int | None = None) -> Prediction:
+    """The model's cells for one image (the active model unless a version is given)."""
+    image = _image(session, actor, image_id, "annotate")
+    mv, model = model_versions.load_version(session, actor, store, model_version_id,
+                                            image.project_id)
+    if mv.project_id != image.project_id:
+        raise NotFound("That model belongs to another project.")
+    labels = predict_labels(config, store, image, mv, model)
+    return Prediction(image.id, mv.id, count_labels(labels) if labels.ndim == 2 else
+                      int(sum(count_labels(p) for p in labels)), labels)
+
+
+def prediction_for_display(session: Session, actor: Actor, config: Config, image_id: int,
+                           model_version_id: int) -> np.ndarray:
+    """A cached prediction (viewers may look at predictions others ran)."""
+    image = _image(session, actor, image_id, "view")
+    mv = session.get(ModelVersion, model_version_id)
+    if mv is None or mv.project_id != image.project_id:
+        raise NotFound("No such model version.")
+    labels = cached_labels(config, image, mv)
+    if labels is None:
+        raise NotFound("No prediction yet: press Suggest first.")
+    return labels if labels.ndim == 2 else labels[0]
+
+
+def start_project_prediction(session: Session, actor: Actor, project_id: int,
+                             enqueue: Callable[[int], None]) -> jobs.JobInfo:
+    require(session, actor, project_id, "annotate")
+    if model_versions.active_version(session, project_id) is None:
+        raise NotFound("This project has no trained model yet; train one first.")
+    return jobs.submit_job(session, actor, project_id, "predict", {}, enqueue)
+
+
+@job_kind("predict")
+def run_project_prediction(ctx) -> dict:
+    store = open_blob_store(ctx.config.storage_url, ctx.config.blob_dir)
+    with ctx.db.session_scope() as session:
+        mv = model_versions.active_version(session, ctx.project_id)
+        if mv is None:
+            raise ValueError("The project has no active model.")
+        images = session.scalars(select(Image).where(
+            Image.project_id == ctx.project_id, Image.deleted_at.is_(None)).order_by(Image.id)).all()
+        session.expunge_all()
+    model = model_versions.load(store, mv)
+    counts = {}
+    for i, image in enumerate(images, 1):
+        labels = predict_labels(ctx.config, store, image, mv, model)
+        counts[image.name] = count_labels(labels) if labels.ndim == 2 else int(
+            sum(count_labels(p) for p in labels))
+        ctx.progress(i / len(images), f"{i}/{len(images)} images predicted")
+    return {"model_version_id": mv.id, "counts": counts, "n_images": len(images)}

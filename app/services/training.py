@@ -1,0 +1,172 @@
+"""Training models for a project: start a training job, gather the annotated data, train
+(from scratch or fine-tuning the active model), store the new version, and activate it unless
+it is worse than the active model on the same validation images.
+
+The job handler (`run_training`) runs in the worker; the CLI calls it in-process.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.errors import ValidationError
+from app.jobs.registry import job_kind
+from app.permissions import Actor, require
+from app.services import jobs, model_versions
+from app.tables import Annotation, Image, ModelVersion, Project
+from storage.blobstore import BlobStore, get_array, open_blob_store
+
+log = logging.getLogger(__name__)
+
+# Defaults sized for a 2-core CPU; a project's settings["training"] overrides them.
+DEFAULTS = dict(width=16, depth=4, patch=128, batch=16, epochs=40, steps_per_epoch=40,
+                patience=8, lr=2e-3)
+LIMITS = {"epochs": (1, 1000), "max_minutes": (0.1, 24 * 60), "seed": (0, 2 ** 31)}
+
+
+@dataclass
+class TrainingData:
+    images: list[np.ndarray]        # (C, Y, X)
+    labels: list[np.ndarray]        # (Y, X)
+    regions: list[np.ndarray | None]
+    refs: list[dict]                # [{"image_id", "annotation_version"}]
+
+
+def annotated_count(session: Session, project_id: int) -> int:
+    return session.scalar(select(func.count(func.distinct(Annotation.image_id))).join(Image).where(
+        Image.project_id == project_id, Image.deleted_at.is_(None),
+        Image.status != "excluded", Annotation.is_draft.is_(False),
+        Annotation.label_blob_key.is_not(None), Annotation.review_state != "rejected"))
+
+
+def gather(session: Session, store: BlobStore, project_id: int) -> TrainingData:
+    """The newest usable annotation of every live, non-excluded 2-D image."""
+    latest = (select(Annotation.image_id, func.max(Annotation.version).label("v"))
+              .where(Annotation.is_draft.is_(False), Annotation.label_blob_key.is_not(None),
+                     Annotation.review_state != "rejected")
+              .group_by(Annotation.image_id).subquery())
+    rows = session.execute(
+        select(Image, Annotation).join(latest, latest.c.image_id == Image.id)
+        .join(Annotation, (Annotation.image_id == Image.id) & (Annotation.version == latest.c.v))
+        .where(Image.project_id == project_id, Image.deleted_at.is_(None),
+               Image.status != "excluded").order_by(Image.id))
+    data = TrainingData([], [], [], [])
+    for image, ann in rows:
+        if image.shape[0] != 1:
+            continue  # z-stacks are not trained on yet
+        data.images.append(get_array(store, image.blob_key)[0])
+        data.labels.append(get_array(store, ann.label_blob_key))
+        data.regions.append(get_array(store, ann.region_blob_key).astype(bool)
+                            if ann.region_blob_key else None)
+        data.refs.append({"image_id": image.id, "annotation_version": ann.version})
+    return data
+
+
+def clean_params(params: dict) -> dict:
+    out = {"fine_tune": bool(params.get("fine_tune", True))}
+    for key, (lo, hi) in LIMITS.items():
+        value = params.get(key)
+        if value in (None, ""):
+            continue
+        try:
+            value = float(value) if key == "max_minutes" else int(value)
+        except (TypeError, ValueError):
+            raise ValidationError(f"{key} must be a number.") from None
+        if not lo <= value <= hi:
+            raise ValidationError(f"{key} must be between {lo} and {hi}.")
+        out[key] = value
+    return out
+
+
+def start_training(session: Session, actor: Actor, project_id: int, params: dict,
+                   enqueue: Callable[[int], None]) -> jobs.JobInfo:
+    """Queue a training job (reviewers and owners). One per project at a time."""
+    require(session, actor, project_id, "train")
+    params = clean_params(params)
+    if annotated_count(session, project_id) == 0:
+        raise ValidationError("Annotate at least one image before training.")
+    return jobs.submit_job(session, actor, project_id, "train", params, enqueue)
+
+
+@job_kind("train")
+def run_training(ctx, fine_tune: bool = True, epochs: int | None = None,
+                 max_minutes: float | None = None, seed: int = 0) -> dict:
+    from models.persist import model_to_bytes
+    from models.training import TrainConfig, TrainingCancelled, evaluate, train_model
+
+    store = open_blob_store(ctx.config.storage_url, ctx.config.blob_dir)
+    ctx.progress(0.0, "Loading annotated images", force=True)
+    with ctx.db.session_scope() as session:
+        project = session.get(Project, ctx.project_id)
+        settings = {**DEFAULTS, **(project.settings or {}).get("training", {})}
+        channels = [c["name"] for c in project.channels]
+        classes = [c["name"] for c in project.classes]
+        data = gather(session, store, ctx.project_id)
+        parent = model_versions.active_version(session, ctx.project_id)
+        parent_id = parent.id if parent else None
+        init = model_versions.load(store, parent) if (fine_tune and parent) else None
+        previous = model_versions.load(store, parent) if parent else None
+    if not data.images:
+        raise ValueError("There are no annotated images to train on.")
+    if epochs:
+        settings["epochs"] = epochs
+    cfg = TrainConfig(**{k: v for k, v in settings.items() if k in TrainConfig.__annotations__},
+                      seed=seed, max_seconds=max_minutes * 60 if max_minutes else None,
+                      threads=ctx.config.torch_threads)
+    if init is not None and init.in_channels != data.images[0].shape[0]:
+        init = None  # the channel layout changed; start from scratch
+
+    def report(entry: dict) -> None:
+        budget = cfg.max_seconds
+        frac = (entry["seconds"] / budget) if budget else entry["epoch"] / cfg.epochs
+        frac = max(frac, entry["step"] / max(1, entry["planned_steps"]))
+        f1 = entry.get("val_f1", entry.get("val_dice", 0.0))
+        ctx.progress(min(0.97, frac), f"epoch {entry['epoch']}: loss {entry['loss']:.3f}, "
+                                      f"validation {'Dice' if cfg.semantic else 'F1'} {f1:.3f}",
+                     force=True)
+
+    try:
+        result = train_model(data.images, data.labels, data.regions, cfg, init=init,
+                             progress=report, should_stop=ctx.cancel_requested,
+                             meta={"channels": channels, "classes": classes})
+    except TrainingCancelled:
+        from app.jobs.runner import JobCancelled
+        raise JobCancelled() from None
+    ctx.progress(0.98, "Comparing with the active model", force=True)
+    new_f1 = result.metrics.get("f1", result.metrics.get("dice", 0.0))
+    old_f1 = None
+    if previous is not None and previous.in_channels == data.images[0].shape[0]:
+        val_x = [data.images[i] for i in result.val_ids]
+        val_y = [data.labels[i] for i in result.val_ids]
+        old = evaluate(previous, val_x, val_y, cfg)
+        old_f1 = old.get("f1", old.get("dice", 0.0))
+    activate = old_f1 is None or new_f1 >= old_f1
+    reason = ("first model of the project" if old_f1 is None else
+              f"validation {new_f1:.3f} vs active model {old_f1:.3f}: "
+              + ("activated" if activate else "kept the active model (the new one is worse)"))
+    key = store.put_bytes(model_to_bytes(result.model))
+    with ctx.db.session_scope() as session:
+        if activate:
+            for mv in session.scalars(select(ModelVersion).where(
+                    ModelVersion.project_id == ctx.project_id, ModelVersion.is_active.is_(True))):
+                mv.is_active = False
+        mv = ModelVersion(project_id=ctx.project_id, parent_id=parent_id if init else None,
+                          weights_blob_key=key, architecture=result.model.meta["architecture"],
+                          normalisation=result.model.meta["normalisation"],
+                          settings={**cfg.as_dict(), "fine_tuned_from": parent_id if init else None},
+                          metrics={**result.metrics, "previous_active": old_f1,
+                                   "seconds": round(result.seconds, 1), "steps": result.steps,
+                                   "stopped": result.stopped},
+                          curve=result.history, training_data=data.refs, is_active=activate,
+                          created_by_id=ctx.user_id)
+        session.add(mv)
+        session.flush()
+        version_id = mv.id
+    log.info("project %s: model %s trained (%s)", ctx.project_id, version_id, reason)
+    return {"model_version_id": version_id, "activated": activate, "reason": reason,
+            "metrics": result.metrics, "n_images": len(data.images)}
