@@ -13,8 +13,8 @@ import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, callback, dcc, html
 
-from app.context import state
-from app.services import display, gallery
+from app.context import get_config, state
+from app.services import display, gallery, prediction, projects
 from pages._common import alert, call, error_page
 
 dash.register_page(__name__, path_template="/images/<image_id>", title="Viewer · CellLoop")
@@ -31,6 +31,8 @@ MESSAGE = "viewer-message"
 VISIBLE = "viewer-channel-visible"     # pattern id types, keyed by channel index
 COLOUR = "viewer-channel-colour"
 RANGE = "viewer-channel-range"
+SUGGEST = "viewer-suggest"
+PREDICTION = "viewer-prediction"
 DISPLAY_SIDE = 2048
 
 
@@ -42,13 +44,18 @@ def _to_int(value) -> int | None:
 
 
 def figure(image_id: int, width: int, height: int, z: int, views: list[dict],
-           overlay: bool, opacity: float, version: int | None) -> go.Figure:
+           overlay: bool, opacity: float, version: int | None,
+           predicted_by: int | None = None) -> go.Figure:
     side = min(DISPLAY_SIDE, max(width, height))
     query = urlencode({"z": z, "size": side, "views": json.dumps(views, separators=(",", ":"))})
     images = [dict(source=f"/api/images/{image_id}/render.jpg?{query}", xref="x", yref="y",
                    x=0, y=0, sizex=width, sizey=height, sizing="stretch", layer="below")]
     if overlay and version is not None:
         images.append(dict(source=f"/api/images/{image_id}/overlay.png?version={version}"
+                                  f"&size={side}", xref="x", yref="y", x=0, y=0, sizex=width,
+                           sizey=height, sizing="stretch", opacity=opacity, layer="above"))
+    if overlay and predicted_by is not None:
+        images.append(dict(source=f"/api/images/{image_id}/prediction.png?model={predicted_by}"
                                   f"&size={side}", xref="x", yref="y", x=0, y=0, sizex=width,
                            sizey=height, sizing="stretch", opacity=opacity, layer="above"))
     fig = go.Figure()
@@ -90,10 +97,13 @@ def layout(image_id=None, **_query):
     if error:
         return error_page(error)
     limits, _ = call(display.auto_contrast, state().blobs, iid, 0)
+    project, _ = call(projects.get_project, detail.project_id)
+    can_suggest = project is not None and project.role != "viewer"
     z_count, _c, height, width = detail.shape
     return html.Div([
         dcc.Store(id=IMAGE_ID, data={"id": iid, "width": width, "height": height,
                                      "version": detail.annotation_version}),
+        dcc.Store(id=PREDICTION),
         html.Div([html.H3(detail.name, className="me-3 text-truncate", id="viewer-name"),
                   dbc.Badge(detail.status, color="secondary", id="viewer-status", className="me-2"),
                   dcc.Link("← images", href=f"/projects/{detail.project_id}/images")],
@@ -118,6 +128,10 @@ def layout(image_id=None, **_query):
                            label=(f"version {detail.annotation_version}, {detail.n_cells} cells"
                                   if detail.annotation_version else "no annotation yet")),
                 dcc.Slider(id=OPACITY, min=0, max=1, step=0.05, value=0.6, marks=None),
+                html.Div([dbc.Button("Suggest (model)", id=SUGGEST, size="sm",
+                                     color="outline-info"),
+                          dcc.Loading(html.Div(id="viewer-suggest-status", className="small"),
+                                      type="dot")], className="mt-2") if can_suggest else None,
                 html.H6("Quality", className="mt-3"),
                 dbc.Textarea(id=NOTE, value=detail.quality_note, placeholder="note (why excluded)",
                              size="sm"),
@@ -134,12 +148,24 @@ def layout(image_id=None, **_query):
           Input({"type": COLOUR, "channel": ALL}, "value"),
           Input({"type": RANGE, "channel": ALL}, "value"),
           Input(Z, "value"), Input(OVERLAY, "value"), Input(OPACITY, "value"),
-          State(IMAGE_ID, "data"), prevent_initial_call=True)
-def update_figure(visible, colours, ranges, z, overlay, opacity, info):
+          Input(PREDICTION, "data"), State(IMAGE_ID, "data"), prevent_initial_call=True)
+def update_figure(visible, colours, ranges, z, overlay, opacity, predicted, info):
     views = [{"color": c, "low": r[0], "high": r[1], "visible": bool(v)}
              for v, c, r in zip(visible, colours, ranges)]
     return figure(info["id"], info["width"], info["height"], int(z or 0), views, bool(overlay),
-                  float(opacity if opacity is not None else 0.6), info["version"])
+                  float(opacity if opacity is not None else 0.6), info["version"],
+                  (predicted or {}).get("model"))
+
+
+@callback(Output(PREDICTION, "data"), Output("viewer-suggest-status", "children"),
+          Input(SUGGEST, "n_clicks"), State(IMAGE_ID, "data"), prevent_initial_call=True)
+def suggest(_n, info):
+    result, error = call(prediction.suggest, state().blobs, get_config(), info["id"])
+    if error:
+        return dash.no_update, html.Span(error, className="text-danger")
+    return ({"model": result.model_version_id, "n_cells": result.n_cells},
+            html.Span(f"model #{result.model_version_id}: {result.n_cells} cells (cyan)",
+                      className="text-info"))
 
 
 @callback(Output({"type": RANGE, "channel": ALL}, "value"), Input(AUTO, "n_clicks"),

@@ -1,0 +1,210 @@
+"""Models page: train (with live progress and cancel), versions with their metrics,
+activate or roll back, compare curves, export, and predict every image."""
+from __future__ import annotations
+
+import dash
+import dash_bootstrap_components as dbc
+import plotly.graph_objects as go
+from dash import Input, Output, State, callback, dcc, html
+
+from app.context import state
+from app.services import jobs, model_versions, prediction, projects, training
+from pages._common import alert, call, error_page
+from pages._jobs import job_progress
+
+dash.register_page(__name__, path_template="/projects/<project_id>/models",
+                   title="Models · CellLoop")
+
+PROJECT_ID = "models-project-id"
+EPOCHS = "models-epochs"
+MINUTES = "models-max-minutes"
+FINE_TUNE = "models-fine-tune"
+TRAIN = "models-train"
+PREDICT_ALL = "models-predict-all"
+JOB = "models-job"
+POLL = "models-poll"
+JOB_VIEW = "models-job-view"
+CANCEL = "models-cancel"
+MESSAGE = "models-message"
+VERSIONS = "models-versions"
+REFRESH = "models-refresh"
+ACTIVATE = "models-activate-id"
+ACTIVATE_BUTTON = "models-activate"
+COMPARE = "models-compare"
+CURVES = "models-curves"
+
+
+def _to_int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fmt(value) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+
+
+def versions_table(items: list[model_versions.VersionInfo]):
+    if not items:
+        return dbc.Alert("No model yet. Annotate a few images, then train.", color="light",
+                         id="models-none")
+    rows = []
+    for v in items:
+        m = v.metrics
+        rows.append(html.Tr([
+            html.Td(f"#{v.id}"), html.Td(v.created_at.strftime("%Y-%m-%d %H:%M")),
+            html.Td(v.created_by or "-"),
+            html.Td(dbc.Badge("active", color="success") if v.is_active else ""),
+            html.Td(_fmt(m.get("f1", m.get("dice")))), html.Td(_fmt(m.get("dice"))),
+            html.Td(str(v.n_training_images)),
+            html.Td(f"{m.get('seconds', 0) / 60:.1f} min" if m.get("seconds") else "-"),
+            html.Td(f"#{v.parent_id}" if v.parent_id else "scratch"),
+            html.Td([html.A(ext, href=f"/api/models/{v.id}/export.{ext}", className="me-2 small")
+                     for ext in ("cellloop", "pt", "onnx")]),
+        ]))
+    head = ["version", "trained", "by", "", "val F1", "val Dice", "images", "time", "from",
+            "export"]
+    return dbc.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
+                     size="sm", hover=True, id="models-table")
+
+
+def curves_figure(items: list[model_versions.VersionInfo]) -> go.Figure:
+    fig = go.Figure()
+    for v in items:
+        xs = [e["epoch"] for e in v.curve]
+        ys = [e.get("val_f1", e.get("val_dice")) for e in v.curve]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"#{v.id}"))
+    fig.update_layout(xaxis_title="epoch", yaxis_title="validation F1 / Dice", height=320,
+                      margin=dict(l=40, r=10, t=10, b=40), yaxis_range=[0, 1])
+    return fig
+
+
+def layout(project_id=None, **_query):
+    pid = _to_int(project_id)
+    project, error = call(projects.get_project, pid)
+    if error:
+        return error_page(error)
+    items, _ = call(model_versions.list_versions, pid)
+    can_train = project.role in ("reviewer", "owner")
+    can_predict = project.role != "viewer"
+    running = [j for j in (call(jobs.list_jobs, pid)[0] or [])
+               if j.kind in ("train", "predict") and j.state in ("queued", "running")]
+    return html.Div([
+        dcc.Store(id=PROJECT_ID, data=pid),
+        dcc.Store(id=JOB, data=running[0].id if running else None),
+        dcc.Store(id=REFRESH, data=0),
+        dcc.Interval(id=POLL, interval=1500, disabled=not running),
+        html.Div([html.H2(["Models · ", dcc.Link(project.name, href=f"/projects/{pid}")],
+                          className="me-auto"),
+                  dbc.Badge(project.role, color="info")],
+                 className="d-flex align-items-center mb-3"),
+        dbc.Card(dbc.CardBody([
+            dbc.Row([
+                dbc.Col([dbc.Label("Epochs", html_for=EPOCHS),
+                         dbc.Input(id=EPOCHS, type="number", min=1, max=1000, value=40)], md=2),
+                dbc.Col([dbc.Label("Time budget (minutes)", html_for=MINUTES),
+                         dbc.Input(id=MINUTES, type="number", min=0.1, step=0.5, value=10)],
+                        md=3),
+                dbc.Col(dbc.Checkbox(id=FINE_TUNE, value=True,
+                                     label="fine-tune the active model"), md=3,
+                        className="pt-4"),
+                dbc.Col(dbc.Button("Train", id=TRAIN, color="primary"), md="auto",
+                        className="pt-4"),
+                dbc.Col(dbc.Button("Predict all images", id=PREDICT_ALL,
+                                   color="outline-primary"), md="auto", className="pt-4")
+                if can_predict else None,
+            ], className="g-2"),
+        ]), className="mb-3") if can_train else None,
+        html.Div(id=MESSAGE),
+        html.Div([html.Div(id=JOB_VIEW),
+                  dbc.Button("Cancel", id=CANCEL, color="outline-danger", size="sm",
+                             className="mt-1")], className="mb-3"),
+        html.H4("Versions"),
+        html.Div(versions_table(items or []), id=VERSIONS),
+        dbc.Row([
+            dbc.Col(dbc.Input(id=ACTIVATE, type="number", placeholder="version id"), md=2),
+            dbc.Col(dbc.Button("Activate (roll back)", id=ACTIVATE_BUTTON, color="outline-success",
+                               size="sm"), md="auto"),
+        ], className="g-2 mb-3") if project.role == "owner" else None,
+        html.H4("Compare"),
+        dcc.Dropdown(id=COMPARE, multi=True, value=[v.id for v in (items or [])[:3]],
+                     options=[{"label": f"#{v.id}", "value": v.id} for v in items or []]),
+        dcc.Graph(id=CURVES, figure=curves_figure((items or [])[:3])),
+    ])
+
+
+@callback(Output(JOB, "data"), Output(POLL, "disabled"), Output(MESSAGE, "children"),
+          Input(TRAIN, "n_clicks"), State(PROJECT_ID, "data"), State(EPOCHS, "value"),
+          State(MINUTES, "value"), State(FINE_TUNE, "value"), prevent_initial_call=True)
+def start_training(_n, project_id, epochs, minutes, fine_tune):
+    job, error = call(training.start_training, _to_int(project_id),
+                      {"epochs": epochs, "max_minutes": minutes, "fine_tune": bool(fine_tune)},
+                      state().enqueue)
+    if error:
+        return dash.no_update, dash.no_update, alert(error)
+    return job.id, False, None
+
+
+@callback(Output(JOB, "data", allow_duplicate=True), Output(POLL, "disabled", allow_duplicate=True),
+          Output(MESSAGE, "children", allow_duplicate=True),
+          Input(PREDICT_ALL, "n_clicks"), State(PROJECT_ID, "data"), prevent_initial_call=True)
+def predict_all(_n, project_id):
+    job, error = call(prediction.start_project_prediction, _to_int(project_id), state().enqueue)
+    if error:
+        return dash.no_update, dash.no_update, alert(error)
+    return job.id, False, None
+
+
+@callback(Output(JOB_VIEW, "children"), Output(POLL, "disabled", allow_duplicate=True),
+          Output(REFRESH, "data"), Input(POLL, "n_intervals"), State(JOB, "data"),
+          State(REFRESH, "data"), prevent_initial_call="initial_duplicate")
+def poll(_n, job_id, refresh):
+    if job_id is None:
+        return None, True, dash.no_update
+    job, error = call(jobs.get_job, int(job_id))
+    if error:
+        return alert(error), True, dash.no_update
+    done = job.state not in ("queued", "running")
+    extra = None
+    if job.state == "done" and job.kind == "train":
+        extra = alert(job.result.get("reason", ""), "info")
+    return (html.Div([job_progress(job), extra]), done,
+            (refresh or 0) + 1 if done else dash.no_update)
+
+
+@callback(Output(MESSAGE, "children", allow_duplicate=True), Input(CANCEL, "n_clicks"),
+          State(JOB, "data"), prevent_initial_call=True)
+def cancel(_n, job_id):
+    if job_id is None:
+        return alert("No job to cancel.", "warning")
+    _, error = call(jobs.cancel_job, int(job_id))
+    return alert(error) if error else alert("Cancelling at the next step.", "info")
+
+
+@callback(Output(VERSIONS, "children"), Output(MESSAGE, "children", allow_duplicate=True),
+          Input(ACTIVATE_BUTTON, "n_clicks"), State(ACTIVATE, "value"), State(PROJECT_ID, "data"),
+          prevent_initial_call=True)
+def activate(_n, version_id, project_id):
+    info, error = call(model_versions.activate, _to_int(version_id))
+    if error:
+        return dash.no_update, alert(error)
+    items, _ = call(model_versions.list_versions, _to_int(project_id))
+    return versions_table(items or []), alert(f"Model #{info.id} is now active.", "success")
+
+
+@callback(Output(VERSIONS, "children", allow_duplicate=True), Output(COMPARE, "options"),
+          Input(REFRESH, "data"), State(PROJECT_ID, "data"), prevent_initial_call=True)
+def refresh_versions(_refresh, project_id):
+    items, error = call(model_versions.list_versions, _to_int(project_id))
+    if error:
+        return alert(error), []
+    return versions_table(items), [{"label": f"#{v.id}", "value": v.id} for v in items]
+
+
+@callback(Output(CURVES, "figure"), Input(COMPARE, "value"), State(PROJECT_ID, "data"),
+          prevent_initial_call=True)
+def compare(selected, project_id):
+    items, _ = call(model_versions.list_versions, _to_int(project_id))
+    chosen = [v for v in items or [] if v.id in (selected or [])]
+    return curves_figure(chosen)
