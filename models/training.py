@@ -53,7 +53,7 @@ class TrainConfig:
     seed: int = 0
     max_seconds: float | None = None
     fg_fraction: float = 0.6
-    boundary_weight: float = 2.0
+    boundary_weight: float = 1.0
     dice_weight: float = 1.0
     min_size: int = 12
     semantic: bool = False          # labels are class maps, not instances

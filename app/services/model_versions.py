@@ -94,7 +94,13 @@ def load(store: BlobStore, mv: ModelVersion):
         if model is not None:
             _CACHE.move_to_end(key)
             return model
-    model = model_from_bytes(store.get_bytes(key), expected_sha256=key)
+    from models.persist import ModelFileError
+    try:
+        model = model_from_bytes(store.get_bytes(key), expected_sha256=key)
+    except ModelFileError as exc:
+        raise ValidationError(f"Model #{mv.id} cannot be loaded: {exc}.") from None
+    except KeyError:
+        raise NotFound(f"The weights of model #{mv.id} are missing from storage.") from None
     with _CACHE_LOCK:
         _CACHE[key] = model
         while len(_CACHE) > CACHE_SIZE:
