@@ -96,19 +96,33 @@ def load_torchscript(path: str | os.PathLike) -> SegmentationModel:
 class OnnxNet:
     """Calls an ONNX Runtime session like a torch module (tensor in, tensor out)."""
 
-    def __init__(self, path: str | os.PathLike, threads: int = 0):
+    def __init__(self, path_or_bytes, threads: int = 0):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options,
-                                            providers=["CPUExecutionProvider"])
+        source = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         array = x.float().contiguous().cpu().numpy()
         out = self.session.run(["logits"], {"image": np.ascontiguousarray(array)})[0]
         return torch.from_numpy(out)
+
+
+def onnx_session_for(model: SegmentationModel) -> OnnxNet:
+    """An in-memory ONNX Runtime session of a torch model (eval mode, current weights)."""
+    import io
+
+    net = model.module.to("cpu").eval().to(memory_format=torch.contiguous_format)
+    buf = io.BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(net, (_example(model),), buf, input_names=["image"],
+                          output_names=["logits"], opset_version=17, dynamo=False,
+                          dynamic_axes={"image": {0: "n", 2: "h", 3: "w"},
+                                        "logits": {0: "n", 2: "h", 3: "w"}})
+    return OnnxNet(buf.getvalue())
 
 
 def load_onnx(path: str | os.PathLike, threads: int = 0) -> SegmentationModel:

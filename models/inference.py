@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from models.data import normalise
-from models.device import Runtime, select_runtime
+from models.device import Runtime, select_inference_runtime, select_runtime
 from models.instances import instances_from_probs
 from models.tiling import tiled_apply
 
@@ -33,11 +33,14 @@ class SegmentationModel:
 
     `net` maps a normalised (N, C, H, W) float tensor to (N, K, H, W) logits."""
 
-    def __init__(self, net: Callable, meta: dict, module: torch.nn.Module | None = None):
+    def __init__(self, net: Callable, meta: dict, module: torch.nn.Module | None = None,
+                 frozen: bool = False):
         self.net = net
         self.module = module                 # the torch module, when there is one
         self.meta = meta
+        self.frozen = frozen                 # weights final: faster engines may be used
         self._runtime: Runtime | None = None
+        self._engine_net: Callable | None = None
 
     @property
     def in_channels(self) -> int:
@@ -53,7 +56,14 @@ class SegmentationModel:
 
     def runtime(self, prefer: str = "auto", device: str | None = None) -> Runtime:
         if self._runtime is None or prefer != "auto" or device is not None:
-            self._runtime = select_runtime(prefer, device)
+            if self.frozen and self.module is not None and device is None:
+                self._runtime = select_inference_runtime(prefer)
+            else:
+                self._runtime = select_runtime(prefer, device)
+            self._engine_net = None
+            if self._runtime.engine == "onnxruntime":
+                from models.export import onnx_session_for
+                self._engine_net = onnx_session_for(self)
             if self.module is not None:
                 self.module.to(self._runtime.device)
                 self.module.to(memory_format=torch.channels_last if self._runtime.channels_last
@@ -78,6 +88,8 @@ class SegmentationModel:
     @torch.no_grad()
     def logits_fn(self, x: torch.Tensor) -> torch.Tensor:
         rt = self.runtime()
+        if self._engine_net is not None:
+            return self._engine_net(x)
         x = x.to(rt.device)
         if rt.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

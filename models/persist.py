@@ -56,7 +56,7 @@ def model_from_bytes(data: bytes, expected_sha256: str | None = None) -> Segment
     except (KeyError, TypeError, RuntimeError) as exc:
         raise ModelFileError(f"the model's weights do not fit its architecture ({exc})") from None
     net.eval()
-    return SegmentationModel(net, meta, module=net)
+    return SegmentationModel(net, meta, module=net, frozen=True)
 
 
 def save_model(model: SegmentationModel, path: str | os.PathLike) -> str:

@@ -1,0 +1,163 @@
+"""Inference and training throughput of the default network on this machine.
+
+Inference, in one run on the same 2048x2048 image (tiles 512, overlap 64, batch 4), in
+megapixels/s: fp32 eager (contiguous), the shipped path (what `select_runtime("auto")` picks
+here), a frozen TorchScript graph, and ONNX Runtime. Peak memory of predicting a 4096x4096
+image (separate process). Training: patches/s over a fixed number of steps.
+
+    python bench/bench_inference.py
+"""
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._report import write_section  # noqa: E402
+from models.device import Runtime  # noqa: E402
+from models.export import export_onnx, load_onnx  # noqa: E402
+from models.inference import SegmentationModel  # noqa: E402
+from models.tiling import tiled_apply  # noqa: E402
+from models.training import TrainConfig, loss_fn  # noqa: E402
+from models.unet import UNet  # noqa: E402
+
+ARCH = dict(in_channels=1, n_classes=3, width=16, depth=4, dropout=0.2)
+
+
+def make_model() -> SegmentationModel:
+    torch.manual_seed(0)
+    net = UNet(**ARCH).eval()
+    return SegmentationModel(net, {"architecture": net.config,
+                                   "normalisation": {"low": 1, "high": 99.8}}, module=net)
+
+
+def throughput(fn, image, repeat=3) -> float:
+    fn(image)
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn(image)
+        times.append(time.perf_counter() - t)
+    return image.shape[-1] * image.shape[-2] / 1e6 / statistics.median(times)
+
+
+def memory_child(size: int) -> None:
+    model = make_model()
+    model.frozen = True
+    image = np.random.default_rng(0).integers(0, 4000, (1, size, size), dtype=np.uint16)
+    from models.inference import predict_image
+    predict_image(model, image)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--memory-child":
+        memory_child(int(sys.argv[2]))
+        return
+    image = np.random.default_rng(0).normal(0.3, 0.1, (1, 2048, 2048)).astype(np.float32)
+    rows = []
+
+    def run_with(model: SegmentationModel, runtime: Runtime):
+        model._runtime = None
+        model.runtime(prefer="bf16" if runtime.dtype == torch.bfloat16 else "fp32")
+        model._runtime = runtime
+        if model.module is not None:
+            model.module.to(memory_format=torch.channels_last if runtime.channels_last
+                            else torch.contiguous_format)
+        return lambda im: model.probabilities(im, normalised=True)
+
+    model = make_model()
+    eager = throughput(run_with(model, Runtime(torch.device("cpu"), None, False)), image)
+    rows.append(("fp32 eager (contiguous)", eager))
+    rows.append(("torch fp32 + channels_last", throughput(
+        run_with(model, Runtime(torch.device("cpu"), None, True)), image)))
+    shipped_model = make_model()
+    shipped_model.frozen = True          # as loaded for prediction (models.persist)
+    shipped_rt = shipped_model.runtime()
+    shipped = throughput(lambda im: shipped_model.probabilities(im, normalised=True), image)
+    rows.append((f"**shipped path: {shipped_rt.name}**", shipped))
+    if shipped_rt.dtype is None:
+        bf16 = throughput(run_with(model, Runtime(torch.device("cpu"), torch.bfloat16, True)),
+                          image, repeat=1)
+        rows.append(("bf16 autocast + channels_last (not chosen on this CPU)", bf16))
+    with torch.no_grad():
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(
+            make_model().module.eval(), torch.zeros(1, 1, 512, 512))))
+    frozen_model = SegmentationModel(frozen, make_model().meta)
+    frozen_model._runtime = Runtime(torch.device("cpu"), None, False)
+    rows.append(("TorchScript frozen + optimize_for_inference", throughput(
+        lambda im: frozen_model.probabilities(im, normalised=True), image)))
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_model = load_onnx(export_onnx(make_model(), Path(tmp) / "m.onnx"))
+        onnx_model._runtime = Runtime(torch.device("cpu"), None, False)
+        ort = throughput(lambda im: onnx_model.probabilities(im, normalised=True), image)
+    rows.append(("ONNX Runtime (CPU provider)", ort))
+
+    mem = {}
+    for size in (1024, 4096):
+        out = subprocess.run([sys.executable, __file__, "--memory-child", str(size)],
+                             capture_output=True, text=True, check=True)
+        mem[size] = float(out.stdout.strip().splitlines()[-1])
+
+    train_rows = []
+    for patch, batch in ((128, 16), (256, 8)):
+        for cl in (False, True):
+            torch.manual_seed(0)
+            net = UNet(**ARCH)
+            if cl:
+                net = net.to(memory_format=torch.channels_last)
+            opt = torch.optim.AdamW(net.parameters(), 2e-3)
+            x = torch.randn(batch, 1, patch, patch)
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            y = torch.randint(0, 3, (batch, patch, patch))
+            steps, t0 = 6, None
+            for i in range(steps + 1):
+                if i == 1:
+                    t0 = time.perf_counter()
+                loss = loss_fn(net(x), y, TrainConfig())
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            rate = steps * batch / (time.perf_counter() - t0)
+            train_rows.append(f"| {patch}x{patch}, batch {batch} | "
+                              f"{'channels_last' if cl else 'contiguous'} | {rate:.1f} |")
+
+    table = "\n".join(f"| {name} | {mps:.2f} | {mps / eager:.2f}x |" for name, mps in rows)
+    body = f"""Default network: U-Net width {ARCH['width']}, depth {ARCH['depth']}, 3 classes. Image
+2048x2048, tiles 512 with 64 px overlap, batches of 4 tiles, median of 3 runs after a warm-up.
+torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()},
+{torch.get_num_threads()} threads.
+
+The shipped path is what `SegmentationModel.runtime()` picks for a trained model on this
+machine: CUDA with bf16 autocast when present; bf16 + channels_last on CPUs with native bf16
+(AVX512-BF16/AMX); otherwise ONNX Runtime, which measured fastest here.
+
+| path | megapixels/s | vs fp32 eager |
+|---|---|---|
+{table}
+
+Peak memory (max RSS of a process predicting one image, model included): 1024x1024:
+{mem[1024]:.0f} MiB; 4096x4096: {mem[4096]:.0f} MiB.
+
+Training throughput (forward + backward + AdamW step, {6} timed steps after one warm-up):
+
+| patches | layout | patches/s |
+|---|---|---|
+{chr(10).join(train_rows)}
+"""
+    write_section("inference", "Inference and training throughput (issue 5)", body)
+
+
+if __name__ == "__main__":
+    main()
