@@ -43,3 +43,11 @@ def error_page(message: str) -> html.Div:
     return html.Div([html.H2("Not available"), dbc.Alert(message, color="warning"),
                      dbc.Button("Back to projects", href="/projects", color="secondary")],
                     className="py-4")
+
+
+def to_int(value) -> int | None:
+    """An id from a URL or a store, or None when it is not a number."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

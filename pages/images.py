@@ -10,7 +10,7 @@ from dash import ALL, Input, Output, State, callback, dcc, html
 from app.context import get_config, state
 from app.services import exports, gallery, jobs, projects, uploads
 from app.services.projects import IMAGE_STATUSES
-from pages._common import alert, call, error_page
+from pages._common import alert, call, error_page, to_int
 
 dash.register_page(__name__, path_template="/projects/<project_id>/images",
                    title="Images · CellLoop")
@@ -35,12 +35,6 @@ PER_PAGE = 24
 STATUS_COLOURS = {"new": "secondary", "in_progress": "warning", "annotated": "success",
                   "reviewed": "primary", "excluded": "dark"}
 
-
-def _to_int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def result_table(results) -> dbc.Table | None:
@@ -88,7 +82,7 @@ def gallery_grid(page: gallery.ImagePage, can_delete: bool):
 
 
 def layout(project_id=None, **_query):
-    pid = _to_int(project_id)
+    pid = to_int(project_id)
     project, error = call(projects.get_project, pid)
     if error:
         return error_page(error)
@@ -155,11 +149,11 @@ def layout(project_id=None, **_query):
           Input(REFRESH, "data"), State(PROJECT_ID, "data"))
 def show_gallery(status, sort, page, _refresh, project_id):
     sort = sort or "created"
-    result, error = call(gallery.list_images, _to_int(project_id), page or 1, PER_PAGE,
+    result, error = call(gallery.list_images, to_int(project_id), page or 1, PER_PAGE,
                          sort.lstrip("-"), sort.startswith("-"), status or None)
     if error:
         return alert(error), 1
-    role, _ = call(projects.get_project, _to_int(project_id))
+    role, _ = call(projects.get_project, to_int(project_id))
     return gallery_grid(result, role is not None and role.role == "owner"), result.n_pages
 
 
@@ -170,7 +164,7 @@ def show_gallery(status, sort, page, _refresh, project_id):
 def upload_files(contents, filenames, project_id, refresh):
     if not contents:
         raise dash.exceptions.PreventUpdate
-    outcome, error = call(uploads.upload, state().blobs, get_config(), _to_int(project_id),
+    outcome, error = call(uploads.upload, state().blobs, get_config(), to_int(project_id),
                           list(zip(filenames or [], contents)), state().enqueue)
     if error:
         return alert(error), None, True, dash.no_update
@@ -216,7 +210,7 @@ def delete_selected(_n, values, ids, project_id, refresh):
     chosen = [i["image"] for i, v in zip(ids, values) if v]
     if not chosen:
         return alert("Select images first.", "warning"), dash.no_update, False
-    n, error = call(gallery.delete_images, _to_int(project_id), chosen)
+    n, error = call(gallery.delete_images, to_int(project_id), chosen)
     if error:
         return alert(error), dash.no_update, False
     return alert(f"Deleted {n} image(s).", "success"), (refresh or 0) + 1, False
@@ -225,4 +219,4 @@ def delete_selected(_n, values, ids, project_id, refresh):
 @callback(Output(EXPORT, "href"), Input(FORMATS, "value"), State(PROJECT_ID, "data"))
 def export_link(formats, project_id):
     query = urlencode({"formats": ",".join(formats or []) or "counts"})
-    return f"/api/projects/{_to_int(project_id)}/export.zip?{query}"
+    return f"/api/projects/{to_int(project_id)}/export.zip?{query}"

@@ -9,7 +9,7 @@ from dash import Input, Output, State, callback, dcc, html
 
 from app.context import state
 from app.services import jobs, model_versions, prediction, projects, training
-from pages._common import alert, call, error_page
+from pages._common import alert, call, error_page, to_int
 from pages._jobs import job_progress
 
 dash.register_page(__name__, path_template="/projects/<project_id>/models",
@@ -33,12 +33,6 @@ ACTIVATE_BUTTON = "models-activate"
 COMPARE = "models-compare"
 CURVES = "models-curves"
 
-
-def _to_int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _fmt(value) -> str:
@@ -81,7 +75,7 @@ def curves_figure(items: list[model_versions.VersionInfo]) -> go.Figure:
 
 
 def layout(project_id=None, **_query):
-    pid = _to_int(project_id)
+    pid = to_int(project_id)
     project, error = call(projects.get_project, pid)
     if error:
         return error_page(error)
@@ -138,7 +132,7 @@ def layout(project_id=None, **_query):
           Input(TRAIN, "n_clicks"), State(PROJECT_ID, "data"), State(EPOCHS, "value"),
           State(MINUTES, "value"), State(FINE_TUNE, "value"), prevent_initial_call=True)
 def start_training(_n, project_id, epochs, minutes, fine_tune):
-    job, error = call(training.start_training, _to_int(project_id),
+    job, error = call(training.start_training, to_int(project_id),
                       {"epochs": epochs, "max_minutes": minutes, "fine_tune": bool(fine_tune)},
                       state().enqueue)
     if error:
@@ -150,7 +144,7 @@ def start_training(_n, project_id, epochs, minutes, fine_tune):
           Output(MESSAGE, "children", allow_duplicate=True),
           Input(PREDICT_ALL, "n_clicks"), State(PROJECT_ID, "data"), prevent_initial_call=True)
 def predict_all(_n, project_id):
-    job, error = call(prediction.start_project_prediction, _to_int(project_id), state().enqueue)
+    job, error = call(prediction.start_project_prediction, to_int(project_id), state().enqueue)
     if error:
         return dash.no_update, dash.no_update, alert(error)
     return job.id, False, None
@@ -186,17 +180,17 @@ def cancel(_n, job_id):
           Input(ACTIVATE_BUTTON, "n_clicks"), State(ACTIVATE, "value"), State(PROJECT_ID, "data"),
           prevent_initial_call=True)
 def activate(_n, version_id, project_id):
-    info, error = call(model_versions.activate, _to_int(version_id))
+    info, error = call(model_versions.activate, to_int(version_id))
     if error:
         return dash.no_update, alert(error)
-    items, _ = call(model_versions.list_versions, _to_int(project_id))
+    items, _ = call(model_versions.list_versions, to_int(project_id))
     return versions_table(items or []), alert(f"Model #{info.id} is now active.", "success")
 
 
 @callback(Output(VERSIONS, "children", allow_duplicate=True), Output(COMPARE, "options"),
           Input(REFRESH, "data"), State(PROJECT_ID, "data"), prevent_initial_call=True)
 def refresh_versions(_refresh, project_id):
-    items, error = call(model_versions.list_versions, _to_int(project_id))
+    items, error = call(model_versions.list_versions, to_int(project_id))
     if error:
         return alert(error), []
     return versions_table(items), [{"label": f"#{v.id}", "value": v.id} for v in items]
@@ -205,6 +199,6 @@ def refresh_versions(_refresh, project_id):
 @callback(Output(CURVES, "figure"), Input(COMPARE, "value"), State(PROJECT_ID, "data"),
           prevent_initial_call=True)
 def compare(selected, project_id):
-    items, _ = call(model_versions.list_versions, _to_int(project_id))
+    items, _ = call(model_versions.list_versions, to_int(project_id))
     chosen = [v for v in items or [] if v.id in (selected or [])]
     return curves_figure(chosen)

@@ -7,7 +7,7 @@ from dash import MATCH, Input, Output, State, callback, dcc, html
 
 from app.permissions import ROLE_NAMES
 from app.services import projects as svc
-from pages._common import alert, call, error_page
+from pages._common import alert, call, error_page, to_int
 
 dash.register_page(__name__, path_template="/projects/<project_id>", title="Project · CellLoop")
 
@@ -21,12 +21,6 @@ ROLE = "project-member-role"        # pattern id type, keyed by user
 REMOVE = "project-member-remove"    # pattern id type
 ROW_STATUS = "project-member-status"  # pattern id type
 
-
-def _to_int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def stats(p: svc.ProjectSummary) -> dbc.Row:
@@ -71,7 +65,7 @@ def add_member_form() -> dbc.Row:
 
 
 def layout(project_id=None, **_query):
-    pid = _to_int(project_id)
+    pid = to_int(project_id)
     project, error = call(svc.get_project, pid)
     if error:
         return error_page(error)
@@ -103,10 +97,10 @@ def layout(project_id=None, **_query):
           State(PROJECT_ID, "data"), State(ADD_USER, "value"), State(ADD_ROLE, "value"),
           prevent_initial_call=True)
 def add_member(_n, project_id, username, role):
-    member, error = call(svc.set_member, _to_int(project_id), username or "", role or "")
+    member, error = call(svc.set_member, to_int(project_id), username or "", role or "")
     if error:
         return dash.no_update, alert(error)
-    members, _ = call(svc.list_members, _to_int(project_id))
+    members, _ = call(svc.list_members, to_int(project_id))
     return member_rows(members or [], True), alert(
         f"{member.username} is now {member.role}.", color="success")
 
@@ -116,7 +110,7 @@ def add_member(_n, project_id, username, role):
           State({"type": ROLE, "user": MATCH}, "id"), State(PROJECT_ID, "data"),
           prevent_initial_call=True)
 def change_role(role, component_id, project_id):
-    member, error = call(svc.set_role, _to_int(project_id), _to_int(component_id.get("user")),
+    member, error = call(svc.set_role, to_int(project_id), to_int(component_id.get("user")),
                          role or "")
     if error:
         return html.Span(error, className="text-danger")
@@ -129,7 +123,7 @@ def change_role(role, component_id, project_id):
           State({"type": REMOVE, "user": MATCH}, "id"), State(PROJECT_ID, "data"),
           prevent_initial_call=True)
 def remove_member(_n, component_id, project_id):
-    _, error = call(svc.remove_member, _to_int(project_id), _to_int(component_id.get("user")))
+    _, error = call(svc.remove_member, to_int(project_id), to_int(component_id.get("user")))
     if error:
         return error, False
     return "Removed", True

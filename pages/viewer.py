@@ -15,7 +15,7 @@ from dash import ALL, Input, Output, State, callback, dcc, html
 
 from app.context import get_config, state
 from app.services import display, gallery, prediction, projects
-from pages._common import alert, call, error_page
+from pages._common import alert, call, error_page, to_int
 
 dash.register_page(__name__, path_template="/images/<image_id>", title="Viewer · CellLoop")
 
@@ -35,12 +35,6 @@ SUGGEST = "viewer-suggest"
 PREDICTION = "viewer-prediction"
 DISPLAY_SIDE = 2048
 
-
-def _to_int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def figure(image_id: int, width: int, height: int, z: int, views: list[dict],
@@ -92,7 +86,7 @@ def channel_controls(detail: gallery.ImageDetail, limits) -> list:
 
 
 def layout(image_id=None, **_query):
-    iid = _to_int(image_id)
+    iid = to_int(image_id)
     detail, error = call(gallery.get_image, iid)
     if error:
         return error_page(error)

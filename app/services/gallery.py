@@ -108,7 +108,8 @@ def list_images(session: Session, actor: Actor, project_id: int, page: int = 1,
     return ImagePage(items, total, page, per_page)
 
 
-def _image(session: Session, actor: Actor, image_id, action: str) -> Image:
+def image_for(session: Session, actor: Actor, image_id, action: str) -> Image:
+    """The live image, if the actor may do `action` in its project."""
     image = session.get(Image, image_id) if isinstance(image_id, int) else None
     if image is None or image.deleted_at is not None:
         raise NotFound("No such image.")
@@ -117,7 +118,7 @@ def _image(session: Session, actor: Actor, image_id, action: str) -> Image:
 
 
 def get_image(session: Session, actor: Actor, image_id: int) -> ImageDetail:
-    image = _image(session, actor, image_id, "view")
+    image = image_for(session, actor, image_id, "view")
     ann = session.scalar(select(Annotation).where(
         Annotation.image_id == image.id, Annotation.is_draft.is_(False))
         .order_by(Annotation.version.desc()).limit(1))
@@ -132,7 +133,7 @@ def get_image(session: Session, actor: Actor, image_id: int) -> ImageDetail:
 def set_excluded(session: Session, actor: Actor, image_id: int, excluded: bool,
                  note: str = "") -> ImageDetail:
     """Mark an image as excluded (bad quality), with a note; or include it again."""
-    image = _image(session, actor, image_id, "annotate")
+    image = image_for(session, actor, image_id, "annotate")
     if excluded:
         image.status, image.quality_note = "excluded", (note or "").strip()[:2000]
     else:

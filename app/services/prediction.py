@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Config
 from app.errors import NotFound
+from app.services.gallery import image_for
 from app.jobs.registry import job_kind
 from app.permissions import Actor, require
 from app.services import jobs, model_versions
@@ -60,18 +61,10 @@ def predict_labels(config: Config, store: BlobStore, image: Image, mv: ModelVers
     return labels
 
 
-def _image(session: Session, actor: Actor, image_id, action: str) -> Image:
-    image = session.get(Image, image_id) if isinstance(image_id, int) else None
-    if image is None or image.deleted_at is not None:
-        raise NotFound("No such image.")
-    require(session, actor, image.project_id, action)
-    return image
-
-
 def suggest(session: Session, actor: Actor, store: BlobStore, config: Config, image_id: int,
             model_version_id: int | None = None) -> Prediction:
     """The model's cells for one image (the active model unless a version is given)."""
-    image = _image(session, actor, image_id, "annotate")
+    image = image_for(session, actor, image_id, "annotate")
     mv, model = model_versions.load_version(session, actor, store, model_version_id,
                                             image.project_id)
     if mv.project_id != image.project_id:
@@ -84,7 +77,7 @@ def suggest(session: Session, actor: Actor, store: BlobStore, config: Config, im
 def prediction_for_display(session: Session, actor: Actor, config: Config, image_id: int,
                            model_version_id: int) -> np.ndarray:
     """A cached prediction (viewers may look at predictions others ran)."""
-    image = _image(session, actor, image_id, "view")
+    image = image_for(session, actor, image_id, "view")
     mv = session.get(ModelVersion, model_version_id)
     if mv is None or mv.project_id != image.project_id:
         raise NotFound("No such model version.")
