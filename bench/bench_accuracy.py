@@ -22,7 +22,7 @@ from models import predict  # noqa: E402
 from models.metrics import mean_scores, score  # noqa: E402
 from models.training import TrainConfig, train_model  # noqa: E402
 
-DEFAULT = dict(width=16, depth=4, patch=128, batch=16, steps_per_epoch=40, epochs=400,
+DEFAULT = dict(width=16, depth=4, patch=128, batch=16, steps_per_epoch=100, epochs=400,
                patience=12, lr=2e-3, val_fraction=0.1)
 
 
