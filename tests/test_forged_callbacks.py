@@ -36,6 +36,18 @@ def forge_add_member(client, project_id, username, role):
          {"id": "project-add-role", "property": "value", "value": role}])
 
 
+def forge_create_user(client, username, is_admin):
+    return dash_post(
+        client, "..admin-users-table.children...admin-message.children...admin-new-password.value..",
+        [{"id": "admin-users-table", "property": "children"},
+         {"id": "admin-message", "property": "children"},
+         {"id": "admin-new-password", "property": "value"}],
+        [{"id": "admin-create-user", "property": "n_clicks", "value": 1}],
+        [{"id": "admin-new-username", "property": "value", "value": username},
+         {"id": "admin-new-password", "property": "value", "value": PASSWORD},
+         {"id": "admin-new-is-admin", "property": "value", "value": is_admin}])
+
+
 @pytest.mark.parametrize("username", ROLES + ("admin", "outsider"))
 def test_forged_add_member(login, world, db, username):
     client = login(username)
@@ -77,15 +89,7 @@ def test_forged_role_change_and_removal(login, world, db, username):
 @pytest.mark.parametrize("username", ["owner", "viewer"])
 def test_forged_admin_actions(login, world, db, username):
     client = login(username)
-    response = dash_post(
-        client, "..admin-users-table.children...admin-message.children...admin-new-password.value..",
-        [{"id": "admin-users-table", "property": "children"},
-         {"id": "admin-message", "property": "children"},
-         {"id": "admin-new-password", "property": "value"}],
-        [{"id": "admin-create-user", "property": "n_clicks", "value": 1}],
-        [{"id": "admin-new-username", "property": "value", "value": "intruder"},
-         {"id": "admin-new-password", "property": "value", "value": PASSWORD},
-         {"id": "admin-new-is-admin", "property": "value", "value": True}])
+    response = forge_create_user(client, "intruder", True)
     assert "Only site admins" in response.get_data(as_text=True)
     reset = {"type": "admin-user-reset", "user": world["admin"]}
     dash_post(client, '..{"type":"admin-user-reset-status","user":["MATCH"]}.children...'
@@ -105,15 +109,7 @@ def test_forged_admin_actions(login, world, db, username):
 
 def test_admin_can_create_users_through_the_callback(login, world, db):
     client = login("admin")
-    response = dash_post(
-        client, "..admin-users-table.children...admin-message.children...admin-new-password.value..",
-        [{"id": "admin-users-table", "property": "children"},
-         {"id": "admin-message", "property": "children"},
-         {"id": "admin-new-password", "property": "value"}],
-        [{"id": "admin-create-user", "property": "n_clicks", "value": 1}],
-        [{"id": "admin-new-username", "property": "value", "value": "newcomer"},
-         {"id": "admin-new-password", "property": "value", "value": PASSWORD},
-         {"id": "admin-new-is-admin", "property": "value", "value": False}])
+    response = forge_create_user(client, "newcomer", False)
     assert response.status_code == 200 and "Created newcomer" in response.get_data(as_text=True)
     with db.session_scope() as s:
         assert users.find_user(s, "newcomer") is not None
