@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,6 @@ def export_project(session: Session, actor: Actor, store: BlobStore, project_id:
             Image.project_id == project_id).order_by(Annotation.image_id, Annotation.version)):
         history.setdefault(ann.image_id, []).append(ann)
     used: set[str] = set()
-    written: list[str] = []
     samples, coco_images, coco_anns, counts, manifest_images = [], [], [], [], []
     live = [im for im in images if im.deleted_at is None]
     for i, image in enumerate(images):
@@ -160,7 +160,7 @@ def export_zip(session: Session, actor: Actor, store: BlobStore, project_id: int
 
 
 def remove_old_exports(folder: Path, keep_s: float = 3600) -> None:
-    import time
+    """Delete export zips and temporary folders older than `keep_s` seconds."""
     for p in folder.glob("*.zip"):
         if time.time() - p.stat().st_mtime > keep_s:
             p.unlink(missing_ok=True)
