@@ -48,6 +48,8 @@ def create_app(config: Config | None = None) -> Flask:
     _register_routes(server)
     from app.api import bp as api_bp
     server.register_blueprint(api_bp)
+    from app.queue_routes import bp as queue_bp
+    server.register_blueprint(queue_bp)
 
     from pages import init_dash  # composition root: the UI is mounted last
     init_dash(server)

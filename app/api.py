@@ -69,6 +69,19 @@ def overlay(image_id: int):
                                           image_id, version, size))
 
 
+@bp.get("/images/<int:image_id>/draft.png")
+def draft_overlay(image_id: int):
+    """The workspace overlay of the user's draft; `rev` in the URL names the revision, so a
+    cached copy is always the right one."""
+    selected = request.args.get("selected", 0, type=int)
+    size = request.args.get("size", 1024, type=int)
+    rendered = display.render_draft(get_session(), current_actor(), get_config(), state().blobs,
+                                    image_id, selected, size)
+    response = Response(rendered.data, mimetype=rendered.mimetype)
+    response.headers["Cache-Control"] = "private, max-age=600"
+    return response
+
+
 @bp.get("/images/<int:image_id>/prediction.png")
 def prediction_overlay(image_id: int):
     from app.services import prediction

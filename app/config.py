@@ -54,6 +54,7 @@ class Config:
     port: int = 8050
     web_concurrency: int = 2
     torch_threads: int = 0                # 0: let torch decide
+    lease_minutes: int = 30               # how long an image stays with its annotator
     log_level: str = "INFO"
 
     # ------------------------------------------------------------------ construction
@@ -79,6 +80,7 @@ class Config:
             port=_int(env, "PORT", 8050),
             web_concurrency=_int(env, "WEB_CONCURRENCY", 2),
             torch_threads=_int(env, "TORCH_THREADS", 0),
+            lease_minutes=_int(env, "LEASE_MINUTES", 30),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
         )
         return cfg.validated()
@@ -94,6 +96,8 @@ class Config:
                 "SECRET_KEY must be set (at least 16 characters) when CELLLOOP_ENV=production. "
                 "Generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
             )
+        if self.lease_minutes < 1:
+            raise ConfigError("LEASE_MINUTES must be at least 1")
         if self.login_max_failures < 1:
             raise ConfigError("LOGIN_MAX_FAILURES must be at least 1")
         return self

@@ -145,6 +145,34 @@ class Annotation(Base):
     reviewer_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
 
 
+class Draft(Base):
+    """One user's unsaved edits of one image: a base (the annotation they opened, or a model
+    suggestion) plus an ordered list of edits (`storage.shapes.apply_edit` dicts) and the
+    edits undone since (for redo). Saving turns it into a new Annotation version."""
+    __tablename__ = "draft"
+    __table_args__ = (UniqueConstraint("image_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    base_annotation_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("annotation.id", ondelete="SET NULL"))
+    base_label_key: Mapped[Optional[str]] = mapped_column(String(128))
+    base_region_key: Mapped[Optional[str]] = mapped_column(String(128))
+    base_classes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    base_points: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(String(32), default="manual")
+    source_model_version_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("model_version.id", ondelete="SET NULL"))
+    edits: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    undone: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    rev: Mapped[int] = mapped_column(Integer)     # bumped by every change (optimistic lock)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __mapper_args__ = {"version_id_col": rev}
+
+
 class ModelVersion(Base):
     __tablename__ = "model_version"
 

@@ -139,6 +139,49 @@ def overlay_rgba(labels: np.ndarray, max_side: int, color: str = "#ffff00",
     return out
 
 
+def annotation_rgba(labels: np.ndarray, max_side: int, class_colors: list[str],
+                    classes: dict[int, int] | None = None, selected: int = 0,
+                    region: np.ndarray | None = None, points: list | None = None,
+                    fill_alpha: int = 50) -> np.ndarray:
+    """RGBA uint8 overlay for the annotation workspace: each cell in its class colour
+    (outline opaque, interior light), the selected cell highlighted, everything outside the
+    annotated `region` dimmed, counting `points` as dots. One pass with a per-label colour
+    table, so the cost does not grow with the number of cells."""
+    factor = downsample_factor(labels.shape, max_side)
+    small = labels[::factor, ::factor] if factor > 1 else labels
+    palette = np.array([(hex_to_rgb(c) * 255).astype(np.uint8) for c in class_colors]
+                       or [np.array([255, 255, 0], np.uint8)])
+    n = int(small.max(initial=0)) + 1
+    table = np.zeros((max(n, selected + 1), 4), np.uint8)
+    table[1:, :3] = palette[0]
+    for label, cls in (classes or {}).items():
+        if 0 < int(label) < len(table):
+            table[int(label), :3] = palette[min(int(cls), len(palette) - 1)]
+    table[1:, 3] = fill_alpha
+    if selected:
+        table[selected] = (255, 255, 255, 140)
+    out = table[small]
+    edge = outlines(small)
+    out[edge, 3] = 255
+    if region is not None:
+        outside = ~(region[::factor, ::factor] if factor > 1 else region)
+        out[outside] = (out[outside] // 2) if fill_alpha else out[outside]
+        out[outside & (out[..., 3] < 110), 3] = 110
+    for x, y, *rest in points or []:
+        cls = int(rest[0]) if rest else 0
+        cx, cy = x / factor, y / factor
+        r = 4
+        y0, y1 = max(0, int(cy - r)), min(out.shape[0], int(cy + r) + 1)
+        x0, x1 = max(0, int(cx - r)), min(out.shape[1], int(cx + r) + 1)
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        d = np.hypot(yy + 0.5 - cy, xx + 0.5 - cx)
+        rgb = palette[min(cls, len(palette) - 1)]
+        ring, dot = (d <= r) & (d > r - 1.5), d <= r - 1.5
+        out[y0:y1, x0:x1][ring] = (0, 0, 0, 255)
+        out[y0:y1, x0:x1][dot] = (*rgb, 255)
+    return out
+
+
 def encode(array: np.ndarray, fmt: str = "PNG", quality: int = 90) -> bytes:
     from PIL import Image
 

@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 from app.errors import NotFound, ValidationError
 from app.permissions import Actor
 from app.services.gallery import get_image
-from app.tables import Annotation
+from app.tables import Annotation, Project
 from storage.blobstore import BlobStore, get_array
-from storage.render import ChannelView, auto_limits, composite, encode, overlay_rgba
+from storage.render import (ChannelView, annotation_rgba, auto_limits, composite, encode,
+                            overlay_rgba)
 
 MAX_SIDE = 4096
 RENDER_VERSION = 1  # bump when rendering changes, so cached ETags are invalidated
@@ -117,3 +118,18 @@ def render_overlay(session: Session, actor: Actor, store: BlobStore, image_id: i
     rgba = overlay_rgba(labels, int(np.clip(max_side, 16, MAX_SIDE)), color)
     return Rendered(encode(rgba, "PNG"), "image/png",
                     _etag(ann.label_blob_key, max_side, color, detail.id))
+
+
+def render_draft(session: Session, actor: Actor, config, store: BlobStore, image_id: int,
+                 selected: int = 0, max_side: int = 1024) -> Rendered:
+    """The annotation workspace overlay: the actor's draft (or the newest version when they
+    have no draft), in class colours, selected cell highlighted, region and points shown."""
+    from app.services import drafts
+    from app.services.gallery import image_for
+    image = image_for(session, actor, image_id, "view")
+    canvas = drafts.current_canvas(session, actor, config, store, image)
+    colors = [c.get("color", "#ffff00") for c in
+              (session.get(Project, image.project_id).classes or [])]
+    rgba = annotation_rgba(canvas.labels, int(np.clip(max_side, 16, MAX_SIDE)), colors,
+                           canvas.classes, int(selected or 0), canvas.region, canvas.points)
+    return Rendered(encode(rgba, "PNG"), "image/png", "")

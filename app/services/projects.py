@@ -262,3 +262,16 @@ def set_training_settings(session: Session, actor: Actor, project_id: int,
                         "training": {**(project.settings or {}).get("training", {}), **clean}}
     session.flush()
     return project.settings["training"]
+
+
+ANNOTATION_MODES = ("outlines", "points")
+
+
+def set_annotation_mode(session: Session, actor: Actor, project_id: int, mode: str) -> str:
+    """Owners choose how cells are marked: outlines (segmentation) or points (counting)."""
+    project = require(session, actor, project_id, "manage")
+    if mode not in ANNOTATION_MODES:
+        raise ValidationError(f"Annotation mode must be one of {', '.join(ANNOTATION_MODES)}.")
+    project.settings = {**(project.settings or {}), "annotation_mode": mode}
+    session.flush()
+    return mode

@@ -1,0 +1,234 @@
+"""Annotations: opening an image to annotate, saving a draft as a new version (append-only,
+with a conflict check), marking an image empty, and the review flow (accept, or send back
+with a comment).
+
+A save never overwrites: every save is a new Annotation row whose parent is the version the
+draft was started from. If someone saved a newer version meanwhile, the save is refused with
+a Conflict unless the user asks to save theirs on top (`force`)."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.config import Config
+from app.errors import Conflict, NotFound, ValidationError
+from app.permissions import Actor, Role, require, role_of
+from app.services import drafts, leases
+from app.services.gallery import image_for
+from app.services.images import count_labels
+from app.tables import Annotation, Draft, Image, Project, User, utcnow
+from storage.blobstore import BlobStore, put_array
+from storage.shapes import finish
+
+
+@dataclass(frozen=True)
+class Version:
+    id: int
+    version: int
+    author: str | None
+    created_at: dt.datetime
+    source: str
+    n_cells: int
+    n_points: int
+    review_state: str
+    review_comment: str
+    reviewer: str | None
+
+
+@dataclass(frozen=True)
+class Workspace:
+    image_id: int
+    project_id: int
+    project_name: str
+    name: str
+    status: str
+    width: int
+    height: int
+    z_count: int
+    channels: list
+    classes: list
+    counting: bool                      # the project counts points rather than outlines
+    role: str
+    can_edit: bool
+    can_review: bool
+    read_only_reason: str | None
+    lease_holder: str | None
+    lease_expires_at: dt.datetime | None
+    latest: Version | None
+    draft_rev: int | None
+    draft_base_version: int | None
+    draft_stale: bool                   # someone saved a newer version after the draft began
+    draft_source: str | None
+    can_undo: bool
+    can_redo: bool
+    quality_note: str
+
+
+def _user_name(session: Session, user_id: int | None) -> str | None:
+    if user_id is None:
+        return None
+    user = session.get(User, user_id)
+    return user.username if user else None
+
+
+def _version(session: Session, ann: Annotation | None) -> Version | None:
+    if ann is None:
+        return None
+    return Version(ann.id, ann.version, _user_name(session, ann.author_id), ann.created_at,
+                   ann.source if ann.source != "model-corrected" or not ann.source_model_version_id
+                   else f"corrected from model #{ann.source_model_version_id}",
+                   ann.n_cells or 0, len(ann.points or []), ann.review_state, ann.review_comment,
+                   _user_name(session, ann.reviewer_id))
+
+
+def open_workspace(session: Session, actor: Actor, config: Config, image_id: int) -> Workspace:
+    """Open an image to annotate: take the lease when the actor may edit and nobody else
+    holds it; otherwise the workspace is read-only and says why."""
+    image = image_for(session, actor, image_id, "view")
+    project = session.get(Project, image.project_id)
+    role = role_of(session, actor, project.id)
+    may_edit = role >= Role.annotator
+    reason = None
+    if not may_edit:
+        reason = "You can look at this project's images but not change them (viewer)."
+    elif image.status == "excluded":
+        reason = "This image is excluded; include it again to annotate it."
+        may_edit = False
+    elif not leases.try_lease(session, actor, config, image):
+        lease = leases.lease_of(session, image)
+        reason = (f"{lease.username} is annotating this image (until "
+                  f"{lease.expires_at:%H:%M} UTC).")
+        may_edit = False
+    draft = drafts.find_draft(session, actor, image.id) if may_edit else None
+    if may_edit and draft is None:
+        draft = drafts.ensure_draft(session, actor, image)
+    elif draft is not None:
+        draft = drafts.ensure_draft(session, actor, image)   # follows newer saves if untouched
+    latest = drafts.latest_annotation(session, image.id)
+    base = session.get(Annotation, draft.base_annotation_id) if draft and \
+        draft.base_annotation_id else None
+    lease = leases.lease_of(session, image)
+    z_count, _c, height, width = image.shape
+    return Workspace(
+        image.id, project.id, project.name, image.name, image.status, int(width), int(height),
+        int(z_count), list(project.channels), list(project.classes or []),
+        (project.settings or {}).get("annotation_mode") == "points", role.name,
+        may_edit, role >= Role.reviewer, reason, lease.username, lease.expires_at,
+        _version(session, latest), draft.rev if draft else None, base.version if base else None,
+        bool(draft and latest and draft.base_annotation_id != latest.id),
+        draft.source if draft else None, bool(draft and draft.edits),
+        bool(draft and draft.undone), image.quality_note)
+
+
+
+def _next_version(session: Session, image_id: int) -> int:
+    return int(session.scalar(select(func.max(Annotation.version))
+                              .where(Annotation.image_id == image_id)) or 0) + 1
+
+
+def save(session: Session, actor: Actor, config: Config, store: BlobStore, image_id: int,
+         force: bool = False, empty: bool = False) -> Version:
+    """Save the actor's draft as a new version (submitted for review).
+
+    Refused with Conflict when another version was saved after the draft began, unless
+    `force` (then it is saved on top, as the newest version; nothing is overwritten).
+    `empty` saves "no cells in this image" (clears the draft first)."""
+    image = image_for(session, actor, image_id, "annotate")
+    leases.renew(session, actor, config, image.id)
+    draft = drafts.ensure_draft(session, actor, image)
+    latest = drafts.latest_annotation(session, image.id)
+    if latest is not None and draft.base_annotation_id != latest.id and not force:
+        raise Conflict(f"This image changed since you opened it: version {latest.version} "
+                       f"was saved by {_user_name(session, latest.author_id)} at "
+                       f"{latest.created_at:%H:%M} UTC. Reload to see it, or save yours as "
+                       "a new version.")
+    if empty:
+        drafts.record_edit(session, actor, config, store, image.id, {"op": "clear"})
+    canvas = drafts.canvas_for(config, store, draft, image)
+    labels, classes = finish(canvas)
+    region_key = None
+    if canvas.region is not None:
+        if not canvas.region.any():
+            raise ValidationError("The annotated region is empty; draw it again or mark the "
+                                  "whole image.")
+        region_key = put_array(store, canvas.region.astype(np.uint8))
+    n_cells = count_labels(labels)
+    ann = Annotation(
+        image_id=image.id, version=_next_version(session, image.id),
+        parent_id=latest.id if latest else None, author_id=actor.id,
+        label_blob_key=put_array(store, labels), region_blob_key=region_key,
+        points=[list(p) for p in canvas.points], cell_classes=classes,
+        n_cells=n_cells if n_cells or not canvas.points else 0,
+        source=draft.source, source_model_version_id=draft.source_model_version_id,
+        review_state="submitted")
+    session.add(ann)
+    image.status = "annotated"
+    drafts.discard(session, actor, config, image.id)
+    session.flush()
+    return _version(session, ann)
+
+
+def history(session: Session, actor: Actor, image_id: int) -> list[Version]:
+    """Every saved version of an image, newest first."""
+    image = image_for(session, actor, image_id, "view")
+    rows = session.scalars(select(Annotation).where(Annotation.image_id == image.id,
+                                                    Annotation.is_draft.is_(False))
+                           .order_by(Annotation.version.desc())).all()
+    return [_version(session, a) for a in rows]
+
+
+def review(session: Session, actor: Actor, image_id: int, accept: bool,
+           comment: str = "") -> Version:
+    """Accept the newest version, or send it back to its author with a comment."""
+    image = image_for(session, actor, image_id, "review")
+    latest = drafts.latest_annotation(session, image.id)
+    if latest is None:
+        raise NotFound("This image has no annotation to review.")
+    comment = (comment or "").strip()[:2000]
+    if not accept and not comment:
+        raise ValidationError("Say what needs to change when sending an annotation back.")
+    latest.review_state = "accepted" if accept else "returned"
+    latest.review_comment = comment
+    latest.reviewer_id = actor.id
+    image.status = "reviewed" if accept else "in_progress"
+    if not accept:       # back in the author's queue, first
+        image.assigned_to_id, image.lease_expires_at = None, None
+    session.flush()
+    return _version(session, latest)
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    image_id: int
+    name: str
+    version: int
+    author: str | None
+    created_at: dt.datetime
+    n_cells: int
+    review_state: str
+
+
+def review_list(session: Session, actor: Actor, project_id: int,
+                state: str = "submitted", limit: int = 200) -> list[ReviewItem]:
+    """Images whose newest version is in `state` (submitted, returned, accepted)."""
+    require(session, actor, project_id, "view")
+    newest = (select(Annotation.image_id, func.max(Annotation.version).label("v"))
+              .where(Annotation.is_draft.is_(False)).group_by(Annotation.image_id).subquery())
+    rows = session.execute(
+        select(Image, Annotation)
+        .join(newest, newest.c.image_id == Image.id)
+        .join(Annotation, (Annotation.image_id == Image.id) & (Annotation.version == newest.c.v))
+        .where(Image.project_id == project_id, Image.deleted_at.is_(None),
+               Annotation.review_state == state)
+        .order_by(Annotation.created_at).limit(limit)).all()
+    return [ReviewItem(img.id, img.name, ann.version, _user_name(session, ann.author_id),
+                       ann.created_at, ann.n_cells or 0, ann.review_state) for img, ann in rows]
+
+
+def draft_count(session: Session, project_id: int) -> int:
+    return int(session.scalar(select(func.count(Draft.id)).join(Image)
+                              .where(Image.project_id == project_id)) or 0)

@@ -1,0 +1,302 @@
+"""Drafts: a user's unsaved edits of one image, kept on the server after every edit, so a
+closed tab or a crashed browser loses nothing that reached the server.
+
+A draft is a base (the newest annotation when it was started, or a model suggestion) plus an
+ordered list of edits (`storage.shapes.apply_edit`) and the undone edits (redo). The current
+mask is recomputed from base + edits and cached per (draft, revision) in the cache directory,
+so one edit costs one shape's rasterisation, not a replay.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
+
+from app.config import Config
+from app.errors import Conflict, ValidationError
+from app.permissions import Actor
+from app.services import leases
+from app.services.gallery import image_for
+from app.services.images import count_labels
+from app.tables import Annotation, Draft, Image, Project, utcnow
+from storage.blobstore import BlobStore, get_array, put_array
+from storage.shapes import Canvas, ShapeError, apply_edit, apply_edits, cell_polygon
+
+MAX_EDITS = 5000
+MAX_WIDTH = 500
+EDIT_OPS = {"add", "brush", "erase", "replace", "delete", "class", "clear", "region",
+            "region_all", "point", "unpoint"}
+SHAPE_KEYS = {"type", "path", "x0", "x1", "y0", "y1"}
+SHAPE_TYPES = {"path", "rect", "circle", "line"}
+
+
+@dataclass(frozen=True)
+class EditResult:
+    rev: int
+    label: int | None          # the cell the edit created or changed (selected next)
+    n_cells: int
+    n_points: int
+    can_undo: bool
+    can_redo: bool
+
+
+def latest_annotation(session: Session, image_id: int) -> Annotation | None:
+    return session.scalar(select(Annotation).where(
+        Annotation.image_id == image_id, Annotation.is_draft.is_(False))
+        .order_by(Annotation.version.desc()).limit(1))
+
+
+def find_draft(session: Session, actor: Actor, image_id: int) -> Draft | None:
+    if actor.id is None:
+        return None
+    return session.scalar(select(Draft).where(Draft.image_id == image_id,
+                                              Draft.user_id == actor.id))
+
+
+def _based_on(draft: Draft, ann: Annotation | None) -> Draft:
+    draft.base_annotation_id = ann.id if ann else None
+    draft.base_label_key = ann.label_blob_key if ann else None
+    draft.base_region_key = ann.region_blob_key if ann else None
+    draft.base_classes = dict(ann.cell_classes or {}) if ann else {}
+    draft.base_points = list(ann.points or []) if ann else []
+    draft.source, draft.source_model_version_id = "manual", None
+    draft.edits, draft.undone = [], []
+    return draft
+
+
+def ensure_draft(session: Session, actor: Actor, image: Image) -> Draft:
+    """The actor's draft of `image`, started from the newest annotation if there is none. An
+    untouched draft follows newer annotations saved by others."""
+    draft = find_draft(session, actor, image.id)
+    latest = latest_annotation(session, image.id)
+    if draft is None:
+        draft = _based_on(Draft(image_id=image.id, user_id=actor.id), latest)
+        session.add(draft)
+        session.flush()
+    elif not draft.edits and draft.source == "manual" and \
+            draft.base_annotation_id != (latest.id if latest else None):
+        _based_on(draft, latest)
+        session.flush()
+    return draft
+
+
+# ------------------------------------------------------------------ the current mask
+def _cache_path(config: Config, draft: Draft) -> Path:
+    return config.cache_dir / "drafts" / f"{draft.id}.npz"
+
+
+def _base_canvas(store: BlobStore, draft: Draft, shape_yx: tuple[int, int]) -> Canvas:
+    if draft.base_label_key:
+        labels = get_array(store, draft.base_label_key)
+        labels = (labels if labels.ndim == 2 else labels.reshape(-1, *labels.shape[-2:])[0])
+        canvas = Canvas(labels.astype(np.int32))
+    else:
+        canvas = Canvas.blank(shape_yx)
+    canvas.classes = {int(k): int(v) for k, v in (draft.base_classes or {}).items()}
+    if draft.base_region_key:
+        canvas.region = get_array(store, draft.base_region_key).astype(bool)
+    canvas.points = [list(p) for p in draft.base_points or []]
+    return canvas
+
+
+def _write_cache(path: Path, canvas: Canvas, rev: int, draft_key: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = json.dumps({"rev": rev, "key": draft_key, "classes": canvas.classes,
+                       "points": canvas.points})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.npz")
+    arrays = {"labels": canvas.labels, "meta": np.frombuffer(meta.encode(), np.uint8)}
+    if canvas.region is not None:
+        arrays["region"] = canvas.region
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _read_cache(path: Path, rev: int, draft_key: str) -> Canvas | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(data["meta"].tobytes().decode())
+            if meta["rev"] != rev or meta["key"] != draft_key:
+                return None
+            return Canvas(data["labels"], {int(k): v for k, v in meta["classes"].items()},
+                          data["region"] if "region" in data else None, meta["points"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _draft_key(draft: Draft) -> str:
+    return f"{draft.base_label_key}:{draft.base_region_key}:{draft.source_model_version_id}"
+
+
+def canvas_for(config: Config, store: BlobStore, draft: Draft, image: Image) -> Canvas:
+    """The draft's current state (from the cache when it is up to date)."""
+    path = _cache_path(config, draft)
+    cached = _read_cache(path, draft.rev, _draft_key(draft))
+    if cached is not None:
+        return cached
+    canvas = apply_edits(_base_canvas(store, draft, tuple(image.shape[-2:])), draft.edits)
+    _write_cache(path, canvas, draft.rev, _draft_key(draft))
+    return canvas
+
+
+def annotation_canvas(store: BlobStore, ann: Annotation | None, image: Image) -> Canvas:
+    """A saved annotation as a canvas (for people who only look)."""
+    fake = _based_on(Draft(), ann)
+    return _base_canvas(store, fake, tuple(image.shape[-2:]))
+
+
+def _result(draft: Draft, canvas: Canvas, label: int | None) -> EditResult:
+    return EditResult(draft.rev, label, count_labels(np.maximum(canvas.labels, 0)),
+                      len(canvas.points), bool(draft.edits), bool(draft.undone))
+
+
+def _commit_rev(session: Session, draft: Draft) -> None:
+    draft.updated_at = utcnow()
+    try:
+        session.flush()
+    except StaleDataError:
+        raise Conflict("Another edit of this image was saved at the same moment; "
+                       "reload the page.") from None
+
+
+# ------------------------------------------------------------------ validating input
+def _clean_shape(shape) -> dict:
+    if not isinstance(shape, dict) or shape.get("type") not in SHAPE_TYPES:
+        raise ValidationError("Draw a path, rectangle or ellipse.")
+    return {k: shape[k] for k in SHAPE_KEYS if k in shape}
+
+
+def clean_edit(edit: dict, project: Project) -> dict:
+    """A copy of `edit` with only known fields, checked types and ranges."""
+    if not isinstance(edit, dict) or edit.get("op") not in EDIT_OPS:
+        raise ValidationError("Unknown edit.")
+    op = edit["op"]
+    out: dict = {"op": op}
+    try:
+        if op in ("add", "brush", "erase", "replace", "region"):
+            out["shape"] = _clean_shape(edit.get("shape"))
+        if op in ("brush", "erase") and edit.get("width") is not None:
+            out["width"] = float(np.clip(float(edit["width"]), 1, MAX_WIDTH))
+        if op in ("brush", "replace", "delete", "class") and edit.get("label") is not None:
+            out["label"] = int(edit["label"])
+        if op in ("add", "class", "point"):
+            cls = int(edit.get("cls") or 0)
+            if not 0 <= cls < max(1, len(project.classes or [])):
+                raise ValidationError("Unknown cell class.")
+            out["cls"] = cls
+        if op in ("point", "unpoint"):
+            out["x"], out["y"] = float(edit["x"]), float(edit["y"])
+    except (TypeError, ValueError, KeyError):
+        raise ValidationError("Malformed edit.") from None
+    if op in ("replace", "delete", "class") and out.get("label", 0) < 1:
+        raise ValidationError("Select a cell first.")
+    return out
+
+
+# ------------------------------------------------------------------ verbs
+def _editable(session: Session, actor: Actor, config: Config, image_id: int) -> Image:
+    image = image_for(session, actor, image_id, "annotate")
+    leases.renew(session, actor, config, image.id)
+    return image
+
+
+def record_edit(session: Session, actor: Actor, config: Config, store: BlobStore,
+                image_id: int, edit: dict) -> EditResult:
+    """Apply one edit to the actor's draft and keep it. An "add" (or a brush stroke with no
+    cell selected) creates a cell with a new id; the edit result names it."""
+    image = _editable(session, actor, config, image_id)
+    project = session.get(Project, image.project_id)
+    edit = clean_edit(edit, project)
+    draft = ensure_draft(session, actor, image)
+    if len(draft.edits) >= MAX_EDITS:
+        raise ValidationError("This draft has too many edits; save it to continue.")
+    canvas = canvas_for(config, store, draft, image)
+    if edit["op"] == "add" or (edit["op"] == "brush" and not edit.get("label")):
+        if edit["op"] == "brush":
+            edit["op"], edit["cls"] = "add", 0
+        edit["label"] = canvas.next_label
+    try:
+        apply_edit(canvas, edit)
+    except ShapeError as exc:
+        raise ValidationError(str(exc)) from None
+    draft.edits = [*draft.edits, edit]
+    draft.undone = []
+    if image.status == "new":
+        image.status = "in_progress"
+    _commit_rev(session, draft)
+    _write_cache(_cache_path(config, draft), canvas, draft.rev, _draft_key(draft))
+    label = edit.get("label") if edit["op"] in ("add", "brush", "replace", "class") else None
+    return _result(draft, canvas, label)
+
+
+def undo(session: Session, actor: Actor, config: Config, store: BlobStore, image_id: int,
+         redo: bool = False) -> EditResult:
+    """Take back the last edit (or, with `redo`, put back the last one taken back)."""
+    image = _editable(session, actor, config, image_id)
+    draft = ensure_draft(session, actor, image)
+    source, target = (draft.undone, draft.edits) if redo else (draft.edits, draft.undone)
+    if not source:
+        raise ValidationError("Nothing to redo." if redo else "Nothing to undo.")
+    moved = source[-1]
+    source, target = source[:-1], [*target, moved]
+    draft.edits, draft.undone = (target, source) if redo else (source, target)
+    _commit_rev(session, draft)
+    return _result(draft, canvas_for(config, store, draft, image), None)
+
+
+def cell_at(session: Session, actor: Actor, config: Config, store: BlobStore, image_id: int,
+            x: float, y: float) -> tuple[int, str | None, int]:
+    """The cell under figure point (x, y) in the actor's view: (label, outline path, class);
+    label 0 when there is no cell there."""
+    image = image_for(session, actor, image_id, "view")
+    canvas = current_canvas(session, actor, config, store, image)
+    r, c = int(np.floor(y)), int(np.floor(x))
+    if not (0 <= r < canvas.labels.shape[0] and 0 <= c < canvas.labels.shape[1]):
+        return 0, None, 0
+    label = int(canvas.labels[r, c])
+    if label == 0:
+        return 0, None, 0
+    return label, cell_polygon(canvas.labels, label), int(canvas.classes.get(label, 0))
+
+
+def current_canvas(session: Session, actor: Actor, config: Config, store: BlobStore,
+                   image: Image) -> Canvas:
+    """What the actor sees: their draft if they have one, else the newest annotation."""
+    draft = find_draft(session, actor, image.id)
+    if draft is not None:
+        return canvas_for(config, store, draft, image)
+    return annotation_canvas(store, latest_annotation(session, image.id), image)
+
+
+def use_suggestion(session: Session, actor: Actor, config: Config, store: BlobStore,
+                   image_id: int) -> EditResult:
+    """Start the draft over from the active model's prediction (cells become editable)."""
+    from app.services import prediction
+    image = _editable(session, actor, config, image_id)
+    predicted = prediction.suggest(session, actor, store, config, image.id)
+    labels = predicted.labels
+    if labels.ndim == 3:
+        labels = labels[0]
+    draft = ensure_draft(session, actor, image)
+    draft.base_label_key = put_array(store, labels)
+    draft.base_classes, draft.edits, draft.undone = {}, [], []
+    draft.source, draft.source_model_version_id = "model-corrected", predicted.model_version_id
+    if image.status == "new":
+        image.status = "in_progress"
+    _commit_rev(session, draft)
+    return _result(draft, canvas_for(config, store, draft, image), None)
+
+
+def discard(session: Session, actor: Actor, config: Config, image_id: int) -> None:
+    """Throw the draft away (the page then shows the newest saved version)."""
+    image = image_for(session, actor, image_id, "view")
+    draft = find_draft(session, actor, image.id)
+    if draft is not None:
+        _cache_path(config, draft).unlink(missing_ok=True)
+        session.delete(draft)
+        session.flush()

@@ -1,0 +1,145 @@
+"""The annotation queue and image leases: which image an annotator gets next, and the stamp
+(who, until when) that keeps two annotators off the same image.
+
+A lease is taken with one conditional UPDATE (free, expired or already ours), so two web
+workers handing out images at the same moment cannot both win. Order of the queue:
+1. the image the annotator already holds (they come back to it),
+2. images a reviewer sent back to them,
+3. unannotated images ranked by the active model's uncertainty score (highest first; the
+   active-learning ranking), then new images before started ones, oldest first.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.config import Config
+from app.errors import Conflict, NotFound
+from app.permissions import Actor, require
+from app.tables import Annotation, Image, ModelVersion, Score, User, utcnow
+
+QUEUE_STATUSES = ("new", "in_progress")
+
+
+@dataclass(frozen=True)
+class Lease:
+    user_id: int | None
+    username: str | None
+    expires_at: dt.datetime | None
+
+    def held_by_other(self, actor: Actor, now: dt.datetime | None = None) -> bool:
+        now = now or utcnow()
+        return (self.user_id is not None and self.user_id != actor.id
+                and self.expires_at is not None and self.expires_at > now)
+
+
+def lease_of(session: Session, image: Image) -> Lease:
+    if image.assigned_to_id is None:
+        return Lease(None, None, None)
+    user = session.get(User, image.assigned_to_id)
+    return Lease(image.assigned_to_id, user.username if user else None, image.lease_expires_at)
+
+
+def _free_or_ours(actor: Actor, now: dt.datetime):
+    return or_(Image.assigned_to_id.is_(None), Image.lease_expires_at.is_(None),
+               Image.lease_expires_at <= now, Image.assigned_to_id == actor.id)
+
+
+def try_lease(session: Session, actor: Actor, config: Config, image: Image) -> bool:
+    """Take or renew the lease on `image` for `actor`; False when someone else holds it."""
+    if actor.id is None:
+        return False
+    now = utcnow()
+    until = now + dt.timedelta(minutes=config.lease_minutes)
+    result = session.execute(
+        update(Image).where(Image.id == image.id, _free_or_ours(actor, now))
+        .values(assigned_to_id=actor.id, lease_expires_at=until)
+        .execution_options(synchronize_session=False))
+    session.refresh(image, ["assigned_to_id", "lease_expires_at"])
+    return result.rowcount == 1
+
+
+def renew(session: Session, actor: Actor, config: Config, image_id: int) -> Lease:
+    """Keep the lease while the annotator works (called on edits and by the page's timer)."""
+    image = session.get(Image, image_id)
+    if image is None or image.deleted_at is not None:
+        raise NotFound("No such image.")
+    require(session, actor, image.project_id, "annotate")
+    if not try_lease(session, actor, config, image):
+        lease = lease_of(session, image)
+        raise Conflict(f"{lease.username} is annotating this image now (until "
+                       f"{lease.expires_at:%H:%M} UTC).")
+    return lease_of(session, image)
+
+
+def release(session: Session, actor: Actor, image_id: int) -> None:
+    """Give the image back to the queue (skip, next, or done)."""
+    session.execute(update(Image).where(Image.id == image_id, Image.assigned_to_id == actor.id)
+                    .values(assigned_to_id=None, lease_expires_at=None)
+                    .execution_options(synchronize_session=False))
+
+
+def _returned_to(actor: Actor):
+    """Image ids whose newest annotation a reviewer sent back to `actor`."""
+    newest = (select(Annotation.image_id, func.max(Annotation.version).label("v"))
+              .group_by(Annotation.image_id).subquery())
+    return (select(Annotation.image_id)
+            .join(newest, and_(newest.c.image_id == Annotation.image_id,
+                               newest.c.v == Annotation.version))
+            .where(Annotation.review_state == "returned", Annotation.author_id == actor.id))
+
+
+def candidates(session: Session, actor: Actor, project_id: int, skip=(), limit: int = 20
+               ) -> list[int]:
+    """Image ids in queue order that `actor` could lease now (read-only, takes nothing)."""
+    now = utcnow()
+    base = [Image.project_id == project_id, Image.deleted_at.is_(None),
+            Image.status != "excluded", _free_or_ours(actor, now)]
+    if skip:
+        base.append(Image.id.notin_([int(s) for s in skip]))
+    held = session.scalars(select(Image.id).where(
+        *base, Image.assigned_to_id == actor.id, Image.lease_expires_at > now,
+        Image.status.in_(QUEUE_STATUSES)).order_by(Image.id)).all()
+    returned = session.scalars(select(Image.id).where(
+        *base, Image.id.in_(_returned_to(actor))).order_by(Image.id)).all()
+    active = select(ModelVersion.id).where(ModelVersion.project_id == project_id,
+                                           ModelVersion.is_active.is_(True))
+    score = (select(Score.image_id, func.max(Score.value).label("value"))
+             .where(Score.model_version_id.in_(active)).group_by(Score.image_id).subquery())
+    ranked = session.scalars(
+        select(Image.id).outerjoin(score, score.c.image_id == Image.id)
+        .where(*base, Image.status.in_(QUEUE_STATUSES))
+        .order_by(score.c.value.is_(None), score.c.value.desc(),
+                  (Image.status != "new"), Image.id).limit(limit)).all()
+    seen: dict[int, None] = {}
+    for image_id in [*held, *returned, *ranked]:
+        seen.setdefault(image_id, None)
+    return list(seen)[:limit]
+
+
+def next_image(session: Session, actor: Actor, config: Config, project_id: int,
+               skip=(), release_id: int | None = None) -> int:
+    """Lease and return the next image for `actor` (after giving back `release_id`)."""
+    require(session, actor, project_id, "annotate")
+    if release_id is not None:
+        release(session, actor, int(release_id))
+    skip = {int(s) for s in skip} | ({int(release_id)} if release_id is not None else set())
+    for _attempt in range(5):
+        ids = candidates(session, actor, project_id, skip)
+        if not ids:
+            break
+        for image_id in ids:
+            image = session.get(Image, image_id)
+            if try_lease(session, actor, config, image):
+                return image_id
+    raise NotFound("No images are waiting to be annotated in this project.")
+
+
+def peek_next(session: Session, actor: Actor, project_id: int) -> int | None:
+    """The image `next_image` would most likely hand out, without leasing it."""
+    require(session, actor, project_id, "view")
+    ids = candidates(session, actor, project_id, limit=1)
+    return ids[0] if ids else None

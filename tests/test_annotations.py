@@ -1,0 +1,204 @@
+"""The annotation workspace's services: the queue and leases, drafts (edits, undo/redo,
+kept across reopening), append-only saves with the conflict check, and review."""
+import datetime as dt
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from app.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from app.services import annotations, drafts, images, leases, projects
+from app.services.images import ImportFile
+from app.tables import Annotation, Image, utcnow
+from storage.blobstore import LocalBlobStore, get_array
+from tests.conftest import actor
+from tests.images_data import nuclei, tiff
+
+
+@pytest.fixture
+def store(config):
+    return LocalBlobStore(config.blob_dir)
+
+
+@pytest.fixture
+def three_images(session, store, world):
+    items = []
+    for seed in range(3):
+        pixels, _ = nuclei((60, 80), seed=seed)
+        items.append(ImportFile(f"img{seed}.tif", read=lambda p=pixels: tiff(p)))
+    images.import_files(session, actor(session, "owner"), store, world["project_id"], items,
+                        1 << 28)
+    session.commit()
+    return session.scalars(select(Image.id).order_by(Image.id)).all()
+
+
+def rect(x0, y0, x1, y1):
+    return {"type": "rect", "x0": x0, "y0": y0, "x1": x1, "y1": y1}
+
+
+def square(x0, y0, x1, y1):
+    return {"type": "path", "path": f"M{x0},{y0}L{x1},{y0}L{x1},{y1}L{x0},{y1}Z"}
+
+
+def test_two_annotators_never_get_the_same_image_and_leases_expire(session, config, world,
+                                                                   three_images):
+    pid = world["project_id"]
+    anna, rita = actor(session, "annotator"), actor(session, "reviewer")
+    first = leases.next_image(session, anna, config, pid)
+    second = leases.next_image(session, rita, config, pid)
+    assert first == three_images[0] and second == three_images[1]
+    # asking again gives each their own image back
+    assert leases.next_image(session, anna, config, pid) == first
+    # skipping hands out the next free one and releases the skipped image
+    third = leases.next_image(session, anna, config, pid, skip=[first], release_id=first)
+    assert third == three_images[2]
+    assert session.get(Image, first).assigned_to_id is None
+    # a lease held by someone else blocks editing until it expires
+    workspace = annotations.open_workspace(session, rita, config, third)
+    assert not workspace.can_edit and "annotator is annotating" in workspace.read_only_reason
+    image = session.get(Image, third)
+    image.lease_expires_at = utcnow() - dt.timedelta(seconds=1)
+    session.flush()
+    assert annotations.open_workspace(session, rita, config, third).can_edit
+    assert session.get(Image, third).assigned_to_id == rita.id
+
+
+def test_queue_prefers_returned_images_and_runs_out(session, config, store, world, three_images):
+    pid, anna = world["project_id"], actor(session, "annotator")
+    first = leases.next_image(session, anna, config, pid)
+    drafts.record_edit(session, anna, config, store, first, {"op": "add", "shape": rect(2, 2, 9, 9)})
+    annotations.save(session, anna, config, store, first)
+    annotations.review(session, actor(session, "reviewer"), first, accept=False,
+                       comment="missed the cell at the top")
+    leases.release(session, anna, first)
+    assert leases.next_image(session, anna, config, pid) == first
+    workspace = annotations.open_workspace(session, anna, config, first)
+    assert workspace.latest.review_state == "returned"
+    assert workspace.latest.review_comment == "missed the cell at the top"
+    for image_id in three_images:
+        session.get(Image, image_id).status = "reviewed"
+    session.flush()
+    with pytest.raises(NotFound):
+        leases.next_image(session, anna, config, pid, release_id=first)
+
+
+def test_edits_undo_redo_and_save_make_a_new_version(session, config, store, world,
+                                                     three_images):
+    anna, image_id = actor(session, "annotator"), three_images[0]
+    annotations.open_workspace(session, anna, config, image_id)
+    a = drafts.record_edit(session, anna, config, store, image_id,
+                           {"op": "add", "shape": square(10, 10, 20, 20), "cls": 0})
+    b = drafts.record_edit(session, anna, config, store, image_id,
+                           {"op": "add", "shape": rect(30, 30, 40, 45)})
+    assert (a.label, b.label, b.n_cells) == (1, 2, 2)
+    c = drafts.record_edit(session, anna, config, store, image_id,
+                           {"op": "brush", "label": 1, "width": 4,
+                            "shape": {"type": "path", "path": "M20,15L28,15"}})
+    assert c.n_cells == 2 and c.can_undo and not c.can_redo
+    for _ in range(3):
+        r = drafts.undo(session, anna, config, store, image_id)
+    assert r.n_cells == 0 and not r.can_undo
+    with pytest.raises(ValidationError):
+        drafts.undo(session, anna, config, store, image_id)
+    for _ in range(3):
+        r = drafts.undo(session, anna, config, store, image_id, redo=True)
+    assert r.n_cells == 2
+    # a fresh session (another web worker, a reopened tab) sees the same draft
+    session.commit()
+    label, path, cls = drafts.cell_at(session, anna, config, store, image_id, 15.5, 15.5)
+    assert label == 1 and path.startswith("M") and cls == 0
+    saved = annotations.save(session, anna, config, store, image_id)
+    assert saved.version == 1 and saved.n_cells == 2 and saved.author == "annotator"
+    ann = session.scalar(select(Annotation).where(Annotation.image_id == image_id))
+    mask = get_array(store, ann.label_blob_key)
+    assert mask.dtype == np.uint16 and mask[15, 15] == 1 and mask[15, 26] == 1
+    assert mask[35, 35] == 2 and ann.source == "manual" and ann.parent_id is None
+    assert drafts.find_draft(session, anna, image_id) is None
+    assert session.get(Image, image_id).status == "annotated"
+    # the next save builds on version 1
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "delete", "label": 2})
+    second = annotations.save(session, anna, config, store, image_id)
+    assert second.version == 2 and second.n_cells == 1
+    versions = annotations.history(session, anna, image_id)
+    assert [v.version for v in versions] == [2, 1]
+    rows = session.scalars(select(Annotation).where(Annotation.image_id == image_id)
+                           .order_by(Annotation.version)).all()
+    assert rows[1].parent_id == rows[0].id and rows[0].n_cells == 2     # history kept
+
+
+def test_saving_over_a_newer_version_is_a_conflict_unless_forced(session, config, store, world,
+                                                                three_images):
+    anna, rita, image_id = actor(session, "annotator"), actor(session, "reviewer"), three_images[0]
+    drafts.record_edit(session, rita, config, store, image_id, {"op": "add", "shape": rect(2, 2, 8, 8)})
+    leases.release(session, rita, image_id)
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "add", "shape": rect(20, 20, 30, 30)})
+    leases.release(session, anna, image_id)
+    annotations.save(session, rita, config, store, image_id)            # rita saves first
+    leases.release(session, rita, image_id)
+    with pytest.raises(Conflict, match="changed since you opened it"):
+        annotations.save(session, anna, config, store, image_id)
+    workspace = annotations.open_workspace(session, anna, config, image_id)
+    assert workspace.draft_stale
+    saved = annotations.save(session, anna, config, store, image_id, force=True)
+    assert saved.version == 2
+    first, second = session.scalars(select(Annotation).where(Annotation.image_id == image_id)
+                                    .order_by(Annotation.version)).all()
+    assert second.parent_id == first.id and first.author_id == rita.id   # nothing overwritten
+
+
+def test_region_empty_and_points_are_saved(session, config, store, world, three_images):
+    anna, image_id = actor(session, "annotator"), three_images[1]
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "region", "shape": rect(0, 0, 40, 60)})
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "point", "x": 5.5, "y": 6.5})
+    annotations.save(session, anna, config, store, image_id)
+    ann = session.scalar(select(Annotation).where(Annotation.image_id == image_id))
+    region = get_array(store, ann.region_blob_key)
+    assert region[:, :40].all() and not region[:, 40:].any()
+    assert ann.points == [[5.5, 6.5, 0]]
+    empty = annotations.save(session, anna, config, store, image_id, empty=True)
+    assert empty.n_cells == 0 and empty.n_points == 0
+
+
+def test_viewers_cannot_edit_and_reviewers_review(session, config, store, world, three_images):
+    viewer, image_id = actor(session, "viewer"), three_images[0]
+    workspace = annotations.open_workspace(session, viewer, config, image_id)
+    assert not workspace.can_edit and "viewer" in workspace.read_only_reason
+    with pytest.raises(PermissionDenied):
+        drafts.record_edit(session, viewer, config, store, image_id, {"op": "add", "shape": rect(1, 1, 5, 5)})
+    with pytest.raises(PermissionDenied):
+        annotations.save(session, viewer, config, store, image_id)
+    with pytest.raises(NotFound):
+        annotations.open_workspace(session, actor(session, "outsider"), config, image_id)
+    anna = actor(session, "annotator")
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "add", "shape": rect(1, 1, 5, 5)})
+    annotations.save(session, anna, config, store, image_id)
+    with pytest.raises(PermissionDenied):
+        annotations.review(session, anna, image_id, accept=True)
+    listed = annotations.review_list(session, anna, world["project_id"])
+    assert [item.image_id for item in listed] == [image_id]
+    with pytest.raises(ValidationError, match="Say what"):
+        annotations.review(session, actor(session, "reviewer"), image_id, accept=False)
+    done = annotations.review(session, actor(session, "reviewer"), image_id, accept=True)
+    assert done.review_state == "accepted" and done.reviewer == "reviewer"
+    assert session.get(Image, image_id).status == "reviewed"
+
+
+def test_bad_edits_are_refused_with_clear_messages(session, config, store, world, three_images):
+    anna, image_id = actor(session, "annotator"), three_images[0]
+    for edit, message in [({"op": "explode"}, "Unknown edit"),
+                          ({"op": "add", "shape": {"type": "path", "path": "M1,1C2,2"}}, "other than"),
+                          ({"op": "add", "shape": rect(1, 1, 5, 5), "cls": 7}, "class"),
+                          ({"op": "delete"}, "Select a cell"),
+                          ({"op": "point", "x": "left"}, "Malformed")]:
+        with pytest.raises(ValidationError, match=message):
+            drafts.record_edit(session, anna, config, store, image_id, edit)
+
+
+def test_counting_projects_are_flagged(session, config, world, three_images):
+    projects.set_annotation_mode(session, actor(session, "owner"), world["project_id"], "points")
+    workspace = annotations.open_workspace(session, actor(session, "annotator"), config,
+                                           three_images[0])
+    assert workspace.counting
+    with pytest.raises(PermissionDenied):
+        projects.set_annotation_mode(session, actor(session, "reviewer"), world["project_id"],
+                                     "outlines")
