@@ -71,14 +71,14 @@ def overlay(image_id: int):
 
 @bp.get("/images/<int:image_id>/draft.png")
 def draft_overlay(image_id: int):
-    """The workspace overlay of the user's draft; `rev` in the URL names the revision, so a
-    cached copy is always the right one."""
+    """The workspace overlay of the user's draft (`rev` in the URL only changes the address
+    when the draft changes; the response is never cached, drafts change under one URL)."""
     selected = request.args.get("selected", 0, type=int)
     size = request.args.get("size", 1024, type=int)
     rendered = display.render_draft(get_session(), current_actor(), get_config(), state().blobs,
                                     image_id, selected, size)
     response = Response(rendered.data, mimetype=rendered.mimetype)
-    response.headers["Cache-Control"] = "private, max-age=600"
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 

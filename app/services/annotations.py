@@ -32,8 +32,8 @@ class Version:
     author: str | None
     created_at: dt.datetime
     source: str
-    n_cells: int
-    n_points: int
+    n_cells: int | None                 # None: not known without replaying the draft
+    n_points: int | None
     review_state: str
     review_comment: str
     reviewer: str | None
@@ -66,6 +66,8 @@ class Workspace:
     can_undo: bool
     can_redo: bool
     quality_note: str
+    n_cells: int | None                 # None: not known without replaying the draft
+    n_points: int | None
 
 
 def _user_name(session: Session, user_id: int | None) -> str | None:
@@ -121,8 +123,18 @@ def open_workspace(session: Session, actor: Actor, config: Config, image_id: int
         _version(session, latest), draft.rev if draft else None, base.version if base else None,
         bool(draft and latest and draft.base_annotation_id != latest.id),
         draft.source if draft else None, bool(draft and draft.edits),
-        bool(draft and draft.undone), image.quality_note)
+        bool(draft and draft.undone), image.quality_note, *_counts(draft, latest))
 
+
+
+def _counts(draft: Draft | None, latest: Annotation | None) -> tuple[int | None, int | None]:
+    """Cells and points on screen when the page opens (the draft's count is shown after the
+    first edit; an untouched draft equals its base)."""
+    if draft is not None and draft.source == "manual" and not draft.edits and latest is not None:
+        return latest.n_cells or 0, len(latest.points or [])
+    if latest is None and draft is not None and not draft.edits:
+        return 0, 0
+    return None, None
 
 
 def _next_version(session: Session, image_id: int) -> int:

@@ -26,7 +26,8 @@ from app.services.gallery import image_for
 from app.services.images import count_labels
 from app.tables import Annotation, Draft, Image, Project, utcnow
 from storage.blobstore import BlobStore, get_array, put_array
-from storage.shapes import Canvas, ShapeError, apply_edit, apply_edits, cell_polygon
+from storage.shapes import (POINT_RADIUS, Canvas, ShapeError, apply_edit, apply_edits,
+                            cell_polygon)
 
 MAX_EDITS = 5000
 MAX_WIDTH = 500
@@ -300,3 +301,13 @@ def discard(session: Session, actor: Actor, config: Config, image_id: int) -> No
         _cache_path(config, draft).unlink(missing_ok=True)
         session.delete(draft)
         session.flush()
+
+
+def toggle_point(session: Session, actor: Actor, config: Config, store: BlobStore,
+                 image_id: int, x: float, y: float, cls: int = 0) -> EditResult:
+    """Counting mode: a click adds a point, a click on an existing point removes it."""
+    image = image_for(session, actor, image_id, "annotate")
+    canvas = current_canvas(session, actor, config, store, image)
+    near = any(np.hypot(p[0] - float(x), p[1] - float(y)) <= POINT_RADIUS for p in canvas.points)
+    return record_edit(session, actor, config, store, image.id,
+                       {"op": "unpoint" if near else "point", "x": x, "y": y, "cls": cls})

@@ -1,0 +1,84 @@
+/* Annotation workspace: clicks on the image in data coordinates, and keyboard shortcuts.
+ *
+ * Plotly reports clicks only on trace points, not on a layout image, so a click (press and
+ * release without moving) inside the plot area is converted to image coordinates with the
+ * axes' pixel-to-data functions and handed to Dash through set_props. */
+(function () {
+    "use strict";
+    var TOOL_KEYS = {s: "select", d: "draw", r: "rect", o: "ellipse", b: "brush", e: "erase",
+                     g: "region", p: "point", z: "zoom"};
+    var down = null;
+
+    function plot() {
+        var host = document.getElementById("annotate-graph");
+        return host && host.querySelector(".js-plotly-plot");
+    }
+
+    function setProps(id, props) {
+        if (window.dash_clientside && window.dash_clientside.set_props) {
+            window.dash_clientside.set_props(id, props);
+        }
+    }
+
+    function click(id) {
+        var el = document.getElementById(id);
+        if (el && !el.disabled) { el.click(); return true; }
+        return false;
+    }
+
+    document.addEventListener("mousedown", function (ev) {
+        var gd = plot();
+        down = null;
+        if (!gd || !gd.contains(ev.target) || ev.button !== 0) { return; }
+        if (ev.target.closest && ev.target.closest(".modebar")) { return; }
+        down = {x: ev.clientX, y: ev.clientY, t: Date.now()};
+    }, true);
+
+    document.addEventListener("mouseup", function (ev) {
+        var start = down;
+        down = null;
+        if (!start) { return; }
+        if (Math.abs(ev.clientX - start.x) > 4 || Math.abs(ev.clientY - start.y) > 4 ||
+                Date.now() - start.t > 800) { return; }
+        var gd = plot();
+        var area = gd && gd.querySelector(".nsewdrag");
+        if (!area || !gd._fullLayout) { return; }
+        var r = area.getBoundingClientRect();
+        if (ev.clientX < r.left || ev.clientX > r.right || ev.clientY < r.top ||
+                ev.clientY > r.bottom) { return; }
+        var fl = gd._fullLayout;
+        setProps("annotate-click", {data: {
+            x: fl.xaxis.p2d(ev.clientX - r.left), y: fl.yaxis.p2d(ev.clientY - r.top),
+            t: Date.now()}});
+    }, true);
+
+    document.addEventListener("keydown", function (ev) {
+        if (!document.getElementById("annotate-graph")) { return; }
+        var t = ev.target, tag = (t.tagName || "").toLowerCase();
+        var typing = tag === "textarea" || t.isContentEditable ||
+            (tag === "input" && ["radio", "checkbox", "button"].indexOf(t.type) < 0);
+        var key = (ev.key || "").toLowerCase();
+        var ctrl = ev.ctrlKey || ev.metaKey;
+        if (ctrl && key === "s") { ev.preventDefault(); click("annotate-save"); return; }
+        if (typing) { return; }
+        if (ctrl && (key === "y" || (key === "z" && ev.shiftKey))) {
+            ev.preventDefault(); click("annotate-redo"); return;
+        }
+        if (ctrl && key === "z") { ev.preventDefault(); click("annotate-undo"); return; }
+        if (ctrl || ev.altKey) { return; }
+        if (TOOL_KEYS[key]) { setProps("annotate-tool", {value: TOOL_KEYS[key]}); return; }
+        if (key === "delete" || key === "backspace") {
+            if (click("annotate-delete")) { ev.preventDefault(); }
+            return;
+        }
+        if (key === "escape") { click("annotate-deselect"); return; }
+        if (key === "n") { click("annotate-save-next"); return; }
+        if (key === "[") { click("annotate-brush-down"); return; }
+        if (key === "]") { click("annotate-brush-up"); return; }
+        if (/^[1-9]$/.test(key)) {
+            var n = parseInt(key, 10) - 1;
+            var options = document.querySelectorAll("#annotate-class input");
+            if (n < options.length) { setProps("annotate-class", {value: n}); }
+        }
+    });
+}());

@@ -1,0 +1,124 @@
+"""Pieces of the annotation workspace's page: the figure and the tool panel (no callbacks).
+
+The figure holds no pixels and (almost) no shapes: the image and the current draft are two
+layout images fetched from routes, so a suggestion with thousands of cells costs the browser
+one PNG. Only the cell being reshaped is a plotly shape, and a shape the user draws lives in
+the figure just until the server has taken it into the draft."""
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+import dash_bootstrap_components as dbc
+import plotly.graph_objects as go
+from dash import dcc, html
+
+DISPLAY_SIDE = 2048
+TOOLS = [  # (value, label, shortcut, plotly dragmode)
+    ("select", "Select / pan", "S", "pan"),
+    ("draw", "Draw cell", "D", "drawclosedpath"),
+    ("rect", "Rectangle", "R", "drawrect"),
+    ("ellipse", "Ellipse", "O", "drawcircle"),
+    ("brush", "Brush", "B", "drawopenpath"),
+    ("erase", "Eraser", "E", "drawopenpath"),
+    ("region", "Annotated region", "G", "drawclosedpath"),
+    ("point", "Point (count)", "P", "pan"),
+    ("zoom", "Zoom box", "Z", "zoom"),
+]
+DRAGMODE = {value: mode for value, _label, _key, mode in TOOLS}
+SHORTCUTS = [
+    ("S D R O B E G P Z", "choose a tool (see the letters next to the tools)"),
+    ("Delete / Backspace", "delete the selected cell"),
+    ("Ctrl+Z / Ctrl+Y (or Ctrl+Shift+Z)", "undo / redo"),
+    ("Ctrl+S", "save"), ("N", "save & next image"), ("[ and ]", "thinner / thicker brush"),
+    ("1 … 9", "choose the cell class"), ("Esc", "deselect"),
+    ("wheel / drag", "zoom / pan (Select tool)"),
+]
+
+
+def side_for(width: int, height: int) -> int:
+    return min(DISPLAY_SIDE, max(width, height))
+
+
+def image_url(image_id: int, z: int, side: int, views: list[dict] | None) -> str:
+    query = {"z": z, "size": side}
+    if views:
+        query["views"] = json.dumps(views, separators=(",", ":"))
+    return f"/api/images/{image_id}/render.jpg?{urlencode(query)}"
+
+
+def draft_url(image_id: int, rev, selected: int, side: int) -> str:
+    return f"/api/images/{image_id}/draft.png?rev={rev or 0}&selected={selected or 0}&size={side}"
+
+
+def selected_shape(path: str | None, color: str = "#ffffff") -> list[dict]:
+    """The selected cell as the one editable shape (drag its vertices to reshape it)."""
+    if not path:
+        return []
+    return [dict(type="path", path=path, editable=True, layer="above",
+                 line=dict(color=color, width=2), fillcolor="rgba(255,255,255,0.05)")]
+
+
+def newshape(tool: str, color: str, width: float) -> dict:
+    if tool in ("brush", "erase"):
+        return dict(line=dict(color="#ff4d4d" if tool == "erase" else color, width=width),
+                    opacity=0.6, fillcolor="rgba(0,0,0,0)")
+    if tool == "region":
+        return dict(line=dict(color="#ffffff", width=2, dash="dash"),
+                    fillcolor="rgba(255,255,255,0.1)", opacity=1)
+    return dict(line=dict(color=color, width=2), fillcolor="rgba(0,0,0,0)", opacity=1)
+
+
+def figure(image_id: int, width: int, height: int, rev, opacity: float, tool: str,
+           color: str, brush: float) -> go.Figure:
+    side = side_for(width, height)
+    images = [
+        dict(source=image_url(image_id, 0, side, None), xref="x", yref="y", x=0, y=0,
+             sizex=width, sizey=height, sizing="stretch", layer="below"),
+        dict(source=draft_url(image_id, rev, 0, side), xref="x", yref="y", x=0, y=0,
+             sizex=width, sizey=height, sizing="stretch", opacity=opacity, layer="above"),
+    ]
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, width], y=[0, height], mode="markers",
+                             marker={"opacity": 0}, hoverinfo="none"))
+    fig.update_layout(images=images, shapes=[], margin=dict(l=0, r=0, t=0, b=0),
+                      dragmode=DRAGMODE.get(tool, "pan"), newshape=newshape(tool, color, brush),
+                      plot_bgcolor="#000", paper_bgcolor="#fff", showlegend=False,
+                      uirevision=f"annotate-{image_id}", height=760)
+    fig.update_xaxes(range=[0, width], visible=False, constrain="domain")
+    fig.update_yaxes(range=[height, 0], visible=False, scaleanchor="x", constrain="domain")
+    return fig
+
+
+def tool_buttons(ids: dict, disabled: bool) -> dbc.RadioItems:
+    return dbc.RadioItems(
+        id=ids["tool"], value="select", inputClassName="btn-check",
+        labelClassName="btn btn-outline-primary btn-sm mb-1 me-1",
+        labelCheckedClassName="active", className="btn-group-tools",
+        options=[{"label": f"{label} ({key})", "value": value,
+                  "disabled": disabled and value not in ("select", "zoom")}
+                 for value, label, key, _mode in TOOLS])
+
+
+def class_picker(ids: dict, classes: list[dict]) -> dbc.RadioItems:
+    classes = classes or [{"name": "cell", "color": "#ffff00"}]
+    return dbc.RadioItems(
+        id=ids["cls"], value=0, inline=True,
+        options=[{"label": html.Span([html.Span("■ ", style={"color": c.get("color")}),
+                                      f"{i + 1} {c.get('name', 'cell')}"]), "value": i}
+                 for i, c in enumerate(classes)])
+
+
+def shortcuts_help() -> dbc.Card:
+    return dbc.Card(dbc.CardBody([
+        html.H6("Keyboard shortcuts", className="card-title"),
+        html.Table([html.Tr([html.Td(html.Kbd(key), className="pe-2"), html.Td(what)])
+                    for key, what in SHORTCUTS], className="small"),
+    ]), className="mt-3", id="annotate-shortcuts")
+
+
+def graph(graph_id: str, fig: go.Figure) -> dcc.Graph:
+    return dcc.Graph(id=graph_id, figure=fig, className="annotate-graph",
+                     config={"scrollZoom": True, "displaylogo": False,
+                             "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
+                             "edits": {"shapePosition": True}})

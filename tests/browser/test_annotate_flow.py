@@ -1,0 +1,89 @@
+"""Real Chromium: an annotator opens the queue, draws a cell, saves, reloads and finds it in
+the stored mask; clicking the cell selects it; a viewer sees every edit control disabled."""
+import numpy as np
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys
+from sqlalchemy import select
+
+from app.services import images
+from app.services.images import ImportFile
+from app.tables import Annotation, Image
+from storage.blobstore import LocalBlobStore, get_array
+from tests.conftest import actor
+from tests.images_data import nuclei, tiff
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def image_id(db, world, config):
+    pixels, _ = nuclei((120, 160))
+    with db.session_scope() as s:
+        images.import_files(s, actor(s, "owner"), LocalBlobStore(config.blob_dir),
+                            world["project_id"],
+                            [ImportFile("cells.tif", read=lambda: tiff(pixels))], 1 << 28)
+    with db.session_scope() as s:
+        return s.scalar(select(Image.id))
+
+
+DRAW = """
+var gd = document.querySelector('#annotate-graph .js-plotly-plot');
+Plotly.relayout(gd, {shapes: [{type: 'path', path: 'M20,20L60,20L60,50L20,50Z'}]});
+"""
+
+
+def click_image_at(browser, x, y):
+    """Click the figure at image coordinates (x, y)."""
+    offset = browser.driver.execute_script("""
+        document.querySelector('#annotate-graph').scrollIntoView({block: 'start'});
+        var gd = document.querySelector('#annotate-graph .js-plotly-plot');
+        var fl = gd._fullLayout;
+        return [Math.round(fl.xaxis.d2p(arguments[0])), Math.round(fl.yaxis.d2p(arguments[1]))];
+        """, x, y)   # selenium 4.2 measures the offset from the element's top-left corner
+    area = browser.find_element("#annotate-graph .nsewdrag")
+    ActionChains(browser.driver).move_to_element_with_offset(area, *offset).click().perform()
+
+
+def test_draw_save_reload_and_select(browser, world, db, config, image_id):
+    browser.driver.set_window_size(1400, 1100)
+    browser.login("annotator")
+    browser.wait_for_contains_text("#projects-list", "Lab")
+    browser.driver.get(f"{browser.server_url}/projects/{world['project_id']}/annotate")
+    browser.wait_for_element("#annotate-graph .nsewdrag", timeout=15)
+    assert browser.driver.current_url.endswith(f"/annotate/{image_id}")
+    browser.find_element("body").send_keys("d")          # keyboard shortcut: Draw tool
+    browser.wait_for_element("#annotate-tool input[value=draw]:checked")
+    browser.driver.execute_script(DRAW)
+    browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=10)
+    # the overlay image now points at the new draft revision
+    assert "draft.png?rev=" in browser.find_elements("#annotate-graph image")[1].get_attribute("href")
+    ActionChains(browser.driver).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL) \
+        .perform()                                          # Ctrl+S saves
+    browser.wait_for_contains_text("#annotate-message", "Saved version 1", timeout=10)
+    browser.driver.refresh()
+    browser.wait_for_contains_text("#annotate-version", "version 1 by annotator", timeout=15)
+    with db.session_scope() as s:
+        ann = s.scalar(select(Annotation).where(Annotation.image_id == image_id))
+        mask = get_array(LocalBlobStore(config.blob_dir), ann.label_blob_key)
+        assert ann.author_id == actor(s, "annotator").id and ann.n_cells == 1
+    assert mask[35, 40] == 1 and mask[10, 10] == 0 and (mask > 0).sum() == 40 * 30
+    # clicking the cell (Select tool) selects it and turns its outline into an editable shape
+    browser.wait_for_element("#annotate-tool input[value=select]:checked")
+    click_image_at(browser, 40, 35)
+    browser.wait_for_contains_text("#annotate-counts", "cell 1 selected", timeout=10)
+    n_shapes = browser.driver.execute_script(
+        "return document.querySelector('#annotate-graph .js-plotly-plot').layout.shapes.length")
+    assert n_shapes == 1
+
+
+def test_viewer_sees_disabled_edit_controls(browser, world, image_id):
+    browser.login("viewer")
+    browser.wait_for_contains_text("#projects-list", "Lab")
+    browser.driver.get(f"{browser.server_url}/annotate/{image_id}")
+    browser.wait_for_element("#annotate-graph .nsewdrag", timeout=15)
+    assert "viewer" in browser.find_element(".alert").text
+    for control in ("#annotate-save", "#annotate-save-next", "#annotate-delete",
+                    "#annotate-suggest", "#annotate-empty"):
+        assert browser.find_element(control).get_attribute("disabled") is not None
+    assert browser.find_element("#annotate-tool input[value=draw]").get_attribute("disabled")

@@ -1,0 +1,94 @@
+"""Hand-made Dash callback POSTs against the annotation workspace: a viewer's forged edit or
+save changes nothing; the same request from an annotator works (so the forgery is real)."""
+import pytest
+from sqlalchemy import func, select
+
+from app.services import images
+from app.services.images import ImportFile
+from app.tables import Annotation, Draft, Image
+from storage.blobstore import LocalBlobStore
+from tests.conftest import actor
+from tests.images_data import nuclei, tiff
+from tests.test_forged_callbacks import dash_post
+
+
+@pytest.fixture
+def image_id(db, world, config):
+    pixels, _ = nuclei((60, 80))
+    with db.session_scope() as s:
+        images.import_files(s, actor(s, "owner"), LocalBlobStore(config.blob_dir),
+                            world["project_id"], [ImportFile("a.tif", read=lambda: tiff(pixels))],
+                            1 << 28)
+    with db.session_scope() as s:
+        return s.scalar(select(Image.id))
+
+
+def callback_key(dash_app, input_id: str, prop: str) -> str:
+    for key, spec in dash_app.callback_map.items():
+        if any(i["id"] == input_id and i["property"] == prop for i in spec["inputs"]):
+            return key
+    raise AssertionError(f"no callback for {input_id}.{prop}")
+
+
+def outputs_of(key: str) -> list[dict]:
+    outs = []
+    for part in key.strip(".").split("..."):
+        ident, prop = part.rsplit(".", 1)
+        outs.append({"id": ident, "property": prop})
+    return outs
+
+
+def forge(client, dash_app, input_id, prop, value, state):
+    key = callback_key(dash_app, input_id, prop)
+    return dash_post(client, key, outputs_of(key),
+                     [{"id": input_id, "property": prop, "value": value}], state)
+
+
+INFO = {"id": "annotate-info", "property": "data"}
+SQUARE = {"type": "path", "path": "M10,10L30,10L30,30L10,30Z"}
+
+
+def drawn_state(image_id, project_id):
+    return [{"id": "annotate-tool", "property": "value", "value": "draw"},
+            {"id": "annotate-class", "property": "value", "value": 0},
+            {"id": "annotate-brush", "property": "value", "value": 8},
+            {"id": "annotate-state", "property": "data", "value": {"rev": 0}},
+            {**INFO, "value": {"id": image_id, "project": project_id, "can_edit": True}}]
+
+
+def counts(db):
+    with db.session_scope() as s:
+        return (s.scalar(select(func.count(Annotation.id))),
+                s.scalar(select(func.count(Draft.id))))
+
+
+@pytest.mark.parametrize("username,allowed", [("viewer", False), ("outsider", False),
+                                              ("annotator", True)])
+def test_forged_draw_and_save(login, world, db, dash_app, image_id, username, allowed):
+    client = login(username)
+    drew = forge(client, dash_app, "annotate-graph", "relayoutData", {"shapes": [SQUARE]},
+                 drawn_state(image_id, world["project_id"]))
+    saved = forge(client, dash_app, "annotate-save", "n_clicks", 1,
+                  [{"id": "annotate-state", "property": "data", "value": {}},
+                   {**INFO, "value": {"id": image_id, "project": world["project_id"]}}])
+    assert drew.status_code == 200 and saved.status_code == 200
+    n_annotations, _ = counts(db)
+    if allowed:
+        assert n_annotations == 1 and "Saved version 1" in saved.get_data(as_text=True)
+    else:
+        assert counts(db) == (0, 0)
+        assert "Saved" not in saved.get_data(as_text=True)
+
+
+def test_forged_review_by_annotator_is_refused(login, world, db, dash_app, image_id):
+    client = login("annotator")
+    forge(client, dash_app, "annotate-graph", "relayoutData", {"shapes": [SQUARE]},
+          drawn_state(image_id, world["project_id"]))
+    forge(client, dash_app, "annotate-save", "n_clicks", 1,
+          [{"id": "annotate-state", "property": "data", "value": {}},
+           {**INFO, "value": {"id": image_id, "project": world["project_id"]}}])
+    forge(client, dash_app, "annotate-accept", "n_clicks", 1,
+          [{"id": "annotate-comment", "property": "value", "value": ""},
+           {**INFO, "value": {"id": image_id}}])
+    with db.session_scope() as s:
+        assert s.scalar(select(Annotation.review_state)) == "submitted"
