@@ -84,7 +84,7 @@ def figure(image_id: int, width: int, height: int, rev, opacity: float, tool: st
     fig.update_layout(images=images, shapes=[], margin=dict(l=0, r=0, t=0, b=0),
                       dragmode=DRAGMODE.get(tool, "pan"), newshape=newshape(tool, color, brush),
                       plot_bgcolor="#000", paper_bgcolor="#fff", showlegend=False,
-                      uirevision=f"annotate-{image_id}", height=760)
+                      uirevision=f"annotate-{image_id}", autosize=True)
     fig.update_xaxes(range=[0, width], visible=False, constrain="domain")
     fig.update_yaxes(range=[height, 0], visible=False, scaleanchor="x", constrain="domain")
     return fig
@@ -92,7 +92,7 @@ def figure(image_id: int, width: int, height: int, rev, opacity: float, tool: st
 
 def tool_buttons(ids: dict, disabled: bool) -> dbc.RadioItems:
     return dbc.RadioItems(
-        id=ids["tool"], value="select", inputClassName="btn-check",
+        id=ids["tool"], value="select", inputClassName="btn-check", inline=True,
         labelClassName="btn btn-outline-primary btn-sm mb-1 me-1",
         labelCheckedClassName="active", className="btn-group-tools",
         options=[{"label": f"{label} ({key})", "value": value,
@@ -119,6 +119,7 @@ def shortcuts_help() -> dbc.Card:
 
 def graph(graph_id: str, fig: go.Figure) -> dcc.Graph:
     return dcc.Graph(id=graph_id, figure=fig, className="annotate-graph",
+                     style={"height": "calc(100vh - 130px)", "minHeight": "420px"},
                      config={"scrollZoom": True, "displaylogo": False,
                              "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
                              "edits": {"shapePosition": True}})
