@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, Patch, State, callback, clientside_callback, dcc, html
+from dash import ALL, Input, Output, Patch, State, callback, clientside_callback, dcc, html
 
 from app.context import get_config, state
-from app.services import annotations, drafts, gallery, leases
+from app.services import annotations, display, drafts, gallery, leases
 from pages import _annotate_view as view
+from pages._channels import channel_controls
 from pages._common import alert, call, error_page, to_int
 
 dash.register_page(__name__, path_template="/annotate/<image_id>", title="Annotate · CellLoop")
@@ -26,6 +27,9 @@ B = {name: f"annotate-{name}" for name in (
     "empty", "force", "reload", "exclude", "note", "accept", "send-back", "comment", "next",
     "skip", "prev", "brush-down", "brush-up")}
 IDS = {"tool": TOOL, "cls": CLS}
+Z = "annotate-z"
+CHANNEL_IDS = {"visible": "annotate-channel-visible", "colour": "annotate-channel-colour",
+               "range": "annotate-channel-range"}
 
 
 def _state(result: drafts.EditResult, selected: int = 0, path: str | None = None) -> dict:
@@ -73,7 +77,18 @@ def _notices(ws: annotations.Workspace) -> list:
     return out
 
 
-def _panel(ws: annotations.Workspace) -> list:
+def _display_controls(ws: annotations.Workspace, limits) -> html.Details:
+    return html.Details([
+        html.Summary("Display: channels, contrast, z", className="h6 mt-3"),
+        *channel_controls(ws, limits or [], CHANNEL_IDS),
+        html.Div([html.Span("Z plane", className="small"),
+                  dcc.Slider(id=Z, min=0, max=max(0, ws.z_count - 1), step=1, value=0,
+                             marks=None, tooltip={"placement": "bottom"})],
+                 style={} if ws.z_count > 1 else {"display": "none"}),
+    ], id="annotate-display")
+
+
+def _panel(ws: annotations.Workspace, limits) -> list:
     ro = not ws.can_edit
     review = dbc.Card(dbc.CardBody([
         html.H6("Review"),
@@ -103,6 +118,7 @@ def _panel(ws: annotations.Workspace) -> list:
         html.Div(id=MESSAGE),
         html.H6("Overlay opacity", className="mt-3"),
         dcc.Slider(id=OPACITY, min=0, max=1, step=0.05, value=0.8, marks=None),
+        _display_controls(ws, limits),
         html.H6("Quality", className="mt-2"),
         dbc.Textarea(id=B["note"], value=ws.quality_note, placeholder="why exclude (note)",
                      size="sm", disabled=ro),
@@ -116,6 +132,7 @@ def layout(image_id=None, **_query):
     if error:
         return error_page(error)
     color = (ws.classes[0].get("color") if ws.classes else None) or "#ffff00"
+    limits, _ = call(display.auto_contrast, state().blobs, ws.image_id, 0)
     first = {"rev": ws.draft_rev, "selected": 0, "path": None,
              "n_cells": ws.n_cells, "n_points": ws.n_points}
     return html.Div([
@@ -132,7 +149,7 @@ def layout(image_id=None, **_query):
             dbc.Col(view.graph(GRAPH, view.figure(ws.image_id, ws.width, ws.height,
                                                   ws.draft_rev, 0.8, "select", color, 8)),
                     lg=9),
-            dbc.Col(_panel(ws), lg=3, className="annotate-panel"),
+            dbc.Col(_panel(ws, limits), lg=3, className="annotate-panel"),
         ]),
     ])
 
@@ -147,6 +164,20 @@ def show_draft(st, opacity, info):
                                                           st.get("selected"), side)
     fig["layout"]["images"][1]["opacity"] = opacity
     fig["layout"]["shapes"] = view.selected_shape(st.get("path"))
+    return fig
+
+
+@callback(Output(GRAPH, "figure", allow_duplicate=True),
+          Input({"type": CHANNEL_IDS["visible"], "channel": ALL}, "value"),
+          Input({"type": CHANNEL_IDS["colour"], "channel": ALL}, "value"),
+          Input({"type": CHANNEL_IDS["range"], "channel": ALL}, "value"),
+          Input(Z, "value"), State(INFO, "data"), prevent_initial_call=True)
+def show_channels(visible, colours, ranges, z, info):
+    views = [{"color": c, "low": r[0], "high": r[1], "visible": bool(v)}
+             for v, c, r in zip(visible, colours, ranges)]
+    fig = Patch()
+    fig["layout"]["images"][0]["source"] = view.image_url(
+        info["id"], int(z or 0), view.side_for(info["width"], info["height"]), views)
     return fig
 
 

@@ -20,6 +20,7 @@ MESSAGE = "project-message"
 ROLE = "project-member-role"        # pattern id type, keyed by user
 REMOVE = "project-member-remove"    # pattern id type
 ROW_STATUS = "project-member-status"  # pattern id type
+MODE, MODE_STATUS = "project-annotation-mode", "project-annotation-mode-status"
 
 
 
@@ -64,7 +65,18 @@ def add_member_form() -> dbc.Row:
     ], className="g-2 mb-2")
 
 
-def layout(project_id=None, **_query):
+def mode_setting(project) -> html.Div:
+    mode = (project.settings or {}).get("annotation_mode", "outlines")
+    return html.Div([
+        html.H5("Annotation mode"),
+        dbc.RadioItems(id=MODE, value=mode, inline=True, options=[
+            {"label": "Outlines (segmentation)", "value": "outlines"},
+            {"label": "Points (counting)", "value": "points"}]),
+        html.Div(id=MODE_STATUS, className="small"),
+    ], className="mb-4")
+
+
+def layout(project_id=None, queue=None, **_query):
     pid = to_int(project_id)
     project, error = call(svc.get_project, pid)
     if error:
@@ -77,7 +89,14 @@ def layout(project_id=None, **_query):
                   dbc.Badge(project.role, color="info", id="project-role")],
                  className="d-flex align-items-center"),
         html.P(project.description, className="text-muted"),
-        html.Div([dbc.Button("Images", href=f"/projects/{pid}/images", color="primary",
+        dbc.Alert("No images are waiting to be annotated.", color="info", id="project-queue-empty")
+        if queue == "empty" else None,
+        html.Div([dbc.Button("Annotate", href=f"/projects/{pid}/annotate", color="success",
+                             className="me-2", id="project-annotate-link", external_link=True)
+                  if project.role != "viewer" else None,
+                  dbc.Button("Review", href=f"/projects/{pid}/review", color="info",
+                             className="me-2", id="project-review-link"),
+                  dbc.Button("Images", href=f"/projects/{pid}/images", color="primary",
                              className="me-2", id="project-images-link"),
                   dbc.Button("Models", href=f"/projects/{pid}/models", color="secondary",
                              className="me-2", id="project-models-link")], className="mb-3"),
@@ -85,6 +104,7 @@ def layout(project_id=None, **_query):
                             className="me-1 class-badge") for c in project.classes],
                  className="mb-3"),
         stats(project),
+        mode_setting(project) if can_manage else None,
         html.H4("Members"),
         add_member_form() if can_manage else None,
         html.Div(id=MESSAGE),
@@ -127,3 +147,12 @@ def remove_member(_n, component_id, project_id):
     if error:
         return error, False
     return "Removed", True
+
+
+@callback(Output(MODE_STATUS, "children"), Input(MODE, "value"), State(PROJECT_ID, "data"),
+          prevent_initial_call=True)
+def change_mode(mode, project_id):
+    saved, error = call(svc.set_annotation_mode, to_int(project_id), mode or "")
+    if error:
+        return html.Span(error, className="text-danger")
+    return html.Span(f"saved: {saved}", className="text-success")

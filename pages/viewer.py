@@ -15,6 +15,7 @@ from dash import ALL, Input, Output, State, callback, dcc, html
 
 from app.context import get_config, state
 from app.services import display, gallery, prediction, projects
+from pages._channels import channel_controls
 from pages._common import alert, call, error_page, to_int
 
 dash.register_page(__name__, path_template="/images/<image_id>", title="Viewer · CellLoop")
@@ -31,6 +32,7 @@ MESSAGE = "viewer-message"
 VISIBLE = "viewer-channel-visible"     # pattern id types, keyed by channel index
 COLOUR = "viewer-channel-colour"
 RANGE = "viewer-channel-range"
+CHANNEL_IDS = {"visible": VISIBLE, "colour": COLOUR, "range": RANGE}
 SUGGEST = "viewer-suggest"
 PREDICTION = "viewer-prediction"
 DISPLAY_SIDE = 2048
@@ -64,27 +66,6 @@ def figure(image_id: int, width: int, height: int, z: int, views: list[dict],
     return fig
 
 
-def channel_controls(detail: gallery.ImageDetail, limits) -> list:
-    low, high = display.value_range(detail.dtype)
-    step = 1 if detail.dtype.startswith(("uint", "int")) else (high - low) / 1000
-    rows = []
-    for c, channel in enumerate(detail.channels):
-        lo, hi = limits[c] if c < len(limits) else (low, high)
-        rows.append(html.Div([
-            dbc.Row([
-                dbc.Col(dbc.Switch(id={"type": VISIBLE, "channel": c}, value=True,
-                                   label=channel["name"]), width="auto"),
-                dbc.Col(dbc.Input(id={"type": COLOUR, "channel": c}, type="color",
-                                  value=channel["color"], style={"width": "3rem"}),
-                        width="auto"),
-            ], className="align-items-center g-2"),
-            dcc.RangeSlider(id={"type": RANGE, "channel": c}, min=low, max=high, step=step,
-                            value=[round(lo, 3), round(hi, 3)], allowCross=False,
-                            tooltip={"placement": "bottom"}, marks=None),
-        ], className="mb-2 channel-control"))
-    return rows
-
-
 def layout(image_id=None, **_query):
     iid = to_int(image_id)
     detail, error = call(gallery.get_image, iid)
@@ -110,7 +91,7 @@ def layout(image_id=None, **_query):
                                             True, 0.6, detail.annotation_version)), lg=9),
             dbc.Col([
                 html.H6("Channels"),
-                *channel_controls(detail, limits or []),
+                *channel_controls(detail, limits or [], CHANNEL_IDS),
                 dbc.Button("Auto contrast", id=AUTO, size="sm", color="outline-secondary",
                            className="mb-3"),
                 html.Div([html.H6("Z plane"),

@@ -155,6 +155,7 @@ def test_region_empty_and_points_are_saved(session, config, store, world, three_
     region = get_array(store, ann.region_blob_key)
     assert region[:, :40].all() and not region[:, 40:].any()
     assert ann.points == [[5.5, 6.5, 0]]
+    assert ann.label_blob_key is None       # points only: not a "no cells" mask for training
     empty = annotations.save(session, anna, config, store, image_id, empty=True)
     assert empty.n_cells == 0 and empty.n_points == 0
 

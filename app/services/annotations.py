@@ -32,8 +32,8 @@ class Version:
     author: str | None
     created_at: dt.datetime
     source: str
-    n_cells: int | None                 # None: not known without replaying the draft
-    n_points: int | None
+    n_cells: int
+    n_points: int
     review_state: str
     review_comment: str
     reviewer: str | None
@@ -68,6 +68,7 @@ class Workspace:
     quality_note: str
     n_cells: int | None                 # None: not known without replaying the draft
     n_points: int | None
+    dtype: str = "uint8"
 
 
 def _user_name(session: Session, user_id: int | None) -> str | None:
@@ -123,7 +124,7 @@ def open_workspace(session: Session, actor: Actor, config: Config, image_id: int
         _version(session, latest), draft.rev if draft else None, base.version if base else None,
         bool(draft and latest and draft.base_annotation_id != latest.id),
         draft.source if draft else None, bool(draft and draft.edits),
-        bool(draft and draft.undone), image.quality_note, *_counts(draft, latest))
+        bool(draft and draft.undone), image.quality_note, *_counts(draft, latest), image.dtype)
 
 
 
@@ -169,12 +170,13 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
                                   "whole image.")
         region_key = put_array(store, canvas.region.astype(np.uint8))
     n_cells = count_labels(labels)
+    # points without outlines (counting): no mask, so training does not read it as "no cells"
+    label_key = None if canvas.points and not n_cells else put_array(store, labels)
     ann = Annotation(
         image_id=image.id, version=_next_version(session, image.id),
         parent_id=latest.id if latest else None, author_id=actor.id,
-        label_blob_key=put_array(store, labels), region_blob_key=region_key,
-        points=[list(p) for p in canvas.points], cell_classes=classes,
-        n_cells=n_cells if n_cells or not canvas.points else 0,
+        label_blob_key=label_key, region_blob_key=region_key,
+        points=[list(p) for p in canvas.points], cell_classes=classes, n_cells=n_cells,
         source=draft.source, source_model_version_id=draft.source_model_version_id,
         review_state="submitted")
     session.add(ann)

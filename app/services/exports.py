@@ -26,7 +26,7 @@ from storage.blobstore import BlobStore, get_array
 from storage.hdf5 import Sample, write_samples
 
 FORMATS = ("tiff", "png", "hdf5", "coco", "counts")
-COUNT_COLUMNS = ["image_id", "image", "status", "n_cells", "annotation_version", "author",
+COUNT_COLUMNS = ["image_id", "image", "status", "n_cells", "n_points", "annotation_version", "author",
                  "source", "created_at"]
 
 
@@ -104,7 +104,8 @@ def export_project(session: Session, actor: Actor, store: BlobStore, project_id:
                 coco_anns += coco.labels_to_annotations(labels, image.id, len(coco_anns) + 1,
                                                         classes)
         counts.append({"image_id": image.id, "image": image.name, "status": image.status,
-                       "n_cells": latest.n_cells if latest else "",
+                       "n_cells": latest.n_cells if latest and latest.label_blob_key else "",
+                       "n_points": len(latest.points or []) if latest else "",
                        "annotation_version": latest.version if latest else "",
                        "author": users.get(latest.author_id, "") if latest else "",
                        "source": latest.source if latest else "",

@@ -38,6 +38,7 @@ class ProjectSummary:
     channels: list = field(default_factory=list)
     classes: list = field(default_factory=list)
     status_counts: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
 
     @property
     def progress(self) -> float:
@@ -133,7 +134,8 @@ def _summary(project: Project, role: Role, counts: dict[str, int]) -> ProjectSum
         n_images=sum(counts.values()),
         n_annotated=counts.get("annotated", 0) + counts.get("reviewed", 0),
         created_at=project.created_at, channels=list(project.channels),
-        classes=list(project.classes), status_counts=dict(counts))
+        classes=list(project.classes), status_counts=dict(counts),
+        settings=dict(project.settings or {}))
 
 
 def list_projects(session: Session, actor: Actor) -> list[ProjectSummary]:

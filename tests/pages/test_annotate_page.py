@@ -1,0 +1,83 @@
+"""The annotation workspace's page code: layouts for each role, the mapping of plotly
+relayout events to edits, the queue entry route, and the review page."""
+import pytest
+from sqlalchemy import select
+
+from app.services import images
+from app.services.images import ImportFile
+from app.tables import Image
+from storage.blobstore import LocalBlobStore
+from tests.conftest import actor
+from tests.images_data import nuclei, tiff
+from tests.pages.test_callbacks import as_user, text  # noqa: F401  (fixture)
+
+
+@pytest.fixture
+def image_id(db, world, config):
+    pixels, _ = nuclei((60, 80))
+    with db.session_scope() as s:
+        images.import_files(s, actor(s, "owner"), LocalBlobStore(config.blob_dir),
+                            world["project_id"], [ImportFile("a.tif", read=lambda: tiff(pixels))],
+                            1 << 28)
+    with db.session_scope() as s:
+        return s.scalar(select(Image.id))
+
+
+SQUARE = {"type": "path", "path": "M1,1L9,1L9,9L1,9Z"}
+
+
+def test_relayout_events_become_edits(dash_app):
+    from pages.annotate import edit_for_drawing
+    st = {"selected": 0, "path": None}
+    assert edit_for_drawing({"xaxis.range[0]": 3}, "draw", 0, 8, st) is None
+    assert edit_for_drawing({"autosize": True}, "draw", 0, 8, st) is None
+    assert edit_for_drawing({"shapes": [SQUARE]}, "draw", 1, 8, st) == {
+        "op": "add", "shape": SQUARE, "cls": 1}
+    assert edit_for_drawing({"shapes": [SQUARE]}, "brush", 0, 5, {"selected": 4}) == {
+        "op": "brush", "shape": SQUARE, "width": 5, "label": 4}
+    assert edit_for_drawing({"shapes": [SQUARE]}, "erase", 0, 5, st)["op"] == "erase"
+    assert edit_for_drawing({"shapes": [SQUARE]}, "region", 0, 5, st)["op"] == "region"
+    assert edit_for_drawing({"shapes": [SQUARE]}, "select", 0, 5, st) is None
+    reshaped = edit_for_drawing({"shapes[0].path": "M0,0L5,0L5,5Z"}, "select", 0, 8,
+                                {"selected": 3, "path": "M1,1L2,2Z"})
+    assert reshaped == {"op": "replace", "label": 3,
+                        "shape": {"type": "path", "path": "M0,0L5,0L5,5Z"}}
+
+
+@pytest.mark.parametrize("username,editable", [("annotator", True), ("reviewer", True),
+                                               ("viewer", False)])
+def test_workspace_layout_per_role(as_user, world, image_id, username, editable):
+    from pages import annotate
+    with as_user(username):
+        page = text(annotate.layout(str(image_id)))
+    assert "annotate-graph" in page and "Keyboard shortcuts" in page
+    assert ("You can look at this project" in page) is (not editable)
+    assert "annotate-accept" not in page            # nothing saved yet, nothing to review
+
+
+def test_workspace_layout_refuses_outsiders_and_bad_ids(as_user, world, image_id):
+    from pages import annotate
+    with as_user("outsider"):
+        assert "Not available" in text(annotate.layout(str(image_id)))
+    with as_user("annotator"):
+        assert "Not available" in text(annotate.layout("nope"))
+
+
+def test_annotate_entry_redirects_to_the_queue(login, world, image_id):
+    client = login("annotator")
+    response = client.get(f"/projects/{world['project_id']}/annotate")
+    assert response.status_code == 302 and response.location.endswith(f"/annotate/{image_id}")
+    outsider = login("outsider").get(f"/projects/{world['project_id']}/annotate")
+    assert outsider.location.endswith("/projects")
+
+
+def test_draft_overlay_route_checks_access(login, world, image_id):
+    assert login("viewer").get(f"/api/images/{image_id}/draft.png").status_code == 200
+    assert login("outsider").get(f"/api/images/{image_id}/draft.png").status_code == 404
+
+
+def test_review_page_lists_by_state(as_user, world, image_id):
+    from pages import review
+    with as_user("reviewer"):
+        page = text(review.layout(str(world["project_id"])))
+    assert "Waiting for review (0)" in page
