@@ -5,7 +5,7 @@
  * axes' pixel-to-data functions and handed to Dash through set_props. */
 (function () {
     "use strict";
-    var TOOL_KEYS = {s: "select", d: "draw", r: "rect", o: "ellipse", b: "brush", e: "erase",
+    var TOOL_KEYS = {s: "select", d: "draw", l: "polygon", r: "rect", o: "ellipse", b: "brush", e: "erase",
                      g: "region", p: "point", z: "zoom"};
     var down = null;
 
@@ -72,6 +72,7 @@
             return;
         }
         if (key === "escape") { click("annotate-deselect"); return; }
+        if (key === "enter") { click("annotate-close-polygon"); return; }
         if (key === "n") { click("annotate-save-next"); return; }
         if (key === "[") { click("annotate-brush-down"); return; }
         if (key === "]") { click("annotate-brush-up"); return; }

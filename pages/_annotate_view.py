@@ -17,6 +17,7 @@ DISPLAY_SIDE = 2048
 TOOLS = [  # (value, label, shortcut, plotly dragmode)
     ("select", "Select / pan", "S", "pan"),
     ("draw", "Draw cell", "D", "drawclosedpath"),
+    ("polygon", "Polygon (click corners)", "L", "pan"),
     ("rect", "Rectangle", "R", "drawrect"),
     ("ellipse", "Ellipse", "O", "drawcircle"),
     ("brush", "Brush", "B", "drawopenpath"),
@@ -28,6 +29,7 @@ TOOLS = [  # (value, label, shortcut, plotly dragmode)
 DRAGMODE = {value: mode for value, _label, _key, mode in TOOLS}
 SHORTCUTS = [
     ("S D R O B E G P Z", "choose a tool (see the letters next to the tools)"),
+    ("Enter", "close the polygon (or click its first corner)"),
     ("Delete / Backspace", "delete the selected cell"),
     ("Ctrl+Z / Ctrl+Y (or Ctrl+Shift+Z)", "undo / redo"),
     ("Ctrl+S", "save"), ("N", "save & next image"), ("[ and ]", "thinner / thicker brush"),
@@ -57,6 +59,20 @@ def selected_shape(path: str | None, color: str = "#ffffff") -> list[dict]:
         return []
     return [dict(type="path", path=path, editable=True, layer="above",
                  line=dict(color=color, width=2), fillcolor="rgba(255,255,255,0.05)")]
+
+
+def polygon_path(corners: list, closed: bool = False) -> str:
+    return ("M" + "L".join(f"{x:.1f},{y:.1f}" for x, y in corners) + ("Z" if closed else "")
+            if corners else "")
+
+
+def polygon_preview(corners: list | None) -> list[dict]:
+    """The polygon being clicked, as a dashed open path (not editable)."""
+    if not corners:
+        return []
+    path = polygon_path(corners) if len(corners) > 1 else polygon_path(corners * 2)
+    return [dict(type="path", path=path, editable=False, layer="above",
+                 line=dict(color="#00e5ff", width=2, dash="dot"))]
 
 
 def newshape(tool: str, color: str, width: float) -> dict:
@@ -90,9 +106,9 @@ def figure(image_id: int, width: int, height: int, rev, opacity: float, tool: st
     return fig
 
 
-def tool_buttons(ids: dict, disabled: bool) -> dbc.RadioItems:
+def tool_buttons(ids: dict, disabled: bool, tool: str = "select") -> dbc.RadioItems:
     return dbc.RadioItems(
-        id=ids["tool"], value="select", inputClassName="btn-check", inline=True,
+        id=ids["tool"], value=tool, inputClassName="btn-check", inline=True,
         labelClassName="btn btn-outline-primary btn-sm mb-1 me-1",
         labelCheckedClassName="active", className="btn-group-tools",
         options=[{"label": f"{label} ({key})", "value": value,

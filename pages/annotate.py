@@ -25,7 +25,9 @@ LEASE_TIMER, LEASE = "annotate-lease-timer", "annotate-lease"
 B = {name: f"annotate-{name}" for name in (
     "undo", "redo", "delete", "deselect", "clear", "suggest", "whole", "save", "save-next",
     "empty", "force", "reload", "exclude", "note", "accept", "send-back", "comment", "next",
-    "skip", "prev", "brush-down", "brush-up")}
+    "skip", "prev", "brush-down", "brush-up", "close-polygon")}
+POLYGON_SNAP = 0.02            # a click this close to the first corner (fraction of the
+                               # image's longer side) closes the polygon
 IDS = {"tool": TOOL, "cls": CLS}
 Z = "annotate-z"
 CHANNEL_IDS = {"visible": "annotate-channel-visible", "colour": "annotate-channel-colour",
@@ -88,6 +90,10 @@ def _display_controls(ws: annotations.Workspace, limits) -> html.Details:
     ], id="annotate-display")
 
 
+def _first_tool(ws: annotations.Workspace) -> str:
+    return "point" if ws.counting and ws.can_edit else "select"
+
+
 def _panel(ws: annotations.Workspace, limits) -> list:
     ro = not ws.can_edit
     review = dbc.Card(dbc.CardBody([
@@ -97,7 +103,7 @@ def _panel(ws: annotations.Workspace, limits) -> list:
         _button("send-back", "Send back", False, "warning"),
     ]), className="mt-3") if ws.can_review and ws.latest else None
     return [
-        html.H6("Tools"), view.tool_buttons(IDS, ro),
+        html.H6("Tools"), view.tool_buttons(IDS, ro, _first_tool(ws)),
         html.H6("Cell class", className="mt-2"), view.class_picker(IDS, ws.classes),
         html.Div([html.Span("Brush width (px)", className="small me-2"),
                   _button("brush-down", "−", ro), _button("brush-up", "+", ro)],
@@ -107,7 +113,8 @@ def _panel(ws: annotations.Workspace, limits) -> list:
         html.Div([_button("undo", "Undo", ro or not ws.can_undo),
                   _button("redo", "Redo", ro or not ws.can_redo),
                   _button("delete", "Delete cell", ro, "outline-danger"),
-                  _button("deselect", "Deselect", False)], className="mt-2"),
+                  _button("deselect", "Deselect", False),
+                  _button("close-polygon", "Close polygon", ro)], className="mt-2"),
         html.Div([_button("suggest", "Use model suggestion", ro, "outline-info"),
                   _button("clear", "Clear all", ro, "outline-danger"),
                   _button("whole", "Whole image annotated", ro)]),
@@ -147,7 +154,8 @@ def layout(image_id=None, **_query):
         _header(ws), *_notices(ws),
         dbc.Row([
             dbc.Col(view.graph(GRAPH, view.figure(ws.image_id, ws.width, ws.height,
-                                                  ws.draft_rev, 0.8, "select", color, 8)),
+                                                  ws.draft_rev, 0.8, _first_tool(ws), color,
+                                                  8)),
                     lg=9),
             dbc.Col(_panel(ws, limits), lg=3, className="annotate-panel"),
         ]),
@@ -163,7 +171,8 @@ def show_draft(st, opacity, info):
     fig["layout"]["images"][1]["source"] = view.draft_url(info["id"], st.get("rev"),
                                                           st.get("selected"), side)
     fig["layout"]["images"][1]["opacity"] = opacity
-    fig["layout"]["shapes"] = view.selected_shape(st.get("path"))
+    fig["layout"]["shapes"] = (view.selected_shape(st.get("path"))
+                               + view.polygon_preview(st.get("polygon")))
     return fig
 
 
@@ -210,7 +219,7 @@ def show_counts(st, info, undo_disabled, redo_disabled):
 
 
 clientside_callback(
-    "function(n, st) { return Object.assign({}, st, {selected: 0, path: null}); }",
+    "function(n, st) { return Object.assign({}, st, {selected: 0, path: null, polygon: null}); }",
     Output(STATE, "data", allow_duplicate=True), Input(B["deselect"], "n_clicks"),
     State(STATE, "data"), prevent_initial_call=True)
 clientside_callback(
@@ -273,8 +282,10 @@ def drawn(relayout, tool, cls, brush, st, info):
           Input(CLICK, "data"), State(TOOL, "value"), State(CLS, "value"),
           State(STATE, "data"), State(INFO, "data"), prevent_initial_call=True)
 def clicked(point, tool, cls, st, info):
-    if not point or tool not in ("select", "point"):
+    if not point or tool not in ("select", "point", "polygon"):
         raise dash.exceptions.PreventUpdate
+    if tool == "polygon":
+        return _polygon_click(point, int(cls or 0), st, info)
     if tool == "point":
         result, error = call(drafts.toggle_point, get_config(), state().blobs, info["id"],
                              point["x"], point["y"], int(cls or 0))
@@ -285,6 +296,35 @@ def clicked(point, tool, cls, st, info):
         return dash.no_update, alert(error)
     label, path, _cls = found
     return {**st, "selected": label, "path": path if info["can_edit"] else None}, None
+
+
+def _polygon_click(point, cls, st, info):
+    """Add a corner; a click near the first corner closes the polygon into a new cell."""
+    corners = list(st.get("polygon") or [])
+    snap = POLYGON_SNAP * max(info["width"], info["height"])
+    if len(corners) >= 3 and abs(point["x"] - corners[0][0]) <= snap \
+            and abs(point["y"] - corners[0][1]) <= snap:
+        return _close_polygon(corners, cls, st, info)
+    corners.append([round(point["x"], 2), round(point["y"], 2)])
+    return {**st, "polygon": corners}, None
+
+
+def _close_polygon(corners, cls, st, info):
+    if len(corners) < 3:
+        return dash.no_update, alert("A polygon needs at least three corners.", "info")
+    new, message = _edit(info, st, {"op": "add", "cls": cls, "shape": {
+        "type": "path", "path": view.polygon_path(corners, closed=True)}})
+    if new is dash.no_update:
+        return new, message
+    return {**new, "polygon": None}, message
+
+
+@callback(Output(STATE, "data", allow_duplicate=True),
+          Output(MESSAGE, "children", allow_duplicate=True),
+          Input(B["close-polygon"], "n_clicks"), State(CLS, "value"), State(STATE, "data"),
+          State(INFO, "data"), prevent_initial_call=True)
+def close_polygon(_n, cls, st, info):
+    return _close_polygon(list(st.get("polygon") or []), int(cls or 0), st, info)
 
 
 def _op_callback(button: str, make_edit):

@@ -104,6 +104,18 @@ def test_suggest_and_prediction_overlay(db, config, world, lab, login):
     assert abs(result.n_cells - (len(np.unique(truth)) - 1)) <= 2
     r = viewer.get(f"/api/images/{target}/prediction.png?model=1")
     assert r.status_code == 200 and r.mimetype == "image/png"
+    # the suggestion becomes the annotator's draft: delete one cell, save -> model-corrected
+    from app.services import annotations, drafts
+    with db.session_scope() as s:
+        anna = actor(s, "annotator")
+        loaded = drafts.use_suggestion(s, anna, config, lab, target)
+        assert loaded.n_cells == result.n_cells
+        ys, xs = np.nonzero(result.labels == 1)
+        label, path, _ = drafts.cell_at(s, anna, config, lab, target, xs[0] + 0.5, ys[0] + 0.5)
+        assert label == 1 and path
+        drafts.record_edit(s, anna, config, lab, target, {"op": "delete", "label": 1})
+        saved = annotations.save(s, anna, config, lab, target)
+    assert saved.n_cells == result.n_cells - 1 and saved.source == "corrected from model #1"
 
 
 def test_project_prediction_job(db, config, world, lab):

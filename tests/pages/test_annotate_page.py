@@ -81,3 +81,19 @@ def test_review_page_lists_by_state(as_user, world, image_id):
     with as_user("reviewer"):
         page = text(review.layout(str(world["project_id"])))
     assert "Waiting for review (0)" in page
+
+
+def test_polygon_clicks_close_into_a_cell(as_user, world, image_id, db, config):
+    from pages import annotate
+    info = {"id": image_id, "project": world["project_id"], "width": 80, "height": 60,
+            "can_edit": True}
+    st = {"rev": 0, "selected": 0}
+    with as_user("annotator"):
+        for x, y in [(10, 10), (30, 10), (30, 30), (10, 30)]:
+            st, message = annotate.clicked({"x": x, "y": y}, "polygon", 0, st, info)
+            assert message is None
+        assert len(st["polygon"]) == 4
+        st, message = annotate.clicked({"x": 10.5, "y": 10.4}, "polygon", 0, st, info)
+        assert message is None and st["polygon"] is None and st["n_cells"] == 1
+        st, message = annotate.close_polygon(1, 0, {**st, "polygon": [[1, 1], [5, 5]]}, info)
+        assert "three corners" in text(message)
