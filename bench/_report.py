@@ -5,7 +5,9 @@ import datetime as dt
 import os
 import platform
 import re
+import statistics
 import sys
+import time
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -41,3 +43,14 @@ def write_section(name: str, title: str, body: str) -> None:
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
     print(section)
+
+
+def median_ms(fn, repeat: int = 7) -> float:
+    """Median wall time of `fn()` in milliseconds, after one warm-up call."""
+    fn()
+    samples = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t)
+    return statistics.median(samples) * 1000

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._report import write_section  # noqa: E402
+from bench._report import median_ms, write_section  # noqa: E402
 from bench.dsb import fluorescence_split, load  # noqa: E402
 
 from app import create_app, migrate  # noqa: E402
@@ -71,16 +71,6 @@ def mosaic(min_cells: int = 1000) -> tuple[np.ndarray, np.ndarray]:
 def subset(labels: np.ndarray, n: int) -> np.ndarray:
     keep = np.unique(labels[labels > 0])[:n]
     return np.where(np.isin(labels, keep), labels, 0).astype(np.uint16)
-
-
-def median_ms(fn, repeat=7) -> float:
-    fn()
-    samples = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples) * 1000
 
 
 def start_server(server) -> str:

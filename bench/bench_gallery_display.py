@@ -8,16 +8,14 @@ flat in the number of images?), and for rendering, loading the stored array alon
 """
 from __future__ import annotations
 
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._report import write_section  # noqa: E402
+from bench._report import median_ms, write_section  # noqa: E402
 
 from app import create_app, migrate  # noqa: E402
 from app.config import Config  # noqa: E402
@@ -25,16 +23,6 @@ from app.permissions import SYSTEM  # noqa: E402
 from app.services import projects, users  # noqa: E402
 from app.tables import Annotation, Image, ModelVersion, Score  # noqa: E402
 from storage.blobstore import LocalBlobStore, get_array, put_array  # noqa: E402
-
-
-def timed(fn, repeat=7) -> float:
-    fn()  # warm-up
-    samples = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples) * 1000
 
 
 def fill(db, name: str, n: int, blob_key: str) -> int:
@@ -100,8 +88,8 @@ def main() -> None:
                                   ("name, page 200 of 417", "name", 200),
                                   ("most uncertain first", "-score", 1),
                                   ("most cells", "-cells", 1)]:
-            small_ms = timed(lambda: gallery_callback(client, p_small, sort, min(page, 5)))
-            big_ms = timed(lambda: gallery_callback(client, p_big, sort, page))
+            small_ms = median_ms(lambda: gallery_callback(client, p_small, sort, min(page, 5)))
+            big_ms = median_ms(lambda: gallery_callback(client, p_big, sort, page))
             rows.append(f"| {label} | {big_ms:.0f} ms | {small_ms:.0f} ms | "
                         f"{big_ms / small_ms:.2f}x |")
         def layout_request():
@@ -115,17 +103,17 @@ def main() -> None:
             "changedPropIds": ["_pages_location.pathname"]})
             assert r.status_code == 200 and b"images-upload" in r.data, r.data[:300]
 
-        layout_ms = timed(layout_request)
+        layout_ms = median_ms(layout_request)
 
         with db.session_scope() as s:
             image_id = s.query(Image.id).filter(Image.project_id == p_big).first()[0]
-        load_ms = timed(lambda: get_array(store, key), repeat=10)
+        load_ms = median_ms(lambda: get_array(store, key), repeat=10)
         render = {}
         for size in (2048, 1024):
             url = f"/api/images/{image_id}/render.jpg?size={size}&z=0&views=%5B%5D"
-            render[size] = timed(lambda url=url: client.get(url, headers={"Cache-Control":
+            render[size] = median_ms(lambda url=url: client.get(url, headers={"Cache-Control":
                                                                           "no-cache"}), 10)
-        thumb_ms = timed(lambda: client.get(f"/api/images/{image_id}/thumbnail.jpg"), 10)
+        thumb_ms = median_ms(lambda: client.get(f"/api/images/{image_id}/thumbnail.jpg"), 10)
     body = f"""### Gallery (goal: under 500 ms server time at 10,000 images)
 
 Gallery callback (`/_dash-update-component`, 24 images per page with latest annotation,

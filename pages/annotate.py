@@ -452,20 +452,18 @@ def save_and_next(_n, info):
     return _go_next(info, skip=False)
 
 
-@callback(Output(LOCATION, "href", allow_duplicate=True),
-          Output(MESSAGE, "children", allow_duplicate=True),
-          Input(B["next"], "n_clicks"), State(INFO, "data"),
-          prevent_initial_call=True)
-def next_image(_n, info):
-    return _go_next(info, skip=False)
+def _move_callback(button: str, skip: bool):
+    @callback(Output(LOCATION, "href", allow_duplicate=True),
+              Output(MESSAGE, "children", allow_duplicate=True),
+              Input(B[button], "n_clicks"), State(INFO, "data"), prevent_initial_call=True)
+    def _run(_n, info):
+        return _go_next(info, skip=skip)
+    _run.__name__ = f"on_{button}"
+    return _run
 
 
-@callback(Output(LOCATION, "href", allow_duplicate=True),
-          Output(MESSAGE, "children", allow_duplicate=True),
-          Input(B["skip"], "n_clicks"), State(INFO, "data"),
-          prevent_initial_call=True)
-def skip_image(_n, info):
-    return _go_next(info, skip=True)
+on_next = _move_callback("next", skip=False)
+on_skip = _move_callback("skip", skip=True)
 
 
 clientside_callback(  # remember the images seen in this tab, for "Previous"

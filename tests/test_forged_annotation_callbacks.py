@@ -3,24 +3,8 @@ save changes nothing; the same request from an annotator works (so the forgery i
 import pytest
 from sqlalchemy import func, select
 
-from app.services import images
-from app.services.images import ImportFile
-from app.tables import Annotation, Draft, Image
-from storage.blobstore import LocalBlobStore
-from tests.conftest import actor
-from tests.images_data import nuclei, tiff
+from app.tables import Annotation, Draft
 from tests.test_forged_callbacks import dash_post
-
-
-@pytest.fixture
-def image_id(db, world, config):
-    pixels, _ = nuclei((60, 80))
-    with db.session_scope() as s:
-        images.import_files(s, actor(s, "owner"), LocalBlobStore(config.blob_dir),
-                            world["project_id"], [ImportFile("a.tif", read=lambda: tiff(pixels))],
-                            1 << 28)
-    with db.session_scope() as s:
-        return s.scalar(select(Image.id))
 
 
 def callback_key(dash_app, input_id: str, prop: str) -> str:

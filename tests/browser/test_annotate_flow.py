@@ -1,30 +1,15 @@
 """Real Chromium: an annotator opens the queue, draws a cell, saves, reloads and finds it in
 the stored mask; clicking the cell selects it; a viewer sees every edit control disabled."""
-import numpy as np
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 from sqlalchemy import select
 
-from app.services import images
-from app.services.images import ImportFile
-from app.tables import Annotation, Image
+from app.tables import Annotation
 from storage.blobstore import LocalBlobStore, get_array
 from tests.conftest import actor
-from tests.images_data import nuclei, tiff
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def image_id(db, world, config):
-    pixels, _ = nuclei((120, 160))
-    with db.session_scope() as s:
-        images.import_files(s, actor(s, "owner"), LocalBlobStore(config.blob_dir),
-                            world["project_id"],
-                            [ImportFile("cells.tif", read=lambda: tiff(pixels))], 1 << 28)
-    with db.session_scope() as s:
-        return s.scalar(select(Image.id))
 
 
 DRAW = """

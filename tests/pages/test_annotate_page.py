@@ -1,27 +1,8 @@
 """The annotation workspace's page code: layouts for each role, the mapping of plotly
 relayout events to edits, the queue entry route, and the review page."""
 import pytest
-from sqlalchemy import select
 
-from app.services import images
-from app.services.images import ImportFile
-from app.tables import Image
-from storage.blobstore import LocalBlobStore
-from tests.conftest import actor
-from tests.images_data import nuclei, tiff
 from tests.pages.test_callbacks import as_user, text  # noqa: F401  (fixture)
-
-
-@pytest.fixture
-def image_id(db, world, config):
-    pixels, _ = nuclei((60, 80))
-    with db.session_scope() as s:
-        images.import_files(s, actor(s, "owner"), LocalBlobStore(config.blob_dir),
-                            world["project_id"], [ImportFile("a.tif", read=lambda: tiff(pixels))],
-                            1 << 28)
-    with db.session_scope() as s:
-        return s.scalar(select(Image.id))
-
 
 SQUARE = {"type": "path", "path": "M1,1L9,1L9,9L1,9Z"}
 
