@@ -107,21 +107,34 @@ class OnnxNet:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         array = x.float().contiguous().cpu().numpy()
-        out = self.session.run(["logits"], {"image": np.ascontiguousarray(array)})[0]
+        output = self.session.get_outputs()[0].name
+        out = self.session.run([output], {"image": np.ascontiguousarray(array)})[0]
         return torch.from_numpy(out)
 
 
-def onnx_session_for(model: SegmentationModel) -> OnnxNet:
-    """An in-memory ONNX Runtime session of a torch model (eval mode, current weights)."""
+class _Hidden(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.hidden(x)
+
+
+def onnx_session_for(model: SegmentationModel, part: str = "logits") -> OnnxNet:
+    """An in-memory ONNX Runtime session of a torch model (eval mode, current weights):
+    the whole network ("logits") or everything before the output dropout ("hidden", for
+    Monte Carlo sampling)."""
     import io
 
     net = model.module.to("cpu").eval().to(memory_format=torch.contiguous_format)
+    module = net if part == "logits" else _Hidden(net)
     buf = io.BytesIO()
     with torch.no_grad():
-        torch.onnx.export(net, (_example(model),), buf, input_names=["image"],
-                          output_names=["logits"], opset_version=17, dynamo=False,
+        torch.onnx.export(module, (_example(model),), buf, input_names=["image"],
+                          output_names=[part], opset_version=17, dynamo=False,
                           dynamic_axes={"image": {0: "n", 2: "h", 3: "w"},
-                                        "logits": {0: "n", 2: "h", 3: "w"}})
+                                        part: {0: "n", 2: "h", 3: "w"}})
     return OnnxNet(buf.getvalue())
 
 

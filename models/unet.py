@@ -1,9 +1,11 @@
 """U-Net with a light stochastic head.
 
-The trunk (encoder + decoder) is deterministic at inference; all of the dropout that Monte
-Carlo uncertainty uses sits in the head (dropout -> 3x3 conv -> ReLU -> dropout -> 1x1 conv),
-which costs a few percent of the network. `mc_probabilities` runs the trunk once and the head
-T times: the same distribution as T full stochastic passes, at a fraction of the cost.
+Training uses dropout in the head (dropout -> 3x3 conv -> ReLU -> dropout -> 1x1 conv). For
+Monte Carlo uncertainty only the last dropout is sampled (a stochastic output layer): the
+whole network up to it (`hidden`) is deterministic and runs once per image, then the 1x1
+output convolution runs T times on dropped-out copies. `mc_probabilities` is therefore
+equal in distribution to T full passes with that dropout on (`mc_probabilities_naive`; with
+the same random seed the samples are identical, see tests), at little more than one pass.
 
 Shapes: input (N, C, H, W) with H, W divisible by 2**depth; output logits (N, K, H, W).
 """
@@ -32,7 +34,14 @@ class Head(nn.Module):
         self.out = nn.Conv2d(width, n_classes, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.out(self.drop2(F.relu(self.conv(self.drop1(features)))))
+        return self.out(self.drop2(self.hidden(self.drop1(features))))
+
+    def hidden(self, features: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv(features))
+
+    def sample(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits with the output dropout on, whatever the module's mode."""
+        return self.out(F.dropout(hidden, self.drop2.p, training=True))
 
 
 class UNet(nn.Module):
@@ -68,31 +77,35 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(x))
 
-    def head_train_mode(self, on: bool) -> None:
-        """Dropout on in the head only (MC sampling), everything else as in eval."""
-        self.head.train(on)
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The deterministic part at inference: (N, width, H, W) features before the output
+        dropout (eval mode)."""
+        return self.head.hidden(self.trunk(x))
+
+
+def mc_samples(sample_fn, hidden: torch.Tensor, passes: int) -> torch.Tensor:
+    """(T, N, K, H, W) softmax samples from T stochastic output layers on one `hidden`."""
+    return torch.stack([F.softmax(sample_fn(hidden).float(), dim=1) for _ in range(passes)])
 
 
 @torch.no_grad()
 def mc_probabilities(model: UNet, x: torch.Tensor, passes: int) -> torch.Tensor:
-    """(T, N, K, H, W) softmax samples: the trunk once, the stochastic head T times."""
+    """(T, N, K, H, W) softmax samples: everything up to the output dropout once, the output
+    layer T times."""
     was_training = model.training
     model.eval()
-    features = model.trunk(x)
-    model.head_train_mode(True)
     try:
-        return torch.stack([F.softmax(model.head(features).float(), dim=1)
-                            for _ in range(passes)])
+        return mc_samples(model.head.sample, model.hidden(x), passes)
     finally:
         model.train(was_training)
 
 
 @torch.no_grad()
 def mc_probabilities_naive(model: UNet, x: torch.Tensor, passes: int) -> torch.Tensor:
-    """Reference: T full forward passes with the same head dropout (for tests/benchmarks)."""
+    """Reference: T full forward passes with the output dropout on (tests, benchmarks)."""
     was_training = model.training
     model.eval()
-    model.head_train_mode(True)
+    model.head.drop2.train(True)
     try:
         return torch.stack([F.softmax(model(x).float(), dim=1) for _ in range(passes)])
     finally:

@@ -1,0 +1,134 @@
+"""How unsure a model is about an image: Monte Carlo dropout and ensembles.
+
+Per-pixel measures from T probability samples p_t (T, K, ...):
+- predictive entropy  H[mean_t p_t]                       (total uncertainty)
+- expected entropy    mean_t H[p_t]                       (aleatoric part)
+- mutual information  H[mean_t p_t] - mean_t H[p_t]       (BALD: model disagreement)
+An image's score is the mean of a map over its pixels. The embedding of an image (for
+diversity-aware selection) is the spatial mean of the deterministic features.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.tiling import tiled_apply
+
+EPS = 1e-10
+
+
+def entropy(p, axis: int = 0):
+    """Shannon entropy (nats) along `axis` of probabilities (numpy or torch)."""
+    if isinstance(p, torch.Tensor):
+        return -(p * torch.log(p.clamp_min(EPS))).sum(dim=axis)
+    return -(p * np.log(np.maximum(p, EPS))).sum(axis=axis)
+
+
+def predictive_entropy(samples):
+    """(T, K, ...) samples -> (...) entropy of the mean prediction."""
+    return entropy(samples.mean(0), axis=0)
+
+
+def expected_entropy(samples):
+    return entropy(samples, axis=1).mean(0)
+
+
+def mutual_information(samples):
+    """BALD: predictive entropy minus expected entropy, (T, K, ...) -> (...)."""
+    return predictive_entropy(samples) - expected_entropy(samples)
+
+
+@dataclass
+class Uncertainty:
+    mean: np.ndarray               # (K, Y, X) mean class probabilities
+    entropy: np.ndarray            # (Y, X) predictive entropy
+    mutual_information: np.ndarray  # (Y, X)
+    embedding: np.ndarray          # (F,) image descriptor
+
+    def score(self, measure: str) -> float:
+        if measure == "entropy":
+            return float(self.entropy.mean())
+        if measure in ("bald", "mutual_information", "ensemble"):
+            return float(self.mutual_information.mean())
+        raise ValueError(f"unknown uncertainty measure {measure!r}")
+
+
+def _summarise(samples: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """(T, N, K, h, w) samples, (N, F, h, w) features -> (N, K + 2 + F, h, w) channels:
+    mean probabilities, predictive entropy, mutual information, features."""
+    mean = samples.mean(0)
+    pred = entropy(mean, axis=1)
+    mi = pred - entropy(samples, axis=2).mean(0)
+    return torch.cat([mean, pred[:, None], mi[:, None], features.float()], dim=1)
+
+
+def _unpack(out: np.ndarray, k: int) -> Uncertainty:
+    return Uncertainty(out[:k], out[k], np.maximum(out[k + 1], 0.0),
+                       out[k + 2:].reshape(out.shape[0] - k - 2, -1).mean(1))
+
+
+def mc_dropout(model, image: np.ndarray, passes: int = 8, seed: int | None = 0,
+               tile: int = 512, overlap: int = 64, batch: int = 4) -> Uncertainty:
+    """MC-dropout uncertainty of a `SegmentationModel` (torch weights needed) on a (C, Y, X)
+    or (Y, X) image: the deterministic part once per tile (ONNX Runtime where that is the
+    faster engine), the stochastic output layer `passes` times."""
+    if model.module is None or not hasattr(model.module, "hidden"):
+        raise ValueError("Monte Carlo dropout needs a CellLoop model with its weights "
+                         "(.cellloop), not an exported file.")
+    from models.unet import mc_samples
+    net = model.module
+    hidden_fn = _hidden_fn(model)
+    generator_seed = seed
+    k = model.n_classes
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        nonlocal generator_seed
+        with torch.no_grad():
+            hidden = hidden_fn(x).float().to(net.head.out.weight.device)
+            if generator_seed is not None:
+                torch.manual_seed(generator_seed)
+                generator_seed += 1
+            samples = mc_samples(net.head.sample, hidden, passes)
+            return _summarise(samples, hidden)
+
+    width = int(model.meta["architecture"].get("width", 32))
+    out = tiled_apply(model.prepare(image), fn, k + 2 + width, tile=tile, overlap=overlap,
+                      batch=batch, multiple=model.multiple)
+    return _unpack(out, k)
+
+
+def _hidden_fn(model):
+    """The deterministic features (N, F, h, w): ONNX Runtime on CPUs where it is the faster
+    engine (as for plain prediction), else torch on the model's device."""
+    runtime = model.runtime()
+    net = model.module
+    if runtime.engine == "onnxruntime":
+        if getattr(model, "_hidden_session", None) is None:
+            from models.export import onnx_session_for
+            model._hidden_session = onnx_session_for(model, "hidden")
+        return model._hidden_session
+
+    def torch_hidden(x: torch.Tensor) -> torch.Tensor:
+        x = x.to(runtime.device)
+        if runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with runtime.autocast():
+            return net.hidden(x).float()
+    return torch_hidden
+
+
+def ensemble(models: list, image: np.ndarray, tile: int = 512, overlap: int = 64
+             ) -> Uncertainty:
+    """Disagreement of an ensemble (members trained with different seeds): the members'
+    softmax outputs are the samples; mutual information measures their disagreement."""
+    if len(models) < 2:
+        raise ValueError("An ensemble needs at least two models.")
+    probs = np.stack([m.probabilities(image, tile=tile, overlap=overlap) for m in models])
+    mean = probs.mean(0)
+    pred = entropy(mean, axis=0)
+    mi = np.maximum(pred - entropy(probs, axis=1).mean(0), 0.0)
+    # descriptor: class-probability histogram summary (members share no feature space)
+    embedding = np.concatenate([mean.mean(axis=(1, 2)), mean.std(axis=(1, 2))])
+    return Uncertainty(mean, pred, mi, embedding)
