@@ -128,7 +128,7 @@ def onnx_session_for(model: SegmentationModel, part: str = "logits") -> OnnxNet:
     import io
 
     net = model.module.to("cpu").eval().to(memory_format=torch.contiguous_format)
-    module = net if part == "logits" else _Hidden(net)
+    module = (net if part == "logits" else _Hidden(net)).eval()   # export restores this mode
     buf = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(module, (_example(model),), buf, input_names=["image"],

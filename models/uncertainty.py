@@ -86,7 +86,8 @@ def mc_dropout(model, image: np.ndarray, passes: int = 8, seed: int | None = 0,
     def fn(x: torch.Tensor) -> torch.Tensor:
         nonlocal generator_seed
         with torch.no_grad():
-            hidden = hidden_fn(x).float().to(net.head.out.weight.device)
+            # contiguous: dropout masks follow memory order, so every engine samples alike
+            hidden = hidden_fn(x).float().contiguous().to(net.head.out.weight.device)
             if generator_seed is not None:
                 torch.manual_seed(generator_seed)
                 generator_seed += 1

@@ -1,0 +1,168 @@
+"""Active-learning simulation with the ground truth as the oracle.
+
+For each seed: a fixed test set (the same for every seed and strategy) and a random initial
+labelled set (the same for every strategy of that seed). Each round trains a model (warm
+started from the previous round's), records test F1@0.5 and Dice, scores the unlabelled pool
+with the strategy and "annotates" its top `batch` images. The output is one row per
+strategy, seed and round: strategy, seed, round, n_labelled, f1, dice.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable
+
+import numpy as np
+
+from models.metrics import mean_scores, score
+from models.strategies import get_strategy
+from models.training import TrainConfig, train_model
+
+log = logging.getLogger(__name__)
+COLUMNS = ["strategy", "seed", "round", "n_labelled", "f1", "dice", "seconds"]
+
+
+@dataclasses.dataclass
+class SimulationPlan:
+    strategies: list[str]
+    initial: int = 5
+    batch: int = 5
+    rounds: int = 8
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1, 2])
+    test_fraction: float = 0.25
+    passes: int = 8
+    ensemble_size: int = 3
+    split_seed: int = 12345           # the test set does not depend on the run's seeds
+
+    def check(self, n_images: int) -> None:
+        n_test = int(round(n_images * self.test_fraction))
+        needed = n_test + self.initial + self.batch * self.rounds
+        if n_test < 1:
+            raise ValueError("The test set would be empty; raise --test-fraction.")
+        if needed > n_images:
+            raise ValueError(f"{n_images} images are too few for {n_test} test images, "
+                             f"{self.initial} initial and {self.rounds} rounds of "
+                             f"{self.batch} (needs {needed}).")
+        for name in self.strategies:
+            get_strategy(name)
+
+
+def split_test(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(pool, test) index lists; the test set is a fixed random subset."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = int(round(n * fraction))
+    return sorted(order[n_test:].tolist()), sorted(order[:n_test].tolist())
+
+
+def test_metrics(model, images, labels) -> dict:
+    return mean_scores([score(lab, model.instances(model.probabilities(img)))
+                        for img, lab in zip(images, labels)])
+
+
+def _train(images, labels, idx, cfg: TrainConfig, init, members: int):
+    """The round's model(s): the main one warm-started, ensemble members from their own."""
+    models = []
+    for m in range(members):
+        c = dataclasses.replace(cfg, seed=cfg.seed + 1000 * m)
+        start = init[m] if init and m < len(init) else None
+        models.append(train_model([images[i] for i in idx], [labels[i] for i in idx],
+                                  config=c, init=start).model)
+    return models
+
+
+def simulate(images: list[np.ndarray], labels: list[np.ndarray], plan: SimulationPlan,
+             cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
+             should_stop: Callable[[], bool] | None = None) -> list[dict]:
+    """Run the loop for every seed and strategy; `progress(row)` after each round."""
+    import time
+
+    plan.check(len(images))
+    pool, test = split_test(len(images), plan.test_fraction, plan.split_seed)
+    test_images, test_labels = [images[i] for i in test], [labels[i] for i in test]
+    rows = []
+    for seed in plan.seeds:
+        initial = np.random.default_rng(seed).choice(pool, plan.initial, replace=False).tolist()
+        for name in plan.strategies:
+            strategy = get_strategy(name, passes=plan.passes, seed=seed)
+            members = plan.ensemble_size if strategy.needs_ensemble else 1
+            labelled, models = list(initial), None
+            for rnd in range(plan.rounds + 1):
+                if should_stop is not None and should_stop():
+                    return rows
+                t0 = time.perf_counter()
+                models = _train(images, labels, labelled,
+                                dataclasses.replace(cfg, seed=seed), models, members)
+                metrics = test_metrics(models[0], test_images, test_labels)
+                row = {"strategy": name, "seed": seed, "round": rnd,
+                       "n_labelled": len(labelled), "f1": round(metrics["f1"], 4),
+                       "dice": round(metrics["dice"], 4)}
+                if rnd < plan.rounds:
+                    unlabelled = [i for i in pool if i not in set(labelled)]
+                    scores = {i: strategy.score(models, images[i], key=i) for i in unlabelled}
+                    labelled += strategy.select(scores, plan.batch)
+                row["seconds"] = round(time.perf_counter() - t0, 2)
+                rows.append(row)
+                log.info("simulation %s", row)
+                if progress is not None:
+                    progress(row)
+    return rows
+
+
+def summarise(rows: list[dict], target_fraction: float = 0.95) -> list[dict]:
+    """Per strategy: mean final F1, area under the mean learning curve (F1 vs labels,
+    trapezoid, normalised by the label range) relative to random, and the labels needed to
+    reach `target_fraction` of the best final mean F1 of any strategy."""
+    by = {}
+    for r in rows:
+        by.setdefault(r["strategy"], {}).setdefault(r["round"], []).append(r)
+    curves = {}
+    for name, rounds in by.items():
+        xs = [np.mean([r["n_labelled"] for r in rounds[k]]) for k in sorted(rounds)]
+        ys = [np.mean([r["f1"] for r in rounds[k]]) for k in sorted(rounds)]
+        sd = [np.std([r["f1"] for r in rounds[k]]) for k in sorted(rounds)]
+        curves[name] = (np.array(xs), np.array(ys), np.array(sd))
+    best_final = max(c[1][-1] for c in curves.values())
+    target = target_fraction * best_final
+
+    def area(xs, ys):
+        return float(np.trapezoid(ys, xs) / (xs[-1] - xs[0])) if len(xs) > 1 else float(ys[0])
+
+    base = area(*curves["random"][:2]) if "random" in curves else None
+    out = []
+    for name, (xs, ys, sd) in curves.items():
+        reached = [x for x, y in zip(xs, ys) if y >= target]
+        out.append({"strategy": name, "final_f1": round(float(ys[-1]), 4),
+                    "final_sd": round(float(sd[-1]), 4), "auc": round(area(xs, ys), 4),
+                    "auc_vs_random": round(area(xs, ys) / base, 3) if base else None,
+                    "labels_to_target": int(reached[0]) if reached else None,
+                    "target_f1": round(float(target), 4)})
+    return out
+
+
+def figure(rows: list[dict], metric: str = "f1"):
+    """Plotly learning curves: mean over seeds with a band of one standard deviation."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    names = sorted({r["strategy"] for r in rows}, key=lambda n: (n != "random", n))
+    for i, name in enumerate(names):
+        rounds = sorted({r["round"] for r in rows if r["strategy"] == name})
+        xs, ys, sds = [], [], []
+        for k in rounds:
+            vals = [r for r in rows if r["strategy"] == name and r["round"] == k]
+            xs.append(float(np.mean([v["n_labelled"] for v in vals])))
+            ys.append(float(np.mean([v[metric] for v in vals])))
+            sds.append(float(np.std([v[metric] for v in vals])))
+        color = palette[i % len(palette)]
+        upper = [y + s for y, s in zip(ys, sds)]
+        lower = [y - s for y, s in zip(ys, sds)]
+        fig.add_trace(go.Scatter(x=xs + xs[::-1], y=upper + lower[::-1], fill="toself",
+                                 line={"width": 0}, fillcolor=color, opacity=0.15,
+                                 hoverinfo="skip", showlegend=False))
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name,
+                                 line={"color": color}))
+    fig.update_layout(xaxis_title="labelled images", yaxis_title=metric.upper(),
+                      title=f"Active learning: test {metric.upper()} vs labelled images "
+                            "(mean ± sd over seeds)", template="plotly_white")
+    return fig
