@@ -33,9 +33,16 @@ class SimulationPlan:
     passes: int = 8
     ensemble_size: int = 3
     split_seed: int = 12345           # the test set does not depend on the run's seeds
+    test_indices: list[int] | None = None   # a given test set instead of a random fraction
+
+    def split(self, n_images: int) -> tuple[list[int], list[int]]:
+        if self.test_indices is not None:
+            test = sorted(set(int(i) for i in self.test_indices))
+            return [i for i in range(n_images) if i not in set(test)], test
+        return split_test(n_images, self.test_fraction, self.split_seed)
 
     def check(self, n_images: int) -> None:
-        n_test = int(round(n_images * self.test_fraction))
+        n_test = len(self.split(n_images)[1])
         needed = n_test + self.initial + self.batch * self.rounds
         if n_test < 1:
             raise ValueError("The test set would be empty; raise --test-fraction.")
@@ -77,7 +84,7 @@ def simulate(images: list[np.ndarray], labels: list[np.ndarray], plan: Simulatio
     import time
 
     plan.check(len(images))
-    pool, test = split_test(len(images), plan.test_fraction, plan.split_seed)
+    pool, test = plan.split(len(images))
     test_images, test_labels = [images[i] for i in test], [labels[i] for i in test]
     rows = []
     for seed in plan.seeds:
