@@ -82,6 +82,18 @@ def draft_overlay(image_id: int):
     return response
 
 
+@bp.get("/images/<int:image_id>/uncertainty.png")
+def uncertainty_overlay(image_id: int):
+    """The active model's uncertainty map of an image (after scoring), as a heat map."""
+    from app.services import scoring
+    from storage.render import encode, heat_rgba
+
+    heat = scoring.heatmap(get_session(), current_actor(), get_config(), image_id)
+    response = Response(encode(heat_rgba(heat), "PNG"), mimetype="image/png")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @bp.get("/images/<int:image_id>/prediction.png")
 def prediction_overlay(image_id: int):
     from app.services import prediction

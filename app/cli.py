@@ -219,6 +219,51 @@ def cmd_train(config: Config, args) -> None:
     print(result["reason"])
 
 
+def cmd_score(config: Config, args) -> None:
+    """Rank a project's unannotated images with its strategy, in this process."""
+    from app.jobs.runner import run_job
+    from app.permissions import SYSTEM
+    from app.services import projects, scoring
+    from app.tables import Job
+    db = _db(config)
+    with db.session_scope() as s:
+        pid = projects.find_project_id(s, args.project)
+        info = scoring.start_scoring(s, SYSTEM, pid, enqueue=lambda _id: None)
+    state = run_job(db, config, info.id, worker="cli",
+                    listeners=[lambda f, m: print(f"[{100 * f:5.1f}%] {m}", flush=True)])
+    with db.session_scope() as s:
+        job = s.get(Job, info.id)
+        if state != "done":
+            raise CLIError(f"scoring {state}: {job.error or job.message}")
+        print(f"scored {job.result['n_images']} images with {job.result['strategy']}")
+
+
+def cmd_simulate(config: Config, args) -> None:
+    """Active-learning simulation on a project or a folder with images/ and labels/."""
+    from app.services import simulation
+    plan = simulation.parse_plan(args.strategies, args.initial, args.batch, args.rounds,
+                                 args.seeds, args.test_fraction, args.passes)
+    if Path(args.data).is_dir():
+        images, labels, names = simulation.load_folder(args.data, config.max_image_pixels)
+    else:
+        from app.services import projects
+        from storage.blobstore import open_blob_store
+        store = open_blob_store(config.storage_url, config.blob_dir)
+        with _db(config).session_scope() as s:
+            pid = projects.find_project_id(s, args.data)
+            images, labels, names = simulation.load_project(s, store, pid)
+    training = {"steps_per_epoch": max(1, args.steps // 2)} if args.steps else None
+    print(f"{len(images)} images; strategies {', '.join(plan.strategies)}; "
+          f"{len(plan.seeds)} seed(s) x {plan.rounds} rounds", flush=True)
+    rows, summary = simulation.run(
+        images, labels, names, plan, Path(args.out), training,
+        progress=lambda r: print(f"{r['strategy']:>9} seed {r['seed']} round {r['round']}: "
+                                 f"{r['n_labelled']} labelled, F1 {r['f1']:.3f}, "
+                                 f"Dice {r['dice']:.3f}", flush=True))
+    print((Path(args.out) / "summary.md").read_text())
+    print(f"wrote {args.out}/curves.csv, curves.html, summary.json, summary.md")
+
+
 def _resolve_model(config: Config, spec: str):
     """A model from a .cellloop/.pt/.onnx file, a model version id, or a project name."""
     from app.permissions import SYSTEM
@@ -365,6 +410,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--scratch", action="store_true", help="do not fine-tune the active model")
     c.add_argument("--seed", type=int, default=0)
     c.set_defaults(fn=cmd_train)
+    c = sub.add_parser("score", help="rank a project's unannotated images (active learning)")
+    c.add_argument("project")
+    c.set_defaults(fn=cmd_score)
+    c = sub.add_parser("simulate", help="active-learning simulation with ground truth as oracle")
+    c.add_argument("data", help="a project name, or a folder with images/ and labels/")
+    c.add_argument("--strategies", default="random,entropy,bald")
+    c.add_argument("--initial", type=int, default=5)
+    c.add_argument("--batch", type=int, default=5)
+    c.add_argument("--rounds", type=int, default=8)
+    c.add_argument("--seeds", type=int, default=3)
+    c.add_argument("--test-fraction", type=float, default=0.25)
+    c.add_argument("--passes", type=int, default=8, help="MC-dropout samples")
+    c.add_argument("--steps", type=int, default=0, help="training steps per round")
+    c.add_argument("--out", required=True)
+    c.set_defaults(fn=cmd_simulate)
     c = sub.add_parser("predict", help="segment images; writes masks, overlays, counts.json")
     c.add_argument("model", help="project name (its active model), model version id, or a "
                                  ".cellloop/.pt/.onnx file")

@@ -504,7 +504,8 @@ def _review_callback(button: str, accept: bool):
               Input(B[button], "n_clicks"), State(B["comment"], "value"), State(INFO, "data"),
               prevent_initial_call=True)
     def _run(_n, comment, info):
-        version, error = call(annotations.review, info["id"], accept, comment or "")
+        version, error = call(annotations.review, info["id"], accept, comment or "",
+                              enqueue=state().enqueue)
         if error:
             return alert(error), dash.no_update
         return (alert("Accepted." if accept else "Sent back to the annotator.", "success"),

@@ -182,6 +182,24 @@ def annotation_rgba(labels: np.ndarray, max_side: int, class_colors: list[str],
     return out
 
 
+def heat_rgba(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
+    """A (Y, X) map of non-negative values as an RGBA heat map (transparent at 0, then
+    purple -> orange -> yellow, alpha growing with the value). `vmax` defaults to the 99th
+    percentile, so a few extreme pixels do not wash the rest out."""
+    v = np.asarray(values, np.float32)
+    top = float(vmax if vmax is not None else np.percentile(v, 99)) or 1.0
+    t = np.clip(v / top, 0, 1)
+    stops = np.array([[0, 0, 0], [120, 28, 160], [240, 100, 40], [255, 240, 60]], np.float32)
+    pos = t * (len(stops) - 1)
+    lo = np.floor(pos).astype(int).clip(0, len(stops) - 2)
+    frac = (pos - lo)[..., None]
+    rgb = stops[lo] * (1 - frac) + stops[lo + 1] * frac
+    out = np.zeros(v.shape + (4,), np.uint8)
+    out[..., :3] = rgb.astype(np.uint8)
+    out[..., 3] = (np.sqrt(t) * 220).astype(np.uint8)
+    return out
+
+
 def encode(array: np.ndarray, fmt: str = "PNG", quality: int = 90) -> bytes:
     from PIL import Image
 

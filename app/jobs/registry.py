@@ -24,4 +24,6 @@ def load_handlers() -> None:
     """Import the modules that register job kinds."""
     import app.jobs.builtin  # noqa: F401
     import app.services.prediction  # noqa: F401
+    import app.services.scoring  # noqa: F401
+    import app.services.simulation  # noqa: F401
     import app.services.training  # noqa: F401

@@ -38,6 +38,23 @@ class JobContext:
         self._min_interval = min_interval_s
         self._last_write = 0.0
         self.listeners: list = []     # e.g. the CLI printing progress
+        self.send = None              # how follow-up jobs are started (default: Celery)
+
+    def follow_up(self, kind: str, params: dict | None = None) -> int:
+        """Queue another job in the same project for the same user (e.g. rescoring after
+        training) and start it: through Celery, or as `send` says (CLI, tests)."""
+        with self.db.session_scope() as s:
+            job = Job(kind=kind, project_id=self.project_id, user_id=self.user_id,
+                      params=dict(params or {}), state="queued", message="Waiting for a worker.")
+            s.add(job)
+            s.flush()
+            job_id = job.id
+        if self.send is not None:
+            self.send(job_id)
+        else:
+            from app.jobs.celery_app import RUN_JOB, make_celery
+            make_celery(self.config).send_task(RUN_JOB, args=[job_id])
+        return job_id
 
     def progress(self, fraction: float, message: str = "", force: bool = False) -> None:
         """Store progress (0..1) and a message; raise JobCancelled if cancel was requested.
@@ -72,8 +89,9 @@ class JobContext:
 
 
 def run_job(db: Database, config: Config, job_id: int, worker: str = "",
-            listeners: list | None = None) -> str:
-    """Run job `job_id` to the end; return its final state."""
+            listeners: list | None = None, send=None) -> str:
+    """Run job `job_id` to the end; return its final state. `send(job_id)` starts follow-up
+    jobs (default: Celery)."""
     load_handlers()
     with db.session_scope() as s:
         job = s.get(Job, job_id)
@@ -89,6 +107,7 @@ def run_job(db: Database, config: Config, job_id: int, worker: str = "",
         kind, params = job.kind, dict(job.params or {})
         ctx = JobContext(db, config, job.id, job.project_id, job.user_id)
         ctx.listeners = list(listeners or [])
+        ctx.send = send
     handler = HANDLERS.get(kind)
     state, values = "done", {}
     try:

@@ -196,8 +196,10 @@ def history(session: Session, actor: Actor, image_id: int) -> list[Version]:
 
 
 def review(session: Session, actor: Actor, image_id: int, accept: bool,
-           comment: str = "") -> Version:
-    """Accept the newest version, or send it back to its author with a comment."""
+           comment: str = "", enqueue=None) -> Version:
+    """Accept the newest version, or send it back to its author with a comment. With
+    `enqueue`, an acceptance that completes the project's "retrain after K" count starts
+    a training job (which rescores the pool when it ends)."""
     image = image_for(session, actor, image_id, "review")
     latest = drafts.latest_annotation(session, image.id)
     if latest is None:
@@ -212,6 +214,9 @@ def review(session: Session, actor: Actor, image_id: int, accept: bool,
     if not accept:       # back in the author's queue, first
         image.assigned_to_id, image.lease_expires_at = None, None
     session.flush()
+    if accept and enqueue is not None:
+        from app.services.scoring import maybe_retrain
+        maybe_retrain(session, actor, image.project_id, enqueue)
     return _version(session, latest)
 
 

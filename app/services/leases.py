@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from app.config import Config
 from app.errors import Conflict, NotFound
 from app.permissions import Actor, require
-from app.tables import Annotation, Image, ModelVersion, Score, User, utcnow
+from app.tables import Annotation, Image, ModelVersion, Project, Score, User, utcnow
 
 QUEUE_STATUSES = ("new", "in_progress")
 
@@ -92,6 +92,30 @@ def _returned_to(actor: Actor):
             .where(Annotation.review_state == "returned", Annotation.author_id == actor.id))
 
 
+def _ranked(session: Session, project_id: int):
+    """Queue-eligible images by the active model's score under the project's strategy
+    (highest first), then new before started, oldest first."""
+    from app.services.scoring import settings_of
+    strategy = settings_of(session.get(Project, project_id))["strategy"]
+    active = select(ModelVersion.id).where(ModelVersion.project_id == project_id,
+                                           ModelVersion.is_active.is_(True))
+    score = (select(Score.image_id, func.max(Score.value).label("value"))
+             .where(Score.model_version_id.in_(active), Score.strategy == strategy)
+             .group_by(Score.image_id).subquery())
+    return (select(Image).outerjoin(score, score.c.image_id == Image.id)
+            .where(Image.project_id == project_id, Image.deleted_at.is_(None),
+                   Image.status.in_(QUEUE_STATUSES))
+            .order_by(score.c.value.is_(None), score.c.value.desc(), (Image.status != "new"),
+                      Image.id)
+            .add_columns(score.c.value))
+
+
+def ranked_pool(session: Session, project_id: int, limit: int = 50) -> list:
+    """[(Image, score or None)] in queue order (ignores leases)."""
+    return [(row[0], row[1]) for row in session.execute(
+        _ranked(session, project_id).limit(limit)).all()]
+
+
 def candidates(session: Session, actor: Actor, project_id: int, skip=(), limit: int = 20
                ) -> list[int]:
     """Image ids in queue order that `actor` could lease now (read-only, takes nothing)."""
@@ -105,15 +129,8 @@ def candidates(session: Session, actor: Actor, project_id: int, skip=(), limit: 
         Image.status.in_(QUEUE_STATUSES)).order_by(Image.id)).all()
     returned = session.scalars(select(Image.id).where(
         *base, Image.id.in_(_returned_to(actor))).order_by(Image.id)).all()
-    active = select(ModelVersion.id).where(ModelVersion.project_id == project_id,
-                                           ModelVersion.is_active.is_(True))
-    score = (select(Score.image_id, func.max(Score.value).label("value"))
-             .where(Score.model_version_id.in_(active)).group_by(Score.image_id).subquery())
-    ranked = session.scalars(
-        select(Image.id).outerjoin(score, score.c.image_id == Image.id)
-        .where(*base, Image.status.in_(QUEUE_STATUSES))
-        .order_by(score.c.value.is_(None), score.c.value.desc(),
-                  (Image.status != "new"), Image.id).limit(limit)).all()
+    ranked = [image.id for image in session.scalars(
+        _ranked(session, project_id).where(*base).limit(limit)).all()]
     seen: dict[int, None] = {}
     for image_id in [*held, *returned, *ranked]:
         seen.setdefault(image_id, None)

@@ -68,7 +68,8 @@ def gather(session: Session, store: BlobStore, project_id: int) -> TrainingData:
 
 
 def clean_params(params: dict) -> dict:
-    out = {"fine_tune": bool(params.get("fine_tune", True))}
+    out = {"fine_tune": bool(params.get("fine_tune", True)),
+           "rescore": bool(params.get("rescore", False))}
     for key, (lo, hi) in LIMITS.items():
         value = params.get(key)
         if value in (None, ""):
@@ -95,7 +96,7 @@ def start_training(session: Session, actor: Actor, project_id: int, params: dict
 
 @job_kind("train")
 def run_training(ctx, fine_tune: bool = True, epochs: int | None = None,
-                 max_minutes: float | None = None, seed: int = 0) -> dict:
+                 max_minutes: float | None = None, seed: int = 0, rescore: bool = False) -> dict:
     from models.persist import model_to_bytes
     from models.training import TrainConfig, TrainingCancelled, evaluate, train_model
 
@@ -104,6 +105,9 @@ def run_training(ctx, fine_tune: bool = True, epochs: int | None = None,
     with ctx.db.session_scope() as session:
         project = session.get(Project, ctx.project_id)
         settings = {**DEFAULTS, **(project.settings or {}).get("training", {})}
+        strategy = (project.settings or {}).get("active_learning", {}).get("strategy")
+        ensemble_size = int((project.settings or {}).get("active_learning", {})
+                            .get("ensemble_size", 3))
         channels = [c["name"] for c in project.channels]
         classes = [c["name"] for c in project.classes]
         data = gather(session, store, ctx.project_id)
@@ -168,5 +172,40 @@ def run_training(ctx, fine_tune: bool = True, epochs: int | None = None,
         session.flush()
         version_id = mv.id
     log.info("project %s: model %s trained (%s)", ctx.project_id, version_id, reason)
+    members = []
+    if strategy == "ensemble":
+        try:
+            members = _train_members(ctx, store, data, cfg, version_id, ensemble_size - 1)
+        except TrainingCancelled:
+            from app.jobs.runner import JobCancelled
+            raise JobCancelled() from None
+    follow = ctx.follow_up("score") if (rescore and activate) else None
     return {"model_version_id": version_id, "activated": activate, "reason": reason,
-            "metrics": result.metrics, "n_images": len(data.images)}
+            "metrics": result.metrics, "n_images": len(data.images),
+            "ensemble_members": members, "scoring_job": follow}
+
+
+def _train_members(ctx, store, data: TrainingData, cfg, version_id: int, n: int) -> list[int]:
+    """Extra models for the ensemble strategy: same data and settings, other seeds, stored
+    as versions that are never active (settings.ensemble_of = the main version)."""
+    import dataclasses
+
+    from models.persist import model_to_bytes
+    from models.training import train_model
+    ids = []
+    for m in range(1, n + 1):
+        ctx.progress(0.98, f"training ensemble member {m} of {n}", force=True)
+        member = train_model(data.images, data.labels, data.regions,
+                             dataclasses.replace(cfg, seed=cfg.seed + 1000 * m),
+                             should_stop=ctx.cancel_requested).model
+        with ctx.db.session_scope() as session:
+            mv = ModelVersion(project_id=ctx.project_id, weights_blob_key=store.put_bytes(
+                model_to_bytes(member)), architecture=member.meta["architecture"],
+                normalisation=member.meta["normalisation"],
+                settings={**cfg.as_dict(), "seed": cfg.seed + 1000 * m, "ensemble_of": version_id},
+                metrics=dict(member.meta.get("metrics", {})), is_active=False,
+                training_data=data.refs, created_by_id=ctx.user_id)
+            session.add(mv)
+            session.flush()
+            ids.append(mv.id)
+    return ids

@@ -1,0 +1,143 @@
+"""Active-learning simulations for the CLI and the page: load a dataset with full ground
+truth (a project whose images have masks, or a folder with images/ and labels/ matched by
+file stem), run `models.simulation.simulate`, and write curves.csv, curves.html (interactive,
+self-contained) and summary.json / summary.md."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from app.errors import ValidationError
+from app.jobs.registry import job_kind
+from app.permissions import Actor, require
+from app.services import jobs
+from storage import writers
+from storage.blobstore import open_blob_store
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")
+DEFAULT_TRAINING = dict(width=16, depth=4, patch=128, batch=8, epochs=2, steps_per_epoch=30,
+                        patience=2, lr=2e-3)
+
+
+def load_folder(folder: str | Path, max_pixels: int = 1 << 28
+                ) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """(C, Y, X) images, (Y, X) labels and names from folder/images and folder/labels."""
+    from storage.readers import read_image, read_labels_bytes
+    folder = Path(folder)
+    img_dir, lab_dir = folder / "images", folder / "labels"
+    if not img_dir.is_dir() or not lab_dir.is_dir():
+        raise ValidationError(f"{folder} needs images/ and labels/ folders (files matched by "
+                              "name without extension).")
+    labels_by_stem = {p.stem: p for p in lab_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    images, labels, names = [], [], []
+    for path in sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        if path.stem not in labels_by_stem:
+            continue
+        pixels = read_image(path, max_pixels).pixels
+        if pixels.shape[0] != 1:
+            raise ValidationError(f"{path.name}: z-stacks are not supported in simulations.")
+        lab_path = labels_by_stem[path.stem]
+        images.append(pixels[0])
+        labels.append(read_labels_bytes(lab_path.name, lab_path.read_bytes(),
+                                        pixels.shape[2:], max_pixels))
+        names.append(path.name)
+    if not images:
+        raise ValidationError(f"No image in {img_dir} has a label file of the same name in "
+                              f"{lab_dir}.")
+    return images, labels, names
+
+
+def load_project(session: Session, store, project_id: int):
+    from app.services.training import gather
+    data = gather(session, store, project_id)
+    if not data.images:
+        raise ValidationError("This project has no annotated images to simulate with.")
+    return data.images, data.labels, [str(r["image_id"]) for r in data.refs]
+
+
+def write_outputs(rows: list[dict], out: Path, plan, names: list[str] | None = None) -> dict:
+    from models.simulation import COLUMNS, figure, summarise
+    out.mkdir(parents=True, exist_ok=True)
+    writers.write_csv(out / "curves.csv", rows, COLUMNS)
+    figure(rows).write_html(str(out / "curves.html"), include_plotlyjs=True)
+    summary = {"plan": {k: v for k, v in vars(plan).items() if k != "test_indices"},
+               "strategies": summarise(rows), "n_images": len(names or [])}
+    writers.write_json(out / "summary.json", summary)
+    lines = ["| strategy | final F1 | sd | AUC | AUC vs random | labels to 95% of best |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {s['strategy']} | {s['final_f1']} | {s['final_sd']} | {s['auc']} | "
+              f"{s['auc_vs_random']} | {s['labels_to_target']} |" for s in summary["strategies"]]
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    return summary
+
+
+def parse_plan(strategies: str | list, initial: int, batch: int, rounds: int, seeds: int,
+               test_fraction: float, passes: int = 8):
+    from models.simulation import SimulationPlan
+    names = strategies.split(",") if isinstance(strategies, str) else list(strategies)
+    try:
+        plan = SimulationPlan([n.strip() for n in names if n.strip()], int(initial), int(batch),
+                              int(rounds), list(range(int(seeds))), float(test_fraction),
+                              int(passes))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(f"Bad simulation settings: {exc}") from None
+    if not plan.strategies or plan.initial < 1 or plan.batch < 1 or plan.rounds < 1 \
+            or not plan.seeds or not 0 < plan.test_fraction < 1:
+        raise ValidationError("Give strategies, and initial, batch, rounds, seeds >= 1 and a "
+                              "test fraction between 0 and 1.")
+    return plan
+
+
+def run(images, labels, names, plan, out: Path, training: dict | None = None,
+        progress=None, should_stop=None) -> tuple[list[dict], dict]:
+    from models.simulation import simulate
+    from models.training import TrainConfig
+    try:
+        plan.check(len(images))
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    cfg = TrainConfig(**{**DEFAULT_TRAINING, **(training or {})})
+    rows = simulate(images, labels, plan, cfg, progress=progress, should_stop=should_stop)
+    return rows, write_outputs(rows, out, plan, names)
+
+
+def start_simulation(session: Session, actor: Actor, project_id: int, params: dict,
+                     enqueue) -> jobs.JobInfo:
+    """Run a simulation on the project's annotated images as a background job."""
+    require(session, actor, project_id, "train")
+    plan = parse_plan(params.get("strategies", "random,entropy"), params.get("initial", 5),
+                      params.get("batch", 5), params.get("rounds", 5), params.get("seeds", 2),
+                      params.get("test_fraction", 0.25), params.get("passes", 8))
+    clean = {"strategies": plan.strategies, "initial": plan.initial, "batch": plan.batch,
+             "rounds": plan.rounds, "seeds": len(plan.seeds),
+             "test_fraction": plan.test_fraction, "passes": plan.passes}
+    return jobs.submit_job(session, actor, project_id, "simulate", clean, enqueue)
+
+
+@job_kind("simulate")
+def run_simulation_job(ctx, strategies, initial, batch, rounds, seeds, test_fraction,
+                       passes=8) -> dict:
+    store = open_blob_store(ctx.config.storage_url, ctx.config.blob_dir)
+    with ctx.db.session_scope() as session:
+        images, labels, names = load_project(session, store, ctx.project_id)
+    plan = parse_plan(strategies, initial, batch, rounds, seeds, test_fraction, passes)
+    total = len(plan.strategies) * len(plan.seeds) * (plan.rounds + 1)
+    done = []
+
+    def progress(row):
+        done.append(row)
+        ctx.progress(len(done) / total, f"{row['strategy']} seed {row['seed']} round "
+                                        f"{row['round']}: F1 {row['f1']:.3f}", force=True)
+
+    out = ctx.config.data_dir / "simulations" / f"job-{ctx.job_id}"
+    rows, summary = run(images, labels, names, plan, out, progress=progress,
+                        should_stop=ctx.cancel_requested)
+    if ctx.cancel_requested():
+        from app.jobs.runner import JobCancelled
+        raise JobCancelled()
+    return {"rows": rows, "summary": summary["strategies"], "folder": str(out),
+            "n_images": len(images)}

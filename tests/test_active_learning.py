@@ -1,0 +1,156 @@
+"""Active learning in the app: scoring jobs write Score rows the queue reads, the strategy
+setting rescores, K accepted annotations start a training job that rescores when it ends,
+heat maps, and the simulate CLI on a folder."""
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from sqlalchemy import select
+
+from app.cli import main as cli_main
+from app.errors import PermissionDenied, ValidationError
+from app.jobs.runner import run_job
+from app.services import annotations, drafts, leases, scoring
+from app.tables import Image, Job, Score
+from tests.conftest import actor
+from tests.images_data import nuclei
+from tests.test_model_services import lab, train  # noqa: F401  (fixture)
+
+
+def inline(db, config):
+    """Start follow-up jobs in this process, as a worker would."""
+    def send(job_id):
+        run_job(db, config, job_id, send=send)
+    return send
+
+
+def score_now(db, config, world):
+    with db.session_scope() as s:
+        info = scoring.start_scoring(s, actor(s, "reviewer"), world["project_id"],
+                                     lambda _id: None)
+    assert run_job(db, config, info.id) == "done"
+    with db.session_scope() as s:
+        return s.get(Job, info.id).result
+
+
+def add_unannotated(db, config, lab, world, n=3):  # noqa: F811
+    from app.permissions import SYSTEM
+    from app.services import images
+    from tests.images_data import tiff
+    items = []
+    for k in range(n):
+        img, _ = nuclei(shape=(96, 96), n=8 + 3 * k, seed=40 + k)
+        items.append(images.ImportFile(f"pool{k}.tif", read=lambda img=img: tiff(img)))
+    with db.session_scope() as s:
+        images.import_files(s, SYSTEM, lab, world["project_id"], items, 1 << 28)
+
+
+def test_scoring_ranks_the_pool_and_the_queue_follows(db, config, world, lab, login):  # noqa: F811
+    with db.session_scope() as s:
+        with pytest.raises(ValidationError, match="Train a model first"):
+            scoring.start_scoring(s, actor(s, "reviewer"), world["project_id"], lambda _id: None)
+    train(db, config, world)
+    add_unannotated(db, config, lab, world)
+    result = score_now(db, config, world)
+    assert result["strategy"] == "entropy" and result["n_images"] == 4
+    with db.session_scope() as s:
+        rows = s.scalars(select(Score).where(Score.strategy == "entropy")).all()
+        assert len(rows) == 4 and all(r.value >= 0 for r in rows)
+        best = max(rows, key=lambda r: r.value).image_id
+        items = scoring.queue(s, actor(s, "viewer"), world["project_id"])
+        assert [i.image_id for i in items][0] == best
+        assert items[0].score == pytest.approx(max(r.value for r in rows))
+        # the annotation queue hands out the most uncertain image first
+        assert leases.next_image(s, actor(s, "annotator"), config, world["project_id"]) == best
+    png = login("viewer").get(f"/api/images/{best}/uncertainty.png")
+    assert png.status_code == 200 and png.mimetype == "image/png"
+    assert login("outsider").get(f"/api/images/{best}/uncertainty.png").status_code == 404
+
+
+def test_strategy_setting_rescores_and_checks_roles(db, config, world, lab):  # noqa: F811
+    train(db, config, world)
+    add_unannotated(db, config, lab, world, n=4)
+    sent = []
+    with db.session_scope() as s:
+        with pytest.raises(PermissionDenied):
+            scoring.set_settings(s, actor(s, "reviewer"), world["project_id"],
+                                 {"strategy": "bald"}, sent.append)
+        with pytest.raises(ValidationError):
+            scoring.set_settings(s, actor(s, "owner"), world["project_id"],
+                                 {"strategy": "psychic"}, sent.append)
+        with pytest.raises(ValidationError):
+            scoring.set_settings(s, actor(s, "owner"), world["project_id"], {"passes": 1})
+        saved = scoring.set_settings(s, actor(s, "owner"), world["project_id"],
+                                     {"strategy": "diversity", "batch": 2}, sent.append)
+        assert saved["strategy"] == "diversity" and len(sent) == 1
+    assert run_job(db, config, sent[0]) == "done"
+    with db.session_scope() as s:
+        values = sorted(s.scalars(select(Score.value).where(Score.strategy == "diversity")),
+                        reverse=True)
+    assert len(values) == 5 and values[1] > scoring.DIVERSITY_BONUS > values[2]
+
+
+def test_random_strategy_needs_no_model_weights(db, config, world, lab):  # noqa: F811
+    train(db, config, world)
+    with db.session_scope() as s:
+        scoring.set_settings(s, actor(s, "owner"), world["project_id"], {"strategy": "random"})
+    assert score_now(db, config, world)["strategy"] == "random"
+
+
+def test_k_accepted_annotations_retrain_and_rescore(db, config, world, lab):  # noqa: F811
+    train(db, config, world)
+    add_unannotated(db, config, lab, world, n=2)
+    with db.session_scope() as s:
+        scoring.set_settings(s, actor(s, "owner"), world["project_id"], {"retrain_after": 1})
+        pool = scoring.pool_ids(s, world["project_id"])
+        anna, rita = actor(s, "annotator"), actor(s, "reviewer")
+        target = pool[0]
+        drafts.record_edit(s, anna, config, lab, target,
+                           {"op": "add", "shape": {"type": "rect", "x0": 10, "y0": 10,
+                                                   "x1": 20, "y1": 20}})
+        annotations.save(s, anna, config, lab, target)
+        sent = []
+        annotations.review(s, rita, target, accept=True, enqueue=sent.append)
+    assert len(sent) == 1
+    with db.session_scope() as s:
+        job = s.get(Job, sent[0])
+        assert job.kind == "train" and job.params["rescore"] is True
+    assert run_job(db, config, sent[0], send=inline(db, config)) == "done"
+    with db.session_scope() as s:
+        result = s.get(Job, sent[0]).result
+        follow = s.get(Job, result["scoring_job"]) if result["scoring_job"] else None
+        if result["activated"]:
+            assert follow.kind == "score" and follow.state == "done"
+            assert s.scalar(select(Score.id).where(
+                Score.model_version_id == result["model_version_id"])) is not None
+        else:
+            assert "kept the active model" in result["reason"]
+
+
+def test_simulate_cli_on_a_folder(tmp_path, config, monkeypatch, capsys):
+    data = tmp_path / "set"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    for k in range(10):
+        img, lab_ = nuclei(shape=(64, 64), n=6, seed=200 + k)
+        tifffile.imwrite(data / "images" / f"s{k}.tif", img)
+        tifffile.imwrite(data / "labels" / f"s{k}.tif", lab_)
+    monkeypatch.setenv("CELLLOOP_DATA_DIR", str(config.data_dir))
+    monkeypatch.setattr("app.services.simulation.DEFAULT_TRAINING",
+                        dict(width=8, depth=2, patch=64, batch=4, epochs=2, steps_per_epoch=4,
+                             patience=2))
+    out = tmp_path / "out"
+    code = cli_main(["simulate", str(data), "--strategies", "random,bald", "--initial", "2",
+                     "--batch", "2", "--rounds", "2", "--seeds", "2", "--test-fraction", "0.2",
+                     "--passes", "3", "--out", str(out)])
+    assert code in (0, None)
+    lines = (out / "curves.csv").read_text().splitlines()
+    assert lines[0] == "strategy,seed,round,n_labelled,f1,dice,seconds"
+    assert len(lines) == 1 + 2 * 2 * 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert {s["strategy"] for s in summary["strategies"]} == {"random", "bald"}
+    assert "plotly" in (out / "curves.html").read_text()[:5000].lower()
+    assert "bald" in capsys.readouterr().out
+    bad = cli_main(["simulate", str(data), "--initial", "9", "--out", str(out)])
+    assert bad == 2
