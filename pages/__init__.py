@@ -16,7 +16,7 @@ from flask import Flask
 
 PAGES_DIR = Path(__file__).resolve().parent
 ASSETS_DIR = PAGES_DIR.parent / "assets"
-PAGE_MODULES = ("projects", "project", "images", "viewer", "annotate", "review", "models", "admin_users", "account",
+PAGE_MODULES = ("projects", "project", "images", "viewer", "annotate", "review", "learning", "jobs", "models", "admin_users", "account",
                 "not_found_404")
 
 

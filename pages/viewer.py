@@ -34,6 +34,7 @@ COLOUR = "viewer-channel-colour"
 RANGE = "viewer-channel-range"
 CHANNEL_IDS = {"visible": VISIBLE, "colour": COLOUR, "range": RANGE}
 SUGGEST = "viewer-suggest"
+HEAT = "viewer-uncertainty"
 PREDICTION = "viewer-prediction"
 DISPLAY_SIDE = 2048
 
@@ -41,7 +42,7 @@ DISPLAY_SIDE = 2048
 
 def figure(image_id: int, width: int, height: int, z: int, views: list[dict],
            overlay: bool, opacity: float, version: int | None,
-           predicted_by: int | None = None) -> go.Figure:
+           predicted_by: int | None = None, heat: bool = False) -> go.Figure:
     side = min(DISPLAY_SIDE, max(width, height))
     query = urlencode({"z": z, "size": side, "views": json.dumps(views, separators=(",", ":"))})
     images = [dict(source=f"/api/images/{image_id}/render.jpg?{query}", xref="x", yref="y",
@@ -54,6 +55,10 @@ def figure(image_id: int, width: int, height: int, z: int, views: list[dict],
         images.append(dict(source=f"/api/images/{image_id}/prediction.png?model={predicted_by}"
                                   f"&size={side}", xref="x", yref="y", x=0, y=0, sizex=width,
                            sizey=height, sizing="stretch", opacity=opacity, layer="above"))
+    if heat:
+        images.append(dict(source=f"/api/images/{image_id}/uncertainty.png", xref="x",
+                           yref="y", x=0, y=0, sizex=width, sizey=height, sizing="stretch",
+                           opacity=0.7, layer="above"))
     fig = go.Figure()
     # an invisible trace spanning the image gives hover coordinates and fixes the axes
     fig.add_trace(go.Scatter(x=[0, width], y=[0, height], mode="markers",
@@ -103,6 +108,8 @@ def layout(image_id=None, **_query):
                            label=(f"version {detail.annotation_version}, {detail.n_cells} cells"
                                   if detail.annotation_version else "no annotation yet")),
                 dcc.Slider(id=OPACITY, min=0, max=1, step=0.05, value=0.6, marks=None),
+                dbc.Switch(id=HEAT, value=False,
+                           label="Uncertainty heat map (active model, after scoring)"),
                 html.Div([dbc.Button("Suggest (model)", id=SUGGEST, size="sm",
                                      color="outline-info"),
                           dcc.Loading(html.Div(id="viewer-suggest-status", className="small"),
@@ -123,13 +130,14 @@ def layout(image_id=None, **_query):
           Input({"type": COLOUR, "channel": ALL}, "value"),
           Input({"type": RANGE, "channel": ALL}, "value"),
           Input(Z, "value"), Input(OVERLAY, "value"), Input(OPACITY, "value"),
-          Input(PREDICTION, "data"), State(IMAGE_ID, "data"), prevent_initial_call=True)
-def update_figure(visible, colours, ranges, z, overlay, opacity, predicted, info):
+          Input(PREDICTION, "data"), Input(HEAT, "value"), State(IMAGE_ID, "data"),
+          prevent_initial_call=True)
+def update_figure(visible, colours, ranges, z, overlay, opacity, predicted, heat, info):
     views = [{"color": c, "low": r[0], "high": r[1], "visible": bool(v)}
              for v, c, r in zip(visible, colours, ranges)]
     return figure(info["id"], info["width"], info["height"], int(z or 0), views, bool(overlay),
                   float(opacity if opacity is not None else 0.6), info["version"],
-                  (predicted or {}).get("model"))
+                  (predicted or {}).get("model"), bool(heat))
 
 
 @callback(Output(PREDICTION, "data"), Output("viewer-suggest-status", "children"),

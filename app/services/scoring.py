@@ -218,3 +218,18 @@ def maybe_retrain(session: Session, actor: Actor, project_id: int,
                                                        "max_minutes": 2.0}, enqueue)
     log.info("project %s: %d accepted annotations -> training job %s", project_id, k, info.id)
     return info
+
+
+def learning_progress(session: Session, actor: Actor, project_id: int) -> list[dict]:
+    """One row per trained model version (ensemble members left out): how many annotated
+    images it learned from and its validation F1 / Dice, oldest first."""
+    require(session, actor, project_id, "view")
+    out = []
+    for mv in model_versions.list_versions(session, actor, project_id)[::-1]:
+        if mv.settings.get("ensemble_of"):
+            continue
+        out.append({"version": mv.id, "n_images": mv.n_training_images,
+                    "f1": mv.metrics.get("f1"), "dice": mv.metrics.get("dice"),
+                    "active": mv.is_active, "created_at": mv.created_at,
+                    "previous_active": mv.metrics.get("previous_active")})
+    return out

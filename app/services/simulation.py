@@ -141,3 +141,18 @@ def run_simulation_job(ctx, strategies, initial, batch, rounds, seeds, test_frac
         raise JobCancelled()
     return {"rows": rows, "summary": summary["strategies"], "folder": str(out),
             "n_images": len(images)}
+
+
+def latest_result(session: Session, actor: Actor, project_id: int) -> tuple[jobs.JobInfo | None,
+                                                                            list[dict]]:
+    """The project's newest finished simulation job and its curve rows."""
+    for job in jobs.list_jobs(session, actor, project_id, limit=200):
+        if job.kind == "simulate" and job.state == "done":
+            return job, list(job.result.get("rows", []))
+    return None, []
+
+
+def curves_figure(rows: list[dict], metric: str = "f1"):
+    """The learning-curve figure (plotly) for simulation rows."""
+    from models.simulation import figure
+    return figure(rows, metric)

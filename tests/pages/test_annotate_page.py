@@ -78,3 +78,25 @@ def test_polygon_clicks_close_into_a_cell(as_user, world, image_id, db, config):
         assert message is None and st["polygon"] is None and st["n_cells"] == 1
         st, message = annotate.close_polygon(1, 0, {**st, "polygon": [[1, 1], [5, 5]]}, info)
         assert "three corners" in text(message)
+
+
+@pytest.mark.parametrize("username", ["owner", "reviewer", "viewer"])
+def test_learning_and_jobs_pages_render_per_role(as_user, world, image_id, username):
+    from pages import jobs, learning
+    with as_user(username):
+        page = text(learning.layout(str(world["project_id"])))
+        assert "Selection strategy" in page and "a.tif" in page        # queue lists the image
+        assert "Jobs of project" in text(jobs.layout(str(world["project_id"])))
+    with as_user("outsider"):
+        assert "Not available" in text(learning.layout(str(world["project_id"])))
+        assert "Not available" in text(jobs.layout(str(world["project_id"])))
+
+
+def test_learning_settings_callback_refuses_non_owners(as_user, world, image_id):
+    from pages import learning
+    with as_user("reviewer"):
+        message = text(learning.save_settings(1, world["project_id"], "bald", 8, 3, 5, 10))
+    assert "needs owner" in message
+    with as_user("owner"):
+        message = text(learning.save_settings(1, world["project_id"], "bald", 8, 3, 5, 10))
+    assert "Saved: BALD" in message

@@ -1,0 +1,196 @@
+"""Active learning (/projects/<id>/learning): the selection strategy and its settings, the
+ranked queue of unannotated images, the learning progress across model versions, and
+simulations (learning curves per strategy with the ground truth as the oracle)."""
+from __future__ import annotations
+
+import dash
+import dash_bootstrap_components as dbc
+import plotly.graph_objects as go
+from dash import Input, Output, State, callback, dcc, html
+
+from app.context import state
+from app.services import projects, scoring, simulation, training
+from pages._common import alert, call, error_page, to_int
+
+dash.register_page(__name__, path_template="/projects/<project_id>/learning",
+                   title="Active learning · CellLoop")
+
+PID, MESSAGE, QUEUE, POLL = "learning-project", "learning-message", "learning-queue", "learning-poll"
+STRATEGY, PASSES, ENSEMBLE, BATCH, RETRAIN, SAVE = (
+    "learning-strategy", "learning-passes", "learning-ensemble", "learning-batch",
+    "learning-retrain", "learning-save")
+RESCORE, TRAIN = "learning-rescore", "learning-train"
+SIM = {k: f"learning-sim-{k}" for k in ("strategies", "initial", "batch", "rounds", "seeds",
+                                        "test", "start", "figure")}
+STRATEGY_LABELS = {"random": "Random", "entropy": "MC-dropout entropy", "bald": "BALD",
+                   "ensemble": "Ensemble disagreement", "diversity": "Entropy + diversity"}
+
+
+def _number(cid, value, lo, hi, disabled):
+    return dbc.Input(id=cid, type="number", value=value, min=lo, max=hi, step=1, size="sm",
+                     disabled=disabled, style={"maxWidth": "7rem"})
+
+
+def settings_card(s: dict, owner: bool) -> dbc.Card:
+    ro = not owner
+    rows = [("Strategy", dcc.Dropdown(id=STRATEGY, value=s["strategy"], clearable=False,
+                                      disabled=ro, options=[{"label": v, "value": k} for k, v
+                                                            in STRATEGY_LABELS.items()])),
+            ("MC-dropout passes T", _number(PASSES, s["passes"], 2, 64, ro)),
+            ("Ensemble size N", _number(ENSEMBLE, s["ensemble_size"], 2, 8, ro)),
+            ("Batch per round", _number(BATCH, s["batch"], 1, 100, ro)),
+            ("Retrain after K accepted (0: off)", _number(RETRAIN, s["retrain_after"], 0,
+                                                          10000, ro))]
+    return dbc.Card(dbc.CardBody([
+        html.H5("Selection strategy"),
+        *[dbc.Row([dbc.Col(html.Label(label, className="small"), md=6), dbc.Col(control, md=6)],
+                  className="mb-2 align-items-center") for label, control in rows],
+        dbc.Button("Save settings", id=SAVE, size="sm", color="primary", disabled=ro),
+        html.Span(" Changing the strategy rescores the pool.", className="small text-muted"),
+    ]))
+
+
+def queue_table(items: list[scoring.QueueItem]):
+    if not items:
+        return html.P("No unannotated images.", className="text-muted", id="learning-queue-empty")
+    head = html.Thead(html.Tr([html.Th(h) for h in ("", "Image", "Score", "Status", "Leased to")]))
+    rows = [html.Tr([
+        html.Td(html.Img(src=f"/api/images/{i.image_id}/thumbnail.jpg", className="thumb",
+                         style={"width": "48px"})),
+        html.Td([dcc.Link(i.name, href=f"/annotate/{i.image_id}"), " · ",
+                 dcc.Link("viewer", href=f"/images/{i.image_id}", className="small")]),
+        html.Td("-" if i.score is None else f"{i.score:.4f}"), html.Td(i.status),
+        html.Td(i.leased_to or "")]) for i in items]
+    return dbc.Table([head, html.Tbody(rows)], size="sm", hover=True, id="learning-queue-table")
+
+
+def progress_figure(points: list[dict]) -> go.Figure:
+    fig = go.Figure()
+    for key, name in (("f1", "validation F1@0.5"), ("dice", "validation Dice")):
+        pts = [p for p in points if p.get(key) is not None]
+        fig.add_trace(go.Scatter(
+            x=[p["n_images"] for p in pts], y=[p[key] for p in pts], mode="lines+markers",
+            name=name, text=[f"model #{p['version']}{' (active)' if p['active'] else ''}"
+                             for p in pts]))
+    fig.update_layout(xaxis_title="annotated images the model learned from",
+                      yaxis_title="score", template="plotly_white", height=320,
+                      margin=dict(l=40, r=10, t=30, b=40),
+                      title="Learning progress across model versions")
+    return fig
+
+
+def rounds_table(points: list[dict]):
+    head = html.Thead(html.Tr([html.Th(h) for h in ("Model", "Images", "F1", "Dice",
+                                                    "Active model before", "Active")]))
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+    rows = [html.Tr([html.Td(f"#{p['version']}"), html.Td(p["n_images"]), html.Td(fmt(p["f1"])),
+                     html.Td(fmt(p["dice"])), html.Td(fmt(p["previous_active"])),
+                     html.Td("✓" if p["active"] else "")]) for p in points]
+    return dbc.Table([head, html.Tbody(rows)], size="sm", id="learning-rounds")
+
+
+def simulation_card(can_run: bool, rows: list[dict]) -> dbc.Card:
+    return dbc.Card(dbc.CardBody([
+        html.H5("Simulation (uses this project's annotated images as ground truth)"),
+        dbc.Checklist(id=SIM["strategies"], value=["random", "entropy", "bald"], inline=True,
+                      options=[{"label": v, "value": k} for k, v in STRATEGY_LABELS.items()]),
+        dbc.Row([dbc.Col([html.Label(label, className="small"),
+                          _number(SIM[key], value, 1, 1000, not can_run)], md=2)
+                 for key, label, value in (("initial", "initial", 5), ("batch", "batch", 5),
+                                           ("rounds", "rounds", 5), ("seeds", "seeds", 2))]
+                + [dbc.Col([html.Label("test fraction", className="small"),
+                            dbc.Input(id=SIM["test"], type="number", value=0.25, min=0.05,
+                                      max=0.9, step=0.05, size="sm", disabled=not can_run,
+                                      style={"maxWidth": "7rem"})], md=2)],
+                className="my-2"),
+        dbc.Button("Run simulation", id=SIM["start"], size="sm", color="secondary",
+                   disabled=not can_run),
+        html.Span(" Runs as a background job; see Jobs.", className="small text-muted"),
+        dcc.Graph(id=SIM["figure"], figure=simulation.curves_figure(rows)) if rows else
+        html.P("No finished simulation yet.", className="text-muted mt-2", id=SIM["figure"]),
+    ]), className="mt-3")
+
+
+def layout(project_id=None, **_query):
+    pid = to_int(project_id)
+    project, error = call(projects.get_project, pid)
+    if error:
+        return error_page(error)
+    settings = scoring.settings_of(project)
+    items, _ = call(scoring.queue, pid, 20)
+    points, _ = call(scoring.learning_progress, pid)
+    _job, rows = call(simulation.latest_result, pid)[0] or (None, [])
+    can_train = project.role in ("reviewer", "owner")
+    return html.Div([
+        dcc.Store(id=PID, data=pid),
+        dcc.Interval(id=POLL, interval=5000),
+        html.Div([html.H2(f"Active learning · {project.name}", className="me-3"),
+                  dcc.Link("project", href=f"/projects/{pid}", className="me-3"),
+                  dcc.Link("jobs", href=f"/projects/{pid}/jobs")],
+                 className="d-flex align-items-center mb-2"),
+        html.Div(id=MESSAGE),
+        dbc.Row([
+            dbc.Col([settings_card(settings, project.role == "owner"),
+                     html.Div([dbc.Button("Rescore now", id=RESCORE, size="sm",
+                                          color="outline-primary", className="me-2",
+                                          disabled=not can_train),
+                               dbc.Button("Train now, then rescore", id=TRAIN, size="sm",
+                                          color="outline-primary", disabled=not can_train)],
+                              className="my-3")], lg=5),
+            dbc.Col([dcc.Graph(figure=progress_figure(points or []), id="learning-progress"),
+                     rounds_table(points or [])], lg=7),
+        ]),
+        html.H4("Queue: next images to annotate", className="mt-3"),
+        html.Div(queue_table(items or []), id=QUEUE),
+        simulation_card(can_train, rows),
+    ])
+
+
+@callback(Output(QUEUE, "children"), Input(POLL, "n_intervals"), State(PID, "data"),
+          prevent_initial_call=True)
+def refresh_queue(_n, pid):
+    items, error = call(scoring.queue, to_int(pid), 20)
+    if error:
+        raise dash.exceptions.PreventUpdate
+    return queue_table(items or [])
+
+
+@callback(Output(MESSAGE, "children", allow_duplicate=True), Input(SAVE, "n_clicks"),
+          State(PID, "data"), State(STRATEGY, "value"), State(PASSES, "value"),
+          State(ENSEMBLE, "value"), State(BATCH, "value"), State(RETRAIN, "value"),
+          prevent_initial_call=True)
+def save_settings(_n, pid, strategy, passes, ensemble, batch, retrain):
+    saved, error = call(scoring.set_settings, to_int(pid),
+                        {"strategy": strategy, "passes": passes, "ensemble_size": ensemble,
+                         "batch": batch, "retrain_after": retrain}, state().enqueue)
+    if error:
+        return alert(error)
+    return alert(f"Saved: {STRATEGY_LABELS[saved['strategy']]}.", "success")
+
+
+@callback(Output(MESSAGE, "children", allow_duplicate=True), Input(RESCORE, "n_clicks"),
+          State(PID, "data"), prevent_initial_call=True)
+def rescore(_n, pid):
+    job, error = call(scoring.start_scoring, to_int(pid), state().enqueue)
+    return alert(error) if error else alert(f"Scoring job #{job.id} started.", "info")
+
+
+@callback(Output(MESSAGE, "children", allow_duplicate=True), Input(TRAIN, "n_clicks"),
+          State(PID, "data"), prevent_initial_call=True)
+def train_now(_n, pid):
+    job, error = call(training.start_training, to_int(pid), {"rescore": True},
+                      state().enqueue)
+    return alert(error) if error else alert(f"Training job #{job.id} started; it rescores "
+                                            "the pool when it ends.", "info")
+
+
+@callback(Output(MESSAGE, "children", allow_duplicate=True), Input(SIM["start"], "n_clicks"),
+          State(PID, "data"), State(SIM["strategies"], "value"), State(SIM["initial"], "value"),
+          State(SIM["batch"], "value"), State(SIM["rounds"], "value"),
+          State(SIM["seeds"], "value"), State(SIM["test"], "value"), prevent_initial_call=True)
+def start_simulation(_n, pid, strategies, initial, batch, rounds, seeds, test):
+    job, error = call(simulation.start_simulation, to_int(pid),
+                      {"strategies": strategies or [], "initial": initial, "batch": batch,
+                       "rounds": rounds, "seeds": seeds, "test_fraction": test},
+                      state().enqueue)
+    return alert(error) if error else alert(f"Simulation job #{job.id} started.", "info")
