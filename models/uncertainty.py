@@ -55,49 +55,58 @@ class Uncertainty:
         raise ValueError(f"unknown uncertainty measure {measure!r}")
 
 
-def _summarise(samples: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-    """(T, N, K, h, w) samples, (N, F, h, w) features -> (N, K + 2 + F, h, w) channels:
-    mean probabilities, predictive entropy, mutual information, features."""
-    mean = samples.mean(0)
-    pred = entropy(mean, axis=1)
-    mi = pred - entropy(samples, axis=2).mean(0)
-    return torch.cat([mean, pred[:, None], mi[:, None], features.float()], dim=1)
-
-
-def _unpack(out: np.ndarray, k: int) -> Uncertainty:
-    return Uncertainty(out[:k], out[k], np.maximum(out[k + 1], 0.0),
-                       out[k + 2:].reshape(out.shape[0] - k - 2, -1).mean(1))
+def _summarise(logits: torch.Tensor) -> torch.Tensor:
+    """(T, N, K, h, w) sampled logits -> (N, K + 2, h, w) channels: mean probabilities,
+    predictive entropy, mutual information (log-softmax once; no separate log of p)."""
+    logp = torch.log_softmax(logits, dim=2)
+    p = logp.exp()
+    expected = (p * logp).sum(2).mean(0).neg_()
+    mean = p.mean(0)
+    pred = (mean * mean.clamp_min(EPS).log()).sum(1).neg_()
+    return torch.cat([mean, pred[:, None], (pred - expected)[:, None]], dim=1)
 
 
 def mc_dropout(model, image: np.ndarray, passes: int = 8, seed: int | None = 0,
-               tile: int = 512, overlap: int = 64, batch: int = 4) -> Uncertainty:
+               tile: int = 512, overlap: int = 64, batch: int = 4,
+               stride: int = 2) -> Uncertainty:
     """MC-dropout uncertainty of a `SegmentationModel` (torch weights needed) on a (C, Y, X)
     or (Y, X) image: the deterministic part once per tile (ONNX Runtime where that is the
-    faster engine), the stochastic output layer `passes` times."""
+    faster engine), the stochastic output layer `passes` times.
+
+    The per-pixel statistics are computed on every `stride`-th pixel in each direction (a
+    systematic sample; stride 2 = a quarter of the pixels, whose mean is an unbiased estimate
+    of the full image's) and repeated back to full size: the T samples and their entropies
+    would otherwise cost more than the network. stride=1 computes every pixel."""
     if model.module is None or not hasattr(model.module, "hidden"):
         raise ValueError("Monte Carlo dropout needs a CellLoop model with its weights "
                          "(.cellloop), not an exported file.")
-    from models.unet import mc_samples
     net = model.module
     hidden_fn = _hidden_fn(model)
+    embedding: list = []
     generator_seed = seed
     k = model.n_classes
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         nonlocal generator_seed
         with torch.no_grad():
-            # contiguous: dropout masks follow memory order, so every engine samples alike
+            # contiguous: the same memory layout from every engine
             hidden = hidden_fn(x).float().contiguous().to(net.head.out.weight.device)
             if generator_seed is not None:
                 torch.manual_seed(generator_seed)
                 generator_seed += 1
-            samples = mc_samples(net.head.sample, hidden, passes)
-            return _summarise(samples, hidden)
+            embedding.append((hidden.mean(dim=(2, 3)).sum(0), hidden.shape[0]))
+            grid = hidden[:, :, ::stride, ::stride].contiguous() if stride > 1 else hidden
+            summary = _summarise(net.head.samples(grid, passes).float())
+            if stride > 1:
+                summary = summary.repeat_interleave(stride, 2).repeat_interleave(stride, 3)
+                summary = summary[:, :, :hidden.shape[2], :hidden.shape[3]]
+            return summary
 
-    width = int(model.meta["architecture"].get("width", 32))
-    out = tiled_apply(model.prepare(image), fn, k + 2 + width, tile=tile, overlap=overlap,
+    out = tiled_apply(model.prepare(image), fn, k + 2, tile=tile, overlap=overlap,
                       batch=batch, multiple=model.multiple)
-    return _unpack(out, k)
+    features = sum(e[0] for e in embedding) / sum(e[1] for e in embedding)
+    return Uncertainty(out[:k], out[k], np.maximum(out[k + 1], 0.0),
+                       features.float().cpu().numpy())
 
 
 def _hidden_fn(model):

@@ -1,11 +1,13 @@
 """U-Net with a light stochastic head.
 
-Training uses dropout in the head (dropout -> 3x3 conv -> ReLU -> dropout -> 1x1 conv). For
-Monte Carlo uncertainty only the last dropout is sampled (a stochastic output layer): the
-whole network up to it (`hidden`) is deterministic and runs once per image, then the 1x1
-output convolution runs T times on dropped-out copies. `mc_probabilities` is therefore
-equal in distribution to T full passes with that dropout on (`mc_probabilities_naive`; with
-the same random seed the samples are identical, see tests), at little more than one pass.
+Training uses dropout in the head (dropout -> 3x3 conv -> ReLU -> channel dropout -> 1x1
+conv). For Monte Carlo uncertainty only the last dropout is sampled (a stochastic output
+layer): the whole network up to it (`hidden`) is deterministic and runs once per image.
+The last dropout drops whole feature channels (Dropout2d), so a sample is the 1x1 output
+convolution with some input channels switched off: T samples are one small batched matrix
+product over T masked weight matrices, not T passes over dropped-out feature maps.
+`mc_probabilities` is equal in distribution to T full passes with that dropout on
+(`mc_probabilities_naive`; with the same random seed the samples are identical, see tests).
 
 Shapes: input (N, C, H, W) with H, W divisible by 2**depth; output logits (N, K, H, W).
 """
@@ -30,7 +32,7 @@ class Head(nn.Module):
         super().__init__()
         self.drop1 = nn.Dropout(p)
         self.conv = nn.Conv2d(width, width, 3, padding=1)
-        self.drop2 = nn.Dropout(p)
+        self.drop2 = nn.Dropout2d(p)
         self.out = nn.Conv2d(width, n_classes, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -39,9 +41,20 @@ class Head(nn.Module):
     def hidden(self, features: torch.Tensor) -> torch.Tensor:
         return F.relu(self.conv(features))
 
-    def sample(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits with the output dropout on, whatever the module's mode."""
-        return self.out(F.dropout(hidden, self.drop2.p, training=True))
+    def samples(self, hidden: torch.Tensor, passes: int) -> torch.Tensor:
+        """(T, N, K, H, W) logits with the output channel dropout on, whatever the module's
+        mode. Masks are drawn exactly as `F.dropout2d` draws them (one (N, F, 1, 1) Bernoulli
+        tensor per pass), so a seed gives the same samples as T stochastic forward passes."""
+        p = self.drop2.p
+        n, f = hidden.shape[:2]
+        masks = torch.stack([torch.empty((n, f, 1, 1), dtype=hidden.dtype,
+                                         device=hidden.device).bernoulli_(1 - p).div_(1 - p)
+                             for _ in range(passes)])[..., 0, 0]           # (T, N, F)
+        weight = self.out.weight[:, :, 0, 0].to(hidden.dtype)               # (K, F)
+        masked = weight[None, None] * masks[:, :, None, :]                  # (T, N, K, F)
+        logits = torch.einsum("tnkf,nfp->tnkp", masked, hidden.flatten(2))
+        logits = logits + self.out.bias.to(hidden.dtype)[None, None, :, None]
+        return logits.reshape(passes, n, -1, *hidden.shape[2:])
 
 
 class UNet(nn.Module):
@@ -83,9 +96,9 @@ class UNet(nn.Module):
         return self.head.hidden(self.trunk(x))
 
 
-def mc_samples(sample_fn, hidden: torch.Tensor, passes: int) -> torch.Tensor:
+def mc_samples(head: Head, hidden: torch.Tensor, passes: int) -> torch.Tensor:
     """(T, N, K, H, W) softmax samples from T stochastic output layers on one `hidden`."""
-    return torch.stack([F.softmax(sample_fn(hidden).float(), dim=1) for _ in range(passes)])
+    return F.softmax(head.samples(hidden, passes).float(), dim=2)
 
 
 @torch.no_grad()
@@ -95,7 +108,7 @@ def mc_probabilities(model: UNet, x: torch.Tensor, passes: int) -> torch.Tensor:
     was_training = model.training
     model.eval()
     try:
-        return mc_samples(model.head.sample, model.hidden(x), passes)
+        return mc_samples(model.head, model.hidden(x), passes)
     finally:
         model.train(was_training)
 

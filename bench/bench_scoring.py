@@ -1,0 +1,87 @@
+"""Cost of uncertainty scoring with the default network (U-Net width 16, depth 4) on this
+machine, in one run:
+
+- one plain prediction of a 512x512 image (the shipped inference path) = the baseline;
+- the shipped MC-dropout score with T=8 (deterministic part once, output layer 8 times);
+- the naive MC-dropout score: 8 full stochastic passes (torch);
+- images/s for scoring a 1,000-image pool of DSB 2018 fluorescence images (the 361
+  training images, cycled) with the entropy strategy, T=8.
+
+    python bench/bench_scoring.py
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench._report import median_ms, write_section  # noqa: E402
+from bench.dsb import fluorescence_split, load  # noqa: E402
+from models.inference import SegmentationModel  # noqa: E402
+from models.strategies import get_strategy  # noqa: E402
+from models.uncertainty import mc_dropout  # noqa: E402
+from models.unet import UNet, mc_probabilities_naive  # noqa: E402
+
+ARCH = dict(in_channels=1, n_classes=3, width=16, depth=4, dropout=0.2)
+T = 8
+
+
+def make_model() -> SegmentationModel:
+    torch.manual_seed(0)
+    net = UNet(**ARCH).eval()
+    return SegmentationModel(net, {"architecture": net.config,
+                                   "normalisation": {"low": 1, "high": 99.8}},
+                             module=net, frozen=True)
+
+
+def crop_512(images: list[np.ndarray]) -> np.ndarray:
+    """A 512x512 plane tiled from 256x256 corners of real images."""
+    tiles = [im[0, :256, :256] for im in images if min(im.shape[1:]) >= 256][:4]
+    top, bottom = np.concatenate(tiles[:2], 1), np.concatenate(tiles[2:4], 1)
+    return np.concatenate([top, bottom], 0)
+
+
+def main() -> None:
+    train_ids, _ = fluorescence_split()
+    images, _labels = load(train_ids)
+    image = crop_512(images)
+    model = make_model()
+    plain_ms = median_ms(lambda: model.probabilities(image))
+    mc_ms = median_ms(lambda: mc_dropout(model, image, passes=T))
+    x = torch.from_numpy(model.prepare(image)[None].copy())
+    naive_ms = median_ms(lambda: mc_probabilities_naive(model.module, x, T), repeat=3)
+    engine = model.runtime().name
+
+    strategy = get_strategy("entropy", passes=T)
+    pool = [images[i % len(images)] for i in range(1000)]
+    megapixels = sum(im.shape[-1] * im.shape[-2] for im in pool) / 1e6
+    t = time.perf_counter()
+    values = [strategy.score([model], im, key=k).value for k, im in enumerate(pool)]
+    pool_s = time.perf_counter() - t
+    assert len(values) == 1000 and all(np.isfinite(values))
+    sizes = [max(im.shape[-2:]) for im in pool]
+
+    body = f"""
+Default network, random weights (cost does not depend on them), inference engine here:
+`{engine}`. 512x512 image tiled from real DSB crops; median of 7 runs (naive: 3).
+
+| 512x512, one image | time | vs one plain prediction |
+|---|---|---|
+| plain prediction (shipped path) | {plain_ms:.0f} ms | 1.00x |
+| **MC dropout T={T}, shipped** (everything before the output dropout once, output layer {T}x) | **{mc_ms:.0f} ms** | **{mc_ms / plain_ms:.2f}x** (goal <= 1.5x) |
+| MC dropout T={T}, naive ({T} full stochastic passes, torch) | {naive_ms:.0f} ms | {naive_ms / plain_ms:.2f}x |
+
+Scoring a 1,000-image pool (DSB fluorescence training images cycled; sides
+{min(sizes)}-{max(sizes)} px, {megapixels:.0f} megapixels in all), entropy strategy, T={T}:
+**{1000 / pool_s:.1f} images/s** ({megapixels / pool_s:.2f} MP/s, {pool_s:.0f} s in all).
+"""
+    write_section("scoring", "Uncertainty scoring cost (MC dropout)", body)
+
+
+if __name__ == "__main__":
+    main()
