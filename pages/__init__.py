@@ -32,6 +32,20 @@ def _load_pages() -> None:
         dash.page_registry[module]["layout"] = loaded.layout
 
 
+def _background_manager(server: Flask):
+    """Where background callbacks run: Celery with Redis when REDIS_URL is set (every web
+    worker and machine shares it), else a disk cache in the data directory (shared by the
+    gunicorn workers of one machine)."""
+    config = server.extensions["cellloop"].config
+    if config.redis_url:
+        from app.jobs.celery_app import make_celery
+        return dash.CeleryManager(make_celery(config))
+    import diskcache
+    folder = config.cache_dir / "dash-background"
+    folder.mkdir(parents=True, exist_ok=True)
+    return dash.DiskcacheManager(diskcache.Cache(str(folder)))
+
+
 def init_dash(server: Flask) -> dash.Dash:
     from pages._shell import shell_layout
 
@@ -43,6 +57,7 @@ def init_dash(server: Flask) -> dash.Dash:
     app = dash.Dash(
         __name__,
         server=server,
+        background_callback_manager=_background_manager(server),
         use_pages=True,
         pages_folder="",  # pages are imported by _load_pages, not scanned
         assets_folder=str(ASSETS_DIR),

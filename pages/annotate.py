@@ -9,7 +9,10 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, Patch, State, callback, clientside_callback, dcc, html
 
-from app.context import get_config, state
+from flask import current_app
+
+from app.background import run_as, sign_actor
+from app.context import current_actor, get_config, state
 from app.services import annotations, display, drafts, gallery, leases
 from pages import _annotate_view as view
 from pages._channels import channel_controls
@@ -25,7 +28,8 @@ LEASE_TIMER, LEASE = "annotate-lease-timer", "annotate-lease"
 B = {name: f"annotate-{name}" for name in (
     "undo", "redo", "delete", "deselect", "clear", "suggest", "whole", "save", "save-next",
     "empty", "force", "reload", "exclude", "note", "accept", "send-back", "comment", "next",
-    "skip", "prev", "brush-down", "brush-up", "close-polygon")}
+    "skip", "prev", "brush-down", "brush-up", "close-polygon", "cancel-suggest")}
+SUGGEST_PROGRESS = "annotate-suggest-progress"
 POLYGON_SNAP = 0.02            # a click this close to the first corner (fraction of the
                                # image's longer side) closes the polygon
 IDS = {"tool": TOOL, "cls": CLS}
@@ -116,8 +120,11 @@ def _panel(ws: annotations.Workspace, limits) -> list:
                   _button("deselect", "Deselect", False),
                   _button("close-polygon", "Close polygon", ro)], className="mt-2"),
         html.Div([_button("suggest", "Use model suggestion", ro, "outline-info"),
+                  _button("cancel-suggest", "Cancel", ro, "outline-secondary",
+                          style={"display": "none"}),
                   _button("clear", "Clear all", ro, "outline-danger"),
                   _button("whole", "Whole image annotated", ro)]),
+        dbc.Progress(id=SUGGEST_PROGRESS, value=0, className="my-1", style={"height": "4px"}),
         dcc.Loading(html.Div(id=COUNTS, className="small my-2"), type="dot"),
         html.Div([_button("save", "Save (Ctrl+S)", ro, "primary"),
                   _button("save-next", "Save & next (N)", ro, "primary"),
@@ -144,6 +151,7 @@ def layout(image_id=None, **_query):
              "n_cells": ws.n_cells, "n_points": ws.n_points}
     return html.Div([
         dcc.Store(id=INFO, data={"id": ws.image_id, "project": ws.project_id,
+                                 "token": sign_actor(current_app.secret_key, current_actor()),
                                  "width": ws.width, "height": ws.height,
                                  "colors": [c.get("color") for c in ws.classes] or [color],
                                  "can_edit": ws.can_edit}),
@@ -376,9 +384,20 @@ on_redo = _undo_callback("redo", True)
 
 @callback(Output(STATE, "data", allow_duplicate=True),
           Output(MESSAGE, "children", allow_duplicate=True),
-          Input(B["suggest"], "n_clicks"), State(INFO, "data"), prevent_initial_call=True)
-def suggest(_n, info):
-    result, error = call(drafts.use_suggestion, get_config(), state().blobs, info["id"])
+          Input(B["suggest"], "n_clicks"), State(INFO, "data"), prevent_initial_call=True,
+          background=True,
+          running=[(Output(B["suggest"], "disabled"), True, False),
+                   (Output(B["cancel-suggest"], "style"), {}, {"display": "none"})],
+          cancel=[Input(B["cancel-suggest"], "n_clicks")],
+          progress=[Output(SUGGEST_PROGRESS, "value"), Output(SUGGEST_PROGRESS, "label")])
+def suggest(set_progress, _n, info):
+    """Runs in the background-callback process: the user travels as the signed token."""
+    server = dash.get_app().server
+    app_state = server.extensions["cellloop"]
+    set_progress((15, "predicting…"))
+    result, error = run_as(server, info.get("token", ""), drafts.use_suggestion,
+                           app_state.config, app_state.blobs, info["id"])
+    set_progress((100, "done"))
     if error:
         return dash.no_update, alert(error)
     return _state(result), alert(f"Model suggestion loaded: {result.n_cells} cells. Click a "

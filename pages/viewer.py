@@ -13,7 +13,10 @@ import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 from dash import ALL, Input, Output, State, callback, dcc, html
 
-from app.context import get_config, state
+from flask import current_app
+
+from app.background import run_as, sign_actor
+from app.context import current_actor, state
 from app.services import display, gallery, prediction, projects
 from pages._channels import channel_controls
 from pages._common import alert, call, error_page, to_int
@@ -82,6 +85,8 @@ def layout(image_id=None, **_query):
     z_count, _c, height, width = detail.shape
     return html.Div([
         dcc.Store(id=IMAGE_ID, data={"id": iid, "width": width, "height": height,
+                                     "token": sign_actor(current_app.secret_key,
+                                                         current_actor()),
                                      "version": detail.annotation_version}),
         dcc.Store(id=PREDICTION),
         html.Div([html.H3(detail.name, className="me-3 text-truncate", id="viewer-name"),
@@ -141,9 +146,14 @@ def update_figure(visible, colours, ranges, z, overlay, opacity, predicted, heat
 
 
 @callback(Output(PREDICTION, "data"), Output("viewer-suggest-status", "children"),
-          Input(SUGGEST, "n_clicks"), State(IMAGE_ID, "data"), prevent_initial_call=True)
+          Input(SUGGEST, "n_clicks"), State(IMAGE_ID, "data"), prevent_initial_call=True,
+          background=True, running=[(Output(SUGGEST, "disabled"), True, False)])
 def suggest(_n, info):
-    result, error = call(prediction.suggest, state().blobs, get_config(), info["id"])
+    """A background callback (another process): the user travels as the signed token."""
+    server = dash.get_app().server
+    app_state = server.extensions["cellloop"]
+    result, error = run_as(server, info.get("token", ""), prediction.suggest, app_state.blobs,
+                           app_state.config, info["id"])
     if error:
         return dash.no_update, html.Span(error, className="text-danger")
     return ({"model": result.model_version_id, "n_cells": result.n_cells},

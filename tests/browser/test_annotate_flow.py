@@ -72,3 +72,16 @@ def test_viewer_sees_disabled_edit_controls(browser, world, image_id):
                     "#annotate-suggest", "#annotate-empty"):
         assert browser.find_element(control).get_attribute("disabled") is not None
     assert browser.find_element("#annotate-tool input[value=draw]").get_attribute("disabled")
+
+
+def test_suggest_runs_as_a_background_callback(browser, world, image_id):
+    """The suggestion runs in the background-callback process as the signed-in user; with
+    no trained model yet it says so (the message comes back from that process)."""
+    browser.driver.set_window_size(1400, 1100)
+    browser.login("annotator")
+    browser.wait_for_contains_text("#projects-list", "Lab")
+    browser.driver.get(f"{browser.server_url}/annotate/{image_id}")
+    browser.wait_for_element("#annotate-graph .nsewdrag", timeout=15)
+    browser.driver.execute_script("document.getElementById('annotate-suggest').click()")
+    browser.wait_for_contains_text("#annotate-message", "no trained model yet", timeout=30)
+    assert browser.find_element("#annotate-suggest").get_attribute("disabled") is None
