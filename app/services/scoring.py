@@ -33,6 +33,7 @@ LIMITS = {"passes": (2, 64), "ensemble_size": (2, 8), "batch": (1, 100),
           "retrain_after": (0, 10_000)}
 HEATMAP_SIDE = 512
 DIVERSITY_BONUS = 1000.0      # the chosen batch sorts before every other image
+RETRAIN_MINUTES = 1.5         # time budget of the automatic fine-tuning in the loop
 
 
 def settings_of(project: Project) -> dict:
@@ -214,8 +215,9 @@ def maybe_retrain(session: Session, actor: Actor, project_id: int,
     if busy is not None:
         return None
     from app.services.training import start_training
-    info = start_training(session, actor, project_id, {"fine_tune": True, "rescore": True,
-                                                       "max_minutes": 2.0}, enqueue)
+    info = start_training(session, actor, project_id,
+                          {"fine_tune": True, "rescore": True, "max_minutes": RETRAIN_MINUTES},
+                          enqueue)
     log.info("project %s: %d accepted annotations -> training job %s", project_id, k, info.id)
     return info
 
