@@ -127,14 +127,35 @@ def test_stale_running_jobs_fail_on_worker_start(db, world):
 
 
 @pytest.mark.slow
-def test_real_worker_runs_jobs_and_recovers_stale_ones(db, config, world):
-    stale = add_job(db, world, state="running", worker="")
+def start_worker(config):
     env = {**os.environ, "CELLLOOP_DATA_DIR": str(config.data_dir),
            "SECRET_KEY": config.secret_key, "PYTHONUNBUFFERED": "1"}
     log = open(config.data_dir / "worker.log", "w")
     worker = subprocess.Popen([sys.executable, "-m", "app", "worker", "--pool=solo"], cwd=ROOT,
                               env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
+    return worker, log
+
+
+def stop_worker(worker, log):
+    os.killpg(worker.pid, signal.SIGTERM)
+    worker.wait(timeout=60)
+    log.close()
+
+
+def wait_for(db, config, job_id, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline and job_row(db, job_id).state in ("queued", "running"):
+        time.sleep(0.5)
+    job = job_row(db, job_id)
+    assert job.state not in ("queued", "running"), (
+        job.state, (config.data_dir / "worker.log").read_text()[-3000:])
+    return job
+
+
+def test_real_worker_runs_jobs_and_recovers_stale_ones(db, config, world):
+    stale = add_job(db, world, state="running", worker="")
+    worker, log = start_worker(config)
     try:
         token = stage(config, "d" * 32, {"a.png": png_bytes(3), "b.png": png_bytes(4)})
         with db.session_scope() as s:
@@ -151,6 +172,43 @@ def test_real_worker_runs_jobs_and_recovers_stale_ones(db, config, world):
         with db.session_scope() as s:
             assert len(s.scalars(select(Image)).all()) == 2
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=60)
-        log.close()
+        stop_worker(worker, log)
+
+
+def test_real_worker_trains_then_rescores_and_honours_cancel(db, config, world):
+    """Training in the loop on the real worker: the training job queues a scoring job
+    through Celery when it ends; a job cancelled while queued never runs."""
+    from app.permissions import SYSTEM
+    from app.services import images, projects, training
+    from app.tables import Score
+    from storage.blobstore import LocalBlobStore
+    from tests.images_data import nuclei, tiff
+    store = LocalBlobStore(config.blob_dir)
+    items = []
+    for k in range(5):
+        img, lab = nuclei(shape=(96, 96), n=8, seed=k)
+        items.append(images.ImportFile(f"d{k}.tif", read=lambda img=img: tiff(img),
+                                       read_labels=(lambda lab=lab: tiff(lab)) if k < 4 else None))
+    with db.session_scope() as s:
+        images.import_files(s, SYSTEM, store, world["project_id"], items, 1 << 28)
+        projects.set_training_settings(s, SYSTEM, world["project_id"], {
+            "width": 8, "depth": 2, "patch": 64, "batch": 4, "steps_per_epoch": 10, "epochs": 3})
+    worker, log = start_worker(config)
+    try:
+        enqueue = AppState(config, db).enqueue
+        with db.session_scope() as s:
+            info = training.start_training(s, actor(s, "reviewer"), world["project_id"],
+                                           {"rescore": True}, enqueue)
+        trained = wait_for(db, config, info.id)
+        assert trained.state == "done" and trained.result["activated"], trained.error
+        follow = wait_for(db, config, trained.result["scoring_job"])
+        assert follow.kind == "score" and follow.state == "done", follow.error
+        with db.session_scope() as s:
+            assert len(s.scalars(select(Score)).all()) == 1      # the one unannotated image
+            queued = jobs.submit_job(s, actor(s, "reviewer"), world["project_id"], "score",
+                                     {}, lambda _id: None)       # not sent yet
+            jobs.cancel_job(s, actor(s, "reviewer"), queued.id)
+        enqueue(queued.id)
+        assert wait_for(db, config, queued.id).state == "cancelled"
+    finally:
+        stop_worker(worker, log)
