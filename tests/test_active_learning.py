@@ -154,3 +154,23 @@ def test_simulate_cli_on_a_folder(tmp_path, config, monkeypatch, capsys):
     assert "bald" in capsys.readouterr().out
     bad = cli_main(["simulate", str(data), "--initial", "9", "--out", str(out)])
     assert bad == 2
+
+
+def test_ensemble_strategy_trains_members_and_scores(db, config, world, lab):  # noqa: F811
+    from app.services import model_versions
+    from app.tables import ModelVersion
+    with db.session_scope() as s:
+        scoring.set_settings(s, actor(s, "owner"), world["project_id"],
+                             {"strategy": "ensemble", "ensemble_size": 2})
+    state, result, _ = train(db, config, world, epochs=4)
+    assert state == "done" and len(result["ensemble_members"]) == 1
+    member = result["ensemble_members"][0]
+    with db.session_scope() as s:
+        assert s.get(ModelVersion, member).settings["ensemble_of"] == result["model_version_id"]
+        listed = model_versions.list_versions(s, actor(s, "owner"), world["project_id"])
+        assert member not in [v.id for v in listed]
+        with pytest.raises(ValidationError, match="ensemble member"):
+            model_versions.activate(s, actor(s, "owner"), member)
+    assert score_now(db, config, world)["strategy"] == "ensemble"
+    with db.session_scope() as s:
+        assert s.scalar(select(Score.value).where(Score.strategy == "ensemble")) >= 0

@@ -51,7 +51,8 @@ def list_versions(session: Session, actor: Actor, project_id: int) -> list[Versi
                            .where(ModelVersion.project_id == project_id,
                                   ModelVersion.weights_blob_key.is_not(None))
                            .order_by(ModelVersion.id.desc()))
-    return [_info(mv, name) for mv, name in rows]
+    # ensemble members (extra seeds for the ensemble strategy) are parts of their main version
+    return [_info(mv, name) for mv, name in rows if not (mv.settings or {}).get("ensemble_of")]
 
 
 def _version(session: Session, actor: Actor, version_id, action: str) -> ModelVersion:
@@ -70,6 +71,9 @@ def active_version(session: Session, project_id: int) -> ModelVersion | None:
 def activate(session: Session, actor: Actor, version_id: int) -> VersionInfo:
     """Make this version the project's active model (owners; also how to roll back)."""
     mv = _version(session, actor, version_id, "manage")
+    if (mv.settings or {}).get("ensemble_of"):
+        raise ValidationError(f"Version {mv.id} is an ensemble member of version "
+                              f"{mv.settings['ensemble_of']}; activate that one.")
     for other in session.scalars(select(ModelVersion).where(
             ModelVersion.project_id == mv.project_id, ModelVersion.is_active.is_(True))):
         other.is_active = False
