@@ -4,14 +4,13 @@ machine, in one run:
 - one plain prediction of a 512x512 image (the shipped inference path) = the baseline;
 - the shipped MC-dropout score with T=8 (deterministic part once, output layer 8 times);
 - the naive MC-dropout score: 8 full stochastic passes (torch);
-- images/s for scoring a 1,000-image pool of DSB 2018 fluorescence images (the 361
+- images/s for scoring a pool (default 1,000 images) of DSB 2018 fluorescence images (the 361
   training images, cycled) with the entropy strategy, T=8.
 
     python bench/bench_scoring.py
 """
 from __future__ import annotations
 
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -47,6 +46,10 @@ def crop_512(images: list[np.ndarray]) -> np.ndarray:
 
 
 def main() -> None:
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pool", type=int, default=1000, help="images in the scored pool")
+    n_pool = ap.parse_args().pool
     train_ids, _ = fluorescence_split()
     images, _labels = load(train_ids)
     image = crop_512(images)
@@ -58,12 +61,12 @@ def main() -> None:
     engine = model.runtime().name
 
     strategy = get_strategy("entropy", passes=T)
-    pool = [images[i % len(images)] for i in range(1000)]
+    pool = [images[i % len(images)] for i in range(n_pool)]
     megapixels = sum(im.shape[-1] * im.shape[-2] for im in pool) / 1e6
     t = time.perf_counter()
     values = [strategy.score([model], im, key=k).value for k, im in enumerate(pool)]
     pool_s = time.perf_counter() - t
-    assert len(values) == 1000 and all(np.isfinite(values))
+    assert len(values) == n_pool and all(np.isfinite(values))
     sizes = [max(im.shape[-2:]) for im in pool]
 
     body = f"""
@@ -76,9 +79,9 @@ Default network, random weights (cost does not depend on them), inference engine
 | **MC dropout T={T}, shipped** (everything before the output dropout once, output layer {T}x) | **{mc_ms:.0f} ms** | **{mc_ms / plain_ms:.2f}x** (goal <= 1.5x) |
 | MC dropout T={T}, naive ({T} full stochastic passes, torch) | {naive_ms:.0f} ms | {naive_ms / plain_ms:.2f}x |
 
-Scoring a 1,000-image pool (DSB fluorescence training images cycled; sides
+Scoring a {n_pool}-image pool (DSB fluorescence training images cycled; sides
 {min(sizes)}-{max(sizes)} px, {megapixels:.0f} megapixels in all), entropy strategy, T={T}:
-**{1000 / pool_s:.1f} images/s** ({megapixels / pool_s:.2f} MP/s, {pool_s:.0f} s in all).
+**{n_pool / pool_s:.1f} images/s** ({megapixels / pool_s:.2f} MP/s, {pool_s:.0f} s in all).
 """
     write_section("scoring", "Uncertainty scoring cost (MC dropout)", body)
 
