@@ -98,6 +98,8 @@ def main() -> None:
     score_s = (score_job.finished_at - score_job.started_at).total_seconds()
     if forced:
         total_s = train_s + score_s
+    else:        # here the follow-up ran inline inside the training job: take it out
+        train_s -= score_s
     body = f"""
 Project: 200 DSB fluorescence training images (sides 256-1388 px), 20 with ground truth;
 initial model trained from scratch in {first_s:.0f} s (not part of the loop time). Then the
