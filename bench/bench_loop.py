@@ -61,7 +61,7 @@ def main() -> None:
         first_score = scoring.start_scoring(s, SYSTEM, pid, lambda _id: None)
     assert run_job(db, config, first_score.id) == "done"
     with db.session_scope() as s:
-        anna, rita = users.find_user(s, "anna"), users.find_user(s, "rita")
+        anna = users.find_user(s, "anna")
         target = scoring.pool_ids(s, pid)[0]
         drafts.record_edit(s, anna, config, store, target, {"op": "add", "shape": {
             "type": "rect", "x0": 5, "y0": 5, "x1": 25, "y1": 25}})

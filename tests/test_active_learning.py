@@ -3,7 +3,6 @@ setting rescores, K accepted annotations start a training job that rescores when
 heat maps, and the simulate CLI on a folder."""
 import json
 
-import numpy as np
 import pytest
 import tifffile
 from sqlalchemy import select
@@ -12,7 +11,7 @@ from app.cli import main as cli_main
 from app.errors import PermissionDenied, ValidationError
 from app.jobs.runner import run_job
 from app.services import annotations, drafts, leases, scoring
-from app.tables import Image, Job, Score
+from app.tables import Job, Score
 from tests.conftest import actor
 from tests.images_data import nuclei
 from tests.test_model_services import lab, train  # noqa: F401  (fixture)

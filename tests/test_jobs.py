@@ -21,6 +21,7 @@ from app.jobs.runner import STALE_MESSAGE, fail_stale_jobs, run_job
 from app.services import jobs
 from app.tables import Image, Job
 from tests.conftest import actor
+from tests.test_model_services import lab  # noqa: F401  (fixture: 5 annotated + 1 new image)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -175,24 +176,11 @@ def test_real_worker_runs_jobs_and_recovers_stale_ones(db, config, world):
         stop_worker(worker, log)
 
 
-def test_real_worker_trains_then_rescores_and_honours_cancel(db, config, world):
+def test_real_worker_trains_then_rescores_and_honours_cancel(db, config, world, lab):  # noqa: F811
     """Training in the loop on the real worker: the training job queues a scoring job
     through Celery when it ends; a job cancelled while queued never runs."""
-    from app.permissions import SYSTEM
-    from app.services import images, projects, training
+    from app.services import training
     from app.tables import Score
-    from storage.blobstore import LocalBlobStore
-    from tests.images_data import nuclei, tiff
-    store = LocalBlobStore(config.blob_dir)
-    items = []
-    for k in range(5):
-        img, lab = nuclei(shape=(96, 96), n=8, seed=k)
-        items.append(images.ImportFile(f"d{k}.tif", read=lambda img=img: tiff(img),
-                                       read_labels=(lambda lab=lab: tiff(lab)) if k < 4 else None))
-    with db.session_scope() as s:
-        images.import_files(s, SYSTEM, store, world["project_id"], items, 1 << 28)
-        projects.set_training_settings(s, SYSTEM, world["project_id"], {
-            "width": 8, "depth": 2, "patch": 64, "batch": 4, "steps_per_epoch": 10, "epochs": 3})
     worker, log = start_worker(config)
     try:
         enqueue = AppState(config, db).enqueue

@@ -20,7 +20,7 @@ from app.permissions import Actor, Role, require, role_of
 from app.services import drafts, leases
 from app.services.gallery import image_for
 from app.services.images import count_labels
-from app.tables import Annotation, Draft, Image, Project, User, utcnow
+from app.tables import Annotation, Draft, Image, Project, User
 from storage.blobstore import BlobStore, put_array
 from storage.shapes import finish
 
@@ -106,11 +106,8 @@ def open_workspace(session: Session, actor: Actor, config: Config, image_id: int
         reason = (f"{lease.username} is annotating this image (until "
                   f"{lease.expires_at:%H:%M} UTC).")
         may_edit = False
-    draft = drafts.find_draft(session, actor, image.id) if may_edit else None
-    if may_edit and draft is None:
-        draft = drafts.ensure_draft(session, actor, image)
-    elif draft is not None:
-        draft = drafts.ensure_draft(session, actor, image)   # follows newer saves if untouched
+    # an untouched draft follows versions others saved since it began
+    draft = drafts.ensure_draft(session, actor, image) if may_edit else None
     latest = drafts.latest_annotation(session, image.id)
     base = session.get(Annotation, draft.base_annotation_id) if draft and \
         draft.base_annotation_id else None
@@ -247,7 +244,3 @@ def review_list(session: Session, actor: Actor, project_id: int,
     return [ReviewItem(img.id, img.name, ann.version, _user_name(session, ann.author_id),
                        ann.created_at, ann.n_cells or 0, ann.review_state) for img, ann in rows]
 
-
-def draft_count(session: Session, project_id: int) -> int:
-    return int(session.scalar(select(func.count(Draft.id)).join(Image)
-                              .where(Image.project_id == project_id)) or 0)

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from app.errors import NotFound, ValidationError
 from app.permissions import Actor
-from app.services.gallery import get_image
+from app.services import drafts
+from app.services.gallery import get_image, image_for
 from app.tables import Annotation, Project
 from storage.blobstore import BlobStore, get_array
 from storage.render import (ChannelView, annotation_rgba, auto_limits, composite, encode,
@@ -124,8 +125,6 @@ def render_draft(session: Session, actor: Actor, config, store: BlobStore, image
                  selected: int = 0, max_side: int = 1024) -> Rendered:
     """The annotation workspace overlay: the actor's draft (or the newest version when they
     have no draft), in class colours, selected cell highlighted, region and points shown."""
-    from app.services import drafts
-    from app.services.gallery import image_for
     image = image_for(session, actor, image_id, "view")
     canvas = drafts.current_canvas(session, actor, config, store, image)
     colors = [c.get("color", "#ffff00") for c in

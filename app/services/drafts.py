@@ -131,7 +131,9 @@ def _read_cache(path: Path, rev: int, draft_key: str) -> Canvas | None:
 
 
 def _draft_key(draft: Draft) -> str:
-    return f"{draft.base_label_key}:{draft.base_region_key}:{draft.source_model_version_id}"
+    """What a cached mask must match besides the revision (ids can be reused by SQLite)."""
+    return (f"{draft.image_id}:{draft.user_id}:{draft.base_label_key}:"
+            f"{draft.base_region_key}:{draft.source_model_version_id}")
 
 
 def canvas_for(config: Config, store: BlobStore, draft: Draft, image: Image) -> Canvas:

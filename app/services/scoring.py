@@ -7,7 +7,6 @@ annotation lease order only read them. Heat maps are cached as small float16 arr
 cache directory (recomputable, never the only copy of anything)."""
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from app.errors import NotFound, ValidationError
 from app.jobs.registry import job_kind
 from app.permissions import Actor, require
 from app.services import jobs, model_versions
-from app.tables import Annotation, Image, Job, ModelVersion, Project, Score
+from app.tables import Annotation, Image, Job, ModelVersion, Project, Score, utcnow
 from storage.blobstore import get_array, open_blob_store
 
 log = logging.getLogger(__name__)
@@ -171,7 +170,7 @@ def queue(session: Session, actor: Actor, project_id: int, limit: int = 50) -> l
     require(session, actor, project_id, "view")
     rows = ranked_pool(session, project_id, limit)
     names = dict(session.execute(select(User.id, User.username)).all())
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = utcnow()
     return [QueueItem(img.id, img.name, img.status, value,
                       names.get(img.assigned_to_id) if img.lease_expires_at and
                       img.lease_expires_at > now else None) for img, value in rows]

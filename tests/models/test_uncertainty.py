@@ -65,7 +65,7 @@ def test_mc_dropout_on_a_trained_model_onnx_and_torch_agree(trained):
     np.testing.assert_allclose(u.entropy, v.entropy, atol=1e-3)
     # noise the model never saw is less certain than the discs it learned
     noise = np.random.default_rng(0).normal(500, 300, (96, 96)).clip(0).astype(np.uint16)
-    assert uncertainty.mc_dropout(model, noise).score("entropy") != u.score("entropy")
+    assert uncertainty.mc_dropout(model, noise).score("entropy") > u.score("entropy")
 
 
 def test_strategies_rank_and_pick():
