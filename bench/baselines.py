@@ -18,7 +18,7 @@ from models.instances import instances_from_probs
 def otsu_watershed(image: np.ndarray, min_distance: int = 4, min_size: int = 12) -> np.ndarray:
     img = normalise(image)[0]
     fg = img > threshold_otsu(img)
-    fg = remove_small_objects(fg, min_size)
+    fg = remove_small_objects(fg, max_size=min_size - 1)
     dist = ndimage.distance_transform_edt(fg)
     peaks = peak_local_max(dist, min_distance=min_distance, labels=ndimage.label(fg)[0],
                            exclude_border=False)
@@ -47,7 +47,14 @@ def train_random_forest(images, labels, pixels_per_image: int = 3000, seed: int 
     return clf
 
 
-def random_forest_instances(clf, image: np.ndarray) -> np.ndarray:
+def random_forest_probs(clf, image: np.ndarray) -> np.ndarray:
+    """(3, Y, X) class probabilities (background, interior, boundary)."""
     f = features(normalise(image)[0])
     probs = clf.predict_proba(f.reshape(-1, f.shape[-1])).T.reshape((3,) + f.shape[:2])
-    return instances_from_probs(probs.astype(np.float32))
+    return probs.astype(np.float32)
+
+
+def random_forest_instances(clf, image: np.ndarray, **postprocess) -> np.ndarray:
+    """Instances with the U-Net's post-processing (`postprocess`: min_size, fg_threshold,
+    split as chosen by models.calibration)."""
+    return instances_from_probs(random_forest_probs(clf, image), **postprocess)

@@ -105,10 +105,15 @@ class SegmentationModel:
                            tile=tile, overlap=overlap, batch=batch, multiple=self.multiple)
 
     def instances(self, probs: np.ndarray) -> np.ndarray:
-        min_size = int(self.meta.get("postprocess", {}).get("min_size", 12))
+        """Instance labels from (K, Y, X) probabilities with this model's post-processing
+        (foreground threshold, seed splitting and smallest cell; chosen on validation
+        images when the model was trained, see models.calibration)."""
         if self.meta.get("kind", "instance") == "semantic":
             return probs.argmax(0).astype(np.uint16)
-        return instances_from_probs(probs, min_size=min_size)
+        post = self.meta.get("postprocess", {})
+        return instances_from_probs(probs, min_size=int(post.get("min_size", 12)),
+                                    fg_threshold=float(post.get("fg_threshold", 0.5)),
+                                    split=float(post.get("split", 0.0)))
 
 
 def _as_array(image) -> np.ndarray:

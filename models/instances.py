@@ -1,40 +1,67 @@
-"""From class probabilities to cell instances: seeds from confident interiors, watershed over
-the foreground, small objects removed and holes filled."""
+"""From class probabilities to cell instances: seeds from confident interiors (optionally
+split where the interior's shape says two touching cells), watershed over the foreground,
+small objects removed and holes filled.
+
+Three numbers steer it; `models.calibration` chooses them per model on validation images:
+`fg_threshold` (foreground = interior + boundary probability above it), `min_size` (smaller
+objects are dropped) and `split` (0: one seed per connected interior; h > 0: seeds are the
+h-maxima of the interior's smoothed distance transform, which splits touching cells that the
+network joined by a thin bridge of interior).
+"""
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from skimage.morphology import remove_small_objects
+from skimage.morphology import h_maxima, remove_small_objects
 from skimage.segmentation import watershed
 
+SEED_MIN_SIZE = 3            # interior specks smaller than this do not seed a cell
 
-def instances_from_probs(probs: np.ndarray, min_size: int = 12,
-                         fg_threshold: float = 0.5) -> np.ndarray:
+
+def instances_from_probs(probs: np.ndarray, min_size: int = 12, fg_threshold: float = 0.5,
+                         split: float = 0.0) -> np.ndarray:
     """(3, Y, X) probabilities (background, interior, boundary) -> (Y, X) instance labels
     (uint16, uint32 above 65535 cells), numbered 1..N.
 
-    Seeds are connected regions where "interior" is the most likely class; the watershed on
-    the interior probability grows them over the foreground (interior + boundary). A
-    foreground region without any seed (a small cell seen only as boundary) becomes a cell
+    A foreground region without any seed (a small cell seen only as boundary) becomes a cell
     of its own rather than being lost."""
+    return finish(segment(probs, fg_threshold, split), min_size)
+
+
+def segment(probs: np.ndarray, fg_threshold: float = 0.5, split: float = 0.0) -> np.ndarray:
+    """Watershed labels before the size filter (int64; not numbered consecutively)."""
     interior = probs[1]
     foreground = (probs[1] + probs[2]) > fg_threshold
-    seeds, n_seeds = ndimage.label((probs.argmax(0) == 1) & foreground)
-    if n_seeds:
-        seeds = remove_small_objects(seeds, max(1, min_size // 4))
+    core = (probs.argmax(0) == 1) & foreground
+    if split > 0:
+        dist = ndimage.distance_transform_edt(core)
+        peaks = h_maxima(ndimage.gaussian_filter(dist, 1.0), split).astype(bool) & core
+        seeds, _ = ndimage.label(peaks)
+        elevation = -dist - 3.0 * interior
+    else:
+        seeds, n_seeds = ndimage.label(core)
+        if n_seeds:
+            seeds = remove_small_objects(seeds, max_size=SEED_MIN_SIZE - 1)
+        elevation = -interior
     regions, n_regions = ndimage.label(foreground)
     if n_regions == 0:
-        return np.zeros(interior.shape, np.uint16)
+        return np.zeros(interior.shape, np.int64)
     seeded = np.zeros(n_regions + 1, bool)
     seeded[np.unique(regions[seeds > 0])] = True
     orphans = ~seeded[regions] & (regions > 0)
     markers = seeds.astype(np.int64)
     markers[orphans] = regions[orphans] + int(seeds.max(initial=0))
-    labels = watershed(-interior, markers=markers, mask=foreground | (markers > 0))
-    labels = remove_small_objects(labels, min_size)
+    return watershed(elevation, markers=markers, mask=foreground | (markers > 0))
+
+
+def finish(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Drop objects smaller than `min_size` pixels, fill holes, number cells 1..N."""
+    if not labels.any():
+        return np.zeros(labels.shape, np.uint16)
+    labels = remove_small_objects(labels, max_size=max(0, min_size - 1))
     filled = ndimage.binary_fill_holes(labels > 0)
     if (filled & (labels == 0)).any():
-        labels = watershed(np.zeros_like(interior), markers=labels, mask=filled)
+        labels = watershed(np.zeros(labels.shape, np.float32), markers=labels, mask=filled)
     relabelled, _, _ = _relabel(labels)
     return relabelled
 

@@ -56,6 +56,7 @@ class TrainConfig:
     boundary_weight: float = 1.0
     dice_weight: float = 1.0
     min_size: int = 12
+    calibrate: bool = True          # choose the post-processing on the validation images
     semantic: bool = False          # labels are class maps, not instances
     n_classes: int = 3
     threads: int = 0
@@ -138,6 +139,21 @@ def evaluate(model: SegmentationModel, images, labels, cfg: TrainConfig) -> dict
     if cfg.semantic:
         return {"dice": float(np.mean(dices)), "n_images": len(dices)}
     return mean_scores(scores)
+
+
+def _calibrate(model: SegmentationModel, images, labels, cfg: TrainConfig,
+               train_labels) -> dict:
+    """Choose the post-processing on the validation images (models.calibration), store it in
+    the model and return the validation metrics it gives."""
+    from models.calibration import calibrate
+
+    probs = [model.probabilities(img, tile=512, overlap=32) for img in images]
+    chosen = calibrate(probs, labels, cfg.min_size, 0.5, train_labels)
+    used = ("min_size", "fg_threshold", "split")
+    model.meta["postprocess"] = {**{k: chosen[k] for k in used},
+                                 "calibration": {k: v for k, v in chosen.items() if k not in used}}
+    log.info("post-processing calibrated on %d validation images: %s", len(images), chosen)
+    return mean_scores([score(lab, model.instances(p)) for p, lab in zip(probs, labels)])
 
 
 def train_model(images: list[np.ndarray], labels: list[np.ndarray],
@@ -256,6 +272,9 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     net.eval()
     seconds = time.perf_counter() - started
     best_metrics = {k[4:]: v for k, v in history[best_epoch - 1].items() if k.startswith("val_")}
+    if cfg.calibrate and not cfg.semantic and cfg.n_classes == 3:
+        best_metrics = _calibrate(model, val_images, val_labels, cfg,
+                                  [labels[i] for i in train_ids])
     model.meta["metrics"] = best_metrics
     model.meta["curve"] = history
     return TrainResult(model, history, best_epoch, best_metrics, seconds, steps,

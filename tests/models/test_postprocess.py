@@ -1,0 +1,91 @@
+"""Instances from probabilities: seed splitting, and the per-model post-processing choice
+on validation images (models.calibration)."""
+import numpy as np
+
+from models import load_model
+from models.calibration import calibrate, size_candidates
+from models.export import export_onnx
+from models.instances import instances_from_probs
+from models.metrics import score
+
+
+def _disc(shape, cy, cx, r):
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def _probs(interior: np.ndarray, boundary: np.ndarray) -> np.ndarray:
+    """(3, Y, X) probabilities: 0.9 for the given class, the rest shared."""
+    p = np.full((3,) + interior.shape, 0.05, np.float32)
+    p[0] = 0.9
+    p[:, boundary] = 0.05
+    p[2, boundary] = 0.9
+    p[:, interior] = 0.05
+    p[1, interior] = 0.9
+    return p
+
+
+def touching_pair(shape=(60, 90)):
+    """Two discs that touch; the network's interior joins them by a 5 px bridge."""
+    truth = np.zeros(shape, np.uint16)
+    a, b = _disc(shape, 30, 30, 14), _disc(shape, 30, 58, 14)
+    truth[a], truth[b & ~a] = 1, 2
+    interior = _disc(shape, 30, 30, 12) | _disc(shape, 30, 58, 12)
+    interior[28:33, 30:58] = True                      # the bridge
+    boundary = (a | b) & ~interior
+    return truth, _probs(interior, boundary)
+
+
+def test_split_separates_cells_joined_by_a_bridge():
+    truth, probs = touching_pair()
+    assert instances_from_probs(probs).max() == 1                # one seed: merged
+    split = instances_from_probs(probs, split=2.0)
+    assert split.max() == 2 and score(truth, split).f1 == 1.0
+    # a single round cell is not split
+    single_probs = _probs(_disc((60, 60), 30, 30, 12), _disc((60, 60), 30, 30, 14)
+                          & ~_disc((60, 60), 30, 30, 12))
+    assert instances_from_probs(single_probs, split=2.0).max() == 1
+
+
+def test_min_size_and_threshold_are_applied():
+    truth, probs = touching_pair()
+    speck = np.zeros(probs.shape[1:], bool)
+    speck[5:8, 80:83] = True                                    # 9 px of "interior"
+    probs[:, speck] = 0.05
+    probs[1, speck] = 0.9
+    assert instances_from_probs(probs, min_size=4, split=2.0).max() == 3
+    assert instances_from_probs(probs, min_size=12, split=2.0).max() == 2
+    # interior + boundary is at most 0.95 here: a threshold above it leaves no cells
+    assert instances_from_probs(probs, fg_threshold=0.97).max() == 0
+
+
+def test_calibration_chooses_what_the_validation_images_need():
+    pairs = [touching_pair() for _ in range(3)]
+    chosen = calibrate([p for _, p in pairs], [t for t, _ in pairs])
+    assert chosen["split"] > 0 and chosen["val_f1"] == 1.0
+    assert chosen["default_val_f1"] < 1.0 and chosen["n_images"] == 3
+    # ties keep the defaults: well separated cells need no split and keep threshold 0.5
+    shape = (60, 60)
+    truth = np.zeros(shape, np.uint16)
+    truth[_disc(shape, 30, 30, 14)] = 1
+    probs = _probs(_disc(shape, 30, 30, 12), _disc(shape, 30, 30, 14) & ~_disc(shape, 30, 30, 12))
+    plain = calibrate([probs], [truth])
+    assert (plain["split"], plain["fg_threshold"], plain["min_size"]) == (0.0, 0.5, 12)
+
+
+def test_size_candidates_stay_below_typical_cells():
+    labels = np.zeros((50, 50), np.uint16)
+    for k in range(10):
+        labels[k * 5:k * 5 + 4, 0:4] = k + 1                    # cells of 16 px
+    assert size_candidates([labels], 12) == [4, 8, 12]
+    assert size_candidates([np.zeros((5, 5), np.uint16)], 12) == [4, 8, 12]
+
+
+def test_training_stores_the_chosen_post_processing(trained, tmp_path):
+    post = trained.model.meta["postprocess"]
+    assert {"fg_threshold", "split", "min_size"} <= set(post)
+    assert post["calibration"]["n_images"] >= 1
+    assert trained.metrics["f1"] >= post["calibration"]["default_val_f1"] - 1e-9
+    # exported files carry it, so a model used outside CellLoop cuts cells the same way
+    card = load_model(export_onnx(trained.model, tmp_path / "m.onnx")).meta["postprocess"]
+    assert card["fg_threshold"] == post["fg_threshold"] and card["split"] == post["split"]
