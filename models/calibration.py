@@ -20,6 +20,7 @@ from models.metrics import score
 FG_THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
 SPLITS = (0.0, 1.0, 2.0, 3.0)
 MIN_SIZES = (4, 8, 12, 20, 30, 50)
+MIN_CELLS = 20               # fewer validation cells than this: keep the defaults
 
 
 def size_candidates(labels: list[np.ndarray], default: int) -> list[int]:
@@ -38,14 +39,17 @@ def calibrate(probabilities: list[np.ndarray], labels: list[np.ndarray],
               default_min_size: int = 12, default_fg: float = 0.5,
               train_labels: list[np.ndarray] | None = None) -> dict:
     """The (fg_threshold, split, min_size) with the best mean instance F1@0.5 over the
-    validation images; ties keep the values nearer the defaults (no split). `probabilities`:
+    validation images; ties keep the values nearer the defaults (no split), and with fewer
+    than MIN_CELLS validation cells the defaults are kept. `probabilities`:
     (3, Y, X) per image; `labels`: their instance labels; `train_labels` (optional) widen
     the cell-size statistics. Returns {"fg_threshold", "split", "min_size", "val_f1",
     "default_val_f1", "n_images"}."""
     default = (default_fg, 0.0, default_min_size)
-    if not probabilities:
+    n_cells = sum(len(np.unique(lab)) - int((np.asarray(lab) == 0).any()) for lab in labels)
+    if n_cells < MIN_CELLS:      # too little evidence to move away from the defaults
         return {"fg_threshold": default_fg, "split": 0.0, "min_size": default_min_size,
-                "n_images": 0}
+                "n_images": len(probabilities), "n_cells": n_cells,
+                "skipped": f"only {n_cells} validation cells (needs {MIN_CELLS})"}
     sizes = size_candidates(list(labels) + list(train_labels or []), default_min_size)
     results = {}
     for fg in sorted({default_fg, *FG_THRESHOLDS}):
@@ -59,4 +63,4 @@ def calibrate(probabilities: list[np.ndarray], labels: list[np.ndarray],
     return {"fg_threshold": float(best[0]), "split": float(best[1]), "min_size": int(best[2]),
             "val_f1": round(results[best], 4),
             "default_val_f1": round(results[default], 4) if default in results else None,
-            "n_images": len(probabilities)}
+            "n_images": len(probabilities), "n_cells": n_cells}

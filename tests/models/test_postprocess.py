@@ -1,12 +1,16 @@
 """Instances from probabilities: seed splitting, and the per-model post-processing choice
 on validation images (models.calibration)."""
 import numpy as np
+import pytest
 
 from models import load_model
-from models.calibration import calibrate, size_candidates
+from models.calibration import MIN_CELLS, calibrate, size_candidates
 from models.export import export_onnx
 from models.instances import instances_from_probs
 from models.metrics import score
+from models.persist import model_from_bytes, model_to_bytes
+from models.training import TrainConfig, _calibrate
+from tests.models.conftest import disc_data
 
 
 def _disc(shape, cy, cx, r):
@@ -60,16 +64,20 @@ def test_min_size_and_threshold_are_applied():
 
 
 def test_calibration_chooses_what_the_validation_images_need():
-    pairs = [touching_pair() for _ in range(3)]
+    pairs = [touching_pair() for _ in range(10)]          # 20 cells
     chosen = calibrate([p for _, p in pairs], [t for t, _ in pairs])
     assert chosen["split"] > 0 and chosen["val_f1"] == 1.0
-    assert chosen["default_val_f1"] < 1.0 and chosen["n_images"] == 3
+    assert chosen["default_val_f1"] < 1.0 and chosen["n_images"] == 10
+    # too few cells to judge: the defaults stay, and the result says why
+    few = calibrate([p for _, p in pairs[:3]], [t for t, _ in pairs[:3]])
+    assert (few["split"], few["fg_threshold"], few["min_size"]) == (0.0, 0.5, 12)
+    assert "6 validation cells" in few["skipped"]
     # ties keep the defaults: well separated cells need no split and keep threshold 0.5
     shape = (60, 60)
     truth = np.zeros(shape, np.uint16)
     truth[_disc(shape, 30, 30, 14)] = 1
     probs = _probs(_disc(shape, 30, 30, 12), _disc(shape, 30, 30, 14) & ~_disc(shape, 30, 30, 12))
-    plain = calibrate([probs], [truth])
+    plain = calibrate([probs] * 20, [truth] * 20)
     assert (plain["split"], plain["fg_threshold"], plain["min_size"]) == (0.0, 0.5, 12)
 
 
@@ -82,10 +90,19 @@ def test_size_candidates_stay_below_typical_cells():
 
 
 def test_training_stores_the_chosen_post_processing(trained, tmp_path):
+    # the session model validated on one image of 8 discs: too few cells, defaults kept
     post = trained.model.meta["postprocess"]
-    assert {"fg_threshold", "split", "min_size"} <= set(post)
-    assert post["calibration"]["n_images"] >= 1
-    assert trained.metrics["f1"] >= post["calibration"]["default_val_f1"] - 1e-9
+    assert "validation cells" in post["calibration"]["skipped"]
+    assert (post["fg_threshold"], post["split"], post["min_size"]) == (0.5, 0.0, 12)
+    # with enough validation cells the choice is made, stored, and used by the model
+    model = model_from_bytes(model_to_bytes(trained.model))
+    images, labels = disc_data(4, seed0=200)
+    metrics = _calibrate(model, images, labels, TrainConfig(), labels)
+    post = model.meta["postprocess"]
+    assert post["calibration"]["n_cells"] >= MIN_CELLS and "skipped" not in post["calibration"]
+    assert metrics["f1"] == pytest.approx(post["calibration"]["val_f1"], abs=1e-4)
+    assert metrics["f1"] >= post["calibration"]["default_val_f1"]
     # exported files carry it, so a model used outside CellLoop cuts cells the same way
-    card = load_model(export_onnx(trained.model, tmp_path / "m.onnx")).meta["postprocess"]
-    assert card["fg_threshold"] == post["fg_threshold"] and card["split"] == post["split"]
+    card = load_model(export_onnx(model, tmp_path / "m.onnx")).meta["postprocess"]
+    assert {k: card[k] for k in ("fg_threshold", "split", "min_size")} == \
+        {k: post[k] for k in ("fg_threshold", "split", "min_size")}
