@@ -39,6 +39,15 @@ def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
 
 
+def _post_text(post: dict) -> str:
+    """The post-processing a version cuts cells with (chosen on validation images)."""
+    if not post or "fg_threshold" not in post:
+        return "-"
+    split = post.get("split", 0)
+    return (f"fg > {post['fg_threshold']:.1f} · " + (f"split h {split:g}" if split else "no split")
+            + f" · ≥ {post.get('min_size', 12)} px")
+
+
 def versions_table(items: list[model_versions.VersionInfo]):
     if not items:
         return dbc.Alert("No model yet. Annotate a few images, then train.", color="light",
@@ -54,11 +63,14 @@ def versions_table(items: list[model_versions.VersionInfo]):
             html.Td(str(v.n_training_images)),
             html.Td(f"{m.get('seconds', 0) / 60:.1f} min" if m.get("seconds") else "-"),
             html.Td(f"#{v.parent_id}" if v.parent_id else "scratch"),
+            html.Td(_post_text(v.settings.get("postprocess", {})), className="small",
+                    title="foreground threshold, seed splitting and smallest cell, chosen on "
+                          "the validation images after training"),
             html.Td([html.A(ext, href=f"/api/models/{v.id}/export.{ext}", className="me-2 small")
                      for ext in ("cellloop", "pt", "onnx")]),
         ]))
     head = ["version", "trained", "by", "", "val F1", "val Dice", "images", "time", "from",
-            "export"]
+            "cells", "export"]
     return dbc.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
                      size="sm", hover=True, id="models-table")
 

@@ -68,6 +68,11 @@ def test_train_activate_fine_tune_and_keep_the_better_model(db, config, world, l
         versions = model_versions.list_versions(s, actor(s, "viewer"), world["project_id"])
         assert [(v.id, v.is_active) for v in versions] == [(2, False), (1, True)]
         assert len(versions[1].curve) >= 1 and versions[1].n_training_images == 5
+        # the post-processing chosen after training is recorded and shown on the models page
+        post = versions[1].settings["postprocess"]
+        assert {"fg_threshold", "split", "min_size", "calibration"} <= set(post)
+        from pages.models import _post_text
+        assert _post_text(post).startswith(f"fg > {post['fg_threshold']:.1f}")
         # owners roll back or forward; reviewers may not
         with pytest.raises(PermissionDenied):
             model_versions.activate(s, actor(s, "reviewer"), 2)
