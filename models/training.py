@@ -29,6 +29,9 @@ from models.unet import UNet
 log = logging.getLogger(__name__)
 
 
+CALIBRATION_PIXELS = 16_000_000     # validation pixels the post-processing choice may use
+
+
 class TrainingError(ValueError):
     """Training cannot start (no data, shapes that do not fit); the message says why."""
 
@@ -144,9 +147,13 @@ def evaluate(model: SegmentationModel, images, labels, cfg: TrainConfig) -> dict
 def _calibrate(model: SegmentationModel, images, labels, cfg: TrainConfig,
                train_labels) -> dict:
     """Choose the post-processing on the validation images (models.calibration), store it in
-    the model and return the validation metrics it gives."""
+    the model and return the validation metrics it gives. At most CALIBRATION_PIXELS of
+    validation images are used (in order, at least one), which bounds the time it adds."""
     from models.calibration import calibrate
 
+    pixels = np.cumsum([np.asarray(lab).size for lab in labels])
+    n = max(1, int(np.searchsorted(pixels, CALIBRATION_PIXELS, side="right")))
+    images, labels = images[:n], labels[:n]
     probs = [model.probabilities(img, tile=512, overlap=32) for img in images]
     chosen = calibrate(probs, labels, cfg.min_size, 0.5, train_labels)
     used = ("min_size", "fg_threshold", "split")

@@ -106,3 +106,12 @@ def test_training_stores_the_chosen_post_processing(trained, tmp_path):
     card = load_model(export_onnx(model, tmp_path / "m.onnx")).meta["postprocess"]
     assert {k: card[k] for k in ("fg_threshold", "split", "min_size")} == \
         {k: post[k] for k in ("fg_threshold", "split", "min_size")}
+
+
+def test_calibration_uses_a_bounded_number_of_validation_pixels(trained, monkeypatch):
+    from models import training
+    monkeypatch.setattr(training, "CALIBRATION_PIXELS", 96 * 96 * 2)
+    model = model_from_bytes(model_to_bytes(trained.model))
+    images, labels = disc_data(4, seed0=200)                   # four 96 x 96 images
+    _calibrate(model, images, labels, TrainConfig(), labels)
+    assert model.meta["postprocess"]["calibration"]["n_images"] == 2
