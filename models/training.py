@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from models.calibration import calibrate
 from models.data import IGNORE, PatchSampler, Sample, normalise, semantic_targets, \
     targets_from_labels
 from models.device import select_runtime, set_threads
@@ -149,8 +150,6 @@ def _calibrate(model: SegmentationModel, images, labels, cfg: TrainConfig,
     """Choose the post-processing on the validation images (models.calibration), store it in
     the model and return the validation metrics it gives. At most CALIBRATION_PIXELS of
     validation images are used (in order, at least one), which bounds the time it adds."""
-    from models.calibration import calibrate
-
     pixels = np.cumsum([np.asarray(lab).size for lab in labels])
     n = max(1, int(np.searchsorted(pixels, CALIBRATION_PIXELS, side="right")))
     images, labels = images[:n], labels[:n]

@@ -127,7 +127,6 @@ def test_stale_running_jobs_fail_on_worker_start(db, world):
     assert job_row(db, other).state == "running"
 
 
-@pytest.mark.slow
 def start_worker(config):
     env = {**os.environ, "CELLLOOP_DATA_DIR": str(config.data_dir),
            "SECRET_KEY": config.secret_key, "PYTHONUNBUFFERED": "1"}
@@ -154,6 +153,7 @@ def wait_for(db, config, job_id, timeout=180):
     return job
 
 
+@pytest.mark.slow
 def test_real_worker_runs_jobs_and_recovers_stale_ones(db, config, world):
     stale = add_job(db, world, state="running", worker="")
     worker, log = start_worker(config)
@@ -176,6 +176,7 @@ def test_real_worker_runs_jobs_and_recovers_stale_ones(db, config, world):
         stop_worker(worker, log)
 
 
+@pytest.mark.slow
 def test_real_worker_trains_then_rescores_and_honours_cancel(db, config, world, lab):  # noqa: F811
     """Training in the loop on the real worker: the training job queues a scoring job
     through Celery when it ends; a job cancelled while queued never runs."""
