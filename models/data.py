@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from skimage.segmentation import find_boundaries
 
 IGNORE = 255
@@ -29,15 +30,32 @@ def normalise(image: np.ndarray, low: float = DEFAULT_PERCENTILES[0],
     return out
 
 
-def targets_from_labels(labels: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
+def targets_from_labels(labels: np.ndarray, region: np.ndarray | None = None,
+                        touch_width: int = 0) -> np.ndarray:
     """(Y, X) uint8 class map: interior 1, boundary 2 (inner boundary of each cell, so touching
-    cells are separated), background 0, IGNORE outside `region` (bool, True = annotated)."""
+    cells are separated), background 0, IGNORE outside `region` (bool, True = annotated).
+
+    `touch_width` > 0 widens the boundary where cells touch: every cell pixel with another
+    cell within that many pixels (a (2w+1)-square) becomes boundary, so the network learns a
+    gap between touching nuclei that seeds can not bridge."""
     target = np.zeros(labels.shape, np.uint8)
     target[labels > 0] = 1
     target[find_boundaries(labels, mode="inner") & (labels > 0)] = 2
+    if touch_width > 0:
+        target[touching(labels, touch_width)] = 2
     if region is not None:
         target[~region.astype(bool)] = IGNORE
     return target
+
+
+def touching(labels: np.ndarray, width: int) -> np.ndarray:
+    """Cell pixels with a different cell within `width` pixels (square neighbourhood)."""
+    size = 2 * width + 1
+    labels = np.asarray(labels)
+    high = ndimage.maximum_filter(labels, size=size)
+    above = np.int64(labels.max(initial=0)) + 1       # stands for background in the minimum
+    low = ndimage.minimum_filter(np.where(labels > 0, labels.astype(np.int64), above), size=size)
+    return (labels > 0) & ((high > labels) | (low < labels))
 
 
 def semantic_targets(mask: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:

@@ -30,7 +30,8 @@ from models.unet import UNet
 log = logging.getLogger(__name__)
 
 
-CALIBRATION_PIXELS = 16_000_000     # validation pixels the post-processing choice may use
+CALIBRATION_SECONDS = 120.0          # the post-processing choice without a time budget ...
+CALIBRATION_FRACTION = 0.1           # ... and with one: this share of it
 
 
 class TrainingError(ValueError):
@@ -58,6 +59,7 @@ class TrainConfig:
     max_seconds: float | None = None
     fg_fraction: float = 0.6
     boundary_weight: float = 1.0
+    touch_width: int = 0             # widen the boundary target where cells touch (pixels)
     dice_weight: float = 1.0
     min_size: int = 12
     calibrate: bool = True          # choose the post-processing on the validation images
@@ -97,7 +99,8 @@ def _samples(images, labels, regions, cfg: TrainConfig) -> list[Sample]:
         if img.shape[1:] != lab.shape:
             raise TrainingError(f"image {k}: shape {img.shape[1:]} but labels {lab.shape}")
         region = None if regions is None else regions[k]
-        target = semantic_targets(lab, region) if cfg.semantic else targets_from_labels(lab, region)
+        target = semantic_targets(lab, region) if cfg.semantic else targets_from_labels(lab, region,
+                                                                                   cfg.touch_width)
         out.append(Sample(normalise(img, *cfg.normalisation), target))
     return out
 
@@ -145,21 +148,43 @@ def evaluate(model: SegmentationModel, images, labels, cfg: TrainConfig) -> dict
     return mean_scores(scores)
 
 
-def _calibrate(model: SegmentationModel, images, labels, cfg: TrainConfig,
-               train_labels) -> dict:
-    """Choose the post-processing on the validation images (models.calibration), store it in
-    the model and return the validation metrics it gives. At most CALIBRATION_PIXELS of
-    validation images are used (in order, at least one), which bounds the time it adds."""
-    pixels = np.cumsum([np.asarray(lab).size for lab in labels])
-    n = max(1, int(np.searchsorted(pixels, CALIBRATION_PIXELS, side="right")))
-    images, labels = images[:n], labels[:n]
-    probs = [model.probabilities(img, tile=512, overlap=32) for img in images]
-    chosen = calibrate(probs, labels, cfg.min_size, 0.5, train_labels)
+def _calibrate(model: SegmentationModel, cfg: TrainConfig, val_images, val_labels,
+               more_images=(), more_labels=(), train_labels=()) -> dict:
+    """Choose the post-processing (models.calibration) on the validation images followed by
+    `more_images` (fully annotated training images), within `calibration_seconds(cfg)`
+    (at least one image); store it in the model and return the metrics it gives on the
+    validation images it used."""
+    images, labels = list(val_images) + list(more_images), list(val_labels) + list(more_labels)
+    kept = []                       # the validation images' probabilities, for the metrics
+
+    def probabilities():
+        for k, img in enumerate(images):
+            probs = model.probabilities(img, tile=512, overlap=32)
+            if k < len(val_images):
+                kept.append(probs)
+            yield probs
+
+    chosen = calibrate(probabilities(), labels, cfg.min_size, 0.5, list(train_labels),
+                       seconds=calibration_seconds(cfg))
+    chosen["n_validation_images"] = len(kept)
     used = ("min_size", "fg_threshold", "split")
     model.meta["postprocess"] = {**{k: chosen[k] for k in used},
                                  "calibration": {k: v for k, v in chosen.items() if k not in used}}
-    log.info("post-processing calibrated on %d validation images: %s", len(images), chosen)
-    return mean_scores([score(lab, model.instances(p)) for p, lab in zip(probs, labels)])
+    log.info("post-processing calibrated on %d images (%d validation): %s",
+             chosen["n_images"], len(kept), chosen)
+    return mean_scores([score(lab, model.instances(p)) for p, lab in zip(kept, labels)])
+
+
+def calibration_seconds(cfg: TrainConfig) -> float:
+    """Time the post-processing choice may take: a tenth of a training time budget, else
+    CALIBRATION_SECONDS."""
+    return CALIBRATION_FRACTION * cfg.max_seconds if cfg.max_seconds else CALIBRATION_SECONDS
+
+
+def fully_annotated(ids, regions, seed: int) -> list[int]:
+    """The ids whose whole image is annotated, in a seeded random order."""
+    ids = [i for i in ids if regions is None or regions[i] is None or bool(np.all(regions[i]))]
+    return [ids[k] for k in np.random.default_rng(seed).permutation(len(ids))]
 
 
 def train_model(images: list[np.ndarray], labels: list[np.ndarray],
@@ -216,6 +241,9 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     sampler = PatchSampler(train_samples, cfg.patch, rng, cfg.fg_fraction)
     optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     planned = cfg.epochs * cfg.steps_per_epoch
+    calibrating = cfg.calibrate and not cfg.semantic and cfg.n_classes == 3
+    # a time budget covers the post-processing choice too
+    budget = cfg.max_seconds and cfg.max_seconds - (calibration_seconds(cfg) if calibrating else 0)
     scheduler = None
     history, best, best_state, best_epoch, bad_epochs = [], -1.0, None, 0, 0
     started, steps, stopped = time.perf_counter(), 0, "epochs"
@@ -241,8 +269,8 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
                 losses.append(float(loss.detach()))
                 if scheduler is None and steps == 3:
                     per_step = (time.perf_counter() - started) / 3
-                    if cfg.max_seconds:
-                        planned = max(steps + 1, min(planned, int(cfg.max_seconds * 0.85 / per_step)))
+                    if budget:
+                        planned = max(steps + 1, min(planned, int(budget * 0.85 / per_step)))
                     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
                         optimiser, T_max=max(1, planned - steps))
                 elif scheduler is not None and steps < planned:
@@ -266,7 +294,7 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
             if bad_epochs >= cfg.patience:
                 stopped = "early-stopping"
                 break
-            if steps >= planned or (cfg.max_seconds and elapsed + elapsed / epoch > cfg.max_seconds):
+            if steps >= planned or (budget and elapsed + elapsed / epoch > budget):
                 stopped = "time budget" if cfg.max_seconds and steps < cfg.epochs * cfg.steps_per_epoch \
                     else "epochs"
                 break
@@ -278,8 +306,10 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     net.eval()
     seconds = time.perf_counter() - started
     best_metrics = {k[4:]: v for k, v in history[best_epoch - 1].items() if k.startswith("val_")}
-    if cfg.calibrate and not cfg.semantic and cfg.n_classes == 3:
-        best_metrics = _calibrate(model, val_images, val_labels, cfg,
+    if calibrating:
+        more = fully_annotated([i for i in train_ids if i not in val_ids], regions, cfg.seed)
+        best_metrics = _calibrate(model, cfg, val_images, val_labels,
+                                  [images[i] for i in more], [labels[i] for i in more],
                                   [labels[i] for i in train_ids])
     model.meta["metrics"] = best_metrics
     model.meta["curve"] = history

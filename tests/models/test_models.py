@@ -54,6 +54,18 @@ def test_targets_and_regions():
     assert (t[:, 8:] == IGNORE).all() and t[0, 0] == 0
 
 
+def test_touch_width_widens_the_gap_between_touching_cells_only():
+    labels = np.zeros((20, 20), np.uint16)
+    labels[2:10, 2:9], labels[2:10, 9:16] = 1, 2         # touching along x = 8 | 9
+    labels[11:18, 2:8] = 3                               # one empty row below cells 1 and 2
+    thin, wide = targets_from_labels(labels), targets_from_labels(labels, touch_width=2)
+    assert (thin[5, 7:11] == [1, 2, 2, 1]).all()
+    assert (wide[5, 6:12] == [1, 2, 2, 2, 2, 1]).all()     # two pixels each side of the contact
+    assert (wide[5, 3:6] == 1).all() and (wide[5, 12:15] == 1).all()
+    # three pixels from another cell is not touching; nothing outside the cells changes
+    assert wide[12, 4] == 1 and wide[7, 4] == 1 and (wide[labels == 0] == 0).all()
+    assert ((wide == 2) >= (thin == 2)).all()
+
 def test_tiled_equals_whole_image(trained):
     model = trained.model
     images, _ = disc_data(1, seed0=50, shape=(200, 168))

@@ -66,12 +66,12 @@ def test_min_size_and_threshold_are_applied():
 def test_calibration_chooses_what_the_validation_images_need():
     pairs = [touching_pair() for _ in range(10)]          # 20 cells
     chosen = calibrate([p for _, p in pairs], [t for t, _ in pairs])
-    assert chosen["split"] > 0 and chosen["val_f1"] == 1.0
-    assert chosen["default_val_f1"] < 1.0 and chosen["n_images"] == 10
+    assert chosen["split"] > 0 and chosen["f1"] == 1.0
+    assert chosen["default_f1"] < 1.0 and chosen["n_images"] == 10
     # too few cells to judge: the defaults stay, and the result says why
     few = calibrate([p for _, p in pairs[:3]], [t for t, _ in pairs[:3]])
     assert (few["split"], few["fg_threshold"], few["min_size"]) == (0.0, 0.5, 12)
-    assert "6 validation cells" in few["skipped"]
+    assert "6 annotated cells" in few["skipped"]
     # ties keep the defaults: well separated cells need no split and keep threshold 0.5
     shape = (60, 60)
     truth = np.zeros(shape, np.uint16)
@@ -90,28 +90,52 @@ def test_size_candidates_stay_below_typical_cells():
 
 
 def test_training_stores_the_chosen_post_processing(trained, tmp_path):
-    # the session model validated on one image of 8 discs: too few cells, defaults kept
-    post = trained.model.meta["postprocess"]
-    assert "validation cells" in post["calibration"]["skipped"]
+    # the session model (6 images of 8 discs, 1 held out) chose on all six: 48 cells
+    cal = trained.model.meta["postprocess"]["calibration"]
+    assert (cal["n_images"], cal["n_validation_images"], cal["n_cells"]) == (6, 1, 48)
+    assert "skipped" not in cal
+    # one image of 8 discs is too few cells to choose on: the defaults are kept
+    model = model_from_bytes(model_to_bytes(trained.model))
+    images, labels = disc_data(1, seed0=300)
+    _calibrate(model, TrainConfig(), images, labels)
+    post = model.meta["postprocess"]
+    assert "annotated cells" in post["calibration"]["skipped"]
     assert (post["fg_threshold"], post["split"], post["min_size"]) == (0.5, 0.0, 12)
     # with enough validation cells the choice is made, stored, and used by the model
     model = model_from_bytes(model_to_bytes(trained.model))
     images, labels = disc_data(4, seed0=200)
-    metrics = _calibrate(model, images, labels, TrainConfig(), labels)
+    metrics = _calibrate(model, TrainConfig(), images, labels, train_labels=labels)
     post = model.meta["postprocess"]
     assert post["calibration"]["n_cells"] >= MIN_CELLS and "skipped" not in post["calibration"]
-    assert metrics["f1"] == pytest.approx(post["calibration"]["val_f1"], abs=1e-4)
-    assert metrics["f1"] >= post["calibration"]["default_val_f1"]
+    assert metrics["f1"] == pytest.approx(post["calibration"]["f1"], abs=1e-4)
+    assert metrics["f1"] >= post["calibration"]["default_f1"]
     # exported files carry it, so a model used outside CellLoop cuts cells the same way
     card = load_model(export_onnx(model, tmp_path / "m.onnx")).meta["postprocess"]
     assert {k: card[k] for k in ("fg_threshold", "split", "min_size")} == \
         {k: post[k] for k in ("fg_threshold", "split", "min_size")}
 
 
-def test_calibration_uses_a_bounded_number_of_validation_pixels(trained, monkeypatch):
+def test_calibration_time_is_bounded(trained, monkeypatch):
     from models import training
-    monkeypatch.setattr(training, "CALIBRATION_PIXELS", 96 * 96 * 2)
     model = model_from_bytes(model_to_bytes(trained.model))
-    images, labels = disc_data(4, seed0=200)                   # four 96 x 96 images
-    _calibrate(model, images, labels, TrainConfig(), labels)
-    assert model.meta["postprocess"]["calibration"]["n_images"] == 2
+    images, labels = disc_data(4, seed0=200)
+    cfg = TrainConfig()
+    _calibrate(model, cfg, images[:2], labels[:2], images[2:], labels[2:])
+    cal = model.meta["postprocess"]["calibration"]
+    assert (cal["n_images"], cal["n_validation_images"]) == (4, 2)
+    # no time left: one image (the first validation image) is still used
+    monkeypatch.setattr(training, "CALIBRATION_SECONDS", 0.0)
+    _calibrate(model, cfg, images[:2], labels[:2], images[2:], labels[2:])
+    cal = model.meta["postprocess"]["calibration"]
+    assert (cal["n_images"], cal["n_validation_images"]) == (1, 1)
+    # a training time budget reserves a tenth of itself for the choice
+    assert training.calibration_seconds(TrainConfig(max_seconds=600)) == 60
+
+
+def test_calibration_adds_onlyfully_annotated_training_images():
+    from models.training import fully_annotated
+    full, part = np.ones((4, 4), bool), np.eye(4, dtype=bool)
+    assert fully_annotated(list(range(20)), None, 3) == fully_annotated(list(range(20)), None, 3)
+    assert fully_annotated(list(range(20)), None, 3) != list(range(20))    # shuffled
+    assert sorted(fully_annotated([0, 1, 2, 3], [None, part, full, part], 0)) == [0, 2]
+    assert sorted(fully_annotated([0, 1, 2, 3], None, 5)) == [0, 1, 2, 3]
