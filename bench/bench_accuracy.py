@@ -22,7 +22,7 @@ from models import predict  # noqa: E402
 from models.calibration import calibrate  # noqa: E402
 from models.instances import instances_from_probs  # noqa: E402
 from models.metrics import mean_scores, score  # noqa: E402
-from models.training import (TrainConfig, calibration_seconds, fully_annotated,  # noqa: E402
+from models.training import (TrainConfig, calibration_pixels, fully_annotated,  # noqa: E402
                              train_model)
 
 DEFAULT = dict(width=16, depth=4, patch=128, batch=16, steps_per_epoch=100, epochs=400,
@@ -137,8 +137,8 @@ def main() -> None:
 first 80% train). Of the training images, {len(result.val_ids)} (10%, seed 0) are the validation
 set for early stopping. The post-processing (`models.calibration`: foreground threshold, seed
 splitting h, smallest cell, by F1) is chosen on the validation images followed by other training
-images, as many as {calibration_seconds(TrainConfig(max_seconds=args.minutes * 60)):.0f} s allow
-(this run: {cal["n_images"]} images, {cal["n_validation_images"]} of them validation, {cal["n_cells"]}
+images, up to {calibration_pixels(TrainConfig(max_seconds=args.minutes * 60)) / 1e6:.1f} megapixels
+(a tenth of the time budget at 60,000 pixels/s; this run: {cal["n_images"]} images, {cal["n_validation_images"]} of them validation, {cal["n_cells"]}
 cells); test images are never used. Metrics are means over test
 images; F1 at IoU 0.5 with one-to-one matching.
 

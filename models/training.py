@@ -30,8 +30,9 @@ from models.unet import UNet
 log = logging.getLogger(__name__)
 
 
-CALIBRATION_SECONDS = 120.0          # the post-processing choice without a time budget ...
-CALIBRATION_FRACTION = 0.1           # ... and with one: this share of it
+CALIBRATION_PIXELS = 8_000_000       # annotated pixels the post-processing choice may use
+CALIBRATION_FRACTION = 0.1           # with a time budget: the share of it reserved for that,
+CALIBRATION_RATE = 60_000            # at the pixels/s it runs at on a 2-core CPU (measured)
 
 
 class TrainingError(ValueError):
@@ -151,8 +152,8 @@ def evaluate(model: SegmentationModel, images, labels, cfg: TrainConfig) -> dict
 def _calibrate(model: SegmentationModel, cfg: TrainConfig, val_images, val_labels,
                more_images=(), more_labels=(), train_labels=()) -> dict:
     """Choose the post-processing (models.calibration) on the validation images followed by
-    `more_images` (fully annotated training images), within `calibration_seconds(cfg)`
-    (at least one image); store it in the model and return the metrics it gives on the
+    `more_images` (fully annotated training images), at most `calibration_pixels(cfg)` of
+    them (at least one image); store it in the model and return the metrics it gives on the
     validation images it used."""
     images, labels = list(val_images) + list(more_images), list(val_labels) + list(more_labels)
     kept = []                       # the validation images' probabilities, for the metrics
@@ -165,7 +166,7 @@ def _calibrate(model: SegmentationModel, cfg: TrainConfig, val_images, val_label
             yield probs
 
     chosen = calibrate(probabilities(), labels, cfg.min_size, 0.5, list(train_labels),
-                       seconds=calibration_seconds(cfg))
+                       max_pixels=calibration_pixels(cfg))
     chosen["n_validation_images"] = len(kept)
     used = ("min_size", "fg_threshold", "split")
     model.meta["postprocess"] = {**{k: chosen[k] for k in used},
@@ -175,10 +176,13 @@ def _calibrate(model: SegmentationModel, cfg: TrainConfig, val_images, val_label
     return mean_scores([score(lab, model.instances(p)) for p, lab in zip(kept, labels)])
 
 
-def calibration_seconds(cfg: TrainConfig) -> float:
-    """Time the post-processing choice may take: a tenth of a training time budget, else
-    CALIBRATION_SECONDS."""
-    return CALIBRATION_FRACTION * cfg.max_seconds if cfg.max_seconds else CALIBRATION_SECONDS
+def calibration_pixels(cfg: TrainConfig) -> int:
+    """Annotated pixels the post-processing choice may use: CALIBRATION_PIXELS, or with a
+    training time budget what a tenth of it buys at CALIBRATION_RATE (fixed numbers, so the
+    choice does not depend on the machine's speed)."""
+    if not cfg.max_seconds:
+        return CALIBRATION_PIXELS
+    return min(CALIBRATION_PIXELS, int(CALIBRATION_FRACTION * cfg.max_seconds * CALIBRATION_RATE))
 
 
 def fully_annotated(ids, regions, seed: int) -> list[int]:
@@ -243,7 +247,7 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     planned = cfg.epochs * cfg.steps_per_epoch
     calibrating = cfg.calibrate and not cfg.semantic and cfg.n_classes == 3
     # a time budget covers the post-processing choice too
-    budget = cfg.max_seconds and cfg.max_seconds - (calibration_seconds(cfg) if calibrating else 0)
+    budget = cfg.max_seconds and cfg.max_seconds * (1 - (CALIBRATION_FRACTION if calibrating else 0))
     scheduler = None
     history, best, best_state, best_epoch, bad_epochs = [], -1.0, None, 0, 0
     started, steps, stopped = time.perf_counter(), 0, "epochs"

@@ -40,7 +40,7 @@ def _fmt(value) -> str:
 
 
 def _post_text(post: dict) -> str:
-    """The post-processing a version cuts cells with (chosen on validation images)."""
+    """The post-processing a version cuts cells with (chosen on annotated images)."""
     if not post or "fg_threshold" not in post:
         return "-"
     split = post.get("split", 0)
@@ -65,7 +65,7 @@ def versions_table(items: list[model_versions.VersionInfo]):
             html.Td(f"#{v.parent_id}" if v.parent_id else "scratch"),
             html.Td(_post_text(v.settings.get("postprocess", {})), className="small",
                     title="foreground threshold, seed splitting and smallest cell, chosen on "
-                          "the validation images after training"),
+                          "the validation and fully annotated training images after training"),
             html.Td([html.A(ext, href=f"/api/models/{v.id}/export.{ext}", className="me-2 small")
                      for ext in ("cellloop", "pt", "onnx")]),
         ]))

@@ -123,13 +123,17 @@ def test_calibration_time_is_bounded(trained, monkeypatch):
     _calibrate(model, cfg, images[:2], labels[:2], images[2:], labels[2:])
     cal = model.meta["postprocess"]["calibration"]
     assert (cal["n_images"], cal["n_validation_images"]) == (4, 2)
-    # no time left: one image (the first validation image) is still used
-    monkeypatch.setattr(training, "CALIBRATION_SECONDS", 0.0)
+    # room for three of the 96 x 96 images; with none, the first validation image is used
+    monkeypatch.setattr(training, "CALIBRATION_PIXELS", 96 * 96 * 3 + 5)
+    _calibrate(model, cfg, images[:2], labels[:2], images[2:], labels[2:])
+    assert model.meta["postprocess"]["calibration"]["n_images"] == 3
+    monkeypatch.setattr(training, "CALIBRATION_PIXELS", 0)
     _calibrate(model, cfg, images[:2], labels[:2], images[2:], labels[2:])
     cal = model.meta["postprocess"]["calibration"]
     assert (cal["n_images"], cal["n_validation_images"]) == (1, 1)
-    # a training time budget reserves a tenth of itself for the choice
-    assert training.calibration_seconds(TrainConfig(max_seconds=600)) == 60
+    # a training time budget reserves a tenth of itself: what that buys at the measured rate
+    monkeypatch.setattr(training, "CALIBRATION_PIXELS", 10 ** 9)
+    assert training.calibration_pixels(TrainConfig(max_seconds=600)) == 60 * training.CALIBRATION_RATE
 
 
 def test_calibration_adds_onlyfully_annotated_training_images():
