@@ -89,6 +89,9 @@ def main() -> None:
     otsu = evaluate("otsu", baselines.otsu_watershed, test_x, test_y)
 
     def report(entry):
+        if entry.get("phase") == "calibration":
+            print("choosing the post-processing", flush=True)
+            return
         print("epoch", entry["epoch"], "step", entry["step"], "loss", round(entry["loss"], 4),
               "val f1", round(entry.get("val_f1", 0), 4), f"{entry['seconds']:.0f}s", flush=True)
 

@@ -63,7 +63,7 @@ class TrainConfig:
     touch_width: int = 0             # widen the boundary target where cells touch (pixels)
     dice_weight: float = 1.0
     min_size: int = 12
-    calibrate: bool = True          # choose the post-processing on the validation images
+    calibrate: bool = True          # choose the post-processing on annotated images
     semantic: bool = False          # labels are class maps, not instances
     n_classes: int = 3
     threads: int = 0
@@ -203,7 +203,8 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     """Train a U-Net. images: (C, Y, X) or (Y, X) raw arrays; labels: (Y, X) instance labels
     (class maps if `config.semantic`); regions: (Y, X) bool annotated masks or None. Without
     val_* a validation split is taken from the data. `init` fine-tunes an existing model.
-    `progress(dict)` is called after each epoch; `should_stop()` between steps cancels."""
+    `progress(dict)` is called after each epoch, and once more (with "phase": "calibration")
+    before the post-processing is chosen; `should_stop()` between steps cancels."""
     cfg = config or TrainConfig()
     if not images:
         raise TrainingError("There are no annotated images to train on.")
@@ -311,7 +312,11 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     seconds = time.perf_counter() - started
     best_metrics = {k[4:]: v for k, v in history[best_epoch - 1].items() if k.startswith("val_")}
     if calibrating:
-        more = fully_annotated([i for i in train_ids if i not in val_ids], regions, cfg.seed)
+        if progress is not None:
+            progress({**history[-1], "phase": "calibration", "best_epoch": best_epoch,
+                      "planned_steps": planned, "epochs": cfg.epochs})
+        held_out = set(val_ids)
+        more = fully_annotated([i for i in train_ids if i not in held_out], regions, cfg.seed)
         best_metrics = _calibrate(model, cfg, val_images, val_labels,
                                   [images[i] for i in more], [labels[i] for i in more],
                                   [labels[i] for i in train_ids])

@@ -130,6 +130,10 @@ def run_training(ctx, fine_tune: bool = True, epochs: int | None = None,
         frac = (entry["seconds"] / budget) if budget else entry["epoch"] / cfg.epochs
         frac = max(frac, entry["step"] / max(1, entry["planned_steps"]))
         f1 = entry.get("val_f1", entry.get("val_dice", 0.0))
+        if entry.get("phase") == "calibration":
+            ctx.progress(min(0.97, frac), f"best epoch {entry['best_epoch']}: choosing how cells "
+                                          "are cut, on the annotated images", force=True)
+            return
         ctx.progress(min(0.97, frac), f"epoch {entry['epoch']}: loss {entry['loss']:.3f}, "
                                       f"validation {'Dice' if cfg.semantic else 'F1'} {f1:.3f}",
                      force=True)

@@ -1,5 +1,5 @@
 """Instances from probabilities: seed splitting, and the per-model post-processing choice
-on validation images (models.calibration)."""
+on annotated images (models.calibration)."""
 import numpy as np
 import pytest
 
@@ -9,8 +9,8 @@ from models.export import export_onnx
 from models.instances import instances_from_probs
 from models.metrics import score
 from models.persist import model_from_bytes, model_to_bytes
-from models.training import TrainConfig, _calibrate
-from tests.models.conftest import disc_data
+from models.training import TrainConfig, _calibrate, train_model
+from tests.models.conftest import TINY, disc_data
 
 
 def _disc(shape, cy, cx, r):
@@ -143,3 +143,12 @@ def test_calibration_adds_onlyfully_annotated_training_images():
     assert fully_annotated(list(range(20)), None, 3) != list(range(20))    # shuffled
     assert sorted(fully_annotated([0, 1, 2, 3], [None, part, full, part], 0)) == [0, 2]
     assert sorted(fully_annotated([0, 1, 2, 3], None, 5)) == [0, 1, 2, 3]
+
+
+def test_progress_announces_the_calibration():
+    entries = []
+    images, labels = disc_data(3, seed0=400)
+    train_model(images, labels, config=TrainConfig(**TINY, epochs=2, steps_per_epoch=2),
+                progress=entries.append)
+    assert [(e["epoch"], e.get("phase")) for e in entries] == [(1, None), (2, None),
+                                                               (2, "calibration")]
