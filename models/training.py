@@ -133,7 +133,10 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, cfg: TrainConfig) -> tor
 
 
 def evaluate(model: SegmentationModel, images, labels, cfg: TrainConfig) -> dict:
-    """Validation metrics on whole images (tiled inference)."""
+    """Validation metrics on whole images (tiled inference), with "se", the standard error of
+    the per-image F1 (Dice) over the images: the epoch kept is the latest whose score is
+    within one standard error of the best, since an earlier epoch that scores a little
+    higher on a few validation images is noise more often than a better model."""
     scores, dices = [], []
     for img, lab in zip(images, labels):
         probs = model.probabilities(img, tile=512, overlap=32)
@@ -145,8 +148,13 @@ def evaluate(model: SegmentationModel, images, labels, cfg: TrainConfig) -> dict
         else:
             scores.append(score(lab, model.instances(probs)))
     if cfg.semantic:
-        return {"dice": float(np.mean(dices)), "n_images": len(dices)}
-    return mean_scores(scores)
+        return {"dice": float(np.mean(dices)), "n_images": len(dices), "se": _se(dices)}
+    return {**mean_scores(scores), "se": _se([s.f1 for s in scores])}
+
+
+def _se(values) -> float:
+    """Standard error of the mean over validation images (0 for one image)."""
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
 
 
 def _calibrate(model: SegmentationModel, cfg: TrainConfig, val_images, val_labels,
@@ -251,6 +259,7 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     budget = cfg.max_seconds and cfg.max_seconds * (1 - (CALIBRATION_FRACTION if calibrating else 0))
     scheduler = None
     history, best, best_state, best_epoch, bad_epochs = [], -1.0, None, 0, 0
+    tolerance = 0.0
     started, steps, stopped = time.perf_counter(), 0, "epochs"
     try:
         for epoch in range(1, cfg.epochs + 1):
@@ -288,10 +297,18 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
                      "seconds": round(elapsed, 2), **{f"val_{k}": v for k, v in metrics.items()}}
             history.append(entry)
             if key > best:
-                best, best_epoch, bad_epochs = key, epoch, 0
-                best_state = copy.deepcopy(net.state_dict())
+                best, tolerance, bad_epochs = key, metrics.get("se", 0.0), 0
             else:
                 bad_epochs += 1
+            if key >= best - tolerance:     # the latest epoch within noise of the best
+                best_epoch, best_state = epoch, copy.deepcopy(net.state_dict())
+            if epoch == 1 and budget and steps < planned:
+                # the first estimate left out validation; with a whole epoch measured, plan
+                # the whole epochs that fit and restart the cosine from here (barely moved)
+                fit = int(budget * 0.97 / elapsed) * cfg.steps_per_epoch
+                planned = max(steps + 1, min(cfg.epochs * cfg.steps_per_epoch, fit))
+                scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                    optimiser, T_max=max(1, planned - steps))
             if progress is not None:
                 progress({**entry, "best_epoch": best_epoch, "planned_steps": planned,
                           "epochs": cfg.epochs})

@@ -152,3 +152,15 @@ def test_progress_announces_the_calibration():
                 progress=entries.append)
     assert [(e["epoch"], e.get("phase")) for e in entries] == [(1, None), (2, None),
                                                                (2, "calibration")]
+
+
+def test_the_kept_epoch_is_the_latest_within_one_standard_error_of_the_best(monkeypatch):
+    from models import training
+    scripted = iter([0.50, 0.80, 0.77, 0.60, 0.74])      # validation F1 by epoch, se 0.05
+    monkeypatch.setattr(training, "evaluate",
+                        lambda *a: {"f1": next(scripted), "se": 0.05, "n_images": 2})
+    images, labels = disc_data(3, seed0=500)
+    result = train_model(images, labels, config=TrainConfig(
+        **TINY, epochs=5, steps_per_epoch=1, patience=10, calibrate=False))
+    assert result.best_epoch == 3                 # 0.77 >= 0.80 - 0.05; 0.74 is not
+    assert training._se([0.5, 0.7]) == pytest.approx(0.1) and training._se([0.9]) == 0.0
