@@ -40,7 +40,8 @@ def test_draw_save_reload_and_select(browser, world, db, config, image_id):
     browser.find_element("body").send_keys("d")          # keyboard shortcut: Draw tool
     browser.wait_for_element("#annotate-tool input[value=draw]:checked")
     browser.driver.execute_script(DRAW)
-    browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=10)
+    # the first callback of a freshly started server can be slow
+    browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=30)
     # the overlay image now points at the new draft revision
     assert "draft.png?rev=" in browser.find_elements("#annotate-graph image")[1].get_attribute("href")
     ActionChains(browser.driver).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL) \
