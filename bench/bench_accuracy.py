@@ -22,8 +22,8 @@ from models import predict  # noqa: E402
 from models.calibration import calibrate  # noqa: E402
 from models.instances import instances_from_probs  # noqa: E402
 from models.metrics import mean_scores, score  # noqa: E402
-from models.training import (TrainConfig, calibration_pixels, fully_annotated,  # noqa: E402
-                             train_model)
+from models.training import (CALIBRATION_FRACTION, CALIBRATION_RATE,  # noqa: E402
+                             TrainConfig, calibration_pixels, train_model)
 
 DEFAULT = dict(width=16, depth=4, patch=128, batch=16, steps_per_epoch=100, epochs=400,
                patience=12, lr=2e-3, val_fraction=0.1)
@@ -106,20 +106,17 @@ def main() -> None:
                             unet_probs, test_y)
 
     # The forest learns from the same training images as the U-Net and its post-processing
-    # is chosen the same way, on the same images (validation first, then the training images
-    # the U-Net's calibration reached). Forests fit their training pixels closely, so it is
-    # also chosen on the validation images alone; the better forest on test is the baseline.
+    # is chosen the same way, on the same images (`result.calibration_ids`). Forests fit
+    # their training pixels closely, so it is also chosen on the validation images alone;
+    # the better forest on test is the baseline.
     fit_x = [train_x[i] for i in result.train_ids]
     fit_y = [train_y[i] for i in result.train_ids]
-    val_x = [train_x[i] for i in result.val_ids]
-    extra = fully_annotated([i for i in result.train_ids if i not in result.val_ids], None,
-                             TrainConfig().seed)[:post["calibration"]["n_images"] - len(val_x)]
     t = time.perf_counter()
     forest = baselines.train_random_forest(fit_x, fit_y)
     rf_train_s = time.perf_counter() - t
     rf_probs = [baselines.random_forest_probs(forest, x) for x in test_x]
     forests = {}
-    for name, ids in (("validation and training images", result.val_ids + extra),
+    for name, ids in (("validation and training images", result.calibration_ids),
                       ("validation images", result.val_ids)):
         chosen = calibrate([baselines.random_forest_probs(forest, train_x[i]) for i in ids],
                            [train_y[i] for i in ids], train_labels=fit_y)
@@ -141,7 +138,7 @@ first 80% train). Of the training images, {len(result.val_ids)} (10%, seed 0) ar
 set for early stopping. The post-processing (`models.calibration`: foreground threshold, seed
 splitting h, smallest cell, by F1) is chosen on the validation images followed by other training
 images, up to {calibration_pixels(TrainConfig(max_seconds=args.minutes * 60)) / 1e6:.1f} megapixels
-(a tenth of the time budget at 60,000 pixels/s; this run: {cal["n_images"]} images, {cal["n_validation_images"]} of them validation, {cal["n_cells"]}
+({CALIBRATION_FRACTION:.0%} of the time budget at {CALIBRATION_RATE:,} pixels/s; this run: {cal["n_images"]} images, {cal["n_validation_images"]} of them validation, {cal["n_cells"]}
 cells); test images are never used. Metrics are means over test
 images; F1 at IoU 0.5 with one-to-one matching.
 

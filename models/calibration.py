@@ -57,8 +57,8 @@ def calibrate(probabilities: Iterable[np.ndarray], labels: list[np.ndarray],
     "n_cells"}."""
     default = (default_fg, 0.0, default_min_size)
     sizes = size_candidates(list(labels) + list(train_labels or []), default_min_size)
-    grid = [(fg, split, size) for fg in sorted({default_fg, *FG_THRESHOLDS})
-            for split in SPLITS for size in sizes]
+    thresholds = sorted({default_fg, *FG_THRESHOLDS})
+    grid = [(fg, split, size) for fg in thresholds for split in SPLITS for size in sizes]
     totals = dict.fromkeys(grid, 0.0)
     n_images = n_cells = pixels = 0
     probabilities = iter(probabilities)
@@ -67,7 +67,7 @@ def calibrate(probabilities: Iterable[np.ndarray], labels: list[np.ndarray],
         if n_images and max_pixels is not None and pixels > max_pixels:
             break
         probs = next(probabilities)        # computed only for the images used
-        for fg in sorted({default_fg, *FG_THRESHOLDS}):
+        for fg in thresholds:
             for split, seg in segment_variants(probs, fg, SPLITS).items():
                 for size in sizes:
                     totals[(fg, split, size)] += score(lab, finish(seg, size)).f1

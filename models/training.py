@@ -88,6 +88,7 @@ class TrainResult:
     stopped: str                     # "epochs", "early-stopping", "time budget"
     train_ids: list = field(default_factory=list)
     val_ids: list = field(default_factory=list)
+    calibration_ids: list = field(default_factory=list)   # images the post-processing chose on
 
 
 def _samples(images, labels, regions, cfg: TrainConfig) -> list[Sample]:
@@ -100,8 +101,8 @@ def _samples(images, labels, regions, cfg: TrainConfig) -> list[Sample]:
         if img.shape[1:] != lab.shape:
             raise TrainingError(f"image {k}: shape {img.shape[1:]} but labels {lab.shape}")
         region = None if regions is None else regions[k]
-        target = semantic_targets(lab, region) if cfg.semantic else targets_from_labels(lab, region,
-                                                                                   cfg.touch_width)
+        target = (semantic_targets(lab, region) if cfg.semantic
+                  else targets_from_labels(lab, region, cfg.touch_width))
         out.append(Sample(normalise(img, *cfg.normalisation), target))
     return out
 
@@ -328,6 +329,7 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     net.eval()
     seconds = time.perf_counter() - started
     best_metrics = {k[4:]: v for k, v in history[best_epoch - 1].items() if k.startswith("val_")}
+    calibration_ids = []
     if calibrating:
         if progress is not None:
             progress({**history[-1], "phase": "calibration", "best_epoch": best_epoch,
@@ -337,7 +339,9 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
         best_metrics = _calibrate(model, cfg, val_images, val_labels,
                                   [images[i] for i in more], [labels[i] for i in more],
                                   [labels[i] for i in train_ids])
+        used = model.meta["postprocess"]["calibration"]["n_images"]
+        calibration_ids = (list(val_ids) + more)[:used]
     model.meta["metrics"] = best_metrics
     model.meta["curve"] = history
     return TrainResult(model, history, best_epoch, best_metrics, seconds, steps,
-                       steps * cfg.batch / seconds, stopped, train_ids, val_ids)
+                       steps * cfg.batch / seconds, stopped, train_ids, val_ids, calibration_ids)

@@ -93,6 +93,8 @@ def test_training_stores_the_chosen_post_processing(trained, tmp_path):
     # the session model (6 images of 8 discs, 1 held out) chose on all six: 48 cells
     cal = trained.model.meta["postprocess"]["calibration"]
     assert (cal["n_images"], cal["n_validation_images"], cal["n_cells"]) == (6, 1, 48)
+    assert trained.calibration_ids[:1] == trained.val_ids and sorted(trained.calibration_ids) == \
+        list(range(6))
     assert "skipped" not in cal
     # one image of 8 discs is too few cells to choose on: the defaults are kept
     model = model_from_bytes(model_to_bytes(trained.model))
@@ -136,7 +138,7 @@ def test_calibration_time_is_bounded(trained, monkeypatch):
     assert training.calibration_pixels(TrainConfig(max_seconds=600)) == 60 * training.CALIBRATION_RATE
 
 
-def test_calibration_adds_onlyfully_annotated_training_images():
+def test_calibration_adds_only_fully_annotated_training_images():
     from models.training import fully_annotated
     full, part = np.ones((4, 4), bool), np.eye(4, dtype=bool)
     assert fully_annotated(list(range(20)), None, 3) == fully_annotated(list(range(20)), None, 3)
@@ -164,3 +166,15 @@ def test_the_kept_epoch_is_the_latest_within_one_standard_error_of_the_best(monk
         **TINY, epochs=5, steps_per_epoch=1, patience=10, calibrate=False))
     assert result.best_epoch == 3                 # 0.77 >= 0.80 - 0.05; 0.74 is not
     assert training._se([0.5, 0.7]) == pytest.approx(0.1) and training._se([0.9]) == 0.0
+
+
+def test_fill_holes_equals_scipy():
+    from scipy import ndimage
+
+    from models.instances import fill_holes
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        mask = ndimage.binary_opening(rng.random((40, 52)) > rng.uniform(0.3, 0.7))
+        assert (fill_holes(mask) == ndimage.binary_fill_holes(mask)).all()
+    ring = _disc((20, 20), 10, 10, 8) & ~_disc((20, 20), 10, 10, 4)
+    assert fill_holes(ring)[10, 10] and fill_holes(np.ones((3, 3), bool)).all()
