@@ -4,13 +4,16 @@ watershed; scikit-image random-forest segmentation trained on the same annotatio
 semantic Dice on the ISBI 2012 EM membranes (slices 0-23 train, 24-29 test).
 
     python bench/bench_accuracy.py [--minutes 20] [--em-minutes 6] [--section accuracy]
+                                   [--set NAME=VALUE ...]
 
 `--em-minutes 0` skips the EM set; `--section` names the docs/benchmarks.md section written
-(so a run with another time budget does not replace the default one).
+(so a run with another time budget or settings does not replace the default one); `--set`
+changes a U-Net training setting (a `TrainConfig` field, e.g. `--set image_power=0.5`).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -79,12 +82,33 @@ def post_text(post: dict) -> str:
             f"min size {post['min_size']} px")
 
 
+def settings(pairs: list[str]) -> dict:
+    """`NAME=VALUE` pairs as TrainConfig fields, each VALUE converted to the field's type."""
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    out = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in fields or not value:
+            raise SystemExit(f"--set {pair!r}: expected NAME=VALUE with NAME one of "
+                             f"{', '.join(fields)}")
+        default = getattr(TrainConfig(), name)
+        if isinstance(default, bool):
+            out[name] = value.lower() in ("1", "true", "yes")
+        elif isinstance(default, (int, float)):
+            out[name] = type(default)(value)
+        else:
+            out[name] = value
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--em-minutes", type=float, default=6.0)
     parser.add_argument("--section", default="accuracy")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
     args = parser.parse_args()
+    DEFAULT.update(settings(args.set))
     train_ids, test_ids = fluorescence_split()
     train_x, train_y = load(train_ids)
     test_x, test_y = load(test_ids)
@@ -153,7 +177,7 @@ images; F1 at IoU 0.5 with one-to-one matching.
 {row(f"random forest (multiscale features, {rf_train_s / 60:.1f} min to train), default post-processing", rf_default)}
 {forest_rows}
 {row("U-Net, default post-processing (foreground > 0.5, no split, min size 12 px)", unet_default)}
-{row(f"**U-Net (CellLoop default)**, post-processing chosen on validation and training images ({post_text(post)})", unet)}
+{row(f"**U-Net ({', '.join(args.set) or 'CellLoop default'})**, post-processing chosen on validation and training images ({post_text(post)})", unet)}
 
 U-Net: width {DEFAULT['width']}, depth {DEFAULT['depth']}, {DEFAULT['patch']}px patches, batch
 {DEFAULT['batch']}, trained {result.seconds / 60:.1f} min on this CPU ({result.steps} steps,
@@ -171,7 +195,7 @@ EM membranes (ISBI 2012, semantic):
 """
     title = "Accuracy on DSB 2018 and ISBI 2012 (issue 5)"
     if args.section != "accuracy":
-        title += f", U-Net trained {args.minutes:g} min"
+        title += f", U-Net trained {args.minutes:g} min" + "".join(f", {p}" for p in args.set)
     write_section(args.section, title, body)
 
 

@@ -74,17 +74,22 @@ class Sample:
 
 
 class PatchSampler:
-    """Random patches from annotated pixels; `fg_fraction` of them centred on a cell."""
+    """Random patches from annotated pixels; `fg_fraction` of them centred on a cell.
+
+    An image is drawn with probability proportional to (its annotated pixels) ** `power`:
+    1 makes every annotated pixel equally likely (large images dominate), 0 every image
+    (as a per-image metric counts them), 0.5 lies between."""
 
     def __init__(self, samples: list[Sample], patch: int, rng: np.random.Generator,
-                 fg_fraction: float = 0.6):
+                 fg_fraction: float = 0.6, power: float = 1.0):
         self.samples, self.patch, self.rng, self.fg_fraction = samples, patch, rng, fg_fraction
         self.valid = [np.flatnonzero(s.target.ravel() != IGNORE) for s in samples]
         self.fg = [np.flatnonzero((s.target.ravel() == 1) | (s.target.ravel() == 2))
                    for s in samples]
-        weights = np.array([len(v) for v in self.valid], np.float64)
-        if weights.sum() == 0:
+        counts = np.array([len(v) for v in self.valid], np.float64)
+        if counts.sum() == 0:
             raise ValueError("No annotated pixels to train on.")
+        weights = np.where(counts > 0, counts ** power, 0.0)
         self.weights = weights / weights.sum()
 
     def _crop(self, sample: Sample, cy: int, cx: int) -> tuple[np.ndarray, np.ndarray]:

@@ -59,6 +59,7 @@ class TrainConfig:
     seed: int = 0
     max_seconds: float | None = None
     fg_fraction: float = 0.6
+    image_power: float = 1.0         # images drawn in proportion to annotated pixels ** this
     boundary_weight: float = 1.0
     touch_width: int = 0             # widen the boundary target where cells touch (pixels)
     dice_weight: float = 1.0
@@ -252,7 +253,7 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
                                                "high": cfg.normalisation[1]},
             "postprocess": {"min_size": cfg.min_size}, "train_config": cfg.as_dict()}
     model = SegmentationModel(net, meta, module=net)
-    sampler = PatchSampler(train_samples, cfg.patch, rng, cfg.fg_fraction)
+    sampler = PatchSampler(train_samples, cfg.patch, rng, cfg.fg_fraction, cfg.image_power)
     optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     planned = cfg.epochs * cfg.steps_per_epoch
     calibrating = cfg.calibrate and not cfg.semantic and cfg.n_classes == 3

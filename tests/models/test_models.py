@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from models import load_model, predict
-from models.data import IGNORE, targets_from_labels
+from models.data import IGNORE, PatchSampler, Sample, targets_from_labels
 from models.export import export_onnx, export_torchscript
 from models.inference import ModelInputError
 from models.instances import instances_from_probs
@@ -65,6 +65,20 @@ def test_touch_width_widens_the_gap_between_touching_cells_only():
     # three pixels from another cell is not touching; nothing outside the cells changes
     assert wide[12, 4] == 1 and wide[7, 4] == 1 and (wide[labels == 0] == 0).all()
     assert ((wide == 2) >= (thin == 2)).all()
+
+def test_image_power_sets_how_often_each_image_is_drawn():
+    small = Sample(np.zeros((1, 16, 16), np.float32), np.zeros((16, 16), np.uint8))
+    large = Sample(np.ones((1, 64, 64), np.float32), np.zeros((64, 64), np.uint8))
+    unannotated = Sample(np.ones((1, 16, 16), np.float32), np.full((16, 16), IGNORE, np.uint8))
+    samples = [small, large, unannotated]
+    by_pixels = PatchSampler(samples, 8, np.random.default_rng(0))
+    by_image = PatchSampler(samples, 8, np.random.default_rng(0), power=0.0)
+    assert np.allclose(by_pixels.weights, [1 / 17, 16 / 17, 0])
+    assert np.allclose(by_image.weights, [0.5, 0.5, 0])
+    # the large image is the one of ones: its share of patches follows the weights
+    x, _ = by_image.batch(400, augment=False)
+    assert 0.4 < (x.mean(axis=(1, 2, 3)) > 0.5).mean() < 0.6
+
 
 def test_tiled_equals_whole_image(trained):
     model = trained.model
