@@ -8,6 +8,7 @@ kept. Same data, settings and seed give the same weights on the CPU.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -23,6 +24,7 @@ from models.calibration import calibrate
 from models.data import IGNORE, PatchSampler, Sample, normalise, semantic_targets, \
     targets_from_labels
 from models.device import select_runtime, set_threads
+from models.ema import WeightAverage
 from models.metrics import mean_scores, score
 from models.inference import SegmentationModel
 from models.unet import UNet
@@ -63,6 +65,7 @@ class TrainConfig:
     boundary_weight: float = 1.0
     touch_width: int = 0             # widen the boundary target where cells touch (pixels)
     dice_weight: float = 1.0
+    ema: float = 0.0                 # > 0: evaluate and keep an EMA of the weights (decay)
     min_size: int = 12
     calibrate: bool = True          # choose the post-processing on annotated images
     semantic: bool = False          # labels are class maps, not instances
@@ -260,6 +263,7 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     # a time budget covers the post-processing choice too
     budget = cfg.max_seconds and cfg.max_seconds * (1 - (CALIBRATION_FRACTION if calibrating else 0))
     scheduler = None
+    ema = WeightAverage(net, cfg.ema) if cfg.ema > 0 else None
     history, best, best_state, best_epoch, bad_epochs = [], -1.0, None, 0, 0
     tolerance = 0.0
     started, steps, stopped = time.perf_counter(), 0, "epochs"
@@ -281,6 +285,8 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
+                if ema is not None:
+                    ema.update(net)
                 steps += 1
                 losses.append(float(loss.detach()))
                 if scheduler is None and steps == 3:
@@ -292,7 +298,8 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
                 elif scheduler is not None and steps < planned:
                     scheduler.step()
             net.eval()
-            metrics = evaluate(model, val_images, val_labels, cfg)
+            with ema.applied(net) if ema is not None else contextlib.nullcontext():
+                metrics = evaluate(model, val_images, val_labels, cfg)
             key = metrics.get("dice" if cfg.semantic else "f1", 0.0)
             elapsed = time.perf_counter() - started
             entry = {"epoch": epoch, "step": steps, "loss": float(np.mean(losses)),
@@ -303,7 +310,8 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
             else:
                 bad_epochs += 1
             if key >= best - tolerance:     # the latest epoch within noise of the best
-                best_epoch, best_state = epoch, copy.deepcopy(net.state_dict())
+                best_epoch, best_state = epoch, copy.deepcopy(
+                    ema.state if ema is not None else net.state_dict())
             if epoch == 1 and budget and steps < planned:
                 # the first estimate left out validation; with a whole epoch measured, plan
                 # the whole epochs that fit and restart the cosine from here (barely moved)
