@@ -21,6 +21,7 @@ from pages._common import alert, call, error_page, to_int
 dash.register_page(__name__, path_template="/annotate/<image_id>", title="Annotate · CellLoop")
 
 INFO, STATE, GRAPH, CLICK = "annotate-info", "annotate-state", "annotate-graph", "annotate-click"
+SHAPE_EVENT = "annotate-shape-event"
 TOOL, CLS, BRUSH, OPACITY = "annotate-tool", "annotate-class", "annotate-brush", "annotate-opacity"
 MESSAGE, COUNTS, LOCATION, VISITED = ("annotate-message", "annotate-counts", "annotate-location",
                                       "annotate-visited")
@@ -155,7 +156,7 @@ def layout(image_id=None, **_query):
                                  "width": ws.width, "height": ws.height,
                                  "colors": [c.get("color") for c in ws.classes] or [color],
                                  "can_edit": ws.can_edit}),
-        dcc.Store(id=STATE, data=first), dcc.Store(id=CLICK),
+        dcc.Store(id=STATE, data=first), dcc.Store(id=CLICK), dcc.Store(id=SHAPE_EVENT),
         dcc.Store(id=VISITED, storage_type="session"),
         dcc.Location(id=LOCATION, refresh="callback-nav"),
         dcc.Interval(id=LEASE_TIMER, interval=5 * 60 * 1000, disabled=not ws.can_edit),
@@ -270,9 +271,19 @@ def edit_for_drawing(relayout: dict, tool: str, cls: int, brush: float, st: dict
     return None
 
 
+# Only relayout events that carry a shape go to the server. Zoom, pan and autosize events are
+# dropped in the browser: sent to the server they would make the drawing callback run again
+# while the request for a just-drawn shape is in flight, and Dash discards the answer of a
+# callback that has been called again, so the cell count and overlay would miss the new shape.
+clientside_callback(
+    "function(r) { return r && Object.keys(r).some(function(k) { return k.startsWith('shapes'); })"
+    " ? r : dash_clientside.no_update; }",
+    Output(SHAPE_EVENT, "data"), Input(GRAPH, "relayoutData"), prevent_initial_call=True)
+
+
 @callback(Output(STATE, "data", allow_duplicate=True),
           Output(MESSAGE, "children", allow_duplicate=True),
-          Input(GRAPH, "relayoutData"), State(TOOL, "value"), State(CLS, "value"),
+          Input(SHAPE_EVENT, "data"), State(TOOL, "value"), State(CLS, "value"),
           State(BRUSH, "value"), State(STATE, "data"), State(INFO, "data"),
           prevent_initial_call=True)
 def drawn(relayout, tool, cls, brush, st, info):

@@ -50,7 +50,7 @@ def counts(db):
                                               ("annotator", True)])
 def test_forged_draw_and_save(login, world, db, dash_app, image_id, username, allowed):
     client = login(username)
-    drew = forge(client, dash_app, "annotate-graph", "relayoutData", {"shapes": [SQUARE]},
+    drew = forge(client, dash_app, "annotate-shape-event", "data", {"shapes": [SQUARE]},
                  drawn_state(image_id, world["project_id"]))
     saved = forge(client, dash_app, "annotate-save", "n_clicks", 1,
                   [{"id": "annotate-state", "property": "data", "value": {}},
@@ -66,7 +66,7 @@ def test_forged_draw_and_save(login, world, db, dash_app, image_id, username, al
 
 def test_forged_review_by_annotator_is_refused(login, world, db, dash_app, image_id):
     client = login("annotator")
-    forge(client, dash_app, "annotate-graph", "relayoutData", {"shapes": [SQUARE]},
+    forge(client, dash_app, "annotate-shape-event", "data", {"shapes": [SQUARE]},
           drawn_state(image_id, world["project_id"]))
     forge(client, dash_app, "annotate-save", "n_clicks", 1,
           [{"id": "annotate-state", "property": "data", "value": {}},

@@ -3,6 +3,7 @@ the stored mask; clicking the cell selects it; a viewer sees every edit control 
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import select
 
 from app.tables import Annotation
@@ -16,6 +17,14 @@ DRAW = """
 var gd = document.querySelector('#annotate-graph .js-plotly-plot');
 Plotly.relayout(gd, {shapes: [{type: 'path', path: 'M20,20L60,20L60,50L20,50Z'}]});
 """
+
+
+def wait_for_dragmode(browser, mode, timeout=30):
+    """Wait until the server's answer to a tool change has reached the figure: a user cannot
+    draw a closed path before the plot is in that drag mode, so neither does the test."""
+    WebDriverWait(browser.driver, timeout).until(lambda d: d.execute_script(
+        "return document.querySelector('#annotate-graph .js-plotly-plot').layout.dragmode")
+        == mode)
 
 
 def click_image_at(browser, x, y):
@@ -39,9 +48,14 @@ def test_draw_save_reload_and_select(browser, world, db, config, image_id):
     assert browser.driver.current_url.endswith(f"/annotate/{image_id}")
     browser.find_element("body").send_keys("d")          # keyboard shortcut: Draw tool
     browser.wait_for_element("#annotate-tool input[value=draw]:checked")
+    wait_for_dragmode(browser, "drawclosedpath")
     browser.driver.execute_script(DRAW)
     # the first callback of a freshly started server can be slow
-    browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=30)
+    try:
+        browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=30)
+    except Exception as err:     # say what the page said, so a failure can be diagnosed
+        raise AssertionError("the drawn cell was not counted; page message: "
+                             f"{browser.find_element('#annotate-message').text!r}") from err
     # the overlay image now points at the new draft revision
     assert "draft.png?rev=" in browser.find_elements("#annotate-graph image")[1].get_attribute("href")
     ActionChains(browser.driver).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL) \
