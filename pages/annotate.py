@@ -21,7 +21,7 @@ from pages._common import alert, call, error_page, to_int
 dash.register_page(__name__, path_template="/annotate/<image_id>", title="Annotate · CellLoop")
 
 INFO, STATE, GRAPH, CLICK = "annotate-info", "annotate-state", "annotate-graph", "annotate-click"
-SHAPE_EVENT = "annotate-shape-event"
+SHAPE_EVENT, POLYGON_DONE = "annotate-shape-event", "annotate-polygon-done"
 TOOL, CLS, BRUSH, OPACITY = "annotate-tool", "annotate-class", "annotate-brush", "annotate-opacity"
 MESSAGE, COUNTS, LOCATION, VISITED = ("annotate-message", "annotate-counts", "annotate-location",
                                       "annotate-visited")
@@ -157,6 +157,7 @@ def layout(image_id=None, **_query):
                                  "colors": [c.get("color") for c in ws.classes] or [color],
                                  "can_edit": ws.can_edit}),
         dcc.Store(id=STATE, data=first), dcc.Store(id=CLICK), dcc.Store(id=SHAPE_EVENT),
+        dcc.Store(id=POLYGON_DONE),
         dcc.Store(id=VISITED, storage_type="session"),
         dcc.Location(id=LOCATION, refresh="callback-nav"),
         dcc.Interval(id=LEASE_TIMER, interval=5 * 60 * 1000, disabled=not ws.can_edit),
@@ -301,10 +302,8 @@ def drawn(relayout, tool, cls, brush, st, info):
           Input(CLICK, "data"), State(TOOL, "value"), State(CLS, "value"),
           State(STATE, "data"), State(INFO, "data"), prevent_initial_call=True)
 def clicked(point, tool, cls, st, info):
-    if not point or tool not in ("select", "point", "polygon"):
+    if not point or tool not in ("select", "point"):
         raise dash.exceptions.PreventUpdate
-    if tool == "polygon":
-        return _polygon_click(point, int(cls or 0), st, info)
     if tool == "point":
         result, error = call(drafts.toggle_point, get_config(), state().blobs, info["id"],
                              point["x"], point["y"], int(cls or 0))
@@ -317,15 +316,35 @@ def clicked(point, tool, cls, st, info):
     return {**st, "selected": label, "path": path if info["can_edit"] else None}, None
 
 
-def _polygon_click(point, cls, st, info):
-    """Add a corner; a click near the first corner closes the polygon into a new cell."""
-    corners = list(st.get("polygon") or [])
-    snap = POLYGON_SNAP * max(info["width"], info["height"])
-    if len(corners) >= 3 and abs(point["x"] - corners[0][0]) <= snap \
-            and abs(point["y"] - corners[0][1]) <= snap:
-        return _close_polygon(corners, cls, st, info)
-    corners.append([round(point["x"], 2), round(point["y"], 2)])
-    return {**st, "polygon": corners}, None
+# Polygon corners are collected in the browser: a server round trip per corner would lose
+# corners clicked faster than it answers (Dash keeps only the answer to the latest call).
+# Closing the polygon (a click near the first corner) hands the corners to the server.
+clientside_callback(
+    f"""function(point, tool, st, info) {{
+        var nu = dash_clientside.no_update;
+        if (!point || tool !== 'polygon' || !info.can_edit) {{ return [nu, nu]; }}
+        var corners = (st.polygon || []).slice();
+        var snap = {POLYGON_SNAP} * Math.max(info.width, info.height);
+        if (corners.length >= 3 && Math.abs(point.x - corners[0][0]) <= snap &&
+                Math.abs(point.y - corners[0][1]) <= snap) {{
+            return [nu, {{corners: corners, t: point.t}}];
+        }}
+        corners.push([Math.round(point.x * 100) / 100, Math.round(point.y * 100) / 100]);
+        return [Object.assign({{}}, st, {{polygon: corners}}), nu];
+    }}""",
+    Output(STATE, "data", allow_duplicate=True), Output(POLYGON_DONE, "data"),
+    Input(CLICK, "data"), State(TOOL, "value"), State(STATE, "data"), State(INFO, "data"),
+    prevent_initial_call=True)
+
+
+def _corners(value) -> list | None:
+    """The polygon corners a request carries, or None if they are not a list of (x, y)."""
+    if not isinstance(value, list) or len(value) > 10_000:
+        return None
+    ok = all(isinstance(c, list) and len(c) == 2
+             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in c)
+             for c in value)
+    return value if ok else None
 
 
 def _close_polygon(corners, cls, st, info):
@@ -343,7 +362,21 @@ def _close_polygon(corners, cls, st, info):
           Input(B["close-polygon"], "n_clicks"), State(CLS, "value"), State(STATE, "data"),
           State(INFO, "data"), prevent_initial_call=True)
 def close_polygon(_n, cls, st, info):
-    return _close_polygon(list(st.get("polygon") or []), int(cls or 0), st, info)
+    corners = _corners(list(st.get("polygon") or []))
+    if corners is None:
+        return dash.no_update, alert("These polygon corners are not valid.")
+    return _close_polygon(corners, int(cls or 0), st, info)
+
+
+@callback(Output(STATE, "data", allow_duplicate=True),
+          Output(MESSAGE, "children", allow_duplicate=True),
+          Input(POLYGON_DONE, "data"), State(CLS, "value"), State(STATE, "data"),
+          State(INFO, "data"), prevent_initial_call=True)
+def polygon_closed(done, cls, st, info):
+    corners = _corners(done.get("corners")) if isinstance(done, dict) else None
+    if corners is None:
+        return dash.no_update, alert("These polygon corners are not valid.")
+    return _close_polygon(corners, int(cls or 0), st, info)
 
 
 def _op_callback(button: str, make_edit):

@@ -77,6 +77,29 @@ def test_draw_save_reload_and_select(browser, world, db, config, image_id):
     assert n_shapes == 1
 
 
+def test_polygon_corners_clicked_quickly_all_count(browser, world, db, config, image_id):
+    """Polygon corners clicked one after another without waiting are all kept (they are
+    collected in the browser), and a click on the first corner closes them into a cell."""
+    browser.driver.set_window_size(1400, 1100)
+    browser.login("annotator")
+    browser.wait_for_contains_text("#projects-list", "Lab")
+    browser.driver.get(f"{browser.server_url}/annotate/{image_id}")
+    browser.wait_for_element("#annotate-graph .nsewdrag", timeout=15)
+    browser.find_element("body").send_keys("l")          # keyboard shortcut: Polygon tool
+    browser.wait_for_element("#annotate-tool input[value=polygon]:checked")
+    for x, y in [(20, 20), (60, 20), (60, 50), (20, 50), (20, 20)]:   # no waiting between
+        click_image_at(browser, x, y)
+    browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=30)
+    ActionChains(browser.driver).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL) \
+        .perform()
+    browser.wait_for_contains_text("#annotate-message", "Saved version 1", timeout=10)
+    with db.session_scope() as s:
+        ann = s.scalar(select(Annotation).where(Annotation.image_id == image_id))
+        mask = get_array(LocalBlobStore(config.blob_dir), ann.label_blob_key)
+    # a 40 x 30 rectangle, give or take the pixel the clicks land on
+    assert ann.n_cells == 1 and mask[35, 40] == 1 and 1100 <= (mask > 0).sum() <= 1300
+
+
 def test_viewer_sees_disabled_edit_controls(browser, world, image_id):
     browser.login("viewer")
     browser.wait_for_contains_text("#projects-list", "Lab")

@@ -1,5 +1,6 @@
 """The annotation workspace's page code: layouts for each role, the mapping of plotly
 relayout events to edits, the queue entry route, and the review page."""
+import dash
 import pytest
 
 from tests.pages.test_callbacks import as_user, text  # noqa: F401  (fixture)
@@ -64,20 +65,24 @@ def test_review_page_lists_by_state(as_user, world, image_id):
     assert "Waiting for review (0)" in page
 
 
-def test_polygon_clicks_close_into_a_cell(as_user, world, image_id, db, config):
+def test_closed_polygon_becomes_a_cell(as_user, world, image_id, db, config):
+    """The browser collects the corners; the server turns a closed polygon into a cell and
+    refuses corners that are too few or not numbers."""
     from pages import annotate
     info = {"id": image_id, "project": world["project_id"], "width": 80, "height": 60,
             "can_edit": True}
-    st = {"rev": 0, "selected": 0}
+    square = [[10, 10], [30, 10], [30, 30], [10, 30]]
+    st = {"rev": 0, "selected": 0, "polygon": square}
     with as_user("annotator"):
-        for x, y in [(10, 10), (30, 10), (30, 30), (10, 30)]:
-            st, message = annotate.clicked({"x": x, "y": y}, "polygon", 0, st, info)
-            assert message is None
-        assert len(st["polygon"]) == 4
-        st, message = annotate.clicked({"x": 10.5, "y": 10.4}, "polygon", 0, st, info)
+        st, message = annotate.polygon_closed({"corners": square, "t": 1}, 0, st, info)
         assert message is None and st["polygon"] is None and st["n_cells"] == 1
         st, message = annotate.close_polygon(1, 0, {**st, "polygon": [[1, 1], [5, 5]]}, info)
         assert "three corners" in text(message)
+        for forged in ({"corners": [["a", 1], [2, 2], [3, 3]]}, {"corners": "M0,0"}, None):
+            new, message = annotate.polygon_closed(forged, 0, st, info)
+            assert new is dash.no_update and "not valid" in text(message)
+        with pytest.raises(dash.exceptions.PreventUpdate):   # corners never go to the server
+            annotate.clicked({"x": 20, "y": 20}, "polygon", 0, st, info)
 
 
 @pytest.mark.parametrize("username", ["owner", "reviewer", "viewer"])
