@@ -76,3 +76,21 @@ def test_forged_review_by_annotator_is_refused(login, world, db, dash_app, image
            {**INFO, "value": {"id": image_id}}])
     with db.session_scope() as s:
         assert s.scalar(select(Annotation.review_state)) == "submitted"
+
+
+@pytest.mark.parametrize("username,allowed", [("viewer", False), ("outsider", False),
+                                              ("annotator", True)])
+def test_forged_closed_polygon(login, world, db, dash_app, image_id, username, allowed):
+    """The corners a closed polygon hands to the server are an edit like any other: only a
+    user who may annotate gets a draft from them."""
+    client = login(username)
+    corners = [[10, 10], [30, 10], [30, 30], [10, 30]]
+    response = forge(client, dash_app, "annotate-polygon-done", "data",
+                     {"corners": corners, "t": 1},
+                     [{"id": "annotate-class", "property": "value", "value": 0},
+                      {"id": "annotate-state", "property": "data", "value": {"rev": 0}},
+                      {**INFO, "value": {"id": image_id, "project": world["project_id"],
+                                         "can_edit": True}}])
+    assert response.status_code == 200
+    assert counts(db) == ((0, 1) if allowed else (0, 0))
+    assert ('"n_cells":1' in response.get_data(as_text=True)) == allowed
