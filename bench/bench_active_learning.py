@@ -45,6 +45,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=60, help="training steps per round")
     ap.add_argument("--passes", type=int, default=8)
+    ap.add_argument("--section", default="active_learning",
+                    help="docs/benchmarks.md section (and curve file names) to write, so a run "
+                    "with other settings does not replace the default one")
     ap.add_argument("--report-log", help="only report the 'round {...}' lines a run printed "
                     "(e.g. a run stopped early); no simulation")
     args = ap.parse_args()
@@ -80,8 +83,9 @@ def main() -> None:
     sim_s = time.perf_counter() - t1
 
     OUT.mkdir(parents=True, exist_ok=True)
-    writers.write_csv(OUT / "dsb_curves.csv", rows, list(rows[0]))
-    figure(rows).write_html(OUT / "dsb_curves.html", include_plotlyjs="cdn")
+    stem = "dsb_curves" if args.section == "active_learning" else f"dsb_curves_{args.section}"
+    writers.write_csv(OUT / f"{stem}.csv", rows, list(rows[0]))
+    figure(rows).write_html(OUT / f"{stem}.html", include_plotlyjs="cdn")
     summary = summarise(rows)
     target = 0.95 * full_f1
     by_strategy = {}
@@ -118,9 +122,12 @@ stopping; {full_s / 60:.1f} min to train): test F1@0.5 **{full_f1:.3f}**; target
 {chr(10).join(lines)}
 
 Best uncertainty strategy vs random, labels needed: {f"{best[0]} {best[1]:.0%} of random's" if best else "not measurable (random or the others never reached the target within the budget)"}.
-Curves: `docs/active_learning/dsb_curves.csv`, interactive `docs/active_learning/dsb_curves.html`.
+Curves: `docs/active_learning/{stem}.csv`, interactive `docs/active_learning/{stem}.html`.
 """
-    write_section("active_learning", "Active learning on DSB 2018 (simulation)", body)
+    title = "Active learning on DSB 2018 (simulation)"
+    if args.section != "active_learning":
+        title += f", start {args.initial}, batch {args.batch}, {args.steps} steps per round"
+    write_section(args.section, title, body)
 
 
 def report_from_log(path: Path) -> None:
