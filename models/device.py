@@ -23,6 +23,13 @@ class Runtime:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     @property
+    def tile_batch(self) -> int:
+        """Tiles per forward pass: several on a GPU; one on a CPU, where larger batches
+        measured slower with torch (0.53 vs 0.78 MP/s for 4 vs 1, fp32, 2 cores) and no
+        faster with ONNX Runtime, at twice the memory (docs/benchmarks.md)."""
+        return 8 if self.device.type == "cuda" else 1
+
+    @property
     def name(self) -> str:
         prec = "bf16" if self.dtype == torch.bfloat16 else "fp32"
         if self.engine == "onnxruntime":

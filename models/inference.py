@@ -98,9 +98,11 @@ class SegmentationModel:
 
     @torch.no_grad()
     def probabilities(self, image: np.ndarray, tile: int = 512, overlap: int = 64,
-                      batch: int = 4, normalised: bool = False) -> np.ndarray:
-        """(K, Y, X) class probabilities of one 2-D image."""
+                      batch: int | None = None, normalised: bool = False) -> np.ndarray:
+        """(K, Y, X) class probabilities of one 2-D image; `batch` tiles per forward pass
+        (default: what suits the runtime, `Runtime.tile_batch`)."""
         x = image if normalised else self.prepare(image)
+        batch = batch or self.runtime().tile_batch
         return tiled_apply(x, lambda t: F.softmax(self.logits_fn(t), dim=1), self.n_classes,
                            tile=tile, overlap=overlap, batch=batch, multiple=self.multiple)
 

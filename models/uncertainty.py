@@ -67,7 +67,7 @@ def _summarise(logits: torch.Tensor) -> torch.Tensor:
 
 
 def mc_dropout(model, image: np.ndarray, passes: int = 8, seed: int | None = 0,
-               tile: int = 512, overlap: int = 64, batch: int = 4,
+               tile: int = 512, overlap: int = 64, batch: int | None = None,
                stride: int = 2) -> Uncertainty:
     """MC-dropout uncertainty of a `SegmentationModel` (torch weights needed) on a (C, Y, X)
     or (Y, X) image: the deterministic part once per tile (ONNX Runtime where that is the
@@ -103,7 +103,7 @@ def mc_dropout(model, image: np.ndarray, passes: int = 8, seed: int | None = 0,
             return summary
 
     out = tiled_apply(model.prepare(image), fn, k + 2, tile=tile, overlap=overlap,
-                      batch=batch, multiple=model.multiple)
+                      batch=batch or model.runtime().tile_batch, multiple=model.multiple)
     features = sum(e[0] for e in embedding) / sum(e[1] for e in embedding)
     return Uncertainty(out[:k], out[k], np.maximum(out[k + 1], 0.0),
                        features.float().cpu().numpy())

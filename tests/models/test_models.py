@@ -11,7 +11,7 @@ from models.inference import ModelInputError
 from models.instances import instances_from_probs
 from models.metrics import iou_matrix, score
 from models.persist import ModelFileError, model_from_bytes, model_to_bytes
-from models.tiling import tiled_apply
+from models.tiling import layout, tiled_apply
 from models.training import TrainConfig, TrainingError, loss_fn, train_model
 from tests.models.conftest import TINY, disc_data
 
@@ -91,6 +91,20 @@ def test_tiled_equals_whole_image(trained):
     assert np.abs(whole - tiled).mean() < 0.01 and np.abs(whole - tiled).max() < 0.25
     a, b = instances_from_probs(whole), instances_from_probs(tiled)
     assert score(a, b).f1 > 0.95
+
+
+@pytest.mark.parametrize("length", [200, 511, 513, 700, 1024, 1388, 2048, 4099])
+def test_tile_layout_covers_with_overlap_and_no_larger_than_needed(length):
+    size, starts = layout(length, 512, 64, 16)
+    assert size % 16 == 0 or size == length
+    assert size <= 512 and starts[0] == 0 and starts[-1] + size == length
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert all(size - g >= 64 for g in gaps)              # neighbours overlap enough
+    old = 1 if length <= 512 else len(range(0, length - 512, 448)) + 1
+    assert len(starts) <= old                            # never more tiles than fixed 512s
+    assert len(starts) * size <= max(old * 512, length)   # never more pixels computed
+    if len(starts) > 1:                                   # and one multiple smaller is not enough
+        assert size - 16 < 64 or (len(starts) * (size - 16) - length) / (len(starts) - 1) < 64
 
 
 def test_onnx_and_torchscript_match_torch(trained, tmp_path):
