@@ -28,6 +28,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     config = config or Config.from_env()
     configure_logging(config.log_level)
+    config.apply_to_models()
     config.data_dir.mkdir(parents=True, exist_ok=True)
 
     server = Flask(__name__, template_folder="templates")

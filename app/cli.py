@@ -454,6 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = Config.from_env()
         configure_logging(config.log_level if args.command in ("run", "worker") else "WARNING")
+        config.apply_to_models()
         args.fn(config, args)
     except (ConfigError, ServiceError, CLIError) as exc:
         print(f"error: {exc}", file=sys.stderr)

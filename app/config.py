@@ -54,6 +54,7 @@ class Config:
     port: int = 8050
     web_concurrency: int = 2
     torch_threads: int = 0                # 0: let torch decide
+    inference_precision: str = "auto"     # "auto", "fp32" or "int8" (models.settings)
     lease_minutes: int = 30               # how long an image stays with its annotator
     log_level: str = "INFO"
 
@@ -80,6 +81,7 @@ class Config:
             port=_int(env, "PORT", 8050),
             web_concurrency=_int(env, "WEB_CONCURRENCY", 2),
             torch_threads=_int(env, "TORCH_THREADS", 0),
+            inference_precision=env.get("INFERENCE_PRECISION", "auto").lower(),
             lease_minutes=_int(env, "LEASE_MINUTES", 30),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
         )
@@ -98,9 +100,17 @@ class Config:
             )
         if self.lease_minutes < 1:
             raise ConfigError("LEASE_MINUTES must be at least 1")
+        if self.inference_precision not in ("auto", "fp32", "int8"):
+            raise ConfigError("INFERENCE_PRECISION must be auto, fp32 or int8, "
+                              f"got {self.inference_precision!r}")
         if self.login_max_failures < 1:
             raise ConfigError("LOGIN_MAX_FAILURES must be at least 1")
         return self
+
+    def apply_to_models(self) -> None:
+        """Process-wide settings of the model code (inference precision); imports no torch."""
+        from models.settings import set_inference_precision
+        set_inference_precision(self.inference_precision)
 
     # ------------------------------------------------------------------ derived values
     @property

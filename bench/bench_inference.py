@@ -35,10 +35,14 @@ ARCH = dict(in_channels=1, n_classes=3, width=16, depth=4, dropout=0.2)
 
 
 def make_model() -> SegmentationModel:
+    """The default network (random weights: speed does not depend on them), with 16
+    calibration patches as training stores them (what int8 quantization measures)."""
     torch.manual_seed(0)
     net = UNet(**ARCH).eval()
+    patches = np.random.default_rng(1).normal(0.3, 0.1, (16, 1, 128, 128)).astype(np.float16)
     return SegmentationModel(net, {"architecture": net.config,
-                                   "normalisation": {"low": 1, "high": 99.8}}, module=net)
+                                   "normalisation": {"low": 1, "high": 99.8}}, module=net,
+                             calibration=patches)
 
 
 def throughput(fn, image, repeat=3) -> float:
@@ -93,6 +97,12 @@ def main() -> None:
     rows.append((f"**shipped path: {shipped_rt.name}**", shipped))
     rows.append(("shipped path, 4 tiles per pass", throughput(
         lambda im: shipped_model.probabilities(im, normalised=True, batch=4), image)))
+    int8_model = make_model()
+    int8_model.frozen = True
+    int8_rt = int8_model.runtime(prefer="int8")
+    if int8_rt.engine == "onnxruntime-int8":
+        rows.append(("int8 ONNX Runtime (`INFERENCE_PRECISION=int8`)", throughput(
+            lambda im: int8_model.probabilities(im, normalised=True), image)))
     if shipped_rt.dtype is None:
         bf16 = throughput(run_with(model, Runtime(torch.device("cpu"), torch.bfloat16, True)),
                           image, repeat=1)
@@ -108,7 +118,7 @@ def main() -> None:
         onnx_model = load_onnx(export_onnx(make_model(), Path(tmp) / "m.onnx"))
         onnx_model._runtime = Runtime(torch.device("cpu"), None, False)
         ort = throughput(lambda im: onnx_model.probabilities(im, normalised=True), image)
-    rows.append(("ONNX Runtime (CPU provider)", ort))
+    rows.append(("ONNX Runtime fp32 (CPU provider)", ort))
 
     mem = {}
     for size in (1024, 4096):
@@ -150,7 +160,9 @@ torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability
 
 The shipped path is what `SegmentationModel.runtime()` picks for a trained model on this
 machine: CUDA with bf16 autocast when present; bf16 + channels_last on CPUs with native bf16
-(AVX512-BF16/AMX); otherwise ONNX Runtime, which measured fastest here.
+(AVX512-BF16/AMX); otherwise ONNX Runtime in fp32. With `INFERENCE_PRECISION=int8` such
+CPUs run the network quantized (`models/quantize.py`); its accuracy against fp32 is measured
+by `bench/bench_int8.py` (section below).
 
 | path | megapixels/s | vs fp32 eager |
 |---|---|---|

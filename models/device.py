@@ -9,13 +9,15 @@ from dataclasses import dataclass
 
 import torch
 
+from models import settings
+
 
 @dataclass(frozen=True)
 class Runtime:
     device: torch.device
     dtype: torch.dtype | None      # autocast dtype, None = fp32
     channels_last: bool
-    engine: str = "torch"          # "torch" or "onnxruntime" (fp32 CPU inference)
+    engine: str = "torch"          # "torch", "onnxruntime" (fp32) or "onnxruntime-int8" (CPU)
 
     def autocast(self):
         if self.dtype is None:
@@ -24,14 +26,16 @@ class Runtime:
 
     @property
     def tile_batch(self) -> int:
-        """Tiles per forward pass: several on a GPU; one on a CPU, where larger batches
-        measured slower with torch (0.53 vs 0.78 MP/s for 4 vs 1, fp32, 2 cores) and no
-        faster with ONNX Runtime, at twice the memory (docs/benchmarks.md)."""
+        """Tiles per forward pass: several on a GPU; one on a CPU, where 4 measured slower
+        with torch (0.55 vs 0.84 MP/s, fp32, 2 cores) and about 5% faster with ONNX Runtime
+        but with ~650 MiB more memory for its buffers (docs/benchmarks.md)."""
         return 8 if self.device.type == "cuda" else 1
 
     @property
     def name(self) -> str:
         prec = "bf16" if self.dtype == torch.bfloat16 else "fp32"
+        if self.engine == "onnxruntime-int8":
+            return f"{self.device.type}/int8/onnxruntime"
         if self.engine == "onnxruntime":
             return f"{self.device.type}/{prec}/onnxruntime"
         return f"{self.device.type}/{prec}{'/channels_last' if self.channels_last else ''}"
@@ -54,14 +58,18 @@ def onnxruntime_available() -> bool:
     return True
 
 
-def select_inference_runtime(prefer: str = "auto") -> Runtime:
+def select_inference_runtime(prefer: str = "auto", int8: bool = False) -> Runtime:
     """For a trained model that will not change: on CPUs without native bf16, ONNX Runtime
-    (measured faster than torch eager here, see docs/benchmarks.md); otherwise as
-    `select_runtime`."""
-    runtime = select_runtime(prefer)
-    if (prefer == "auto" and runtime.device.type == "cpu" and runtime.dtype is None
-            and onnxruntime_available()):
-        return Runtime(runtime.device, None, False, "onnxruntime")
+    (measured faster than torch eager here, see docs/benchmarks.md), quantized to int8 when
+    `prefer` is "int8" and the model can be (`int8`: it has calibration patches); otherwise
+    as `select_runtime`. "auto" means the process setting (`models.settings`)."""
+    if prefer == "auto":
+        prefer = settings.inference_precision
+    runtime = select_runtime("auto" if prefer == "int8" else prefer)
+    if (prefer in ("auto", "int8", "fp32") and runtime.device.type == "cpu"
+            and runtime.dtype is None and onnxruntime_available()):
+        engine = "onnxruntime-int8" if int8 and prefer == "int8" else "onnxruntime"
+        return Runtime(runtime.device, None, False, engine)
     return runtime
 
 

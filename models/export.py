@@ -121,10 +121,10 @@ class _Hidden(torch.nn.Module):
         return self.net.hidden(x)
 
 
-def onnx_session_for(model: SegmentationModel, part: str = "logits") -> OnnxNet:
-    """An in-memory ONNX Runtime session of a torch model (eval mode, current weights):
-    the whole network ("logits") or everything before the output dropout ("hidden", for
-    Monte Carlo sampling)."""
+def onnx_bytes(model: SegmentationModel, part: str = "logits") -> bytes:
+    """An in-memory ONNX export of a torch model (eval mode, current weights): the whole
+    network ("logits") or everything before the output dropout ("hidden", for Monte Carlo
+    sampling)."""
     import io
 
     net = model.module.to("cpu").eval().to(memory_format=torch.contiguous_format)
@@ -135,7 +135,12 @@ def onnx_session_for(model: SegmentationModel, part: str = "logits") -> OnnxNet:
                           output_names=[part], opset_version=17, dynamo=False,
                           dynamic_axes={"image": {0: "n", 2: "h", 3: "w"},
                                         part: {0: "n", 2: "h", 3: "w"}})
-    return OnnxNet(buf.getvalue())
+    return buf.getvalue()
+
+
+def onnx_session_for(model: SegmentationModel, part: str = "logits") -> OnnxNet:
+    """An ONNX Runtime session of `onnx_bytes(model, part)`."""
+    return OnnxNet(onnx_bytes(model, part))
 
 
 def load_onnx(path: str | os.PathLike, threads: int = 0) -> SegmentationModel:

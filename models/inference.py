@@ -34,10 +34,11 @@ class SegmentationModel:
     `net` maps a normalised (N, C, H, W) float tensor to (N, K, H, W) logits."""
 
     def __init__(self, net: Callable, meta: dict, module: torch.nn.Module | None = None,
-                 frozen: bool = False):
+                 frozen: bool = False, calibration: np.ndarray | None = None):
         self.net = net
         self.module = module                 # the torch module, when there is one
         self.meta = meta
+        self.calibration = calibration       # normalised training patches (models.quantize)
         self.frozen = frozen                 # weights final: faster engines may be used
         self._runtime: Runtime | None = None
         self._engine_net: Callable | None = None
@@ -57,13 +58,17 @@ class SegmentationModel:
     def runtime(self, prefer: str = "auto", device: str | None = None) -> Runtime:
         if self._runtime is None or prefer != "auto" or device is not None:
             if self.frozen and self.module is not None and device is None:
-                self._runtime = select_inference_runtime(prefer)
+                self._runtime = select_inference_runtime(
+                    prefer, int8=self.calibration is not None)
             else:
                 self._runtime = select_runtime(prefer, device)
             self._engine_net = None
             if self._runtime.engine == "onnxruntime":
                 from models.export import onnx_session_for
                 self._engine_net = onnx_session_for(self)
+            elif self._runtime.engine == "onnxruntime-int8":
+                from models.quantize import int8_session
+                self._engine_net = int8_session(self)
             if self.module is not None:
                 self.module.to(self._runtime.device)
                 self.module.to(memory_format=torch.channels_last if self._runtime.channels_last

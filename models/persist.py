@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from models.inference import SegmentationModel
@@ -31,9 +32,13 @@ def model_to_bytes(model: SegmentationModel) -> bytes:
     if not isinstance(model.module, UNet):
         raise ModelFileError("only models trained in CellLoop can be saved in the native format")
     state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
+    blob = {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "meta": json.loads(json.dumps(model.meta)), "state_dict": state}
+    if model.calibration is not None:
+        blob["calibration"] = torch.from_numpy(np.ascontiguousarray(model.calibration,
+                                                                    dtype=np.float16))
     buf = io.BytesIO()
-    torch.save({"format": FORMAT, "format_version": FORMAT_VERSION,
-                "meta": json.loads(json.dumps(model.meta)), "state_dict": state}, buf)
+    torch.save(blob, buf)
     return buf.getvalue()
 
 
@@ -56,7 +61,13 @@ def model_from_bytes(data: bytes, expected_sha256: str | None = None) -> Segment
     except (KeyError, TypeError, RuntimeError) as exc:
         raise ModelFileError(f"the model's weights do not fit its architecture ({exc})") from None
     net.eval()
-    return SegmentationModel(net, meta, module=net, frozen=True)
+    calibration = blob.get("calibration")
+    if calibration is not None:
+        calibration = calibration.numpy()
+        if calibration.ndim != 4 or calibration.shape[1] != net.config["in_channels"]:
+            raise ModelFileError(f"the model's calibration patches have the wrong shape "
+                                 f"{tuple(calibration.shape)}")
+    return SegmentationModel(net, meta, module=net, frozen=True, calibration=calibration)
 
 
 def save_model(model: SegmentationModel, path: str | os.PathLike) -> str:

@@ -114,7 +114,7 @@ def _hidden_fn(model):
     engine (as for plain prediction), else torch on the model's device."""
     runtime = model.runtime()
     net = model.module
-    if runtime.engine == "onnxruntime":
+    if runtime.engine.startswith("onnxruntime"):      # the fp32 hidden part, also for int8
         if getattr(model, "_hidden_session", None) is None:
             from models.export import onnx_session_for
             model._hidden_session = onnx_session_for(model, "hidden")

@@ -26,6 +26,19 @@ def test_bad_values_are_reported():
         Config.from_env({"CELLLOOP_ENV": "staging"}, dotenv=False)
 
 
+def test_inference_precision_is_checked_and_applied_without_torch(monkeypatch):
+    import sys
+
+    from models import settings
+    with pytest.raises(ConfigError, match="INFERENCE_PRECISION must be auto, fp32 or int8"):
+        Config.from_env({"INFERENCE_PRECISION": "int4"}, dotenv=False)
+    monkeypatch.setattr(settings, "inference_precision", "auto")
+    Config.from_env({"INFERENCE_PRECISION": "INT8"}, dotenv=False).apply_to_models()
+    assert settings.inference_precision == "int8"
+    if "torch" not in sys.modules:                   # alone: the app does not load torch here
+        assert "models.device" not in sys.modules
+
+
 def test_scale_out_urls():
     cfg = Config.from_env({"DATABASE_URL": "postgres://u:p@db/cellloop",
                            "REDIS_URL": "redis://cache:6379/0"}, dotenv=False)

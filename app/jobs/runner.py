@@ -93,6 +93,7 @@ def run_job(db: Database, config: Config, job_id: int, worker: str = "",
     """Run job `job_id` to the end; return its final state. `send(job_id)` starts follow-up
     jobs (default: Celery)."""
     load_handlers()
+    config.apply_to_models()
     with db.session_scope() as s:
         job = s.get(Job, job_id)
         if job is None:
