@@ -10,6 +10,8 @@ network joined by a thin bridge of interior).
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import ndimage
 from skimage.morphology import h_maxima, remove_small_objects
@@ -55,7 +57,7 @@ def segment_variants(probs: np.ndarray, fg_threshold: float, splits) -> dict:
         else:
             seeds, n_seeds = ndimage.label(core)
             if n_seeds:
-                seeds = remove_small_objects(seeds, max_size=SEED_MIN_SIZE - 1)
+                seeds = _drop_small(seeds, SEED_MIN_SIZE)
             elevation = -interior
         out[split] = _flood(seeds, regions, n_regions, foreground, elevation)
     return out
@@ -76,12 +78,21 @@ def finish(labels: np.ndarray, min_size: int) -> np.ndarray:
     """Drop objects smaller than `min_size` pixels, fill holes, number cells 1..N."""
     if not labels.any():
         return np.zeros(labels.shape, np.uint16)
-    labels = remove_small_objects(labels, max_size=max(0, min_size - 1))
+    labels = _drop_small(labels, max(1, min_size))
     filled = fill_holes(labels > 0)
     if (filled & (labels == 0)).any():
         labels = watershed(np.zeros(labels.shape, np.float32), markers=labels, mask=filled)
     relabelled, _, _ = _relabel(labels)
     return relabelled
+
+
+def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Objects of a label image smaller than `min_size` pixels removed. (scikit-image warns
+    "Only one label was provided" when the image holds a single object; for a label image
+    that is a normal case, so the warning is not passed on to users.)"""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Only one label", category=UserWarning)
+        return remove_small_objects(labels, max_size=min_size - 1)
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:

@@ -178,3 +178,18 @@ def test_fill_holes_equals_scipy():
         assert (fill_holes(mask) == ndimage.binary_fill_holes(mask)).all()
     ring = _disc((20, 20), 10, 10, 8) & ~_disc((20, 20), 10, 10, 4)
     assert fill_holes(ring)[10, 10] and fill_holes(np.ones((3, 3), bool)).all()
+
+
+def test_a_single_cell_is_kept_silently():
+    import warnings
+
+    from models.instances import finish
+    labels = np.zeros((40, 40), np.int64)
+    labels[5:15, 5:15] = 7
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # scikit-image's "Only one label" warning
+        out = finish(labels, 30)
+    assert out.max() == 1 and (out == 1).sum() == 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert finish(labels, 101).max() == 0       # too small: dropped
