@@ -66,8 +66,7 @@ def select_inference_runtime(prefer: str = "auto", int8: bool = False) -> Runtim
     if prefer == "auto":
         prefer = settings.inference_precision
     runtime = select_runtime("auto" if prefer == "int8" else prefer)
-    if (prefer in ("auto", "int8", "fp32") and runtime.device.type == "cpu"
-            and runtime.dtype is None and onnxruntime_available()):
+    if runtime.device.type == "cpu" and runtime.dtype is None and onnxruntime_available():
         engine = "onnxruntime-int8" if int8 and prefer == "int8" else "onnxruntime"
         return Runtime(runtime.device, None, False, engine)
     return runtime

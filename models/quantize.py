@@ -68,6 +68,8 @@ def int8_session(model, threads: int = 0):
 
 def calibration_patches(sampler, n: int = CALIBRATION_PATCHES) -> np.ndarray:
     """(n, C, P, P) float16 normalised patches drawn (without augmentation) by a training
-    `PatchSampler`; what `int8_session` measures activation ranges on."""
+    `PatchSampler`, centre-cropped to at most CALIBRATION_SIZE; what `int8_session`
+    measures activation ranges on."""
     x, _ = sampler.batch(n, augment=False)
-    return x.astype(np.float16)
+    off = max(0, (x.shape[-1] - CALIBRATION_SIZE) // 2)
+    return x[..., off:off + CALIBRATION_SIZE, off:off + CALIBRATION_SIZE].astype(np.float16)

@@ -26,7 +26,7 @@ from models.data import IGNORE, PatchSampler, Sample, normalise, semantic_target
 from models.device import select_runtime, set_threads
 from models.ema import WeightAverage
 from models.metrics import mean_scores, score
-from models.quantize import CALIBRATION_SIZE, calibration_patches
+from models.quantize import calibration_patches
 from models.inference import SegmentationModel
 from models.unet import UNet
 
@@ -337,9 +337,8 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     if best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
-    model.calibration = calibration_patches(PatchSampler(
-        train_samples, min(cfg.patch, CALIBRATION_SIZE), np.random.default_rng(cfg.seed + 1),
-        cfg.fg_fraction, cfg.image_power))
+    sampler.rng = np.random.default_rng(cfg.seed + 1)     # training is over: a fixed draw
+    model.calibration = calibration_patches(sampler)
     seconds = time.perf_counter() - started
     best_metrics = {k[4:]: v for k, v in history[best_epoch - 1].items() if k.startswith("val_")}
     calibration_ids = []

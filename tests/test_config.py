@@ -1,4 +1,6 @@
 """Configuration from the environment."""
+from pathlib import Path
+
 import pytest
 
 from app.config import Config, ConfigError
@@ -27,6 +29,7 @@ def test_bad_values_are_reported():
 
 
 def test_inference_precision_is_checked_and_applied_without_torch(monkeypatch):
+    import subprocess
     import sys
 
     from models import settings
@@ -35,8 +38,13 @@ def test_inference_precision_is_checked_and_applied_without_torch(monkeypatch):
     monkeypatch.setattr(settings, "inference_precision", "auto")
     Config.from_env({"INFERENCE_PRECISION": "INT8"}, dotenv=False).apply_to_models()
     assert settings.inference_precision == "int8"
-    if "torch" not in sys.modules:                   # alone: the app does not load torch here
-        assert "models.device" not in sys.modules
+    # in a fresh process (this one has torch loaded by other tests): no torch on start-up
+    probe = ("import sys; from app.config import Config; "
+             "Config.from_env({'INFERENCE_PRECISION': 'int8'}, dotenv=False).apply_to_models(); "
+             "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "False"
 
 
 def test_scale_out_urls():
