@@ -58,3 +58,24 @@ def random_forest_instances(clf, image: np.ndarray, **postprocess) -> np.ndarray
     """Instances with the U-Net's post-processing (`postprocess`: min_size, fg_threshold,
     split as chosen by models.calibration)."""
     return instances_from_probs(random_forest_probs(clf, image), **postprocess)
+
+
+def whole_image_segment(probs: np.ndarray, fg_threshold: float, split: float) -> np.ndarray:
+    """CellLoop's post-processing before the size filter, done on the whole image at once
+    with scikit-image's `h_maxima` and one watershed: the reference that the banded
+    `models.instances.segment` is measured and tested against."""
+    from skimage.morphology import h_maxima
+
+    from models.instances import SEED_MIN_SIZE, _drop_small, _flood
+    foreground = (probs[1] + probs[2]) > fg_threshold
+    core = (probs.argmax(0) == 1) & foreground
+    regions, n_regions = ndimage.label(foreground)
+    if split > 0:
+        dist = ndimage.distance_transform_edt(core)
+        seeds, _ = ndimage.label(h_maxima(ndimage.gaussian_filter(dist, 1.0), split)
+                                 .astype(bool) & core)
+        elevation = -dist - 3.0 * probs[1]
+    else:
+        seeds = _drop_small(ndimage.label(core)[0], SEED_MIN_SIZE)
+        elevation = -probs[1]
+    return _flood(seeds, regions, n_regions, foreground, elevation)

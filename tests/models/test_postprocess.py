@@ -3,6 +3,7 @@ on annotated images (models.calibration)."""
 import numpy as np
 import pytest
 
+from bench.baselines import whole_image_segment
 from models import load_model
 from models.calibration import MIN_CELLS, calibrate, size_candidates
 from models.export import export_onnx
@@ -168,16 +169,91 @@ def test_the_kept_epoch_is_the_latest_within_one_standard_error_of_the_best(monk
     assert training._se([0.5, 0.7]) == pytest.approx(0.1) and training._se([0.9]) == 0.0
 
 
-def test_fill_holes_equals_scipy():
+def _crowd(shape=(200, 250), seed=0):
+    """Probabilities for clusters of touching discs of different sizes, with noise so that
+    no two pixels tie (ties are settled by scikit-image's heap, which differs between
+    crops)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    depth = np.full(shape, -20.0)
+    for y0 in range(25, shape[0], 50):
+        for x0 in range(25, shape[1], 50):
+            for _ in range(rng.integers(1, 5)):
+                cy, cx = y0 + rng.uniform(-8, 8), x0 + rng.uniform(-8, 8)
+                r = rng.uniform(4, 11)
+                depth = np.maximum(depth, r - np.hypot(yy - cy, xx - cx))
+    p = np.empty((3,) + shape, np.float32)
+    p[1] = 1 / (1 + np.exp(-(depth - 2.5)))
+    p[2] = np.exp(-(depth - 0.5) ** 2) * 0.9
+    p[0] = np.clip(1 - p[1] - p[2], 0, None)
+    p += rng.uniform(0, 0.02, p.shape).astype(np.float32)
+    return p / p.sum(0)
+
+
+def _same_cells(a: np.ndarray, b: np.ndarray) -> bool:
+    """The two label images cut the same cells (numbering aside)."""
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return ((a == 0) == (b == 0)).all() and pairs.shape[1] == len(np.unique(a)) == \
+        len(np.unique(b))
+
+
+@pytest.mark.parametrize("split", [0.0, 0.5, 2.0])
+def test_post_processing_in_bands_cuts_the_same_cells_as_the_whole_image(split):
+    from models import bands
+    from models.instances import REACH, segment_variants
+    probs = _crowd()
+    foreground = (probs[1] + probs[2]) > 0.5
+    _, boxes = bands.groups(foreground, REACH)
+    small = 250 * 60                          # bands of at most 60 rows
+    assert len(bands.bands(boxes, foreground.shape, small)) >= 3
+    whole = segment_variants(probs, 0.5, (split,), band_pixels=10 ** 9)[split]
+    banded = segment_variants(probs, 0.5, (split,), band_pixels=small)[split]
+    reference = whole_image_segment(probs, 0.5, split)
+    assert reference.max() > 20 and _same_cells(whole, reference)
+    assert _same_cells(banded, reference)
+
+
+def test_seeds_are_h_maxima_of_the_whole_image_even_when_no_cell_is_deep_enough():
+    from skimage.morphology import h_maxima
+
+    from models.instances import _h_maxima, segment_variants
+    image = np.zeros((40, 60))
+    image[5:8, 5:8] = [[.1, .2, .1], [.2, .3, .2], [.1, .2, .1]]        # shallow: 0.3 < h
+    image[20:30, 30:40] = 2.0 * _disc((10, 10), 4.5, 4.5, 4.5)           # deep: 2.0 >= h
+    image[20:30, 30:40] += 0.5 * _disc((10, 10), 4.5, 4.5, 2)
+    for picture in (image, np.where(image < 1, image, 0)):              # with, without deep
+        expected = h_maxima(picture, 0.5).astype(bool)
+        assert (_h_maxima(picture, 0.5) == expected).all()
+    assert not expected.any() and h_maxima(image, 0.5).any()
+    # the same through segment_variants, in several bands, when no cell is deep enough
+    probs = _crowd(seed=3)                     # cells at most ~8 px deep
+    banded = segment_variants(probs, 0.5, (10.0,), band_pixels=250 * 60)[10.0]
+    reference = whole_image_segment(probs, 0.5, 10.0)
+    assert reference.max() == 20 and _same_cells(banded, reference)   # no seeds: 1 per cluster
+
+
+def test_holes_go_to_the_nearest_cell():
     from scipy import ndimage
 
-    from models.instances import fill_holes
+    from models.instances import finish
     rng = np.random.default_rng(0)
-    for _ in range(50):
+    for _ in range(30):
         mask = ndimage.binary_opening(rng.random((40, 52)) > rng.uniform(0.3, 0.7))
-        assert (fill_holes(mask) == ndimage.binary_fill_holes(mask)).all()
-    ring = _disc((20, 20), 10, 10, 8) & ~_disc((20, 20), 10, 10, 4)
-    assert fill_holes(ring)[10, 10] and fill_holes(np.ones((3, 3), bool)).all()
+        labels, _ = ndimage.label(mask)
+        out = finish(labels, 1)
+        assert ((out > 0) == ndimage.binary_fill_holes(mask)).all()
+        kept = labels > 0
+        assert _same_cells(out[kept], labels[kept])             # cells keep their pixels
+    # a hole between two cells: each half goes to the cell on its side
+    labels = np.zeros((9, 12), np.int32)
+    labels[1:8, 1:11] = 1
+    labels[1:8, 6:11] = 2
+    labels[3:6, 3:9] = 0
+    before = labels.copy()
+    out = finish(labels, 1)
+    assert (labels == before).all()                 # calibration finishes one cut many times
+    assert (out[3:6, 3:6] == out[2, 2]).all() and (out[3:6, 6:9] == out[2, 9]).all()
+    assert out[2, 2] != out[2, 9]
 
 
 def test_a_single_cell_is_kept_silently():

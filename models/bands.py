@@ -1,0 +1,66 @@
+"""Row bands of whole objects, so that post-processing a huge image holds only one band's
+working arrays at a time.
+
+Each band is a full-width range of rows holding whole groups of foreground: pixels closer
+than `reach` (Chebyshev distance, each way) to one another end up in the same group, so an
+operation that looks no further than `reach` pixels around an object gives the same answer
+on the object's band as on the whole image. Groups are packed into bands of at most
+`band_pixels` pixels; a single group larger than that gets a band of its own (the memory
+bound is then that group's size).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+MARGIN = 6          # rows of context above and below a band's groups
+
+
+@dataclass(frozen=True)
+class Band:
+    rows: slice              # the crop of the image, full width
+    groups: np.ndarray       # group ids (into the group label image) it holds
+
+
+def groups(foreground: np.ndarray, reach: int) -> tuple[np.ndarray, list]:
+    """(group label image (int32), bounding slices per group): 8-connected components of
+    the foreground dilated by `reach` pixels each way."""
+    grown = ndimage.maximum_filter(foreground.view(np.uint8), size=2 * reach + 1) \
+        if reach else foreground
+    labels, _ = ndimage.label(grown, structure=np.ones((3, 3), bool))
+    return labels.astype(np.int32, copy=False), ndimage.find_objects(labels)
+
+
+def bands(boxes: list, shape: tuple[int, int], band_pixels: int) -> list[Band]:
+    """Groups (bounding slices in label order, hence by top row) packed greedily into bands
+    whose crop (the groups' rows plus MARGIN above and below) spans at most `band_pixels`."""
+    max_rows = max(1, band_pixels // max(1, shape[1]))
+    out, ids, top, bottom = [], [], 0, 0
+    for gid, box in enumerate(boxes, start=1):
+        if box is None:
+            continue
+        start, stop = box[0].start, box[0].stop
+        if ids and max(bottom, stop) - top + 2 * MARGIN > max_rows:
+            out.append(_band(ids, top, bottom, shape[0]))
+            ids = []
+        if not ids:
+            top, bottom = start, stop
+        ids.append(gid)
+        bottom = max(bottom, stop)
+    if ids:
+        out.append(_band(ids, top, bottom, shape[0]))
+    return out
+
+
+def _band(ids: list[int], top: int, bottom: int, height: int) -> Band:
+    return Band(slice(max(0, top - MARGIN), min(height, bottom + MARGIN)),
+                np.asarray(ids, np.int32))
+
+
+def member_mask(group_labels: np.ndarray, band: Band, n_groups: int) -> np.ndarray:
+    """Pixels of the band's crop that belong to the band's groups."""
+    member = np.zeros(n_groups + 1, bool)
+    member[band.groups] = True
+    return member[group_labels[band.rows]]
