@@ -60,11 +60,12 @@ def memory_child(size: int) -> None:
     model.frozen = True
     image = np.random.default_rng(0).integers(0, 4000, (1, size, size), dtype=np.uint16)
     from models.inference import predict_image
-    predict_image(model, image)
+    result = predict_image(model, image, keep_probabilities=True)
+    foreground = float(((result.probabilities[1] + result.probabilities[2]) > 0.5).mean())
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork + exec, so a child of this
     # (large) benchmark process would report at least the parent's size.
     hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-    print(int(hwm.split()[1]) / 1024)
+    print(int(hwm.split()[1]) / 1024, foreground)
 
 
 def main() -> None:
@@ -120,11 +121,12 @@ def main() -> None:
         ort = throughput(lambda im: onnx_model.probabilities(im, normalised=True), image)
     rows.append(("ONNX Runtime fp32 (CPU provider)", ort))
 
-    mem = {}
+    mem, foreground = {}, {}
     for size in (1024, 4096):
         out = subprocess.run([sys.executable, __file__, "--memory-child", str(size)],
                              capture_output=True, text=True, check=True)
-        mem[size] = float(out.stdout.strip().splitlines()[-1])
+        peak, fraction = out.stdout.strip().splitlines()[-1].split()
+        mem[size], foreground[size] = float(peak), float(fraction)
 
     train_rows = []
     for patch, batch in ((128, 16), (256, 8)):
@@ -170,7 +172,11 @@ by `bench/bench_int8.py` (section below).
 
 Peak memory (high-water resident set, VmHWM, of a separate process predicting one image,
 model and post-processing included): 1024x1024:
-{mem[1024]:.0f} MiB; 4096x4096: {mem[4096]:.0f} MiB.
+{mem[1024]:.0f} MiB; 4096x4096: {mem[4096]:.0f} MiB. The image is noise and the network
+untrained, so {100 * foreground[4096]:.0f}% of the 4096x4096 image is foreground: the worst
+case for post-processing, one connected region, which its row bands cannot split. For cells
+as a trained network sees them, post-processing memory is measured by
+`bench/bench_postprocess.py` (section below).
 
 Training throughput (forward + backward + AdamW step, {6} timed steps after one warm-up):
 
