@@ -79,3 +79,10 @@ def whole_image_segment(probs: np.ndarray, fg_threshold: float, split: float) ->
         seeds = _drop_small(ndimage.label(core)[0], SEED_MIN_SIZE)
         elevation = -probs[1]
     return _flood(seeds, regions, n_regions, foreground, elevation)
+
+
+def same_cut(a: np.ndarray, b: np.ndarray) -> bool:
+    """The two label images cut the same cells, numbering aside."""
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return bool(((a == 0) == (b == 0)).all()) and pairs.shape[1] == len(np.unique(a)) == \
+        len(np.unique(b))

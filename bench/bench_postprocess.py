@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._report import write_section  # noqa: E402
-from bench.baselines import whole_image_segment  # noqa: E402
+from bench.baselines import same_cut, whole_image_segment  # noqa: E402
 
 SIZE = 4096
 CASES = ((0.5, 0.0), (0.5, 0.5), (0.5, 2.0))      # (fg_threshold, split)
@@ -97,13 +97,6 @@ def whole_image_finish(labels):
     return _relabel(labels)[0]
 
 
-def identical_cut(a: np.ndarray, b: np.ndarray) -> bool:
-    """The two label images cut the same cells, numbering aside."""
-    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
-    return bool(((a == 0) == (b == 0)).all()) and pairs.shape[1] == len(np.unique(a)) == \
-        len(np.unique(b))
-
-
 def same_cells(a: np.ndarray, b: np.ndarray) -> float:
     """Fraction of foreground pixels whose cell in `a` and in `b` is the same cell (each cell
     of `a` matched to the cell of `b` it overlaps most)."""
@@ -132,7 +125,7 @@ def main() -> None:
                     result[way].update(labels=saved["labels"], cut=saved["cut"])
             w, b = result["whole"], result["banded"]
             agree = same_cells(w["labels"], b["labels"])
-            same = "yes" if identical_cut(w["cut"], b["cut"]) else "**no**"
+            same = "yes" if same_cut(w["cut"], b["cut"]) else "**no**"
             rows.append(f"| {split} | {w['cells']} / {b['cells']} | {w['seconds']:.2f} | "
                         f"{b['seconds']:.2f} | {w['seconds'] / b['seconds']:.2f}x | "
                         f"{w['mib']:.0f} | {b['mib']:.0f} | {w['mib'] / max(b['mib'], 1):.1f}x | "

@@ -27,8 +27,7 @@ class Band:
 def groups(foreground: np.ndarray, reach: int) -> tuple[np.ndarray, list]:
     """(group label image (int32), bounding slices per group): 8-connected components of
     the foreground dilated by `reach` pixels each way."""
-    grown = ndimage.maximum_filter(foreground.view(np.uint8), size=2 * reach + 1) \
-        if reach else foreground
+    grown = ndimage.maximum_filter(foreground.view(np.uint8), size=2 * reach + 1)
     labels, _ = ndimage.label(grown, structure=np.ones((3, 3), bool))
     return labels.astype(np.int32, copy=False), ndimage.find_objects(labels)
 

@@ -9,8 +9,9 @@ h-maxima of the interior's smoothed distance transform, which splits touching ce
 network joined by a thin bridge of interior).
 
 Memory: large images are cut in row bands of whole groups of cells (`models.bands`) and
-holes are filled one box at a time, so a 4096 x 4096 image needs about 0.3 GB beyond its
-probabilities instead of 1.9 GB, with the same cells (docs/benchmarks.md).
+holes are filled one box at a time, so a 4096 x 4096 image of cells needs about 0.3 GB
+beyond its probabilities instead of 1.9 GB, with the same cells (docs/benchmarks.md). One
+connected foreground region is processed whole, so a confluent image is not bounded.
 """
 from __future__ import annotations
 
@@ -105,7 +106,7 @@ def _h_maxima(image: np.ndarray, h: float) -> np.ndarray:
     objects, _ = ndimage.label(image > 0, structure=np.ones((3, 3), bool))
     resolution = 2 * np.finfo(image.dtype).resolution
     for index, box in enumerate(ndimage.find_objects(objects), start=1):
-        box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
+        box = _grown(box)
         own = objects[box] == index
         values = np.where(own, image[box], 0.0)
         markers = values - h - resolution * np.abs(values)
@@ -150,11 +151,17 @@ def _fill_holes_from_cells(labels: np.ndarray) -> None:
     for hole, box in enumerate(ndimage.find_objects(background), start=1):
         if box is None or edge[hole]:
             continue
-        box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
+        box = _grown(box)
         cells, inside = labels[box], background[box] == hole
         nearest = ndimage.distance_transform_edt(cells == 0, return_distances=False,
                                                  return_indices=True)
         cells[inside] = cells[tuple(axis[inside] for axis in nearest)]
+
+
+def _grown(box: tuple) -> tuple:
+    """A bounding box (slices) one pixel larger on every side (clipped at 0; numpy clips
+    the far end)."""
+    return tuple(slice(max(0, s.start - 1), s.stop + 1) for s in box)
 
 
 def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:

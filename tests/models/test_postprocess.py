@@ -3,7 +3,7 @@ on annotated images (models.calibration)."""
 import numpy as np
 import pytest
 
-from bench.baselines import whole_image_segment
+from bench.baselines import same_cut, whole_image_segment
 from models import load_model
 from models.calibration import MIN_CELLS, calibrate, size_candidates
 from models.export import export_onnx
@@ -190,13 +190,6 @@ def _crowd(shape=(200, 250), seed=0):
     return p / p.sum(0)
 
 
-def _same_cells(a: np.ndarray, b: np.ndarray) -> bool:
-    """The two label images cut the same cells (numbering aside)."""
-    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
-    return ((a == 0) == (b == 0)).all() and pairs.shape[1] == len(np.unique(a)) == \
-        len(np.unique(b))
-
-
 @pytest.mark.parametrize("split", [0.0, 0.5, 2.0])
 def test_post_processing_in_bands_cuts_the_same_cells_as_the_whole_image(split):
     from models import bands
@@ -209,8 +202,8 @@ def test_post_processing_in_bands_cuts_the_same_cells_as_the_whole_image(split):
     whole = segment_variants(probs, 0.5, (split,), band_pixels=10 ** 9)[split]
     banded = segment_variants(probs, 0.5, (split,), band_pixels=small)[split]
     reference = whole_image_segment(probs, 0.5, split)
-    assert reference.max() > 20 and _same_cells(whole, reference)
-    assert _same_cells(banded, reference)
+    assert reference.max() > 20 and same_cut(whole, reference)
+    assert same_cut(banded, reference)
 
 
 def test_seeds_are_h_maxima_of_the_whole_image_even_when_no_cell_is_deep_enough():
@@ -229,7 +222,7 @@ def test_seeds_are_h_maxima_of_the_whole_image_even_when_no_cell_is_deep_enough(
     probs = _crowd(seed=3)                     # cells at most ~8 px deep
     banded = segment_variants(probs, 0.5, (10.0,), band_pixels=250 * 60)[10.0]
     reference = whole_image_segment(probs, 0.5, 10.0)
-    assert reference.max() == 20 and _same_cells(banded, reference)   # no seeds: 1 per cluster
+    assert reference.max() == 20 and same_cut(banded, reference)   # no seeds: 1 per cluster
 
 
 def test_holes_go_to_the_nearest_cell():
@@ -243,7 +236,7 @@ def test_holes_go_to_the_nearest_cell():
         out = finish(labels, 1)
         assert ((out > 0) == ndimage.binary_fill_holes(mask)).all()
         kept = labels > 0
-        assert _same_cells(out[kept], labels[kept])             # cells keep their pixels
+        assert same_cut(out[kept], labels[kept])             # cells keep their pixels
     # a hole between two cells: each half goes to the cell on its side
     labels = np.zeros((9, 12), np.int32)
     labels[1:8, 1:11] = 1
