@@ -174,9 +174,10 @@ Peak memory (high-water resident set, VmHWM, of a separate process predicting on
 model and post-processing included): 1024x1024:
 {mem[1024]:.0f} MiB; 4096x4096: {mem[4096]:.0f} MiB. The image is noise and the network
 untrained, so {100 * foreground[4096]:.0f}% of the 4096x4096 image is foreground: the worst
-case for post-processing, one connected region, which its row bands cannot split. For cells
-as a trained network sees them, post-processing memory is measured by
-`bench/bench_postprocess.py` (section below).
+case for post-processing, one region that is one cell as tall as the image, which neither
+its row bands nor its overlapping windows can split. For cells as a trained network sees
+them, sparse or confluent, post-processing memory is measured by `bench/bench_postprocess.py`
+(section below).
 
 Training throughput (forward + backward + AdamW step, {6} timed steps after one warm-up):
 

@@ -5,8 +5,9 @@ Each band is a full-width range of rows holding whole groups of foreground: pixe
 than `reach` (Chebyshev distance, each way) to one another end up in the same group, so an
 operation that looks no further than `reach` pixels around an object gives the same answer
 on the object's band as on the whole image. Groups are packed into bands of at most
-`band_pixels` pixels; a single group larger than that gets a band of its own (the memory
-bound is then that group's size).
+`band_pixels` pixels; a single group larger than that (a confluent image: one connected
+region of cells) gets a band of its own, cut in overlapping row windows (`windows`), each
+window keeping the cells centred in its own rows.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 MARGIN = 6          # rows of context above and below a band's groups
+OVERLAP = 128       # rows shared by neighbouring windows of an oversized band
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,27 @@ def member_mask(group_labels: np.ndarray, band: Band, n_groups: int) -> np.ndarr
     member = np.zeros(n_groups + 1, bool)
     member[band.groups] = True
     return member[group_labels[band.rows]]
+
+
+@dataclass(frozen=True)
+class Window:
+    rows: slice              # the crop processed
+    owned: slice             # the rows where the centre of a cell it keeps must lie
+
+
+def windows(rows: slice, width: int, band_pixels: int, overlap: int = OVERLAP) -> list[Window]:
+    """A band's rows as one window, or, when the band spans more than `band_pixels`, as
+    overlapping windows of about that many pixels (at least 2 x `overlap` rows), each
+    owning the rows up to the middle of its overlaps with its neighbours. A cell whose
+    centre row lies in a window's owned rows is whole inside that window when it is at
+    most `overlap` rows tall."""
+    span = rows.stop - rows.start
+    height = max(band_pixels // max(1, width), 2 * overlap)
+    if span <= height:
+        return [Window(rows, rows)]
+    count = -(-(span - overlap) // (height - overlap))         # ceil: overlaps >= overlap
+    starts = np.linspace(rows.start, rows.stop - height, count).round().astype(int).tolist()
+    cuts = [rows.start] + [(nxt + start + height) // 2 for start, nxt in zip(starts, starts[1:])] \
+        + [rows.stop]
+    return [Window(slice(start, start + height), slice(cuts[k], cuts[k + 1]))
+            for k, start in enumerate(starts)]

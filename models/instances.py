@@ -10,11 +10,16 @@ network joined by a thin bridge of interior).
 
 Memory: large images are cut in row bands of whole groups of cells (`models.bands`) and
 holes are filled one box at a time, so a 4096 x 4096 image of cells needs about 0.3 GB
-beyond its probabilities instead of 1.9 GB, with the same cells (docs/benchmarks.md). One
-connected foreground region is processed whole, so a confluent image is not bounded.
+beyond its probabilities instead of 1.9 GB, with the same cells (docs/benchmarks.md). A
+group too large for one band (a confluent image: one connected region of touching cells) is
+cut in overlapping row windows, each keeping the cells centred in its own rows. Without seed
+splitting the windows overlap by more than the tallest area of confident interior; where a
+cell is still taller than the overlap, the band is done again with twice the overlap. The
+cells are those of the whole image (tested); memory grows only for bands with tall cells.
 """
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -24,9 +29,12 @@ from skimage.segmentation import watershed
 
 from models import bands
 
+log = logging.getLogger(__name__)
+
 SEED_MIN_SIZE = 3            # interior specks smaller than this do not seed a cell
 REACH = 4                    # how far the seeds' smoothing looks (Gaussian, sigma 1, 4 sigma)
 BAND_PIXELS = 2_000_000      # post-processing works on bands of about this many pixels
+CELL_RIM = 16                # rows a cell may reach beyond its interior, up and down together
 
 
 def instances_from_probs(probs: np.ndarray, min_size: int = 12, fg_threshold: float = 0.5,
@@ -49,10 +57,12 @@ def segment_variants(probs: np.ndarray, fg_threshold: float, splits,
     """`segment` for several `split` values at one threshold, sharing the work they have in
     common (foreground, seeds' core and its distance transform): {split: labels}.
 
-    Large images are processed in row bands of whole groups of cells (`models.bands`), so
-    the working memory is that of one band (about `band_pixels` pixels, or the largest
-    group of touching cells if that is larger). The cells are those of processing the whole
-    image at once (tested against it), up to how the watershed settles exact ties."""
+    Large images are processed in row bands of whole groups of cells (`models.bands`), a
+    group larger than a band in overlapping row windows (`bands.windows`, at least twice as
+    tall as their overlap, which is doubled until no cell is taller), so the working memory
+    is that of about `band_pixels` pixels, or more for very tall cells. The cells are those of
+    processing the whole image at once (tested against it), up to how the watershed
+    settles exact ties."""
     foreground = (probs[1] + probs[2]) > fg_threshold
     out = {split: np.zeros(foreground.shape, np.int32) for split in splits}
     if not foreground.any():
@@ -60,19 +70,82 @@ def segment_variants(probs: np.ndarray, fg_threshold: float, splits,
     group_labels, boxes = bands.groups(foreground, REACH)
     offsets = dict.fromkeys(out, 0)
     for band in bands.bands(boxes, foreground.shape, band_pixels):
-        rows = band.rows
-        fg = foreground[rows] & bands.member_mask(group_labels, band, len(boxes))
-        for split, labels in _segment_crop(probs[:, rows], fg, splits).items():
-            cells = labels > 0
-            out[split][rows][cells] = labels[cells] + offsets[split]
-            offsets[split] += int(labels.max(initial=0))
+        member = bands.member_mask(group_labels, band, len(boxes))
+        _segment_band(probs, foreground, member, band.rows, band_pixels, out, offsets)
     return out
+
+
+def _segment_band(probs, foreground, member, rows: slice, band_pixels: int, out: dict,
+                  offsets: dict) -> None:
+    """Segment one band (`member`: its own pixels) into `out` ({split: labels}), whole or in
+    overlapping windows; where a cell crosses a window edge, again with twice the overlap."""
+    width, overlap, start_offsets = foreground.shape[1], bands.OVERLAP, dict(offsets)
+    if min(out) <= 0 and len(bands.windows(rows, width, band_pixels)) > 1:
+        # without seed splitting, a cell is at least as tall as its area of interior
+        tallest = _tallest_core(probs, foreground, member, rows) + CELL_RIM
+        while overlap < tallest:
+            overlap *= 2
+    while True:
+        plan = bands.windows(rows, width, band_pixels, overlap)
+        cut = sum(_segment_window(probs, foreground, member, rows, window, out, offsets)
+                  for window in plan)
+        if not cut:
+            return
+        log.info("%d cell(s) taller than %d rows crossed a window edge: rows %d-%d again "
+                 "with windows overlapping by %d rows", cut, overlap, rows.start, rows.stop,
+                 2 * overlap)
+        for labels in out.values():
+            labels[rows][member] = 0
+        offsets.update(start_offsets)
+        overlap *= 2
+
+
+def _tallest_core(probs, foreground, member, rows: slice) -> int:
+    """Rows spanned by the tallest connected area of confident interior in a band: a cell is
+    at least that tall, so windows must overlap by more."""
+    areas, _ = ndimage.label(_core(probs[:, rows], foreground[rows] & member))
+    return max((box[0].stop - box[0].start for box in ndimage.find_objects(areas) if box),
+               default=0)
+
+
+def _segment_window(probs, foreground, member, band_rows: slice, window: bands.Window,
+                    out: dict, offsets: dict) -> int:
+    """Segment one window of a band (`member`: the band's own pixels) and write the cells it
+    owns into `out` ({split: labels}), where no earlier window put a cell; return how many of
+    those cells touch an edge where the window cuts the band (they may be incomplete)."""
+    rows = window.rows
+    fg = foreground[rows] & member[rows.start - band_rows.start:rows.stop - band_rows.start]
+    cut = 0
+    for split, labels in _segment_crop(probs[:, rows], fg, tuple(out)).items():
+        labels, cut_here = _owned(labels, window, band_rows)
+        cut = max(cut, cut_here)
+        target = out[split][rows]
+        cells = (labels > 0) & (target == 0)
+        target[cells] = labels[cells] + offsets[split]
+        offsets[split] += int(labels.max(initial=0))
+    return cut
+
+
+def _owned(labels: np.ndarray, window: bands.Window, band_rows: slice) -> tuple:
+    """(the cells of a window's labels whose bounding box is centred in its owned rows, how
+    many of them touch an edge where the window cuts the band)."""
+    if window.owned == window.rows:
+        return labels, 0
+    lo, hi = window.owned.start - window.rows.start, window.owned.stop - window.rows.start
+    keep = np.zeros(int(labels.max(initial=0)) + 1, bool)
+    cut = 0
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is not None and lo <= (box[0].start + box[0].stop - 1) / 2 < hi:
+            keep[index] = True
+            cut += (box[0].start == 0 and window.rows.start > band_rows.start) or \
+                (box[0].stop == len(labels) and window.rows.stop < band_rows.stop)
+    return np.where(keep[labels], labels, 0), cut
 
 
 def _segment_crop(probs, foreground, splits) -> dict:
     """{split: watershed labels} of one crop."""
     interior = probs[1]
-    core = (probs[1] > probs[0]) & (probs[1] >= probs[2]) & foreground   # argmax == 1
+    core = _core(probs, foreground)
     regions, n_regions = ndimage.label(foreground)
     out = {}
     dist = smooth = None
@@ -90,6 +163,12 @@ def _segment_crop(probs, foreground, splits) -> dict:
             elevation = -interior
         out[split] = _flood(seeds, regions, n_regions, foreground, elevation)
     return out
+
+
+def _core(probs, foreground):
+    """Confident interior: foreground where interior is the likeliest class (argmax == 1,
+    without argmax's int64 array)."""
+    return (probs[1] > probs[0]) & (probs[1] >= probs[2]) & foreground
 
 
 def _h_maxima(image: np.ndarray, h: float) -> np.ndarray:

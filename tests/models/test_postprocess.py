@@ -206,6 +206,56 @@ def test_post_processing_in_bands_cuts_the_same_cells_as_the_whole_image(split):
     assert same_cut(banded, reference)
 
 
+def _tissue(shape=(700, 100), spacing=24, seed=0):
+    """Probabilities for a confluent sheet of cells (a jittered grid's Voronoi cells, with
+    boundary between them and no background): one connected foreground region."""
+    from scipy.spatial import cKDTree
+    rng = np.random.default_rng(seed)
+    centres = [(y + rng.uniform(-6, 6), x + rng.uniform(-6, 6))
+               for y in np.arange(spacing / 2, shape[0], spacing)
+               for x in np.arange(spacing / 2, shape[1], spacing)]
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    near, _ = cKDTree(centres).query(np.stack([yy.ravel(), xx.ravel()], 1), k=2)
+    depth = ((near[:, 1] - near[:, 0]) / 2).reshape(shape)      # distance to the cell edge
+    p = np.empty((3,) + shape, np.float32)
+    p[1] = 1 / (1 + np.exp(-(depth - 2.5)))
+    p[2] = np.exp(-(depth - 0.5) ** 2) * 0.9 + 0.05
+    p[0] = 0.01
+    p += rng.uniform(0, 0.02, p.shape).astype(np.float32)
+    return p / p.sum(0)
+
+
+@pytest.mark.parametrize("split", [0.0, 0.5, 2.0])
+def test_a_confluent_image_is_cut_in_windows_into_the_same_cells(split):
+    from models import bands
+    from models.instances import segment_variants
+    probs = _tissue(seed=int(split))
+    foreground = (probs[1] + probs[2]) > 0.5
+    assert foreground.all() and len(bands.groups(foreground, 4)[1]) == 1
+    budget = 300 * 100                            # windows of 300 rows
+    assert len(bands.windows(slice(0, 700), 100, budget)) >= 3
+    windowed = segment_variants(probs, 0.5, (split,), band_pixels=budget)[split]
+    reference = whole_image_segment(probs, 0.5, split)
+    assert reference.max() > 100 and same_cut(windowed, reference)
+
+
+def test_cells_taller_than_the_window_overlap_are_cut_whole(caplog):
+    import logging
+
+    from models.instances import segment_variants
+    interior, boundary = np.zeros((900, 60), bool), np.zeros((900, 60), bool)
+    interior[10:590, 5:25] = True       # 580 rows of interior: windows overlap more at once
+    interior[600:620, 35:55] = True     # 20 rows of interior, then 270 rows of boundary that
+    boundary[620:890, 35:55] = True     # the watershed gives it: found, and done again
+    probs = _probs(interior, boundary)
+    with caplog.at_level(logging.INFO, logger="models.instances"):
+        windowed = segment_variants(probs, 0.5, (0.0,), band_pixels=300 * 60)[0.0]
+    assert same_cut(windowed, whole_image_segment(probs, 0.5, 0.0))
+    assert windowed.max() == 2
+    assert caplog.text.count("crossed a window edge") == 1
+    assert "taller than 128 rows crossed a window edge: rows 590-900" in caplog.text
+
+
 def test_seeds_are_h_maxima_of_the_whole_image_even_when_no_cell_is_deep_enough():
     from skimage.morphology import h_maxima
 
