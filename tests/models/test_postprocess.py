@@ -239,6 +239,14 @@ def test_a_confluent_image_is_cut_in_windows_into_the_same_cells(split):
     assert reference.max() > 100 and same_cut(windowed, reference)
 
 
+def test_several_splits_at_once_in_windows_cut_as_each_alone():
+    from models.instances import segment_variants
+    probs = _tissue(seed=5)
+    together = segment_variants(probs, 0.5, (0.0, 0.5, 2.0), band_pixels=300 * 100)
+    for split, labels in together.items():
+        assert same_cut(labels, whole_image_segment(probs, 0.5, split))
+
+
 def test_cells_taller_than_the_window_overlap_are_cut_whole(caplog):
     import logging
 
