@@ -10,7 +10,6 @@ image (separate process). Training: patches/s over a fixed number of steps.
 """
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
 import sys
@@ -20,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._report import write_section  # noqa: E402
@@ -68,9 +66,57 @@ def memory_child(size: int) -> None:
     print(int(hwm.split()[1]) / 1024, foreground)
 
 
+def cells_memory_child(model_path: str, image_path: str) -> None:
+    """Peak memory of predicting a 4096x4096 image of real cells with a (briefly) trained
+    model, loaded from its file as the app does."""
+    from models.inference import predict_image
+    from models.persist import load_model
+    model = load_model(model_path)
+    result = predict_image(model, np.load(image_path), keep_probabilities=True)
+    foreground = float(((result.probabilities[1] + result.probabilities[2]) > 0.5).mean())
+    hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    print(int(hwm.split()[1]) / 1024, foreground, result.count)
+
+
+def cells_memory(tmp: Path) -> dict | None:
+    """Train the default network for 100 steps on 60 DSB training images, tile DSB test
+    images into a 4096x4096 image, and measure predicting it in a child process; None
+    without the DSB data."""
+    from bench import dsb
+    if not (dsb.DATA / "index.json").exists():
+        return None
+    from models.persist import save_model
+    from models.training import train_model
+    train_ids, test_ids = dsb.fluorescence_split()
+    images, labels = dsb.load(train_ids[:60])
+    result = train_model(images, labels, config=TrainConfig(
+        width=ARCH["width"], depth=ARCH["depth"], patch=128, batch=16, steps_per_epoch=50,
+        epochs=2, calibrate=False))
+    save_model(result.model, tmp / "cells.cellloop")
+    tests, _ = dsb.load(test_ids)
+    rng = np.random.default_rng(0)
+    mosaic = np.zeros((4096, 4096), np.float32)
+    for y0 in range(0, 4096, 256):
+        for x0 in range(0, 4096, 256):
+            crop = tests[rng.integers(len(tests))][0, :256, :256]
+            lo, hi = np.percentile(crop, (1, 99.8))
+            mosaic[y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = \
+                np.clip((crop - lo) / max(hi - lo, 1e-6), 0, 1) * 255
+    np.save(tmp / "cells.npy", mosaic.astype(np.uint8))
+    out = subprocess.run([sys.executable, __file__, "--cells-memory-child",
+                          str(tmp / "cells.cellloop"), str(tmp / "cells.npy")],
+                         capture_output=True, text=True, check=True)
+    peak, fraction, count = out.stdout.strip().splitlines()[-1].split()
+    return {"mib": float(peak), "foreground": float(fraction), "count": int(count),
+            "steps": result.steps}
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--memory-child":
         memory_child(int(sys.argv[2]))
+        return
+    if len(sys.argv) > 3 and sys.argv[1] == "--cells-memory-child":
+        cells_memory_child(sys.argv[2], sys.argv[3])
         return
     image = np.random.default_rng(0).normal(0.3, 0.1, (1, 2048, 2048)).astype(np.float32)
     rows = []
@@ -127,6 +173,15 @@ def main() -> None:
                              capture_output=True, text=True, check=True)
         peak, fraction = out.stdout.strip().splitlines()[-1].split()
         mem[size], foreground[size] = float(peak), float(fraction)
+    with tempfile.TemporaryDirectory() as tmp:
+        cells = cells_memory(Path(tmp))
+    if cells is None:
+        cells_text = "(The same for an image of real cells needs ../shared/data/dsb2018: not run.)"
+    else:
+        cells_text = f"""For an image of real cells, a 4096x4096 mosaic of DSB test-split crops (each
+stretched to 8 bits) predicted by the default network trained for {cells['steps']} steps on 60
+DSB training images, loaded from its file as the app does: **{cells['mib']:.0f} MiB**
+({100 * cells['foreground']:.0f}% foreground, {cells['count']} cells)."""
 
     train_rows = []
     for patch, batch in ((128, 16), (256, 8)):
@@ -177,7 +232,7 @@ untrained, so {100 * foreground[4096]:.0f}% of the 4096x4096 image is foreground
 case for post-processing, one region that is one cell as tall as the image, which neither
 its row bands nor its overlapping windows can split. For cells as a trained network sees
 them, sparse or confluent, post-processing memory is measured by `bench/bench_postprocess.py`
-(section below).
+(section below). {cells_text}
 
 Training throughput (forward + backward + AdamW step, {6} timed steps after one warm-up):
 
