@@ -58,12 +58,16 @@ def memory_child(size: int) -> None:
     model.frozen = True
     image = np.random.default_rng(0).integers(0, 4000, (1, size, size), dtype=np.uint16)
     from models.inference import predict_image
-    result = predict_image(model, image, keep_probabilities=True)
+    print(*_peak_and_foreground(predict_image(model, image, keep_probabilities=True)))
+
+
+def _peak_and_foreground(result) -> tuple[float, float]:
+    """This process's peak memory (MiB) and the foreground fraction of a prediction.
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork + exec, so a child of this
+    (large) benchmark process would report at least the parent's size."""
     foreground = float(((result.probabilities[1] + result.probabilities[2]) > 0.5).mean())
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork + exec, so a child of this
-    # (large) benchmark process would report at least the parent's size.
     hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-    print(int(hwm.split()[1]) / 1024, foreground)
+    return int(hwm.split()[1]) / 1024, foreground
 
 
 def cells_memory_child(model_path: str, image_path: str) -> None:
@@ -73,9 +77,7 @@ def cells_memory_child(model_path: str, image_path: str) -> None:
     from models.persist import load_model
     model = load_model(model_path)
     result = predict_image(model, np.load(image_path), keep_probabilities=True)
-    foreground = float(((result.probabilities[1] + result.probabilities[2]) > 0.5).mean())
-    hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-    print(int(hwm.split()[1]) / 1024, foreground, result.count)
+    print(*_peak_and_foreground(result), result.count)
 
 
 def cells_memory(tmp: Path) -> dict | None:
