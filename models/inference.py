@@ -2,6 +2,7 @@
 Z-stacks are predicted slice by slice."""
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from typing import Callable
@@ -75,6 +76,16 @@ class SegmentationModel:
                                else torch.contiguous_format)
                 self.module.eval()
         return self._runtime
+
+    @contextlib.contextmanager
+    def running(self, prefer: str, device: str | None = None):
+        """Run on another engine for a while, e.g. torch fp32 to compare the shipped engine
+        with; the default is chosen again afterwards."""
+        self.runtime(prefer, device)
+        try:
+            yield self
+        finally:
+            self._runtime = self._engine_net = None
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         """(C, Y, X) or (Y, X) raw image -> normalised (C, Y, X) float32."""

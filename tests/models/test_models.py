@@ -109,13 +109,32 @@ def test_tile_layout_covers_with_overlap_and_no_larger_than_needed(length):
 
 def test_onnx_and_torchscript_match_torch(trained, tmp_path):
     images, _ = disc_data(1, seed0=60)
-    reference = trained.model.probabilities(images[0])
+    with trained.model.running("fp32", "cpu") as model:
+        reference = model.probabilities(images[0])
     for path in (export_onnx(trained.model, tmp_path / "m.onnx"),
                  export_torchscript(trained.model, tmp_path / "m.pt")):
         assert path.with_suffix(".json").exists()
-        other = load_model(path).probabilities(images[0])
+        with load_model(path).running("fp32", "cpu") as exported:
+            other = exported.probabilities(images[0])
         assert np.abs(other - reference).max() < 1e-4, path.name
         assert load_model(path).meta["architecture"] == trained.model.meta["architecture"]
+
+
+def test_bf16_engine_finds_the_same_discs_as_fp32(trained):
+    """bf16 autocast (the shipped engine on CUDA and on CPUs with native bf16) rounds the
+    activations to 8 bits of mantissa: probabilities move a little, the cells do not."""
+    images, _ = disc_data(2, seed0=70)
+    for image in images:
+        with trained.model.running("fp32", "cpu") as model:
+            reference = model.probabilities(image)
+        with trained.model.running("bf16", "cpu") as model:
+            assert model.runtime().name == "cpu/bf16/channels_last"
+            half = model.probabilities(image)
+        assert half.dtype == np.float32 and np.allclose(half.sum(0), 1, atol=1e-3)
+        assert np.abs(half - reference).max() < 0.1
+        assert (half.argmax(0) == reference.argmax(0)).mean() > 0.99
+        a, b = trained.model.instances(reference), trained.model.instances(half)
+        assert a.max() > 0 and score(a, b).f1 == 1.0
 
 
 def test_save_reload_predicts_the_same(trained, tmp_path):
