@@ -1,10 +1,13 @@
 """Models on small synthetic images: learning, ignore-index, tiling, export, persistence,
 determinism, errors."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from models import load_model, predict
+from models.device import cpu_has_native_bf16
 from models.data import IGNORE, PatchSampler, Sample, targets_from_labels
 from models.export import export_onnx, export_torchscript
 from models.inference import ModelInputError
@@ -165,15 +168,17 @@ def test_incompatible_version_and_wrong_channels(trained):
         predict(trained.model, np.zeros((3, 64, 64), np.float32))
 
 
-def test_training_is_deterministic():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_is_deterministic(precision):
     images, labels = disc_data(3)
-    cfg = TrainConfig(**TINY, epochs=2, steps_per_epoch=5, seed=7)
+    cfg = TrainConfig(**TINY, epochs=2, steps_per_epoch=5, seed=7, precision=precision)
     a = train_model(images, labels, config=cfg)
     b = train_model(images, labels, config=cfg)
+    assert a.model.meta["training_engine"] == f"cpu/{precision}/channels_last"
     for (ka, va), (kb, vb) in zip(a.model.module.state_dict().items(),
                                   b.model.module.state_dict().items()):
         assert ka == kb and torch.equal(va, vb), ka
-    c = train_model(images, labels, config=TrainConfig(**TINY, epochs=2, steps_per_epoch=5, seed=8))
+    c = train_model(images, labels, config=dataclasses.replace(cfg, seed=8))
     assert not torch.equal(a.model.module.head.out.weight, c.model.module.head.out.weight)
 
 
@@ -183,9 +188,20 @@ def test_training_errors():
     images, labels = disc_data(1)
     with pytest.raises(TrainingError, match="shape"):
         train_model(images, [labels[0][:10]])
+    with pytest.raises(TrainingError, match="precision must be auto, fp32 or bf16"):
+        train_model(images, labels, config=TrainConfig(**TINY, precision="fp16"))
     with pytest.raises(ValueError, match="No annotated pixels"):
         train_model(images, labels, regions=[np.zeros_like(labels[0], bool)],
                     config=TrainConfig(**TINY, epochs=1, steps_per_epoch=1))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU choice")
+def test_training_uses_bf16_where_the_cpu_has_it():
+    images, labels = disc_data(2)
+    result = train_model(images, labels, config=TrainConfig(**TINY, epochs=1, steps_per_epoch=2))
+    native = cpu_has_native_bf16()
+    assert result.model.meta["training_engine"] == \
+        ("cpu/bf16/channels_last" if native else "cpu/fp32/channels_last")
 
 
 def test_z_stack_predicted_slice_by_slice(trained):
