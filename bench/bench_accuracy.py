@@ -180,7 +180,8 @@ images; F1 at IoU 0.5 with one-to-one matching.
 {row(f"**U-Net ({', '.join(args.set) or 'CellLoop default'})**, post-processing chosen on validation and training images ({post_text(post)})", unet)}
 
 U-Net: width {DEFAULT['width']}, depth {DEFAULT['depth']}, {DEFAULT['patch']}px patches, batch
-{DEFAULT['batch']}, trained {result.seconds / 60:.1f} min on this CPU ({result.steps} steps,
+{DEFAULT['batch']}, trained {result.seconds / 60:.1f} min on this CPU
+({result.model.meta.get('training_engine', '?')}, {result.steps} steps,
 {result.patches_per_s:.1f} patches/s, stopped by {result.stopped}, best epoch
 {result.best_epoch}). The random forest is trained on the same {len(fit_x)} images (3,000 pixels
 each). F1 margin of the U-Net over the best baseline (the better forest on the test
