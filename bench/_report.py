@@ -15,19 +15,28 @@ HEADER = """# Benchmarks
 
 Each section is written by the script named in it; rerun the command to refresh it.
 Figures are what the script measured on the machine named, ratios against a baseline
-measured in the same run.
+measured in the same run. Two kinds of 2-core machine appear below: AMD EPYC (AVX2 only)
+and Intel Xeon (AVX-512 with AMX, native bf16). The engine CellLoop picks differs between
+them (bf16 autocast on the Xeon, fp32 and ONNX Runtime on the EPYC; docs/architecture.md),
+so compare figures within a section, or between sections run on the same machine.
 """
 
 
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
+        info = ""
+    for line in info.splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    flags = set(info.split())
+    for flag, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"), ("avx2", "AVX2")):
+        if flag in flags:
+            cpu += f" ({name})"
+            break
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 

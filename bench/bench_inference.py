@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._report import write_section  # noqa: E402
-from models.device import Runtime  # noqa: E402
+from models.device import Runtime, cpu_has_native_bf16  # noqa: E402
 from models.export import export_onnx, load_onnx  # noqa: E402
 from models.inference import SegmentationModel  # noqa: E402
 from models.tiling import layout  # noqa: E402
@@ -186,8 +186,11 @@ DSB training images, loaded from its file as the app does: **{cells['mib']:.0f} 
 ({100 * cells['foreground']:.0f}% foreground, {cells['count']} cells)."""
 
     train_rows = []
+    layouts = [("contiguous", False, False), ("channels_last", True, False)]
+    if cpu_has_native_bf16():        # what training picks here (TrainConfig.precision "auto")
+        layouts.append(("channels_last + bf16 autocast", True, True))
     for patch, batch in ((128, 16), (256, 8)):
-        for cl in (False, True):
+        for name, cl, bf16 in layouts:
             torch.manual_seed(0)
             net = UNet(**ARCH)
             if cl:
@@ -201,13 +204,14 @@ DSB training images, loaded from its file as the app does: **{cells['mib']:.0f} 
             for i in range(steps + 1):
                 if i == 1:
                     t0 = time.perf_counter()
-                loss = loss_fn(net(x), y, TrainConfig())
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    logits = net(x)
+                loss = loss_fn(logits.float(), y, TrainConfig())
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
             rate = steps * batch / (time.perf_counter() - t0)
-            train_rows.append(f"| {patch}x{patch}, batch {batch} | "
-                              f"{'channels_last' if cl else 'contiguous'} | {rate:.1f} |")
+            train_rows.append(f"| {patch}x{patch}, batch {batch} | {name} | {rate:.1f} |")
 
     table = "\n".join(f"| {name} | {mps:.2f} | {mps / eager:.2f}x |" for name, mps in rows)
     body = f"""Default network: U-Net width {ARCH['width']}, depth {ARCH['depth']}, 3 classes. Image
@@ -236,7 +240,8 @@ its row bands nor its overlapping windows can split. For cells as a trained netw
 them, sparse or confluent, post-processing memory is measured by `bench/bench_postprocess.py`
 (section below). {cells_text}
 
-Training throughput (forward + backward + AdamW step, {6} timed steps after one warm-up):
+Training throughput (forward + backward + AdamW step, {6} timed steps after one warm-up; training
+uses bf16 autocast where the CPU has native bf16, `TrainConfig.precision` "auto"):
 
 | patches | layout | patches/s |
 |---|---|---|
