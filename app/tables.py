@@ -223,6 +223,12 @@ class Job(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker: Mapped[str] = mapped_column(String(128), default="")   # Celery hostname running it
+    # The run that holds a running job (worker hostname, pid and a random part): only it may
+    # finish the job; it beats `heartbeat_at` while it runs (see app.jobs.runner).
+    owner: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    heartbeat_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    queue: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    sent_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)   # last handed to Celery
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     finished_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
