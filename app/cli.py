@@ -338,23 +338,33 @@ def cmd_run(config: Config, args) -> None:
                                       debug=args.debug)
 
 
-def worker_name() -> str:
-    return f"cellloop@{socket.gethostname()}"
+def worker_name(queues: str = "") -> str:
+    suffix = "-" + queues.replace(",", "-") if queues else ""
+    return f"cellloop{suffix}@{socket.gethostname()}"
 
 
 def cmd_worker(config: Config, args) -> None:
-    from app.jobs.celery_app import make_celery
-    from app.jobs.runner import fail_stale_jobs
+    from app.jobs.celery_app import QUEUES, make_celery
+    from app.jobs.reaper import Reaper
+    queues = [q.strip() for q in (args.queues or ",".join(QUEUES)).split(",") if q.strip()]
+    unknown = [q for q in queues if q not in QUEUES]
+    if unknown:
+        raise CLIError(f"unknown queue(s) {', '.join(unknown)}; the queues are "
+                       f"{', '.join(QUEUES)}")
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = _db(config)
-    fail_stale_jobs(db, worker_name())
-    db.dispose()
     celery = make_celery(config)
+    reaper = Reaper(config, queues, celery)
+    reaper.recover()          # jobs of dead workers fail; queued jobs are sent again
+    reaper.start()            # ... and every few seconds while this worker runs
     argv = ["worker", f"--loglevel={config.log_level}", f"--concurrency={args.concurrency}",
-            "-n", worker_name(), "--without-gossip", "--without-mingle", "--without-heartbeat"]
+            "-n", worker_name(",".join(queues)), "-Q", ",".join(queues),
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]
     if args.pool:
         argv.append(f"--pool={args.pool}")
-    celery.worker_main(argv)
+    try:
+        celery.worker_main(argv)
+    finally:
+        reaper.stop()
 
 
 # ----------------------------------------------------------------------- parser
@@ -444,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("worker", help="background job worker (Celery)")
     c.add_argument("--concurrency", type=int, default=1)
     c.add_argument("--pool", default="", help="Celery pool: prefork (default), solo, threads")
+    c.add_argument("--queues", default="", help="queues to take jobs from: gpu (training, "
+                   "scoring, prediction), cpu (imports, exports); default both")
     c.set_defaults(fn=cmd_worker)
     return p
 

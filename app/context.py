@@ -32,11 +32,13 @@ class AppState:
         return self._blobs
 
     def enqueue(self, job_id: int) -> None:
-        """Send job `job_id` to the worker (the Celery app is built on first use)."""
-        from app.jobs.celery_app import RUN_JOB, make_celery
+        """Send job `job_id` to the worker on its kind's queue (the Celery app is built on
+        first use)."""
+        from app.jobs.celery_app import make_celery
+        from app.jobs.runner import send_job
         if self._celery is None:
             self._celery = make_celery(self.config)
-        self._celery.send_task(RUN_JOB, args=[job_id])
+        send_job(self.config, self.db, job_id, self._celery)
 
 
 def state() -> AppState:

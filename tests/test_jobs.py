@@ -17,7 +17,9 @@ from app.context import AppState
 from app.errors import Conflict, PermissionDenied
 from app.jobs import registry
 from app.jobs.builtin import staging_dir
-from app.jobs.runner import STALE_MESSAGE, fail_stale_jobs, run_job
+import datetime as dt
+
+from app.jobs.runner import create_job_row, reap_lost_jobs, run_job
 from app.services import jobs
 from app.tables import Image, Job
 from tests.conftest import actor
@@ -119,12 +121,102 @@ def test_one_training_job_per_project(db, world):
         assert jobs.list_jobs(s, actor(s, "outsider")) == []
 
 
-def test_stale_running_jobs_fail_on_worker_start(db, world):
-    mine = add_job(db, world, state="running", worker="w1")
-    other = add_job(db, world, state="running", worker="w2")
-    assert fail_stale_jobs(db, "w1") == 1
-    assert job_row(db, mine).state == "failed" and job_row(db, mine).error == STALE_MESSAGE
-    assert job_row(db, other).state == "running"
+def beat(db, job_id, seconds_ago, owner="other-run"):
+    with db.session_scope() as s:
+        job = s.get(Job, job_id)
+        job.owner, job.state = owner, "running"
+        job.started_at = job.heartbeat_at = (
+            dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=seconds_ago))
+
+
+def test_reaper_fails_silent_jobs_and_leaves_live_ones_alone(db, world):
+    dead = add_job(db, world, state="running", worker="w1")
+    live = add_job(db, world, state="running", worker="w1")   # same worker name: a second worker
+    beat(db, dead, 120)
+    beat(db, live, 2)
+    assert reap_lost_jobs(db, lost_after_s=30) == [dead]
+    assert job_row(db, dead).state == "failed" and "no heartbeat for 30 s" in job_row(db, dead).error
+    assert job_row(db, live).state == "running" and job_row(db, live).error == ""
+
+
+def test_only_the_owner_finishes_a_job(db, config, world, monkeypatch):
+    """A run whose job was declared lost meanwhile must not flip it back to done."""
+    def reaped_meanwhile(ctx):
+        beat(db, ctx.job_id, 600, owner=ctx.owner)
+        assert reap_lost_jobs(db, lost_after_s=30) == [ctx.job_id]
+        return {"trained": True}
+
+    monkeypatch.setitem(registry.HANDLERS, "reaped", reaped_meanwhile)
+    job_id = add_job(db, world, kind="reaped")
+    assert run_job(db, config, job_id) == "lost"
+    job = job_row(db, job_id)
+    assert job.state == "failed" and job.result == {} and "heartbeat" in job.error
+
+
+def test_a_lost_job_stops_at_its_next_progress(db, config, world, monkeypatch):
+    steps = []
+
+    def long_steps(ctx):
+        for i in range(5):
+            steps.append(i)
+            if i == 1:
+                with ctx.db.session_scope() as s:   # another worker's reaper took it
+                    s.get(Job, ctx.job_id).state = "failed"
+            ctx.progress(i / 5, f"step {i}", force=True)
+        return {}
+
+    monkeypatch.setitem(registry.HANDLERS, "long", long_steps)
+    job_id = add_job(db, world, kind="long")
+    assert run_job(db, config, job_id) == "lost"
+    assert steps == [0, 1] and job_row(db, job_id).state == "failed"
+
+
+def test_heartbeat_beats_while_the_handler_works(db, config, world, monkeypatch):
+    seen = []
+
+    def quiet(ctx):
+        first = job_row(db, ctx.job_id).heartbeat_at
+        time.sleep(0.6)                      # no progress call: only the heartbeat writes
+        seen.append((first, job_row(db, ctx.job_id).heartbeat_at))
+        return {}
+
+    monkeypatch.setitem(registry.HANDLERS, "quiet", quiet)
+    job_id = add_job(db, world, kind="quiet")
+    assert run_job(db, config, job_id, heartbeat_s=0.1) == "done"
+    first, later = seen[0]
+    assert later > first
+
+
+def test_a_job_delivered_twice_runs_once(db, config, world, monkeypatch):
+    calls = []
+    monkeypatch.setitem(registry.HANDLERS, "once", lambda ctx: calls.append(ctx.owner) or {})
+    job_id = add_job(db, world, kind="once")
+    assert run_job(db, config, job_id, worker="w1") == "done"
+    assert run_job(db, config, job_id, worker="w2") == "done"   # second delivery: no run
+    assert len(calls) == 1 and job_row(db, job_id).owner == calls[0]
+
+
+def test_follow_up_and_submit_keep_one_training_per_project(db, world):
+    with db.session_scope() as s:
+        first, created = create_job_row(s, world["project_id"], world["annotator"], "train", {})
+        assert created
+        again, created = create_job_row(s, world["project_id"], world["annotator"], "train", {})
+        assert (again, created) == (first, False)
+    beat(db, first, 300)                       # its worker died: the next request reaps it
+    with db.session_scope() as s:
+        info = jobs.submit_job(s, actor(s, "reviewer"), world["project_id"], "train", {},
+                               lambda _id: None)
+    assert job_row(db, first).state == "failed" and info.id != first
+
+
+def test_cancel_of_a_queued_job_is_immediate(db, world):
+    with db.session_scope() as s:
+        info = jobs.submit_job(s, actor(s, "reviewer"), world["project_id"], "train", {},
+                               lambda _id: None)
+        assert jobs.cancel_job(s, actor(s, "reviewer"), info.id).state == "cancelled"
+        again = jobs.submit_job(s, actor(s, "reviewer"), world["project_id"], "train", {},
+                                lambda _id: None)
+        assert again.state == "queued"
 
 
 def start_worker(config):
@@ -156,6 +248,7 @@ def wait_for(db, config, job_id, timeout=180):
 @pytest.mark.slow
 def test_real_worker_runs_jobs_and_recovers_stale_ones(db, config, world):
     stale = add_job(db, world, state="running", worker="")
+    beat(db, stale, 600)
     worker, log = start_worker(config)
     try:
         token = stage(config, "d" * 32, {"a.png": png_bytes(3), "b.png": png_bytes(4)})
@@ -168,7 +261,7 @@ def test_real_worker_runs_jobs_and_recovers_stale_ones(db, config, world):
         job = job_row(db, info.id)
         assert job.state == "done", (job.state, job.error,
                                      (config.data_dir / "worker.log").read_text()[-3000:])
-        assert job.result["imported"] == 2 and job.worker.startswith("cellloop@")
+        assert job.result["imported"] == 2 and job.worker.startswith("cellloop")
         assert job_row(db, stale).state == "failed"
         with db.session_scope() as s:
             assert len(s.scalars(select(Image)).all()) == 2

@@ -7,6 +7,16 @@ from celery import Celery
 from app.config import Config
 
 RUN_JOB = "cellloop.run_job"
+# Two queues, so an import never waits behind a training: `gpu` takes the model work
+# (training, scoring, prediction, simulation; it runs on the CPU where there is no GPU),
+# `cpu` the file work (imports, exports). run.sh and the Procfile start a worker for each.
+QUEUES = ("cpu", "gpu")
+KIND_QUEUE = {"import": "cpu", "export": "cpu", "train": "gpu", "score": "gpu",
+              "predict": "gpu", "simulate": "gpu"}
+
+
+def queue_for(kind: str) -> str:
+    return KIND_QUEUE.get(kind, "gpu")
 
 
 def make_celery(config: Config) -> Celery:
@@ -23,6 +33,10 @@ def make_celery(config: Config) -> Celery:
         broker_connection_retry_on_startup=True,
         result_expires=7 * 24 * 3600,
         worker_hijack_root_logger=False,
+        task_default_queue="gpu",
+        # A killed worker child must not lose the message silently: the job row is failed
+        # by the reaper (no heartbeat), so the message is acknowledged, not redelivered.
+        task_reject_on_worker_lost=False,
         cellloop_config=config,
     )
     return celery

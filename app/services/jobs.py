@@ -9,18 +9,17 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Callable
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, PermissionDenied
 from app.permissions import Actor, Role, require, role_of
-from app.tables import Job, Membership, User
+from app.jobs.runner import ACTIVE_STATES, EXCLUSIVE, create_job_row, reap_lost
+from app.tables import Job, Membership, User, utcnow
 
 # What each kind needs in its project (see permissions.ACTIONS).
 KIND_ACTION = {"import": "import", "train": "train", "score": "train", "predict": "annotate",
                "simulate": "train", "export": "export"}
-EXCLUSIVE = {"train", "score"}
-ACTIVE_STATES = ("queued", "running")
 
 
 @dataclass(frozen=True)
@@ -71,18 +70,14 @@ def submit_job(session: Session, actor: Actor, project_id: int | None, kind: str
             raise PermissionDenied("Only site admins can start jobs outside a project.")
     else:
         require(session, actor, project_id, KIND_ACTION[kind])
-        if kind in EXCLUSIVE:
-            busy = session.scalar(select(Job.id).where(
-                Job.project_id == project_id, Job.kind == kind, Job.state.in_(ACTIVE_STATES)))
-            if busy is not None:
-                raise Conflict(f"A {kind} job (#{busy}) is already queued or running in this "
-                               "project; wait for it or cancel it.")
-    job = Job(kind=kind, project_id=project_id, user_id=actor.id, params=dict(params),
-              state="queued", message="Waiting for a worker.")
-    session.add(job)
+    job_id, created = create_job_row(session, project_id, actor.id, kind, params)
+    if not created:
+        session.commit()   # keep the reaping of a dead worker's job
+        raise Conflict(f"A {kind} job (#{job_id}) is already queued or running in this "
+                       "project; wait for it or cancel it.")
     session.commit()
-    enqueue(job.id)
-    return _info(job, actor.username)
+    enqueue(job_id)
+    return _info(session.get(Job, job_id), actor.username)
 
 
 def _visible(session: Session, actor: Actor):
@@ -122,7 +117,15 @@ def cancel_job(session: Session, actor: Actor, job_id: int) -> JobInfo:
     if not may:
         raise PermissionDenied("Only the person who started a job, project owners and site "
                                "admins can cancel it.")
-    if job.state in ACTIVE_STATES:
+    if job.state == "queued":
+        # Nobody is running it: cancel it now (the worker skips it if the message arrives).
+        session.execute(update(Job).where(Job.id == job_id, Job.state == "queued").values(
+            state="cancelled", cancel_requested=True, finished_at=utcnow(),
+            message="Cancelled before it started."))
+    elif job.state == "running":
         job.cancel_requested = True
-        session.flush()
+        if job.project_id is not None:   # a job whose worker is gone ends now, as failed
+            reap_lost(session, job.project_id)
+    session.flush()
+    session.expire_all()
     return get_job(session, actor, info.id)

@@ -1,0 +1,57 @@
+"""The worker's watch over jobs: fail running jobs whose worker stopped beating, and send
+queued jobs again when their message may have been lost.
+
+Runs in the Celery worker's main process (a daemon thread), which never runs jobs itself, so
+it keeps watching while a child trains and after a child was killed. Sending a queued job
+twice is harmless: `run_job` claims a job with one conditional UPDATE, so the second delivery
+finds it no longer queued and does nothing.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import select
+
+from app.config import Config
+from app.db import Database
+from app.jobs.celery_app import queue_for
+from app.jobs.runner import LOST_AFTER_S, reap_lost_jobs, send_job
+from app.tables import Job
+
+log = logging.getLogger(__name__)
+INTERVAL_S = 10.0
+
+
+class Reaper:
+    def __init__(self, config: Config, queues: list[str], celery, interval_s: float = INTERVAL_S,
+                 lost_after_s: float = LOST_AFTER_S):
+        self.config, self.queues, self.celery = config, list(queues), celery
+        self.interval, self.lost_after = interval_s, lost_after_s
+        self.db = Database(config.sqlalchemy_url)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="job-reaper", daemon=True)
+
+    def recover(self) -> None:
+        """At worker start: fail the jobs of dead workers, re-send this worker's queued jobs."""
+        reap_lost_jobs(self.db, self.lost_after)
+        with self.db.session_scope() as s:
+            queued = [(j.id, j.queue or queue_for(j.kind)) for j in
+                      s.scalars(select(Job).where(Job.state == "queued").order_by(Job.id))]
+        for job_id, queue in queued:
+            if queue in self.queues:
+                log.info("re-sending queued job %s to queue %s", job_id, queue)
+                send_job(self.config, self.db, job_id, self.celery)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                reap_lost_jobs(self.db, self.lost_after)
+            except Exception as exc:  # noqa: BLE001 - the watch goes on; next round retries
+                log.warning("job reaper: %s", exc)
