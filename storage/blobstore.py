@@ -135,15 +135,67 @@ def open_blob_store(storage_url: str, default_dir: str | os.PathLike) -> BlobSto
 
 
 # ---------------------------------------------------------------- arrays as blobs
-def array_to_bytes(array: np.ndarray) -> bytes:
-    """Serialise an array as .npy (no pickle): exact dtype and shape, fast to read back."""
+# Arrays are stored as a .npy header followed by the zstd-compressed (level 1) C-order data,
+# behind an 8-byte magic: label masks shrink ~100x and images 1.5-2.5x, at several hundred
+# MB/s to write and 1-2 GB/s to read. Blobs written before compression (plain .npy) still read.
+ZSTD_MAGIC = b"\x93CLZSTD\x01"
+
+
+def _npy_header(array: np.ndarray) -> bytes:
+    """The header np.save writes for `array` (C-contiguous), byte for byte."""
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    np.lib.format.write_array_header_1_0(buf, np.lib.format.header_data_from_array_1_0(array))
     return buf.getvalue()
 
 
+def array_sha256(array: np.ndarray) -> str:
+    """sha256 of the array as plain .npy bytes (np.save), computed without copying it."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(_npy_header(array))
+    if array.size:
+        digest.update(memoryview(array.reshape(-1).view(np.uint8)))
+    return digest.hexdigest()
+
+
+def array_to_bytes(array: np.ndarray, compress: bool = True) -> bytes:
+    """Serialise an array (no pickle): exact dtype and shape; zstd-compressed by default,
+    plain .npy with `compress=False`."""
+    array = np.ascontiguousarray(array)
+    if array.dtype.hasobject:
+        raise ValueError("object arrays cannot be stored")
+    if not compress:
+        buf = io.BytesIO()
+        np.save(buf, array, allow_pickle=False)
+        return buf.getvalue()
+    import imagecodecs
+
+    payload = b""
+    if array.size:
+        payload = imagecodecs.zstd_encode(array.reshape(-1).view(np.uint8), level=1)
+    return ZSTD_MAGIC + _npy_header(array) + payload
+
+
 def array_from_bytes(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
+    """The array in `data` (compressed or plain .npy); a fresh, writable array."""
+    if not data.startswith(ZSTD_MAGIC):
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    view = memoryview(data)[len(ZSTD_MAGIC):]
+    buf = io.BytesIO(view)
+    version = np.lib.format.read_magic(buf)
+    if version != (1, 0):
+        raise ValueError(f"compressed array blob: unknown header version {version}")
+    shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf)
+    if dtype.hasobject or fortran:
+        raise ValueError("compressed array blob: unsupported header")
+    out = np.empty(shape, dtype)
+    if out.size:
+        import imagecodecs
+
+        flat = out.reshape(-1).view(np.uint8)
+        got = imagecodecs.zstd_decode(view[buf.tell():], out=flat)
+        if len(got) != flat.size:
+            raise ValueError(f"compressed array blob: {len(got)} bytes, expected {flat.size}")
+    return out
 
 
 def put_array(store: BlobStore, array: np.ndarray) -> str:
