@@ -11,6 +11,7 @@ from pathlib import Path
 
 from flask import Flask, jsonify, redirect, request, send_from_directory
 from sqlalchemy import text
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Config
 from app.context import AppState, close_session, get_session
@@ -32,6 +33,9 @@ def create_app(config: Config | None = None) -> Flask:
     config.data_dir.mkdir(parents=True, exist_ok=True)
 
     server = Flask(__name__, template_folder="templates")
+    if config.proxy_fix_count:  # behind N reverse proxies: client address from X-Forwarded-For
+        server.wsgi_app = ProxyFix(server.wsgi_app, x_for=config.proxy_fix_count,
+                                   x_proto=config.proxy_fix_count)
     server.config.update(
         SECRET_KEY=config.resolve_secret_key(),
         MAX_CONTENT_LENGTH=config.max_content_length,

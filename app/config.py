@@ -47,7 +47,8 @@ class Config:
     redis_url: str = ""
     storage_url: str = ""
     allow_registration: bool = False
-    login_max_failures: int = 10          # failed logins per minute, per IP and per account
+    login_max_failures: int = 10          # failures in a row (account + address) before a lockout
+    proxy_fix_count: int = 0              # reverse proxies in front whose X-Forwarded-* to trust
     max_content_length: int = 1 << 30     # upload limit in bytes (1 GiB)
     max_image_pixels: int = 1 << 28       # decompression-bomb guard for readers
     host: str = "127.0.0.1"
@@ -75,6 +76,7 @@ class Config:
             storage_url=env.get("STORAGE_URL", ""),
             allow_registration=_flag(env.get("ALLOW_REGISTRATION"), False),
             login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 10),
+            proxy_fix_count=_int(env, "PROXY_FIX_COUNT", 0),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 1 << 30),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 1 << 28),
             host=env.get("HOST", "127.0.0.1"),
@@ -105,6 +107,8 @@ class Config:
                               f"got {self.inference_precision!r}")
         if self.login_max_failures < 1:
             raise ConfigError("LOGIN_MAX_FAILURES must be at least 1")
+        if self.proxy_fix_count < 0:
+            raise ConfigError("PROXY_FIX_COUNT must be 0 (no proxy) or more")
         return self
 
     def apply_to_models(self) -> None:

@@ -67,3 +67,10 @@ def test_dotenv_file_is_read(tmp_path, monkeypatch):
     cfg = Config.from_env({}, dotenv=True)
     assert cfg.port == 9001 and cfg.allow_registration
     assert Config.from_env({"PORT": "9002"}).port == 9002  # the environment wins
+
+
+def test_proxy_fix_count():
+    assert Config.from_env({}, dotenv=False).proxy_fix_count == 0
+    assert Config.from_env({"PROXY_FIX_COUNT": "2"}, dotenv=False).proxy_fix_count == 2
+    with pytest.raises(ConfigError, match="PROXY_FIX_COUNT"):
+        Config.from_env({"PROXY_FIX_COUNT": "-1"}, dotenv=False)
