@@ -1,7 +1,9 @@
 """The demo project: a few real nuclei images (DSB 2018, CC0) and demo accounts.
 
 Idempotent: running it again creates nothing twice. Refused in production, because the
-demo accounts have published passwords.
+demo accounts have published passwords; a database once loaded with the demo and then run in
+production refuses these accounts at login until their passwords are changed
+(`python -m app set-password USERNAME`).
 """
 from __future__ import annotations
 
@@ -27,6 +29,11 @@ DEMO_ACCOUNTS = [
     ("rita", "cellloop-rita", False, "reviewer"),
     ("victor", "cellloop-victor", False, "viewer"),
 ]
+
+
+def published_passwords() -> dict[str, str]:
+    """username -> the demo password published in this file (refused at login in production)."""
+    return {username: password for username, password, _admin, _role in DEMO_ACCOUNTS}
 
 
 def load_demo(session: Session, store: BlobStore, config: Config) -> dict:

@@ -8,6 +8,7 @@ flat in the number of images?), and for rendering, loading the stored array alon
 """
 from __future__ import annotations
 
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -81,7 +82,10 @@ def main() -> None:
         p_small = fill(db, "small", 100, key)
         p_big = fill(db, "big", 10_000, key)
         client = server.test_client()
-        client.post("/login", data={"username": "bench", "password": "bench-password"})
+        login_page = client.get("/login").get_data(as_text=True)   # the form's CSRF token
+        token = re.search(r'name="csrf_token" value="([^"]+)"', login_page).group(1)
+        client.post("/login", data={"username": "bench", "password": "bench-password",
+                                    "csrf_token": token})
 
         rows = []
         for label, sort, page in [("newest first, page 1", "-created", 1),

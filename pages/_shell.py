@@ -6,6 +6,7 @@ import dash_bootstrap_components as dbc
 from dash import html
 from flask import has_request_context
 
+from app.auth import CSRF_FIELD, csrf_token
 from app.context import current_actor
 
 
@@ -16,8 +17,9 @@ def navbar(user) -> dbc.Navbar:
         if user.is_admin:
             links.append(dbc.NavItem(dbc.NavLink("Users", href="/admin/users", id="nav-admin")))
         links.append(dbc.NavItem(dbc.NavLink(user.username, href="/account", id="nav-account")))
-        links.append(html.Form(
+        links.append(html.Form(  # logout is a POST; the button sends the CSRF token
             html.Button("Log out", id="nav-logout", type="submit",
+                        name=CSRF_FIELD, value=csrf_token(),
                         className="btn btn-outline-light btn-sm ms-2"),
             action="/logout", method="POST", className="d-flex align-items-center"))
     return dbc.Navbar(

@@ -2,6 +2,8 @@
 clients, and options for headless Chromium on a closed network."""
 from __future__ import annotations
 
+import re
+
 import pytest
 from selenium.webdriver.chrome.options import Options as ChromeOptions
 
@@ -12,6 +14,21 @@ from app.services import projects, users
 
 PASSWORD = "correct-horse-1"
 ROLES = ("owner", "reviewer", "annotator", "viewer")
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def form_token(client, path: str = "/login") -> str:
+    """The CSRF token of the form at `path` (GET it, as a browser does before posting)."""
+    page = client.get(path)
+    match = CSRF_RE.search(page.get_data(as_text=True))
+    assert match, f"no csrf_token in {path} ({page.status_code})"
+    return match.group(1)
+
+
+def post_login(client, username: str, password: str = PASSWORD, **kwargs):
+    """POST the login form with its CSRF token; the response (302 on success)."""
+    data = {"username": username, "password": password, "csrf_token": form_token(client)}
+    return client.post("/login", data=data, **kwargs)
 
 
 def pytest_setup_options():
@@ -83,7 +100,7 @@ def login(server):
     """login("viewer") -> a Flask test client with that user's session."""
     def _login(username: str, password: str = PASSWORD):
         client = server.test_client()
-        response = client.post("/login", data={"username": username, "password": password})
+        response = post_login(client, username, password)
         assert response.status_code == 302, response.get_data(as_text=True)
         return client
     return _login
