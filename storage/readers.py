@@ -11,9 +11,11 @@ dtype (uint8/uint16/float32 ...; never rescaled). How source axes map:
 - NPY: 2-D is YX; 3-D is YXC when the last axis has at most 4 entries, CYX when the first
   has at most 8, else ZYX; 4-D is ZCYX.
 
-Readers look at the header before decoding, so decompression bombs (more pixels than
-`max_pixels`) are refused without allocating memory. Every failure is an `ImageReadError`
-whose message names the file.
+Readers look at the header before decoding, so decompression bombs (more pixel values than
+`max_pixels`, or more decoded bytes than `max_bytes`) are refused without allocating memory;
+`declared_size` gives the same header figures to callers that must decide where to decode
+(the web worker hands big files to the background worker). Every failure is an
+`ImageReadError` whose message names the file.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ SUPPORTED_DTYPES = {np.dtype(t) for t in
                     ("uint8", "uint16", "uint32", "int8", "int16", "int32", "float32", "float64",
                      "bool")}
 DEFAULT_MAX_PIXELS = 1 << 28
+DEFAULT_MAX_BYTES = 512 << 20     # decoded bytes per image (Config.max_image_bytes)
 
 
 class ImageReadError(ValueError):
@@ -54,13 +57,39 @@ def _suffix(name: str) -> str:
     return Path(name).suffix
 
 
-def _check_size(name: str, shape, max_pixels: int) -> None:
-    if any(int(s) <= 0 for s in shape):
-        raise ImageReadError(f"{name}: the image is empty (shape {tuple(shape)}).")
-    n = int(np.prod([int(s) for s in shape], dtype=np.float64))
+def human_bytes(n: float) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What a file's header says it decodes to, before anything is decoded."""
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    nbytes: int          # decoded size in memory (an upper estimate for PNG/JPEG)
+
+
+def _check_size(name: str, shape, max_pixels: int, itemsize: int | None = None,
+                max_bytes: int | None = None) -> None:
+    """Refuse an empty image, more than `max_pixels` values, or (with `itemsize`) more than
+    `max_bytes` decoded bytes. Counts are Python ints: no overflow for absurd headers."""
+    dims = [int(s) for s in shape]
+    if any(d <= 0 for d in dims):
+        raise ImageReadError(f"{name}: the image is empty (shape {tuple(dims)}).")
+    n = 1
+    for d in dims:
+        n *= d
     if n > max_pixels:
         raise ImageReadError(f"{name}: {n:,} pixel values is more than the limit of "
                              f"{max_pixels:,} (MAX_IMAGE_PIXELS); refusing to load it.")
+    if itemsize is not None and max_bytes is not None and n * itemsize > max_bytes:
+        raise ImageReadError(
+            f"{name}: decodes to {human_bytes(n * itemsize)} ({' x '.join(map(str, dims))} "
+            f"values of {itemsize} byte(s)), more than the limit of {human_bytes(max_bytes)} "
+            "per image; refusing to decode it (an administrator can raise MAX_IMAGE_BYTES).")
 
 
 def _check_dtype(name: str, dtype) -> np.dtype:
@@ -81,9 +110,16 @@ def _finish(name: str, pixels: np.ndarray, axes: str, names: list[str] | None = 
     if pixels.shape[1] > 64:
         raise ImageReadError(f"{name}: {pixels.shape[1]} channels is more than 64; check "
                              "the axis order.")
-    if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():
-        raise ImageReadError(f"{name}: the image contains NaN or infinite values.")
+    if np.issubdtype(pixels.dtype, np.floating) and not all_finite(pixels):
+        raise ImageReadError(f"{name}: the image contains NaN or infinite values; replace them "
+                             "(e.g. with 0) before importing.")
     return ImageData(np.ascontiguousarray(pixels), axes, list(names or []))
+
+
+def all_finite(array: np.ndarray, chunk: int = 1 << 22) -> bool:
+    """Whether a float array holds no NaN/inf, checked in slices (no full-size temporary)."""
+    flat = array.reshape(-1)
+    return all(np.isfinite(flat[i:i + chunk]).all() for i in range(0, flat.size, chunk))
 
 
 def _to_zcyx(name: str, array: np.ndarray, axes: str) -> np.ndarray:
@@ -102,7 +138,7 @@ def _to_zcyx(name: str, array: np.ndarray, axes: str) -> np.ndarray:
     return out.reshape(n_planes, n_chan, out.shape[-2], out.shape[-1])
 
 
-def _read_tiff(name: str, data: bytes, max_pixels: int) -> ImageData:
+def _read_tiff(name: str, data: bytes, max_pixels: int, max_bytes: int) -> ImageData:
     import tifffile
 
     try:
@@ -110,8 +146,8 @@ def _read_tiff(name: str, data: bytes, max_pixels: int) -> ImageData:
             if not tif.series:
                 raise ImageReadError(f"{name}: the TIFF holds no image.")
             series = tif.series[0]
-            _check_dtype(name, series.dtype)
-            _check_size(name, series.shape, max_pixels)
+            dtype = _check_dtype(name, series.dtype)
+            _check_size(name, series.shape, max_pixels, dtype.itemsize, max_bytes)
             axes = series.axes
             names: list[str] = []
             if tif.is_ome and tif.ome_metadata:
@@ -146,13 +182,24 @@ def _ome_channel_names(xml: str) -> list[str]:
     return names
 
 
-def _read_pillow(name: str, data: bytes, max_pixels: int) -> ImageData:
+def _pillow_itemsize(mode: str) -> int:
+    """Bytes per pixel of Pillow's decoded image, and of our RGB(A) conversions."""
+    if mode in ("1", "L"):
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    return 4  # "I", "F", and every multi-band or palette mode (Pillow keeps 4 bytes/pixel)
+
+
+def _read_pillow(name: str, data: bytes, max_pixels: int, max_bytes: int) -> ImageData:
     from PIL import Image, UnidentifiedImageError
 
     Image.MAX_IMAGE_PIXELS = None  # we apply our own limit, before decoding
     try:
         with Image.open(io.BytesIO(data)) as im:
             _check_size(name, (im.height, im.width, len(im.getbands())), max_pixels)
+            _check_size(name, (im.height, im.width), max_pixels, _pillow_itemsize(im.mode),
+                        max_bytes)
             im.load()
             mode = im.mode
             if mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
@@ -176,17 +223,30 @@ def _read_pillow(name: str, data: bytes, max_pixels: int) -> ImageData:
     return _finish(name, np.moveaxis(array, -1, 0)[None], "YXS", ["red", "green", "blue"])
 
 
-def _read_npy(name: str, data: bytes, max_pixels: int) -> ImageData:
+def _npy_header(name: str, data: bytes) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, fortran order, dtype, offset of the data) from a .npy header."""
+    buf = io.BytesIO(data)
+    version = np.lib.format.read_magic(buf)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise ImageReadError(f"{name}: .npy format version {version} is not supported.")
+    shape, fortran, dtype = read_header(buf)
+    return tuple(shape), fortran, np.dtype(dtype), buf.tell()
+
+
+def _read_npy(name: str, data: bytes, max_pixels: int, max_bytes: int) -> ImageData:
     try:
-        buf = io.BytesIO(data)
-        version = np.lib.format.read_magic(buf)
-        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
-                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
-        if read_header is None:
-            raise ImageReadError(f"{name}: .npy format version {version} is not supported.")
-        shape, _fortran, dtype = read_header(buf)
-        _check_dtype(name, dtype)
-        _check_size(name, shape, max_pixels)
+        shape, _fortran, dtype, offset = _npy_header(name, data)
+        dtype = _check_dtype(name, dtype)
+        _check_size(name, shape, max_pixels, dtype.itemsize, max_bytes)
+        n = 1
+        for d in shape:
+            n *= int(d)
+        if len(data) - offset < n * dtype.itemsize:
+            raise ImageReadError(f"{name}: the .npy file is truncated (the header declares "
+                                 f"{human_bytes(n * dtype.itemsize)} of data, it holds "
+                                 f"{human_bytes(len(data) - offset)}).")
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except ImageReadError:
         raise
@@ -207,7 +267,8 @@ READERS = {".tif": _read_tiff, ".tiff": _read_tiff, ".png": _read_pillow, ".jpg"
            ".jpeg": _read_pillow, ".npy": _read_npy}
 
 
-def read_image_bytes(name: str, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
+def read_image_bytes(name: str, data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+                     max_bytes: int = DEFAULT_MAX_BYTES) -> ImageData:
     """Decode `data` (the content of file `name`) into an ImageData, or raise ImageReadError."""
     suffix = _suffix(name)
     reader = READERS.get(suffix)
@@ -216,27 +277,60 @@ def read_image_bytes(name: str, data: bytes, max_pixels: int = DEFAULT_MAX_PIXEL
                              f"type ({', '.join(sorted(READERS))}).")
     if not data:
         raise ImageReadError(f"{name}: the file is empty.")
-    return reader(name, data, max_pixels)
+    return reader(name, data, max_pixels, max_bytes)
 
 
-def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
+def declared_size(name: str, data: bytes) -> Declared | None:
+    """The decoded size that the header of image file `name` declares, without decoding it;
+    None when the header cannot be read (the reader then says why) or the type is unknown."""
+    suffix = _suffix(name)
+    try:
+        if suffix in (".tif", ".tiff"):
+            import tifffile
+            with tifffile.TiffFile(io.BytesIO(data)) as tif:
+                if not tif.series:
+                    return None
+                shape, dtype = tuple(tif.series[0].shape), np.dtype(tif.series[0].dtype)
+            itemsize = dtype.itemsize
+        elif suffix in (".png", ".jpg", ".jpeg"):
+            from PIL import Image
+            Image.MAX_IMAGE_PIXELS = None
+            with Image.open(io.BytesIO(data)) as im:
+                shape, dtype = (im.height, im.width), np.dtype(np.uint8)
+                itemsize = _pillow_itemsize(im.mode)
+        elif suffix == ".npy":
+            shape, _f, dtype, _o = _npy_header(name, data)
+            itemsize = dtype.itemsize
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - any unreadable header: the reader reports it
+        return None
+    n = 1
+    for d in shape:
+        n *= max(0, int(d))
+    return Declared(tuple(int(d) for d in shape), dtype, n * itemsize)
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_bytes: int = DEFAULT_MAX_BYTES) -> ImageData:
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageReadError(f"{path.name}: cannot read the file ({exc.strerror}).") from None
-    return read_image_bytes(path.name, data, max_pixels)
+    return read_image_bytes(path.name, data, max_pixels, max_bytes)
 
 
 def read_labels_bytes(name: str, data: bytes, shape_yx: tuple[int, int],
-                      max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+                      max_pixels: int = DEFAULT_MAX_PIXELS,
+                      max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
     """Read an instance label image (uint8/16/32, or a binary mask) for an image of `shape_yx`.
 
     Binary masks (values 0/1 or 0/255) become connected-component instance labels.
     Returns a 2-D (Y, X) uint16 or uint32 array."""
     from skimage.measure import label as connected_components
 
-    img = read_image_bytes(name, data, max_pixels)
+    img = read_image_bytes(name, data, max_pixels, max_bytes)
     if img.pixels.shape[0] != 1 or img.pixels.shape[1] != 1:
         raise ImageReadError(f"{name}: a label image must be a single 2-D plane, got Z,C = "
                              f"{img.pixels.shape[:2]}.")
