@@ -14,7 +14,7 @@ from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import Config
-from app.context import AppState, close_session, get_session
+from app.context import AppState, close_session, get_session, state
 from app.db import Database
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,12 @@ def _register_routes(server: Flask) -> None:
 
     @server.get("/healthz")
     def healthz():
+        """200 only when the database answers a read and would accept a write within 2 s."""
+        from app.db import probe_write
         try:
             get_session().execute(text("SELECT 1"))
+            get_session().rollback()
+            probe_write(state().db.engine, timeout_s=2.0)
         except Exception as exc:  # noqa: BLE001 - the health check reports any failure
             log.error("health check failed: %s", exc)
             return jsonify(status="error", database=str(exc)), 503

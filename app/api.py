@@ -4,7 +4,6 @@ the same services as the pages, and sends ETags so browsers cache renderings."""
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request, send_file
 
@@ -111,18 +110,14 @@ def prediction_overlay(image_id: int):
 
 @bp.get("/models/<int:version_id>/export.<fmt>")
 def export_model(version_id: int, fmt: str):
-    import tempfile
-
-    from app.services import model_versions
+    """A model file; exported by a child process (never torch in a web worker), then cached."""
+    from app.services import model_downloads
     formats = {"cellloop": "cellloop", "pt": "torchscript", "onnx": "onnx"}
     if fmt not in formats:
         return jsonify(error="use .cellloop, .pt or .onnx"), 404
-    folder = get_config().data_dir / "exports"
-    folder.mkdir(parents=True, exist_ok=True)
-    out = Path(tempfile.mkdtemp(dir=folder))
-    paths = model_versions.export_version(get_session(), current_actor(), state().blobs,
-                                          version_id, out, (formats[fmt],))
-    return send_file(paths[0], as_attachment=True, download_name=paths[0].name)
+    path = model_downloads.model_file(get_session(), current_actor(), get_config(), version_id,
+                                      formats[fmt])
+    return send_file(path, as_attachment=True, download_name=path.name, max_age=0)
 
 
 @bp.get("/projects/<int:project_id>/export.zip")

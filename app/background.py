@@ -1,14 +1,23 @@
-"""Running a service call outside a web request, as a given user: for Dash background
+"""Running a service call outside a web request, as the user who asked: for Dash background
 callbacks, which run in another process (DiskcacheManager) or in a Celery worker
 (CeleryManager) where there is no logged-in `current_user`.
 
-The page puts a signed, expiring token naming the user (id and auth version) in its state;
-`run_as` checks the signature, age, account state and auth version, then calls the service
-with that user, exactly as `pages._common.call` does inside a request."""
+Who asked is proved twice, at run time: by the login session cookie of the request that
+started the callback (Dash hands the request's cookies to background callbacks; the session
+must still be live, so a logout ends it), and by a signed token that the page put in its
+state for that user. Both must name the same user: a token copied from another user's page
+is refused. The service then checks the user's role in the project, exactly as
+`pages._common.call` does inside a request.
+
+Fork safety: a background callback process is forked from a web worker. Web workers never
+run torch (see docs/architecture.md); if torch was loaded anyway, the child limits torch to
+one thread, since OpenMP thread pools do not survive fork (a child once hung for ever in a
+thread barrier while it held the SQLite write lock)."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+import sys
+from typing import Any, Callable, Mapping
 
 from flask import Flask
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -42,15 +51,47 @@ def actor_from_token(session, secret_key: str, token: str, max_age: int = MAX_AG
     return user
 
 
-def run_as(server: Flask, token: str, fn: Callable[..., Any], *args, **kwargs
-           ) -> tuple[Any, str | None]:
-    """(result, None) or (None, message): `fn(session, user, *args, **kwargs)` committed."""
+def session_user(session, server: Flask, cookies: Mapping[str, str] | None) -> User:
+    """The user of the live login session in `cookies` (the request's), or PermissionDenied."""
+    from app.services.users import load_session_user
+    raw = (cookies or {}).get(server.config.get("SESSION_COOKIE_NAME") or "session")
+    serializer = server.session_interface.get_signing_serializer(server)
+    if not raw or serializer is None:
+        raise PermissionDenied("Not signed in.")
+    try:
+        data = serializer.loads(raw, max_age=int(server.permanent_session_lifetime.total_seconds()))
+    except BadSignature:
+        raise PermissionDenied("Not signed in.") from None
+    user = load_session_user(session, data.get("_user_id"))
+    if user is None:
+        raise PermissionDenied("Your session has ended; log in again.")
+    return user
+
+
+def _fork_safe_torch() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        log.warning("torch was loaded in the web worker before this background callback was "
+                    "forked; running it on one thread")
+        torch.set_num_threads(1)
+
+
+def run_as(server: Flask, token: str, cookies: Mapping[str, str] | None,
+           fn: Callable[..., Any], *args, **kwargs) -> tuple[Any, str | None]:
+    """(result, None) or (None, message): `fn(session, user, *args, **kwargs)` committed, for
+    the user whose live session sent the request and whose page signed `token`."""
     app_state = server.extensions["cellloop"]
     app_state.db.dispose()            # forked process: never reuse the parent's connections
+    _fork_safe_torch()
     with server.app_context():
         session = app_state.db.session()
         try:
-            actor = actor_from_token(session, server.secret_key, token)
+            actor = session_user(session, server, cookies)
+            signed = actor_from_token(session, server.secret_key, token)
+            if signed.id != actor.id:
+                log.warning("background %s refused: page token of user %s sent by user %s",
+                            fn.__name__, signed.id, actor.id)
+                raise PermissionDenied("This page belongs to another login; reload it.")
             result = fn(session, actor, *args, **kwargs)
             session.commit()
             return result, None

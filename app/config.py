@@ -51,6 +51,8 @@ class Config:
     proxy_fix_count: int = 0              # reverse proxies in front whose X-Forwarded-* to trust
     max_content_length: int = 1 << 30     # upload limit in bytes (1 GiB)
     max_image_pixels: int = 1 << 28       # decompression-bomb guard for readers
+    max_image_bytes: int = 512 << 20      # decoded bytes per image, checked from the header
+    max_archive_bytes: int = 8 << 30      # sum of a zip's declared uncompressed sizes
     host: str = "127.0.0.1"
     port: int = 8050
     web_concurrency: int = 2
@@ -58,6 +60,13 @@ class Config:
     inference_precision: str = "auto"     # "auto", "fp32" or "int8" (models.settings)
     lease_minutes: int = 30               # how long an image stays with its annotator
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        # The data directory is made absolute once, here: every path derived from it (database,
+        # blobs, exports, caches) is then the same whatever the working directory of the code
+        # that uses it (a relative CELLLOOP_DATA_DIR once gave downloads that wrote to one
+        # folder and read from another).
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -79,6 +88,8 @@ class Config:
             proxy_fix_count=_int(env, "PROXY_FIX_COUNT", 0),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 1 << 30),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 1 << 28),
+            max_image_bytes=_int(env, "MAX_IMAGE_BYTES", 512 << 20),
+            max_archive_bytes=_int(env, "MAX_ARCHIVE_BYTES", 8 << 30),
             host=env.get("HOST", "127.0.0.1"),
             port=_int(env, "PORT", 8050),
             web_concurrency=_int(env, "WEB_CONCURRENCY", 2),
@@ -107,6 +118,9 @@ class Config:
                               f"got {self.inference_precision!r}")
         if self.login_max_failures < 1:
             raise ConfigError("LOGIN_MAX_FAILURES must be at least 1")
+        if self.max_image_bytes < 1 << 20 or self.max_archive_bytes < 1 << 20:
+            raise ConfigError("MAX_IMAGE_BYTES and MAX_ARCHIVE_BYTES must be at least 1 MiB "
+                              "(1048576)")
         if self.proxy_fix_count < 0:
             raise ConfigError("PROXY_FIX_COUNT must be 0 (no proxy) or more")
         return self
@@ -149,6 +163,19 @@ class Config:
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
+
+    def to_env(self) -> dict[str, str]:
+        """The environment that rebuilds this configuration in a child process (a CLI command
+        started by the web tier)."""
+        env = {"CELLLOOP_ENV": self.env, "CELLLOOP_DATA_DIR": str(self.data_dir),
+               "DATABASE_URL": self.database_url, "REDIS_URL": self.redis_url,
+               "STORAGE_URL": self.storage_url, "MAX_IMAGE_PIXELS": str(self.max_image_pixels),
+               "MAX_IMAGE_BYTES": str(self.max_image_bytes),
+               "INFERENCE_PRECISION": self.inference_precision,
+               "TORCH_THREADS": str(self.torch_threads), "LOG_LEVEL": self.log_level}
+        if self.secret_key:
+            env["SECRET_KEY"] = self.secret_key
+        return env
 
     def resolve_secret_key(self) -> str:
         """The secret key; in development one is generated once and kept in the data directory,

@@ -62,3 +62,33 @@ class Database:
     def dispose(self) -> None:
         """Drop pooled connections; call after fork so children never share a socket."""
         self.engine.dispose(close=False)
+
+
+def end_transaction(session: Session) -> None:
+    """Commit what the session holds, so no transaction (and no SQLite lock) stays open across
+    a long call that follows: inference, file conversion, a child process. Objects stay usable
+    (the session does not expire them on commit); the next query starts a new transaction."""
+    session.commit()
+
+
+def probe_write(engine: Engine, timeout_s: float = 2.0) -> None:
+    """Prove that a write could start now, within `timeout_s`, without writing anything: on
+    SQLite take the write lock (BEGIN IMMEDIATE) and roll back; elsewhere run a statement
+    under a statement timeout. Raises when the database is locked or down (a process that
+    holds the SQLite write lock blocks every write of the app, while reads still work)."""
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        if engine.dialect.name == "sqlite":
+            old = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+            raw.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+            try:
+                if raw.in_transaction:
+                    raw.rollback()
+                raw.execute("BEGIN IMMEDIATE")
+                raw.execute("ROLLBACK")
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={int(old)}")
+        else:
+            with conn.begin():
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+                conn.exec_driver_sql("SELECT 1")

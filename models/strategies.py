@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models import uncertainty
 
 
 @dataclass
@@ -41,6 +40,9 @@ class Strategy:
         `key` identifies the image (random strategy)."""
         if self.name == "random":
             return ImageScore(float(np.random.default_rng([self.seed, int(key)]).random()))
+        # torch is imported here, when an image is scored (in a job), so that naming and
+        # checking strategies stays torch-free for the web tier (no torch in web workers).
+        from models import uncertainty
         if self.name == "ensemble":
             u = uncertainty.ensemble(models, image)
             return ImageScore(u.score("ensemble"), u.mutual_information, u.embedding)

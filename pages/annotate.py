@@ -435,11 +435,13 @@ on_redo = _undo_callback("redo", True)
           cancel=[Input(B["cancel-suggest"], "n_clicks")],
           progress=[Output(SUGGEST_PROGRESS, "value"), Output(SUGGEST_PROGRESS, "label")])
 def suggest(set_progress, _n, info):
-    """Runs in the background-callback process: the user travels as the signed token."""
+    """Runs in the background-callback process: the user is proved by the request's session
+    cookie and the page's signed token (app.background.run_as)."""
     server = dash.get_app().server
     app_state = server.extensions["cellloop"]
     set_progress((15, "predicting…"))
-    result, error = run_as(server, info.get("token", ""), drafts.use_suggestion,
+    result, error = run_as(server, info.get("token", ""), dash.callback_context.cookies,
+                           drafts.use_suggestion,
                            app_state.config, app_state.blobs, info["id"])
     set_progress((100, "done"))
     if error:

@@ -149,10 +149,12 @@ def update_figure(visible, colours, ranges, z, overlay, opacity, predicted, heat
           Input(SUGGEST, "n_clicks"), State(IMAGE_ID, "data"), prevent_initial_call=True,
           background=True, running=[(Output(SUGGEST, "disabled"), True, False)])
 def suggest(_n, info):
-    """A background callback (another process): the user travels as the signed token."""
+    """A background callback (another process): the user is proved by the request's session
+    cookie and the page's signed token (app.background.run_as)."""
     server = dash.get_app().server
     app_state = server.extensions["cellloop"]
-    result, error = run_as(server, info.get("token", ""), prediction.suggest, app_state.blobs,
+    result, error = run_as(server, info.get("token", ""), dash.callback_context.cookies,
+                           prediction.suggest, app_state.blobs,
                            app_state.config, info["id"])
     if error:
         return dash.no_update, html.Span(error, className="text-danger")

@@ -1,11 +1,12 @@
-"""Background callbacks act as the user named by a signed token: good tokens work, forged,
-expired or outdated ones (password changed) are refused."""
+"""Background callbacks run in another process; they act for the user whose live login
+session sent the request, and only when the page's signed token names that same user:
+forged, expired, outdated or borrowed tokens are refused, and a logout ends them."""
 import pytest
 
 from app.background import actor_from_token, run_as, sign_actor
 from app.errors import PermissionDenied
 from app.services import projects, users
-from tests.conftest import actor
+from tests.conftest import actor, form_token
 
 
 def test_tokens_name_the_user_and_expire(server, session, world):
@@ -25,17 +26,45 @@ def test_tokens_name_the_user_and_expire(server, session, world):
         actor_from_token(session, secret, token)
 
 
-def test_run_as_calls_services_with_the_users_rights(server, db, world):
+def cookies_of(server, client) -> dict:
+    """The cookies a browser sends with a callback request, as Dash hands them over."""
+    cookie = client.get_cookie(server.config.get("SESSION_COOKIE_NAME") or "session")
+    return {cookie.key: cookie.value}
+
+
+def test_run_as_calls_services_with_the_users_rights(server, db, world, login):
+    viewer, owner = login("viewer"), login("owner")
     with db.session_scope() as s:
         viewer_token = sign_actor(server.secret_key, actor(s, "viewer"))
         owner_token = sign_actor(server.secret_key, actor(s, "owner"))
-    project, error = run_as(server, viewer_token, projects.get_project, world["project_id"])
+    as_viewer, as_owner = cookies_of(server, viewer), cookies_of(server, owner)
+    project, error = run_as(server, viewer_token, as_viewer, projects.get_project,
+                            world["project_id"])
     assert error is None and project.role == "viewer"
-    _, error = run_as(server, viewer_token, projects.set_annotation_mode,
+    _, error = run_as(server, viewer_token, as_viewer, projects.set_annotation_mode,
                       world["project_id"], "points")
     assert "needs owner" in error
-    mode, error = run_as(server, owner_token, projects.set_annotation_mode,
+    mode, error = run_as(server, owner_token, as_owner, projects.set_annotation_mode,
                          world["project_id"], "points")
     assert error is None and mode == "points"
-    _, error = run_as(server, "forged", users.list_users)
+    _, error = run_as(server, "forged", as_viewer, users.list_users)
     assert error == "Not signed in."
+
+
+def test_a_borrowed_token_or_a_logged_out_session_is_refused(server, db, world, login):
+    """The probe: a non-member sent the owner's token from their own session and got the
+    owner's result; the token also outlived the owner's logout."""
+    owner, outsider = login("owner"), login("outsider")
+    with db.session_scope() as s:
+        owner_token = sign_actor(server.secret_key, actor(s, "owner"))
+    _, error = run_as(server, owner_token, cookies_of(server, outsider), projects.get_project,
+                      world["project_id"])
+    assert error == "This page belongs to another login; reload it."
+    _, error = run_as(server, owner_token, {}, projects.get_project, world["project_id"])
+    assert error == "Not signed in."
+    as_owner = cookies_of(server, owner)
+    assert run_as(server, owner_token, as_owner, projects.get_project,
+                  world["project_id"])[1] is None
+    owner.post("/logout", data={"csrf_token": form_token(owner, "/logout")})
+    _, error = run_as(server, owner_token, as_owner, projects.get_project, world["project_id"])
+    assert error == "Your session has ended; log in again."

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.config import Config
-from app.errors import Conflict, NotFound, ValidationError
+from app.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.permissions import Actor, Role, require, role_of
-from app.services import drafts, leases
+from app.services import drafts, leases, projects
 from app.services.gallery import image_for
 from app.services.images import count_labels
 from app.tables import Annotation, Draft, Image, Project, User
@@ -169,11 +169,18 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
     n_cells = count_labels(labels)
     # points without outlines (counting): no mask, so training does not read it as "no cells"
     label_key = None if canvas.points and not n_cells else put_array(store, labels)
+    points = [list(p) for p in canvas.points]
+    if latest is not None and _same_content(latest, label_key, region_key, points, classes):
+        # Nothing changed against the newest version (a repeated or concurrent save of the
+        # same draft, or "Save & next" on an untouched image): no new version.
+        drafts.discard(session, actor, config, image.id)
+        session.flush()
+        return _version(session, latest)
     ann = Annotation(
         image_id=image.id, version=_next_version(session, image.id),
         parent_id=latest.id if latest else None, author_id=actor.id,
         label_blob_key=label_key, region_blob_key=region_key,
-        points=[list(p) for p in canvas.points], cell_classes=classes, n_cells=n_cells,
+        points=points, cell_classes=classes, n_cells=n_cells,
         source=draft.source, source_model_version_id=draft.source_model_version_id,
         review_state="submitted")
     session.add(ann)
@@ -181,6 +188,15 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
     drafts.discard(session, actor, config, image.id)
     session.flush()
     return _version(session, ann)
+
+
+def _same_content(ann: Annotation, label_key: str | None, region_key: str | None,
+                  points: list, classes: dict) -> bool:
+    """Whether a save would store exactly what `ann` holds (blob keys are content hashes)."""
+    return (ann.label_blob_key == label_key and ann.region_blob_key == region_key
+            and [list(p) for p in (ann.points or [])] == points
+            and {str(k): v for k, v in (ann.cell_classes or {}).items()}
+            == {str(k): v for k, v in (classes or {}).items()})
 
 
 def history(session: Session, actor: Actor, image_id: int) -> list[Version]:
@@ -201,6 +217,12 @@ def review(session: Session, actor: Actor, image_id: int, accept: bool,
     latest = drafts.latest_annotation(session, image.id)
     if latest is None:
         raise NotFound("This image has no annotation to review.")
+    if accept and latest.author_id == actor.id and not actor.is_admin:
+        project = session.get(Project, image.project_id)
+        if not projects.allows_self_review(project):
+            raise PermissionDenied("You saved this version yourself; another reviewer must "
+                                   "accept it (owners can allow self-review in the project "
+                                   "settings).")
     comment = (comment or "").strip()[:2000]
     if not accept and not comment:
         raise ValidationError("Say what needs to change when sending an annotation back.")

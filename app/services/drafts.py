@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.config import Config
+from app.db import end_transaction
 from app.errors import Conflict, ValidationError
 from app.permissions import Actor
 from app.services import leases
@@ -281,6 +282,7 @@ def use_suggestion(session: Session, actor: Actor, config: Config, store: BlobSt
     """Start the draft over from the active model's prediction (cells become editable)."""
     from app.services import prediction
     image = _editable(session, actor, config, image_id)
+    end_transaction(session)      # commit the lease now: no transaction across inference
     predicted = prediction.suggest(session, actor, store, config, image.id)
     labels = predicted.labels
     if labels.ndim == 3:

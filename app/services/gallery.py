@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, aliased
 from app.errors import NotFound, ValidationError
 from app.permissions import Actor, require
 from app.services.projects import IMAGE_STATUSES
-from app.tables import Annotation, Image, ModelVersion, Project, Score, User, utcnow
+from app.tables import Annotation, Draft, Image, ModelVersion, Project, Score, User, utcnow
 
 SORTS = {"name": Image.name, "created": Image.id, "status": Image.status}
 MAX_PER_PAGE = 200
@@ -130,6 +130,19 @@ def get_image(session: Session, actor: Actor, image_id: int) -> ImageDetail:
                        image.preview_blob_key)
 
 
+def status_from_history(session: Session, image_id: int) -> str:
+    """The status an image has from its newest saved version: reviewed (accepted), annotated
+    (submitted), in_progress (returned to its author, or a draft exists), new (nothing)."""
+    newest = session.scalars(select(Annotation).where(
+        Annotation.image_id == image_id, Annotation.is_draft.is_(False))
+        .order_by(Annotation.version.desc()).limit(1)).first()
+    if newest is not None:
+        return {"accepted": "reviewed", "returned": "in_progress"}.get(newest.review_state,
+                                                                       "annotated")
+    has_draft = session.scalar(select(Draft.id).where(Draft.image_id == image_id).limit(1))
+    return "in_progress" if has_draft else "new"
+
+
 def set_excluded(session: Session, actor: Actor, image_id: int, excluded: bool,
                  note: str = "") -> ImageDetail:
     """Mark an image as excluded (bad quality), with a note; or include it again."""
@@ -137,10 +150,7 @@ def set_excluded(session: Session, actor: Actor, image_id: int, excluded: bool,
     if excluded:
         image.status, image.quality_note = "excluded", (note or "").strip()[:2000]
     else:
-        has_annotation = session.scalar(select(Annotation.id).where(
-            Annotation.image_id == image.id, Annotation.is_draft.is_(False)).limit(1))
-        image.status = "annotated" if has_annotation else "new"
-        image.quality_note = ""
+        image.status, image.quality_note = status_from_history(session, image.id), ""
     session.flush()
     return get_image(session, actor, image_id)
 

@@ -55,7 +55,9 @@ def list_versions(session: Session, actor: Actor, project_id: int) -> list[Versi
     return [_info(mv, name) for mv, name in rows if not (mv.settings or {}).get("ensemble_of")]
 
 
-def _version(session: Session, actor: Actor, version_id, action: str) -> ModelVersion:
+def version_for(session: Session, actor: Actor, version_id, action: str) -> ModelVersion:
+    """The model version, if the actor may `action` in its project (else NotFound or
+    PermissionDenied)."""
     mv = session.get(ModelVersion, version_id) if isinstance(version_id, int) else None
     if mv is None or mv.weights_blob_key is None:
         raise NotFound("No such model version.")
@@ -70,7 +72,7 @@ def active_version(session: Session, project_id: int) -> ModelVersion | None:
 
 def activate(session: Session, actor: Actor, version_id: int) -> VersionInfo:
     """Make this version the project's active model (owners; also how to roll back)."""
-    mv = _version(session, actor, version_id, "manage")
+    mv = version_for(session, actor, version_id, "manage")
     if (mv.settings or {}).get("ensemble_of"):
         raise ValidationError(f"Version {mv.id} is an ensemble member of version "
                               f"{mv.settings['ensemble_of']}; activate that one.")
@@ -121,7 +123,7 @@ def load_version(session: Session, actor: Actor, store: BlobStore, version_id: i
         if mv is None:
             raise NotFound("This project has no trained model yet; train one first.")
     else:
-        mv = _version(session, actor, version_id, "view")
+        mv = version_for(session, actor, version_id, "view")
     return mv, load(store, mv)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Config
+from app.db import end_transaction
 from app.errors import NotFound
 from app.services.gallery import image_for
 from app.jobs.registry import job_kind
@@ -69,6 +70,7 @@ def suggest(session: Session, actor: Actor, store: BlobStore, config: Config, im
                                             image.project_id)
     if mv.project_id != image.project_id:
         raise NotFound("That model belongs to another project.")
+    end_transaction(session)      # read, close, compute: no transaction across inference
     labels = predict_labels(config, store, image, mv, model)
     return Prediction(image.id, mv.id, count_labels(labels) if labels.ndim == 2 else
                       int(sum(count_labels(p) for p in labels)), labels)

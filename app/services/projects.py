@@ -277,3 +277,16 @@ def set_annotation_mode(session: Session, actor: Actor, project_id: int, mode: s
     project.settings = {**(project.settings or {}), "annotation_mode": mode}
     session.flush()
     return mode
+
+
+def set_self_review(session: Session, actor: Actor, project_id: int, allowed: bool) -> bool:
+    """Owners choose whether a reviewer may accept a version they saved themselves (off by
+    default: a second pair of eyes)."""
+    project = require(session, actor, project_id, "manage")
+    project.settings = {**(project.settings or {}), "allow_self_review": bool(allowed)}
+    session.flush()
+    return bool(allowed)
+
+
+def allows_self_review(project) -> bool:
+    return bool((project.settings or {}).get("allow_self_review", False))

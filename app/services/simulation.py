@@ -60,7 +60,7 @@ def load_project(session: Session, store, project_id: int):
 
 
 def write_outputs(rows: list[dict], out: Path, plan, names: list[str] | None = None) -> dict:
-    from models.simulation import COLUMNS, figure, summarise
+    from models.simulation_plan import COLUMNS, figure, summarise
     out.mkdir(parents=True, exist_ok=True)
     writers.write_csv(out / "curves.csv", rows, COLUMNS)
     figure(rows).write_html(str(out / "curves.html"), include_plotlyjs=True)
@@ -77,7 +77,7 @@ def write_outputs(rows: list[dict], out: Path, plan, names: list[str] | None = N
 
 def parse_plan(strategies: str | list, initial: int, batch: int, rounds: int, seeds: int,
                test_fraction: float, passes: int = 8):
-    from models.simulation import SimulationPlan
+    from models.simulation_plan import SimulationPlan
     names = strategies.split(",") if isinstance(strategies, str) else list(strategies)
     try:
         plan = SimulationPlan([n.strip() for n in names if n.strip()], int(initial), int(batch),
@@ -154,5 +154,5 @@ def latest_result(session: Session, actor: Actor, project_id: int) -> tuple[jobs
 
 def curves_figure(rows: list[dict], metric: str = "f1"):
     """The learning-curve figure (plotly) for simulation rows."""
-    from models.simulation import figure
+    from models.simulation_plan import figure
     return figure(rows, metric)

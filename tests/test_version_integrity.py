@@ -1,0 +1,102 @@
+"""Versions are what was saved, once: a save that changes nothing makes no version (also
+when six arrive at once), a reviewer does not accept their own version unless the project
+allows it, and excluding then including an image keeps its review status."""
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+from app.errors import PermissionDenied
+from app.services import annotations, drafts, gallery, projects
+from app.tables import Annotation, Image
+from tests.conftest import actor
+from tests.test_annotations import rect, store, three_images  # noqa: F401 (fixtures)
+
+
+def n_versions(session, image_id) -> int:
+    session.expire_all()
+    return session.scalar(select(func.count()).select_from(Annotation)
+                          .where(Annotation.image_id == image_id))
+
+
+def draw_and_save(session, config, store, who, image_id, box):  # noqa: F811
+    user = actor(session, who)
+    drafts.record_edit(session, user, config, store, image_id, {"op": "add", "shape": rect(*box)})
+    version = annotations.save(session, user, config, store, image_id)
+    session.commit()
+    return version
+
+
+def test_a_save_that_changes_nothing_makes_no_version(session, config, store, world,  # noqa: F811
+                                                      three_images):
+    image_id = three_images[0]
+    first = draw_and_save(session, config, store, "annotator", image_id, (5, 5, 20, 20))
+    anna = actor(session, "annotator")
+    again = annotations.save(session, anna, config, store, image_id)       # "Save & next"
+    session.commit()
+    assert again.version == first.version and n_versions(session, image_id) == 1
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "add", "shape": rect(30, 30, 45, 45)})
+    drafts.undo(session, anna, config, store, image_id, False)      # back to what was saved
+    assert annotations.save(session, anna, config, store, image_id).version == first.version
+    session.commit()
+    assert n_versions(session, image_id) == 1
+
+
+def test_six_simultaneous_saves_make_one_version(db, config, store, world,  # noqa: F811
+                                                 three_images):
+    image_id = three_images[1]
+    with db.session_scope() as s:
+        drafts.record_edit(s, actor(s, "annotator"), config, store, image_id,
+                           {"op": "add", "shape": rect(5, 5, 25, 25)})
+    barrier, outcomes = threading.Barrier(6), []
+
+    def save():
+        barrier.wait()
+        try:
+            with db.session_scope() as s:
+                outcomes.append(annotations.save(s, actor(s, "annotator"), config, store,
+                                                 image_id).version)
+        except Exception as exc:  # noqa: BLE001 - a refused concurrent save is fine, a copy is not
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=save) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    with db.session_scope() as s:
+        assert n_versions(s, image_id) == 1, outcomes
+    assert 1 in outcomes
+
+
+def test_self_review_is_a_project_setting_off_by_default(session, config, store, world,  # noqa: F811
+                                                         three_images):
+    image_id = three_images[2]
+    draw_and_save(session, config, store, "reviewer", image_id, (5, 5, 20, 20))
+    rita = actor(session, "reviewer")
+    with pytest.raises(PermissionDenied, match="saved this version yourself"):
+        annotations.review(session, rita, image_id, accept=True)
+    with pytest.raises(PermissionDenied):
+        projects.set_self_review(session, rita, world["project_id"], True)
+    projects.set_self_review(session, actor(session, "owner"), world["project_id"], True)
+    assert annotations.review(session, rita, image_id, accept=True).review_state == "accepted"
+
+
+def test_exclude_then_include_keeps_the_review_status(session, config, store, world,  # noqa: F811
+                                                      three_images):
+    image_id = three_images[0]
+    draw_and_save(session, config, store, "annotator", image_id, (5, 5, 20, 20))
+    annotations.review(session, actor(session, "reviewer"), image_id, accept=True)
+    assert session.get(Image, image_id).status == "reviewed"
+    owner = actor(session, "owner")
+    gallery.set_excluded(session, owner, image_id, True, "blurry")
+    assert session.get(Image, image_id).status == "excluded"
+    gallery.set_excluded(session, owner, image_id, False)
+    assert session.get(Image, image_id).status == "reviewed"
+    returned = three_images[1]
+    draw_and_save(session, config, store, "annotator", returned, (5, 5, 20, 20))
+    annotations.review(session, actor(session, "reviewer"), returned, accept=False,
+                       comment="missed one")
+    gallery.set_excluded(session, owner, returned, True)
+    gallery.set_excluded(session, owner, returned, False)
+    assert session.get(Image, returned).status == "in_progress"

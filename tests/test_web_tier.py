@@ -1,0 +1,74 @@
+"""The web tier never loads torch: a gunicorn worker that has run torch must not fork a Dash
+background callback (OpenMP thread pools do not survive fork; a forked child once hung for
+ever holding the SQLite write lock). Every page and pixel route is exercised in a fresh
+interpreter, which must end without torch in sys.modules."""
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = textwrap.dedent('''
+    import sys
+    from flask_login import login_user
+    from app import create_app, migrate
+    from app.config import Config
+    from app.permissions import SYSTEM
+    from app.services import annotations, drafts, images, projects, users
+    from app.tables import Job
+    from tests.images_data import nuclei, tiff
+
+    config = Config(env="testing", secret_key="test-secret-key-0123456789",
+                    data_dir=sys.argv[1]).validated()
+    migrate.upgrade(config)
+    server = create_app(config)
+    state = server.extensions["cellloop"]
+    with state.db.session_scope() as s:
+        owner = users.create_user(s, SYSTEM, "owner", "correct-horse-1")
+        pid = projects.create_project(s, SYSTEM, "Lab", "", owner_id=owner.id).id
+        img, lab = nuclei(shape=(96, 96), n=6, seed=1)
+        items = [images.ImportFile("a.tif", read=lambda: tiff(img), read_labels=lambda: tiff(lab)),
+                 images.ImportFile("b.tif", read=lambda: tiff(img[::-1].copy()))]
+        images.import_files(s, SYSTEM, state.blobs, pid, items, 1 << 28)
+        rows = [{"strategy": n, "seed": 0, "round": r, "n_labelled": r + 1, "f1": 0.5 + r / 10,
+                 "dice": 0.6, "seconds": 1.0} for n in ("random", "entropy") for r in range(3)]
+        s.add(Job(kind="simulate", project_id=pid, user_id=owner.id, state="done",
+                  result={"rows": rows}))
+    import pages
+    modules = {name: sys.modules[f"pages.{name}"] for name in pages.PAGE_MODULES}
+    with server.test_request_context("/"):
+        user = users.find_user(state.db.session(), "owner")
+        login_user(user)
+        from app.context import get_session
+        actor = users.find_user(get_session(), "owner")
+        login_user(actor)
+        drafts.record_edit(get_session(), actor, config, state.blobs, 2,
+                           {"op": "add", "shape": {"type": "rect", "x0": 10, "y0": 10,
+                                                   "x1": 30, "y1": 30}})
+        annotations.save(get_session(), actor, config, state.blobs, 2)
+        get_session().commit()
+        for name, module in modules.items():
+            kwargs = {}
+            if name in ("images", "jobs", "learning", "models", "project", "review"):
+                kwargs = {"project_id": str(pid)}
+            elif name in ("annotate", "viewer"):
+                kwargs = {"image_id": "1"}
+            module.layout(**kwargs)
+    client = server.test_client()
+    from tests.conftest import post_login
+    assert post_login(client, "owner").status_code == 302
+    for url in ["/projects", "/healthz", "/api/images/1/render.png", "/api/images/1/thumbnail.jpg",
+                "/api/images/2/overlay.png", "/api/images/1/draft.png",
+                f"/api/projects/{pid}/export.zip"]:
+        assert client.get(url).status_code == 200, url
+    loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
+    assert not loaded, f"the web tier loaded torch: {loaded[:5]}"
+    print("torch-free")
+''')
+
+
+def test_the_web_tier_never_loads_torch(tmp_path):
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "data")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "torch-free" in done.stdout, done.stderr[-4000:]
