@@ -104,7 +104,8 @@ def _finish(name: str, pixels: np.ndarray, axes: str, names: list[str] | None = 
     if pixels.dtype == bool:
         pixels = pixels.astype(np.uint8)
     if pixels.dtype == np.float64:
-        pixels = pixels.astype(np.float32)
+        with np.errstate(over="ignore"):   # values beyond float32 become inf: refused below
+            pixels = pixels.astype(np.float32)
     if pixels.ndim != 4 or pixels.shape[2] < 1 or pixels.shape[3] < 1:
         raise ImageReadError(f"{name}: could not arrange axes {axes!r} as Z, C, Y, X.")
     if pixels.shape[1] > 64:
