@@ -1,7 +1,8 @@
 """Importing images (and optional ground-truth label images) into a project.
 
-Each file is validated before anything is stored; a bad file gets a result that names it
-and says why, and the rest of the batch still imports. Pixels are stored once (content
+Each file is validated before anything is stored (sizes from its header before it is
+decoded: MAX_IMAGE_PIXELS, MAX_IMAGE_BYTES); a bad file gets a result that names it and
+says why, and the rest of the batch still imports. Pixels are stored once (content
 addressed) and a file already in the project is reported as a duplicate.
 """
 from __future__ import annotations
@@ -16,8 +17,9 @@ from sqlalchemy.orm import Session
 
 from app.permissions import Actor, require
 from app.tables import Annotation, Image, Project
-from storage.blobstore import BlobStore, array_to_bytes, put_array, sha256_bytes
-from storage.readers import ImageData, ImageReadError, read_image_bytes, read_labels_bytes
+from storage.blobstore import BlobStore, array_sha256, put_array, sha256_bytes
+from storage.readers import (DEFAULT_MAX_BYTES, ImageData, ImageReadError, read_image_bytes,
+                             read_labels_bytes)
 from storage.render import downsample, downsample_factor
 
 PREVIEW_SIDE = 2048  # images larger than this also get a downsampled preview blob
@@ -53,7 +55,8 @@ def count_labels(labels: np.ndarray) -> int:
     return int(np.count_nonzero(np.bincount(labels.ravel())[1:])) if labels.size else 0
 
 
-def _labels_for(item: ImportFile, img: ImageData, max_pixels: int) -> np.ndarray | None:
+def _labels_for(item: ImportFile, img: ImageData, max_pixels: int,
+                max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray | None:
     if item.read_labels is None and item.load_labels is None:
         return None
     if img.pixels.shape[0] != 1:
@@ -62,7 +65,7 @@ def _labels_for(item: ImportFile, img: ImageData, max_pixels: int) -> np.ndarray
     shape = img.pixels.shape[2:]
     if item.read_labels is not None:
         return read_labels_bytes(item.labels_name or item.name, item.read_labels(), shape,
-                                 max_pixels)
+                                 max_pixels, max_bytes)
     labels = np.asarray(item.load_labels())
     if not np.issubdtype(labels.dtype, np.integer) or (labels.size and labels.min() < 0):
         raise ImageReadError(f"{item.labels_name or item.name}: labels must be non-negative "
@@ -102,24 +105,36 @@ def _fit_channels(project: Project, n_channels: int, names: list[str], name: str
                          "color": palette[i % len(palette)]} for i in range(n_channels)]
 
 
+def _named(name: str, exc: Exception) -> str:
+    """The error's message, starting with the file's name."""
+    message = str(exc)
+    return message if message.startswith(name) else f"{name}: {message}"
+
+
 def import_one(session: Session, actor: Actor, store: BlobStore, project: Project,
-               item: ImportFile, max_pixels: int) -> ImportResult:
-    """Import one file into `project` (permission already checked by the caller)."""
+               item: ImportFile, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES
+               ) -> ImportResult:
+    """Import one file into `project` (permission already checked by the caller).
+
+    Nothing is stored unless the image and its labels are both valid; the caller commits
+    or rolls back."""
     try:
         data = item.read() if item.read is not None else None
     except OSError as exc:
         return ImportResult(item.name, "rejected", f"{item.name}: cannot read ({exc}).")
+    except ValueError as exc:  # e.g. a zip entry that inflates beyond its declared size
+        return ImportResult(item.name, "rejected", _named(item.name, exc))
     try:
         img = item.load() if data is None else None
-        sha = sha256_bytes(data if data is not None else array_to_bytes(img.pixels))
+        sha = sha256_bytes(data) if data is not None else array_sha256(img.pixels)
         existing = session.scalar(select(Image.id).where(Image.project_id == project.id,
                                                          Image.sha256 == sha,
                                                          Image.deleted_at.is_(None)))
         if existing is not None:
             return ImportResult(item.name, "duplicate", "already in the project", existing)
         if img is None:
-            img = read_image_bytes(item.name, data, max_pixels)
-        labels = _labels_for(item, img, max_pixels)
+            img = read_image_bytes(item.name, data, max_pixels, max_bytes)
+        labels = _labels_for(item, img, max_pixels, max_bytes)
         has_images = session.scalar(select(Image.id).where(
             Image.project_id == project.id).limit(1)) is not None
         _fit_channels(project, img.pixels.shape[1], img.channel_names, item.name, has_images)
@@ -127,6 +142,9 @@ def import_one(session: Session, actor: Actor, store: BlobStore, project: Projec
         return ImportResult(item.name, "rejected", str(exc))
     except OSError as exc:
         return ImportResult(item.name, "rejected", f"{item.labels_name}: cannot read ({exc}).")
+    except ValueError as exc:  # a source's loader refusing its data (e.g. a damaged zip mask)
+        log.warning("import of %s refused: %s", item.name, exc, exc_info=True)
+        return ImportResult(item.name, "rejected", _named(item.labels_name or item.name, exc))
     image = Image(project_id=project.id, name=item.name, blob_key=put_array(store, img.pixels),
                   sha256=sha, shape=list(img.pixels.shape), dtype=str(img.pixels.dtype),
                   axes="ZCYX", channel_names=[c["name"] for c in project.channels],
@@ -147,8 +165,8 @@ def import_one(session: Session, actor: Actor, store: BlobStore, project: Projec
 
 def import_files(session: Session, actor: Actor, store: BlobStore, project_id: int,
                  items: Iterable[ImportFile | str], max_pixels: int,
-                 progress: Callable[[int, ImportResult], None] | None = None
-                 ) -> list[ImportResult]:
+                 progress: Callable[[int, ImportResult], None] | None = None,
+                 max_bytes: int = DEFAULT_MAX_BYTES) -> list[ImportResult]:
     """Import many files, committing after each one.
 
     A file is all-or-nothing; a bad file does not stop the batch; files imported before a
@@ -164,7 +182,7 @@ def import_files(session: Session, actor: Actor, store: BlobStore, project_id: i
                 progress(i, results[-1])
             continue
         try:
-            result = import_one(session, actor, store, project, item, max_pixels)
+            result = import_one(session, actor, store, project, item, max_pixels, max_bytes)
         except Exception:
             session.rollback()
             raise

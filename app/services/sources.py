@@ -2,6 +2,11 @@
 Label Studio exports. Each source becomes a lazy stream of `ImportFile`s (bytes are read
 only when that file is imported), so thousands of files keep memory flat.
 
+Every source is checked from its headers before anything is decoded (a zip from its
+directory, an HDF5 file from its layout, a Label Studio export task by task), against the
+per-image and per-archive limits (MAX_IMAGE_BYTES, MAX_ARCHIVE_BYTES); a refused source
+yields a message naming the file and nothing of it is imported.
+
 Ground-truth masks are matched to images by file stem: for image `cell_01.tif` a mask named
 `cell_01`, `cell_01_masks`, `cell_01_mask`, `cell_01_labels` or `cell_01_label` (any
 supported extension) is used.
@@ -15,10 +20,10 @@ from pathlib import Path
 from typing import Iterator
 
 from app.services.images import ImportFile
-from storage.archive import ArchiveError, list_entries, open_zip, read_entry
-from storage.hdf5 import read_samples
-from storage.labelstudio import parse_export
-from storage.readers import IMAGE_SUFFIXES, ImageData
+from storage import hdf5
+from storage.archive import MAX_TOTAL_BYTES, ArchiveError, list_entries, open_zip, read_entry
+from storage.labelstudio import LabelStudioError, parse_task, task_label
+from storage.readers import DEFAULT_MAX_BYTES, IMAGE_SUFFIXES, ImageData, ImageReadError
 
 MASK_SUFFIXES = ("", "_masks", "_mask", "_labels", "_label", "_cp_masks")
 STEM_RE = re.compile(r"(\.ome)?\.[^.]+$", re.I)
@@ -64,13 +69,17 @@ def _file_item(path: Path, masks: dict[str, Path], display_name: str | None = No
                       labels_name=mask.name if mask else "")
 
 
-def _zip_items(path: Path, masks: dict[str, Path], limit: int) -> Iterator[ImportFile | str]:
+def _zip_items(path: Path, masks: dict[str, Path], limit: int,
+               max_image_bytes: int = DEFAULT_MAX_BYTES, max_archive_bytes: int = MAX_TOTAL_BYTES
+               ) -> Iterator[ImportFile | str]:
     """Items from a zip; entries under a folder named masks/labels are used as ground truth
-    for images of the same stem. Yields problem strings for refused entries."""
+    for images of the same stem. Yields problem strings for refused entries; raises
+    ArchiveError for a bomb (judged from the directory, before anything is inflated)."""
     with open(path, "rb") as fh:
         zf = open_zip(path.name, fh)
         with zf:
-            entries, problems = list_entries(path.name, zf)
+            entries, problems = list_entries(path.name, zf, max_archive_bytes,
+                                             min(limit, max_image_bytes))
             yield from problems
             inner_masks = {}
             images = []
@@ -98,19 +107,27 @@ def _zip_items(path: Path, masks: dict[str, Path], limit: int) -> Iterator[Impor
                                  labels_name=(mask.path if mask else outer.name if outer else ""))
 
 
-def _hdf5_items(path: Path, max_pixels: int) -> Iterator[ImportFile]:
-    for sample in read_samples(path, max_pixels):
-        image = ImageData(sample.image, "ZCYX")
-        labels = sample.labels[0] if sample.labels else None
-        yield ImportFile(sample.name, load=lambda image=image: image,
-                         load_labels=(lambda labels=labels: labels) if labels is not None else None,
-                         labels_name=f"{path.name}:{sample.name}/label_0")
+def _hdf5_items(path: Path, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES
+                ) -> Iterator[ImportFile]:
+    """One lazy item per sample: the whole file's layout is checked first (a malformed file
+    raises ImageReadError and nothing of it is imported); each sample's pixels are read only
+    when it is imported."""
+    for info in hdf5.list_samples(path, max_pixels, max_bytes):
+        yield ImportFile(
+            info.name, load=lambda info=info: ImageData(hdf5.load_image(path, info), "ZCYX"),
+            load_labels=(lambda info=info: hdf5.load_labels(path, info, 0))
+            if info.n_labels else None,
+            labels_name=f"{path.name}:/samples/{info.key}/label_0")
 
 
 def iter_import_files(paths: list[Path], masks_dir: Path | None = None,
-                      max_pixels: int = 1 << 28, max_file_bytes: int = 4 << 30
-                      ) -> Iterator[ImportFile | str]:
-    """ImportFiles from files/folders/zips/HDF5, plus strings describing refused inputs."""
+                      max_pixels: int = 1 << 28, max_file_bytes: int = 4 << 30,
+                      max_image_bytes: int = DEFAULT_MAX_BYTES,
+                      max_archive_bytes: int = MAX_TOTAL_BYTES) -> Iterator[ImportFile | str]:
+    """ImportFiles from files/folders/zips/HDF5, plus strings describing refused inputs.
+
+    `max_image_bytes` (decoded bytes per image) and `max_archive_bytes` (sum of a zip's
+    declared sizes) are Config.max_image_bytes and Config.max_archive_bytes."""
     masks = mask_index(masks_dir)
     mask_files = set(masks.values())
 
@@ -130,7 +147,8 @@ def iter_import_files(paths: list[Path], masks_dir: Path | None = None,
                 if is_mask(p, p.parent):
                     continue
                 if p.suffix.lower() == ".zip" or p.suffix.lower() in (".h5", ".hdf5"):
-                    yield from iter_import_files([p], None, max_pixels, max_file_bytes)
+                    yield from iter_import_files([p], None, max_pixels, max_file_bytes,
+                                                 max_image_bytes, max_archive_bytes)
                 elif _is_image_name(p.name):
                     yield _file_item(p, masks, str(p.relative_to(path)))
                 else:
@@ -139,38 +157,66 @@ def iter_import_files(paths: list[Path], masks_dir: Path | None = None,
             yield f"{path}: no such file or folder."
         elif path.suffix.lower() == ".zip":
             try:
-                yield from _zip_items(path, masks, max_file_bytes)
+                yield from _zip_items(path, masks, max_file_bytes, max_image_bytes,
+                                      max_archive_bytes)
             except ArchiveError as exc:
                 yield str(exc)
         elif path.suffix.lower() in (".h5", ".hdf5"):
             try:
-                yield from _hdf5_items(path, max_pixels)
-            except ValueError as exc:
-                yield str(exc)
+                items = list(_hdf5_items(path, max_pixels, max_image_bytes))
+            except ImageReadError as exc:
+                yield f"{exc} Nothing was imported from {path.name}."
+            else:
+                yield from items
         else:
             yield _file_item(path, masks)
 
 
-def labelstudio_items(export_path: Path, image_dir: Path) -> Iterator[ImportFile | str]:
+def labelstudio_items(export_path: Path, image_dir: Path, max_pixels: int = 1 << 28,
+                      max_image_bytes: int = DEFAULT_MAX_BYTES, max_json_bytes: int = 1 << 30
+                      ) -> Iterator[ImportFile | str]:
     """ImportFiles for the tasks of a Label Studio JSON export whose images are in
-    `image_dir` (matched by file name; Label Studio's upload prefix `abcd1234-` is ignored)."""
+    `image_dir` (matched by file name; Label Studio's upload prefix `abcd1234-` is ignored).
+
+    Every task is checked (fields, sizes, mask codes) before the first is imported: a
+    malformed export is refused as a whole, naming the file and the task, and nothing of it
+    is imported. Masks are then drawn one task at a time."""
+    name = export_path.name
     try:
+        size = export_path.stat().st_size
+        if size > max_json_bytes:
+            yield (f"{name}: {size / 2**20:,.0f} MiB is more than the limit of "
+                   f"{max_json_bytes / 2**20:,.0f} MiB for a Label Studio export.")
+            return
         tasks = json.loads(export_path.read_text())
     except (OSError, ValueError) as exc:
-        yield f"{export_path.name}: not a readable Label Studio JSON export ({exc})."
+        yield f"{name}: not a readable Label Studio JSON export ({exc})."
         return
     if not isinstance(tasks, list):
-        yield f"{export_path.name}: expected a list of tasks."
+        yield (f"{name}: expected a list of tasks (a Label Studio JSON export), not "
+               f"{type(tasks).__name__}.")
         return
+    for i, task in enumerate(tasks):
+        try:
+            parse_task(task, max_pixels, dry_run=True, max_bytes=max_image_bytes)
+        except LabelStudioError as exc:
+            yield (f"{name}: {task_label(task, i)}: {exc}. Nothing was imported from this "
+                   "export; fix or remove that task and import it again.")
+            return
     files = {p.name: p for p in image_dir.rglob("*") if p.is_file()}
-    for task in parse_export(tasks):
-        base = posixpath.basename(task.image.split("?")[0])
+    for i, task in enumerate(tasks):
+        try:
+            parsed = parse_task(task, max_pixels, max_bytes=max_image_bytes)
+        except LabelStudioError as exc:   # checked above; kept so a task never half-imports
+            yield f"{name}: {task_label(task, i)}: {exc}."
+            continue
+        base = posixpath.basename(parsed.image.split("?")[0])
         path = files.get(base) or files.get(base.split("-", 1)[-1])
         if path is None:
-            yield f"{export_path.name}: image {base!r} is not in {image_dir}."
+            yield f"{name}: image {base!r} is not in {image_dir}."
             continue
-        labels = task.labels
+        labels = parsed.labels
         yield ImportFile(path.name, read=path.read_bytes,
                          load_labels=(lambda labels=labels: labels) if labels is not None else None,
-                         labels_name=f"{export_path.name}:{base}",
-                         points=tuple(task.points))
+                         labels_name=f"{name}:{base}",
+                         points=tuple(parsed.points))

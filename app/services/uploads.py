@@ -1,9 +1,17 @@
-"""Browser uploads: small batches import right away; archives, HDF5 files and large batches
-are staged in the data directory and imported by a background job (progress on the page)."""
+"""Browser uploads: small batches import right away; archives, HDF5 files, large batches and
+images that decode to much memory are staged in the data directory and imported by a
+background job (progress on the page).
+
+Where a file is decoded is decided from its header (`declared_size`, which decodes
+nothing): an image whose pixels take more than `INLINE_MAX_DECODED` bytes is never decoded
+in a web worker. An image above the per-image limit (MAX_IMAGE_BYTES) is refused from its
+header right here, and a zip whose directory declares a bomb (MAX_ARCHIVE_BYTES, the
+per-file limit, the compression ratio) is refused before anything in it is inflated."""
 from __future__ import annotations
 
 import base64
 import binascii
+import io
 import posixpath
 import secrets
 from dataclasses import dataclass
@@ -17,10 +25,14 @@ from app.jobs.builtin import staging_dir
 from app.permissions import Actor, require
 from app.services import jobs
 from app.services.images import ImportFile, ImportResult, import_files
+from storage.archive import ArchiveError, check_directory, open_zip
 from storage.blobstore import BlobStore
+from storage.readers import declared_size
 
 INLINE_MAX_FILES = 50
-INLINE_MAX_BYTES = 64 << 20
+INLINE_MAX_BYTES = 64 << 20         # upload bytes imported in the web worker
+INLINE_MAX_DECODED = 64 << 20       # decoded bytes of one image imported in the web worker
+INLINE_MAX_DECODED_TOTAL = 256 << 20
 STAGED_SUFFIXES = (".zip", ".h5", ".hdf5")
 
 
@@ -58,12 +70,24 @@ def upload(session: Session, actor: Actor, store: BlobStore, config: Config, pro
     if total > config.max_content_length:
         raise ValidationError(f"The upload is {total / 2**20:.0f} MiB, more than the limit of "
                               f"{config.max_content_length / 2**20:.0f} MiB.")
-    staged = (len(files) > INLINE_MAX_FILES or total > INLINE_MAX_BYTES
-              or any(n.lower().endswith(STAGED_SUFFIXES) for n in names))
+    datas = [d for _, d in files]
+    refused = _refused_archives(config, names, datas)          # index -> rejected result
+    keep = [i for i in range(len(names)) if i not in refused]
+    if not keep:
+        return UploadOutcome([refused[i] for i in range(len(names))])
+    decoded = [_decoded_bytes(config, names[i], datas[i]) for i in keep]
+    staged = (len(keep) > INLINE_MAX_FILES
+              or sum(len(datas[i]) for i in keep) > INLINE_MAX_BYTES
+              or any(names[i].lower().endswith(STAGED_SUFFIXES) for i in keep)
+              or max(decoded) > INLINE_MAX_DECODED
+              or sum(decoded) > INLINE_MAX_DECODED_TOTAL)
     if not staged:
-        items = [ImportFile(n, read=lambda d=d: d) for n, (_, d) in zip(names, files)]
-        return UploadOutcome(import_files(session, actor, store, project_id, items,
-                                          config.max_image_pixels))
+        items = [ImportFile(names[i], read=lambda d=datas[i]: d) for i in keep]
+        done = iter(import_files(session, actor, store, project_id, items,
+                                 config.max_image_pixels, max_bytes=config.max_image_bytes))
+        return UploadOutcome([refused[i] if i in refused else next(done)
+                              for i in range(len(names))])
+    # The job's result lists every file, so refused archives go along to be refused there.
     token = secrets.token_hex(16)
     folder = staging_dir(config, token)
     folder.mkdir(parents=True)
@@ -75,3 +99,30 @@ def upload(session: Session, actor: Actor, store: BlobStore, config: Config, pro
         (folder / name).write_bytes(data)
     info = jobs.submit_job(session, actor, project_id, "import", {"staging": token}, enqueue)
     return UploadOutcome([], info.id)
+
+
+def _refused_archives(config: Config, names: list[str], datas: list[bytes]
+                      ) -> dict[int, ImportResult]:
+    """Zips whose directory declares a bomb, refused now (reading only the directory)."""
+    refused = {}
+    for i, (name, data) in enumerate(zip(names, datas)):
+        if not name.lower().endswith(".zip"):
+            continue
+        try:
+            with open_zip(name, io.BytesIO(data)) as zf:
+                check_directory(name, zf, config.max_archive_bytes, config.max_image_bytes)
+        except ArchiveError as exc:
+            refused[i] = ImportResult(name, "rejected", str(exc))
+    return refused
+
+
+def _decoded_bytes(config: Config, name: str, data: bytes) -> int:
+    """How much memory decoding this image would take, from its header; 0 when it will be
+    refused from its header anyway (over the limits, or unreadable) or is not an image."""
+    declared = declared_size(name, data)
+    if declared is None or declared.nbytes > config.max_image_bytes:
+        return 0
+    n_values = 1
+    for d in declared.shape:
+        n_values *= d
+    return 0 if n_values > config.max_image_pixels else declared.nbytes
