@@ -19,7 +19,6 @@ header declaring 16000 x 16000 float32 (977 MiB). Control: an 8192 x 8192 float3
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import shutil
