@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install CellLoop, prepare the database and the demo project, then start the web server
-# (gunicorn, http://127.0.0.1:$PORT, default 8050) and one background worker.
+# (gunicorn, http://127.0.0.1:$PORT, default 8050) and two background workers: one for model
+# work (queue gpu: training, scoring, prediction) and one for files (queue cpu: imports,
+# exports), so an import never waits behind a training.
 # Usage: ./run.sh [--no-demo]      Stop with Ctrl+C.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -11,9 +13,14 @@ if [ "${1:-}" != "--no-demo" ]; then
   .venv/bin/python -m app demo
 fi
 
-.venv/bin/python -m app worker &
-worker_pid=$!
-cleanup() { kill "$worker_pid" 2>/dev/null || true; wait "$worker_pid" 2>/dev/null || true; }
+.venv/bin/python -m app worker --queues gpu &
+gpu_worker=$!
+.venv/bin/python -m app worker --queues cpu &
+cpu_worker=$!
+cleanup() {
+  kill "$gpu_worker" "$cpu_worker" 2>/dev/null || true
+  wait "$gpu_worker" "$cpu_worker" 2>/dev/null || true
+}
 trap cleanup EXIT INT TERM
 
 port="${PORT:-8050}"
