@@ -149,10 +149,12 @@ def cmd_import(config: Config, args) -> None:
     if args.labelstudio:
         if len(paths) != 1 or not paths[0].is_dir():
             raise CLIError("with --labelstudio give exactly one folder of images")
-        items = labelstudio_items(Path(args.labelstudio), paths[0])
+        items = labelstudio_items(Path(args.labelstudio), paths[0], config.max_image_pixels,
+                                  config.max_image_bytes)
     else:
         items = iter_import_files(paths, Path(args.masks) if args.masks else None,
-                                  config.max_image_pixels)
+                                  config.max_image_pixels, max_image_bytes=config.max_image_bytes,
+                                  max_archive_bytes=config.max_archive_bytes)
     counts = {"imported": 0, "duplicate": 0, "rejected": 0}
     problems = []
     with _db(config).session_scope() as s, tqdm(unit="file", disable=args.quiet) as bar:
@@ -166,7 +168,7 @@ def cmd_import(config: Config, args) -> None:
             bar.set_postfix(counts, refresh=False)
 
         images.import_files(s, SYSTEM, store, pid, items, config.max_image_pixels,
-                            progress=report)
+                            progress=report, max_bytes=config.max_image_bytes)
     for message in problems:
         print(f"rejected: {message}", file=sys.stderr)
     print(f"imported {counts['imported']}, duplicates {counts['duplicate']}, "
@@ -299,7 +301,7 @@ def cmd_predict(config: Config, args) -> None:
     counts, failures = {}, 0
     for path in paths:
         try:
-            pixels = read_image(path, config.max_image_pixels).pixels
+            pixels = read_image(path, config.max_image_pixels, config.max_image_bytes).pixels
             result = predict_image(model, pixels)
         except (ImageReadError, ModelInputError) as exc:
             print(f"skipped: {path.name}: {exc}", file=sys.stderr)

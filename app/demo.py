@@ -63,7 +63,8 @@ def load_demo(session: Session, store: BlobStore, config: Config) -> dict:
         files.append(images.ImportFile(
             name=path.name, read=path.read_bytes,
             read_labels=label.read_bytes if label.exists() else None, labels_name=label.name))
-    results = images.import_files(session, SYSTEM, store, pid, files, config.max_image_pixels)
+    results = images.import_files(session, SYSTEM, store, pid, files, config.max_image_pixels,
+                                  max_bytes=config.max_image_bytes)
     imported = sum(r.status == "imported" for r in results)
     log.info("demo project %r: %d new images", DEMO_PROJECT, imported)
     return {"project_id": pid, "imported": imported, "accounts": DEMO_ACCOUNTS}

@@ -62,6 +62,10 @@ def auto_limits(channel: np.ndarray, percentiles=DEFAULT_PERCENTILES) -> tuple[f
     flat = channel.ravel()
     if flat.size > 1 << 18:
         flat = flat[:: flat.size // (1 << 18)]
+    if flat.dtype.kind == "f":
+        flat = flat[np.isfinite(flat)]      # NaN/Inf (older imports) never give null limits
+        if flat.size == 0:
+            return 0.0, 1.0
     low, high = np.percentile(flat, percentiles)
     if high <= low:
         high = low + 1

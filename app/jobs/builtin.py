@@ -29,7 +29,9 @@ def import_staged(ctx, staging: str) -> dict:
         raise FileNotFoundError("The uploaded files are gone (staging folder missing).")
     masks = folder / "labels"
     items = list(iter_import_files([folder], masks if masks.is_dir() else None,
-                                   ctx.config.max_image_pixels, ctx.config.max_content_length))
+                                   ctx.config.max_image_pixels, ctx.config.max_content_length,
+                                   max_image_bytes=ctx.config.max_image_bytes,
+                                   max_archive_bytes=ctx.config.max_archive_bytes))
     store = open_blob_store(ctx.config.storage_url, ctx.config.blob_dir)
     total = max(1, len(items))
 
@@ -41,7 +43,8 @@ def import_staged(ctx, staging: str) -> dict:
         if actor is None:
             raise PermissionError("The user who started this import no longer exists.")
         results = images.import_files(session, actor, store, ctx.project_id, items,
-                                      ctx.config.max_image_pixels, progress=report)
+                                      ctx.config.max_image_pixels, progress=report,
+                                      max_bytes=ctx.config.max_image_bytes)
     shutil.rmtree(folder, ignore_errors=True)
     counts = {s: sum(r.status == s for r in results) for s in ("imported", "duplicate", "rejected")}
     return {**counts, "files": [{"name": r.name, "status": r.status, "message": r.message}

@@ -136,3 +136,13 @@ def test_labelstudio_dry_run_draws_nothing_and_real_run_draws():
     assert labelstudio.parse_task(task(), dry_run=True).labels is None
     with pytest.raises(ValueError, match="more than the limit"):
         decode_brush_rle(RLE, 100000, 100000)
+
+
+def test_auto_contrast_ignores_non_finite_values():
+    """Images with NaN imported before NaNs were refused must not get [null, null] limits."""
+    from storage.render import auto_limits
+    plane = np.full((32, 32), np.nan, np.float32)
+    plane[:16] = np.linspace(0, 100, 16 * 32, dtype=np.float32).reshape(16, 32)
+    low, high = auto_limits(plane)
+    assert np.isfinite([low, high]).all() and 0 <= low < high <= 100
+    assert auto_limits(np.full((4, 4), np.inf, np.float32)) == (0.0, 1.0)
