@@ -248,21 +248,73 @@ class ReviewItem:
     created_at: dt.datetime
     n_cells: int
     review_state: str
+    review_comment: str = ""
+    reviewer: str | None = None
+    author_id: int | None = None
+
+
+REVIEW_STATES = ("submitted", "returned", "accepted")
+
+
+def _newest_versions():
+    return (select(Annotation.image_id, func.max(Annotation.version).label("v"))
+            .where(Annotation.is_draft.is_(False)).group_by(Annotation.image_id).subquery())
+
+
+def _item(session: Session, img: Image, ann: Annotation) -> ReviewItem:
+    return ReviewItem(img.id, img.name, ann.version, _user_name(session, ann.author_id),
+                      ann.created_at, ann.n_cells or 0, ann.review_state,
+                      ann.review_comment or "", _user_name(session, ann.reviewer_id),
+                      ann.author_id)
 
 
 def review_list(session: Session, actor: Actor, project_id: int,
                 state: str = "submitted", limit: int = 200) -> list[ReviewItem]:
-    """Images whose newest version is in `state` (submitted, returned, accepted)."""
+    """Images whose newest version is in `state` (submitted, returned, accepted): waiting
+    for review oldest first (first come, first reviewed), the others newest first."""
     require(session, actor, project_id, "view")
-    newest = (select(Annotation.image_id, func.max(Annotation.version).label("v"))
-              .where(Annotation.is_draft.is_(False)).group_by(Annotation.image_id).subquery())
+    if state not in REVIEW_STATES:
+        raise ValidationError(f"Review state must be one of {', '.join(REVIEW_STATES)}.")
+    newest = _newest_versions()
+    order = (Annotation.created_at if state == "submitted" else Annotation.created_at.desc())
     rows = session.execute(
         select(Image, Annotation)
         .join(newest, newest.c.image_id == Image.id)
         .join(Annotation, (Annotation.image_id == Image.id) & (Annotation.version == newest.c.v))
         .where(Image.project_id == project_id, Image.deleted_at.is_(None),
-               Annotation.review_state == state)
-        .order_by(Annotation.created_at).limit(limit)).all()
-    return [ReviewItem(img.id, img.name, ann.version, _user_name(session, ann.author_id),
-                       ann.created_at, ann.n_cells or 0, ann.review_state) for img, ann in rows]
+               Image.status != "excluded", Annotation.review_state == state)
+        .order_by(order, Image.id).limit(limit)).all()
+    return [_item(session, img, ann) for img, ann in rows]
 
+
+def returned_to_me(session: Session, actor: Actor, project_id: int,
+                   limit: int = 200) -> list[ReviewItem]:
+    """The actor's images whose newest version a reviewer sent back, with the reviewer's
+    comment, oldest first (the order the annotation queue hands them out)."""
+    require(session, actor, project_id, "view")
+    back = leases.returned_to(actor).subquery()
+    rows = session.execute(
+        select(Image, Annotation).join(back, back.c.image_id == Image.id)
+        .join(Annotation, Annotation.id == back.c.id)
+        .where(Image.project_id == project_id, Image.deleted_at.is_(None),
+               Image.status != "excluded")
+        .order_by(Annotation.created_at, Image.id).limit(limit)).all()
+    return [_item(session, img, ann) for img, ann in rows]
+
+
+def review_counts(session: Session, actor: Actor, project_id: int) -> dict[str, int]:
+    """How many images wait for review, and how many were sent back to the actor."""
+    require(session, actor, project_id, "view")
+    newest = _newest_versions()
+    waiting = session.scalar(
+        select(func.count()).select_from(Image)
+        .join(newest, newest.c.image_id == Image.id)
+        .join(Annotation, (Annotation.image_id == Image.id) & (Annotation.version == newest.c.v))
+        .where(Image.project_id == project_id, Image.deleted_at.is_(None),
+               Image.status != "excluded", Annotation.review_state == "submitted"))
+    back = leases.returned_to(actor).subquery()
+    returned = session.scalar(
+        select(func.count()).select_from(Image).join(back, back.c.image_id == Image.id)
+        .where(Image.project_id == project_id, Image.deleted_at.is_(None),
+               Image.status != "excluded"))
+    return {"submitted": int(waiting or 0), "returned_to_me": int(returned or 0)}

@@ -3,8 +3,8 @@
 
 A lease is taken with one conditional UPDATE (free, expired or already ours), so two web
 workers handing out images at the same moment cannot both win. Order of the queue:
-1. the image the annotator already holds (they come back to it),
-2. images a reviewer sent back to them,
+1. images a reviewer sent back to them (oldest saved first), before anything else,
+2. the image the annotator already holds (they come back to it),
 3. unannotated images ranked by the active model's uncertainty score (highest first; the
    active-learning ranking), then new images before started ones, oldest first.
 """
@@ -82,11 +82,13 @@ def release(session: Session, actor: Actor, image_id: int) -> None:
                     .execution_options(synchronize_session=False))
 
 
-def _returned_to(actor: Actor):
-    """Image ids whose newest annotation a reviewer sent back to `actor`."""
+def returned_to(actor: Actor):
+    """Newest annotations (one per image) that a reviewer sent back to `actor`: a select of
+    Annotation rows, for the queue and the "returned to me" lists."""
     newest = (select(Annotation.image_id, func.max(Annotation.version).label("v"))
+              .where(Annotation.is_draft.is_(False))
               .group_by(Annotation.image_id).subquery())
-    return (select(Annotation.image_id)
+    return (select(Annotation)
             .join(newest, and_(newest.c.image_id == Annotation.image_id,
                                newest.c.v == Annotation.version))
             .where(Annotation.review_state == "returned", Annotation.author_id == actor.id))
@@ -127,12 +129,14 @@ def candidates(session: Session, actor: Actor, project_id: int, skip=(), limit: 
     held = session.scalars(select(Image.id).where(
         *base, Image.assigned_to_id == actor.id, Image.lease_expires_at > now,
         Image.status.in_(QUEUE_STATUSES)).order_by(Image.id)).all()
-    returned = session.scalars(select(Image.id).where(
-        *base, Image.id.in_(_returned_to(actor))).order_by(Image.id)).all()
+    back = returned_to(actor).subquery()
+    returned = session.scalars(select(Image.id).join(back, back.c.image_id == Image.id)
+                               .where(*base).order_by(back.c.created_at, Image.id)).all()
     ranked = [image.id for image in session.scalars(
         _ranked(session, project_id).where(*base).limit(limit)).all()]
     seen: dict[int, None] = {}
-    for image_id in [*held, *returned, *ranked]:
+    # returned work first: an image held from an earlier visit must not hide it
+    for image_id in [*returned, *held, *ranked]:
         seen.setdefault(image_id, None)
     return list(seen)[:limit]
 
