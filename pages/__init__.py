@@ -30,6 +30,23 @@ def _load_pages() -> None:
         else:
             loaded = importlib.import_module(module)
         dash.page_registry[module]["layout"] = loaded.layout
+    _order_routes()
+
+
+def _route_key(page: dict) -> tuple:
+    """Most specific route first: plain paths, then templates with more path segments."""
+    template = (page.get("path_template") or "").strip("/")
+    return (bool(template), -template.count("/"), page["module"])
+
+
+def _order_routes() -> None:
+    """Dash tries pages in registry order (sorted by module name) and matches a template's
+    `<var>` with fnmatch's `*`, which also matches "/": `/projects/<project_id>` therefore
+    swallowed `/projects/3/review` ("No such project"), because `pages.project` sorts before
+    `pages.review`. Reorder the registry so longer templates are tried first."""
+    registry = dash.page_registry
+    for page in sorted(registry.values(), key=_route_key):
+        registry.move_to_end(page["module"])
 
 
 def _background_manager(server: Flask):
