@@ -10,6 +10,13 @@ hole, and a self-intersecting freehand loop fills the parts enclosed an odd numb
 
 Edits (`apply_edits`) run in order and the newer edit wins where shapes overlap: a new cell
 paints over older cells, a brush stroke moves pixels to the selected cell, an eraser clears.
+A cell that an edit cuts into more disconnected pieces than it had becomes one cell per
+piece (a cut across a cell makes two cells, never one label in two places): the largest
+piece keeps the id, the others get new ids with the same class, and crumbs of `MIN_PIECE`
+pixels or fewer are cleared.
+
+Rectangles and ellipses are given by their bounding box (x0, y0)-(x1, y1): both are drawn
+from one corner to the opposite corner, and the ellipse fills its box.
 """
 from __future__ import annotations
 
@@ -233,6 +240,59 @@ class Canvas:
 
 
 POINT_RADIUS = 6.0
+MIN_PIECE = 4              # pixels: smaller pieces left by a cut are cleared, not made cells
+_EIGHT = np.ones((3, 3), bool)
+
+
+def _cells_in(labels: np.ndarray, area: np.ndarray, but: int = 0) -> list[int]:
+    found = np.unique(labels[area])
+    return [int(v) for v in found if v > 0 and v != but]
+
+
+def _pieces(labels: np.ndarray, cells: list[int]) -> dict[int, tuple]:
+    """For each of `cells`: (bounding box, piece map of the box, number of 8-connected
+    pieces)."""
+    if not cells:
+        return {}
+    boxes = ndimage.find_objects(np.where(np.isin(labels, cells), labels, 0))
+    out = {}
+    for label in cells:
+        box = boxes[label - 1] if label - 1 < len(boxes) else None
+        if box is not None:
+            pieces, n = ndimage.label(labels[box] == label, structure=_EIGHT)
+            out[label] = (box, pieces, n)
+    return out
+
+
+def split_cut_cells(canvas: Canvas, before: dict[int, int]) -> list[int]:
+    """After an edit: each cell of `before` ({id: pieces it had before the edit}) that now has
+    more 8-connected pieces than before becomes one cell per piece. The largest piece keeps
+    the id, every other piece gets a new id and the same class, and pieces of `MIN_PIECE`
+    pixels or fewer are cleared. Returns the new ids (ascending, deterministic)."""
+    new_ids: list[int] = []
+    next_label = canvas.next_label
+    for label, (box, pieces, n) in sorted(_pieces(canvas.labels, list(before)).items()):
+        if n <= before[label]:
+            continue
+        view = canvas.labels[box]
+        sizes = np.bincount(pieces.ravel())[1:]
+        for piece in np.argsort(-sizes, kind="stable")[1:] + 1:    # all but the largest
+            where = pieces == piece
+            if sizes[piece - 1] <= MIN_PIECE:
+                view[where] = 0
+                continue
+            view[where] = next_label
+            if canvas.classes.get(label):
+                canvas.classes[next_label] = canvas.classes[label]
+            new_ids.append(next_label)
+            next_label += 1
+    return new_ids
+
+
+def _pieces_before(labels: np.ndarray, area: np.ndarray, but: int = 0) -> dict[int, int]:
+    """{cell id: number of pieces} of the cells an edit over `area` is about to touch."""
+    return {label: n for label, (_b, _p, n) in _pieces(labels, _cells_in(labels, area, but))
+            .items()}
 
 
 def _area(edit: dict, shape: tuple[int, int], scale: float) -> np.ndarray:
@@ -264,7 +324,9 @@ def apply_edit(canvas: Canvas, edit: dict, scale: float = 1.0) -> Canvas:
             area = shape_area(edit["shape"], labels.shape, scale)
         else:
             area = _area(edit, labels.shape, scale)
+        before = _pieces_before(labels, area, but=label)
         labels[area] = label
+        split_cut_cells(canvas, before)
         if op == "add":
             cls = int(edit.get("cls") or 0)
             if cls:
@@ -272,7 +334,10 @@ def apply_edit(canvas: Canvas, edit: dict, scale: float = 1.0) -> Canvas:
             else:
                 canvas.classes.pop(label, None)
     elif op == "erase":
-        labels[_area(edit, labels.shape, scale)] = 0
+        area = _area(edit, labels.shape, scale)
+        before = _pieces_before(labels, area)
+        labels[area] = 0
+        split_cut_cells(canvas, before)
     elif op == "delete":
         labels[labels == int(edit["label"])] = 0
         canvas.classes.pop(int(edit["label"]), None)

@@ -129,3 +129,54 @@ def test_cell_polygon_round_trips_through_the_rasteriser():
     overlap = (back & (labels == 3)).sum() / (back | (labels == 3)).sum()
     assert overlap > 0.9
     assert cell_polygon(labels, 4) is None
+
+
+def _rect_cell(label, x0, y0, x1, y1, cls=0):
+    return {"op": "add", "label": label, "cls": cls,
+            "shape": {"type": "rect", "x0": x0, "y0": y0, "x1": x1, "y1": y1}}
+
+
+def test_erasing_across_a_cell_splits_it_into_two_cells():
+    """Issue 19 item 10: an eraser stroke across a cell leaves two cells, not one label in
+    two pieces; the class goes with both halves and later ids stay free for new cells."""
+    canvas = apply_edits(Canvas.blank((20, 30)), [_rect_cell(1, 2, 2, 28, 12, cls=1),
+                                                  _rect_cell(2, 2, 14, 8, 18)])
+    apply_edits(canvas, [{"op": "erase", "width": 2,
+                          "shape": {"type": "path", "path": "M15,0L15,14"}}])
+    left, right = canvas.labels[7, 5], canvas.labels[7, 25]
+    assert {left, right} == {1, 3} and canvas.next_label == 4
+    assert canvas.classes == {1: 1, 3: 1}
+    assert (canvas.labels == 2).sum() == 6 * 4                   # the other cell untouched
+    labels, classes = finish(canvas)
+    assert int(labels.max()) == 3 and sorted(classes.values()) == [1, 1]
+
+
+def test_a_new_cell_drawn_across_an_old_one_splits_it_and_crumbs_are_cleared():
+    canvas = apply_edits(Canvas.blank((20, 30)), [_rect_cell(1, 0, 5, 30, 10)])
+    apply_edits(canvas, [_rect_cell(2, 10, 0, 14, 20)])          # a bar across cell 1
+    assert canvas.labels[7, 20] == 1 and canvas.labels[7, 2] == 3      # the larger piece keeps 1
+    # an eraser that cuts off a 2-pixel corner clears it instead of making a 2-pixel cell
+    canvas = apply_edits(Canvas.blank((10, 10)), [_rect_cell(1, 0, 0, 6, 6)])
+    canvas.labels[6, 6] = 1                                       # a diagonal nub...
+    canvas.labels[7, 7] = 1                                       # ...two pixels long
+    apply_edits(canvas, [{"op": "erase", "shape": {"type": "rect", "x0": 5, "y0": 5,
+                                                   "x1": 6, "y1": 6}}])
+    assert canvas.labels[7, 7] == 0 and canvas.labels[6, 6] == 0 and canvas.next_label == 2
+
+
+def test_a_cell_already_in_pieces_is_not_split_by_an_unrelated_edit():
+    canvas = apply_edits(Canvas.blank((10, 20)), [_rect_cell(1, 0, 0, 5, 5)])
+    apply_edits(canvas, [{"op": "brush", "label": 1, "width": 1,   # a separate blob of 1
+                          "shape": {"type": "path", "path": "M15.5,0.5L15.5,8.5"}}])
+    apply_edits(canvas, [{"op": "erase", "width": 1,
+                          "shape": {"type": "path", "path": "M0.5,0.5L2.5,0.5"}}])
+    assert set(np.unique(canvas.labels)) == {0, 1}
+
+
+def test_ellipse_fills_its_corner_to_corner_box_like_the_rectangle():
+    box = {"x0": 2, "y0": 3, "x1": 22, "y1": 13}
+    ellipse = shape_area({"type": "circle", **box}, (20, 30))
+    rect = shape_area({"type": "rect", **box}, (20, 30))
+    rows, cols = np.nonzero(ellipse)
+    assert (rows.min(), rows.max(), cols.min(), cols.max()) == (3, 12, 2, 21)
+    assert not (ellipse & ~rect).any() and ellipse[8, 12]
