@@ -113,7 +113,8 @@ def test_edits_undo_redo_and_save_make_a_new_version(session, config, store, wor
     mask = get_array(store, ann.label_blob_key)
     assert mask.dtype == np.uint16 and mask[15, 15] == 1 and mask[15, 26] == 1
     assert mask[35, 35] == 2 and ann.source == "manual" and ann.parent_id is None
-    assert drafts.find_draft(session, anna, image_id) is None
+    kept = drafts.find_draft(session, anna, image_id)       # kept, with its history
+    assert kept.base_annotation_id == ann.id and len(kept.edits) == 3
     assert session.get(Image, image_id).status == "annotated"
     # the next save builds on version 1
     drafts.record_edit(session, anna, config, store, image_id, {"op": "delete", "label": 2})
@@ -203,3 +204,93 @@ def test_counting_projects_are_flagged(session, config, world, three_images):
     with pytest.raises(PermissionDenied):
         projects.set_annotation_mode(session, actor(session, "reviewer"), world["project_id"],
                                      "outlines")
+
+
+def n_versions(session, image_id):
+    return len(session.scalars(select(Annotation.id).where(Annotation.image_id == image_id)).all())
+
+
+def test_undo_reaches_behind_a_save_and_saves_stay_append_only(session, config, store, world,
+                                                               three_images):
+    """Issue 19 item 10: saving no longer clears the undo history."""
+    anna, rita, image_id = actor(session, "annotator"), actor(session, "reviewer"), three_images[0]
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "add", "shape": rect(2, 2, 9, 9)})
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "add", "shape": rect(20, 20, 30, 30)})
+    assert annotations.save(session, anna, config, store, image_id).version == 1
+    session.commit()
+    workspace = annotations.open_workspace(session, anna, config, image_id)
+    assert workspace.can_undo and not workspace.draft_stale
+    assert drafts.counts(session, anna, config, store, image_id) == (2, 0)
+    assert drafts.undo(session, anna, config, store, image_id).n_cells == 1
+    assert annotations.save(session, anna, config, store, image_id).version == 2
+    assert drafts.undo(session, anna, config, store, image_id, redo=True).n_cells == 2
+    # back to what version 1 holds, but version 2 is the newest: a third version, none lost
+    assert annotations.save(session, anna, config, store, image_id).version == 3
+    assert annotations.save(session, anna, config, store, image_id).version == 3  # no change
+    assert n_versions(session, image_id) == 3
+    # nothing done since the save: a newer version by someone else is followed, not "stale"
+    leases.release(session, anna, image_id)
+    drafts.record_edit(session, rita, config, store, image_id, {"op": "delete", "label": 1})
+    annotations.save(session, rita, config, store, image_id)
+    leases.release(session, rita, image_id)
+    workspace = annotations.open_workspace(session, anna, config, image_id)
+    assert not workspace.draft_stale and workspace.latest.version == 4
+    assert drafts.counts(session, anna, config, store, image_id) == (1, 0)
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    """prediction.suggest without a trained model: two square cells."""
+    from app.services import prediction
+
+    def suggest(session, actor, store, config, image_id, model_version_id=None):
+        labels = np.zeros((60, 80), np.int32)
+        labels[40:50, 40:50], labels[40:50, 60:70] = 1, 2
+        return prediction.Prediction(image_id, 999, 2, labels)
+    monkeypatch.setattr(prediction, "suggest", suggest)
+
+
+def test_a_suggestion_is_an_edit_that_undo_takes_back_and_revert_to_saved(
+        session, config, store, world, three_images, fake_model):
+    """Issue 19 item 5: the suggestion no longer wipes the corrections made before it."""
+    anna, image_id = actor(session, "annotator"), three_images[0]
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "add", "shape": rect(2, 2, 9, 9)})
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "point", "x": 3, "y": 3})
+    loaded = drafts.use_suggestion(session, anna, config, store, image_id)
+    assert (loaded.n_cells, loaded.n_points, loaded.can_undo) == (2, 1, True)
+    back = drafts.undo(session, anna, config, store, image_id)
+    assert (back.n_cells, back.can_redo) == (1, True)
+    assert drafts.cell_at(session, anna, config, store, image_id, 5, 5)[0] == 1
+    assert drafts.undo(session, anna, config, store, image_id, redo=True).n_cells == 2
+    # corrections after the suggestion replay on top of it (also from a cold cache)
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "delete", "label": 2})
+    for cached in (config.cache_dir / "drafts").glob("*.npz"):
+        cached.unlink()
+    saved = annotations.save(session, anna, config, store, image_id)
+    assert saved.n_cells == 1 and saved.source == "model-corrected"
+    # revert to last saved: an edit too
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "clear"})
+    result, version = drafts.revert_to_saved(session, anna, config, store, image_id)
+    assert (result.n_cells, version) == (1, 1)
+    with pytest.raises(ValidationError, match="Nothing to revert"):
+        drafts.revert_to_saved(session, anna, config, store, image_id)
+    assert drafts.undo(session, anna, config, store, image_id).n_cells == 0
+    with pytest.raises(ValidationError, match="Nothing has been saved"):
+        drafts.revert_to_saved(session, anna, config, store, three_images[1])
+
+
+def test_a_browser_cannot_send_a_snapshot_edit(session, config, store, world, three_images):
+    """Snapshot edits name blobs; only the server makes them."""
+    anna = actor(session, "annotator")
+    with pytest.raises(ValidationError, match="Unknown edit"):
+        drafts.record_edit(session, anna, config, store, three_images[0],
+                           {"op": "base", "labels": "someone-elses-mask", "classes": {}})
+
+
+def test_counts_for_people_without_a_draft(session, config, store, world, three_images):
+    """Issue 19 item 9: a saved annotation opened without a draft has a cell count."""
+    anna, image_id = actor(session, "annotator"), three_images[0]
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "add", "shape": rect(2, 2, 9, 9)})
+    annotations.save(session, anna, config, store, image_id)
+    assert drafts.counts(session, actor(session, "viewer"), config, store, image_id) == (1, 0)
+    assert drafts.counts(session, anna, config, store, three_images[1]) == (0, 0)

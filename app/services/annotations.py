@@ -146,7 +146,8 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
 
     Refused with Conflict when another version was saved after the draft began, unless
     `force` (then it is saved on top, as the newest version; nothing is overwritten).
-    `empty` saves "no cells in this image" (clears the draft first)."""
+    `empty` saves "no cells in this image" (clears the draft first). The draft is kept with
+    its edits (`drafts.checkpoint`), so the annotator can still undo after saving."""
     image = image_for(session, actor, image_id, "annotate")
     leases.renew(session, actor, config, image.id)
     draft = drafts.ensure_draft(session, actor, image)
@@ -173,20 +174,19 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
     if latest is not None and _same_content(latest, label_key, region_key, points, classes):
         # Nothing changed against the newest version (a repeated or concurrent save of the
         # same draft, or "Save & next" on an untouched image): no new version.
-        drafts.discard(session, actor, config, image.id)
-        session.flush()
+        drafts.checkpoint(session, config, draft, latest, canvas)
         return _version(session, latest)
+    source, model_version_id = drafts.source_of(session, draft)
     ann = Annotation(
         image_id=image.id, version=_next_version(session, image.id),
         parent_id=latest.id if latest else None, author_id=actor.id,
         label_blob_key=label_key, region_blob_key=region_key,
         points=points, cell_classes=classes, n_cells=n_cells,
-        source=draft.source, source_model_version_id=draft.source_model_version_id,
-        review_state="submitted")
+        source=source, source_model_version_id=model_version_id, review_state="submitted")
     session.add(ann)
     image.status = "annotated"
-    drafts.discard(session, actor, config, image.id)
     session.flush()
+    drafts.checkpoint(session, config, draft, ann, canvas)   # the edits stay undoable
     return _version(session, ann)
 
 

@@ -1,10 +1,19 @@
 """Drafts: a user's unsaved edits of one image, kept on the server after every edit, so a
 closed tab or a crashed browser loses nothing that reached the server.
 
-A draft is a base (the newest annotation when it was started, or a model suggestion) plus an
-ordered list of edits (`storage.shapes.apply_edit`) and the undone edits (redo). The current
-mask is recomputed from base + edits and cached per (draft, revision) in the cache directory,
-so one edit costs one shape's rasterisation, not a replay.
+A draft is a base (the newest annotation when it was started) plus an ordered list of edits
+(`storage.shapes.apply_edit`) and the undone edits (redo). The current mask is recomputed
+from base + edits and cached per (draft, revision) in the cache directory, so one edit costs
+one shape's rasterisation, not a replay.
+
+Replacing everything on screen is an edit too, so Undo takes it back: a model suggestion or
+"Revert to last saved" appends a `base` edit (a snapshot by blob keys: labels, classes,
+region, points) and the draft continues from the newest such snapshot. Only the server
+makes `base` edits; a browser cannot send one (it names blobs).
+
+Saving keeps the draft and its edits (the saved version becomes the draft's parent and the
+last edit is marked `saved_as`), so Undo still works after a save; a draft with nothing done
+since its save follows versions saved later by others, like an untouched one.
 """
 from __future__ import annotations
 
@@ -25,12 +34,13 @@ from app.permissions import Actor
 from app.services import leases
 from app.services.gallery import image_for
 from app.services.images import count_labels
-from app.tables import Annotation, Draft, Image, Project, utcnow
+from app.tables import Annotation, Draft, Image, ModelVersion, Project, utcnow
 from storage.blobstore import BlobStore, get_array, put_array
 from storage.shapes import (POINT_RADIUS, Canvas, ShapeError, apply_edit, apply_edits,
-                            cell_polygon)
+                            cell_polygon, finish)
 
 MAX_EDITS = 5000
+BASE_OP = "base"        # a snapshot the draft continues from (suggestion, revert); server-made
 MAX_WIDTH = 500
 EDIT_OPS = {"add", "brush", "erase", "replace", "delete", "class", "clear", "region",
             "region_all", "point", "unpoint"}
@@ -72,6 +82,15 @@ def _based_on(draft: Draft, ann: Annotation | None) -> Draft:
     return draft
 
 
+def _untouched(draft: Draft) -> bool:
+    """Whether the draft shows just the version it builds on: no edits, or none since it
+    was saved as that version."""
+    if not draft.edits:
+        return draft.source == "manual"
+    return (draft.base_annotation_id is not None
+            and draft.edits[-1].get("saved_as") == draft.base_annotation_id)
+
+
 def ensure_draft(session: Session, actor: Actor, image: Image) -> Draft:
     """The actor's draft of `image`, started from the newest annotation if there is none. An
     untouched draft follows newer annotations saved by others."""
@@ -81,8 +100,7 @@ def ensure_draft(session: Session, actor: Actor, image: Image) -> Draft:
         draft = _based_on(Draft(image_id=image.id, user_id=actor.id), latest)
         session.add(draft)
         session.flush()
-    elif not draft.edits and draft.source == "manual" and \
-            draft.base_annotation_id != (latest.id if latest else None):
+    elif _untouched(draft) and draft.base_annotation_id != (latest.id if latest else None):
         _based_on(draft, latest)
         session.flush()
     return draft
@@ -93,18 +111,66 @@ def _cache_path(config: Config, draft: Draft) -> Path:
     return config.cache_dir / "drafts" / f"{draft.id}.npz"
 
 
-def _base_canvas(store: BlobStore, draft: Draft, shape_yx: tuple[int, int]) -> Canvas:
-    if draft.base_label_key:
-        labels = get_array(store, draft.base_label_key)
+def _snapshot_canvas(store: BlobStore, label_key: str | None, region_key: str | None,
+                     classes: dict | None, points: list | None,
+                     shape_yx: tuple[int, int]) -> Canvas:
+    if label_key:
+        labels = get_array(store, label_key)
         labels = (labels if labels.ndim == 2 else labels.reshape(-1, *labels.shape[-2:])[0])
         canvas = Canvas(labels.astype(np.int32))
     else:
         canvas = Canvas.blank(shape_yx)
-    canvas.classes = {int(k): int(v) for k, v in (draft.base_classes or {}).items()}
-    if draft.base_region_key:
-        canvas.region = get_array(store, draft.base_region_key).astype(bool)
-    canvas.points = [list(p) for p in draft.base_points or []]
+    canvas.classes = {int(k): int(v) for k, v in (classes or {}).items()}
+    if region_key:
+        canvas.region = get_array(store, region_key).astype(bool)
+    canvas.points = [list(p) for p in points or []]
     return canvas
+
+
+def _base_canvas(store: BlobStore, draft: Draft, shape_yx: tuple[int, int]) -> Canvas:
+    return _snapshot_canvas(store, draft.base_label_key, draft.base_region_key,
+                            draft.base_classes, draft.base_points, shape_yx)
+
+
+def _last_base(edits: list[dict]) -> int:
+    """Index of the newest `base` edit, or -1."""
+    for i in range(len(edits) - 1, -1, -1):
+        if edits[i].get("op") == BASE_OP:
+            return i
+    return -1
+
+
+def _replay(store: BlobStore, draft: Draft, shape_yx: tuple[int, int]) -> Canvas:
+    """Base (or the newest snapshot edit) + the edits after it."""
+    start = _last_base(draft.edits)
+    if start < 0:
+        canvas = _base_canvas(store, draft, shape_yx)
+    else:
+        snap = draft.edits[start]
+        canvas = _snapshot_canvas(store, snap.get("labels"), snap.get("region"),
+                                  snap.get("classes"), snap.get("points"), shape_yx)
+    return apply_edits(canvas, draft.edits[start + 1:])
+
+
+def _snapshot_edit(label_key: str | None, region_key: str | None, classes: dict,
+                   points: list, source: str, model_version_id: int | None) -> dict:
+    return {"op": BASE_OP, "labels": label_key, "region": region_key,
+            "classes": {str(k): int(v) for k, v in (classes or {}).items()},
+            "points": [list(p) for p in points or []], "source": source,
+            "model": model_version_id}
+
+
+def source_of(session: Session, draft: Draft) -> tuple[str, int | None]:
+    """(source, model version id) of what the draft started from: the newest snapshot edit
+    (a model suggestion: "model-corrected"), else the draft's own base."""
+    start = _last_base(draft.edits)
+    if start < 0:
+        return draft.source, draft.source_model_version_id
+    snap = draft.edits[start]
+    model = snap.get("model")
+    if model is not None and session.get(ModelVersion, model) is None:
+        model = None                  # the model was deleted since
+    return snap.get("source") or "manual", model
 
 
 def _write_cache(path: Path, canvas: Canvas, rev: int, draft_key: str) -> None:
@@ -143,7 +209,7 @@ def canvas_for(config: Config, store: BlobStore, draft: Draft, image: Image) -> 
     cached = _read_cache(path, draft.rev, _draft_key(draft))
     if cached is not None:
         return cached
-    canvas = apply_edits(_base_canvas(store, draft, tuple(image.shape[-2:])), draft.edits)
+    canvas = _replay(store, draft, tuple(image.shape[-2:]))
     _write_cache(path, canvas, draft.rev, _draft_key(draft))
     return canvas
 
@@ -277,9 +343,27 @@ def current_canvas(session: Session, actor: Actor, config: Config, store: BlobSt
     return annotation_canvas(store, latest_annotation(session, image.id), image)
 
 
+def _push_snapshot(session: Session, config: Config, store: BlobStore, draft: Draft,
+                   image: Image, snapshot: dict) -> EditResult:
+    """Append a snapshot edit (undoable like any other) and show its state."""
+    if len(draft.edits) >= MAX_EDITS:
+        raise ValidationError("This draft has too many edits; save it to continue.")
+    draft.edits = [*draft.edits, snapshot]
+    draft.undone = []
+    if image.status == "new":
+        image.status = "in_progress"
+    _commit_rev(session, draft)
+    return _result(draft, canvas_for(config, store, draft, image), None)
+
+
+def _region_key(store: BlobStore, canvas: Canvas) -> str | None:
+    return None if canvas.region is None else put_array(store, canvas.region.astype(np.uint8))
+
+
 def use_suggestion(session: Session, actor: Actor, config: Config, store: BlobStore,
                    image_id: int) -> EditResult:
-    """Start the draft over from the active model's prediction (cells become editable)."""
+    """Replace the cells on screen by the active model's prediction (cells become editable).
+    The annotated region and the points stay; Undo brings back the cells replaced."""
     from app.services import prediction
     image = _editable(session, actor, config, image_id)
     end_transaction(session)      # commit the lease now: no transaction across inference
@@ -288,13 +372,65 @@ def use_suggestion(session: Session, actor: Actor, config: Config, store: BlobSt
     if labels.ndim == 3:
         labels = labels[0]
     draft = ensure_draft(session, actor, image)
-    draft.base_label_key = put_array(store, labels)
-    draft.base_classes, draft.edits, draft.undone = {}, [], []
-    draft.source, draft.source_model_version_id = "model-corrected", predicted.model_version_id
-    if image.status == "new":
-        image.status = "in_progress"
+    current = canvas_for(config, store, draft, image)
+    return _push_snapshot(session, config, store, draft, image, _snapshot_edit(
+        put_array(store, labels), _region_key(store, current), {}, current.points,
+        "model-corrected", predicted.model_version_id))
+
+
+def _same_canvas(a: Canvas, b: Canvas) -> bool:
+    (la, ca), (lb, cb) = finish(a), finish(b)
+    region_a = None if a.region is None else a.region.astype(bool)
+    region_b = None if b.region is None else b.region.astype(bool)
+    return (np.array_equal(la, lb) and ca == cb and a.points == b.points
+            and (region_a is None) == (region_b is None)
+            and (region_a is None or np.array_equal(region_a, region_b)))
+
+
+def revert_to_saved(session: Session, actor: Actor, config: Config, store: BlobStore,
+                    image_id: int) -> tuple[EditResult, int]:
+    """Put the newest saved version back on screen, as an edit (Undo returns to the edits
+    made since). Returns (the draft's state, the version number)."""
+    image = _editable(session, actor, config, image_id)
+    latest = latest_annotation(session, image.id)
+    if latest is None:
+        raise ValidationError("Nothing has been saved for this image yet.")
+    draft = ensure_draft(session, actor, image)
+    saved = annotation_canvas(store, latest, image)
+    if _same_canvas(canvas_for(config, store, draft, image), saved):
+        raise ValidationError(f"Nothing to revert: this is saved version {latest.version}.")
+    result = _push_snapshot(session, config, store, draft, image, _snapshot_edit(
+        latest.label_blob_key, latest.region_blob_key, latest.cell_classes or {},
+        latest.points or [], "manual", None))
+    return result, latest.version
+
+
+def checkpoint(session: Session, config: Config, draft: Draft, saved: Annotation,
+               canvas: Canvas) -> None:
+    """After the draft was saved as `saved` (or found equal to it): the draft now builds on
+    that version and keeps its edits, so Undo still reaches behind the save. A long history
+    (over MAX_EDITS / 2) is folded into the saved version instead."""
+    if not draft.edits or len(draft.edits) > MAX_EDITS // 2:
+        _cache_path(config, draft).unlink(missing_ok=True)
+        _based_on(draft, saved)
+        _commit_rev(session, draft)
+        return
+    draft.edits = [*draft.edits[:-1], {**draft.edits[-1], "saved_as": saved.id}]
+    draft.base_annotation_id = saved.id
     _commit_rev(session, draft)
-    return _result(draft, canvas_for(config, store, draft, image), None)
+    _write_cache(_cache_path(config, draft), canvas, draft.rev, _draft_key(draft))
+
+
+def counts(session: Session, actor: Actor, config: Config, store: BlobStore,
+           image_id: int) -> tuple[int, int]:
+    """(cells, points) the actor sees: of their draft, else of the newest saved version."""
+    image = image_for(session, actor, image_id, "view")
+    draft = find_draft(session, actor, image.id)
+    if draft is None:
+        latest = latest_annotation(session, image.id)
+        return (latest.n_cells or 0, len(latest.points or [])) if latest else (0, 0)
+    canvas = canvas_for(config, store, draft, image)
+    return count_labels(np.maximum(canvas.labels, 0)), len(canvas.points)
 
 
 def discard(session: Session, actor: Actor, config: Config, image_id: int) -> None:
