@@ -47,6 +47,9 @@ class Config:
     redis_url: str = ""
     storage_url: str = ""
     allow_registration: bool = False
+    # who may create projects: "everyone" or "admins"; unset: everyone when accounts are made
+    # by an admin (the default), admins when self-registration is open
+    project_creators: str = ""
     login_max_failures: int = 10          # failures in a row (account + address) before a lockout
     proxy_fix_count: int = 0              # reverse proxies in front whose X-Forwarded-* to trust
     max_content_length: int = 1 << 30     # upload limit in bytes (1 GiB)
@@ -67,6 +70,9 @@ class Config:
         # that uses it (a relative CELLLOOP_DATA_DIR once gave downloads that wrote to one
         # folder and read from another).
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+        if not self.project_creators:
+            object.__setattr__(self, "project_creators",
+                               "admins" if self.allow_registration else "everyone")
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -84,6 +90,7 @@ class Config:
             redis_url=env.get("REDIS_URL", ""),
             storage_url=env.get("STORAGE_URL", ""),
             allow_registration=_flag(env.get("ALLOW_REGISTRATION"), False),
+            project_creators=env.get("PROJECT_CREATORS", "").strip().lower(),
             login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 10),
             proxy_fix_count=_int(env, "PROXY_FIX_COUNT", 0),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 1 << 30),
@@ -111,6 +118,9 @@ class Config:
                 "SECRET_KEY must be set (at least 16 characters) when CELLLOOP_ENV=production. "
                 "Generate one with: python -c 'import secrets; print(secrets.token_hex(32))'"
             )
+        if self.project_creators not in ("everyone", "admins"):
+            raise ConfigError("PROJECT_CREATORS must be everyone or admins, "
+                              f"got {self.project_creators!r}")
         if self.lease_minutes < 1:
             raise ConfigError("LEASE_MINUTES must be at least 1")
         if self.inference_precision not in ("auto", "fp32", "int8"):

@@ -1,19 +1,24 @@
-"""Project page: progress, image counts and (for owners) members and their roles."""
+"""Project page: progress, image counts, images sent back to the user, and (for owners)
+members and their roles, channels and classes, and the annotation mode."""
 from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import MATCH, Input, Output, State, callback, dcc, html
+from dash import ALL, MATCH, Input, Output, State, callback, ctx, dcc, html
 
 from app.permissions import ROLE_NAMES
+from app.permissions import Role
+from app.services import annotations
 from app.services import projects as svc
 from pages._common import alert, call, error_page, to_int
+from pages._review_lists import returned_to_me_section
 
 dash.register_page(__name__, path_template="/projects/<project_id>", title="Project · CellLoop")
 
 PROJECT_ID = "project-id"
 MEMBERS = "project-members"
 ADD_USER = "project-add-username"
+SUGGESTIONS = "project-add-suggestions"
 ADD_ROLE = "project-add-role"
 ADD = "project-add-member"
 MESSAGE = "project-message"
@@ -21,6 +26,12 @@ ROLE = "project-member-role"        # pattern id type, keyed by user
 REMOVE = "project-member-remove"    # pattern id type
 ROW_STATUS = "project-member-status"  # pattern id type
 MODE, MODE_STATUS = "project-annotation-mode", "project-annotation-mode-status"
+REMOVE_MODAL, REMOVE_TEXT = "project-remove-modal", "project-remove-text"
+REMOVE_TARGET = "project-remove-target"
+REMOVE_CONFIRM, REMOVE_CANCEL = "project-remove-confirm", "project-remove-cancel"
+CHANNELS, CLASSES = "project-channels", "project-classes"
+LABELS_SAVE, LABELS_STATUS = "project-labels-save", "project-labels-status"
+CLASS_BADGES = "project-class-badges"
 
 
 
@@ -58,11 +69,53 @@ def member_rows(members: list[svc.MemberInfo], can_manage: bool):
 
 
 def add_member_form() -> dbc.Row:
+    """Username with autocomplete (accounts that are not members yet, as a datalist the
+    browser offers while typing), role, Add."""
     return dbc.Row([
-        dbc.Col(dbc.Input(id=ADD_USER, placeholder="username"), md=4),
+        dbc.Col([dbc.Input(id=ADD_USER, placeholder="username (type to search)",
+                           list=SUGGESTIONS, autocomplete="off"),
+                 html.Datalist(id=SUGGESTIONS)], md=4),
         dbc.Col(dcc.Dropdown(ROLE_NAMES, "annotator", id=ADD_ROLE, clearable=False), md=3),
         dbc.Col(dbc.Button("Add member", id=ADD, color="primary"), md="auto"),
     ], className="g-2 mb-2")
+
+
+def remove_modal() -> dbc.Modal:
+    return dbc.Modal([
+        dbc.ModalHeader(dbc.ModalTitle("Remove member")),
+        dbc.ModalBody(id=REMOVE_TEXT),
+        dbc.ModalFooter([dbc.Button("Cancel", id=REMOVE_CANCEL, color="secondary"),
+                         dbc.Button("Remove", id=REMOVE_CONFIRM, color="danger")]),
+    ], id=REMOVE_MODAL, is_open=False)
+
+
+def named_colours(items: list[dict]) -> str:
+    """The "name:#colour, ..." text the create form takes."""
+    return ", ".join(f"{c['name']}:{c['color']}" for c in items)
+
+
+def class_badges(classes: list[dict]) -> list:
+    return [dbc.Badge(c["name"], color=c["color"], className="me-1 class-badge")
+            for c in classes]
+
+
+def labels_editor(project) -> html.Div:
+    return html.Div([
+        html.H5("Channels and cell classes"),
+        dbc.Row([
+            dbc.Col([dbc.Label("Channels (name:colour, comma separated)", html_for=CHANNELS),
+                     dbc.Input(id=CHANNELS, value=named_colours(project.channels))], md=6),
+            dbc.Col([dbc.Label("Cell classes (name:colour)", html_for=CLASSES),
+                     dbc.Input(id=CLASSES, value=named_colours(project.classes))], md=6),
+        ], className="g-2"),
+        html.Div("Rename or recolour freely. Once there are images, the number of channels "
+                 "stays. Classes keep their place in the list: add new ones at the end; a "
+                 "class can be removed only from the end and only while no annotation uses it.",
+                 className="small text-muted mt-1"),
+        dbc.Button("Save channels and classes", id=LABELS_SAVE, size="sm", color="primary",
+                   className="mt-2"),
+        html.Div(id=LABELS_STATUS, className="small mt-1"),
+    ], className="mb-4")
 
 
 def mode_setting(project) -> html.Div:
@@ -76,57 +129,82 @@ def mode_setting(project) -> html.Div:
     ], className="mb-4")
 
 
+def _buttons(project, counts: dict) -> html.Div:
+    pid, role = project.id, Role[project.role]
+    waiting = counts.get("submitted", 0)
+    review = "Review" + (f" ({waiting} waiting)" if waiting and role >= Role.reviewer else "")
+    return html.Div([
+        dbc.Button("Annotate", href=f"/projects/{pid}/annotate", color="success",
+                   className="me-2", id="project-annotate-link", external_link=True)
+        if role >= Role.annotator else None,
+        dbc.Button(review, href=f"/projects/{pid}/review", color="info",
+                   className="me-2", id="project-review-link"),
+        dbc.Button("Images", href=f"/projects/{pid}/images", color="primary",
+                   className="me-2", id="project-images-link"),
+        dbc.Button("Active learning", href=f"/projects/{pid}/learning",
+                   color="secondary", className="me-2", id="project-learning-link"),
+        dbc.Button("Jobs", href=f"/projects/{pid}/jobs", color="secondary",
+                   className="me-2", id="project-jobs-link"),
+        dbc.Button("Models", href=f"/projects/{pid}/models", color="secondary",
+                   className="me-2", id="project-models-link")], className="mb-3")
+
+
 def layout(project_id=None, queue=None, **_query):
     pid = to_int(project_id)
     project, error = call(svc.get_project, pid)
     if error:
         return error_page(error)
     members, _ = call(svc.list_members, pid)
+    counts, _ = call(annotations.review_counts, pid)
+    returned, _ = (call(annotations.returned_to_me, pid)
+                   if Role[project.role] >= Role.annotator else ([], None))
     can_manage = project.role == "owner"
     return html.Div([
         dcc.Store(id=PROJECT_ID, data=pid),
+        dcc.Store(id=REMOVE_TARGET),
         html.Div([html.H2(project.name, className="me-3", id="project-name"),
                   dbc.Badge(project.role, color="info", id="project-role")],
                  className="d-flex align-items-center"),
         html.P(project.description, className="text-muted"),
         dbc.Alert("No images are waiting to be annotated.", color="info", id="project-queue-empty")
         if queue == "empty" else None,
-        html.Div([dbc.Button("Annotate", href=f"/projects/{pid}/annotate", color="success",
-                             className="me-2", id="project-annotate-link", external_link=True)
-                  if project.role != "viewer" else None,
-                  dbc.Button("Review", href=f"/projects/{pid}/review", color="info",
-                             className="me-2", id="project-review-link"),
-                  dbc.Button("Images", href=f"/projects/{pid}/images", color="primary",
-                             className="me-2", id="project-images-link"),
-                  dbc.Button("Active learning", href=f"/projects/{pid}/learning",
-                             color="secondary", className="me-2", id="project-learning-link"),
-                  dbc.Button("Jobs", href=f"/projects/{pid}/jobs", color="secondary",
-                             className="me-2", id="project-jobs-link"),
-                  dbc.Button("Models", href=f"/projects/{pid}/models", color="secondary",
-                             className="me-2", id="project-models-link")], className="mb-3"),
-        html.Div([dbc.Badge(c["name"], color=c["color"],
-                            className="me-1 class-badge") for c in project.classes],
-                 className="mb-3"),
+        _buttons(project, counts or {}),
+        returned_to_me_section(pid, returned) if returned else None,
+        html.Div(class_badges(project.classes), className="mb-3", id=CLASS_BADGES),
         stats(project),
         mode_setting(project) if can_manage else None,
+        labels_editor(project) if can_manage else None,
         html.H4("Members"),
         add_member_form() if can_manage else None,
         html.Div(id=MESSAGE),
         html.Div(member_rows(members or [], can_manage), id=MEMBERS),
+        remove_modal() if can_manage else None,
     ])
 
 
+@callback(Output(SUGGESTIONS, "children"), Input(ADD_USER, "value"),
+          State(PROJECT_ID, "data"), prevent_initial_call=True)
+def suggest_users(text, project_id):
+    """Autocomplete: accounts whose name contains what was typed (owners only)."""
+    names, error = call(svc.member_candidates, to_int(project_id), text or "")
+    return [html.Option(value=name) for name in (names or [])] if not error else []
+
+
 @callback(Output(MEMBERS, "children"), Output(MESSAGE, "children"),
+          Output(ADD_USER, "value"),
           Input(ADD, "n_clicks"),
           State(PROJECT_ID, "data"), State(ADD_USER, "value"), State(ADD_ROLE, "value"),
           prevent_initial_call=True)
 def add_member(_n, project_id, username, role):
-    member, error = call(svc.set_member, to_int(project_id), username or "", role or "")
+    if not (username or "").strip():
+        return dash.no_update, alert("Type the name of the user to add.", "warning"), \
+            dash.no_update
+    member, error = call(svc.set_member, to_int(project_id), username, role or "")
     if error:
-        return dash.no_update, alert(error)
+        return dash.no_update, alert(error), dash.no_update
     members, _ = call(svc.list_members, to_int(project_id))
     return member_rows(members or [], True), alert(
-        f"{member.username} is now {member.role}.", color="success")
+        f"{member.username} is now {member.role}.", color="success"), None
 
 
 @callback(Output({"type": ROW_STATUS, "user": MATCH}, "children"),
@@ -141,16 +219,60 @@ def change_role(role, component_id, project_id):
     return html.Span(f"saved: {member.role}", className="text-success")
 
 
-@callback(Output({"type": REMOVE, "user": MATCH}, "children"),
-          Output({"type": REMOVE, "user": MATCH}, "disabled"),
-          Input({"type": REMOVE, "user": MATCH}, "n_clicks"),
-          State({"type": REMOVE, "user": MATCH}, "id"), State(PROJECT_ID, "data"),
+@callback(Output(REMOVE_MODAL, "is_open"), Output(REMOVE_TEXT, "children"),
+          Output(REMOVE_TARGET, "data"),
+          Input({"type": REMOVE, "user": ALL}, "n_clicks"), State(PROJECT_ID, "data"),
           prevent_initial_call=True)
-def remove_member(_n, component_id, project_id):
-    _, error = call(svc.remove_member, to_int(project_id), to_int(component_id.get("user")))
+def ask_remove(clicks, project_id):
+    """A row's Remove button asks first, naming the member and the project."""
+    target = ctx.triggered_id
+    if not isinstance(target, dict) or not any(clicks or []) or not ctx.triggered[0]["value"]:
+        raise dash.exceptions.PreventUpdate      # the table was redrawn, nothing clicked
+    project, error = call(svc.get_project, to_int(project_id))
+    members, _ = call(svc.list_members, to_int(project_id))
+    member = next((m for m in members or [] if m.user_id == target.get("user")), None)
+    if error or member is None:
+        raise dash.exceptions.PreventUpdate
+    return True, [html.P(f"Remove {member.username} ({member.role}) from {project.name}?"),
+                  html.P("They can no longer open its images. The annotations they saved "
+                         "stay in the project's history.", className="small text-muted")], \
+        member.user_id
+
+
+@callback(Output(REMOVE_MODAL, "is_open", allow_duplicate=True),
+          Input(REMOVE_CANCEL, "n_clicks"), prevent_initial_call=True)
+def cancel_remove(_n):
+    return False
+
+
+@callback(Output(MEMBERS, "children", allow_duplicate=True),
+          Output(MESSAGE, "children", allow_duplicate=True),
+          Output(REMOVE_MODAL, "is_open", allow_duplicate=True),
+          Input(REMOVE_CONFIRM, "n_clicks"), State(REMOVE_TARGET, "data"),
+          State(PROJECT_ID, "data"), prevent_initial_call=True)
+def remove_member(_n, user_id, project_id):
+    members, _ = call(svc.list_members, to_int(project_id))
+    name = next((m.username for m in members or [] if m.user_id == to_int(user_id)), "")
+    _, error = call(svc.remove_member, to_int(project_id), to_int(user_id))
     if error:
-        return error, False
-    return "Removed", True
+        return dash.no_update, alert(error), False
+    members, _ = call(svc.list_members, to_int(project_id))
+    return (member_rows(members or [], True),
+            alert(f"{name} was removed from the project.", "success"), False)
+
+
+@callback(Output(LABELS_STATUS, "children"), Output(CLASS_BADGES, "children"),
+          Input(LABELS_SAVE, "n_clicks"), State(CHANNELS, "value"), State(CLASSES, "value"),
+          State(PROJECT_ID, "data"), prevent_initial_call=True)
+def save_labels(_n, channels, classes, project_id):
+    project, error = call(svc.update_channels_and_classes, to_int(project_id),
+                          svc.parse_named_colours(channels or ""),
+                          svc.parse_named_colours(classes or ""))
+    if error:
+        return html.Span(error, className="text-danger"), dash.no_update
+    return (html.Span(f"saved: {len(project.channels)} channel(s), "
+                      f"{len(project.classes)} class(es)", className="text-success"),
+            class_badges(project.classes))
 
 
 @callback(Output(MODE_STATUS, "children"), Input(MODE, "value"), State(PROJECT_ID, "data"),

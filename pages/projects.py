@@ -1,10 +1,12 @@
-"""Projects page: the projects the user is a member of, and a form to create one."""
+"""Projects page: the projects the user is a member of, and a form to create one (for
+those the site's PROJECT_CREATORS setting allows)."""
 from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html
 
+from app.context import current_actor, get_config
 from app.services import projects as svc
 from pages._common import alert, call
 
@@ -36,10 +38,12 @@ def project_card(p: svc.ProjectSummary) -> dbc.Card:
     ]), className="project-card h-100")
 
 
-def project_grid(items: list[svc.ProjectSummary]):
+def project_grid(items: list[svc.ProjectSummary], may_create: bool = True):
     if not items:
-        return dbc.Alert("You are not a member of any project yet. Create one, or ask a "
-                         "project owner to add you.", color="light", id="projects-empty")
+        return dbc.Alert("You are not a member of any project yet. "
+                         + ("Create one, or ask a project owner to add you." if may_create else
+                            "Ask a project owner to add you, or a site admin to create a "
+                            "project for you."), color="light", id="projects-empty")
     return dbc.Row([dbc.Col(project_card(p), md=6, lg=4, className="mb-3") for p in items])
 
 
@@ -61,14 +65,18 @@ def create_form() -> dbc.Collapse:
 
 def layout(**_query):
     items, error = call(svc.list_projects)
+    actor = current_actor()
+    may_create = actor is not None and svc.may_create_projects(actor,
+                                                               get_config().project_creators)
     return html.Div([
         dcc.Location(id=REDIRECT, refresh=True),
         html.Div([html.H2("Projects", className="me-auto"),
-                  dbc.Button("New project", id=NEW_TOGGLE, color="success")],
+                  dbc.Button("New project", id=NEW_TOGGLE, color="success")
+                  if may_create else None],
                  className="d-flex align-items-center mb-3"),
-        create_form(),
+        create_form() if may_create else None,
         html.Div(id=MESSAGE, children=alert(error)),
-        html.Div(project_grid(items or []), id=LIST),
+        html.Div(project_grid(items or [], may_create), id=LIST),
     ])
 
 
@@ -85,7 +93,8 @@ def toggle_form(_n, is_open):
 def create_project(_n, name, description, channels, classes):
     project, error = call(svc.create_project, name or "", description or "",
                           svc.parse_named_colours(channels or ""),
-                          svc.parse_named_colours(classes or ""))
+                          svc.parse_named_colours(classes or ""),
+                          creators=get_config().project_creators)
     if error:
         return alert(error), dash.no_update
     return None, f"/projects/{project.id}"

@@ -27,9 +27,10 @@ def roles_in(session, project_id):
 
 def forge_add_member(client, project_id, username, role):
     return dash_post(
-        client, "..project-members.children...project-message.children..",
+        client, "..project-members.children...project-message.children...project-add-username.value..",
         [{"id": "project-members", "property": "children"},
-         {"id": "project-message", "property": "children"}],
+         {"id": "project-message", "property": "children"},
+         {"id": "project-add-username", "property": "value"}],
         [{"id": "project-add-member", "property": "n_clicks", "value": 1}],
         [{"id": "project-id", "property": "data", "value": project_id},
          {"id": "project-add-username", "property": "value", "value": username},
@@ -73,12 +74,13 @@ def test_forged_role_change_and_removal(login, world, db, username):
               [{"id": target, "property": "value", "value": "owner"}],
               [{"id": target, "property": "id", "value": target},
                {"id": "project-id", "property": "data", "value": pid}])
-    remove = {"type": "project-member-remove", "user": world["owner"]}
-    dash_post(client, '..{"type":"project-member-remove","user":["MATCH"]}.children...'
-              '{"type":"project-member-remove","user":["MATCH"]}.disabled..',
-              [{"id": remove, "property": "children"}, {"id": remove, "property": "disabled"}],
-              [{"id": remove, "property": "n_clicks", "value": 1}],
-              [{"id": remove, "property": "id", "value": remove},
+    dash_post(client, "..project-members.children...project-message.children..."
+              "project-remove-modal.is_open..",
+              [{"id": "project-members", "property": "children"},
+               {"id": "project-message", "property": "children"},
+               {"id": "project-remove-modal", "property": "is_open"}],
+              [{"id": "project-remove-confirm", "property": "n_clicks", "value": 1}],
+              [{"id": "project-remove-target", "property": "data", "value": world["owner"]},
                {"id": "project-id", "property": "data", "value": pid}])
     with db.session_scope() as s:
         now = roles_in(s, pid)

@@ -230,7 +230,9 @@ def review(session: Session, actor: Actor, image_id: int, accept: bool,
     latest.review_comment = comment
     latest.reviewer_id = actor.id
     image.status = "reviewed" if accept else "in_progress"
-    if not accept:       # back in the author's queue, first
+    if not accept or image.assigned_to_id == actor.id:
+        # sent back: free for its author, first in their queue; accepted: the reviewer's
+        # lease from opening it in the workspace would only keep others out
         image.assigned_to_id, image.lease_expires_at = None, None
     session.flush()
     if accept and enqueue is not None:

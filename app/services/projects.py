@@ -1,8 +1,9 @@
 """Projects and their members.
 
-Any active user may create a project and becomes its owner. Everything else goes through
-`permissions.require`: members see a project, owners manage members. A project always
-keeps at least one owner.
+Who may create a project is a site setting (`PROJECT_CREATORS`: everyone, or admins only);
+the creator becomes its owner. Everything else goes through `permissions.require`: members
+see a project, owners manage members, channels and classes. A project always keeps at least
+one owner.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.permissions import ROLE_NAMES, Actor, Role, require, role_of
-from app.tables import Image, Membership, Project, User
+from app.tables import Annotation, Draft, Image, Membership, Project, User
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 DEFAULT_CHANNELS = [{"name": "nuclei", "color": "#ffffff"}]
 DEFAULT_CLASSES = [{"name": "cell", "color": "#ff3b30"}]
 IMAGE_STATUSES = ("new", "in_progress", "annotated", "reviewed", "excluded")
+PROJECT_CREATORS = ("everyone", "admins")
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,23 @@ def parse_named_colours(text: str) -> list[dict]:
     return items
 
 
+def may_create_projects(actor: Actor, creators: str = "everyone") -> bool:
+    """Whether `actor` may create projects under the site's `PROJECT_CREATORS` setting."""
+    if creators not in PROJECT_CREATORS:
+        raise ValidationError(f"PROJECT_CREATORS must be one of {', '.join(PROJECT_CREATORS)}.")
+    return bool(actor.is_active and (actor.is_admin or creators == "everyone"))
+
+
 def create_project(session: Session, actor: Actor, name: str, description: str = "",
-                   channels=None, classes=None, owner_id: int | None = None) -> ProjectSummary:
-    """Create a project; `actor` becomes owner (or `owner_id`, which only admins may pass)."""
+                   channels=None, classes=None, owner_id: int | None = None,
+                   creators: str = "everyone") -> ProjectSummary:
+    """Create a project; `actor` becomes owner (or `owner_id`, which only admins may pass).
+    `creators` is the site setting (`Config.project_creators`): "admins" refuses others."""
     if not actor.is_active:
         raise PermissionDenied("Your account is deactivated.")
+    if not may_create_projects(actor, creators):
+        raise PermissionDenied("Only site admins can create projects here; ask an admin to "
+                               "create one and make you its owner.")
     name = (name or "").strip()
     if not 1 <= len(name) <= 120:
         raise ValidationError("Project names need 1-120 characters.")
@@ -121,7 +135,7 @@ def _status_counts(session: Session, project_ids: list[int]) -> dict[int, dict[s
     if not project_ids:
         return counts
     rows = session.execute(select(Image.project_id, Image.status, func.count())
-                           .where(Image.project_id.in_(project_ids))
+                           .where(Image.project_id.in_(project_ids), Image.deleted_at.is_(None))
                            .group_by(Image.project_id, Image.status))
     for pid, status, n in rows:
         counts[pid][status] = n
@@ -191,7 +205,12 @@ def set_member(session: Session, actor: Actor, project_id: int, username: str,
                role: str) -> MemberInfo:
     """Add a member by username, or change their role (owners only)."""
     require(session, actor, project_id, "manage")
-    user = session.scalar(select(User).where(User.username == (username or "").strip()))
+    name = (username or "").strip()
+    user = session.scalar(select(User).where(User.username == name))
+    if user is None:  # "Alice" for "alice", when only one account is spelled that way
+        same = session.scalars(select(User).where(func.lower(User.username) == name.lower())
+                               .limit(2)).all()
+        user = same[0] if len(same) == 1 else None
     if user is None:
         raise NotFound(f"No user called {username!r}.")
     return _set_role(session, actor, project_id, user, role)
@@ -229,6 +248,24 @@ def _set_role(session: Session, actor: Actor, project_id: int, user: User,
     return MemberInfo(user.id, user.username, new_role.name)
 
 
+def member_candidates(session: Session, actor: Actor, project_id: int, text: str,
+                      limit: int = 10) -> list[str]:
+    """Usernames an owner may add (active accounts not yet members) containing `text`,
+    names starting with it first; for the add-member field's autocomplete."""
+    require(session, actor, project_id, "manage")
+    text = (text or "").strip().lower()
+    if not text:
+        return []
+    members = select(Membership.user_id).where(Membership.project_id == project_id)
+    name = func.lower(User.username)
+    rows = session.scalars(
+        select(User.username).where(User.is_active.is_(True), User.id.notin_(members),
+                                    name.contains(text, autoescape=True))
+        .order_by(name.startswith(text, autoescape=True).desc(), name)
+        .limit(max(1, min(int(limit), 50))))
+    return list(rows)
+
+
 def remove_member(session: Session, actor: Actor, project_id: int, user_id: int) -> None:
     require(session, actor, project_id, "manage")
     membership = session.scalar(select(Membership).where(
@@ -240,6 +277,57 @@ def remove_member(session: Session, actor: Actor, project_id: int, user_id: int)
     session.delete(membership)
     session.flush()
     log.info("%s removed user %s from project %s", actor.username, user_id, project_id)
+
+
+def _classes_in_use(session: Session, project_id: int) -> set[int]:
+    """Class indices used by any saved version or unsaved draft of the project's images."""
+    used: set[int] = set()
+    images = select(Image.id).where(Image.project_id == project_id)
+    for classes in session.scalars(select(Annotation.cell_classes)
+                                   .where(Annotation.image_id.in_(images))):
+        used.update(int(v) for v in (classes or {}).values())
+    for base, edits, undone in session.execute(select(Draft.base_classes, Draft.edits,
+                                                      Draft.undone)
+                                               .where(Draft.image_id.in_(images))):
+        used.update(int(v) for v in (base or {}).values())
+        used.update(int(e["cls"]) for e in [*(edits or []), *(undone or [])]
+                    if isinstance(e, dict) and e.get("cls") is not None)
+    return used
+
+
+def update_channels_and_classes(session: Session, actor: Actor, project_id: int,
+                                channels=None, classes=None) -> ProjectSummary:
+    """Owners rename and recolour channels and cell classes after creation.
+
+    Channels: once the project has images their number is fixed (every image has that many);
+    names and colours may change. Classes are stored by position in annotations, so a class
+    keeps its place: rename or recolour it, add classes at the end, and remove only classes
+    at the end that no saved version or draft uses. `None` leaves a list as it is."""
+    project = require(session, actor, project_id, "manage")
+    if channels is not None:
+        new_channels = _clean_items(channels, "channel", project.channels)
+        has_images = session.scalar(select(func.count()).select_from(Image)
+                                    .where(Image.project_id == project_id))
+        if has_images and len(new_channels) != len(project.channels):
+            raise ValidationError(
+                f"This project's images have {len(project.channels)} channel(s); rename or "
+                f"recolour them, but keep {len(project.channels)}.")
+        project.channels = new_channels
+    if classes is not None:
+        new_classes = _clean_items(classes, "class", project.classes)
+        if len(new_classes) < len(project.classes or []):
+            used = sorted(i for i in _classes_in_use(session, project_id)
+                          if i >= len(new_classes))
+            if used:
+                names = ", ".join(project.classes[i]["name"] for i in used
+                                  if i < len(project.classes))
+                raise ValidationError(
+                    f"Class(es) {names} are used by annotations; they cannot be removed "
+                    "(rename them instead).")
+        project.classes = new_classes
+    session.flush()
+    log.info("%s changed the channels/classes of project %s", actor.username, project_id)
+    return get_project(session, actor, project_id)
 
 
 TRAINING_KEYS = {"width": (4, 128), "depth": (2, 6), "patch": (32, 1024), "batch": (1, 128),

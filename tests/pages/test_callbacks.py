@@ -42,14 +42,14 @@ def test_add_member_callback(as_user, world):
     from pages import project as page
     pid = world["project_id"]
     with as_user("owner"):
-        table, message = page.add_member(1, pid, "outsider", "reviewer")
+        table, message, _value = page.add_member(1, pid, "outsider", "reviewer")
         assert "outsider is now reviewer" in text(message) and "outsider" in text(table)
-        table, message = page.add_member(1, pid, "nobody", "reviewer")
+        table, message, _value = page.add_member(1, pid, "nobody", "reviewer")
         assert table is dash.no_update and "No user called" in text(message)
     with as_user("annotator"):
-        table, message = page.add_member(1, pid, "outsider", "owner")
+        table, message, _value = page.add_member(1, pid, "outsider", "owner")
         assert table is dash.no_update and "this needs owner" in text(message)
-        table, message = page.add_member(1, "not-a-number", "outsider", "owner")
+        table, message, _value = page.add_member(1, "not-a-number", "outsider", "owner")
         assert "not a member" in text(message)
 
 
@@ -59,10 +59,10 @@ def test_role_and_remove_callbacks(as_user, world):
     with as_user("owner"):
         status = page.change_role("reviewer", {"type": page.ROLE, "user": world["viewer"]}, pid)
         assert "saved: reviewer" in text(status)
-        label, disabled = page.remove_member(1, {"type": page.REMOVE, "user": world["viewer"]}, pid)
-        assert (label, disabled) == ("Removed", True)
-        label, disabled = page.remove_member(1, {"type": page.REMOVE, "user": world["owner"]}, pid)
-        assert "at least one owner" in label and disabled is False
+        table, message, is_open = page.remove_member(1, world["viewer"], pid)  # confirmed
+        assert "viewer was removed" in text(message) and is_open is False
+        table, message, is_open = page.remove_member(1, world["owner"], pid)
+        assert table is dash.no_update and "at least one owner" in text(message)
 
 
 def test_account_password_change(as_user, world):
