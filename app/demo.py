@@ -1,8 +1,9 @@
 """The demo project: a few real nuclei images (DSB 2018, CC0) and demo accounts.
 
-Idempotent: running it again creates nothing twice. Refused in production, because the
-demo accounts have published passwords; a database once loaded with the demo and then run in
-production refuses these accounts at login until their passwords are changed
+Idempotent: running it again creates nothing twice, and brings back no demo image an owner
+deleted (those are reported as duplicates of deleted images). Refused in production, because
+the demo accounts have published passwords; a database once loaded with the demo and then run
+in production refuses these accounts at login until their passwords are changed
 (`python -m app set-password USERNAME`).
 """
 from __future__ import annotations
@@ -64,7 +65,7 @@ def load_demo(session: Session, store: BlobStore, config: Config) -> dict:
             name=path.name, read=path.read_bytes,
             read_labels=label.read_bytes if label.exists() else None, labels_name=label.name))
     results = images.import_files(session, SYSTEM, store, pid, files, config.max_image_pixels,
-                                  max_bytes=config.max_image_bytes)
+                                  max_bytes=config.max_image_bytes, restore_deleted=False)
     imported = sum(r.status == "imported" for r in results)
     log.info("demo project %r: %d new images", DEMO_PROJECT, imported)
     return {"project_id": pid, "imported": imported, "accounts": DEMO_ACCOUNTS}

@@ -91,7 +91,7 @@ def test_big_but_allowed_images_are_decoded_by_the_job_not_the_web_worker(
     assert out.job_id is not None and sent == [out.job_id] and out.results == []
     assert peak < 24, f"{peak:.0f} MiB traced: something was decoded in the web worker"
     assert counts(session, store) == (0, 0, 0)
-    staged = next((config.data_dir / "staging").iterdir())
+    staged = next((config.data_dir / "staging").iterdir()) / "images"
     assert sorted(p.name for p in staged.iterdir()) == ["big.tif", "small.png"]
     # the job's path imports it
     results = images.import_files(session, actor(session, "owner"), store,

@@ -4,6 +4,11 @@ Each file is validated before anything is stored (sizes from its header before i
 decoded: MAX_IMAGE_PIXELS, MAX_IMAGE_BYTES); a bad file gets a result that names it and
 says why, and the rest of the batch still imports. Pixels are stored once (content
 addressed) and a file already in the project is reported as a duplicate.
+
+A file whose pixels belong to an image deleted from the project (deletion is soft) brings
+that image back with its annotation history when an owner uploads it (`restored`); for
+anyone else, and for callers that ask not to restore (the demo), it is a duplicate "of a
+deleted image", named with the date it was deleted.
 """
 from __future__ import annotations
 
@@ -12,10 +17,11 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.permissions import Actor, require
+from app.permissions import Actor, Role, require, role_of
+from app.services.formats import is_image_file, unsupported
 from app.tables import Annotation, Image, Project
 from storage.blobstore import BlobStore, array_sha256, put_array, sha256_bytes
 from storage.readers import (DEFAULT_MAX_BYTES, ImageData, ImageReadError, read_image_bytes,
@@ -34,6 +40,7 @@ class ImportResult:
     message: str = ""
     image_id: int | None = None
     n_cells: int | None = None
+    restored: bool = False    # "imported": a deleted image brought back, history and all
 
 
 @dataclass(frozen=True)
@@ -55,14 +62,15 @@ def count_labels(labels: np.ndarray) -> int:
     return int(np.count_nonzero(np.bincount(labels.ravel())[1:])) if labels.size else 0
 
 
-def _labels_for(item: ImportFile, img: ImageData, max_pixels: int,
+def _labels_for(item: ImportFile, zcyx_shape: tuple, max_pixels: int,
                 max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray | None:
+    """The item's label image, checked against an image of shape (Z, C, Y, X)."""
     if item.read_labels is None and item.load_labels is None:
         return None
-    if img.pixels.shape[0] != 1:
+    if zcyx_shape[0] != 1:
         raise ImageReadError(f"{item.labels_name or item.name}: label images for z-stacks are "
                              "not supported yet.")
-    shape = img.pixels.shape[2:]
+    shape = tuple(zcyx_shape[2:])
     if item.read_labels is not None:
         return read_labels_bytes(item.labels_name or item.name, item.read_labels(), shape,
                                  max_pixels, max_bytes)
@@ -111,13 +119,68 @@ def _named(name: str, exc: Exception) -> str:
     return message if message.startswith(name) else f"{name}: {message}"
 
 
+def add_imported_annotation(session: Session, actor: Actor, store: BlobStore, image: Image,
+                            labels: np.ndarray | None, points=()) -> Annotation:
+    """Append an "imported" version (accepted ground truth) to the image's history; an
+    excluded image stays excluded. The caller commits."""
+    latest = session.scalar(select(Annotation).where(
+        Annotation.image_id == image.id, Annotation.is_draft.is_(False))
+        .order_by(Annotation.version.desc()).limit(1))
+    version = int(session.scalar(select(func.max(Annotation.version))
+                                 .where(Annotation.image_id == image.id)) or 0) + 1
+    ann = Annotation(
+        image_id=image.id, version=version, parent_id=latest.id if latest else None,
+        author_id=actor.id,
+        n_cells=count_labels(labels) if labels is not None else len(points),
+        label_blob_key=put_array(store, labels) if labels is not None else None,
+        points=list(points), source="imported", review_state="accepted")
+    session.add(ann)
+    if image.status != "excluded":
+        image.status = "annotated"
+    session.flush()
+    return ann
+
+
+def _deleted_duplicate(session: Session, actor: Actor, store: BlobStore, image: Image,
+                       item: ImportFile, restore: bool, max_pixels: int, max_bytes: int
+                       ) -> ImportResult:
+    """The upload of a deleted image's pixels: restore it, or say it was deleted."""
+    when = f"{image.deleted_at:%Y-%m-%d %H:%M} UTC"
+    if not restore:
+        return ImportResult(item.name, "duplicate",
+                            f"a duplicate of the deleted image {image.name!r} (deleted on "
+                            f"{when}); ask a project owner to restore it: an owner's upload "
+                            "of the same file brings it back with its annotations.", image.id)
+    versions = session.scalar(select(func.count(Annotation.id)).where(
+        Annotation.image_id == image.id, Annotation.is_draft.is_(False))) or 0
+    labels = None
+    if not versions and (item.read_labels is not None or item.load_labels is not None):
+        try:
+            labels = _labels_for(item, tuple(image.shape), max_pixels, max_bytes)
+        except (ImageReadError, OSError, ValueError) as exc:
+            return ImportResult(item.name, "rejected", _named(item.labels_name or item.name, exc))
+    image.deleted_at = None
+    n_cells = None
+    if labels is not None:
+        n_cells = add_imported_annotation(session, actor, store, image, labels).n_cells
+    history = (f"with its annotation history ({versions} version{'s' * (versions != 1)})"
+               if versions else "with the labels uploaded now" if labels is not None
+               else "(it had no annotations)")
+    log.info("%s restored deleted image %s (%s)", actor.username, image.id, image.name)
+    return ImportResult(item.name, "imported",
+                        f"restored: the image {image.name!r}, deleted on {when}, is back "
+                        f"{history}.", image.id, n_cells, restored=True)
+
+
 def import_one(session: Session, actor: Actor, store: BlobStore, project: Project,
-               item: ImportFile, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES
-               ) -> ImportResult:
+               item: ImportFile, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES,
+               restore: bool = False) -> ImportResult:
     """Import one file into `project` (permission already checked by the caller).
 
     Nothing is stored unless the image and its labels are both valid; the caller commits
-    or rolls back."""
+    or rolls back. `restore`: bring back a deleted image with the same pixels."""
+    if item.load is None and not is_image_file(item.name):
+        return ImportResult(item.name, "rejected", unsupported(item.name))
     try:
         data = item.read() if item.read is not None else None
     except OSError as exc:
@@ -127,14 +190,18 @@ def import_one(session: Session, actor: Actor, store: BlobStore, project: Projec
     try:
         img = item.load() if data is None else None
         sha = sha256_bytes(data) if data is not None else array_sha256(img.pixels)
-        existing = session.scalar(select(Image.id).where(Image.project_id == project.id,
-                                                         Image.sha256 == sha,
-                                                         Image.deleted_at.is_(None)))
-        if existing is not None:
-            return ImportResult(item.name, "duplicate", "already in the project", existing)
+        # (project, sha256) is unique: a deleted image still holds its pixels' hash
+        same = session.scalar(select(Image).where(Image.project_id == project.id,
+                                                  Image.sha256 == sha))
+        if same is not None and same.deleted_at is None:
+            return ImportResult(item.name, "duplicate",
+                                f"already in the project as {same.name!r}", same.id)
+        if same is not None:
+            return _deleted_duplicate(session, actor, store, same, item, restore, max_pixels,
+                                      max_bytes)
         if img is None:
             img = read_image_bytes(item.name, data, max_pixels, max_bytes)
-        labels = _labels_for(item, img, max_pixels, max_bytes)
+        labels = _labels_for(item, img.pixels.shape, max_pixels, max_bytes)
         has_images = session.scalar(select(Image.id).where(
             Image.project_id == project.id).limit(1)) is not None
         _fit_channels(project, img.pixels.shape[1], img.channel_names, item.name, has_images)
@@ -154,26 +221,28 @@ def import_one(session: Session, actor: Actor, store: BlobStore, project: Projec
     session.flush()
     n_cells = None
     if labels is not None or item.points:
-        n_cells = count_labels(labels) if labels is not None else len(item.points)
-        session.add(Annotation(
-            image_id=image.id, version=1, author_id=actor.id, n_cells=n_cells,
-            label_blob_key=put_array(store, labels) if labels is not None else None,
-            points=list(item.points), source="imported", review_state="accepted"))
-        image.status = "annotated"
+        n_cells = add_imported_annotation(session, actor, store, image, labels,
+                                          item.points).n_cells
     return ImportResult(item.name, "imported", "", image.id, n_cells)
 
 
 def import_files(session: Session, actor: Actor, store: BlobStore, project_id: int,
                  items: Iterable[ImportFile | str], max_pixels: int,
                  progress: Callable[[int, ImportResult], None] | None = None,
-                 max_bytes: int = DEFAULT_MAX_BYTES) -> list[ImportResult]:
+                 max_bytes: int = DEFAULT_MAX_BYTES, restore_deleted: bool = True
+                 ) -> list[ImportResult]:
     """Import many files, committing after each one.
+
+    `restore_deleted`: a file whose pixels belong to a deleted image restores it when the
+    actor is an owner of the project (or a site admin); otherwise it is reported as a
+    duplicate of that deleted image.
 
     A file is all-or-nothing; a bad file does not stop the batch; files imported before a
     crash or a cancel stay imported. A string item is a refused input (from a source): it
     becomes a "rejected" result. `progress(i, result)` runs after each commit, so it may
     write to the database itself (SQLite allows one writer at a time)."""
     project = require(session, actor, project_id, "import")
+    restore = restore_deleted and role_of(session, actor, project_id) >= Role.owner
     results = []
     for i, item in enumerate(items, 1):
         if isinstance(item, str):
@@ -182,7 +251,8 @@ def import_files(session: Session, actor: Actor, store: BlobStore, project_id: i
                 progress(i, results[-1])
             continue
         try:
-            result = import_one(session, actor, store, project, item, max_pixels, max_bytes)
+            result = import_one(session, actor, store, project, item, max_pixels, max_bytes,
+                                restore)
         except Exception:
             session.rollback()
             raise

@@ -7,30 +7,29 @@ directory, an HDF5 file from its layout, a Label Studio export task by task), ag
 per-image and per-archive limits (MAX_IMAGE_BYTES, MAX_ARCHIVE_BYTES); a refused source
 yields a message naming the file and nothing of it is imported.
 
-Ground-truth masks are matched to images by file stem: for image `cell_01.tif` a mask named
-`cell_01`, `cell_01_masks`, `cell_01_mask`, `cell_01_labels` or `cell_01_label` (any
-supported extension) is used.
+Ground-truth masks are matched to images by file stem (`app.services.formats`): for image
+`cell_01.tif` a mask named `cell_01`, `cell_01_masks`, `cell_01_mask`, `cell_01_labels` or
+`cell_01_label` (any supported extension) is used.
+
+Items may be read after their source's stream has ended (a caller that makes a list first):
+a zip is then opened again for each read, so no item ever meets a closed archive.
 """
 from __future__ import annotations
 
 import json
 import posixpath
-import re
+import zipfile
 from pathlib import Path
 from typing import Iterator
 
+from app.services.formats import (MASK_FOLDERS, MASK_SUFFIXES, MASK_UPLOAD_SUFFIXES,
+                                  image_stem_of_mask, mask_suffix, stem, unsupported)
 from app.services.images import ImportFile
 from storage import hdf5
-from storage.archive import MAX_TOTAL_BYTES, ArchiveError, list_entries, open_zip, read_entry
+from storage.archive import (MAX_TOTAL_BYTES, ArchiveEntry, ArchiveError, list_entries,
+                             open_zip, read_entry)
 from storage.labelstudio import LabelStudioError, parse_task, task_label
 from storage.readers import DEFAULT_MAX_BYTES, IMAGE_SUFFIXES, ImageData, ImageReadError
-
-MASK_SUFFIXES = ("", "_masks", "_mask", "_labels", "_label", "_cp_masks")
-STEM_RE = re.compile(r"(\.ome)?\.[^.]+$", re.I)
-
-
-def stem(name: str) -> str:
-    return STEM_RE.sub("", posixpath.basename(name))
 
 
 class SourceProblem(Exception):
@@ -46,12 +45,10 @@ def mask_index(masks_dir: Path | None) -> dict[str, Path]:
     index: dict[str, Path] = {}
     for p in sorted(masks_dir.rglob("*")):
         if p.is_file() and _is_image_name(p.name):
-            s = stem(p.name)
-            suffixed = [x for x in MASK_SUFFIXES if x and s.endswith(x)]
-            if suffixed:  # "a_masks.tif" is the mask of "a", even if "a.tif" is here too
-                index[s[: -len(suffixed[0])]] = p
+            if mask_suffix(p.name):  # "a_masks.tif" is the mask of "a", even if "a.tif" is here
+                index[image_stem_of_mask(p.name)] = p
             else:
-                index.setdefault(s, p)
+                index.setdefault(stem(p.name), p)
     return index
 
 
@@ -69,42 +66,95 @@ def _file_item(path: Path, masks: dict[str, Path], display_name: str | None = No
                       labels_name=mask.name if mask else "")
 
 
+class _Archive:
+    """The zip a source's items read from: the stream's open handle while the stream runs,
+    or, once the stream has closed it (items kept in a list), the file opened again for
+    that one read."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.zf: zipfile.ZipFile | None = None
+
+    def reader(self, entry: ArchiveEntry, limit: int):
+        return lambda: self.read(entry, limit)
+
+    def read(self, entry: ArchiveEntry, limit: int) -> bytes:
+        if self.zf is not None and self.zf.fp is not None:
+            return read_entry(self.zf, entry, limit)
+        with open(self.path, "rb") as fh, open_zip(self.path.name, fh) as zf:
+            return read_entry(zf, entry, limit)
+
+
 def _zip_items(path: Path, masks: dict[str, Path], limit: int,
                max_image_bytes: int = DEFAULT_MAX_BYTES, max_archive_bytes: int = MAX_TOTAL_BYTES
                ) -> Iterator[ImportFile | str]:
     """Items from a zip; entries under a folder named masks/labels are used as ground truth
     for images of the same stem. Yields problem strings for refused entries; raises
     ArchiveError for a bomb (judged from the directory, before anything is inflated)."""
-    with open(path, "rb") as fh:
-        zf = open_zip(path.name, fh)
-        with zf:
-            entries, problems = list_entries(path.name, zf, max_archive_bytes,
-                                             min(limit, max_image_bytes))
-            yield from problems
-            inner_masks = {}
-            images = []
-            for e in entries:
-                if not _is_image_name(e.name):
-                    if not e.name.lower().endswith((".json", ".txt", ".md", ".csv")):
-                        yield f"{path.name}: {e.path}: not a supported image type."
-                    continue
-                folder = posixpath.basename(e.folder).lower()
-                if folder in ("masks", "labels", "mask", "label"):
-                    s = stem(e.name)
-                    for suffix in MASK_SUFFIXES:
-                        if suffix and s.endswith(suffix):
-                            inner_masks.setdefault(s[: -len(suffix)], e)
-                    inner_masks[s] = e
-                else:
-                    images.append(e)
-            for e in images:
-                mask = inner_masks.get(stem(e.name))
-                outer = masks.get(stem(e.name))
-                read_labels = ((lambda m=mask: read_entry(zf, m, limit)) if mask else
-                               (outer.read_bytes if outer else None))
-                yield ImportFile(e.path, read=lambda e=e: read_entry(zf, e, limit),
-                                 read_labels=read_labels,
-                                 labels_name=(mask.path if mask else outer.name if outer else ""))
+    archive = _Archive(path)
+    with open(path, "rb") as fh, open_zip(path.name, fh) as zf:
+        archive.zf = zf
+        entries, problems = list_entries(path.name, zf, max_archive_bytes,
+                                         min(limit, max_image_bytes))
+        yield from problems
+        inner_masks = {}
+        images = []
+        for e in entries:
+            if not _is_image_name(e.name):
+                if not e.name.lower().endswith((".json", ".txt", ".md", ".csv")):
+                    yield unsupported(f"{path.name}: {e.path}")
+                continue
+            if posixpath.basename(e.folder).lower() in MASK_FOLDERS:
+                s = stem(e.name)
+                for suffix in MASK_SUFFIXES:
+                    if suffix and s.endswith(suffix):
+                        inner_masks.setdefault(s[: -len(suffix)], e)
+                inner_masks[s] = e
+            else:
+                images.append(e)
+        for e in images:
+            mask = inner_masks.get(stem(e.name))
+            outer = masks.get(stem(e.name))
+            read_labels = (archive.reader(mask, limit) if mask else
+                           (outer.read_bytes if outer else None))
+            yield ImportFile(e.path, read=archive.reader(e, limit), read_labels=read_labels,
+                             labels_name=(mask.path if mask else outer.name if outer else ""))
+
+
+def mask_items(paths: list[Path], limit: int = 4 << 30,
+               max_image_bytes: int = DEFAULT_MAX_BYTES,
+               max_archive_bytes: int = MAX_TOTAL_BYTES) -> Iterator[ImportFile | str]:
+    """Label images to attach to images already in a project: every image file, in folders
+    and zips alike (whatever folder it is in), as an item whose `read` gives its bytes."""
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            for p in sorted(p for p in path.rglob("*") if p.is_file()):
+                yield from mask_items([p], limit, max_image_bytes, max_archive_bytes)
+        elif path.suffix.lower() == ".zip":
+            try:
+                yield from _zip_masks(path, limit, max_image_bytes, max_archive_bytes)
+            except ArchiveError as exc:
+                yield str(exc)
+        elif _is_image_name(path.name) and path.suffix.lower() not in (".h5", ".hdf5"):
+            yield ImportFile(path.name, read=path.read_bytes)
+        else:
+            yield unsupported(path.name, MASK_UPLOAD_SUFFIXES)
+
+
+def _zip_masks(path: Path, limit: int, max_image_bytes: int, max_archive_bytes: int
+               ) -> Iterator[ImportFile | str]:
+    archive = _Archive(path)
+    with open(path, "rb") as fh, open_zip(path.name, fh) as zf:
+        archive.zf = zf
+        entries, problems = list_entries(path.name, zf, max_archive_bytes,
+                                         min(limit, max_image_bytes))
+        yield from problems
+        for e in entries:
+            if _is_image_name(e.name) and not e.name.lower().endswith((".h5", ".hdf5")):
+                yield ImportFile(e.path, read=archive.reader(e, limit))
+            elif not e.name.lower().endswith((".json", ".txt", ".md", ".csv")):
+                yield unsupported(f"{path.name}: {e.path}", MASK_UPLOAD_SUFFIXES)
 
 
 def _hdf5_items(path: Path, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES
@@ -152,7 +202,7 @@ def iter_import_files(paths: list[Path], masks_dir: Path | None = None,
                 elif _is_image_name(p.name):
                     yield _file_item(p, masks, str(p.relative_to(path)))
                 else:
-                    yield f"{p.relative_to(path)}: not a supported image type."
+                    yield unsupported(str(p.relative_to(path)))
         elif not path.exists():
             yield f"{path}: no such file or folder."
         elif path.suffix.lower() == ".zip":

@@ -6,14 +6,22 @@ Where a file is decoded is decided from its header (`declared_size`, which decod
 nothing): an image whose pixels take more than `INLINE_MAX_DECODED` bytes is never decoded
 in a web worker. An image above the per-image limit (MAX_IMAGE_BYTES) is refused from its
 header right here, and a zip whose directory declares a bomb (MAX_ARCHIVE_BYTES, the
-per-file limit, the compression ratio) is refused before anything in it is inflated."""
+per-file limit, the compression ratio) is refused before anything in it is inflated; so is
+a file of a type CellLoop does not read. Refused files are never staged.
+
+Label images can come with their images, named like them plus a mask suffix (`a.tif` with
+`a_masks.tif`, as the CLI pairs masks kept beside their images; in a zip, in a `labels/` or
+`masks/` folder), or on their own (`upload_masks`), to be attached to images already in the
+project (`app.services.masks`)."""
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import posixpath
 import secrets
+import shutil
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,7 +31,9 @@ from app.config import Config
 from app.errors import ValidationError
 from app.jobs.builtin import staging_dir
 from app.permissions import Actor, require
-from app.services import jobs
+from app.services import jobs, masks
+from app.services.formats import (ACCEPTED_SUFFIXES, MASK_UPLOAD_SUFFIXES, image_stem_of_mask, is_accepted,
+                                  is_image_file, mask_suffix, stem, unsupported)
 from app.services.images import ImportFile, ImportResult, import_files
 from storage.archive import ArchiveError, check_directory, open_zip
 from storage.blobstore import BlobStore
@@ -38,8 +48,8 @@ STAGED_SUFFIXES = (".zip", ".h5", ".hdf5")
 
 @dataclass(frozen=True)
 class UploadOutcome:
-    results: list[ImportResult]       # when imported right away
-    job_id: int | None = None         # when handed to the import job
+    results: list[ImportResult]       # imported right away, or refused before staging
+    job_id: int | None = None         # when the rest was handed to the import job
 
 
 def decode_data_url(name: str, contents: str) -> bytes:
@@ -57,62 +67,157 @@ def _clean_name(name: str) -> str:
     return base
 
 
-def upload(session: Session, actor: Actor, store: BlobStore, config: Config, project_id: int,
-           files: list[tuple[str, bytes | str]], enqueue: Callable[[int], None]
-           ) -> UploadOutcome:
-    """Import `files` ((name, bytes or a browser data URL) pairs) into the project."""
-    require(session, actor, project_id, "import")
+def _received(config: Config, files: list[tuple[str, bytes | str]]
+              ) -> tuple[list[str], list[bytes]]:
+    """(clean names, bytes) of an upload, within the upload limit."""
     if not files:
         raise ValidationError("Choose at least one file.")
-    files = [(n, decode_data_url(n, d) if isinstance(d, str) else d) for n, d in files]
+    datas = [decode_data_url(n, d) if isinstance(d, str) else d for n, d in files]
     names = [_clean_name(n) for n, _ in files]
-    total = sum(len(d) for _, d in files)
+    total = sum(len(d) for d in datas)
     if total > config.max_content_length:
         raise ValidationError(f"The upload is {total / 2**20:.0f} MiB, more than the limit of "
                               f"{config.max_content_length / 2**20:.0f} MiB.")
-    datas = [d for _, d in files]
-    refused = _refused_archives(config, names, datas)          # index -> rejected result
-    keep = [i for i in range(len(names)) if i not in refused]
+    return names, datas
+
+
+def upload(session: Session, actor: Actor, store: BlobStore, config: Config, project_id: int,
+           files: list[tuple[str, bytes | str]], enqueue: Callable[[int], None]
+           ) -> UploadOutcome:
+    """Import `files` ((name, bytes or a browser data URL) pairs) into the project; label
+    images named after an image of the same upload (`a_masks.tif` for `a.tif`) become its
+    annotation."""
+    require(session, actor, project_id, "import")
+    names, datas = _received(config, files)
+    refused = _refused(config, names, datas)
+    labels_of, orphans = _pair_labels(names, [i for i in range(len(names)) if i not in refused])
+    refused.update(orphans)
+    paired = set(labels_of.values())
+    keep = [i for i in range(len(names)) if i not in refused and i not in paired]
     if not keep:
-        return UploadOutcome([refused[i] for i in range(len(names))])
-    decoded = [_decoded_bytes(config, names[i], datas[i]) for i in keep]
-    staged = (len(keep) > INLINE_MAX_FILES
-              or sum(len(datas[i]) for i in keep) > INLINE_MAX_BYTES
-              or any(names[i].lower().endswith(STAGED_SUFFIXES) for i in keep)
-              or max(decoded) > INLINE_MAX_DECODED
-              or sum(decoded) > INLINE_MAX_DECODED_TOTAL)
-    if not staged:
-        items = [ImportFile(names[i], read=lambda d=datas[i]: d) for i in keep]
+        return UploadOutcome([refused[i] for i in sorted(refused)])
+    if not _staged(config, names, datas, keep + sorted(paired)):
+        items = [ImportFile(names[i], read=lambda d=datas[i]: d,
+                            read_labels=(lambda d=datas[labels_of[i]]: d) if i in labels_of
+                            else None, labels_name=names[labels_of[i]] if i in labels_of else "")
+                 for i in keep]
         done = iter(import_files(session, actor, store, project_id, items,
                                  config.max_image_pixels, max_bytes=config.max_image_bytes))
-        return UploadOutcome([refused[i] if i in refused else next(done)
-                              for i in range(len(names))])
-    # The job's result lists every file, so refused archives go along to be refused there.
+        results = {i: _with_labels(next(done), names[labels_of[i]] if i in labels_of else "")
+                   for i in keep}
+        results.update(refused)
+        return UploadOutcome([results[i] for i in sorted(results)])
+    staged = [("images", names[i], datas[i]) for i in keep]
+    staged += [("labels", names[i], datas[i]) for i in sorted(paired)]
+    job_id = _stage_and_submit(session, actor, config, project_id, staged, {}, enqueue)
+    return UploadOutcome([refused[i] for i in sorted(refused)], job_id)
+
+
+def upload_masks(session: Session, actor: Actor, store: BlobStore, config: Config,
+                 project_id: int, files: list[tuple[str, bytes | str]],
+                 enqueue: Callable[[int], None], replace: bool = False) -> UploadOutcome:
+    """Attach label images (files, or zips of them) to the project's images, matched by file
+    stem; results are "attached", "skipped" (the image has an annotation and `replace` is
+    off, or the same one) or "rejected" (no such image, wrong size, ...)."""
+    require(session, actor, project_id, "import")
+    names, datas = _received(config, files)
+    refused = _refused(config, names, datas, MASK_UPLOAD_SUFFIXES)
+    keep = [i for i in range(len(names)) if i not in refused]
+    if not keep:
+        return UploadOutcome([refused[i] for i in sorted(refused)])
+    if not _staged(config, names, datas, keep):
+        done = iter(masks.attach_masks(
+            session, actor, store, project_id,
+            [ImportFile(names[i], read=lambda d=datas[i]: d) for i in keep],
+            config.max_image_pixels, config.max_image_bytes, replace))
+        results = {i: next(done) for i in keep}
+        results.update(refused)
+        return UploadOutcome([results[i] for i in sorted(results)])
+    job_id = _stage_and_submit(session, actor, config, project_id,
+                               [("masks", names[i], datas[i]) for i in keep],
+                               {"attach_masks": True, "replace": bool(replace)}, enqueue)
+    return UploadOutcome([refused[i] for i in sorted(refused)], job_id)
+
+
+def _with_labels(result: ImportResult, labels_name: str) -> ImportResult:
+    if not labels_name or result.status != "imported" or result.restored:
+        return result
+    return dataclasses.replace(result, message=f"with labels {labels_name} "
+                                               f"({result.n_cells} cells)")
+
+
+def _pair_labels(names: list[str], candidates: list[int]
+                 ) -> tuple[dict[int, int], dict[int, ImportResult]]:
+    """({image index: label image index}, {refused index: result}): a file whose stem ends
+    in a mask suffix goes with the image of the same stem in this upload; without one it is
+    refused (such files are label images, not microscopy images)."""
+    image_by_stem = {}
+    for i in candidates:
+        if is_image_file(names[i]) and not mask_suffix(names[i]):
+            image_by_stem.setdefault(stem(names[i]), i)
+    labels_of, orphans = {}, {}
+    for i in candidates:
+        if not is_image_file(names[i]) or not mask_suffix(names[i]):
+            continue
+        image = image_by_stem.get(image_stem_of_mask(names[i]))
+        if image is not None and image not in labels_of:
+            labels_of[image] = i
+        else:
+            key = image_stem_of_mask(names[i])
+            orphans[i] = ImportResult(names[i], "rejected", (
+                f"{names[i]}: a label image (its name ends in {mask_suffix(names[i])}), but "
+                f"no image {key}.* is in this upload; to add labels to images already in the "
+                "project, use 'Label images (masks)'."))
+    return labels_of, orphans
+
+
+def _staged(config: Config, names: list[str], datas: list[bytes], idx: list[int]) -> bool:
+    """Whether these files go to the import job rather than the web worker."""
+    decoded = [_decoded_bytes(config, names[i], datas[i]) for i in idx]
+    return (len(idx) > INLINE_MAX_FILES
+            or sum(len(datas[i]) for i in idx) > INLINE_MAX_BYTES
+            or any(names[i].lower().endswith(STAGED_SUFFIXES) for i in idx)
+            or max(decoded) > INLINE_MAX_DECODED
+            or sum(decoded) > INLINE_MAX_DECODED_TOTAL)
+
+
+def _stage_and_submit(session: Session, actor: Actor, config: Config, project_id: int,
+                      files: list[tuple[str, str, bytes]], params: dict,
+                      enqueue: Callable[[int], None]) -> int:
+    """Write (subfolder, name, bytes) under a new staging folder and start the import job;
+    the folder is removed if that fails before the job exists."""
     token = secrets.token_hex(16)
     folder = staging_dir(config, token)
-    folder.mkdir(parents=True)
-    seen: set[str] = set()
-    for name, (_, data) in zip(names, files):
-        if name in seen:
-            name = f"{secrets.token_hex(3)}-{name}"
-        seen.add(name)
-        (folder / name).write_bytes(data)
-    info = jobs.submit_job(session, actor, project_id, "import", {"staging": token}, enqueue)
-    return UploadOutcome([], info.id)
+    try:
+        seen: set[tuple[str, str]] = set()
+        for sub, name, data in files:
+            if (sub, name) in seen:
+                name = f"{secrets.token_hex(3)}-{name}"
+            seen.add((sub, name))
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            (folder / sub / name).write_bytes(data)
+        info = jobs.submit_job(session, actor, project_id, "import",
+                               {"staging": token, **params}, enqueue)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return info.id
 
 
-def _refused_archives(config: Config, names: list[str], datas: list[bytes]
-                      ) -> dict[int, ImportResult]:
-    """Zips whose directory declares a bomb, refused now (reading only the directory)."""
+def _refused(config: Config, names: list[str], datas: list[bytes],
+             suffixes: tuple[str, ...] = ACCEPTED_SUFFIXES) -> dict[int, ImportResult]:
+    """Files refused now: types not in `suffixes`, and zips whose directory declares a bomb
+    (reading only the directory)."""
     refused = {}
     for i, (name, data) in enumerate(zip(names, datas)):
-        if not name.lower().endswith(".zip"):
-            continue
-        try:
-            with open_zip(name, io.BytesIO(data)) as zf:
-                check_directory(name, zf, config.max_archive_bytes, config.max_image_bytes)
-        except ArchiveError as exc:
-            refused[i] = ImportResult(name, "rejected", str(exc))
+        if not is_accepted(name, suffixes):
+            refused[i] = ImportResult(name, "rejected", unsupported(name, suffixes))
+        elif name.lower().endswith(".zip"):
+            try:
+                with open_zip(name, io.BytesIO(data)) as zf:
+                    check_directory(name, zf, config.max_archive_bytes, config.max_image_bytes)
+            except ArchiveError as exc:
+                refused[i] = ImportResult(name, "rejected", str(exc))
     return refused
 
 
@@ -126,3 +231,4 @@ def _decoded_bytes(config: Config, name: str, data: bytes) -> int:
     for d in declared.shape:
         n_values *= d
     return 0 if n_values > config.max_image_pixels else declared.nbytes
+
