@@ -1,12 +1,13 @@
-/* Annotation workspace: clicks on the image in data coordinates, and keyboard shortcuts.
+/* Annotation workspace: clicks on the image in data coordinates, keyboard shortcuts, and the
+ * ellipse tool's preview.
  *
  * Plotly reports clicks only on trace points, not on a layout image, so a click (press and
  * release without moving) inside the plot area is converted to image coordinates with the
  * axes' pixel-to-data functions and handed to Dash through set_props. */
 (function () {
     "use strict";
-    var TOOL_KEYS = {s: "select", d: "draw", l: "polygon", r: "rect", o: "ellipse", b: "brush", e: "erase",
-                     g: "region", p: "point", z: "zoom"};
+    var TOOL_KEYS = {s: "select", d: "draw", l: "polygon", r: "rect", o: "ellipse", b: "brush",
+                     e: "erase", g: "region", p: "point", z: "zoom"};
     var down = null;
 
     function plot() {
@@ -52,6 +53,19 @@
             t: Date.now()}});
     }, true);
 
+    /* A tool, class or button the page offers this user: present and not disabled (a viewer's
+     * edit tools are disabled, a counting project has no outline tools; their keys do nothing). */
+    function offered(selector) {
+        var el = document.querySelector(selector);
+        return !!el && !el.disabled;
+    }
+
+    function digit(ev) {
+        var m = /^(?:Digit|Numpad)([1-9])$/.exec(ev.code || "");
+        if (m) { return parseInt(m[1], 10) - 1; }
+        return /^[1-9]$/.test(ev.key || "") ? parseInt(ev.key, 10) - 1 : -1;
+    }
+
     document.addEventListener("keydown", function (ev) {
         if (!document.getElementById("annotate-graph")) { return; }
         var t = ev.target, tag = (t.tagName || "").toLowerCase();
@@ -66,7 +80,24 @@
         }
         if (ctrl && key === "z") { ev.preventDefault(); click("annotate-undo"); return; }
         if (ctrl || ev.altKey) { return; }
-        if (TOOL_KEYS[key]) { setProps("annotate-tool", {value: TOOL_KEYS[key]}); return; }
+        var n = digit(ev);
+        if (n >= 0) {
+            if (!offered("#annotate-class input[value='" + n + "']")) { return; }
+            if (ev.shiftKey) {          /* explicit: set the selected cell's class */
+                if (offered("#annotate-set-class")) {
+                    setProps("annotate-reclass", {data: {cls: n, t: Date.now()}});
+                }
+            } else {                    /* the class of the next cell drawn */
+                setProps("annotate-class", {value: n});
+            }
+            return;
+        }
+        if (TOOL_KEYS[key] && !ev.shiftKey) {
+            if (offered("#annotate-tool input[value='" + TOOL_KEYS[key] + "']")) {
+                setProps("annotate-tool", {value: TOOL_KEYS[key]});
+            }
+            return;
+        }
         if (key === "delete" || key === "backspace") {
             if (click("annotate-delete")) { ev.preventDefault(); }
             return;
@@ -76,10 +107,44 @@
         if (key === "n") { click("annotate-save-next"); return; }
         if (key === "[") { click("annotate-brush-down"); return; }
         if (key === "]") { click("annotate-brush-up"); return; }
-        if (/^[1-9]$/.test(key)) {
-            var n = parseInt(key, 10) - 1;
-            var options = document.querySelectorAll("#annotate-class input");
-            if (n < options.length) { setProps("annotate-class", {value: n}); }
-        }
     });
+
+    /* Ellipse tool: plotly drags a box (drawrect, corner to corner like the rectangle); while
+     * it does, draw the ellipse inscribed in that box, which is what the server will fill. */
+    var SVGNS = "http://www.w3.org/2000/svg";
+
+    function ellipseTool() {
+        var checked = document.querySelector("#annotate-tool input:checked");
+        return !!checked && checked.value === "ellipse";
+    }
+
+    function drawEllipsePreview() {
+        var gd = plot();
+        var box = gd && gd.querySelector("path.select-outline");
+        var old = gd && gd.querySelector("ellipse.annotate-ellipse-preview");
+        if (!box || !ellipseTool()) { if (old) { old.remove(); } return; }
+        var b = box.getBBox();
+        var e = old || document.createElementNS(SVGNS, "ellipse");
+        e.setAttribute("class", "annotate-ellipse-preview");
+        e.setAttribute("transform", box.getAttribute("transform") || "");
+        e.setAttribute("cx", b.x + b.width / 2);
+        e.setAttribute("cy", b.y + b.height / 2);
+        e.setAttribute("rx", b.width / 2);
+        e.setAttribute("ry", b.height / 2);
+        e.style.fill = "none";
+        e.style.stroke = box.style.stroke || "#ffff00";
+        e.style.strokeWidth = "2px";
+        e.style.pointerEvents = "none";
+        if (!old) { box.parentNode.appendChild(e); }
+    }
+
+    document.addEventListener("mousemove", function () {
+        if (down && ellipseTool()) { window.requestAnimationFrame(drawEllipsePreview); }
+    }, true);
+    document.addEventListener("mouseup", function () {
+        window.requestAnimationFrame(function () {
+            var old = document.querySelector("ellipse.annotate-ellipse-preview");
+            if (old) { old.remove(); }
+        });
+    }, true);
 }());

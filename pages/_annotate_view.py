@@ -3,7 +3,12 @@
 The figure holds no pixels and (almost) no shapes: the image and the current draft are two
 layout images fetched from routes, so a suggestion with thousands of cells costs the browser
 one PNG. Only the cell being reshaped is a plotly shape, and a shape the user draws lives in
-the figure just until the server has taken it into the draft."""
+the figure just until the server has taken it into the draft.
+
+Rectangle and ellipse are both drawn from one corner to the opposite corner (napari, QuPath and
+Label Studio do the same): the ellipse tool uses plotly's rectangle drag, `annotate.js` draws
+the ellipse inside the box while dragging, and the server fills the ellipse inscribed in it.
+Counting projects (points) show only the tools that make sense there."""
 from __future__ import annotations
 
 import json
@@ -19,7 +24,7 @@ TOOLS = [  # (value, label, shortcut, plotly dragmode)
     ("draw", "Draw cell", "D", "drawclosedpath"),
     ("polygon", "Polygon (click corners)", "L", "pan"),
     ("rect", "Rectangle", "R", "drawrect"),
-    ("ellipse", "Ellipse", "O", "drawcircle"),
+    ("ellipse", "Ellipse", "O", "drawrect"),        # corner to corner, like the rectangle
     ("brush", "Brush", "B", "drawopenpath"),
     ("erase", "Eraser", "E", "drawopenpath"),
     ("region", "Annotated region", "G", "drawclosedpath"),
@@ -27,15 +32,52 @@ TOOLS = [  # (value, label, shortcut, plotly dragmode)
     ("zoom", "Zoom box", "Z", "zoom"),
 ]
 DRAGMODE = {value: mode for value, _label, _key, mode in TOOLS}
-SHORTCUTS = [
-    ("S D R O B E G P Z", "choose a tool (see the letters next to the tools)"),
-    ("Enter", "close the polygon (or click its first corner)"),
-    ("Delete / Backspace", "delete the selected cell"),
-    ("Ctrl+Z / Ctrl+Y (or Ctrl+Shift+Z)", "undo / redo"),
-    ("Ctrl+S", "save"), ("N", "save & next image"), ("[ and ]", "thinner / thicker brush"),
-    ("1 … 9", "choose the cell class"), ("Esc", "deselect"),
-    ("wheel / drag", "zoom / pan (Select tool)"),
-]
+COUNTING_TOOLS = ("select", "point", "region", "zoom")     # no outlines in a counting project
+VIEW_TOOLS = ("select", "zoom")                             # all a read-only user gets
+
+
+def tools_for(counting: bool) -> list[tuple]:
+    return [t for t in TOOLS if not counting or t[0] in COUNTING_TOOLS]
+
+
+def shortcuts(counting: bool) -> list[tuple[str, str]]:
+    """The keyboard help, built from the tools shown (so no tool's letter is left out)."""
+    letters = " ".join(key for _v, _l, key, _m in tools_for(counting))
+    rows = [(letters, "choose a tool (the letter is next to each tool)")]
+    if not counting:
+        rows += [("R / O", "rectangle / ellipse: drag from one corner to the opposite corner "
+                           "(the ellipse fills the box)"),
+                 ("L", "polygon: click the corners; Enter or a click on the first corner "
+                       "closes it"),
+                 ("Delete / Backspace", "delete the selected cell"),
+                 ("[ and ]", "thinner / thicker brush")]
+    rows += [("1 … 9", "class for the next cells you draw or points you click"),
+             ("Shift+1 … 9", "set the selected cell's class"),
+             ("Ctrl+Z / Ctrl+Y (or Ctrl+Shift+Z)", "undo / redo (also after saving)"),
+             ("Ctrl+S", "save"), ("N", "save & next image"), ("Esc", "deselect"),
+             ("wheel / drag", "zoom / pan (Select tool)")]
+    return rows
+
+
+def version_text(version) -> str:
+    """The header's line for a saved version (annotations.Version), or for none."""
+    if version is None:
+        return "not annotated yet"
+    return (f"version {version.version} by {version.author} · {version.source} · "
+            f"{version.review_state}")
+
+
+def status_after_save(version) -> str:
+    """The image status a save leaves (as gallery.status_from_history derives it)."""
+    return {"accepted": "reviewed", "returned": "in_progress"}.get(version.review_state,
+                                                                   "annotated")
+
+
+def state_from(result, selected: int = 0, path: str | None = None, cls: int = 0) -> dict:
+    """The page's state (STATE store) after a draft change (drafts.EditResult)."""
+    return {"rev": result.rev, "selected": selected, "selected_cls": cls, "path": path,
+            "n_cells": result.n_cells, "n_points": result.n_points,
+            "can_undo": result.can_undo, "can_redo": result.can_redo}
 
 
 def side_for(width: int, height: int) -> int:
@@ -82,6 +124,9 @@ def newshape(tool: str, color: str, width: float) -> dict:
     if tool == "region":
         return dict(line=dict(color="#ffffff", width=2, dash="dash"),
                     fillcolor="rgba(255,255,255,0.1)", opacity=1)
+    if tool == "ellipse":      # the drag box, dotted; annotate.js draws the ellipse inside it
+        return dict(line=dict(color=color, width=1, dash="dot"), fillcolor="rgba(0,0,0,0)",
+                    opacity=1)
     return dict(line=dict(color=color, width=2), fillcolor="rgba(0,0,0,0)", opacity=1)
 
 
@@ -106,36 +151,41 @@ def figure(image_id: int, width: int, height: int, rev, opacity: float, tool: st
     return fig
 
 
-def tool_buttons(ids: dict, disabled: bool, tool: str = "select") -> dbc.RadioItems:
+def tool_buttons(ids: dict, disabled: bool, tool: str = "select",
+                 counting: bool = False) -> dbc.RadioItems:
+    """The tools (only those of the project's mode); a read-only user's edit tools are
+    disabled, and annotate.js ignores the shortcut of a disabled or absent tool."""
     return dbc.RadioItems(
         id=ids["tool"], value=tool, inputClassName="btn-check", inline=True,
         labelClassName="btn btn-outline-primary btn-sm mb-1 me-1",
         labelCheckedClassName="active", className="btn-group-tools",
         options=[{"label": f"{label} ({key})", "value": value,
-                  "disabled": disabled and value not in ("select", "zoom")}
-                 for value, label, key, _mode in TOOLS])
+                  "disabled": disabled and value not in VIEW_TOOLS}
+                 for value, label, key, _mode in tools_for(counting)])
 
 
-def class_picker(ids: dict, classes: list[dict]) -> dbc.RadioItems:
+def class_picker(ids: dict, classes: list[dict], disabled: bool = False) -> dbc.RadioItems:
+    """The class of the next cell drawn (not of the selected one: that is "Set class")."""
     classes = classes or [{"name": "cell", "color": "#ffff00"}]
     return dbc.RadioItems(
         id=ids["cls"], value=0, inline=True,
         options=[{"label": html.Span([html.Span("■ ", style={"color": c.get("color")}),
-                                      f"{i + 1} {c.get('name', 'cell')}"]), "value": i}
+                                      f"{i + 1} {c.get('name', 'cell')}"]), "value": i,
+                  "disabled": disabled}
                  for i, c in enumerate(classes)])
 
 
-def shortcuts_help() -> dbc.Card:
+def shortcuts_help(counting: bool = False) -> dbc.Card:
     return dbc.Card(dbc.CardBody([
         html.H6("Keyboard shortcuts", className="card-title"),
         html.Table([html.Tr([html.Td(html.Kbd(key), className="pe-2"), html.Td(what)])
-                    for key, what in SHORTCUTS], className="small"),
+                    for key, what in shortcuts(counting)], className="small"),
     ]), className="mt-3", id="annotate-shortcuts")
 
 
-def graph(graph_id: str, fig: go.Figure) -> dcc.Graph:
+def graph(graph_id: str, fig: go.Figure, editable: bool = True) -> dcc.Graph:
     return dcc.Graph(id=graph_id, figure=fig, className="annotate-graph",
                      style={"height": "calc(100vh - 130px)", "minHeight": "420px"},
                      config={"scrollZoom": True, "displaylogo": False,
                              "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
-                             "edits": {"shapePosition": True}})
+                             "edits": {"shapePosition": editable}})

@@ -2,8 +2,15 @@
 
 Every edit goes to the server as it is made (`drafts.record_edit`), so the draft survives a
 closed tab; the page only holds the draft's revision, the selected cell and its outline.
-Callbacks each answer one control and call one service; the server checks the role."""
+Callbacks each answer one control and call one service; the server checks the role.
+
+Classes: the class picker and the keys 1…9 choose the class of the next cell drawn; the
+selected cell's class changes only on "Set class" (or Shift+1…9). Suggestion, saving,
+moving between images and review live in `pages._annotate_flow`."""
 from __future__ import annotations
+
+import importlib
+import sys
 
 import dash
 import dash_bootstrap_components as dbc
@@ -11,38 +18,22 @@ from dash import ALL, Input, Output, Patch, State, callback, clientside_callback
 
 from flask import current_app
 
-from app.background import run_as, sign_actor
+from app.background import sign_actor
 from app.context import current_actor, get_config, state
-from app.services import annotations, display, drafts, gallery, leases
+from app.services import annotations, display, drafts
 from pages import _annotate_view as view
+from pages._annotate_ids import (B, BRUSH, CHANNEL_IDS, CLICK, CLS, COUNTS, GRAPH, IDS, INFO,
+                                 LEASE, LEASE_TIMER, LOCATION, MESSAGE, OPACITY, POLYGON_DONE,
+                                 RECLASS, SHAPE_EVENT, STATE, STATUS, SUGGEST_GO,
+                                 SUGGEST_MODAL, SUGGEST_PROGRESS, SUGGEST_TEXT, TOOL, VERSION,
+                                 VISITED, Z)
 from pages._channels import channel_controls
 from pages._common import alert, call, error_page, to_int
 
 dash.register_page(__name__, path_template="/annotate/<image_id>", title="Annotate · CellLoop")
 
-INFO, STATE, GRAPH, CLICK = "annotate-info", "annotate-state", "annotate-graph", "annotate-click"
-SHAPE_EVENT, POLYGON_DONE = "annotate-shape-event", "annotate-polygon-done"
-TOOL, CLS, BRUSH, OPACITY = "annotate-tool", "annotate-class", "annotate-brush", "annotate-opacity"
-MESSAGE, COUNTS, LOCATION, VISITED = ("annotate-message", "annotate-counts", "annotate-location",
-                                      "annotate-visited")
-LEASE_TIMER, LEASE = "annotate-lease-timer", "annotate-lease"
-B = {name: f"annotate-{name}" for name in (
-    "undo", "redo", "delete", "deselect", "clear", "suggest", "whole", "save", "save-next",
-    "empty", "force", "reload", "exclude", "note", "accept", "send-back", "comment", "next",
-    "skip", "prev", "brush-down", "brush-up", "close-polygon", "cancel-suggest")}
-SUGGEST_PROGRESS = "annotate-suggest-progress"
 POLYGON_SNAP = 0.02            # a click this close to the first corner (fraction of the
                                # image's longer side) closes the polygon
-IDS = {"tool": TOOL, "cls": CLS}
-Z = "annotate-z"
-CHANNEL_IDS = {"visible": "annotate-channel-visible", "colour": "annotate-channel-colour",
-               "range": "annotate-channel-range"}
-
-
-def _state(result: drafts.EditResult, selected: int = 0, path: str | None = None) -> dict:
-    return {"rev": result.rev, "selected": selected, "path": path, "n_cells": result.n_cells,
-            "n_points": result.n_points, "can_undo": result.can_undo,
-            "can_redo": result.can_redo}
 
 
 def _button(name: str, label: str, disabled: bool, color="outline-secondary", **kw):
@@ -51,17 +42,14 @@ def _button(name: str, label: str, disabled: bool, color="outline-secondary", **
 
 
 def _header(ws: annotations.Workspace) -> html.Div:
-    latest = ws.latest
-    version = (f"version {latest.version} by {latest.author} · {latest.source} · "
-               f"{latest.review_state}" if latest else "not annotated yet")
     lease = (f"leased to {ws.lease_holder} until {ws.lease_expires_at:%H:%M} UTC"
              if ws.lease_holder else "")
     return html.Div([
         html.H4(ws.name, className="me-3 mb-0 text-truncate"),
-        dbc.Badge(ws.status, color="secondary", className="me-2", id="annotate-status"),
-        html.Span(version, className="small text-muted me-3", id="annotate-version"),
+        dbc.Badge(ws.status, color="secondary", className="me-2", id=STATUS),
+        html.Span(view.version_text(ws.latest), className="small text-muted me-3", id=VERSION),
         html.Span(lease, className="small text-muted me-auto", id=LEASE),
-        _button("prev", "← Previous", False), _button("skip", "Skip", not ws.can_edit),
+        _button("prev", "← Previous", True), _button("skip", "Skip", not ws.can_edit),
         _button("next", "Next →", not ws.can_edit),
         dcc.Link("project", href=f"/projects/{ws.project_id}", className="ms-2 small"),
     ], className="d-flex align-items-center flex-wrap mb-2")
@@ -70,7 +58,8 @@ def _header(ws: annotations.Workspace) -> html.Div:
 def _notices(ws: annotations.Workspace) -> list:
     out = []
     if ws.read_only_reason:
-        out.append(dbc.Alert(ws.read_only_reason, color="secondary", className="py-2"))
+        out.append(dbc.Alert(ws.read_only_reason, color="secondary", className="py-2",
+                             id="annotate-read-only"))
     if ws.latest and ws.latest.review_state == "returned":
         out.append(dbc.Alert([html.B(f"Sent back by {ws.latest.reviewer}: "),
                               ws.latest.review_comment], color="warning", className="py-2",
@@ -99,8 +88,19 @@ def _first_tool(ws: annotations.Workspace) -> str:
     return "point" if ws.counting and ws.can_edit else "select"
 
 
+def _suggest_modal() -> dbc.Modal:
+    return dbc.Modal([
+        dbc.ModalHeader(dbc.ModalTitle("Replace with the model's suggestion?")),
+        dbc.ModalBody(html.P(id=SUGGEST_TEXT)),
+        dbc.ModalFooter([
+            dbc.Button("Keep my cells", id=B["suggest-keep"], color="secondary"),
+            dbc.Button("Replace with suggestion", id=B["suggest-confirm"], color="info")]),
+    ], id=SUGGEST_MODAL, is_open=False)
+
+
 def _panel(ws: annotations.Workspace, limits) -> list:
-    ro = not ws.can_edit
+    ro, outlines = not ws.can_edit, not ws.counting
+    hidden = {"display": "none"}
     review = dbc.Card(dbc.CardBody([
         html.H6("Review"),
         dbc.Textarea(id=B["comment"], placeholder="what needs to change", size="sm"),
@@ -108,21 +108,25 @@ def _panel(ws: annotations.Workspace, limits) -> list:
         _button("send-back", "Send back", False, "warning"),
     ]), className="mt-3") if ws.can_review and ws.latest else None
     return [
-        html.H6("Tools"), view.tool_buttons(IDS, ro, _first_tool(ws)),
-        html.H6("Cell class", className="mt-2"), view.class_picker(IDS, ws.classes),
+        html.H6("Tools"), view.tool_buttons(IDS, ro, _first_tool(ws), ws.counting),
+        html.H6("Class of new cells (1 … 9)", className="mt-2"),
+        view.class_picker(IDS, ws.classes, ro),
+        _button("set-class", "Set selected cell's class (Shift+1 … 9)", True),
         html.Div([html.Span("Brush width (px)", className="small me-2"),
                   _button("brush-down", "−", ro), _button("brush-up", "+", ro)],
-                 className="d-flex align-items-center mt-2"),
-        dcc.Slider(id=BRUSH, min=1, max=60, step=1, value=8, marks=None, disabled=ro,
-                   tooltip={"placement": "bottom"}),
+                 className="d-flex align-items-center mt-2", style={} if outlines else hidden),
+        html.Div(dcc.Slider(id=BRUSH, min=1, max=60, step=1, value=8, marks=None, disabled=ro,
+                            tooltip={"placement": "bottom"}), style={} if outlines else hidden),
         html.Div([_button("undo", "Undo", ro or not ws.can_undo),
                   _button("redo", "Redo", ro or not ws.can_redo),
-                  _button("delete", "Delete cell", ro, "outline-danger"),
+                  _button("delete", "Delete cell", ro, "outline-danger",
+                          style={} if outlines else hidden),
                   _button("deselect", "Deselect", False),
-                  _button("close-polygon", "Close polygon", ro)], className="mt-2"),
+                  _button("close-polygon", "Close polygon", ro,
+                          style={} if outlines else hidden)], className="mt-2"),
         html.Div([_button("suggest", "Use model suggestion", ro, "outline-info"),
-                  _button("cancel-suggest", "Cancel", ro, "outline-secondary",
-                          style={"display": "none"}),
+                  _button("cancel-suggest", "Cancel", ro, "outline-secondary", style=hidden),
+                  _button("revert", "Revert to last saved", ro),
                   _button("clear", "Clear all", ro, "outline-danger"),
                   _button("whole", "Whole image annotated", ro)]),
         dbc.Progress(id=SUGGEST_PROGRESS, value=0, className="my-1", style={"height": "4px"}),
@@ -138,7 +142,7 @@ def _panel(ws: annotations.Workspace, limits) -> list:
         dbc.Textarea(id=B["note"], value=ws.quality_note, placeholder="why exclude (note)",
                      size="sm", disabled=ro),
         _button("exclude", "Exclude image", ro, "outline-warning"),
-        review, view.shortcuts_help(),
+        review, view.shortcuts_help(ws.counting),
     ]
 
 
@@ -148,24 +152,30 @@ def layout(image_id=None, **_query):
         return error_page(error)
     color = (ws.classes[0].get("color") if ws.classes else None) or "#ffff00"
     limits, _ = call(display.auto_contrast, state().blobs, ws.image_id, 0)
-    first = {"rev": ws.draft_rev, "selected": 0, "path": None,
-             "n_cells": ws.n_cells, "n_points": ws.n_points}
+    n_cells, n_points = ws.n_cells, ws.n_points
+    if n_cells is None:       # not known from the versions alone: ask the draft
+        counted, _ = call(drafts.counts, get_config(), state().blobs, ws.image_id)
+        n_cells, n_points = counted or (None, None)
+    first = {"rev": ws.draft_rev, "selected": 0, "selected_cls": 0, "path": None,
+             "n_cells": n_cells, "n_points": n_points, "can_undo": ws.can_undo,
+             "can_redo": ws.can_redo}
     return html.Div([
         dcc.Store(id=INFO, data={"id": ws.image_id, "project": ws.project_id,
                                  "token": sign_actor(current_app.secret_key, current_actor()),
                                  "width": ws.width, "height": ws.height,
                                  "colors": [c.get("color") for c in ws.classes] or [color],
+                                 "classes": [c.get("name") for c in ws.classes] or ["cell"],
                                  "can_edit": ws.can_edit}),
         dcc.Store(id=STATE, data=first), dcc.Store(id=CLICK), dcc.Store(id=SHAPE_EVENT),
-        dcc.Store(id=POLYGON_DONE),
+        dcc.Store(id=POLYGON_DONE), dcc.Store(id=RECLASS), dcc.Store(id=SUGGEST_GO),
         dcc.Store(id=VISITED, storage_type="session"),
         dcc.Location(id=LOCATION, refresh="callback-nav"),
         dcc.Interval(id=LEASE_TIMER, interval=5 * 60 * 1000, disabled=not ws.can_edit),
-        _header(ws), *_notices(ws),
+        _suggest_modal(), _header(ws), *_notices(ws),
         dbc.Row([
             dbc.Col(view.graph(GRAPH, view.figure(ws.image_id, ws.width, ws.height,
                                                   ws.draft_rev, 0.8, _first_tool(ws), color,
-                                                  8)),
+                                                  8), ws.can_edit),
                     lg=9),
             dbc.Col(_panel(ws, limits), lg=3, className="annotate-panel"),
         ]),
@@ -204,6 +214,8 @@ def show_channels(visible, colours, ranges, z, info):
           Input(BRUSH, "value"), Input(CLS, "value"), State(INFO, "data"),
           prevent_initial_call=True)
 def choose_tool(tool, brush, cls, info):
+    if not info.get("can_edit") and tool not in view.VIEW_TOOLS:
+        tool = "select"                  # a read-only page never gets a drawing drag mode
     colors = info["colors"]
     fig = Patch()
     fig["layout"]["dragmode"] = view.DRAGMODE.get(tool, "pan")
@@ -212,20 +224,25 @@ def choose_tool(tool, brush, cls, info):
     return fig
 
 
-@callback(Output(COUNTS, "children"), Output(B["undo"], "disabled"),
-          Output(B["redo"], "disabled"), Input(STATE, "data"), State(INFO, "data"),
-          State(B["undo"], "disabled"), State(B["redo"], "disabled"))
-def show_counts(st, info, undo_disabled, redo_disabled):
-    text = "" if st.get("n_cells") is None else f"{st['n_cells']} cells"
+def counts_text(st: dict, class_names: list) -> str:
+    """"12 cells · 3 points · cell 5 selected (nucleus)"."""
+    parts = [] if st.get("n_cells") is None else [f"{st['n_cells']} cells"]
     if st.get("n_points"):
-        text += f" · {st['n_points']} points"
+        parts.append(f"{st['n_points']} points")
     if st.get("selected"):
-        text += f" · cell {st['selected']} selected"
-    text = text.strip(" ·")
-    if "can_undo" not in st:             # the page just opened: the layout set the buttons
-        return text, undo_disabled, redo_disabled
+        cls = int(st.get("selected_cls") or 0)
+        name = class_names[cls] if 0 <= cls < len(class_names) else f"class {cls + 1}"
+        parts.append(f"cell {st['selected']} selected ({name})")
+    return " · ".join(parts)
+
+
+@callback(Output(COUNTS, "children"), Output(B["undo"], "disabled"),
+          Output(B["redo"], "disabled"), Output(B["set-class"], "disabled"),
+          Input(STATE, "data"), State(INFO, "data"))
+def show_counts(st, info):
     ro = not info["can_edit"]
-    return text, ro or not st.get("can_undo"), ro or not st.get("can_redo")
+    return (counts_text(st, info.get("classes") or []), ro or not st.get("can_undo"),
+            ro or not st.get("can_redo"), ro or not st.get("selected"))
 
 
 clientside_callback(
@@ -246,7 +263,8 @@ def _edit(info, st, edit, select_result=True):
     if error:
         return dash.no_update, alert(error)
     label = result.label if select_result else 0
-    return _state(result, label or 0, None), None
+    cls = edit.get("cls", st.get("selected_cls", 0)) if label else 0
+    return view.state_from(result, label or 0, None, int(cls or 0)), None
 
 
 def edit_for_drawing(relayout: dict, tool: str, cls: int, brush: float, st: dict) -> dict | None:
@@ -261,6 +279,8 @@ def edit_for_drawing(relayout: dict, tool: str, cls: int, brush: float, st: dict
     if not shapes:
         return None
     shape = shapes[-1]
+    if tool == "ellipse" and shape.get("type") == "rect":   # the box it was dragged in
+        shape = {**shape, "type": "circle"}
     if tool in ("draw", "rect", "ellipse"):
         return {"op": "add", "shape": shape, "cls": cls}
     if tool == "brush":
@@ -293,7 +313,7 @@ def drawn(relayout, tool, cls, brush, st, info):
         raise dash.exceptions.PreventUpdate
     new, message = _edit(info, st, edit, select_result=tool not in ("erase", "region"))
     if edit["op"] == "replace" and new is not dash.no_update:
-        new["selected"] = st["selected"]
+        new["selected"], new["selected_cls"] = st["selected"], st.get("selected_cls", 0)
     return new, message
 
 
@@ -307,13 +327,16 @@ def clicked(point, tool, cls, st, info):
     if tool == "point":
         result, error = call(drafts.toggle_point, get_config(), state().blobs, info["id"],
                              point["x"], point["y"], int(cls or 0))
-        return (dash.no_update, alert(error)) if error else (_state(result), None)
+        if error:
+            return dash.no_update, alert(error)
+        return view.state_from(result), None
     found, error = call(drafts.cell_at, get_config(), state().blobs, info["id"],
                         point["x"], point["y"])
     if error:
         return dash.no_update, alert(error)
-    label, path, _cls = found
-    return {**st, "selected": label, "path": path if info["can_edit"] else None}, None
+    label, path, cls = found
+    return {**st, "selected": label, "selected_cls": cls,
+            "path": path if info["can_edit"] else None}, None
 
 
 # Polygon corners are collected in the browser: a server round trip per corner would lose
@@ -400,14 +423,29 @@ on_clear = _op_callback("clear", lambda _st, _c: {"op": "clear"})
 on_whole = _op_callback("whole", lambda _st, _c: {"op": "region_all"})
 
 
+# Class keys and the picker choose the class of the next cell only; the selected cell's class
+# changes on an explicit request: the "Set class" button (the picker's class) or Shift+1…9
+# (annotate.js), both through the RECLASS store.
+clientside_callback(
+    "function(n, cls) { return {cls: cls || 0, t: Date.now()}; }",
+    Output(RECLASS, "data"), Input(B["set-class"], "n_clicks"),
+    State(CLS, "value"), prevent_initial_call=True)
+
+
 @callback(Output(STATE, "data", allow_duplicate=True),
           Output(MESSAGE, "children", allow_duplicate=True),
-          Input(CLS, "value"), State(STATE, "data"), State(INFO, "data"),
+          Input(RECLASS, "data"), State(STATE, "data"), State(INFO, "data"),
           prevent_initial_call=True)
-def reclassify(cls, st, info):
-    if not st.get("selected") or not info["can_edit"]:
+def reclassify(request, st, info):
+    cls = to_int((request or {}).get("cls")) if isinstance(request, dict) else None
+    if cls is None:
         raise dash.exceptions.PreventUpdate
-    new, message = _edit(info, st, {"op": "class", "label": st["selected"], "cls": int(cls or 0)})
+    if not st.get("selected"):
+        return dash.no_update, alert("Select a cell first (Select tool, click a cell), then "
+                                     "set its class.", "info")
+    new, message = _edit(info, st, {"op": "class", "label": st["selected"], "cls": cls})
+    if new is not dash.no_update:
+        new["path"] = st.get("path")          # still selected, still reshapeable
     return new, message
 
 
@@ -417,7 +455,9 @@ def _undo_callback(button: str, redo: bool):
               Input(B[button], "n_clicks"), State(INFO, "data"), prevent_initial_call=True)
     def _run(_n, info):
         result, error = call(drafts.undo, get_config(), state().blobs, info["id"], redo=redo)
-        return (dash.no_update, alert(error, "info")) if error else (_state(result), None)
+        if error:
+            return dash.no_update, alert(error, "info")
+        return view.state_from(result), None
     _run.__name__ = f"on_{button}"
     return _run
 
@@ -425,159 +465,10 @@ def _undo_callback(button: str, redo: bool):
 on_undo = _undo_callback("undo", False)
 on_redo = _undo_callback("redo", True)
 
-
-@callback(Output(STATE, "data", allow_duplicate=True),
-          Output(MESSAGE, "children", allow_duplicate=True),
-          Input(B["suggest"], "n_clicks"), State(INFO, "data"), prevent_initial_call=True,
-          background=True,
-          running=[(Output(B["suggest"], "disabled"), True, False),
-                   (Output(B["cancel-suggest"], "style"), {}, {"display": "none"})],
-          cancel=[Input(B["cancel-suggest"], "n_clicks")],
-          progress=[Output(SUGGEST_PROGRESS, "value"), Output(SUGGEST_PROGRESS, "label")])
-def suggest(set_progress, _n, info):
-    """Runs in the background-callback process: the user is proved by the request's session
-    cookie and the page's signed token (app.background.run_as)."""
-    server = dash.get_app().server
-    app_state = server.extensions["cellloop"]
-    set_progress((15, "predicting…"))
-    result, error = run_as(server, info.get("token", ""), dash.callback_context.cookies,
-                           drafts.use_suggestion,
-                           app_state.config, app_state.blobs, info["id"])
-    set_progress((100, "done"))
-    if error:
-        return dash.no_update, alert(error)
-    return _state(result), alert(f"Model suggestion loaded: {result.n_cells} cells. Click a "
-                                 "cell to reshape or delete it; draw to add.", "info")
-
-
-# ------------------------------------------------------------------ saving and moving on
-def _saved_message(version) -> html.Div:
-    return alert(f"Saved version {version.version} ({version.n_cells} cells).", "success")
-
-
-def _save_callback(button: str, **options):
-    @callback(Output(STATE, "data", allow_duplicate=True),
-              Output(MESSAGE, "children", allow_duplicate=True),
-              Input(B[button], "n_clicks"), State(STATE, "data"), State(INFO, "data"),
-              prevent_initial_call=True)
-    def _run(_n, st, info):
-        version, error = call(annotations.save, get_config(), state().blobs, info["id"],
-                              **options)
-        if error:
-            return dash.no_update, _save_error(error)
-        return {**st, "rev": f"v{version.version}", "selected": 0, "path": None,
-                "n_cells": version.n_cells, "n_points": version.n_points,
-                "can_undo": False, "can_redo": False}, _saved_message(version)
-    _run.__name__ = f"on_{button.replace('-', '_')}"
-    return _run
-
-
-def _save_error(error: str):
-    if "changed since you opened it" not in error:
-        return alert(error)
-    return dbc.Alert([error, html.Div([
-        dbc.Button("Reload (drop my draft)", id=B["reload"], size="sm", color="secondary",
-                   className="me-2 mt-2"),
-        dbc.Button("Save mine as a new version", id=B["force"], size="sm", color="warning",
-                   className="mt-2")])], color="warning", className="mt-2")
-
-
-on_save = _save_callback("save")
-on_force = _save_callback("force", force=True)
-on_empty = _save_callback("empty", empty=True)
-
-
-@callback(Output(LOCATION, "href", allow_duplicate=True),
-          Output(MESSAGE, "children", allow_duplicate=True),
-          Input(B["reload"], "n_clicks"), State(INFO, "data"), prevent_initial_call=True)
-def reload_latest(n, info):
-    if not n:
-        raise dash.exceptions.PreventUpdate
-    _, error = call(drafts.discard, get_config(), info["id"])
-    return (dash.no_update, alert(error)) if error else (f"/annotate/{info['id']}", None)
-
-
-def _go_next(info, skip: bool):
-    skipped = [info["id"]] if skip else []
-    image_id, error = call(leases.next_image, get_config(), info["project"], skipped,
-                           info["id"] if info["can_edit"] else None)
-    if error:
-        return dash.no_update, alert(error, "info")
-    return f"/annotate/{image_id}", None
-
-
-@callback(Output(LOCATION, "href", allow_duplicate=True),
-          Output(MESSAGE, "children", allow_duplicate=True),
-          Input(B["save-next"], "n_clicks"), State(INFO, "data"),
-          prevent_initial_call=True)
-def save_and_next(_n, info):
-    version, error = call(annotations.save, get_config(), state().blobs, info["id"])
-    if error:
-        return dash.no_update, _save_error(error)
-    return _go_next(info, skip=False)
-
-
-def _move_callback(button: str, skip: bool):
-    @callback(Output(LOCATION, "href", allow_duplicate=True),
-              Output(MESSAGE, "children", allow_duplicate=True),
-              Input(B[button], "n_clicks"), State(INFO, "data"), prevent_initial_call=True)
-    def _run(_n, info):
-        return _go_next(info, skip=skip)
-    _run.__name__ = f"on_{button}"
-    return _run
-
-
-on_next = _move_callback("next", skip=False)
-on_skip = _move_callback("skip", skip=True)
-
-
-clientside_callback(  # remember the images seen in this tab, for "Previous"
-    "function(info, seen) { seen = (seen || []).filter(function (i) { return i !== info.id; });"
-    " seen.push(info.id); return seen.slice(-50); }",
-    Output(VISITED, "data"), Input(INFO, "data"), State(VISITED, "data"))
-clientside_callback(
-    "function(n, seen, info) { seen = (seen || []).filter(function (i) { return i !== info.id; });"
-    " if (!seen.length) { return dash_clientside.no_update; }"
-    " return '/annotate/' + seen[seen.length - 1]; }",
-    Output(LOCATION, "href", allow_duplicate=True), Input(B["prev"], "n_clicks"),
-    State(VISITED, "data"), State(INFO, "data"), prevent_initial_call=True)
-
-
-@callback(Output(LEASE, "children"), Output(MESSAGE, "children", allow_duplicate=True),
-          Input(LEASE_TIMER, "n_intervals"), State(INFO, "data"), prevent_initial_call=True)
-def keep_lease(_n, info):
-    lease, error = call(leases.renew, get_config(), info["id"])
-    if error:
-        return "", alert(error, "warning")
-    return f"leased to you until {lease.expires_at:%H:%M} UTC", dash.no_update
-
-
-@callback(Output(MESSAGE, "children", allow_duplicate=True),
-          Output("annotate-status", "children"),
-          Input(B["exclude"], "n_clicks"), State(B["note"], "value"), State(INFO, "data"),
-          prevent_initial_call=True)
-def exclude(_n, note, info):
-    detail, error = call(gallery.set_excluded, info["id"], True, note or "")
-    if error:
-        return alert(error), dash.no_update
-    return alert("Image excluded from training and the queue.", "success"), detail.status
-
-
-def _review_callback(button: str, accept: bool):
-    @callback(Output(MESSAGE, "children", allow_duplicate=True),
-              Output("annotate-version", "children"),
-              Input(B[button], "n_clicks"), State(B["comment"], "value"), State(INFO, "data"),
-              prevent_initial_call=True)
-    def _run(_n, comment, info):
-        version, error = call(annotations.review, info["id"], accept, comment or "",
-                              enqueue=state().enqueue)
-        if error:
-            return alert(error), dash.no_update
-        return (alert("Accepted." if accept else "Sent back to the annotator.", "success"),
-                f"version {version.version} by {version.author} · {version.review_state}")
-    _run.__name__ = f"on_{button.replace('-', '_')}"
-    return _run
-
-
-on_accept = _review_callback("accept", True)
-on_send_back = _review_callback("send-back", False)
+# The suggestion, saving and moving callbacks live in a helper module. pages.init_dash
+# re-executes page modules for every app it builds (tests build many), so the helper is
+# re-executed with this module to register its callbacks with that app too.
+if "pages._annotate_flow" in sys.modules:
+    importlib.reload(sys.modules["pages._annotate_flow"])
+else:
+    importlib.import_module("pages._annotate_flow")

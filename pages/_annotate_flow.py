@@ -1,0 +1,249 @@
+"""The annotation workspace's callbacks beyond drawing: the model suggestion (asked for
+when it would replace cells on screen, undoable), "Revert to last saved", saving (the header
+follows), moving between images (Previous walks back through this tab's history like a
+browser's Back), the lease, excluding and reviewing. Imported by `pages.annotate`."""
+from __future__ import annotations
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, callback, clientside_callback, html
+
+from app.background import run_as
+from app.context import get_config, state
+from app.services import annotations, drafts, gallery, leases
+from pages import _annotate_view as view
+from pages._annotate_ids import (B, INFO, LEASE, LEASE_TIMER, LOCATION, MESSAGE, STATE, STATUS,
+                                 SUGGEST_GO, SUGGEST_MODAL, SUGGEST_PROGRESS, SUGGEST_TEXT,
+                                 VERSION, VISITED)
+from pages._common import alert, call
+
+
+# ------------------------------------------------------------------ model suggestion
+# With cells or points on screen the suggestion asks first (it replaces them; Undo brings
+# them back); on an empty draft it runs at once. SUGGEST_GO starts the background callback.
+clientside_callback(
+    """function(n, st) {
+        var nu = dash_clientside.no_update;
+        var cells = (st && st.n_cells) || 0, points = (st && st.n_points) || 0;
+        if (!cells && !points) { return [nu, nu, {t: Date.now()}]; }
+        var what = cells ? cells + (cells === 1 ? ' cell' : ' cells') : '';
+        if (points) { what += (what ? ' and ' : '') + points + (points === 1 ? ' point' : ' points'); }
+        return [true, 'The suggestion replaces the ' + what + ' on screen with the model\\'s ' +
+                'cells. Undo (Ctrl+Z) brings yours back.', nu];
+    }""",
+    Output(SUGGEST_MODAL, "is_open"), Output(SUGGEST_TEXT, "children"),
+    Output(SUGGEST_GO, "data"), Input(B["suggest"], "n_clicks"), State(STATE, "data"),
+    prevent_initial_call=True)
+clientside_callback(
+    "function(n) { return [false, {t: Date.now()}]; }",
+    Output(SUGGEST_MODAL, "is_open", allow_duplicate=True),
+    Output(SUGGEST_GO, "data", allow_duplicate=True), Input(B["suggest-confirm"], "n_clicks"),
+    prevent_initial_call=True)
+clientside_callback(
+    "function(n) { return false; }",
+    Output(SUGGEST_MODAL, "is_open", allow_duplicate=True), Input(B["suggest-keep"], "n_clicks"),
+    prevent_initial_call=True)
+
+
+@callback(Output(STATE, "data", allow_duplicate=True),
+          Output(MESSAGE, "children", allow_duplicate=True),
+          Input(SUGGEST_GO, "data"), State(INFO, "data"), prevent_initial_call=True,
+          background=True,
+          running=[(Output(B["suggest"], "disabled"), True, False),
+                   (Output(B["cancel-suggest"], "style"), {}, {"display": "none"})],
+          cancel=[Input(B["cancel-suggest"], "n_clicks")],
+          progress=[Output(SUGGEST_PROGRESS, "value"), Output(SUGGEST_PROGRESS, "label")])
+def suggest(set_progress, _go, info):
+    """Runs in the background-callback process: the user is proved by the request's session
+    cookie and the page's signed token (app.background.run_as)."""
+    server = dash.get_app().server
+    app_state = server.extensions["cellloop"]
+    set_progress((15, "predicting…"))
+    result, error = run_as(server, info.get("token", ""), dash.callback_context.cookies,
+                           drafts.use_suggestion,
+                           app_state.config, app_state.blobs, info["id"])
+    set_progress((100, "done"))
+    if error:
+        return dash.no_update, alert(error)
+    return view.state_from(result), alert(
+        f"Model suggestion loaded: {result.n_cells} cells. Click a cell to reshape or delete "
+        "it; draw to add; Undo (Ctrl+Z) brings back what was there before.", "info")
+
+
+@callback(Output(STATE, "data", allow_duplicate=True),
+          Output(MESSAGE, "children", allow_duplicate=True),
+          Input(B["revert"], "n_clicks"), State(INFO, "data"), prevent_initial_call=True)
+def revert(_n, info):
+    done, error = call(drafts.revert_to_saved, get_config(), state().blobs, info["id"])
+    if error:
+        return dash.no_update, alert(error, "info")
+    result, version = done
+    return view.state_from(result), alert(
+        f"Back to saved version {version}. Undo (Ctrl+Z) returns to your edits.", "info")
+
+
+# ------------------------------------------------------------------ saving
+def _saved_message(version) -> html.Div:
+    return alert(f"Saved version {version.version} ({version.n_cells} cells).", "success")
+
+
+def _save_error(error: str):
+    if "changed since you opened it" not in error:
+        return alert(error)
+    return dbc.Alert([error, html.Div([
+        dbc.Button("Reload (drop my draft)", id=B["reload"], size="sm", color="secondary",
+                   className="me-2 mt-2"),
+        dbc.Button("Save mine as a new version", id=B["force"], size="sm", color="warning",
+                   className="mt-2")])], color="warning", className="mt-2")
+
+
+def _save_callback(button: str, **options):
+    @callback(Output(STATE, "data", allow_duplicate=True),
+              Output(MESSAGE, "children", allow_duplicate=True),
+              Output(STATUS, "children", allow_duplicate=True),
+              Output(VERSION, "children", allow_duplicate=True),
+              Input(B[button], "n_clicks"), State(STATE, "data"), State(INFO, "data"),
+              prevent_initial_call=True)
+    def _run(_n, st, info):
+        version, error = call(annotations.save, get_config(), state().blobs, info["id"],
+                              **options)
+        if error:
+            return dash.no_update, _save_error(error), dash.no_update, dash.no_update
+        # the draft is kept with its edits (Undo still works); only the overlay's address and
+        # the counts change
+        new = {**(st or {}), "rev": f"v{version.version}", "selected": 0, "path": None,
+               "n_cells": version.n_cells, "n_points": version.n_points,
+               "can_undo": bool((st or {}).get("can_undo")) or bool(options.get("empty")),
+               "can_redo": bool((st or {}).get("can_redo"))}
+        return (new, _saved_message(version), view.status_after_save(version),
+                view.version_text(version))
+    _run.__name__ = f"on_{button.replace('-', '_')}"
+    return _run
+
+
+on_save = _save_callback("save")
+on_force = _save_callback("force", force=True)
+on_empty = _save_callback("empty", empty=True)
+
+
+@callback(Output(LOCATION, "href", allow_duplicate=True),
+          Output(MESSAGE, "children", allow_duplicate=True),
+          Input(B["reload"], "n_clicks"), State(INFO, "data"), prevent_initial_call=True)
+def reload_latest(n, info):
+    if not n:
+        raise dash.exceptions.PreventUpdate
+    _, error = call(drafts.discard, get_config(), info["id"])
+    return (dash.no_update, alert(error)) if error else (f"/annotate/{info['id']}", None)
+
+
+# ------------------------------------------------------------------ moving between images
+def _go_next(info, skip: bool):
+    skipped = [info["id"]] if skip else []
+    image_id, error = call(leases.next_image, get_config(), info["project"], skipped,
+                           info["id"] if info["can_edit"] else None)
+    if error:
+        return dash.no_update, alert(error, "info")
+    return f"/annotate/{image_id}", None
+
+
+@callback(Output(LOCATION, "href", allow_duplicate=True),
+          Output(MESSAGE, "children", allow_duplicate=True),
+          Input(B["save-next"], "n_clicks"), State(INFO, "data"),
+          prevent_initial_call=True)
+def save_and_next(_n, info):
+    version, error = call(annotations.save, get_config(), state().blobs, info["id"])
+    if error:
+        return dash.no_update, _save_error(error)
+    return _go_next(info, skip=False)
+
+
+def _move_callback(button: str, skip: bool):
+    @callback(Output(LOCATION, "href", allow_duplicate=True),
+              Output(MESSAGE, "children", allow_duplicate=True),
+              Input(B[button], "n_clicks"), State(INFO, "data"), prevent_initial_call=True)
+    def _run(_n, info):
+        return _go_next(info, skip=skip)
+    _run.__name__ = f"on_{button}"
+    return _run
+
+
+on_next = _move_callback("next", skip=False)
+on_skip = _move_callback("skip", skip=True)
+
+# This tab's history of workspace images, like a browser's: {stack: [ids], pos: index of the
+# image on screen, back: the id "Previous" is going to}. Opening an image by any other way
+# drops what lay ahead of the current one and adds it; "Previous" only moves `pos` back, so
+# pressing it again keeps walking back (it used to bounce between the last two images).
+HISTORY_JS = """
+    function history(seen) {
+        if (Array.isArray(seen)) { return {stack: seen.slice(), pos: seen.length - 1, back: null}; }
+        if (!seen || !Array.isArray(seen.stack)) { return {stack: [], pos: -1, back: null}; }
+        return {stack: seen.stack.slice(), pos: seen.pos, back: seen.back};
+    }
+"""
+clientside_callback(
+    f"""function(info, seen) {{ {HISTORY_JS}
+        var h = history(seen);
+        if (!(h.back === info.id && h.stack[h.pos] === info.id) && h.stack[h.pos] !== info.id) {{
+            h.stack = h.stack.slice(0, h.pos + 1);
+            h.stack.push(info.id);
+            h.stack = h.stack.slice(-50);
+            h.pos = h.stack.length - 1;
+        }}
+        h.back = null;
+        return [h, h.pos <= 0];
+    }}""",
+    Output(VISITED, "data"), Output(B["prev"], "disabled"), Input(INFO, "data"),
+    State(VISITED, "data"))
+clientside_callback(
+    f"""function(n, seen, info) {{ {HISTORY_JS}
+        var h = history(seen);
+        if (h.pos <= 0) {{ return [dash_clientside.no_update, dash_clientside.no_update]; }}
+        h.pos -= 1;
+        h.back = h.stack[h.pos];
+        return [h, '/annotate/' + h.back];
+    }}""",
+    Output(VISITED, "data", allow_duplicate=True),
+    Output(LOCATION, "href", allow_duplicate=True), Input(B["prev"], "n_clicks"),
+    State(VISITED, "data"), State(INFO, "data"), prevent_initial_call=True)
+
+
+@callback(Output(LEASE, "children"), Output(MESSAGE, "children", allow_duplicate=True),
+          Input(LEASE_TIMER, "n_intervals"), State(INFO, "data"), prevent_initial_call=True)
+def keep_lease(_n, info):
+    lease, error = call(leases.renew, get_config(), info["id"])
+    if error:
+        return "", alert(error, "warning")
+    return f"leased to you until {lease.expires_at:%H:%M} UTC", dash.no_update
+
+
+# ------------------------------------------------------------------ quality and review
+@callback(Output(MESSAGE, "children", allow_duplicate=True),
+          Output(STATUS, "children", allow_duplicate=True),
+          Input(B["exclude"], "n_clicks"), State(B["note"], "value"), State(INFO, "data"),
+          prevent_initial_call=True)
+def exclude(_n, note, info):
+    detail, error = call(gallery.set_excluded, info["id"], True, note or "")
+    if error:
+        return alert(error), dash.no_update
+    return alert("Image excluded from training and the queue.", "success"), detail.status
+
+
+def _review_callback(button: str, accept: bool):
+    @callback(Output(MESSAGE, "children", allow_duplicate=True),
+              Output(VERSION, "children", allow_duplicate=True),
+              Input(B[button], "n_clicks"), State(B["comment"], "value"), State(INFO, "data"),
+              prevent_initial_call=True)
+    def _run(_n, comment, info):
+        version, error = call(annotations.review, info["id"], accept, comment or "",
+                              enqueue=state().enqueue)
+        if error:
+            return alert(error), dash.no_update
+        return (alert("Accepted." if accept else "Sent back to the annotator.", "success"),
+                view.version_text(version))
+    _run.__name__ = f"on_{button.replace('-', '_')}"
+    return _run
+
+
+on_accept = _review_callback("accept", True)
+on_send_back = _review_callback("send-back", False)

@@ -1,0 +1,23 @@
+"""Component ids of the annotation workspace, shared by its page module and its helpers
+(prefixed "annotate-"; browser tests and the journey suite rely on them)."""
+
+INFO, STATE, GRAPH, CLICK = "annotate-info", "annotate-state", "annotate-graph", "annotate-click"
+SHAPE_EVENT, POLYGON_DONE = "annotate-shape-event", "annotate-polygon-done"
+TOOL, CLS, BRUSH, OPACITY = "annotate-tool", "annotate-class", "annotate-brush", "annotate-opacity"
+MESSAGE, COUNTS, LOCATION, VISITED = ("annotate-message", "annotate-counts", "annotate-location",
+                                      "annotate-visited")
+LEASE_TIMER, LEASE = "annotate-lease-timer", "annotate-lease"
+STATUS, VERSION = "annotate-status", "annotate-version"       # header: image status, version
+RECLASS = "annotate-reclass"             # {"cls", "t"}: set the selected cell's class
+SUGGEST_GO = "annotate-suggest-go"       # {"t"}: run the model suggestion now
+SUGGEST_MODAL, SUGGEST_TEXT = "annotate-suggest-modal", "annotate-suggest-text"
+SUGGEST_PROGRESS = "annotate-suggest-progress"
+B = {name: f"annotate-{name}" for name in (
+    "undo", "redo", "delete", "deselect", "clear", "suggest", "whole", "save", "save-next",
+    "empty", "force", "reload", "exclude", "note", "accept", "send-back", "comment", "next",
+    "skip", "prev", "brush-down", "brush-up", "close-polygon", "cancel-suggest", "set-class",
+    "revert", "suggest-confirm", "suggest-keep")}
+IDS = {"tool": TOOL, "cls": CLS}
+Z = "annotate-z"
+CHANNEL_IDS = {"visible": "annotate-channel-visible", "colour": "annotate-channel-colour",
+               "range": "annotate-channel-range"}
