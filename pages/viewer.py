@@ -91,6 +91,8 @@ def layout(image_id=None, **_query):
         dcc.Store(id=PREDICTION),
         html.Div([html.H3(detail.name, className="me-3 text-truncate", id="viewer-name"),
                   dbc.Badge(detail.status, color="secondary", id="viewer-status", className="me-2"),
+                  dbc.Button("Annotate", href=f"/annotate/{iid}", id="viewer-annotate", size="sm",
+                             color="success", className="me-2") if can_suggest else None,
                   dcc.Link("← images", href=f"/projects/{detail.project_id}/images")],
                  className="d-flex align-items-center mb-2"),
         dbc.Row([
