@@ -1,4 +1,6 @@
-"""Images page: upload, a paged and sortable gallery with thumbnails, delete, export."""
+"""Images page: upload images (with their label images) and label images on their own, an
+import job's progress and outcome, a paged and sortable gallery with thumbnails and links
+into the viewer and the annotation workspace, delete, export."""
 from __future__ import annotations
 
 from urllib.parse import urlencode
@@ -9,8 +11,10 @@ from dash import ALL, Input, Output, State, callback, dcc, html
 
 from app.context import get_config, state
 from app.services import exports, gallery, jobs, projects, uploads
+from app.services.formats import MASK_UPLOAD_SUFFIXES, accepted_text
 from app.services.projects import IMAGE_STATUSES
 from pages._common import alert, call, error_page, to_int
+from pages._imports import job_block, result_table, rows_of
 
 dash.register_page(__name__, path_template="/projects/<project_id>/images",
                    title="Images · CellLoop")
@@ -18,9 +22,13 @@ dash.register_page(__name__, path_template="/projects/<project_id>/images",
 PROJECT_ID = "images-project-id"
 UPLOAD = "images-upload"
 UPLOAD_RESULT = "images-upload-result"
-JOB = "images-job"
+MASK_UPLOAD = "images-mask-upload"
+MASK_REPLACE = "images-mask-replace"
+MASK_RESULT = "images-mask-result"
+JOB = "images-job"              # the ids of the import jobs this page follows
 POLL = "images-job-poll"
 JOB_STATUS = "images-job-status"
+ANNOTATE = "images-annotate"    # pattern id type, keyed by image
 STATUS = "images-filter-status"
 SORT = "images-sort"
 PAGER = "images-pager"
@@ -37,21 +45,7 @@ STATUS_COLOURS = {"new": "secondary", "in_progress": "warning", "annotated": "su
 
 
 
-def result_table(results) -> dbc.Table | None:
-    if not results:
-        return None
-    colours = {"imported": "success", "duplicate": "secondary", "rejected": "danger"}
-    rows = [html.Tr([html.Td(r["name"]), html.Td(dbc.Badge(r["status"],
-                                                           color=colours[r["status"]])),
-                     html.Td(r.get("message", ""), className="small")]) for r in results]
-    counts = {s: sum(r["status"] == s for r in results) for s in colours}
-    return html.Div([
-        html.P(f"{counts['imported']} imported, {counts['duplicate']} duplicates, "
-               f"{counts['rejected']} rejected", className="mb-1", id="images-upload-summary"),
-        dbc.Table(html.Tbody(rows), size="sm", className="small upload-results")])
-
-
-def gallery_grid(page: gallery.ImagePage, can_delete: bool):
+def gallery_grid(page: gallery.ImagePage, can_delete: bool, can_annotate: bool):
     if not page.items:
         return dbc.Alert("No images here yet. Upload some above, or use `python -m app import`.",
                          color="light", id="images-empty")
@@ -74,8 +68,14 @@ def gallery_grid(page: gallery.ImagePage, can_delete: bool):
                           f" · {im.annotator}" if im.annotator else "",
                           f" · score {im.score:.3f}" if im.score is not None else ""],
                          className="small text-muted"),
-                dbc.Checkbox(id={"type": SELECT, "image": im.id}, value=False,
-                             className="mt-1") if can_delete else None,
+                html.Div([
+                    dcc.Link("Annotate", href=f"/annotate/{im.id}",
+                             id={"type": ANNOTATE, "image": im.id},
+                             className="btn btn-sm btn-outline-primary py-0 me-2")
+                    if can_annotate and im.status != "excluded" else None,
+                    dbc.Checkbox(id={"type": SELECT, "image": im.id}, value=False,
+                                 className="d-inline-block") if can_delete else None,
+                ], className="mt-1 d-flex align-items-center"),
             ], className="p-2"),
         ], className="h-100 image-card"), xs=6, md=4, lg=3, xl=2, className="mb-3"))
     return dbc.Row(cards, id="images-grid")
@@ -88,23 +88,17 @@ def layout(project_id=None, **_query):
         return error_page(error)
     can_import = project.role in ("annotator", "reviewer", "owner")
     can_delete = project.role == "owner"
+    running = _running_imports(pid) if can_import else []
     return html.Div([
         dcc.Store(id=PROJECT_ID, data=pid),
-        dcc.Store(id=JOB),
+        dcc.Store(id=JOB, data=running),
         dcc.Store(id=REFRESH, data=0),
-        dcc.Interval(id=POLL, interval=1000, disabled=True),
+        dcc.Interval(id=POLL, interval=1500, disabled=not running),
         html.Div([html.H2(["Images · ", dcc.Link(project.name, href=f"/projects/{pid}")],
                           className="me-auto"),
                   dbc.Badge(project.role, color="info")],
                  className="d-flex align-items-center mb-3"),
-        dbc.Card(dbc.CardBody([
-            dcc.Upload(id=UPLOAD, multiple=True, className="upload-zone",
-                       children=html.Div(["Drop images here or ", html.A("choose files"),
-                                          html.Div("TIFF/OME-TIFF, PNG, JPEG, NPY, HDF5 or .zip",
-                                                   className="small text-muted")])),
-            dcc.Loading(html.Div(id=UPLOAD_RESULT), type="dot"),
-            html.Div(id=JOB_STATUS),
-        ]), className="mb-3") if can_import else None,
+        upload_card() if can_import else None,
         dbc.Row([
             dbc.Col(dcc.Dropdown([{"label": "all statuses", "value": ""}]
                                  + [{"label": s, "value": s} for s in IMAGE_STATUSES],
@@ -144,6 +138,47 @@ def layout(project_id=None, **_query):
     ])
 
 
+def upload_card() -> dbc.Card:
+    hint = "small text-muted mt-1"
+    return dbc.Card(dbc.CardBody([
+        dbc.Row([
+            dbc.Col([
+                html.H6("Images"),
+                dcc.Upload(id=UPLOAD, multiple=True, className="upload-zone", children=html.Div(
+                    ["Drop images here or ", html.A("choose files")])),
+                html.Div(f"Accepted: {accepted_text()}.", className=hint,
+                         id="images-accepted"),
+                html.Div("A label image named like its image plus _masks (a.tif with "
+                         "a_masks.tif) comes in as that image's annotation; in a .zip, put "
+                         "label images in a labels/ or masks/ folder.", className=hint),
+            ], md=7),
+            dbc.Col([
+                html.H6("Label images (masks)"),
+                dcc.Upload(id=MASK_UPLOAD, multiple=True, className="upload-zone",
+                           children=html.Div(["Drop label images for images already here, "
+                                              "or ", html.A("choose files")])),
+                html.Div("Matched by file name: cell_01.tif, cell_01_masks.tif or "
+                         "cell_01_labels.png go with the image cell_01. Each becomes an "
+                         "imported annotation: 0 is background, and each cell has its own "
+                         f"number. Accepted: {accepted_text(MASK_UPLOAD_SUFFIXES)}.",
+                         className=hint),
+                dbc.Checkbox(id=MASK_REPLACE, value=False, className="small mt-1",
+                             label="Replace existing annotations (added as a new version; "
+                                   "the history is kept)"),
+            ], md=5),
+        ], className="g-3"),
+        dcc.Loading(html.Div([html.Div(id=UPLOAD_RESULT), html.Div(id=MASK_RESULT)]),
+                    type="dot"),
+        html.Div(id=JOB_STATUS, className="mt-2"),
+    ]), className="mb-3")
+
+
+def _running_imports(project_id: int) -> list[int]:
+    """Import jobs of the project still queued or running (followed again after a reload)."""
+    items, _error = call(jobs.list_jobs, project_id, 20)
+    return [j.id for j in items or [] if j.kind == "import" and j.state in ("queued", "running")]
+
+
 @callback(Output(GALLERY, "children"), Output(PAGER, "max_value"),
           Input(STATUS, "value"), Input(SORT, "value"), Input(PAGER, "active_page"),
           Input(REFRESH, "data"), State(PROJECT_ID, "data"))
@@ -153,45 +188,68 @@ def show_gallery(status, sort, page, _refresh, project_id):
                          sort.lstrip("-"), sort.startswith("-"), status or None)
     if error:
         return alert(error), 1
-    role, _ = call(projects.get_project, to_int(project_id))
-    return gallery_grid(result, role is not None and role.role == "owner"), result.n_pages
+    project, _ = call(projects.get_project, to_int(project_id))
+    role = project.role if project is not None else None
+    return (gallery_grid(result, role == "owner", role in ("annotator", "reviewer", "owner")),
+            result.n_pages)
+
+
+def _outcome(outcome, summary_id: str, masks: bool, job_ids, refresh):
+    """(results, followed jobs, poll disabled, gallery refresh) after an upload."""
+    shown = result_table(rows_of(outcome.results), summary_id, masks)
+    if outcome.job_id is None:
+        return shown, dash.no_update, dash.no_update, (refresh or 0) + 1
+    return shown, list(job_ids or []) + [outcome.job_id], False, dash.no_update
 
 
 @callback(Output(UPLOAD_RESULT, "children"), Output(JOB, "data"), Output(POLL, "disabled"),
           Output(REFRESH, "data", allow_duplicate=True),
           Input(UPLOAD, "contents"), State(UPLOAD, "filename"), State(PROJECT_ID, "data"),
-          State(REFRESH, "data"), prevent_initial_call=True)
-def upload_files(contents, filenames, project_id, refresh):
+          State(JOB, "data"), State(REFRESH, "data"), prevent_initial_call=True)
+def upload_files(contents, filenames, project_id, job_ids, refresh):
     if not contents:
         raise dash.exceptions.PreventUpdate
     outcome, error = call(uploads.upload, state().blobs, get_config(), to_int(project_id),
                           list(zip(filenames or [], contents)), state().enqueue)
     if error:
-        return alert(error), None, True, dash.no_update
-    if outcome.job_id is not None:
-        return (alert(f"Importing in the background (job #{outcome.job_id}).", "info"),
-                outcome.job_id, False, dash.no_update)
-    return (result_table([{"name": r.name, "status": r.status, "message": r.message}
-                          for r in outcome.results]), None, True, (refresh or 0) + 1)
+        return alert(error), dash.no_update, dash.no_update, dash.no_update
+    return _outcome(outcome, "images-upload-summary", False, job_ids, refresh)
+
+
+@callback(Output(MASK_RESULT, "children"), Output(JOB, "data", allow_duplicate=True),
+          Output(POLL, "disabled", allow_duplicate=True),
+          Output(REFRESH, "data", allow_duplicate=True),
+          Input(MASK_UPLOAD, "contents"), State(MASK_UPLOAD, "filename"),
+          State(MASK_REPLACE, "value"), State(PROJECT_ID, "data"), State(JOB, "data"),
+          State(REFRESH, "data"), prevent_initial_call=True)
+def upload_masks(contents, filenames, replace, project_id, job_ids, refresh):
+    if not contents:
+        raise dash.exceptions.PreventUpdate
+    outcome, error = call(uploads.upload_masks, state().blobs, get_config(), to_int(project_id),
+                          list(zip(filenames or [], contents)), state().enqueue, bool(replace))
+    if error:
+        return alert(error), dash.no_update, dash.no_update, dash.no_update
+    return _outcome(outcome, "images-mask-summary", True, job_ids, refresh)
 
 
 @callback(Output(JOB_STATUS, "children"), Output(POLL, "disabled", allow_duplicate=True),
           Output(REFRESH, "data", allow_duplicate=True),
-          Input(POLL, "n_intervals"), State(JOB, "data"), State(REFRESH, "data"),
-          prevent_initial_call=True)
-def poll_job(_n, job_id, refresh):
-    if job_id is None:
+          Input(POLL, "n_intervals"), State(JOB, "data"), State(PROJECT_ID, "data"),
+          State(REFRESH, "data"), prevent_initial_call=True)
+def poll_jobs(_n, job_ids, project_id, refresh):
+    """Each followed import job: progress while it runs, then its results or its failure;
+    the gallery is refreshed once they are all over."""
+    if not job_ids:
         return None, True, dash.no_update
-    job, error = call(jobs.get_job, int(job_id))
-    if error:
-        return alert(error), True, dash.no_update
-    if job.state in ("queued", "running"):
-        pct = round(100 * job.progress)
-        return html.Div([dbc.Progress(value=pct, label=f"{pct}%", className="mb-1"),
-                         html.Div(job.message, className="small text-muted")]), False, dash.no_update
-    if job.state == "done":
-        return result_table(job.result.get("files", [])), True, (refresh or 0) + 1
-    return alert(f"Import {job.state}: {job.error or job.message}"), True, (refresh or 0) + 1
+    blocks, active = [], False
+    for job_id in reversed(job_ids[-5:]):
+        job, error = call(jobs.get_job, to_int(job_id))
+        if error:
+            blocks.append(alert(f"Job #{job_id}: {error}"))
+            continue
+        active = active or job.state in ("queued", "running")
+        blocks.append(job_block(job, to_int(project_id)))
+    return blocks, not active, dash.no_update if active else (refresh or 0) + 1
 
 
 @callback(Output(DELETE + "-modal", "is_open"), Input(DELETE, "n_clicks"),

@@ -72,7 +72,8 @@ def _summary(results, statuses) -> dict:
     counts = {s: sum(r.status == s for r in results) for s in statuses}
     counts["restored"] = sum(r.restored for r in results)
     return {**counts, "files": [{"name": r.name, "status": r.status, "message": r.message,
-                                 "n_cells": r.n_cells, "restored": r.restored}
+                                 "n_cells": r.n_cells, "restored": r.restored,
+                                 "image_id": r.image_id}
                                 for r in results[:5000]]}
 
 
