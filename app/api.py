@@ -127,6 +127,8 @@ def export(project_id: int):
     folder.mkdir(parents=True, exist_ok=True)
     exports.remove_old_exports(folder)
     path = folder / f"project-{project_id}-{secrets.token_hex(8)}.zip"
-    exports.export_zip(get_session(), current_actor(), state().blobs, project_id, path, formats)
+    accepted = request.args.get("accepted", "") in ("1", "true", "yes", "on")
+    exports.export_zip(get_session(), current_actor(), state().blobs, project_id, path, formats,
+                       accepted_only=accepted)
     return send_file(path, mimetype="application/zip", as_attachment=True,
                      download_name=f"cellloop-project-{project_id}.zip")

@@ -39,6 +39,7 @@ DELETE = "images-delete"
 DELETE_MESSAGE = "images-delete-message"
 FORMATS = "images-export-formats"
 EXPORT = "images-export-link"
+EXPORT_ACCEPTED = "images-export-accepted"
 PER_PAGE = 24
 STATUS_COLOURS = {"new": "secondary", "in_progress": "warning", "annotated": "success",
                   "reviewed": "primary", "excluded": "dark"}
@@ -132,6 +133,8 @@ def layout(project_id=None, **_query):
                                                       "coco": "COCO JSON",
                                                       "counts": "counts CSV/JSON"}[f],
                                             "value": f} for f in exports.FORMATS]), md="auto"),
+            dbc.Col(dbc.Switch(id=EXPORT_ACCEPTED, value=False,
+                               label="accepted annotations only"), md="auto"),
             dbc.Col(html.A("Download .zip", id=EXPORT, className="btn btn-outline-primary btn-sm",
                            href=f"/api/projects/{pid}/export.zip"), md="auto"),
         ], className="align-items-center mb-4"),
@@ -274,7 +277,9 @@ def delete_selected(_n, values, ids, project_id, refresh):
     return alert(f"Deleted {n} image(s).", "success"), (refresh or 0) + 1, False
 
 
-@callback(Output(EXPORT, "href"), Input(FORMATS, "value"), State(PROJECT_ID, "data"))
-def export_link(formats, project_id):
-    query = urlencode({"formats": ",".join(formats or []) or "counts"})
+@callback(Output(EXPORT, "href"), Input(FORMATS, "value"), Input(EXPORT_ACCEPTED, "value"),
+          State(PROJECT_ID, "data"))
+def export_link(formats, accepted, project_id):
+    query = urlencode({"formats": ",".join(formats or []) or "counts",
+                       **({"accepted": "1"} if accepted else {})})
     return f"/api/projects/{to_int(project_id)}/export.zip?{query}"

@@ -3,7 +3,10 @@ sample layout, COCO instance JSON, per-image counts (CSV, JSON) and a manifest w
 annotation history (who, when, source, from which model version).
 
 Each image's newest non-draft annotation is exported; images without one are exported as
-images only. Deleted images appear in the manifest (marked) until purged.
+images only. With `accepted_only`, each image's newest *accepted* version is exported instead
+(a newer version still waiting for review is left out), and images without an accepted
+version are left out of the data files. Deleted images appear in the manifest (marked) until
+purged.
 """
 from __future__ import annotations
 
@@ -59,9 +62,16 @@ def _safe_stem(name: str, image_id: int, used: set[str]) -> str:
     return stem
 
 
+def _chosen_version(versions: list[Annotation], accepted_only: bool) -> Annotation | None:
+    """The version an export uses: the newest, or the newest accepted one."""
+    if accepted_only:
+        versions = [a for a in versions if a.review_state == "accepted"]
+    return versions[-1] if versions else None
+
+
 def export_project(session: Session, actor: Actor, store: BlobStore, project_id: int,
                    out_dir: str | Path, formats: tuple[str, ...] = FORMATS,
-                   progress=None) -> ExportSummary:
+                   progress=None, accepted_only: bool = False) -> ExportSummary:
     project = require(session, actor, project_id, "export")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,14 +84,16 @@ def export_project(session: Session, actor: Actor, store: BlobStore, project_id:
         history.setdefault(ann.image_id, []).append(ann)
     used: set[str] = set()
     samples, coco_images, coco_anns, counts, manifest_images = [], [], [], [], []
-    live = [im for im in images if im.deleted_at is None]
+    n_exported = 0
     for i, image in enumerate(images):
         versions = [a for a in history.get(image.id, []) if not a.is_draft]
-        manifest_images.append(_manifest_entry(image, history.get(image.id, []), users))
-        if image.deleted_at is not None:
+        latest = _chosen_version(versions, accepted_only)
+        manifest_images.append(_manifest_entry(image, history.get(image.id, []), users,
+                                               latest.version if latest else None))
+        if image.deleted_at is not None or (accepted_only and latest is None):
             continue
+        n_exported += 1
         stem = _safe_stem(image.name, image.id, used)
-        latest = versions[-1] if versions else None
         pixels = get_array(store, image.blob_key)
         labels = (get_array(store, latest.label_blob_key)
                   if latest is not None and latest.label_blob_key else None)
@@ -127,17 +139,20 @@ def export_project(session: Session, actor: Actor, store: BlobStore, project_id:
     writers.write_json(out / "manifest.json", {
         "project": {"id": project.id, "name": project.name, "description": project.description,
                     "channels": project.channels, "classes": project.classes},
-        "exported_by": actor.username, "formats": list(formats), "images": manifest_images})
+        "exported_by": actor.username, "formats": list(formats),
+        "accepted_only": bool(accepted_only), "images": manifest_images})
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     n_annotated = sum(1 for c in counts if c["annotation_version"] != "")
-    return ExportSummary(str(out), tuple(formats), len(live), n_annotated, tuple(written))
+    return ExportSummary(str(out), tuple(formats), n_exported, n_annotated, tuple(written))
 
 
-def _manifest_entry(image: Image, annotations: list[Annotation], users: dict) -> dict:
+def _manifest_entry(image: Image, annotations: list[Annotation], users: dict,
+                    exported_version: int | None) -> dict:
     return {
         "id": image.id, "name": image.name, "sha256": image.sha256, "shape_zcyx": image.shape,
         "dtype": image.dtype, "status": image.status, "quality_note": image.quality_note,
         "deleted_at": image.deleted_at.isoformat() if image.deleted_at else None,
+        "exported_version": None if image.deleted_at else exported_version,
         "annotations": [{
             "version": a.version, "author": users.get(a.author_id, ""),
             "created_at": a.created_at.isoformat(), "source": a.source,
@@ -148,10 +163,12 @@ def _manifest_entry(image: Image, annotations: list[Annotation], users: dict) ->
 
 
 def export_zip(session: Session, actor: Actor, store: BlobStore, project_id: int,
-               zip_path: str | Path, formats: tuple[str, ...] = FORMATS) -> ExportSummary:
+               zip_path: str | Path, formats: tuple[str, ...] = FORMATS,
+               accepted_only: bool = False) -> ExportSummary:
     """Export into a temporary folder and pack it as one .zip (written atomically)."""
     with tempfile.TemporaryDirectory(dir=Path(zip_path).parent) as tmp:
-        summary = export_project(session, actor, store, project_id, tmp, formats)
+        summary = export_project(session, actor, store, project_id, tmp, formats,
+                                 accepted_only=accepted_only)
         with writers.atomic_path(zip_path) as part:
             with zipfile.ZipFile(part, "w", zipfile.ZIP_DEFLATED, compresslevel=4) as zf:
                 for name in summary.files:
