@@ -123,9 +123,10 @@ def layout(image_id=None, **_query):
                                       type="dot")], className="mt-2") if can_suggest else None,
                 html.H6("Quality", className="mt-3"),
                 dbc.Textarea(id=NOTE, value=detail.quality_note, placeholder="note (why excluded)",
-                             size="sm"),
+                             size="sm", disabled=not can_suggest),     # viewers: look only
                 dbc.Button("Include again" if detail.status == "excluded" else "Exclude image",
-                           id=EXCLUDE, size="sm", color="outline-warning", className="mt-1"),
+                           id=EXCLUDE, size="sm", color="outline-warning", className="mt-1",
+                           disabled=not can_suggest),
                 html.Div(id=MESSAGE),
             ], lg=3),
         ]),

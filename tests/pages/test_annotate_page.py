@@ -105,3 +105,128 @@ def test_learning_settings_callback_refuses_non_owners(as_user, world, image_id)
     with as_user("owner"):
         message = text(learning.save_settings(1, world["project_id"], "bald", 8, 3, 5, 10))
     assert "Saved: BALD" in message
+
+
+# ------------------------------------------------------------------ issue 19
+def _find(component, component_id):
+    """The component with `component_id` in a layout tree, or None."""
+    if getattr(component, "id", None) == component_id:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if child is not None and hasattr(child, "to_plotly_json"):
+            found = _find(child, component_id)
+            if found is not None:
+                return found
+    return None
+
+
+def _draw_and_save(db, config, image_id, who="annotator"):
+    from app.services import annotations, drafts
+    from storage.blobstore import LocalBlobStore
+    from tests.conftest import actor
+    store = LocalBlobStore(config.blob_dir)
+    with db.session_scope() as s:
+        drafts.record_edit(s, actor(s, who), config, store, image_id,
+                           {"op": "add", "shape": SQUARE})
+        annotations.save(s, actor(s, who), config, store, image_id)
+
+
+def test_class_changes_only_reclassify_on_request(dash_app):
+    """Item 4: nothing re-classifies the selected cell when the class picker changes; the
+    RECLASS request (Set class button, Shift+digit) does."""
+    for key, spec in dash_app.callback_map.items():
+        if any(i["id"] == "annotate-class" for i in spec["inputs"]):
+            assert "annotate-state" not in key
+
+
+def test_reclassify_sets_the_selected_cells_class(as_user, world, image_id, db, config):
+    from pages import annotate
+    info = {"id": image_id, "project": world["project_id"], "width": 80, "height": 60,
+            "can_edit": True, "classes": ["cell"]}
+    with as_user("annotator"):
+        st, _ = annotate.drawn({"shapes": [SQUARE]}, "draw", 0, 8, {"selected": 0}, info)
+        assert st["selected"] == 1 and st["selected_cls"] == 0
+        _, message = annotate.reclassify({"cls": 0, "t": 1}, {**st, "selected": 0}, info)
+        assert "Select a cell first" in text(message)
+        _, message = annotate.reclassify({"cls": 3, "t": 1}, st, info)
+        assert "Unknown cell class" in text(message)        # the server checks the class
+        new, message = annotate.reclassify({"cls": 0, "t": 2}, st, info)
+        assert message is None and new["selected"] == 1
+
+
+def test_header_and_counts_follow_a_save(as_user, world, image_id, db, config):
+    """Item 9: after Save the header shows the version and status without a reload, and a
+    page opened on a saved annotation (with or without a draft) shows the cell count."""
+    from pages import _annotate_flow, annotate
+    info = {"id": image_id, "project": world["project_id"], "width": 80, "height": 60,
+            "can_edit": True, "classes": ["cell"]}
+    with as_user("annotator"):
+        st, _ = annotate.drawn({"shapes": [SQUARE]}, "draw", 0, 8, {"selected": 0}, info)
+        new, message, status, version = _annotate_flow.on_save(1, st, info)
+    assert "Saved version 1" in text(message) and status == "annotated"
+    assert version.startswith("version 1 by annotator") and new["can_undo"]
+    for who in ("annotator", "viewer"):
+        with as_user(who):
+            page = annotate.layout(str(image_id))
+        assert _find(page, "annotate-state").data["n_cells"] == 1, who
+    with as_user("annotator"):
+        first = _find(annotate.layout(str(image_id)), "annotate-state").data
+    assert first["can_undo"]                                  # item 10: history kept
+
+
+def test_viewer_gets_no_edit_affordance(as_user, world, image_id, db, config):
+    """Item 11: every edit control is disabled for a viewer, and the server never gives a
+    viewer's figure a drawing drag mode."""
+    from pages import annotate, viewer
+    _draw_and_save(db, config, image_id)
+    with as_user("viewer"):
+        page = annotate.layout(str(image_id))
+        shown = viewer.layout(str(image_id))
+    for control in ("annotate-exclude", "annotate-note", "annotate-revert", "annotate-set-class",
+                    "annotate-suggest", "annotate-undo", "annotate-clear", "annotate-whole"):
+        assert _find(page, control).disabled, control
+    assert all(o["disabled"] for o in _find(page, "annotate-class").options)
+    tools = {o["value"]: o["disabled"] for o in _find(page, "annotate-tool").options}
+    assert tools.pop("select") is False and tools.pop("zoom") is False and all(tools.values())
+    assert _find(shown, "viewer-exclude").disabled and _find(shown, "viewer-note").disabled
+    info = {"id": image_id, "can_edit": False, "colors": ["#ff0000"]}
+    for tool in ("draw", "ellipse", "brush", "erase", "polygon"):
+        patch = annotate.choose_tool(tool, 8, 0, info).to_plotly_json()
+        assert patch["operations"][0]["params"]["value"] == "pan"
+    with as_user("annotator"):
+        assert not _find(viewer.layout(str(image_id)), "viewer-exclude").disabled
+
+
+def test_counting_projects_show_only_counting_tools_and_help_names_every_tool(
+        as_user, world, image_id, db):
+    """Items 10 and 14: a points project offers Select, Point, Region and Zoom only; the
+    keyboard help lists every tool's letter, L (polygon) included."""
+    from app.services import projects
+    from pages import _annotate_view as view
+    from pages import annotate
+    from tests.conftest import actor
+    with as_user("annotator"):
+        tools = [o["value"] for o in _find(annotate.layout(str(image_id)), "annotate-tool").options]
+    assert "polygon" in tools and "ellipse" in tools
+    assert view.shortcuts(False)[0][0].split() == [key for _v, _l, key, _m in view.TOOLS]
+    assert "L" in view.shortcuts(False)[0][0].split()
+    with db.session_scope() as s:
+        projects.set_annotation_mode(s, actor(s, "owner"), world["project_id"], "points")
+    with as_user("annotator"):
+        page = annotate.layout(str(image_id))
+    tools = [o["value"] for o in _find(page, "annotate-tool").options]
+    assert tools == ["select", "region", "point", "zoom"]
+    assert view.shortcuts(True)[0][0] == "S G P Z"
+
+
+def test_ellipse_is_the_box_dragged_corner_to_corner(dash_app):
+    """Item 10: the ellipse tool drags a box like the rectangle; the server fills the
+    ellipse inscribed in it."""
+    from pages import _annotate_view as view
+    from pages.annotate import edit_for_drawing
+    assert view.DRAGMODE["ellipse"] == view.DRAGMODE["rect"] == "drawrect"
+    box = {"type": "rect", "x0": 10, "y0": 5, "x1": 30, "y1": 25}
+    edit = edit_for_drawing({"shapes": [box]}, "ellipse", 0, 8, {})
+    assert edit == {"op": "add", "cls": 0, "shape": {**box, "type": "circle"}}
+    assert edit_for_drawing({"shapes": [box]}, "rect", 0, 8, {})["shape"]["type"] == "rect"
