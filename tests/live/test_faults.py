@@ -70,8 +70,14 @@ def test_a_model_download_then_a_suggestion_keeps_the_app_writable(live):
             lambda d: d.find_element(By.ID, "annotate-suggest"))
         WebDriverWait(driver, 30).until(lambda d: button.is_enabled())
         button.click()
-        WebDriverWait(driver, 120).until(
-            lambda d: "Model suggestion loaded" in d.find_element(By.ID, "annotate-message").text)
+        asked = []        # with cells on screen the workspace asks before replacing them
+
+        def loaded(d):
+            confirm = d.find_elements(By.ID, "annotate-suggest-confirm")
+            if not asked and confirm and confirm[0].is_displayed():
+                asked.append(confirm[0].click())
+            return "Model suggestion loaded" in d.find_element(By.ID, "annotate-message").text
+        WebDriverWait(driver, 120).until(loaded)
     finally:
         driver.quit()
     start = time.time()
