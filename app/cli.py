@@ -187,9 +187,11 @@ def cmd_export(config: Config, args) -> None:
         pid = projects.find_project_id(s, args.project)
         out = Path(args.out)
         if out.suffix == ".zip":
-            summary = exports.export_zip(s, SYSTEM, store, pid, out, formats)
+            summary = exports.export_zip(s, SYSTEM, store, pid, out, formats,
+                                         accepted_only=args.accepted_only)
         else:
-            summary = exports.export_project(s, SYSTEM, store, pid, out, formats)
+            summary = exports.export_project(s, SYSTEM, store, pid, out, formats,
+                                             accepted_only=args.accepted_only)
     print(f"exported {summary.n_images} images ({summary.n_annotated} annotated) as "
           f"{', '.join(summary.formats)} to {summary.out_dir} ({len(summary.files)} files)")
 
@@ -414,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("out", help="output folder, or a .zip file")
     c.add_argument("--format", default="all",
                    help="tiff, png, hdf5, coco, counts or all (comma separated)")
+    c.add_argument("--accepted-only", action="store_true",
+                   help="only accepted annotations (each image's newest accepted version)")
     c.set_defaults(fn=cmd_export)
     c = sub.add_parser("train", help="train a model on a project's annotations (in this process)")
     c.add_argument("project", help="project name or id")

@@ -72,3 +72,27 @@ def test_images_page_export_link_carries_the_choice(server, world):
     assert page.export_link(["tiff", "counts"], True, pid) == (
         f"/api/projects/{pid}/export.zip?formats=tiff%2Ccounts&accepted=1")
     assert page.export_link(["tiff"], False, pid).endswith("?formats=tiff")
+
+
+def test_cli_export_accepted_only(tmp_path, monkeypatch, capsys):
+    from app import cli
+    from tests.images_data import nuclei, tiff
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CELLLOOP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CELLLOOP_ENV", "development")
+    src = tmp_path / "src"
+    (src / "masks").mkdir(parents=True)
+    for k in range(3):
+        img, lab = nuclei(seed=k)
+        (src / f"cell{k}.tif").write_bytes(tiff(img))
+        if k < 2:       # imported masks count as accepted; cell2 has none
+            (src / "masks" / f"cell{k}_masks.tif").write_bytes(tiff(lab))
+    assert cli.main(["init-db"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("boss-password\n"))
+    assert cli.main(["create-user", "boss", "--admin"]) == 0
+    assert cli.main(["create-project", "P", "--owner", "boss"]) == 0
+    assert cli.main(["import", "P", str(src), "--masks", str(src / "masks"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli.main(["export", "P", str(tmp_path / "o"), "--format", "counts",
+                     "--accepted-only"]) == 0
+    assert "exported 2 images (2 annotated)" in capsys.readouterr().out
