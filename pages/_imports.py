@@ -2,7 +2,8 @@
 attaching label images), and an import job from queued to its end: progress while it runs,
 then its results, or why it failed. Ids and classes here are stable for tests:
 `images-upload-summary`, `images-mask-summary`, `images-job-summary` (result lines),
-`images-job-outcome` (the line that ends a job: "Import #5 finished: ...", "... failed: ...")."""
+`images-job-outcome` (the line that ends a job: "Import #5 finished: ...", "... failed: ..."),
+`{"type": "images-job-cancel", "job": id}` (Cancel while it is queued or running)."""
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
@@ -11,6 +12,7 @@ from dash import dcc, html
 from app.services.jobs import JobInfo
 from pages._jobs import job_progress
 
+CANCEL = "images-job-cancel"    # pattern id type, keyed by job
 COLOURS = {"imported": "success", "restored": "info", "duplicate": "secondary",
            "rejected": "danger", "attached": "success", "skipped": "secondary"}
 
@@ -55,7 +57,11 @@ def job_block(job: JobInfo, project_id: int):
     masks = bool(job.result.get("attach_masks"))
     what = "Label images" if masks else "Import"
     if job.state in ("queued", "running"):
-        return html.Div(job_progress(job), className="mb-2")
+        cancel = (html.Span("Cancelling...", className="small text-muted")
+                  if job.cancel_requested else
+                  dbc.Button("Cancel", id={"type": CANCEL, "job": job.id}, size="sm",
+                             color="outline-danger", className="py-0"))
+        return html.Div([job_progress(job), cancel], className="mb-2")
     if job.state == "done":
         rows = job.result.get("files", [])
         return html.Div([

@@ -7,14 +7,14 @@ from urllib.parse import urlencode
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import ALL, Input, Output, State, callback, dcc, html
+from dash import ALL, MATCH, Input, Output, State, callback, dcc, html
 
 from app.context import get_config, state
 from app.services import exports, gallery, jobs, projects, uploads
 from app.services.formats import MASK_UPLOAD_SUFFIXES, accepted_text
 from app.services.projects import IMAGE_STATUSES
 from pages._common import alert, call, error_page, to_int
-from pages._imports import job_block, result_table, rows_of
+from pages._imports import CANCEL, job_block, result_table, rows_of
 
 dash.register_page(__name__, path_template="/projects/<project_id>/images",
                    title="Images · CellLoop")
@@ -253,6 +253,17 @@ def poll_jobs(_n, job_ids, project_id, refresh):
         active = active or job.state in ("queued", "running")
         blocks.append(job_block(job, to_int(project_id)))
     return blocks, not active, dash.no_update if active else (refresh or 0) + 1
+
+
+@callback(Output({"type": CANCEL, "job": MATCH}, "children"),
+          Output({"type": CANCEL, "job": MATCH}, "disabled"),
+          Input({"type": CANCEL, "job": MATCH}, "n_clicks"),
+          State({"type": CANCEL, "job": MATCH}, "id"), prevent_initial_call=True)
+def cancel_job(n_clicks, button):
+    if not n_clicks:
+        raise dash.exceptions.PreventUpdate
+    _job, error = call(uploads.cancel_import, get_config(), to_int(button["job"]))
+    return (error or "Cancelling..."), True
 
 
 @callback(Output(DELETE + "-modal", "is_open"), Input(DELETE, "n_clicks"),

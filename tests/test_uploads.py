@@ -162,6 +162,31 @@ def test_cancelled_job_removes_staging(session, store, config, world, db, monkey
     assert session.scalar(select(func.count(Image.id))) == 1    # the one before the cancel
 
 
+def test_cancel_before_the_job_starts_removes_staging(session, store, config, world, db):
+    from app.errors import PermissionDenied
+    out = send(session, store, config, world, [("plate.zip", zip_bytes(plate(1)[0]))], [])
+    with pytest.raises(PermissionDenied):
+        uploads.cancel_import(session, actor(session, "reviewer"), config, out.job_id)
+    session.rollback()
+    assert len(staging(config)) == 1
+    info = uploads.cancel_import(session, actor(session, "owner"), config, out.job_id)
+    assert info.state == "cancelled" and staging(config) == []
+    assert run_job(db, config, out.job_id) == "cancelled"     # the late message does nothing
+
+
+def test_the_same_file_imported_twice_at_once_is_a_duplicate(session, store, world,
+                                                             monkeypatch):
+    """Two uploads of one file racing: the second insert meets the unique (project, sha256)."""
+    from sqlalchemy.exc import IntegrityError
+
+    def racing(*_args, **_kwargs):
+        raise IntegrityError("INSERT INTO image", {}, Exception("UNIQUE constraint failed"))
+    monkeypatch.setattr(images, "import_one", racing)
+    [result] = images.import_files(session, actor(session, "owner"), store, world["project_id"],
+                                   [images.ImportFile("a.tif", read=lambda: b"")], 1 << 28)
+    assert result.status == "duplicate" and "at the same moment" in result.message
+
+
 def test_stale_staging_is_removed_but_live_jobs_keep_theirs(session, store, config, world, db):
     sent = []
     live = send(session, store, config, world, [("plate.zip", zip_bytes(plate(1)[0]))], sent)

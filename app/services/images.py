@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.permissions import Actor, Role, require, role_of
@@ -253,6 +254,10 @@ def import_files(session: Session, actor: Actor, store: BlobStore, project_id: i
         try:
             result = import_one(session, actor, store, project, item, max_pixels, max_bytes,
                                 restore)
+        except IntegrityError:   # the same pixels stored by another upload meanwhile
+            session.rollback()
+            result = ImportResult(item.name, "duplicate", "uploaded at the same moment by "
+                                  "another import; it is in the project once.")
         except Exception:
             session.rollback()
             raise

@@ -35,6 +35,7 @@ from app.services import jobs, masks
 from app.services.formats import (ACCEPTED_SUFFIXES, MASK_UPLOAD_SUFFIXES, image_stem_of_mask, is_accepted,
                                   is_image_file, mask_suffix, stem, unsupported)
 from app.services.images import ImportFile, ImportResult, import_files
+from app.tables import Job
 from storage.archive import ArchiveError, check_directory, open_zip
 from storage.blobstore import BlobStore
 from storage.readers import declared_size
@@ -137,6 +138,20 @@ def upload_masks(session: Session, actor: Actor, store: BlobStore, config: Confi
                                [("masks", names[i], datas[i]) for i in keep],
                                {"attach_masks": True, "replace": bool(replace)}, enqueue)
     return UploadOutcome([refused[i] for i in sorted(refused)], job_id)
+
+
+def cancel_import(session: Session, actor: Actor, config: Config, job_id: int) -> jobs.JobInfo:
+    """Cancel an import job (as `jobs.cancel_job` allows); a job that had not started yet
+    is over at once, so its staged files are removed now (a running one removes its own).
+    Commits the cancel before removing them."""
+    info = jobs.cancel_job(session, actor, job_id)
+    if info.kind != "import":
+        return info
+    session.commit()
+    token = (session.get(Job, job_id).params or {}).get("staging")
+    if info.state == "cancelled" and token:
+        shutil.rmtree(staging_dir(config, token), ignore_errors=True)
+    return info
 
 
 def _with_labels(result: ImportResult, labels_name: str) -> ImportResult:

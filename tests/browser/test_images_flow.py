@@ -139,3 +139,18 @@ def test_viewer_gets_no_annotate_link(browser, world, image_id):
     open_images(browser, world, "viewer")
     browser.wait_for_element("#images-grid")
     assert browser.driver.find_elements(browser.By.LINK_TEXT, "Annotate") == []
+
+
+def test_a_waiting_import_can_be_cancelled_from_the_page(browser, world, tmp_path, config,
+                                                         monkeypatch):
+    monkeypatch.setattr(AppState, "enqueue", lambda self, job_id: None)   # no worker
+    open_images(browser, world, "annotator")
+    browser.wait_for_element("#images-empty")
+    browser.find_element("#images-upload input[type=file]").send_keys(
+        str(plate_zip(tmp_path / "plate.zip")))
+    browser.wait_for_contains_text("#images-job-status", "queued", timeout=20)
+    browser.driver.refresh()       # a reload follows the import still waiting
+    browser.wait_for_contains_text("#images-job-status", "import #1", timeout=20)
+    browser.find_element("#images-job-status button").click()
+    browser.wait_for_contains_text("#images-job-status", "Import #1 was cancelled", timeout=20)
+    assert not any((config.data_dir / "staging").iterdir())
