@@ -75,6 +75,18 @@ def versions_table(items: list[model_versions.VersionInfo]):
                      size="sm", hover=True, id="models-table")
 
 
+def rollback_options(items: list[model_versions.VersionInfo]) -> list[dict]:
+    """The versions an owner can make active, newest first, with what tells them apart."""
+    options = []
+    for v in items:
+        f1 = v.metrics.get("f1", v.metrics.get("dice"))
+        label = " · ".join([f"#{v.id}", v.created_at.strftime("%Y-%m-%d %H:%M"),
+                            f"val F1 {_fmt(f1)}", f"{v.n_training_images} images"]
+                           + (["active"] if v.is_active else []))
+        options.append({"label": label, "value": v.id, "disabled": v.is_active})
+    return options
+
+
 def curves_figure(items: list[model_versions.VersionInfo]) -> go.Figure:
     fig = go.Figure()
     for v in items:
@@ -129,7 +141,9 @@ def layout(project_id=None, **_query):
         html.H4("Versions"),
         html.Div(versions_table(items or []), id=VERSIONS),
         dbc.Row([
-            dbc.Col(dbc.Input(id=ACTIVATE, type="number", placeholder="version id"), md=2),
+            dbc.Col(dcc.Dropdown(id=ACTIVATE, options=rollback_options(items or []),
+                                 placeholder="choose a version to make active",
+                                 clearable=False), md=5),
             dbc.Col(dbc.Button("Activate (roll back)", id=ACTIVATE_BUTTON, color="outline-success",
                                size="sm"), md="auto"),
         ], className="g-2 mb-3") if project.role == "owner" else None,
@@ -189,14 +203,26 @@ def cancel(_n, job_id):
 
 
 @callback(Output(VERSIONS, "children"), Output(MESSAGE, "children", allow_duplicate=True),
+          Output(ACTIVATE, "options"),
           Input(ACTIVATE_BUTTON, "n_clicks"), State(ACTIVATE, "value"), State(PROJECT_ID, "data"),
           prevent_initial_call=True)
 def activate(_n, version_id, project_id):
+    if version_id is None:
+        return dash.no_update, alert("Choose a version first.", "warning"), dash.no_update
     info, error = call(model_versions.activate, to_int(version_id))
     if error:
-        return dash.no_update, alert(error)
+        return dash.no_update, alert(error), dash.no_update
     items, _ = call(model_versions.list_versions, to_int(project_id))
-    return versions_table(items or []), alert(f"Model #{info.id} is now active.", "success")
+    return (versions_table(items or []), alert(f"Model #{info.id} is now active.", "success"),
+            rollback_options(items or []))
+
+
+@callback(Output(ACTIVATE, "options", allow_duplicate=True), Input(REFRESH, "data"),
+          State(PROJECT_ID, "data"), prevent_initial_call=True)
+def refresh_rollback(_refresh, project_id):
+    """A finished training adds a version to choose from."""
+    items, _ = call(model_versions.list_versions, to_int(project_id))
+    return rollback_options(items or [])
 
 
 @callback(Output(VERSIONS, "children", allow_duplicate=True), Output(COMPARE, "options"),
