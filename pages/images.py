@@ -115,10 +115,11 @@ def layout(project_id=None, **_query):
             dbc.Col(dbc.Pagination(id=PAGER, max_value=1, active_page=1, fully_expanded=False,
                                    first_last=True, previous_next=True, size="sm"), md="auto"),
             dbc.Col([dbc.Button("Delete selected", id=DELETE, color="outline-danger", size="sm"),
-                     dbc.Modal([dbc.ModalBody("Delete the selected images? Their annotation "
-                                              "history stays in exports until purged."),
-                                dbc.ModalFooter(dbc.Button("Delete", id=DELETE + "-confirm",
-                                                           color="danger"))],
+                     dbc.Modal([dbc.ModalBody(id=DELETE + "-text"),
+                                dbc.ModalFooter([dbc.Button("Cancel", id=DELETE + "-cancel",
+                                                            color="secondary"),
+                                                 dbc.Button("Delete", id=DELETE + "-confirm",
+                                                            color="danger")])],
                                id=DELETE + "-modal", is_open=False)],
                     md="auto") if can_delete else None,
         ], className="g-2 mb-3 align-items-center"),
@@ -266,10 +267,22 @@ def cancel_job(n_clicks, button):
     return (error or "Cancelling..."), True
 
 
-@callback(Output(DELETE + "-modal", "is_open"), Input(DELETE, "n_clicks"),
-          prevent_initial_call=True)
-def ask_delete(_n):
-    return True
+@callback(Output(DELETE + "-modal", "is_open"), Output(DELETE + "-text", "children"),
+          Output(DELETE_MESSAGE, "children", allow_duplicate=True), Input(DELETE, "n_clicks"),
+          State({"type": SELECT, "image": ALL}, "value"), prevent_initial_call=True)
+def ask_delete(_n, values):
+    """Ask first, saying how many images will go."""
+    n = sum(1 for v in values or [] if v)
+    if not n:
+        return False, dash.no_update, alert("Select images first.", "warning")
+    return True, (f"Delete {n} selected image{'s' if n > 1 else ''}? Their annotation "
+                  "history stays in exports until purged."), None
+
+
+@callback(Output(DELETE + "-modal", "is_open", allow_duplicate=True),
+          Input(DELETE + "-cancel", "n_clicks"), prevent_initial_call=True)
+def cancel_delete(_n):
+    return False
 
 
 @callback(Output(DELETE_MESSAGE, "children"), Output(REFRESH, "data", allow_duplicate=True),
