@@ -94,3 +94,18 @@ def test_annotate_serves_returned_images_first_even_over_a_held_image(session, c
     assert leases.candidates(session, anna, pid)[:3] == [b, c, a]
     assert leases.peek_next(session, anna, pid) == b
     assert leases.next_image(session, anna, config, pid) == b
+
+
+def test_reviewing_in_the_workspace_leaves_no_lease_behind(session, config, store, world,
+                                                           three_images):
+    from app.tables import Image
+    a, b, _c = three_images
+    draw_and_save(session, config, store, "annotator", a)
+    draw_and_save(session, config, store, "annotator", b)
+    reviewer = actor(session, "reviewer")
+    for image_id, accept in ((a, True), (b, False)):
+        # opening the image to review it leases it to the reviewer, as for any editor
+        assert annotations.open_workspace(session, reviewer, config, image_id).can_review
+        assert session.get(Image, image_id).assigned_to_id == reviewer.id
+        annotations.review(session, reviewer, image_id, accept=accept, comment="redo")
+        assert session.get(Image, image_id).assigned_to_id is None
