@@ -97,9 +97,11 @@ class TrainResult:
     calibration_ids: list = field(default_factory=list)   # images the post-processing chose on
 
 
-def _samples(images, labels, regions, cfg: TrainConfig) -> list[Sample]:
+def _samples(images, labels, regions, cfg: TrainConfig, on_image=None) -> list[Sample]:
     out = []
     for k, (img, lab) in enumerate(zip(images, labels)):
+        if on_image is not None:
+            on_image(k, len(images))
         img = np.asarray(img)
         if img.ndim == 2:
             img = img[None]
@@ -139,12 +141,16 @@ def loss_fn(logits: torch.Tensor, target: torch.Tensor, cfg: TrainConfig) -> tor
     return ce + cfg.dice_weight * dice
 
 
-def evaluate(model: SegmentationModel, images, labels, cfg: TrainConfig) -> dict:
+def evaluate(model: SegmentationModel, images, labels, cfg: TrainConfig,
+             on_image: Callable[[int, int], None] | None = None) -> dict:
     """Validation metrics on whole images (tiled inference), with "se", the standard error of
     the per-image F1 (Dice) over the images: the epoch kept is the latest whose score is
     within one standard error of the best, since an earlier epoch that scores a little
-    higher on a few validation images is noise more often than a better model."""
+    higher on a few validation images is noise more often than a better model.
+    `on_image(done, total)` is called before the first image and after each one."""
     scores, dices = [], []
+    if on_image is not None:
+        on_image(0, len(images))
     for img, lab in zip(images, labels):
         probs = model.probabilities(img, tile=512, overlap=32)
         if cfg.semantic:
@@ -154,6 +160,8 @@ def evaluate(model: SegmentationModel, images, labels, cfg: TrainConfig) -> dict
             dices.append(2 * inter / max(1, fg_true.sum() + fg_pred.sum()))
         else:
             scores.append(score(lab, model.instances(probs)))
+        if on_image is not None:
+            on_image(len(scores) + len(dices), len(images))
     if cfg.semantic:
         return {"dice": float(np.mean(dices)), "n_images": len(dices), "se": _se(dices)}
     return {**mean_scores(scores), "se": _se([s.f1 for s in scores])}
@@ -165,16 +173,20 @@ def _se(values) -> float:
 
 
 def _calibrate(model: SegmentationModel, cfg: TrainConfig, val_images, val_labels,
-               more_images=(), more_labels=(), train_labels=()) -> dict:
+               more_images=(), more_labels=(), train_labels=(),
+               on_image: Callable[[int, int], None] | None = None) -> dict:
     """Choose the post-processing (models.calibration) on the validation images followed by
     `more_images` (fully annotated training images), at most `calibration_pixels(cfg)` of
     them (at least one image); store it in the model and return the metrics it gives on the
-    validation images it used."""
+    validation images it used. `on_image(done, total)` reports the images gone through."""
     images, labels = list(val_images) + list(more_images), list(val_labels) + list(more_labels)
     kept = []                       # the validation images' probabilities, for the metrics
+    total = calibration_count(labels, calibration_pixels(cfg))
 
     def probabilities():
         for k, img in enumerate(images):
+            if on_image is not None:
+                on_image(k, total)
             probs = model.probabilities(img, tile=512, overlap=32)
             if k < len(val_images):
                 kept.append(probs)
@@ -188,7 +200,22 @@ def _calibrate(model: SegmentationModel, cfg: TrainConfig, val_images, val_label
                                  "calibration": {k: v for k, v in chosen.items() if k not in used}}
     log.info("post-processing calibrated on %d images (%d validation): %s",
              chosen["n_images"], len(kept), chosen)
+    if on_image is not None:
+        on_image(chosen["n_images"], chosen["n_images"])
     return mean_scores([score(lab, model.instances(p)) for p, lab in zip(kept, labels)])
+
+
+def calibration_count(labels, max_pixels: int) -> int:
+    """How many of `labels`, taken in order, the post-processing choice goes through: as
+    many as fit in `max_pixels` (at least one), the rule `models.calibration.calibrate`
+    applies; for progress reports."""
+    n = pixels = 0
+    for lab in labels:
+        pixels += np.asarray(lab).size
+        if n and pixels > max_pixels:
+            break
+        n += 1
+    return n
 
 
 def calibration_pixels(cfg: TrainConfig) -> int:
@@ -198,6 +225,12 @@ def calibration_pixels(cfg: TrainConfig) -> int:
     if not cfg.max_seconds:
         return CALIBRATION_PIXELS
     return min(CALIBRATION_PIXELS, int(CALIBRATION_FRACTION * cfg.max_seconds * CALIBRATION_RATE))
+
+
+def _planned_run(planned: int, cfg: TrainConfig) -> int:
+    """The steps a plan of `planned` steps runs: epochs are finished whole."""
+    per_epoch = max(1, cfg.steps_per_epoch)
+    return min(cfg.epochs * per_epoch, -(-planned // per_epoch) * per_epoch)
 
 
 def fully_annotated(ids, regions, seed: int) -> list[int]:
@@ -214,12 +247,19 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
                 init: SegmentationModel | None = None,
                 progress: Callable[[dict], None] | None = None,
                 should_stop: Callable[[], bool] | None = None,
-                meta: dict | None = None) -> TrainResult:
+                meta: dict | None = None,
+                on_step: Callable[[dict], None] | None = None) -> TrainResult:
     """Train a U-Net. images: (C, Y, X) or (Y, X) raw arrays; labels: (Y, X) instance labels
     (class maps if `config.semantic`); regions: (Y, X) bool annotated masks or None. Without
     val_* a validation split is taken from the data. `init` fine-tunes an existing model.
     `progress(dict)` is called after each epoch, and once more (with "phase": "calibration")
-    before the post-processing is chosen; `should_stop()` between steps cancels."""
+    before the post-processing is chosen; `should_stop()` between steps cancels.
+    `on_step(dict)` follows the work as it goes, for progress bars (it changes nothing in
+    the training): {"phase": "prepare", "done", "total"} before each image's targets are
+    made, {"phase": "train", "step", "steps" (the steps the plan runs, whole
+    epochs), "epoch", "loss", ...} after every step, {"phase": "validate", "done", "total",
+    ...} before and after each validation image, and {"phase": "calibrate", "done",
+    "total"} while the post-processing is chosen."""
     cfg = config or TrainConfig()
     if not images:
         raise TrainingError("There are no annotated images to train on.")
@@ -231,7 +271,8 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    samples = _samples(images, labels, regions, cfg)
+    samples = _samples(images, labels, regions, cfg, None if on_step is None else (
+        lambda done, total: on_step({"phase": "prepare", "done": done, "total": total})))
     in_channels = samples[0].image.shape[0]
     if any(s.image.shape[0] != in_channels for s in samples):
         raise TrainingError("all images must have the same number of channels")
@@ -302,9 +343,18 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
                         optimiser, T_max=max(1, planned - steps))
                 elif scheduler is not None and steps < planned:
                     scheduler.step()
+                if on_step is not None:
+                    on_step({"phase": "train", "step": steps, "epoch": epoch,
+                             "steps": _planned_run(planned, cfg), "loss": losses[-1],
+                             "epochs": cfg.epochs, "steps_per_epoch": cfg.steps_per_epoch,
+                             "seconds": time.perf_counter() - started})
             net.eval()
+            on_image = None if on_step is None else (
+                lambda done, total, epoch=epoch: on_step({
+                    "phase": "validate", "done": done, "total": total, "epoch": epoch,
+                    "step": steps, "steps": _planned_run(planned, cfg)}))
             with ema.applied(net) if ema is not None else contextlib.nullcontext():
-                metrics = evaluate(model, val_images, val_labels, cfg)
+                metrics = evaluate(model, val_images, val_labels, cfg, on_image)
             key = metrics.get("dice" if cfg.semantic else "f1", 0.0)
             elapsed = time.perf_counter() - started
             entry = {"epoch": epoch, "step": steps, "loss": float(np.mean(losses)),
@@ -354,7 +404,9 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
         more = fully_annotated([i for i in train_ids if i not in held_out], regions, cfg.seed)
         best_metrics = _calibrate(model, cfg, val_images, val_labels,
                                   [images[i] for i in more], [labels[i] for i in more],
-                                  [labels[i] for i in train_ids])
+                                  [labels[i] for i in train_ids], None if on_step is None else (
+                                      lambda done, total: on_step({"phase": "calibrate",
+                                                                   "done": done, "total": total})))
         used = model.meta["postprocess"]["calibration"]["n_images"]
         calibration_ids = (list(val_ids) + more)[:used]
     model.meta["metrics"] = best_metrics

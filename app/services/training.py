@@ -18,6 +18,8 @@ from app.errors import ValidationError
 from app.jobs.registry import job_kind
 from app.permissions import Actor, require
 from app.services import jobs, model_versions
+from app.services.training_params import clean_params
+from app.services.training_progress import TrainingProgress
 from app.tables import Annotation, Image, ModelVersion, Project
 from storage.blobstore import BlobStore, get_array, open_blob_store
 
@@ -26,7 +28,6 @@ log = logging.getLogger(__name__)
 # Defaults sized for a 2-core CPU; a project's settings["training"] overrides them.
 DEFAULTS = dict(width=16, depth=4, patch=128, batch=16, epochs=40, steps_per_epoch=40,
                 patience=8, lr=2e-3)
-LIMITS = {"epochs": (1, 1000), "max_minutes": (0.1, 24 * 60), "seed": (0, 2 ** 31)}
 
 
 @dataclass
@@ -44,8 +45,10 @@ def annotated_count(session: Session, project_id: int) -> int:
         Annotation.label_blob_key.is_not(None), Annotation.review_state != "rejected"))
 
 
-def gather(session: Session, store: BlobStore, project_id: int) -> TrainingData:
-    """The newest usable annotation of every live, non-excluded 2-D image."""
+def gather(session: Session, store: BlobStore, project_id: int,
+           on_image: Callable[[int, int], None] | None = None) -> TrainingData:
+    """The newest usable annotation of every live, non-excluded 2-D image;
+    `on_image(done, total)` before the first image and after each one."""
     latest = (select(Annotation.image_id, func.max(Annotation.version).label("v"))
               .where(Annotation.is_draft.is_(False), Annotation.label_blob_key.is_not(None),
                      Annotation.review_state != "rejected")
@@ -54,9 +57,11 @@ def gather(session: Session, store: BlobStore, project_id: int) -> TrainingData:
         select(Image, Annotation).join(latest, latest.c.image_id == Image.id)
         .join(Annotation, (Annotation.image_id == Image.id) & (Annotation.version == latest.c.v))
         .where(Image.project_id == project_id, Image.deleted_at.is_(None),
-               Image.status != "excluded").order_by(Image.id))
+               Image.status != "excluded").order_by(Image.id)).all()
     data = TrainingData([], [], [], [])
-    for image, ann in rows:
+    for k, (image, ann) in enumerate(rows):
+        if on_image is not None:
+            on_image(k, len(rows))
         if image.shape[0] != 1:
             continue  # z-stacks are not trained on yet
         data.images.append(get_array(store, image.blob_key)[0])
@@ -64,24 +69,9 @@ def gather(session: Session, store: BlobStore, project_id: int) -> TrainingData:
         data.regions.append(get_array(store, ann.region_blob_key).astype(bool)
                             if ann.region_blob_key else None)
         data.refs.append({"image_id": image.id, "annotation_version": ann.version})
+    if on_image is not None:
+        on_image(len(rows), len(rows))
     return data
-
-
-def clean_params(params: dict) -> dict:
-    out = {"fine_tune": bool(params.get("fine_tune", True)),
-           "rescore": bool(params.get("rescore", False))}
-    for key, (lo, hi) in LIMITS.items():
-        value = params.get(key)
-        if value in (None, ""):
-            continue
-        try:
-            value = float(value) if key == "max_minutes" else int(value)
-        except (TypeError, ValueError):
-            raise ValidationError(f"{key} must be a number.") from None
-        if not lo <= value <= hi:
-            raise ValidationError(f"{key} must be between {lo} and {hi}.")
-        out[key] = value
-    return out
 
 
 def start_training(session: Session, actor: Actor, project_id: int, params: dict,
@@ -98,10 +88,11 @@ def start_training(session: Session, actor: Actor, project_id: int, params: dict
 def run_training(ctx, fine_tune: bool = True, epochs: int | None = None,
                  max_minutes: float | None = None, seed: int = 0, rescore: bool = False) -> dict:
     from models.persist import model_to_bytes
-    from models.training import TrainConfig, TrainingCancelled, evaluate, train_model
+    from models.training import (TrainConfig, TrainingCancelled, calibration_count,
+                                 calibration_pixels, evaluate, split, train_model)
 
     store = open_blob_store(ctx.config.storage_url, ctx.config.blob_dir)
-    ctx.progress(0.0, "Loading annotated images", force=True)
+    tracker = TrainingProgress(lambda f, message, force: ctx.progress(f, message, force=force))
     with ctx.db.session_scope() as session:
         project = session.get(Project, ctx.project_id)
         settings = {**DEFAULTS, **(project.settings or {}).get("training", {})}
@@ -110,7 +101,7 @@ def run_training(ctx, fine_tune: bool = True, epochs: int | None = None,
                             .get("ensemble_size", 3))
         channels = [c["name"] for c in project.channels]
         classes = [c["name"] for c in project.classes]
-        data = gather(session, store, ctx.project_id)
+        data = gather(session, store, ctx.project_id, on_image=tracker.loading)
         parent = model_versions.active_version(session, ctx.project_id)
         parent_id = parent.id if parent else None
         init = model_versions.load(store, parent) if (fine_tune and parent) else None
@@ -124,39 +115,35 @@ def run_training(ctx, fine_tune: bool = True, epochs: int | None = None,
                       threads=ctx.config.torch_threads)
     if init is not None and init.in_channels != data.images[0].shape[0]:
         init = None  # the channel layout changed; start from scratch
-
-    def report(entry: dict) -> None:
-        budget = cfg.max_seconds
-        frac = (entry["seconds"] / budget) if budget else entry["epoch"] / cfg.epochs
-        frac = max(frac, entry["step"] / max(1, entry["planned_steps"]))
-        f1 = entry.get("val_f1", entry.get("val_dice", 0.0))
-        if entry.get("phase") == "calibration":
-            ctx.progress(min(0.97, frac), f"best epoch {entry['best_epoch']}: choosing how cells "
-                                          "are cut, on the annotated images", force=True)
-            return
-        ctx.progress(min(0.97, frac), f"epoch {entry['epoch']}: loss {entry['loss']:.3f}, "
-                                      f"validation {'Dice' if cfg.semantic else 'F1'} {f1:.3f}",
-                     force=True)
-
+    comparable = previous is not None and previous.in_channels == data.images[0].shape[0]
+    val_ids = split(len(data.images), cfg.val_fraction, cfg.seed)[1]
+    calibrating = cfg.calibrate and not cfg.semantic and cfg.n_classes == 3
+    tracker.plan(n_val=len(val_ids),
+                 n_calibration=calibration_count(data.labels, calibration_pixels(cfg))
+                 if calibrating else 0,
+                 val_pixels=float(np.mean([data.labels[i].size for i in val_ids])),
+                 step_pixels=cfg.batch * cfg.patch ** 2, compare=comparable,
+                 members=ensemble_size - 1 if strategy == "ensemble" else 0)
     try:
         result = train_model(data.images, data.labels, data.regions, cfg, init=init,
-                             progress=report, should_stop=ctx.cancel_requested,
+                             progress=tracker.epoch_done, on_step=tracker.event,
+                             should_stop=ctx.cancel_requested,
                              meta={"channels": channels, "classes": classes})
     except TrainingCancelled:
         from app.jobs.runner import JobCancelled
         raise JobCancelled() from None
-    ctx.progress(0.98, "Comparing with the active model", force=True)
     new_f1 = result.metrics.get("f1", result.metrics.get("dice", 0.0))
     old_f1 = None
-    if previous is not None and previous.in_channels == data.images[0].shape[0]:
+    if comparable:
         val_x = [data.images[i] for i in result.val_ids]
         val_y = [data.labels[i] for i in result.val_ids]
-        old = evaluate(previous, val_x, val_y, cfg)
+        old = evaluate(previous, val_x, val_y, cfg, on_image=tracker.comparing)
         old_f1 = old.get("f1", old.get("dice", 0.0))
     activate = old_f1 is None or new_f1 >= old_f1
     reason = ("first model of the project" if old_f1 is None else
               f"validation {new_f1:.3f} vs active model {old_f1:.3f}: "
               + ("activated" if activate else "kept the active model (the new one is worse)"))
+    tracker.saving()
     key = store.put_bytes(model_to_bytes(result.model))
     with ctx.db.session_scope() as session:
         if activate:
@@ -170,7 +157,7 @@ def run_training(ctx, fine_tune: bool = True, epochs: int | None = None,
                                     "postprocess": result.model.meta.get("postprocess", {})},
                           metrics={**result.metrics, "previous_active": old_f1,
                                    "seconds": round(result.seconds, 1), "steps": result.steps,
-                                   "stopped": result.stopped},
+                                   "stopped": result.stopped, "best_epoch": result.best_epoch},
                           curve=result.history, training_data=data.refs, is_active=activate,
                           created_by_id=ctx.user_id)
         session.add(mv)
@@ -180,17 +167,41 @@ def run_training(ctx, fine_tune: bool = True, epochs: int | None = None,
     members = []
     if strategy == "ensemble":
         try:
-            members = _train_members(ctx, store, data, cfg, version_id, ensemble_size - 1)
+            members = _train_members(ctx, store, data, cfg, version_id, ensemble_size - 1,
+                                     tracker)
         except TrainingCancelled:
             from app.jobs.runner import JobCancelled
             raise JobCancelled() from None
     follow = ctx.follow_up("score") if (rescore and activate) else None
     return {"model_version_id": version_id, "activated": activate, "reason": reason,
             "metrics": result.metrics, "n_images": len(data.images),
-            "ensemble_members": members, "scoring_job": follow}
+            "ensemble_members": members, "scoring_job": follow,
+            "outcome": outcome(version_id, result, cfg, activate, old_f1, len(members))}
 
 
-def _train_members(ctx, store, data: TrainingData, cfg, version_id: int, n: int) -> list[int]:
+def outcome(version_id: int, result, cfg, activated: bool, old_score: float | None,
+            n_members: int = 0) -> str:
+    """What a finished training did, in one paragraph for the job's final state."""
+    name = "Dice" if cfg.semantic else "F1"
+    score = result.metrics.get("f1" if not cfg.semantic else "dice", 0.0)
+    n_val = result.metrics.get("n_images", len(result.val_ids))
+    epochs = len(result.history)
+    why = {"time budget": f", stopped by the time budget of {cfg.max_seconds / 60:g} min"
+                          if cfg.max_seconds else ", stopped by the time budget",
+           "early-stopping": ", stopped early (no better validation score for "
+                             f"{cfg.patience} epochs)"}.get(result.stopped, "")
+    verdict = ("activated (the first model of the project)" if old_score is None else
+               f"activated ({name} {score:.3f} vs {old_score:.3f} for the model that was "
+               "active)" if activated else
+               f"not activated: the active model scores {old_score:.3f} on the same images")
+    return (f"Model #{version_id}: validation {name} {score:.3f} on {n_val} validation "
+            f"image{'s' if n_val != 1 else ''}; {verdict}. Trained {epochs} of {cfg.epochs} "
+            f"epochs ({result.steps} steps) in {result.seconds / 60:.1f} min{why}."
+            + (f" {n_members} ensemble member(s) trained too." if n_members else ""))
+
+
+def _train_members(ctx, store, data: TrainingData, cfg, version_id: int, n: int,
+                   tracker: TrainingProgress | None = None) -> list[int]:
     """Extra models for the ensemble strategy: same data and settings, other seeds, stored
     as versions that are never active (settings.ensemble_of = the main version)."""
     import dataclasses
@@ -199,10 +210,13 @@ def _train_members(ctx, store, data: TrainingData, cfg, version_id: int, n: int)
     from models.training import train_model
     ids = []
     for m in range(1, n + 1):
-        ctx.progress(0.98, f"training ensemble member {m} of {n}", force=True)
+        if tracker is not None:
+            tracker.start_member(m)
         member = train_model(data.images, data.labels, data.regions,
                              dataclasses.replace(cfg, seed=cfg.seed + 1000 * m),
-                             should_stop=ctx.cancel_requested).model
+                             should_stop=ctx.cancel_requested,
+                             progress=tracker and tracker.epoch_done,
+                             on_step=tracker and tracker.event).model
         with ctx.db.session_scope() as session:
             mv = ModelVersion(project_id=ctx.project_id, weights_blob_key=store.put_bytes(
                 model_to_bytes(member)), architecture=member.meta["architecture"],
