@@ -2,6 +2,11 @@
 
 A job row is committed before its task is sent, so the worker always finds it. Kinds
 listed in EXCLUSIVE run at most once per project at a time (one training per project).
+
+What a job says is worked out when it is read (`JobInfo.message`), not stored: a queued job
+names the job it waits behind on its queue (a worker per queue runs one job at a time), a
+finished job states its outcome ("8 imported, 0 duplicates, 0 rejected.") rather than its
+last progress message.
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ class JobInfo:
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    queue: str = ""
 
     @property
     def elapsed_s(self) -> float | None:
@@ -54,10 +60,75 @@ class JobInfo:
         return elapsed * (1 - self.progress) / self.progress
 
 
-def _info(job: Job, username: str) -> JobInfo:
+def _info(job: Job, username: str, waiting: str = "") -> JobInfo:
+    result = dict(job.result or {})
+    message = job.message
+    if job.state == "done":
+        message = outcome(job.kind, result, job.message)
+    elif job.state == "queued" and waiting:
+        message = waiting
     return JobInfo(job.id, job.kind, job.project_id, username, job.state, job.progress,
-                   job.message, job.error, dict(job.result or {}), job.cancel_requested,
-                   job.created_at, job.started_at, job.finished_at)
+                   message, job.error, result, job.cancel_requested, job.created_at,
+                   job.started_at, job.finished_at, _queue(job))
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def outcome(kind: str, result: dict, message: str = "") -> str:
+    """One line on what a finished job did: the handler's own `outcome`, or one made from
+    the result of the kinds that give none."""
+    text = result.get("outcome")
+    if isinstance(text, str) and text:
+        return text
+    if kind == "import":
+        counts = [(k, v) for k, v in result.items() if isinstance(v, int)
+                  and not isinstance(v, bool) and not (k == "restored" and v == 0)]
+        if counts:
+            return ", ".join(_plural(v, k) if k == "duplicate" else f"{v} {k}"
+                             for k, v in counts) + "."
+    if kind == "score" and "n_images" in result:
+        return (f"Scored {_plural(result['n_images'], 'image')} with {result.get('strategy')} "
+                f"under model #{result.get('model_version_id')}.")
+    if kind == "predict" and "n_images" in result:
+        return (f"Predicted {_plural(result['n_images'], 'image')} with model "
+                f"#{result.get('model_version_id')}.")
+    if kind == "simulate" and "n_images" in result:
+        return f"Simulation finished on {_plural(result['n_images'], 'image')}."
+    return message or "Done."
+
+
+def _queue(job) -> str:
+    from app.jobs.celery_app import queue_for
+    return job.queue or queue_for(job.kind)
+
+
+def waiting_texts(session: Session, actor: Actor, queued: list[Job]) -> dict[int, str]:
+    """{job id: what it waits for} for queued jobs: "Waiting behind job #N (train, running)"
+    when a job on the same queue is running or queued before it (the one running, else the
+    first queued), else "Waiting for a worker." The kind of a job in a project the actor
+    cannot see is not given."""
+    if not queued:
+        return {}
+    active = session.execute(select(Job.id, Job.kind, Job.queue, Job.state, Job.project_id)
+                             .where(Job.state.in_(ACTIVE_STATES)).order_by(Job.id)).all()
+    visible = None if actor.is_admin else set(session.scalars(
+        select(Membership.project_id).where(Membership.user_id == actor.id)))
+    out = {}
+    for job in queued:
+        queue = _queue(job)
+        ahead = [a for a in active if _queue(a) == queue and a.id != job.id
+                 and (a.state == "running" or a.id < job.id)]
+        if not ahead:
+            out[job.id] = "Waiting for a worker."
+            continue
+        first = next((a for a in ahead if a.state == "running"), ahead[0])
+        seen = visible is None or first.project_id in visible
+        what = f"{first.kind}, {first.state}" if seen else "another project"
+        more = f" and {len(ahead) - 1} more" if len(ahead) > 1 else ""
+        out[job.id] = f"Waiting behind job #{first.id} ({what}){more}."
+    return out
 
 
 def submit_job(session: Session, actor: Actor, project_id: int | None, kind: str,
@@ -95,15 +166,18 @@ def list_jobs(session: Session, actor: Actor, project_id: int | None = None,
     if project_id is not None:
         require(session, actor, project_id, "view")
         query = query.where(Job.project_id == project_id)
-    rows = session.execute(query.order_by(Job.id.desc()).limit(max(1, min(limit, 500))))
-    return [_info(job, name or "?") for job, name in rows]
+    rows = session.execute(query.order_by(Job.id.desc()).limit(max(1, min(limit, 500)))).all()
+    waiting = waiting_texts(session, actor, [job for job, _ in rows if job.state == "queued"])
+    return [_info(job, name or "?", waiting.get(job.id, "")) for job, name in rows]
 
 
 def get_job(session: Session, actor: Actor, job_id: int) -> JobInfo:
     row = session.execute(_visible(session, actor).where(Job.id == job_id)).first()
     if row is None:
         raise NotFound("No such job.")
-    return _info(row[0], row[1] or "?")
+    job = row[0]
+    waiting = waiting_texts(session, actor, [job] if job.state == "queued" else [])
+    return _info(job, row[1] or "?", waiting.get(job.id, ""))
 
 
 def cancel_job(session: Session, actor: Actor, job_id: int) -> JobInfo:
