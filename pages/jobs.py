@@ -1,5 +1,6 @@
 """Jobs (/projects/<id>/jobs): every background job of the project, with state,
-progress, step message, elapsed and remaining time, the error of a failed job, and cancel.
+progress, step message, elapsed and remaining time, what a queued job waits behind, the
+outcome of a finished job, the error of a failed one, and cancel.
 The list is read from the database every two seconds, so it is the same in every tab and
 gunicorn worker and survives reloads and restarts."""
 from __future__ import annotations
@@ -29,8 +30,8 @@ def job_cards(items: list[svc.JobInfo]) -> list:
                   if job.state in svc.ACTIVE_STATES and not job.cancel_requested else None)
         cards.append(dbc.Card(dbc.CardBody([
             job_progress(job),
-            html.Div(f"project #{job.project_id} · started {job.created_at:%Y-%m-%d %H:%M} UTC",
-                     className="small text-muted"),
+            html.Div(f"project #{job.project_id} · {job.queue} queue · submitted "
+                     f"{job.created_at:%Y-%m-%d %H:%M} UTC", className="small text-muted"),
             cancel]), className="mb-2 job-card", id=f"job-{job.id}"))
     return cards
 

@@ -1,5 +1,10 @@
 """Models page: train (with live progress and cancel), versions with their metrics,
-activate or roll back, compare curves, export, and predict every image."""
+activate or roll back, compare curves, export, and predict every image.
+
+The training form's numbers are sent as typed and checked on the server as they change
+(`training_params.check_training_form`): a field that would be refused is marked invalid
+with the reason under it and the Train button is disabled, so a budget is never dropped
+silently (browsers report a number input they consider invalid as empty)."""
 from __future__ import annotations
 
 import dash
@@ -8,7 +13,7 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, callback, dcc, html
 
 from app.context import state
-from app.services import jobs, model_versions, prediction, projects, training
+from app.services import jobs, model_versions, prediction, projects, training, training_params
 from pages._common import alert, call, error_page, to_int
 from pages._jobs import job_progress
 
@@ -18,6 +23,9 @@ dash.register_page(__name__, path_template="/projects/<project_id>/models",
 PROJECT_ID = "models-project-id"
 EPOCHS = "models-epochs"
 MINUTES = "models-max-minutes"
+EPOCHS_FEEDBACK = "models-epochs-feedback"
+MINUTES_FEEDBACK = "models-max-minutes-feedback"
+MINUTES_HELP = "models-max-minutes-help"
 FINE_TUNE = "models-fine-tune"
 TRAIN = "models-train"
 PREDICT_ALL = "models-predict-all"
@@ -32,11 +40,31 @@ ACTIVATE = "models-activate-id"
 ACTIVATE_BUTTON = "models-activate"
 COMPARE = "models-compare"
 CURVES = "models-curves"
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf")
 
 
 
 def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
+
+
+def _score(metrics: dict) -> float | None:
+    """The validation score the version was judged by: F1 (instances) or Dice (semantic)."""
+    value = metrics.get("f1", metrics.get("dice"))
+    return value if isinstance(value, (int, float)) else None
+
+
+def _n_val(metrics: dict) -> str:
+    n = metrics.get("n_images")
+    return f"{n} validation image{'s' if n != 1 else ''}" if isinstance(n, int) else ""
+
+
+def f1_cell(metrics: dict):
+    """The validation score and the number of validation images it was measured on."""
+    n = _n_val(metrics)
+    return html.Td([_fmt(_score(metrics)),
+                    html.Span(f" on {n}", className="small text-muted") if n else None],
+                   className="models-f1")
 
 
 def _post_text(post: dict) -> str:
@@ -59,7 +87,7 @@ def versions_table(items: list[model_versions.VersionInfo]):
             html.Td(f"#{v.id}"), html.Td(v.created_at.strftime("%Y-%m-%d %H:%M")),
             html.Td(v.created_by or "-"),
             html.Td(dbc.Badge("active", color="success") if v.is_active else ""),
-            html.Td(_fmt(m.get("f1", m.get("dice")))), html.Td(_fmt(m.get("dice"))),
+            f1_cell(m), html.Td(_fmt(m.get("dice"))),
             html.Td(str(v.n_training_images)),
             html.Td(f"{m.get('seconds', 0) / 60:.1f} min" if m.get("seconds") else "-"),
             html.Td(f"#{v.parent_id}" if v.parent_id else "scratch"),
@@ -88,13 +116,30 @@ def rollback_options(items: list[model_versions.VersionInfo]) -> list[dict]:
 
 
 def curves_figure(items: list[model_versions.VersionInfo]) -> go.Figure:
+    """Per version: the validation score after each epoch (dotted: measured with the
+    default way of cutting cells, before training chose its own) and, as a large marker at
+    the epoch kept, the score the versions table shows (with the cutting the model uses)."""
     fig = go.Figure()
-    for v in items:
+    for k, v in enumerate(items):
+        colour = COLOURS[k % len(COLOURS)]
         xs = [e["epoch"] for e in v.curve]
         ys = [e.get("val_f1", e.get("val_dice")) for e in v.curve]
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"#{v.id}"))
+        if xs:
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"#{v.id} per epoch",
+                                     line=dict(color=colour, dash="dot"), legendgroup=str(v.id),
+                                     marker=dict(size=5)))
+        final = _score(v.metrics)
+        if final is not None:
+            kept = v.metrics.get("best_epoch") or (xs[-1] if xs else 0)
+            n = _n_val(v.metrics)
+            fig.add_trace(go.Scatter(
+                x=[kept], y=[final], mode="markers+text", name=f"#{v.id} final",
+                text=[f"{final:.3f}"], textposition="top center", legendgroup=str(v.id),
+                marker=dict(color=colour, size=13, symbol="star"),
+                hovertemplate=f"model #{v.id}: validation %{{y:.3f}}"
+                              + (f" on {n}" if n else "") + "<extra></extra>"))
     fig.update_layout(xaxis_title="epoch", yaxis_title="validation F1 / Dice", height=320,
-                      margin=dict(l=40, r=10, t=10, b=40), yaxis_range=[0, 1])
+                      margin=dict(l=40, r=10, t=10, b=40), yaxis_range=[0, 1.08])
     return fig
 
 
@@ -120,9 +165,14 @@ def layout(project_id=None, **_query):
         dbc.Card(dbc.CardBody([
             dbc.Row([
                 dbc.Col([dbc.Label("Epochs", html_for=EPOCHS),
-                         dbc.Input(id=EPOCHS, type="number", min=1, max=1000, value=40)], md=2),
+                         dbc.Input(id=EPOCHS, type="text", inputMode="numeric", value="40",
+                                   debounce=False, autoComplete="off"),
+                         dbc.FormFeedback(id=EPOCHS_FEEDBACK, type="invalid")], md=2),
                 dbc.Col([dbc.Label("Time budget (minutes)", html_for=MINUTES),
-                         dbc.Input(id=MINUTES, type="number", min=0.1, step=0.5, value=10)],
+                         dbc.Input(id=MINUTES, type="text", inputMode="decimal", value="10",
+                                   debounce=False, autoComplete="off"),
+                         dbc.FormFeedback(id=MINUTES_FEEDBACK, type="invalid"),
+                         dbc.FormText(budget_help("10", "40"), id=MINUTES_HELP)],
                         md=3),
                 dbc.Col(dbc.Checkbox(id=FINE_TUNE, value=True,
                                      label="fine-tune the active model"), md=3,
@@ -152,6 +202,27 @@ def layout(project_id=None, **_query):
                      options=[{"label": f"#{v.id}", "value": v.id} for v in items or []]),
         dcc.Graph(id=CURVES, figure=curves_figure((items or [])[:3])),
     ])
+
+
+def budget_help(minutes, epochs) -> str:
+    epochs = str(epochs or "").strip() or "the project's"
+    if not str(minutes or "").strip():
+        return f"No time limit: trains up to {epochs} epochs."
+    return f"Stops after about {str(minutes).strip()} min, or {epochs} epochs if sooner."
+
+
+@callback(Output(EPOCHS, "invalid"), Output(EPOCHS_FEEDBACK, "children"),
+          Output(MINUTES, "invalid"), Output(MINUTES_FEEDBACK, "children"),
+          Output(MINUTES_HELP, "children"), Output(TRAIN, "disabled"),
+          Input(EPOCHS, "value"), Input(MINUTES, "value"), State(PROJECT_ID, "data"))
+def check_form(epochs, minutes, project_id):
+    """Mark the fields the server would refuse, say why, and block Train until fixed."""
+    errors, error = call(training_params.check_training_form, to_int(project_id),
+                         {"epochs": epochs, "max_minutes": minutes})
+    if error:
+        return False, None, False, None, error, True
+    return (bool(errors.get("epochs")), errors.get("epochs"), bool(errors.get("max_minutes")),
+            errors.get("max_minutes"), budget_help(minutes, epochs), bool(errors))
 
 
 @callback(Output(JOB, "data"), Output(POLL, "disabled"), Output(MESSAGE, "children"),
@@ -186,10 +257,7 @@ def poll(_n, job_id, refresh):
     if error:
         return alert(error), True, dash.no_update
     done = job.state not in ("queued", "running")
-    extra = None
-    if job.state == "done" and job.kind == "train":
-        extra = alert(job.result.get("reason", ""), "info")
-    return (html.Div([job_progress(job), extra]), done,
+    return (job_progress(job), done,
             (refresh or 0) + 1 if done else dash.no_update)
 
 

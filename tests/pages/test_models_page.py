@@ -1,0 +1,119 @@
+"""Issue 19 items 3, 7 and 8 on the Models page and the shared job display: the budget field
+takes any positive number of minutes and shows what it refuses; the plot and the table show
+the same validation score, with the number of validation images; job cards show steps, the
+time left, what a queued job waits behind and a finished job's outcome."""
+import datetime as dt
+
+import dash
+
+from app.services import jobs, model_versions
+from app.tables import Job
+from tests.pages.test_callbacks import as_user, text  # noqa: F401  (fixture)
+
+
+def version(metrics, curve, vid=7):
+    return model_versions.VersionInfo(vid, 1, None, True, dt.datetime(2026, 1, 1), "owner",
+                                      metrics, curve, 12, {}, {})
+
+
+def job_info(state, progress=0.0, message="", started=None, result=None, kind="train"):
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return jobs.JobInfo(5, kind, 1, "owner", state, progress, message, "", result or {}, False,
+                        now, started, now if state in ("done", "failed") else None)
+
+
+def test_budget_field_accepts_whole_numbers_and_marks_what_it_refuses(as_user, world):
+    from pages import models
+    pid = world["project_id"]
+    with as_user("owner"):
+        for typed in ("5", "1", "0.25", "10", ""):
+            ep_bad, _ep_msg, bad, msg, help_text, disabled = models.check_form("40", typed, pid)
+            assert (ep_bad, bad, msg, disabled) == (False, False, None, False), typed
+        assert models.check_form("40", "5", pid)[4] == (
+            "Stops after about 5 min, or 40 epochs if sooner.")
+        assert models.check_form("40", "", pid)[4] == "No time limit: trains up to 40 epochs."
+        for typed in ("0", "-2", "abc", "2,5", "1441"):
+            _e, _m, bad, msg, _h, disabled = models.check_form("40", typed, pid)
+            assert bad and disabled and "time budget" in msg, typed
+        ep_bad, ep_msg, bad, _msg, _h, disabled = models.check_form("2.5", "5", pid)
+        assert ep_bad and not bad and disabled and "whole number" in ep_msg
+    with as_user("annotator"):                  # may not train: nothing to enable
+        *_, help_text, disabled = models.check_form("40", "5", pid)
+        assert disabled and "this needs reviewer" in help_text
+
+
+def test_train_with_a_typed_whole_number_budget(as_user, world, db, config):
+    from app.permissions import SYSTEM
+    from app.services import images
+    from pages import models
+    from storage.blobstore import LocalBlobStore
+    from tests.images_data import nuclei, tiff
+    img, lab = nuclei(shape=(64, 64), n=4, seed=1)
+    with db.session_scope() as s:   # one annotated image, so training may start
+        images.import_files(s, SYSTEM, LocalBlobStore(config.blob_dir), world["project_id"],
+                            [images.ImportFile("a.tif", read=lambda: tiff(img),
+                                               read_labels=lambda: tiff(lab))], 1 << 28)
+    with as_user("owner"):
+        job_id, poll_off, message = models.start_training(1, world["project_id"], "3", "5",
+                                                          True)
+    assert message is None and poll_off is False
+    with db.session_scope() as s:
+        assert s.get(Job, job_id).params == {"fine_tune": True, "rescore": False, "epochs": 3,
+                                             "max_minutes": 5.0}
+    with as_user("owner"):
+        _j, _p, message = models.start_training(1, world["project_id"], "3", "abc", True)
+    assert "time budget" in text(message)
+
+
+def test_plot_shows_the_score_the_table_shows():
+    from pages import models
+    v = version({"f1": 0.766, "dice": 0.8, "n_images": 3, "best_epoch": 2},
+                [{"epoch": 1, "val_f1": 0.0}, {"epoch": 2, "val_f1": 0.0},
+                 {"epoch": 3, "val_f1": 0.0}])
+    fig = models.curves_figure([v])
+    final = [t for t in fig.data if t.name == "#7 final"]
+    assert len(final) == 1 and list(final[0].y) == [0.766] and list(final[0].x) == [2]
+    assert "on 3 validation images" in final[0].hovertemplate
+    per_epoch = [t for t in fig.data if t.name == "#7 per epoch"][0]
+    assert list(per_epoch.y) == [0.0, 0.0, 0.0]
+    table = text(models.versions_table([v]))
+    assert "0.766" in table and " on 3 validation images" in table and "models-f1" in table
+    old = version({"f1": 0.5}, [], vid=2)           # versions from before: no count, no curve
+    assert [t.name for t in models.curves_figure([old]).data] == ["#2 final"]
+    assert "validation image" not in text(models.versions_table([old]))
+
+
+def test_job_display_shows_steps_time_left_waiting_and_outcome():
+    from pages._jobs import job_progress
+    started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=60)
+    running = text(job_progress(job_info("running", 0.25, "Training: step 120/1600 · epoch 3/40",
+                                         started)))
+    assert "Training: step 120/1600" in running and "about 3 min 00 s left" in running
+    assert "job-eta" in running
+    early = text(job_progress(job_info("running", 0.01, "Loading annotated images: 3/12",
+                                       started)))
+    assert "estimating the time left" in early
+    queued = text(job_progress(job_info("queued", 0.0, "Waiting behind job #4 (train, running).")))
+    assert "Waiting behind job #4" in queued and "queued for" in queued
+    done = text(job_progress(job_info("done", 1.0, "Model #7: validation F1 0.766 on 3 "
+                                      "validation images; activated.", started)))
+    assert "Model #7: validation F1 0.766" in done and "took 1 min" in done and "100%" in done
+
+
+def test_poll_shows_the_outcome_of_a_finished_training(as_user, world, db):
+    from pages import models
+    with db.session_scope() as s:
+        job = Job(kind="train", project_id=world["project_id"], user_id=world["owner"],
+                  state="done", progress=1.0, message="Done.", params={},
+                  result={"outcome": "Model #9: validation F1 0.700 on 2 validation images; "
+                                     "activated (the first model of the project)."})
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    with as_user("owner"):
+        view, poll_off, refresh = models.poll(1, job_id, 0)
+    assert poll_off is True and refresh == 1
+    assert "Model #9: validation F1 0.700 on 2 validation images" in text(view)
+    assert "Done." not in text(view)
+    with as_user("owner"):
+        assert models.poll(1, None, 0)[2] is dash.no_update
