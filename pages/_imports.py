@@ -1,8 +1,9 @@
 """Display of upload outcomes on the Images page: the per-file results of an import (or of
 attaching label images), and an import job from queued to its end: progress while it runs,
 then its results, or why it failed. Ids and classes here are stable for tests:
-`images-upload-summary`, `images-mask-summary`, `images-job-summary` (result lines),
-`images-job-outcome` (the line that ends a job: "Import #5 finished: ...", "... failed: ..."),
+`images-upload-summary`, `images-mask-summary` (result lines of an upload done at once, or of
+the files refused before its job started); class `images-job-outcome` (the line that ends a
+job: "Import #5 finished: 2 imported, ...", "Import #5 failed: <reason>"),
 `{"type": "images-job-cancel", "job": id}` (Cancel while it is queued or running)."""
 from __future__ import annotations
 
@@ -43,11 +44,16 @@ def _row(r: dict) -> html.Tr:
                     html.Td(message, className="small")])
 
 
-def result_table(rows: list[dict], summary_id: str, masks: bool = False):
+def result_table(rows: list[dict], summary_id: str | None, masks: bool = False,
+                 summary: str | None = None):
+    """The per-file results under a summary line (`summary`, or the counts; none when
+    `summary_id` is None)."""
     if not rows:
         return None
+    line = (html.P(summary or summary_text(rows, masks), className="mb-1", id=summary_id)
+            if summary_id else None)
     return html.Div([
-        html.P(summary_text(rows, masks), className="mb-1", id=summary_id),
+        line,
         dbc.Table(html.Tbody([_row(r) for r in rows]), size="sm",
                   className="small upload-results")])
 
@@ -67,7 +73,7 @@ def job_block(job: JobInfo, project_id: int):
         return html.Div([
             html.Div(f"{what} #{job.id} finished: {summary_text(rows, masks)}.",
                      className="fw-semibold images-job-outcome text-success"),
-            result_table(rows, "images-job-summary", masks)], className="mb-2")
+            result_table(rows, None, masks)], className="mb-2")
     reason = job.error or job.message or "no reason was recorded"
     after = ("Files imported before it stopped stay in the project; upload the rest again."
              if not masks else "Label images attached before it stopped stay attached.")

@@ -200,9 +200,12 @@ def show_gallery(status, sort, page, _refresh, project_id):
 
 def _outcome(outcome, summary_id: str, masks: bool, job_ids, refresh):
     """(results, followed jobs, poll disabled, gallery refresh) after an upload."""
-    shown = result_table(rows_of(outcome.results), summary_id, masks)
     if outcome.job_id is None:
+        shown = result_table(rows_of(outcome.results), summary_id, masks)
         return shown, dash.no_update, dash.no_update, (refresh or 0) + 1
+    n = len(outcome.results)
+    shown = result_table(rows_of(outcome.results), summary_id, masks,
+                         f"{n} file(s) refused before job #{outcome.job_id} started")
     return shown, list(job_ids or []) + [outcome.job_id], False, dash.no_update
 
 

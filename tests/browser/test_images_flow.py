@@ -88,7 +88,7 @@ def test_zip_upload_runs_the_import_job_to_its_results(browser, world, worker, t
         str(plate_zip(tmp_path / "plate.zip")))
     browser.wait_for_contains_text("#images-job-status", "Import #1 finished: 2 imported",
                                    timeout=30)
-    assert "0 rejected" in browser.find_element("#images-job-summary").text
+    assert "0 rejected" in browser.find_element(".images-job-outcome").text
     browser.wait_for_contains_text("#images-grid", "images/well_1.tif", timeout=10)
     assert browser.find_element("#images-grid").text.count("cells") == 2
     assert not (config.data_dir / "staging").exists() or \
