@@ -197,9 +197,14 @@ def cmd_export(config: Config, args) -> None:
 
 
 def cmd_train(config: Config, args) -> None:
+    """Train in this process, with a progress bar on stderr fed by the job's progress (the
+    stage and steps done/total as its text; the time left is tqdm's linear estimate, which
+    the training job's time-proportional progress makes the job's own estimate)."""
+    from tqdm import tqdm
+
     from app.jobs.runner import run_job
     from app.permissions import SYSTEM
-    from app.services import jobs, projects, training
+    from app.services import projects, training
     from app.tables import Job
     db = _db(config)
     with db.session_scope() as s:
@@ -208,10 +213,18 @@ def cmd_train(config: Config, args) -> None:
                   "max_minutes": args.max_minutes, "seed": args.seed}
         info = training.start_training(s, SYSTEM, pid, params, enqueue=lambda _id: None)
 
-    def show(fraction, message):
-        print(f"[{100 * fraction:5.1f}%] {message}", flush=True)
+    with tqdm(total=100, smoothing=0, mininterval=0.5, dynamic_ncols=True,
+              bar_format="{percentage:3.0f}%|{bar:20}| {elapsed}<{remaining} {desc}") as bar:
+        def show(fraction, message):
+            delta = max(0.0, round(100 * fraction, 1) - bar.n)
+            bar.set_description_str(message, refresh=not delta)
+            if delta:
+                bar.update(delta)
 
-    state = run_job(db, config, info.id, worker="cli", listeners=[show])
+        state = run_job(db, config, info.id, worker="cli", listeners=[show])
+        if state == "done":
+            bar.set_description_str("done", refresh=False)
+            bar.update(100 - bar.n)
     with db.session_scope() as s:
         job = s.get(Job, info.id)
         if state != "done":
@@ -220,7 +233,7 @@ def cmd_train(config: Config, args) -> None:
     metrics = ", ".join(f"{k} {v:.3f}" for k, v in result["metrics"].items()
                         if isinstance(v, float))
     print(f"model version {result['model_version_id']}: {metrics}")
-    print(result["reason"])
+    print(result.get("outcome") or result["reason"])
 
 
 def cmd_score(config: Config, args) -> None:

@@ -62,8 +62,7 @@ class TrainingProgress:
     # -- the job's own stages ------------------------------------------------------------
     def loading(self, done: int, total: int) -> None:
         self._tick()
-        self._send(0.01 * done / max(1, total), f"Loading annotated images: {done}/{total}",
-                   force=done == 0)
+        self._send(None, f"Loading annotated images: {done}/{total}", force=done == 0)
 
     def comparing(self, done: int, total: int) -> None:
         self._tick()
