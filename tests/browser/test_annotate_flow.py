@@ -243,21 +243,28 @@ def test_previous_walks_back_and_the_header_follows_a_save(browser, world, db, c
     still works after the save."""
     b, c = import_more(db, config, world, ["b.tif", "c.tif"])
     open_workspace(browser, "annotator", image_id)
-    prev = "#annotate-prev"
-    WebDriverWait(browser.driver, 10).until(
-        lambda d: browser.find_element(prev).get_attribute("disabled") is not None)
+    def prev_is(disabled):          # read in one script: the page re-renders under selenium
+        WebDriverWait(browser.driver, 15).until(lambda d: d.execute_script(
+            "var b = document.querySelector('#annotate-prev'); return b && b.disabled;")
+            is disabled)
+
+    def on_screen(expected):        # the page of `expected` has recorded its visit
+        WebDriverWait(browser.driver, 15).until(lambda d: d.execute_script(
+            "var h = JSON.parse(sessionStorage.getItem('annotate-visited') || 'null');"
+            "return !!h && h.stack[h.pos] === arguments[0] && !h.back;", expected))
+        browser.wait_for_element("#annotate-graph .nsewdrag", timeout=15)
+
+    on_screen(image_id)
+    prev_is(True)
     for target in (b, c):
         browser.driver.get(f"{browser.server_url}/annotate/{target}")
-        browser.wait_for_element("#annotate-graph .nsewdrag", timeout=15)
-        WebDriverWait(browser.driver, 10).until(
-            lambda d: browser.find_element(prev).get_attribute("disabled") is None)
+        on_screen(target)
+        prev_is(False)
     for expected in (b, image_id):
-        browser.find_element(prev).click()
-        WebDriverWait(browser.driver, 15).until(
-            lambda d, e=expected: d.current_url.endswith(f"/annotate/{e}"))
-        browser.wait_for_element("#annotate-graph .nsewdrag", timeout=15)
-    WebDriverWait(browser.driver, 10).until(
-        lambda d: browser.find_element(prev).get_attribute("disabled") is not None)
+        browser.driver.execute_script("document.querySelector('#annotate-prev').click()")
+        on_screen(expected)
+        assert browser.driver.current_url.endswith(f"/annotate/{expected}")
+    prev_is(True)
     assert browser.find_element("#annotate-status").text == "new"
     assert "not annotated yet" in browser.find_element("#annotate-version").text
     draw_cell(browser)
