@@ -278,8 +278,9 @@ def test_previous_walks_back_and_the_header_follows_a_save(browser, world, db, c
     browser.wait_for_contains_text("#annotate-counts", "0 cells", timeout=15)
 
 
-def drag_image(browser, start, end):
-    """Press at image point `start`, move in steps, release at `end` (a real drag)."""
+def drag_image(browser, start, end, while_held=None):
+    """Press at image point `start`, move in steps to `end`, call `while_held()`, release
+    (a real drag)."""
     to_px = """
         var fl = document.querySelector('#annotate-graph .js-plotly-plot')._fullLayout;
         return [Math.round(fl.xaxis.d2p(arguments[0])), Math.round(fl.yaxis.d2p(arguments[1]))];
@@ -291,7 +292,10 @@ def drag_image(browser, start, end):
     for i in range(1, 6):
         chain = chain.move_to_element_with_offset(area, x0 + (x1 - x0) * i // 5,
                                                   y0 + (y1 - y0) * i // 5)
-    chain.release().perform()
+    chain.perform()
+    if while_held:
+        while_held()
+    ActionChains(browser.driver).release().perform()
 
 
 def test_ellipse_is_dragged_corner_to_corner_like_the_rectangle(browser, world, db, config,
@@ -303,7 +307,15 @@ def test_ellipse_is_dragged_corner_to_corner_like_the_rectangle(browser, world, 
         "document.querySelector('#annotate-graph').scrollIntoView({block: 'start'});")
     browser.find_element("body").send_keys("o")
     wait_for_dragmode(browser, "drawrect")
-    drag_image(browser, (20, 15), (60, 45))
+    preview = []
+
+    def look():                  # while dragging, the ellipse inside the box is drawn
+        time.sleep(0.3)
+        preview.append(browser.driver.execute_script(
+            "var e = document.querySelector('ellipse.annotate-ellipse-preview');"
+            "return e && [+e.getAttribute('rx'), +e.getAttribute('ry')];"))
+    drag_image(browser, (20, 15), (60, 45), look)
+    assert preview[0] and preview[0][0] > 10 and preview[0][1] > 5, preview
     browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=30)
     with db.session_scope() as s:
         canvas = drafts.current_canvas(s, actor(s, "annotator"), config,
