@@ -25,14 +25,15 @@ ACCEPTED_SHOWN = 50
 
 
 def waiting_table(items: list[annotations.ReviewItem], table_id: str, can_review: bool,
-                  workspace: bool, me: str):
-    """Annotations waiting for a reviewer, oldest first, each with a Review link."""
+                  me: str):
+    """Annotations waiting for a reviewer, oldest first, each with a Review link (others
+    get the viewer: opening the workspace would lease the image away from reviewers)."""
     if not items:
         return html.P("Nothing is waiting for review.", className="text-muted", id=table_id)
     rows = []
     for i in items:
         action = (open_link(i, "Review", True, "submitted") if can_review
-                  else open_link(i, "Open", workspace, "submitted"))
+                  else open_link(i, "View", False, "submitted"))
         author = f"{i.author} (you)" if i.author == me else (i.author or "-")
         rows.append(html.Tr([html.Td(dcc.Link(i.name, href=f"/images/{i.image_id}")),
                              html.Td(f"v{i.version}"), html.Td(author), html.Td(i.n_cells),
@@ -61,7 +62,7 @@ def layout(project_id=None, **_query):
         return error_page(error)
     role = Role[project.role]
     can_review, workspace = role >= Role.reviewer, role >= Role.annotator
-    mine, _ = call(annotations.returned_to_me, pid)
+    mine = (call(annotations.returned_to_me, pid)[0] or []) if workspace else []
     waiting, _ = call(annotations.review_list, pid, "submitted")
     sent_back, _ = call(annotations.review_list, pid, "returned")
     accepted, _ = call(annotations.review_list, pid, "accepted")
@@ -76,13 +77,13 @@ def layout(project_id=None, **_query):
         html.P("Open an image to accept its annotation or send it back with a comment "
                "(reviewers and owners). Sent-back images go to the front of their "
                "annotator's queue.", className="text-muted"),
-        returned_to_me_section(pid, mine or []) if workspace else None,
+        returned_to_me_section(pid, mine) if workspace else None,
         html.Div([html.H4(f"Waiting for review ({len(waiting)})", className="me-3 mb-0"),
                   dbc.Button("Review the oldest", href=f"/annotate/{first.image_id}",
                              color="primary", size="sm", id=NEXT)
                   if can_review and first else None],
                  className="d-flex align-items-center mt-3 mb-2"),
-        waiting_table(waiting, WAITING, can_review, workspace, me),
+        waiting_table(waiting, WAITING, can_review, me),
         html.H4(f"Sent back to the annotator ({len(sent_back)})", className="mt-3"),
         # the viewer, not the workspace: opening it there would lease it away from its annotator
         returned_table(sent_back, SENT_BACK, workspace=False),

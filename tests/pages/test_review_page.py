@@ -1,0 +1,74 @@
+"""The Review page per role (issue 19, item 1): reviewers get Review links into the
+workspace, annotators their returned list and the viewer for others' work, viewers only look."""
+import contextlib
+import json
+
+import pytest
+from flask_login import login_user
+
+from app.context import get_session
+from app.services import annotations, drafts, users
+from tests.conftest import actor
+from tests.test_annotations import rect, store, three_images  # noqa: F401 (fixtures)
+
+
+@pytest.fixture
+def as_user(server):
+    @contextlib.contextmanager
+    def _as(username):
+        with server.test_request_context("/_dash-update-component", method="POST"):
+            login_user(users.find_user(get_session(), username))
+            yield
+    return _as
+
+
+def text(component) -> str:
+    return json.dumps(component.to_plotly_json(), default=lambda o: o.to_plotly_json())
+
+
+@pytest.fixture
+def reviewed(session, config, store, world, three_images):  # noqa: F811
+    """a: waiting for review; b: sent back to the annotator with a comment."""
+    a, b, _c = three_images
+    anna = actor(session, "annotator")
+    for image_id in (a, b):
+        drafts.record_edit(session, anna, config, store, image_id,
+                           {"op": "add", "shape": rect(2, 2, 9, 9)})
+        annotations.save(session, anna, config, store, image_id)
+    annotations.review(session, actor(session, "reviewer"), b, accept=False,
+                       comment="outline the dim cell too")
+    session.commit()
+    return a, b
+
+
+def test_review_page_per_role(as_user, world, reviewed):
+    from pages import review as page
+    a, b = reviewed
+    pid = str(world["project_id"])
+    with as_user("reviewer"):
+        out = text(page.layout(project_id=pid))
+        assert "Waiting for review (1)" in out and f'"href": "/annotate/{a}"' in out
+        assert '"children": "Review"' in out and '"id": "review-next"' in out
+        assert "outline the dim cell too" in out and f'"href": "/annotate/{b}"' not in out
+    with as_user("annotator"):
+        out = text(page.layout(project_id=pid))
+        assert "Returned to me (1)" in out and f'"href": "/annotate/{b}"' in out
+        assert '"id": "review-annotate-returned"' in out
+        assert f'"href": "/annotate/{a}"' not in out and f'"href": "/images/{a}"' in out
+        assert '"id": "review-next"' not in out
+    with as_user("viewer"):
+        out = text(page.layout(project_id=pid))
+        assert "review-returned-to-me" not in out and "/annotate/" not in out
+    with as_user("outsider"):
+        assert "not a member" in text(page.layout(project_id=pid))
+
+
+def test_project_page_shows_returned_to_me_and_the_waiting_count(as_user, world, reviewed):
+    from pages import project as page
+    pid = str(world["project_id"])
+    with as_user("annotator"):
+        out = text(page.layout(project_id=pid))
+        assert "Returned to me (1)" in out and "outline the dim cell too" in out
+    with as_user("reviewer"):
+        out = text(page.layout(project_id=pid))
+        assert "Review (1 waiting)" in out and "Returned to me" not in out
