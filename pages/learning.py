@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, callback, dcc, html
 
 from app.context import state
-from app.services import projects, scoring, simulation, training
+from app.services import model_versions, projects, scoring, simulation, training
 from pages._common import alert, call, error_page, to_int
 
 dash.register_page(__name__, path_template="/projects/<project_id>/learning",
@@ -71,7 +71,7 @@ def progress_figure(points: list[dict]) -> go.Figure:
         fig.add_trace(go.Scatter(
             x=[p["n_images"] for p in pts], y=[p[key] for p in pts], mode="lines+markers",
             name=name, text=[f"model #{p['version']}{' (active)' if p['active'] else ''}"
-                             for p in pts]))
+                             + _on_images(p) for p in pts]))
     fig.update_layout(xaxis_title="annotated images the model learned from",
                       yaxis_title="score", template="plotly_white", height=320,
                       margin=dict(l=40, r=10, t=30, b=40),
@@ -79,11 +79,24 @@ def progress_figure(points: list[dict]) -> go.Figure:
     return fig
 
 
+def _on_images(point: dict) -> str:
+    n = point.get("n_val")
+    return f" on {n} validation image{'s' if n != 1 else ''}" if isinstance(n, int) else ""
+
+
+def with_validation_counts(points: list[dict], versions) -> list[dict]:
+    """Each point with "n_val": how many validation images its score was measured on."""
+    n_val = {v.id: v.metrics.get("n_images") for v in versions or []}
+    return [{**p, "n_val": n_val.get(p["version"])} for p in points or []]
+
+
 def rounds_table(points: list[dict]):
     head = html.Thead(html.Tr([html.Th(h) for h in ("Model", "Images", "F1", "Dice",
                                                     "Active model before", "Active")]))
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    rows = [html.Tr([html.Td(f"#{p['version']}"), html.Td(p["n_images"]), html.Td(fmt(p["f1"])),
+    rows = [html.Tr([html.Td(f"#{p['version']}"), html.Td(p["n_images"]),
+                     html.Td([fmt(p["f1"]), html.Span(_on_images(p), className="small "
+                                                      "text-muted")], className="learning-f1"),
                      html.Td(fmt(p["dice"])), html.Td(fmt(p["previous_active"])),
                      html.Td("✓" if p["active"] else "")]) for p in points]
     return dbc.Table([head, html.Tbody(rows)], size="sm", id="learning-rounds")
@@ -119,6 +132,7 @@ def layout(project_id=None, **_query):
     settings = scoring.settings_of(project)
     items, _ = call(scoring.queue, pid, 20)
     points, _ = call(scoring.learning_progress, pid)
+    points = with_validation_counts(points, call(model_versions.list_versions, pid)[0])
     _job, rows = call(simulation.latest_result, pid)[0] or (None, [])
     can_train = project.role in ("reviewer", "owner")
     return html.Div([

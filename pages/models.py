@@ -201,6 +201,10 @@ def layout(project_id=None, **_query):
         dcc.Dropdown(id=COMPARE, multi=True, value=[v.id for v in (items or [])[:3]],
                      options=[{"label": f"#{v.id}", "value": v.id} for v in items or []]),
         dcc.Graph(id=CURVES, figure=curves_figure((items or [])[:3])),
+        html.P("Dotted: the validation score after each epoch, with the default way of "
+               "cutting cells. Star: the final score, the one in the table, with the cutting "
+               "chosen after training on the annotated images.", id="models-curves-note",
+               className="small text-muted"),
     ])
 
 

@@ -65,7 +65,7 @@ def test_train_with_a_typed_whole_number_budget(as_user, world, db, config):
     assert "time budget" in text(message)
 
 
-def test_plot_shows_the_score_the_table_shows():
+def test_plot_shows_the_score_the_table_shows(dash_app):
     from pages import models
     v = version({"f1": 0.766, "dice": 0.8, "n_images": 3, "best_epoch": 2},
                 [{"epoch": 1, "val_f1": 0.0}, {"epoch": 2, "val_f1": 0.0},
@@ -83,7 +83,7 @@ def test_plot_shows_the_score_the_table_shows():
     assert "validation image" not in text(models.versions_table([old]))
 
 
-def test_job_display_shows_steps_time_left_waiting_and_outcome():
+def test_job_display_shows_steps_time_left_waiting_and_outcome(dash_app):
     from pages._jobs import job_progress
     started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(seconds=60)
     running = text(job_progress(job_info("running", 0.25, "Training: step 120/1600 · epoch 3/40",
@@ -117,3 +117,14 @@ def test_poll_shows_the_outcome_of_a_finished_training(as_user, world, db):
     assert "Done." not in text(view)
     with as_user("owner"):
         assert models.poll(1, None, 0)[2] is dash.no_update
+
+
+def test_learning_page_gives_the_validation_images_next_to_f1(dash_app):
+    from pages import learning
+    points = learning.with_validation_counts(
+        [{"version": 7, "n_images": 12, "f1": 0.766, "dice": 0.8, "active": True,
+          "previous_active": None}],
+        [version({"f1": 0.766, "n_images": 3}, [])])
+    assert "0.766" in text(learning.rounds_table(points))
+    assert " on 3 validation images" in text(learning.rounds_table(points))
+    assert "on 3 validation images" in learning.progress_figure(points).data[0].text[0]
