@@ -298,12 +298,15 @@ def refresh_rollback(_refresh, project_id):
 
 
 @callback(Output(VERSIONS, "children", allow_duplicate=True), Output(COMPARE, "options"),
-          Input(REFRESH, "data"), State(PROJECT_ID, "data"), prevent_initial_call=True)
+          Output(COMPARE, "value"), Input(REFRESH, "data"), State(PROJECT_ID, "data"),
+          prevent_initial_call=True)
 def refresh_versions(_refresh, project_id):
+    """A job ended: the table, and the plot with the newest versions (the new one first)."""
     items, error = call(model_versions.list_versions, to_int(project_id))
     if error:
-        return alert(error), []
-    return versions_table(items), [{"label": f"#{v.id}", "value": v.id} for v in items]
+        return alert(error), [], dash.no_update
+    return (versions_table(items), [{"label": f"#{v.id}", "value": v.id} for v in items],
+            [v.id for v in items[:3]])
 
 
 @callback(Output(CURVES, "figure"), Input(COMPARE, "value"), State(PROJECT_ID, "data"),

@@ -128,3 +128,21 @@ def test_learning_page_gives_the_validation_images_next_to_f1(dash_app):
     assert "0.766" in text(learning.rounds_table(points))
     assert " on 3 validation images" in text(learning.rounds_table(points))
     assert "on 3 validation images" in learning.progress_figure(points).data[0].text[0]
+
+
+def test_a_finished_job_puts_the_new_version_in_the_plot(as_user, world, db):
+    from app.tables import ModelVersion
+    from pages import models
+    with db.session_scope() as s:
+        ids = []
+        for f1 in (0.5, 0.6, 0.7, 0.766):
+            mv = ModelVersion(project_id=world["project_id"], weights_blob_key="a" * 64,
+                              metrics={"f1": f1, "n_images": 3}, training_data=[1])
+            s.add(mv)
+            s.flush()
+            ids.append(mv.id)
+    with as_user("owner"):
+        table, options, shown = models.refresh_versions(1, world["project_id"])
+        assert shown == ids[::-1][:3] and len(options) == 4
+        figure = models.compare(shown, world["project_id"])
+    assert [t.y[0] for t in figure.data] == [0.766, 0.7, 0.6]
