@@ -263,3 +263,19 @@ class UserSession(Base):
     revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
     ip: Mapped[str] = mapped_column(String(64), default="")
     user_agent: Mapped[str] = mapped_column(String(256), default="")
+
+
+class DisplaySetting(Base):
+    """One user's display settings for one project: per channel its colour, visibility and
+    contrast limits (null limits: each image's own automatic ones). Restored whenever the
+    user opens an image of the project, in the viewer and in the workspace."""
+    __tablename__ = "display_setting"
+    __table_args__ = (UniqueConstraint("user_id", "project_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"),
+                                            index=True)
+    # [{"color": "#00ff00", "visible": true, "low": 100.0 | null, "high": 2000.0 | null}]
+    channels: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
