@@ -212,7 +212,8 @@ def budget_help(minutes, epochs) -> str:
     epochs = str(epochs or "").strip() or "the project's"
     if not str(minutes or "").strip():
         return f"No time limit: trains up to {epochs} epochs."
-    return f"Stops after about {str(minutes).strip()} min, or {epochs} epochs if sooner."
+    return (f"Stops after about {str(minutes).strip()} min or {epochs} epochs, whichever "
+            "comes first (at least one epoch).")
 
 
 @callback(Output(EPOCHS, "invalid"), Output(EPOCHS_FEEDBACK, "children"),

@@ -47,7 +47,8 @@ def test_budget_field_and_waiting_training(browser, world, db, config):
 
     type_into(browser, "#models-max-minutes", "5")
     browser.wait_for_text_to_equal("#models-max-minutes-help",
-                                   "Stops after about 5 min, or 40 epochs if sooner.")
+                                   "Stops after about 5 min or 40 epochs, whichever comes first "
+                                   "(at least one epoch).")
     assert "is-invalid" not in browser.find_element("#models-max-minutes").get_attribute("class")
     assert not browser.find_element("#models-max-minutes-feedback").is_displayed()
     assert train.is_enabled()

@@ -30,7 +30,8 @@ def test_budget_field_accepts_whole_numbers_and_marks_what_it_refuses(as_user, w
             ep_bad, _ep_msg, bad, msg, help_text, disabled = models.check_form("40", typed, pid)
             assert (ep_bad, bad, msg, disabled) == (False, False, None, False), typed
         assert models.check_form("40", "5", pid)[4] == (
-            "Stops after about 5 min, or 40 epochs if sooner.")
+            "Stops after about 5 min or 40 epochs, whichever comes first "
+            "(at least one epoch).")
         assert models.check_form("40", "", pid)[4] == "No time limit: trains up to 40 epochs."
         for typed in ("0", "-2", "abc", "2,5", "1441"):
             _e, _m, bad, msg, _h, disabled = models.check_form("40", typed, pid)
