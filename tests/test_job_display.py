@@ -2,6 +2,8 @@
 waits behind on its queue (gpu: training, scoring...; cpu: imports, exports), or says it
 waits for a worker; a finished job states its outcome, not its last progress message
 (a finished import read "1/8")."""
+import pytest
+
 from app.services import jobs, projects
 from app.tables import Job
 from tests.conftest import actor
@@ -69,3 +71,16 @@ def test_a_finished_job_states_its_outcome(db, world):
     assert message_of(db, "viewer", failed) == "Failed: no files"
     running = add(db, pid, "import", "running", {}, message="3/8: a.tif imported")
     assert message_of(db, "viewer", running) == "3/8: a.tif imported"
+
+
+def test_time_left_is_estimated_from_the_first_percent():
+    import datetime as dt
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+    def info(progress, seconds, state="running"):
+        return jobs.JobInfo(1, "train", 1, "x", state, progress, "", "", {}, False, now,
+                            now - dt.timedelta(seconds=seconds), None)
+    # a 4-hour training, 1 % in: the estimate is there, not "none until 2 %"
+    assert info(0.01, 144).remaining_s == pytest.approx(14256, rel=0.01)
+    assert info(0.0, 144).remaining_s is None and info(0.5, 1).remaining_s is None
+    assert info(0.5, 60, "queued").remaining_s is None

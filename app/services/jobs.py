@@ -53,9 +53,11 @@ class JobInfo:
 
     @property
     def remaining_s(self) -> float | None:
-        """Linear estimate from progress so far (None until there is some)."""
+        """Linear estimate from progress so far: elapsed × (1 − progress) / progress (None
+        until there is some). A training job's progress is the share of its expected time
+        spent, so for it this is its own estimate from the first timed steps on."""
         elapsed = self.elapsed_s
-        if elapsed is None or self.state != "running" or self.progress <= 0.02:
+        if elapsed is None or self.state != "running" or self.progress <= 0.001 or elapsed < 2:
             return None
         return elapsed * (1 - self.progress) / self.progress
 
