@@ -83,13 +83,25 @@ def draft_overlay(image_id: int):
 
 @bp.get("/images/<int:image_id>/uncertainty.png")
 def uncertainty_overlay(image_id: int):
-    """The active model's uncertainty map of an image (after scoring), as a heat map."""
-    from app.services import scoring
-    from storage.render import encode, heat_rgba
+    """The active model's uncertainty map of an image (after scoring), as a heat map whose
+    colour scale `display.uncertainty_scale` gives the page."""
+    rendered = display.render_uncertainty(get_session(), current_actor(), get_config(), image_id)
+    response = Response(rendered.data, mimetype=rendered.mimetype)
+    response.headers["Cache-Control"] = "no-store"      # rescoring rewrites it
+    return response
 
-    heat = scoring.heatmap(get_session(), current_actor(), get_config(), image_id)
-    response = Response(encode(heat_rgba(heat), "PNG"), mimetype="image/png")
-    response.headers["Cache-Control"] = "no-store"
+
+@bp.get("/images/<int:image_id>/pixel.json")
+def pixel(image_id: int):
+    """Raw values of every channel at (z, y, x) in full-resolution pixels: the readout under
+    the cursor. Pixels never change, so the browser may keep the answer."""
+    found = display.pixel_values(get_session(), current_actor(), state().blobs, image_id,
+                                 request.args.get("z", 0, type=int),
+                                 request.args.get("y", -1, type=int),
+                                 request.args.get("x", -1, type=int))
+    response = jsonify(x=found.x, y=found.y, z=found.z, values=found.values,
+                       channels=found.channels)
+    response.headers["Cache-Control"] = "private, max-age=86400"
     return response
 
 

@@ -19,5 +19,8 @@ B = {name: f"annotate-{name}" for name in (
     "revert", "suggest-confirm", "suggest-keep")}
 IDS = {"tool": TOOL, "cls": CLS}
 Z = "annotate-z"
-CHANNEL_IDS = {"visible": "annotate-channel-visible", "colour": "annotate-channel-colour",
-               "range": "annotate-channel-range"}
+CHANNEL_IDS = {kind: f"annotate-channel-{kind}" for kind in (   # pages._display.KINDS
+    "visible", "colour", "range", "low", "high", "hist", "meta")}
+AUTO, READOUT = "annotate-auto", "annotate-pixel"      # auto contrast; values under the cursor
+BRUSH_BOX = "annotate-brush-box"                         # brush width: label, − / +, slider
+DISPLAY_SAVED = "annotate-display-saved"                 # "Display settings remembered ..."

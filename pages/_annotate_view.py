@@ -22,7 +22,7 @@ DISPLAY_SIDE = 2048
 TOOLS = [  # (value, label, shortcut, plotly dragmode)
     ("select", "Select / pan", "S", "pan"),
     ("draw", "Draw cell", "D", "drawclosedpath"),
-    ("polygon", "Polygon (click corners)", "L", "pan"),
+    ("polygon", "Polygon", "L", "pan"),
     ("rect", "Rectangle", "R", "drawrect"),
     ("ellipse", "Ellipse", "O", "drawrect"),        # corner to corner, like the rectangle
     ("brush", "Brush", "B", "drawopenpath"),
@@ -131,10 +131,11 @@ def newshape(tool: str, color: str, width: float) -> dict:
 
 
 def figure(image_id: int, width: int, height: int, rev, opacity: float, tool: str,
-           color: str, brush: float) -> go.Figure:
+           color: str, brush: float, views: list[dict] | None = None) -> go.Figure:
+    """`views`: the channels as the user left them (pages._display.view), None: defaults."""
     side = side_for(width, height)
     images = [
-        dict(source=image_url(image_id, 0, side, None), xref="x", yref="y", x=0, y=0,
+        dict(source=image_url(image_id, 0, side, views), xref="x", yref="y", x=0, y=0,
              sizex=width, sizey=height, sizing="stretch", layer="below"),
         dict(source=draft_url(image_id, rev, 0, side), xref="x", yref="y", x=0, y=0,
              sizex=width, sizey=height, sizing="stretch", opacity=opacity, layer="above"),
@@ -156,7 +157,7 @@ def tool_buttons(ids: dict, disabled: bool, tool: str = "select",
     """The tools (only those of the project's mode); a read-only user's edit tools are
     disabled, and annotate.js ignores the shortcut of a disabled or absent tool."""
     return dbc.RadioItems(
-        id=ids["tool"], value=tool, inputClassName="btn-check", inline=True,
+        id=ids["tool"], value=tool, inputClassName="btn-check",
         labelClassName="btn btn-outline-primary btn-sm mb-1 me-1",
         labelCheckedClassName="active", className="btn-group-tools",
         options=[{"label": f"{label} ({key})", "value": value,
@@ -184,8 +185,9 @@ def shortcuts_help(counting: bool = False) -> dbc.Card:
 
 
 def graph(graph_id: str, fig: go.Figure, editable: bool = True) -> dcc.Graph:
+    """The figure fills its frame (sized to the viewport by assets/style.css); no plotly
+    tips ("double-click to zoom back out" covered the header's Next button)."""
     return dcc.Graph(id=graph_id, figure=fig, className="annotate-graph",
-                     style={"height": "calc(100vh - 130px)", "minHeight": "420px"},
-                     config={"scrollZoom": True, "displaylogo": False,
+                     config={"scrollZoom": True, "displaylogo": False, "showTips": False,
                              "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
                              "edits": {"shapePosition": editable}})

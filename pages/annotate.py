@@ -20,14 +20,14 @@ from flask import current_app
 
 from app.background import sign_actor
 from app.context import current_actor, get_config, state
-from app.services import annotations, display, drafts
+from app.services import annotations, display_settings, drafts
 from pages import _annotate_view as view
-from pages._annotate_ids import (B, BRUSH, CHANNEL_IDS, CLICK, CLS, COUNTS, GRAPH, IDS, INFO,
-                                 LEASE, LEASE_TIMER, LOCATION, MESSAGE, OPACITY, POLYGON_DONE,
-                                 RECLASS, SHAPE_EVENT, STATE, STATUS, SUGGEST_GO,
-                                 SUGGEST_MODAL, SUGGEST_PROGRESS, SUGGEST_TEXT, TOOL, VERSION,
-                                 VISITED, Z)
-from pages._channels import channel_controls
+from pages import _display
+from pages._annotate_ids import (AUTO, B, BRUSH, BRUSH_BOX, CHANNEL_IDS, CLICK, CLS,
+                                 COUNTS, DISPLAY_SAVED, GRAPH, IDS, INFO, LEASE, LEASE_TIMER,
+                                 LOCATION, MESSAGE, OPACITY, POLYGON_DONE, READOUT, RECLASS,
+                                 SHAPE_EVENT, STATE, STATUS, SUGGEST_GO, SUGGEST_MODAL,
+                                 SUGGEST_PROGRESS, SUGGEST_TEXT, TOOL, VERSION, VISITED, Z)
 from pages._common import alert, call, error_page, to_int
 
 dash.register_page(__name__, path_template="/annotate/<image_id>", title="Annotate · CellLoop")
@@ -45,14 +45,14 @@ def _header(ws: annotations.Workspace) -> html.Div:
     lease = (f"leased to {ws.lease_holder} until {ws.lease_expires_at:%H:%M} UTC"
              if ws.lease_holder else "")
     return html.Div([
-        html.H4(ws.name, className="me-3 mb-0 text-truncate"),
+        html.H5(ws.name, className="me-3 mb-0 text-truncate"),
         dbc.Badge(ws.status, color="secondary", className="me-2", id=STATUS),
         html.Span(view.version_text(ws.latest), className="small text-muted me-3", id=VERSION),
         html.Span(lease, className="small text-muted me-auto", id=LEASE),
         _button("prev", "← Previous", True), _button("skip", "Skip", not ws.can_edit),
         _button("next", "Next →", not ws.can_edit),
         dcc.Link("project", href=f"/projects/{ws.project_id}", className="ms-2 small"),
-    ], className="d-flex align-items-center flex-wrap mb-2")
+    ], className="d-flex align-items-center flex-wrap mb-2 annotate-header")
 
 
 def _notices(ws: annotations.Workspace) -> list:
@@ -73,10 +73,14 @@ def _notices(ws: annotations.Workspace) -> list:
     return out
 
 
-def _display_controls(ws: annotations.Workspace, limits) -> html.Details:
+def _display_controls(ws: annotations.Workspace, channels) -> html.Details:
     return html.Details([
         html.Summary("Display: channels, contrast, z", className="h6 mt-3"),
-        *channel_controls(ws, limits or [], CHANNEL_IDS),
+        *_display.channel_controls(channels, CHANNEL_IDS),
+        html.Div([dbc.Button("Auto contrast", id=AUTO, size="sm", color="outline-secondary",
+                             className="me-2"),
+                  html.Span(id=DISPLAY_SAVED, className="small text-muted")],
+                 className="d-flex align-items-center mb-2"),
         html.Div([html.Span("Z plane", className="small"),
                   dcc.Slider(id=Z, min=0, max=max(0, ws.z_count - 1), step=1, value=0,
                              marks=None, tooltip={"placement": "bottom"})],
@@ -98,7 +102,28 @@ def _suggest_modal() -> dbc.Modal:
     ], id=SUGGEST_MODAL, is_open=False)
 
 
-def _panel(ws: annotations.Workspace, limits) -> list:
+def _tools(ws: annotations.Workspace) -> list:
+    """The left column: tools, brush width, class of new cells (all visible at 1280x720)."""
+    ro, outlines = not ws.can_edit, not ws.counting
+    hidden = {"display": "none"}
+    return [
+        html.H6("Tools"), view.tool_buttons(IDS, ro, _first_tool(ws), ws.counting),
+        html.Div([
+            html.Div([html.Span("Brush width (px)", className="small me-auto"),
+                      _button("brush-down", "−", ro), _button("brush-up", "+", ro)],
+                     className="d-flex align-items-center mt-1"),
+            dcc.Slider(id=BRUSH, min=1, max=60, step=1, value=8, marks=None, disabled=ro,
+                       tooltip={"placement": "bottom"}, allow_direct_input=False),
+        ], id=BRUSH_BOX, style={} if outlines else hidden),
+        html.H6("Class of new cells (1–9)", className="mt-2"),
+        view.class_picker(IDS, ws.classes, ro),
+        _button("set-class", "Set selected cell's class", True, title="Shift+1 … 9"),
+    ]
+
+
+def _panel(ws: annotations.Workspace, channels) -> list:
+    """The right column: Save and the cell count always on top (sticky), then edits,
+    suggestion, display, quality, review and the keyboard help (scrolls)."""
     ro, outlines = not ws.can_edit, not ws.counting
     hidden = {"display": "none"}
     review = dbc.Card(dbc.CardBody([
@@ -108,15 +133,13 @@ def _panel(ws: annotations.Workspace, limits) -> list:
         _button("send-back", "Send back", False, "warning"),
     ]), className="mt-3") if ws.can_review and ws.latest else None
     return [
-        html.H6("Tools"), view.tool_buttons(IDS, ro, _first_tool(ws), ws.counting),
-        html.H6("Class of new cells (1 … 9)", className="mt-2"),
-        view.class_picker(IDS, ws.classes, ro),
-        _button("set-class", "Set selected cell's class (Shift+1 … 9)", True),
-        html.Div([html.Span("Brush width (px)", className="small me-2"),
-                  _button("brush-down", "−", ro), _button("brush-up", "+", ro)],
-                 className="d-flex align-items-center mt-2", style={} if outlines else hidden),
-        html.Div(dcc.Slider(id=BRUSH, min=1, max=60, step=1, value=8, marks=None, disabled=ro,
-                            tooltip={"placement": "bottom"}), style={} if outlines else hidden),
+        html.Div([
+            html.Div([_button("save", "Save (Ctrl+S)", ro, "primary"),
+                      _button("save-next", "Save & next (N)", ro, "primary"),
+                      _button("empty", "No cells", ro, "outline-secondary")]),
+            dcc.Loading(html.Div(id=COUNTS, className="small"), type="dot"),
+            html.Div(id=MESSAGE),
+        ], className="annotate-save-bar"),
         html.Div([_button("undo", "Undo", ro or not ws.can_undo),
                   _button("redo", "Redo", ro or not ws.can_redo),
                   _button("delete", "Delete cell", ro, "outline-danger",
@@ -129,15 +152,10 @@ def _panel(ws: annotations.Workspace, limits) -> list:
                   _button("revert", "Revert to last saved", ro),
                   _button("clear", "Clear all", ro, "outline-danger"),
                   _button("whole", "Whole image annotated", ro)]),
-        dbc.Progress(id=SUGGEST_PROGRESS, value=0, className="my-1", style={"height": "4px"}),
-        dcc.Loading(html.Div(id=COUNTS, className="small my-2"), type="dot"),
-        html.Div([_button("save", "Save (Ctrl+S)", ro, "primary"),
-                  _button("save-next", "Save & next (N)", ro, "primary"),
-                  _button("empty", "No cells", ro, "outline-secondary")]),
-        html.Div(id=MESSAGE),
+        dbc.Progress(id=SUGGEST_PROGRESS, value=0, className="my-1"),
         html.H6("Overlay opacity", className="mt-3"),
         dcc.Slider(id=OPACITY, min=0, max=1, step=0.05, value=0.8, marks=None),
-        _display_controls(ws, limits),
+        _display_controls(ws, channels),
         html.H6("Quality", className="mt-2"),
         dbc.Textarea(id=B["note"], value=ws.quality_note, placeholder="why exclude (note)",
                      size="sm", disabled=ro),
@@ -151,7 +169,8 @@ def layout(image_id=None, **_query):
     if error:
         return error_page(error)
     color = (ws.classes[0].get("color") if ws.classes else None) or "#ffff00"
-    limits, _ = call(display.auto_contrast, state().blobs, ws.image_id, 0)
+    channels, _ = call(display_settings.channel_display, state().blobs, ws.image_id, 0)
+    channels = channels or []
     n_cells, n_points = ws.n_cells, ws.n_points
     if n_cells is None:       # not known from the versions alone: ask the draft
         counted, _ = call(drafts.counts, get_config(), state().blobs, ws.image_id)
@@ -172,14 +191,16 @@ def layout(image_id=None, **_query):
         dcc.Location(id=LOCATION, refresh="callback-nav"),
         dcc.Interval(id=LEASE_TIMER, interval=5 * 60 * 1000, disabled=not ws.can_edit),
         _suggest_modal(), _header(ws), *_notices(ws),
-        dbc.Row([
-            dbc.Col(view.graph(GRAPH, view.figure(ws.image_id, ws.width, ws.height,
-                                                  ws.draft_rev, 0.8, _first_tool(ws), color,
-                                                  8), ws.can_edit),
-                    lg=9),
-            dbc.Col(_panel(ws, limits), lg=3, className="annotate-panel"),
-        ]),
-    ])
+        html.Div([
+            html.Div(_tools(ws), className="annotate-tools"),
+            html.Div([view.graph(GRAPH, view.figure(ws.image_id, ws.width, ws.height,
+                                                    ws.draft_rev, 0.8, _first_tool(ws), color,
+                                                    8, [_display.view(ch) for ch in channels]),
+                                 ws.can_edit),
+                      _display.readout(GRAPH, READOUT)], className="graph-frame"),
+            html.Div(_panel(ws, channels), className="annotate-panel"),
+        ], className="annotate-main"),
+    ], className="annotate-page")
 
 
 # ------------------------------------------------------------------ showing the draft
@@ -208,6 +229,9 @@ def show_channels(visible, colours, ranges, z, info):
     fig["layout"]["images"][0]["source"] = view.image_url(
         info["id"], int(z or 0), view.side_for(info["width"], info["height"]), views)
     return fig
+
+
+_display.register(CHANNEL_IDS, INFO, DISPLAY_SAVED, AUTO, Z)
 
 
 @callback(Output(GRAPH, "figure", allow_duplicate=True), Input(TOOL, "value"),

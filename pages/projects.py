@@ -33,8 +33,7 @@ def project_card(p: svc.ProjectSummary) -> dbc.Card:
         html.Div([dbc.Badge(p.role, color="info", className="me-2"),
                   html.Span(f"{p.n_images} images · {p.n_annotated} annotated",
                             className="small")]),
-        dbc.Progress(value=pct, label=f"{pct}%" if pct else "", className="mt-2",
-                     style={"height": "8px"}),
+        dbc.Progress(value=pct, label=f"{pct}%" if pct else "", className="mt-2"),
     ]), className="project-card h-100")
 
 

@@ -1,5 +1,8 @@
-"""Image viewer: channels with colour and contrast (in image units), z-slider, zoom/pan, the
-current annotation as an overlay with opacity, and marking an image excluded.
+"""Image viewer: channels with colour and contrast (in image units, with a histogram; the
+user's settings are remembered per project), z-slider, zoom/pan with square pixels when
+zoomed in, the value under the cursor, the current annotation as an overlay (class colours,
+points) with opacity, the uncertainty heat map with its colour scale, and marking an image
+excluded.
 
 Pixels never travel through callbacks: the figure's layout images point at the rendering
 routes (`/api/images/<id>/render.jpg?...`), which the browser fetches and caches."""
@@ -16,9 +19,9 @@ from dash import ALL, Input, Output, State, callback, dcc, html
 from flask import current_app
 
 from app.background import run_as, sign_actor
-from app.context import current_actor, state
-from app.services import display, gallery, prediction, projects
-from pages._channels import channel_controls
+from app.context import current_actor, get_config, state
+from app.services import display, display_settings, gallery, prediction, projects
+from pages import _display
 from pages._common import alert, call, error_page, to_int
 
 dash.register_page(__name__, path_template="/images/<image_id>", title="Viewer · CellLoop")
@@ -32,14 +35,16 @@ AUTO = "viewer-auto"
 EXCLUDE = "viewer-exclude"
 NOTE = "viewer-note"
 MESSAGE = "viewer-message"
-VISIBLE = "viewer-channel-visible"     # pattern id types, keyed by channel index
-COLOUR = "viewer-channel-colour"
-RANGE = "viewer-channel-range"
-CHANNEL_IDS = {"visible": VISIBLE, "colour": COLOUR, "range": RANGE}
+CHANNEL_IDS = _display.channel_ids("viewer")  # pattern id types, keyed by channel index
+VISIBLE, COLOUR, RANGE = CHANNEL_IDS["visible"], CHANNEL_IDS["colour"], CHANNEL_IDS["range"]
 SUGGEST = "viewer-suggest"
 HEAT = "viewer-uncertainty"
+HEAT_LEGEND = "viewer-heat-legend"
 PREDICTION = "viewer-prediction"
+READOUT = "viewer-pixel"               # the values under the cursor
+SAVED = "viewer-display-saved"         # "Display settings remembered for this project."
 DISPLAY_SIDE = 2048
+GRAPH_CONFIG = {"scrollZoom": True, "displaylogo": False, "showTips": False}
 
 
 
@@ -68,10 +73,21 @@ def figure(image_id: int, width: int, height: int, z: int, views: list[dict],
                              marker={"opacity": 0}, hoverinfo="none"))
     fig.update_layout(images=images, margin=dict(l=0, r=0, t=0, b=0), dragmode="pan",
                       plot_bgcolor="#000", paper_bgcolor="#fff", showlegend=False,
-                      uirevision=f"image-{image_id}", height=720)
+                      uirevision=f"image-{image_id}", autosize=True)
     fig.update_xaxes(range=[0, width], visible=False, constrain="domain")
     fig.update_yaxes(range=[height, 0], visible=False, scaleanchor="x", constrain="domain")
     return fig
+
+
+def heat_legend(scale: display.HeatScale) -> html.Div:
+    """The heat map's colour scale: its colours from 0 to the value drawn brightest."""
+    return html.Div([
+        html.Div(style={"backgroundImage": scale.css_gradient}, className="heat-scale-bar"),
+        html.Div([html.Span("0"), html.Span(f"{scale.top:.3g}")],
+                 className="d-flex justify-content-between small"),
+        html.Div(f"{scale.title}, model #{scale.model_version_id} (brightest: 99th "
+                 "percentile of this image)", className="small text-muted"),
+    ], className="heat-scale")
 
 
 def layout(image_id=None, **_query):
@@ -79,7 +95,8 @@ def layout(image_id=None, **_query):
     detail, error = call(gallery.get_image, iid)
     if error:
         return error_page(error)
-    limits, _ = call(display.auto_contrast, state().blobs, iid, 0)
+    channels, _ = call(display_settings.channel_display, state().blobs, iid, 0)
+    channels = channels or []
     project, _ = call(projects.get_project, detail.project_id)
     can_suggest = project is not None and project.role != "viewer"
     z_count, _c, height, width = detail.shape
@@ -89,23 +106,26 @@ def layout(image_id=None, **_query):
                                                          current_actor()),
                                      "version": detail.annotation_version}),
         dcc.Store(id=PREDICTION),
-        html.Div([html.H3(detail.name, className="me-3 text-truncate", id="viewer-name"),
+        html.Div([html.H4(detail.name, className="me-3 mb-0 text-truncate", id="viewer-name"),
                   dbc.Badge(detail.status, color="secondary", id="viewer-status", className="me-2"),
                   dbc.Button("Annotate", href=f"/annotate/{iid}", id="viewer-annotate", size="sm",
                              color="success", className="me-2") if can_suggest else None,
                   dcc.Link("← images", href=f"/projects/{detail.project_id}/images")],
                  className="d-flex align-items-center mb-2"),
         dbc.Row([
-            dbc.Col(dcc.Graph(id=GRAPH, config={"scrollZoom": True, "displaylogo": False},
-                              figure=figure(iid, width, height, 0,
-                                            [{"color": ch["color"], "low": lo, "high": hi}
-                                             for ch, (lo, hi) in zip(detail.channels, limits or [])],
-                                            True, 0.6, detail.annotation_version)), lg=9),
+            dbc.Col(html.Div([
+                dcc.Graph(id=GRAPH, config=GRAPH_CONFIG, className="viewer-graph",
+                          figure=figure(iid, width, height, 0,
+                                        [_display.view(ch) for ch in channels],
+                                        True, 0.6, detail.annotation_version)),
+                _display.readout(GRAPH, READOUT)], className="graph-frame"), lg=9),
             dbc.Col([
                 html.H6("Channels"),
-                *channel_controls(detail, limits or [], CHANNEL_IDS),
-                dbc.Button("Auto contrast", id=AUTO, size="sm", color="outline-secondary",
-                           className="mb-3"),
+                *_display.channel_controls(channels, CHANNEL_IDS),
+                html.Div([dbc.Button("Auto contrast", id=AUTO, size="sm",
+                                     color="outline-secondary", className="me-2"),
+                          html.Span(id=SAVED, className="small text-muted")],
+                         className="d-flex align-items-center mb-3"),
                 html.Div([html.H6("Z plane"),
                           dcc.Slider(id=Z, min=0, max=max(0, z_count - 1), step=1, value=0,
                                      marks=None, tooltip={"placement": "bottom"})],
@@ -117,6 +137,7 @@ def layout(image_id=None, **_query):
                 dcc.Slider(id=OPACITY, min=0, max=1, step=0.05, value=0.6, marks=None),
                 dbc.Switch(id=HEAT, value=False,
                            label="Uncertainty heat map (active model, after scoring)"),
+                html.Div(id=HEAT_LEGEND),
                 html.Div([dbc.Button("Suggest (model)", id=SUGGEST, size="sm",
                                      color="outline-info"),
                           dcc.Loading(html.Div(id="viewer-suggest-status", className="small"),
@@ -128,7 +149,7 @@ def layout(image_id=None, **_query):
                            id=EXCLUDE, size="sm", color="outline-warning", className="mt-1",
                            disabled=not can_suggest),
                 html.Div(id=MESSAGE),
-            ], lg=3),
+            ], lg=3, className="viewer-panel"),
         ]),
     ])
 
@@ -166,13 +187,18 @@ def suggest(_n, info):
                       className="text-info"))
 
 
-@callback(Output({"type": RANGE, "channel": ALL}, "value"), Input(AUTO, "n_clicks"),
-          State(Z, "value"), State(IMAGE_ID, "data"), prevent_initial_call=True)
-def auto_contrast(_n, z, info):
-    limits, error = call(display.auto_contrast, state().blobs, info["id"], int(z or 0))
+@callback(Output(HEAT_LEGEND, "children"), Input(HEAT, "value"), State(IMAGE_ID, "data"),
+          prevent_initial_call=True)
+def show_heat_legend(heat, info):
+    if not heat:
+        return None
+    scale, error = call(display.uncertainty_scale, get_config(), info["id"])
     if error:
-        raise dash.exceptions.PreventUpdate
-    return [[round(lo, 3), round(hi, 3)] for lo, hi in limits]
+        return html.Div(error, className="small text-warning")
+    return heat_legend(scale)
+
+
+_display.register(CHANNEL_IDS, IMAGE_ID, SAVED, AUTO, Z)
 
 
 @callback(Output(MESSAGE, "children"), Output(EXCLUDE, "children"),

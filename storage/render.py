@@ -186,22 +186,39 @@ def annotation_rgba(labels: np.ndarray, max_side: int, class_colors: list[str],
     return out
 
 
-def heat_rgba(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
-    """A (Y, X) map of non-negative values as an RGBA heat map (transparent at 0, then
-    purple -> orange -> yellow, alpha growing with the value). `vmax` defaults to the 99th
-    percentile, so a few extreme pixels do not wash the rest out."""
+HEAT_STOPS = ((0, 0, 0), (120, 28, 160), (240, 100, 40), (255, 240, 60))  # 0 .. top
+
+
+def heat_top(values: np.ndarray) -> float:
+    """The value drawn brightest: the 99th percentile, so a few extreme pixels do not wash
+    the rest out (1.0 for an all-zero map)."""
     v = np.asarray(values, np.float32)
-    top = float(vmax if vmax is not None else np.percentile(v, 99)) or 1.0
+    v = v[np.isfinite(v)]
+    top = float(np.percentile(v, 99)) if v.size else 0.0
+    return top if top > 0 else 1.0
+
+
+def heat_rgba(values: np.ndarray, vmax: float | None = None) -> np.ndarray:
+    """A (Y, X) map of non-negative values as an RGBA heat map: transparent at 0, then
+    purple -> orange -> yellow at `vmax` (default `heat_top`), alpha growing with the value.
+    The page's colour scale uses the same HEAT_STOPS and alpha."""
+    v = np.nan_to_num(np.asarray(values, np.float32))
+    top = float(vmax) if vmax else heat_top(v)
     t = np.clip(v / top, 0, 1)
-    stops = np.array([[0, 0, 0], [120, 28, 160], [240, 100, 40], [255, 240, 60]], np.float32)
+    stops = np.array(HEAT_STOPS, np.float32)
     pos = t * (len(stops) - 1)
     lo = np.floor(pos).astype(int).clip(0, len(stops) - 2)
     frac = (pos - lo)[..., None]
     rgb = stops[lo] * (1 - frac) + stops[lo + 1] * frac
     out = np.zeros(v.shape + (4,), np.uint8)
     out[..., :3] = rgb.astype(np.uint8)
-    out[..., 3] = (np.sqrt(t) * 220).astype(np.uint8)
+    out[..., 3] = heat_alpha(t)
     return out
+
+
+def heat_alpha(t):
+    """Opacity (0..220) of the heat map at fraction `t` of its top."""
+    return (np.sqrt(np.clip(t, 0, 1)) * 220).astype(np.uint8)
 
 
 def encode(array: np.ndarray, fmt: str = "PNG", quality: int = 90) -> bytes:
@@ -210,7 +227,7 @@ def encode(array: np.ndarray, fmt: str = "PNG", quality: int = 90) -> bytes:
     buf = io.BytesIO()
     image = Image.fromarray(array)
     if fmt == "JPEG":
-        image.save(buf, "JPEG", quality=quality)
+        image.save(buf, "JPEG", quality=quality, subsampling=0)   # no colour bleeding
     else:
         image.save(buf, "PNG", compress_level=1)
     return buf.getvalue()

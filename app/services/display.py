@@ -16,11 +16,11 @@ from app.services import drafts
 from app.services.gallery import get_image, image_for
 from app.tables import Annotation, Project
 from storage.blobstore import BlobStore, get_array
-from storage.render import (ChannelView, annotation_rgba, auto_limits, composite, encode,
-                            overlay_rgba)
+from storage.render import (HEAT_STOPS, ChannelView, annotation_rgba, auto_limits, composite,
+                            encode, heat_alpha, heat_rgba, heat_top)
 
 MAX_SIDE = 4096
-RENDER_VERSION = 1  # bump when rendering changes, so cached ETags are invalidated
+RENDER_VERSION = 2  # bump when rendering changes, so cached ETags are invalidated
 
 
 @dataclass(frozen=True)
@@ -87,38 +87,63 @@ def render_image(session: Session, actor: Actor, store: BlobStore, image_id: int
 
 def auto_contrast(session: Session, actor: Actor, store: BlobStore, image_id: int,
                   z: int = 0) -> list[tuple[float, float]]:
-    """Percentile (0.5, 99.5) limits per channel, in image units."""
+    """Percentile (0.5, 99.5) limits per channel of plane z, in image units (whole numbers
+    for integer images)."""
     detail = get_image(session, actor, image_id)
     pixels = _pixels_for(store, detail, 2048)
     z = int(np.clip(z, 0, pixels.shape[0] - 1))
-    return [auto_limits(pixels[z, c]) for c in range(pixels.shape[1])]
+    limits = [auto_limits(pixels[z, c]) for c in range(pixels.shape[1])]
+    if np.issubdtype(pixels.dtype, np.integer):
+        limits = [(float(np.floor(lo)), max(float(np.ceil(hi)), np.floor(lo) + 1))
+                  for lo, hi in limits]
+    return limits
 
 
-def value_range(dtype: str) -> tuple[float, float]:
-    """The slider range for a pixel type (full range for integers)."""
-    dt = np.dtype(dtype)
-    if np.issubdtype(dt, np.integer):
-        info = np.iinfo(dt)
-        return float(info.min), float(info.max)
-    return 0.0, 1.0
+@dataclass(frozen=True)
+class PixelValues:
+    x: int
+    y: int
+    z: int
+    values: list          # one per channel: ints for integer images
+    channels: list[str]
+
+
+def pixel_values(session: Session, actor: Actor, store: BlobStore, image_id: int, z: int,
+                 y: int, x: int) -> PixelValues:
+    """The raw values of every channel at (z, y, x) of the full-resolution image (the
+    readout under the cursor, as in napari's status bar and Fiji's value line)."""
+    detail = get_image(session, actor, image_id)
+    n_z, _c, height, width = detail.shape
+    if not (0 <= x < width and 0 <= y < height and 0 <= z < n_z):
+        raise ValidationError("Outside the image.")
+    pixels = get_array(store, detail.blob_key)
+    raw = pixels[z, :, y, x]
+    values = ([int(v) for v in raw] if np.issubdtype(raw.dtype, np.integer)
+              else [float(f"{float(v):.5g}") if np.isfinite(v) else None for v in raw])
+    names = [str(ch.get("name", f"channel {i + 1}")) for i, ch in enumerate(detail.channels)]
+    return PixelValues(int(x), int(y), int(z), values, names[:len(values)])
 
 
 def render_overlay(session: Session, actor: Actor, store: BlobStore, image_id: int,
-                   version: int | None = None, max_side: int = 1024,
-                   color: str = "#ffff00") -> Rendered:
-    """RGBA PNG of an annotation's cells (latest version unless `version`)."""
-    detail = get_image(session, actor, image_id)
+                   version: int | None = None, max_side: int = 1024) -> Rendered:
+    """RGBA PNG of a saved annotation (latest version unless `version`), as the workspace
+    draws it: each cell in its class's colour, counting points as dots."""
+    image = image_for(session, actor, image_id, "view")
     query = select(Annotation).where(Annotation.image_id == image_id,
                                      Annotation.is_draft.is_(False))
     if version is not None:
         query = query.where(Annotation.version == version)
     ann = session.scalar(query.order_by(Annotation.version.desc()).limit(1))
-    if ann is None or ann.label_blob_key is None:
+    if ann is None or (ann.label_blob_key is None and not ann.points):
         raise NotFound("This image has no annotation to show.")
-    labels = get_array(store, ann.label_blob_key)
-    rgba = overlay_rgba(labels, int(np.clip(max_side, 16, MAX_SIDE)), color)
+    canvas = drafts.annotation_canvas(store, ann, image)
+    colors = [c.get("color", "#ffff00") for c in
+              (session.get(Project, image.project_id).classes or [])]
+    side = int(np.clip(max_side, 16, MAX_SIDE))
+    rgba = annotation_rgba(canvas.labels, side, colors, canvas.classes, 0, None, canvas.points)
     return Rendered(encode(rgba, "PNG"), "image/png",
-                    _etag(ann.label_blob_key, max_side, color, detail.id))
+                    _etag(ann.label_blob_key, ann.cell_classes, ann.points, side, colors,
+                          image.id))
 
 
 def render_draft(session: Session, actor: Actor, config, store: BlobStore, image_id: int,
@@ -132,3 +157,52 @@ def render_draft(session: Session, actor: Actor, config, store: BlobStore, image
     rgba = annotation_rgba(canvas.labels, int(np.clip(max_side, 16, MAX_SIDE)), colors,
                            canvas.classes, int(selected or 0), canvas.region, canvas.points)
     return Rendered(encode(rgba, "PNG"), "image/png", "")
+
+
+STRATEGY_TITLES = {"entropy": "predictive entropy", "bald": "BALD (mutual information)",
+                   "ensemble": "ensemble disagreement", "diversity": "predictive entropy",
+                   "random": "random"}
+
+
+@dataclass(frozen=True)
+class HeatScale:
+    """The uncertainty heat map's colour scale: 0 transparent .. `top` brightest."""
+    top: float
+    title: str                  # what the values are (the project's strategy)
+    model_version_id: int
+    css_gradient: str           # the same colours and opacity as the map, for a legend
+
+
+def _heat(session: Session, actor: Actor, config, image_id: int):
+    from app.services import model_versions, scoring
+    values = scoring.heatmap(session, actor, config, image_id)
+    image = image_for(session, actor, image_id, "view")
+    project = session.get(Project, image.project_id)
+    active = model_versions.active_version(session, project.id)
+    strategy = scoring.settings_of(project)["strategy"]
+    return values, active.id, STRATEGY_TITLES.get(strategy, strategy)
+
+
+def _css_gradient() -> str:
+    steps = []
+    for i in range(9):
+        t = i / 8
+        pos = t * (len(HEAT_STOPS) - 1)
+        k = min(int(pos), len(HEAT_STOPS) - 2)
+        rgb = [round(a + (b - a) * (pos - k)) for a, b in zip(HEAT_STOPS[k], HEAT_STOPS[k + 1])]
+        steps.append(f"rgba({rgb[0]},{rgb[1]},{rgb[2]},{int(heat_alpha(t)) / 255:.2f}) "
+                     f"{t * 100:.0f}%")
+    return "linear-gradient(to right, " + ", ".join(steps) + ")"
+
+
+def uncertainty_scale(session: Session, actor: Actor, config, image_id: int) -> HeatScale:
+    """The colour scale of this image's uncertainty map (NotFound before scoring)."""
+    values, mv_id, title = _heat(session, actor, config, image_id)
+    return HeatScale(heat_top(values), title, mv_id, _css_gradient())
+
+
+def render_uncertainty(session: Session, actor: Actor, config, image_id: int) -> Rendered:
+    """The active model's uncertainty map as an RGBA heat map scaled to `uncertainty_scale`."""
+    values, mv_id, _title = _heat(session, actor, config, image_id)
+    return Rendered(encode(heat_rgba(values, heat_top(values)), "PNG"), "image/png",
+                    _etag("heat", image_id, mv_id))

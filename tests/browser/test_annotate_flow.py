@@ -77,6 +77,7 @@ def test_draw_save_reload_and_select(browser, world, db, config, image_id):
     assert mask[35, 40] == 1 and mask[10, 10] == 0 and (mask > 0).sum() == 40 * 30
     # clicking the cell (Select tool) selects it and turns its outline into an editable shape
     browser.wait_for_element("#annotate-tool input[value=select]:checked")
+    browser.wait_for_element("#annotate-graph .nsewdrag", timeout=15)   # the plot is drawn
     click_image_at(browser, 40, 35)
     browser.wait_for_contains_text("#annotate-counts", "cell 1 selected", timeout=10)
     n_shapes = browser.driver.execute_script(
