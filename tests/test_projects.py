@@ -74,3 +74,12 @@ def test_member_errors(session, world):
     assert projects.find_project_id(session, str(pid)) == pid
     with pytest.raises(NotFound):
         projects.find_project_id(session, "Nope")
+
+
+def test_channel_colours_by_name_or_last_word():
+    """Issue 19: 'DAPI blue' was a channel named 'DAPI blue' shown in white."""
+    from app.services.projects import parse_named_colours
+    assert parse_named_colours("DAPI blue, GFP:green, mCherry:#FF0000, phase") == [
+        {"name": "DAPI", "color": "#0000ff"}, {"name": "GFP", "color": "#00ff00"},
+        {"name": "mCherry", "color": "#FF0000"}, {"name": "phase", "color": "#ffffff"}]
+    assert parse_named_colours("cell nucleus") == [{"name": "cell nucleus", "color": "#ffffff"}]

@@ -79,15 +79,29 @@ def _clean_items(items, kind: str, default: list) -> list[dict]:
     return cleaned
 
 
+COLOUR_NAMES = {"white": "#ffffff", "grey": "#808080", "gray": "#808080", "red": "#ff0000",
+                "green": "#00ff00", "blue": "#0000ff", "cyan": "#00ffff",
+                "magenta": "#ff00ff", "yellow": "#ffff00", "orange": "#ff8000"}
+
+
 def parse_named_colours(text: str) -> list[dict]:
-    """Parse "DAPI:#0000ff, GFP:#00ff00" (colour optional) as typed in a form or the CLI."""
+    """Parse "DAPI:#0000ff, GFP:green" as typed in a form or the CLI. The colour is optional
+    (white); it may be a hex code or a common colour name, after a colon or as the last word
+    ("DAPI blue" is the channel DAPI shown in blue, not a channel named "DAPI blue" in white)."""
     items = []
     for part in (text or "").split(","):
         part = part.strip()
         if not part:
             continue
-        name, _, colour = part.partition(":")
-        items.append({"name": name.strip(), "color": colour.strip() or "#ffffff"})
+        name, colon, colour = part.partition(":")
+        name, colour = name.strip(), colour.strip()
+        if not colon:
+            words = name.rsplit(None, 1)
+            if len(words) == 2 and (words[1].lower() in COLOUR_NAMES
+                                    or HEX_COLOUR.match(words[1])):
+                name, colour = words
+        colour = COLOUR_NAMES.get(colour.lower(), colour) or "#ffffff"
+        items.append({"name": name.strip(), "color": colour})
     return items
 
 
