@@ -32,7 +32,7 @@
     }
 
     function describe(answer) {
-        var parts = ["x " + answer.x + "  y " + answer.y];
+        var parts = ["x " + answer.x + " y " + answer.y];
         answer.values.forEach(function (v, i) {
             var name = answer.channels[i] || ("channel " + (i + 1));
             parts.push(name + " " + (v === null ? "–" : v));
