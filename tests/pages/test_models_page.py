@@ -91,7 +91,7 @@ def test_job_display_shows_steps_time_left_waiting_and_outcome(dash_app):
                                          started)))
     assert "Training: step 120/1600" in running and "about 3 min 00 s left" in running
     assert "job-eta" in running
-    early = text(job_progress(job_info("running", 0.01, "Loading annotated images: 3/12",
+    early = text(job_progress(job_info("running", 0.0005, "Loading annotated images: 3/12",
                                        started)))
     assert "estimating the time left" in early
     queued = text(job_progress(job_info("queued", 0.0, "Waiting behind job #4 (train, running).")))
