@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from app.errors import PermissionDenied
 from app.services import annotations, drafts, gallery, projects
 from app.tables import Annotation, Image
+from storage.blobstore import get_array
 from tests.conftest import actor
 from tests.test_annotations import rect, store, three_images  # noqa: F401 (fixtures)
 
@@ -100,3 +101,60 @@ def test_exclude_then_include_keeps_the_review_status(session, config, store, wo
     gallery.set_excluded(session, owner, returned, True)
     gallery.set_excluded(session, owner, returned, False)
     assert session.get(Image, returned).status == "in_progress"
+
+
+def test_unchanged_saves_over_old_blobs_and_gapped_masks_make_no_version(  # noqa: F811
+        session, config, store, world, three_images):
+    """Blob keys differ for equal content (an older release's plain .npy blob; an imported
+    mask numbered with gaps that saving renumbers 1..N): content decides, not keys."""
+    import io as _io
+
+    import numpy as np
+
+    from app.services import images as image_service
+    image_id = three_images[0]
+    gapped = np.zeros((60, 80), np.uint16)
+    gapped[5:15, 5:15], gapped[20:30, 20:30], gapped[40:50, 40:60] = 3, 9, 27
+    image_service.add_imported_annotation(session, actor(session, "owner"), store,
+                                          session.get(Image, image_id), gapped)
+    session.commit()
+    status = session.get(Image, image_id).status
+    anna = actor(session, "annotator")
+    version = annotations.save(session, anna, config, store, image_id)
+    session.commit()
+    assert version.version == 1 and n_versions(session, image_id) == 1
+    assert session.get(Image, image_id).status == status
+
+    other = three_images[1]
+    draw_and_save(session, config, store, "annotator", other, (5, 5, 20, 20))
+    newest = session.scalars(select(Annotation).where(Annotation.image_id == other)).one()
+    # the same labels stored as releases before zstd blobs stored them: another key
+    old_key = store.put_bytes(_to_npy(get_array(store, newest.label_blob_key)))
+    assert old_key != newest.label_blob_key
+    newest.label_blob_key = old_key
+    session.commit()
+    annotations.save(session, anna, config, store, other)
+    session.commit()
+    assert n_versions(session, other) == 1
+
+
+def _to_npy(array) -> bytes:
+    import io as _io
+
+    import numpy as np
+    buf = _io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def test_a_returned_version_saved_unchanged_goes_back_to_review(  # noqa: F811
+        session, config, store, world, three_images):
+    image_id = three_images[2]
+    draw_and_save(session, config, store, "annotator", image_id, (5, 5, 20, 20))
+    annotations.review(session, actor(session, "reviewer"), image_id, accept=False,
+                       comment="check the edge")
+    session.commit()
+    again = annotations.save(session, actor(session, "annotator"), config, store, image_id)
+    session.commit()
+    assert n_versions(session, image_id) == 1 and again.review_state == "submitted"
+    assert session.get(Image, image_id).status == "annotated"

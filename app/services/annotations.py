@@ -21,7 +21,7 @@ from app.services import drafts, leases, projects
 from app.services.gallery import image_for
 from app.services.images import count_labels
 from app.tables import Annotation, Draft, Image, Project, User
-from storage.blobstore import BlobStore, put_array
+from storage.blobstore import BlobStore, get_array, put_array
 from storage.shapes import finish
 
 
@@ -149,7 +149,7 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
     `empty` saves "no cells in this image" (clears the draft first). The draft is kept with
     its edits (`drafts.checkpoint`), so the annotator can still undo after saving."""
     image = image_for(session, actor, image_id, "annotate")
-    leases.renew(session, actor, config, image.id)
+    leases.check(session, actor, config, image)   # refuse early, write the lease at the end
     draft = drafts.ensure_draft(session, actor, image)
     latest = drafts.latest_annotation(session, image.id)
     if latest is not None and draft.base_annotation_id != latest.id and not force:
@@ -171,9 +171,16 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
     # points without outlines (counting): no mask, so training does not read it as "no cells"
     label_key = None if canvas.points and not n_cells else put_array(store, labels)
     points = [list(p) for p in canvas.points]
-    if latest is not None and _same_content(latest, label_key, region_key, points, classes):
+    # The slow part (replaying the draft, compressing and writing blobs) is done; only now is
+    # the lease written, so the write transaction lasts no longer than the inserts below.
+    leases.renew(session, actor, config, image.id)
+    if latest is not None and _same_content(store, latest, None if label_key is None else labels,
+                                            canvas.region, points, classes):
         # Nothing changed against the newest version (a repeated or concurrent save of the
-        # same draft, or "Save & next" on an untouched image): no new version.
+        # same draft, or "Save & next" on an untouched image): no new version. A version sent
+        # back and saved again unchanged goes back to review (the annotator says it is right).
+        if latest.review_state == "returned":
+            latest.review_state, image.status = "submitted", "annotated"
         drafts.checkpoint(session, config, draft, latest, canvas)
         return _version(session, latest)
     source, model_version_id = drafts.source_of(session, draft)
@@ -190,13 +197,36 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
     return _version(session, ann)
 
 
-def _same_content(ann: Annotation, label_key: str | None, region_key: str | None,
-                  points: list, classes: dict) -> bool:
-    """Whether a save would store exactly what `ann` holds (blob keys are content hashes)."""
-    return (ann.label_blob_key == label_key and ann.region_blob_key == region_key
-            and [list(p) for p in (ann.points or [])] == points
-            and {str(k): v for k, v in (ann.cell_classes or {}).items()}
-            == {str(k): v for k, v in (classes or {}).items()})
+def _same_content(store: BlobStore, ann: Annotation, labels: np.ndarray | None,
+                  region: np.ndarray | None, points: list, classes: dict) -> bool:
+    """Whether a save would store the same cells, classes, region and points as `ann`.
+    Compared as arrays, not blob keys: keys of versions saved by an older release (plain
+    .npy blobs) differ from today's, and imported masks may number their cells with gaps
+    (`finish` renumbers 1..N), so equal content can have different keys."""
+    from skimage.segmentation import relabel_sequential
+    if [list(p) for p in (ann.points or [])] != points:
+        return False
+    if (ann.region_blob_key is None) != (region is None):
+        return False
+    if region is not None and not np.array_equal(get_array(store, ann.region_blob_key) > 0,
+                                                 region > 0):
+        return False
+    if (ann.label_blob_key is None) != (labels is None):
+        return False
+    if labels is None:
+        return True
+    stored = get_array(store, ann.label_blob_key)
+    if stored.shape != labels.shape:
+        return False
+    relabelled, forward, _ = relabel_sequential(stored)
+    if not np.array_equal(relabelled, labels):
+        return False
+    stored_classes = {}
+    for key, cls in (ann.cell_classes or {}).items():
+        label = int(key)
+        if 0 < label < len(forward) and forward[label] and cls:
+            stored_classes[str(int(forward[label]))] = int(cls)
+    return stored_classes == {str(k): int(v) for k, v in (classes or {}).items() if v}
 
 
 def history(session: Session, actor: Actor, image_id: int) -> list[Version]:

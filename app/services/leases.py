@@ -62,6 +62,18 @@ def try_lease(session: Session, actor: Actor, config: Config, image: Image) -> b
     return result.rowcount == 1
 
 
+def check(session: Session, actor: Actor, config: Config, image: Image) -> None:
+    """Refuse (Conflict) when someone else holds a live lease on `image`, without writing:
+    for callers that do slow work before they `renew` (no write lock held meanwhile)."""
+    now = utcnow()
+    held = (image.assigned_to_id is not None and image.assigned_to_id != actor.id
+            and image.lease_expires_at is not None and image.lease_expires_at > now)
+    if held:
+        lease = lease_of(session, image)
+        raise Conflict(f"{lease.username} is annotating this image now (until "
+                       f"{lease.expires_at:%H:%M} UTC).")
+
+
 def renew(session: Session, actor: Actor, config: Config, image_id: int) -> Lease:
     """Keep the lease while the annotator works (called on edits and by the page's timer)."""
     image = session.get(Image, image_id)
