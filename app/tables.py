@@ -10,7 +10,7 @@ import datetime as dt
 from typing import Any, Optional
 
 from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData,
-                        String, Text, UniqueConstraint)
+                        String, Text, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING = {
@@ -206,9 +206,17 @@ class Score(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+EXCLUSIVE_ACTIVE = "state IN ('queued', 'running') AND kind IN ('train', 'score')"
+
+
 class Job(Base):
     __tablename__ = "job"
-    __table_args__ = (Index("ix_job_project_state", "project_id", "state"),)
+    __table_args__ = (
+        Index("ix_job_project_state", "project_id", "state"),
+        # one queued or running train/score job per project, whatever races (migration 0007)
+        Index("uq_job_one_active_exclusive", "project_id", "kind", unique=True,
+              sqlite_where=text(EXCLUSIVE_ACTIVE), postgresql_where=text(EXCLUSIVE_ACTIVE)),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))

@@ -294,3 +294,40 @@ def test_real_worker_trains_then_rescores_and_honours_cancel(db, config, world, 
         assert wait_for(db, config, queued.id).state == "cancelled"
     finally:
         stop_worker(worker, log)
+
+
+def test_two_simultaneous_training_requests_queue_one_job(db, world):
+    """Two tabs (or a click and the automatic retrain) at the same moment: the database's
+    unique index keeps one queued training; the other request is told it is busy."""
+    import threading
+    barrier, outcomes = threading.Barrier(4), []
+
+    def submit():
+        barrier.wait()
+        try:
+            with db.session_scope() as s:
+                outcomes.append(jobs.submit_job(s, actor(s, "reviewer"), world["project_id"],
+                                                "train", {}, lambda _id: None).id)
+        except Conflict:
+            outcomes.append("busy")
+        except Exception as exc:  # noqa: BLE001 - a locked database is a refusal, not a copy
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    with db.session_scope() as s:
+        active = s.scalars(select(Job.id).where(Job.kind == "train",
+                                                Job.state.in_(("queued", "running")))).all()
+    assert len(active) == 1, outcomes
+    assert outcomes.count(active[0]) == 1
+
+
+def test_the_database_refuses_a_second_active_training(db, world):
+    from sqlalchemy.exc import IntegrityError
+    add_job(db, world, kind="train")
+    with pytest.raises(IntegrityError):
+        add_job(db, world, kind="train")
+    add_job(db, world, kind="train", state="done")          # finished ones do not count

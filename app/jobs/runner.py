@@ -22,6 +22,7 @@ import time
 import traceback
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.config import Config
@@ -246,17 +247,29 @@ def create_job_row(session: Session, project_id: int | None, user_id: int | None
     """(job id, created): a new queued job row, or, for kinds that run once per project, the
     one already queued or running (created False). Jobs whose worker stopped beating are
     failed first, so a dead worker never blocks the project. The caller commits."""
-    if project_id is not None and kind in EXCLUSIVE:
+    exclusive = project_id is not None and kind in EXCLUSIVE
+    if exclusive:
         reap_lost(session, project_id)
-        busy = session.scalar(select(Job.id).where(
-            Job.project_id == project_id, Job.kind == kind, Job.state.in_(ACTIVE_STATES)))
+        busy = _active(session, project_id, kind)
         if busy is not None:
             return busy, False
     job = Job(kind=kind, project_id=project_id, user_id=user_id, params=dict(params),
               state="queued", message="Waiting for a worker.")
-    session.add(job)
-    session.flush()
+    try:
+        with session.begin_nested():     # two requests at once: the unique index decides
+            session.add(job)
+            session.flush()
+    except IntegrityError:
+        busy = _active(session, project_id, kind) if exclusive else None
+        if busy is None:
+            raise
+        return busy, False
     return job.id, True
+
+
+def _active(session: Session, project_id: int, kind: str) -> int | None:
+    return session.scalar(select(Job.id).where(
+        Job.project_id == project_id, Job.kind == kind, Job.state.in_(ACTIVE_STATES)))
 
 
 def reap_lost(session: Session, project_id: int | None = None,
