@@ -331,3 +331,24 @@ def test_the_database_refuses_a_second_active_training(db, world):
     with pytest.raises(IntegrityError):
         add_job(db, world, kind="train")
     add_job(db, world, kind="train", state="done")          # finished ones do not count
+
+
+def test_a_queued_job_on_an_idle_queue_is_sent_again(db, config, world, monkeypatch):
+    """A pool child that dies after taking a message but before claiming the job leaves it
+    queued; the worker's watch sends it again once its queue has been idle a while."""
+    from app.jobs import reaper as reaper_module
+    sent = []
+    monkeypatch.setattr(reaper_module, "send_job",
+                        lambda _config, _db, job_id, _celery: sent.append(job_id))
+    watch = reaper_module.Reaper(config, ["gpu"], celery=None)
+    old = add_job(db, world, kind="score")
+    fresh = add_job(db, world, kind="predict")
+    other_queue = add_job(db, world, kind="import")
+    with db.session_scope() as s:
+        long_ago = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=5)
+        for job_id in (old, other_queue):
+            s.get(Job, job_id).sent_at = long_ago
+        s.get(Job, fresh).sent_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    assert watch.resend_lost(after_s=60) == [old] and sent == [old]
+    busy = add_job(db, world, kind="train", state="running")   # the queue is working
+    assert busy and watch.resend_lost(after_s=60) == []

@@ -1,5 +1,6 @@
 """The worker's watch over jobs: fail running jobs whose worker stopped beating, and send
-queued jobs again when their message may have been lost.
+queued jobs again when their message may have been lost (at start, and whenever a queue of
+this worker has had nothing running for RESEND_AFTER_S while a job of it still waits).
 
 Runs in the Celery worker's main process (a daemon thread), which never runs jobs itself, so
 it keeps watching while a child trains and after a child was killed. Sending a queued job
@@ -8,6 +9,7 @@ finds it no longer queued and does nothing.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 
@@ -17,10 +19,11 @@ from app.config import Config
 from app.db import Database
 from app.jobs.celery_app import queue_for
 from app.jobs.runner import LOST_AFTER_S, reap_lost_jobs, send_job
-from app.tables import Job
+from app.tables import Job, utcnow
 
 log = logging.getLogger(__name__)
 INTERVAL_S = 10.0
+RESEND_AFTER_S = 60.0
 
 
 class Reaper:
@@ -43,6 +46,25 @@ class Reaper:
                 log.info("re-sending queued job %s to queue %s", job_id, queue)
                 send_job(self.config, self.db, job_id, self.celery)
 
+    def resend_lost(self, after_s: float = RESEND_AFTER_S) -> list[int]:
+        """Re-send the queued jobs of this worker's queues that were sent over `after_s` ago
+        while nothing runs on their queue: the worker is idle, so their message was lost
+        (e.g. a pool child died after taking it). A duplicate message is harmless."""
+        cutoff = utcnow() - dt.timedelta(seconds=after_s)
+        with self.db.session_scope() as s:
+            running = {j.queue or queue_for(j.kind)
+                       for j in s.scalars(select(Job).where(Job.state == "running"))}
+            waiting = [(j.id, j.queue or queue_for(j.kind)) for j in s.scalars(
+                select(Job).where(Job.state == "queued", Job.sent_at.is_not(None),
+                                  Job.sent_at < cutoff).order_by(Job.id))]
+        lost = [job_id for job_id, queue in waiting
+                if queue in self.queues and queue not in running]
+        for job_id in lost:
+            log.warning("queued job %s waited %.0f s on an idle queue; sending it again",
+                        job_id, after_s)
+            send_job(self.config, self.db, job_id, self.celery)
+        return lost
+
     def start(self) -> None:
         self._thread.start()
 
@@ -53,5 +75,6 @@ class Reaper:
         while not self._stop.wait(self.interval):
             try:
                 reap_lost_jobs(self.db, self.lost_after)
+                self.resend_lost()
             except Exception as exc:  # noqa: BLE001 - the watch goes on; next round retries
                 log.warning("job reaper: %s", exc)
