@@ -1,12 +1,21 @@
-import sqlite3, time
-def test_health(server, config):
-    c = server.test_client()
-    assert c.get("/healthz").status_code == 200
-    path = config.data_dir / "cellloop.sqlite"
-    holder = sqlite3.connect(path, isolation_level=None)
+"""/healthz proves that a write could start now: while another process holds the SQLite write
+lock (a stuck writer once blocked every write while /healthz said 200) it answers 503."""
+import sqlite3
+import time
+
+
+def test_healthz_fails_fast_while_the_write_lock_is_held(server, config):
+    client = server.test_client()
+    assert client.get("/healthz").status_code == 200
+    holder = sqlite3.connect(config.data_dir / "cellloop.sqlite", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
-    t = time.time()
-    r = c.get("/healthz")
-    print(r.status_code, r.get_json(), time.time() - t)
-    holder.execute("ROLLBACK")
-    assert c.get("/healthz").status_code == 200
+    try:
+        start = time.monotonic()
+        response = client.get("/healthz")
+        waited = time.monotonic() - start
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert response.status_code == 503 and "locked" in response.get_json()["database"]
+    assert waited < 5
+    assert client.get("/healthz").status_code == 200

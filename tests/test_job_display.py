@@ -48,7 +48,7 @@ def test_a_job_of_a_project_you_cannot_see_is_not_described(db, world):
         other = projects.create_project(s, actor(s, "outsider"), "Elsewhere").id
     running = add(db, other, "train", "running")
     mine = add(db, world["project_id"], "train", "queued")
-    assert message_of(db, "owner", mine) == f"Waiting behind job #{running} (another project)."
+    assert message_of(db, "owner", mine) == "Waiting behind a job of another project."
     assert message_of(db, "admin", mine) == f"Waiting behind job #{running} (train, running)."
 
 

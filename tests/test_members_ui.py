@@ -45,7 +45,8 @@ def test_member_candidates_are_non_members_matching_what_was_typed(session, worl
     assert projects.member_candidates(session, owner, pid, "OUT") == [
         "Outlander", "outsider", "my_outpost"]
     assert projects.member_candidates(session, owner, pid, "annot") == []   # already a member
-    assert projects.member_candidates(session, owner, pid, "_") == ["my_outpost"]  # no wildcard
+    assert projects.member_candidates(session, owner, pid, "y_") == ["my_outpost"]  # no wildcard
+    assert projects.member_candidates(session, owner, pid, "o") == []   # two letters at least
     assert projects.member_candidates(session, owner, pid, "  ") == []
     with pytest.raises(PermissionDenied):
         projects.member_candidates(session, actor(session, "reviewer"), pid, "out")

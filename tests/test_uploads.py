@@ -310,3 +310,26 @@ def test_demo_is_idempotent_after_an_owner_deleted_a_demo_image(session, store, 
     assert again["imported"] == 0
     assert session.get(Image, victim.id).deleted_at is not None      # stays deleted
     assert projects.get_project(session, owner, pid).n_images == first["imported"] - 1
+
+
+def test_replacing_annotations_with_label_images_needs_a_reviewer(session, store, config,
+                                                                  world):
+    """Replacing appends an accepted version over someone's work: annotators may attach label
+    images to unannotated images only."""
+    from app.errors import PermissionDenied
+    img, lab = nuclei()
+    images.import_files(session, actor(session, "owner"), store, world["project_id"],
+                        [images.ImportFile("x.tif", read=lambda: tiff(img))], 1 << 28)
+    with pytest.raises(PermissionDenied):
+        send(session, store, config, world, [("x_masks.tif", tiff(lab))], [],
+             who="annotator", masks=True, replace=True)
+    done = send(session, store, config, world, [("x_masks.tif", tiff(lab))], [],
+                who="reviewer", masks=True, replace=True)
+    assert done.results[0].status == "attached"
+
+
+@pytest.mark.parametrize("name", ["a\x00b.tif", "x" * 250 + ".tif", ".hidden.tif"])
+def test_unusable_file_names_are_refused_clearly(session, store, config, world, name):
+    from app.errors import ValidationError
+    with pytest.raises(ValidationError, match="not a usable file name"):
+        send(session, store, config, world, [(name, b"x")], [])

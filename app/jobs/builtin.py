@@ -48,7 +48,10 @@ def import_staged(ctx, staging: str, attach_masks: bool = False, replace: bool =
         return _import(ctx, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-        clean_stale_staging(ctx.config, ctx.db)
+        try:
+            clean_stale_staging(ctx.config, ctx.db)
+        except Exception as exc:  # noqa: BLE001 - housekeeping must not change the outcome
+            log.warning("stale staging not cleaned: %s", exc)
 
 
 def _run(ctx, sources, work) -> list:

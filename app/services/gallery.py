@@ -137,6 +137,8 @@ def status_from_history(session: Session, image_id: int) -> str:
         Annotation.image_id == image_id, Annotation.is_draft.is_(False))
         .order_by(Annotation.version.desc()).limit(1)).first()
     if newest is not None:
+        if newest.source == "imported":      # ground truth brought in: "annotated", as at import
+            return "annotated"
         return {"accepted": "reviewed", "returned": "in_progress"}.get(newest.review_state,
                                                                        "annotated")
     has_draft = session.scalar(select(Draft.id).where(Draft.image_id == image_id).limit(1))

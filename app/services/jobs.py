@@ -127,9 +127,11 @@ def waiting_texts(session: Session, actor: Actor, queued: list[Job]) -> dict[int
             continue
         first = next((a for a in ahead if a.state == "running"), ahead[0])
         seen = visible is None or first.project_id in visible
-        what = f"{first.kind}, {first.state}" if seen else "another project"
         more = f" and {len(ahead) - 1} more" if len(ahead) > 1 else ""
-        out[job.id] = f"Waiting behind job #{first.id} ({what}){more}."
+        if seen:
+            out[job.id] = f"Waiting behind job #{first.id} ({first.kind}, {first.state}){more}."
+        else:   # nothing about projects the user cannot see, not even a job number
+            out[job.id] = f"Waiting behind a job of another project{more}."
     return out
 
 

@@ -97,6 +97,9 @@ def attach_masks(session: Session, actor: Actor, store: BlobStore, project_id: i
     """Attach label images to the project's images, committing after each one; a string
     item is a refused input (from a source) and becomes a "rejected" result."""
     require(session, actor, project_id, "import")
+    if replace:
+        # Replacing appends an accepted version over someone's work: a reviewer's decision.
+        require(session, actor, project_id, "review")
     index = _images_by_stem(session, project_id)
     results = []
     for i, item in enumerate(items, 1):

@@ -268,7 +268,7 @@ def member_candidates(session: Session, actor: Actor, project_id: int, text: str
     names starting with it first; for the add-member field's autocomplete."""
     require(session, actor, project_id, "manage")
     text = (text or "").strip().lower()
-    if not text:
+    if len(text) < 2:               # no browsing of every account name from one letter
         return []
     members = select(Membership.user_id).where(Membership.project_id == project_id)
     name = func.lower(User.username)

@@ -63,8 +63,10 @@ def decode_data_url(name: str, contents: str) -> bytes:
 
 def _clean_name(name: str) -> str:
     base = posixpath.basename((name or "").replace("\\", "/")).strip()
-    if not base or base.startswith("."):
-        raise ValidationError(f"{name!r}: not a usable file name.")
+    if (not base or base.startswith(".") or len(base.encode("utf-8", "replace")) > 200
+            or any(ord(c) < 32 or c == "\x7f" for c in base)):
+        raise ValidationError(f"{name[:80]!r}: not a usable file name (control characters, "
+                              "a leading dot, or longer than 200 bytes).")
     return base
 
 
@@ -119,8 +121,9 @@ def upload_masks(session: Session, actor: Actor, store: BlobStore, config: Confi
                  enqueue: Callable[[int], None], replace: bool = False) -> UploadOutcome:
     """Attach label images (files, or zips of them) to the project's images, matched by file
     stem; results are "attached", "skipped" (the image has an annotation and `replace` is
-    off, or the same one) or "rejected" (no such image, wrong size, ...)."""
-    require(session, actor, project_id, "import")
+    off, or the same one) or "rejected" (no such image, wrong size, ...). Replacing existing
+    annotations needs a reviewer or owner."""
+    require(session, actor, project_id, "review" if replace else "import")
     names, datas = _received(config, files)
     refused = _refused(config, names, datas, MASK_UPLOAD_SUFFIXES)
     keep = [i for i in range(len(names)) if i not in refused]

@@ -218,4 +218,5 @@ def test_six_simultaneous_saves_make_one_version(live):
         t.join(90)
     after = live.query("SELECT count(*) FROM annotation WHERE image_id=?", image_id)[0][0]
     assert after == before + 1, (codes, after - before)
+    assert codes == [200] * 6, codes
     assert requests.get(live.url("/healthz"), timeout=10).status_code == 200
