@@ -26,6 +26,7 @@ ROLE = "project-member-role"        # pattern id type, keyed by user
 REMOVE = "project-member-remove"    # pattern id type
 ROW_STATUS = "project-member-status"  # pattern id type
 MODE, MODE_STATUS = "project-annotation-mode", "project-annotation-mode-status"
+SELF_REVIEW, SELF_REVIEW_STATUS = "project-self-review", "project-self-review-status"
 REMOVE_MODAL, REMOVE_TEXT = "project-remove-modal", "project-remove-text"
 REMOVE_TARGET = "project-remove-target"
 REMOVE_CONFIRM, REMOVE_CANCEL = "project-remove-confirm", "project-remove-cancel"
@@ -126,6 +127,10 @@ def mode_setting(project) -> html.Div:
             {"label": "Outlines (segmentation)", "value": "outlines"},
             {"label": "Points (counting)", "value": "points"}]),
         html.Div(id=MODE_STATUS, className="small"),
+        dbc.Switch(id=SELF_REVIEW, value=svc.allows_self_review(project), className="mt-2",
+                   label="Reviewers may accept versions they saved themselves (e.g. a lab of "
+                         "one; off: a second person accepts)"),
+        html.Div(id=SELF_REVIEW_STATUS, className="small"),
     ], className="mb-4")
 
 
@@ -282,3 +287,13 @@ def change_mode(mode, project_id):
     if error:
         return html.Span(error, className="text-danger")
     return html.Span(f"saved: {saved}", className="text-success")
+
+
+@callback(Output(SELF_REVIEW_STATUS, "children"), Input(SELF_REVIEW, "value"),
+          State(PROJECT_ID, "data"), prevent_initial_call=True)
+def change_self_review(allowed, project_id):
+    saved, error = call(svc.set_self_review, to_int(project_id), bool(allowed))
+    if error:
+        return html.Span(error, className="text-danger")
+    return html.Span("saved: self-review " + ("allowed" if saved else "off"),
+                     className="text-success")

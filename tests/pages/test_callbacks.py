@@ -82,3 +82,15 @@ def test_layouts_check_access(as_user, world):
         assert "Only site admins" in text(admin_users.layout())
     with as_user("admin"):
         assert "outsider" in text(admin_users.layout())
+
+
+def test_self_review_switch_is_for_owners(as_user, world, db):
+    from pages import project as page
+    from app.tables import Project
+    pid = world["project_id"]
+    with as_user("reviewer"):
+        assert "needs owner" in text(page.change_self_review(True, pid))
+    with as_user("owner"):
+        assert "self-review allowed" in text(page.change_self_review(True, pid))
+    with db.session_scope() as s:
+        assert s.get(Project, pid).settings["allow_self_review"] is True
