@@ -474,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--concurrency", type=int, default=1)
     c.add_argument("--pool", default="", help="Celery pool: prefork (default), solo, threads")
     c.add_argument("--queues", default="", help="queues to take jobs from: gpu (training, "
-                   "scoring, prediction), cpu (imports, exports); default both")
+                   "scoring, prediction), cpu (imports); default both")
     c.set_defaults(fn=cmd_worker)
     return p
 

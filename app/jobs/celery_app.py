@@ -9,9 +9,9 @@ from app.config import Config
 RUN_JOB = "cellloop.run_job"
 # Two queues, so an import never waits behind a training: `gpu` takes the model work
 # (training, scoring, prediction, simulation; it runs on the CPU where there is no GPU),
-# `cpu` the file work (imports, exports). run.sh and the Procfile start a worker for each.
+# `cpu` the file work (imports). run.sh and the Procfile start a worker for each.
 QUEUES = ("cpu", "gpu")
-KIND_QUEUE = {"import": "cpu", "export": "cpu", "train": "gpu", "score": "gpu",
+KIND_QUEUE = {"import": "cpu", "train": "gpu", "score": "gpu",
               "predict": "gpu", "simulate": "gpu"}
 
 

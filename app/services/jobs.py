@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, PermissionDenied
 from app.permissions import Actor, Role, require, role_of
-from app.jobs.runner import ACTIVE_STATES, EXCLUSIVE, create_job_row, reap_lost
+from app.jobs.runner import ACTIVE_STATES, EXCLUSIVE, create_job_row, reap_lost  # noqa: F401 (EXCLUSIVE: part of this module's API)
 from app.tables import Job, Membership, User, utcnow
 
 # What each kind needs in its project (see permissions.ACTIONS).
