@@ -192,3 +192,16 @@ def test_projects_page_hides_creation_when_only_admins_may(server, world, as_use
             assert "projects-new-toggle" in text(page.layout())
     finally:
         state.config = original
+
+
+def test_a_class_used_only_by_counting_points_cannot_be_removed(session, world, config,  # noqa: F811
+                                                                store, three_images):
+    from app.tables import Annotation
+    owner, pid = actor(session, "owner"), world["project_id"]
+    two = [{"name": "cell", "color": "#ff0000"}, {"name": "blast", "color": "#00ff00"}]
+    projects.update_channels_and_classes(session, owner, pid, None, two)
+    session.add(Annotation(image_id=three_images[0], version=1, points=[[5.0, 6.0, 1]],
+                           n_cells=0, source="manual", review_state="submitted"))
+    session.flush()
+    with pytest.raises(ValidationError, match="blast"):
+        projects.update_channels_and_classes(session, owner, pid, None, two[:1])

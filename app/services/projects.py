@@ -293,19 +293,36 @@ def remove_member(session: Session, actor: Actor, project_id: int, user_id: int)
     log.info("%s removed user %s from project %s", actor.username, user_id, project_id)
 
 
+def _point_classes(points) -> set[int]:
+    """Classes of counting points ([x, y, class] triples)."""
+    return {int(p[2]) for p in (points or []) if isinstance(p, (list, tuple)) and len(p) > 2}
+
+
+def _edit_classes(edit) -> set[int]:
+    """Classes an edit uses: its `cls`, and those of a snapshot's classes and points."""
+    if not isinstance(edit, dict):
+        return set()
+    used = {int(edit["cls"])} if edit.get("cls") is not None else set()
+    used.update(int(v) for v in (edit.get("classes") or {}).values())   # snapshot edits
+    return used | _point_classes(edit.get("points"))
+
+
 def _classes_in_use(session: Session, project_id: int) -> set[int]:
-    """Class indices used by any saved version or unsaved draft of the project's images."""
+    """Class indices used by any saved version or unsaved draft of the project's images:
+    cells' classes, counting points' classes, and those kept in drafts' edit histories."""
     used: set[int] = set()
     images = select(Image.id).where(Image.project_id == project_id)
-    for classes in session.scalars(select(Annotation.cell_classes)
-                                   .where(Annotation.image_id.in_(images))):
+    for classes, points in session.execute(select(Annotation.cell_classes, Annotation.points)
+                                           .where(Annotation.image_id.in_(images))):
         used.update(int(v) for v in (classes or {}).values())
-    for base, edits, undone in session.execute(select(Draft.base_classes, Draft.edits,
-                                                      Draft.undone)
-                                               .where(Draft.image_id.in_(images))):
+        used |= _point_classes(points)
+    for base, points, edits, undone in session.execute(
+            select(Draft.base_classes, Draft.base_points, Draft.edits, Draft.undone)
+            .where(Draft.image_id.in_(images))):
         used.update(int(v) for v in (base or {}).values())
-        used.update(int(e["cls"]) for e in [*(edits or []), *(undone or [])]
-                    if isinstance(e, dict) and e.get("cls") is not None)
+        used |= _point_classes(points)
+        for edit in [*(edits or []), *(undone or [])]:
+            used |= _edit_classes(edit)
     return used
 
 
