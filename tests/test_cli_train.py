@@ -11,7 +11,7 @@ from app.services import images, projects, users
 from storage.blobstore import LocalBlobStore
 from tests.images_data import nuclei, tiff
 
-TINY = {"width": 8, "depth": 2, "patch": 64, "batch": 4, "steps_per_epoch": 20, "epochs": 2,
+TINY = {"width": 8, "depth": 2, "patch": 64, "batch": 4, "steps_per_epoch": 100, "epochs": 2,
         "patience": 20}
 
 
@@ -39,7 +39,7 @@ def test_train_shows_a_moving_bar_and_the_outcome(tmp_path, monkeypatch, capsys)
     out, err = capsys.readouterr()
     frames = [f for f in re.split(r"[\r\n]", err) if "%|" in f]
     percents = [int(f.split("%|")[0]) for f in frames]
-    steps = [f for f in frames if re.search(r"Training: step \d+/40 · epoch [12]/2", f)]
+    steps = [f for f in frames if re.search(r"Training: step \d+/200 · epoch [12]/2", f)]
     assert len(steps) >= 2, err                    # the bar moves during training
     assert len({p for p in percents if 0 < p < 100}) >= 3, percents
     assert percents == sorted(percents) and percents[-1] == 100

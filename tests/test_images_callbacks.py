@@ -34,7 +34,7 @@ def mask_upload(dash_app, client, project_id, name, data):
 
 
 @pytest.mark.parametrize("username, allowed", [("viewer", False), ("outsider", False),
-                                               ("annotator", True)])
+                                               ("annotator", False), ("reviewer", True)])
 def test_forged_label_image_upload(dash_app, login, world, db, image_id, username, allowed):
     _img, lab = nuclei((60, 80))
     response = mask_upload(dash_app, login(username), world["project_id"], "a_masks.tif",
@@ -47,4 +47,5 @@ def test_forged_label_image_upload(dash_app, login, world, db, image_id, usernam
         assert n == 1 and "1 label images attached" in text
     else:
         assert n == 0
-        assert ("this needs annotator" if username == "viewer" else "not a member") in text
+        # the form asks to replace existing annotations: a reviewer's decision
+        assert ("this needs reviewer" if username != "outsider" else "not a member") in text

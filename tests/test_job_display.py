@@ -1,5 +1,5 @@
 """Issue 19 items 7 and 8: what a job says when it is read. A queued job names the job it
-waits behind on its queue (gpu: training, scoring...; cpu: imports, exports), or says it
+waits behind on its queue (gpu: training, scoring...; cpu: imports), or says it
 waits for a worker; a finished job states its outcome, not its last progress message
 (a finished import read "1/8")."""
 import pytest
@@ -30,8 +30,8 @@ def test_a_queued_job_says_what_it_waits_behind(db, world):
     imp = add(db, pid, "import", "queued")
     assert message_of(db, "viewer", score) == f"Waiting behind job #{training} (train, running)."
     assert message_of(db, "viewer", imp) == "Waiting for a worker."    # other queue: free
-    export = add(db, pid, "export", "queued")
-    assert message_of(db, "viewer", export) == f"Waiting behind job #{imp} (import, queued)."
+    second = add(db, pid, "import", "queued")
+    assert message_of(db, "viewer", second) == f"Waiting behind job #{imp} (import, queued)."
     predict = add(db, pid, "predict", "queued")
     assert message_of(db, "viewer", predict) == (
         f"Waiting behind job #{training} (train, running) and 1 more.")

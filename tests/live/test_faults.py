@@ -103,7 +103,8 @@ def test_healthz_fails_while_the_write_lock_is_held(live):
 
 
 def long_training(live) -> int:
-    live.set_training({**TINY_TRAINING, "epochs": 400, "steps_per_epoch": 20})
+    # a run that lasts its whole budget: no early stopping on a tiny network that plateaus
+    live.set_training({**TINY_TRAINING, "epochs": 400, "steps_per_epoch": 20, "patience": 400})
     job_id = live.submit("train", {"max_minutes": 1.5})
     deadline = time.time() + 120
     while time.time() < deadline and live.job(job_id)["state"] != "running":
