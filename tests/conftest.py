@@ -127,3 +127,27 @@ def image_id(db, world, config):
                             1 << 28)
     with db.session_scope() as s:
         return s.scalar(select(Image.id).where(Image.name == "a.tif"))
+
+
+@pytest.fixture
+def as_user(server):
+    """`with as_user("viewer"):` runs a page callback inside a request of that user."""
+    import contextlib
+
+    from flask_login import login_user
+
+    from app.context import get_session
+
+    @contextlib.contextmanager
+    def _as(username):
+        with server.test_request_context("/_dash-update-component", method="POST"):
+            login_user(users.find_user(get_session(), username))
+            yield
+    return _as
+
+
+def component_text(component) -> str:
+    """A Dash component (or plain value) as JSON text, to look for words in what it shows."""
+    import json
+    return json.dumps(component.to_plotly_json() if hasattr(component, "to_plotly_json")
+                      else component, default=lambda o: o.to_plotly_json())

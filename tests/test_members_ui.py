@@ -1,12 +1,10 @@
 """Members and projects (issue 19, item 15): username autocomplete, the add field cleared,
 removal asks first, channels and classes editable after creation, who may create projects
 (a site setting), through the services and the project page's callbacks."""
-import contextlib
 import json
 
 import dash
 import pytest
-from flask_login import login_user
 
 from app.config import Config, ConfigError
 from app.context import get_session
@@ -15,22 +13,8 @@ from app.permissions import SYSTEM
 from app.services import drafts, projects, users
 from app.tables import Image
 from tests.conftest import PASSWORD, actor
+from tests.conftest import component_text as text
 from tests.test_annotations import rect, store, three_images  # noqa: F401 (fixtures)
-
-
-@pytest.fixture
-def as_user(server):
-    @contextlib.contextmanager
-    def _as(username):
-        with server.test_request_context("/_dash-update-component", method="POST"):
-            login_user(users.find_user(get_session(), username))
-            yield
-    return _as
-
-
-def text(component) -> str:
-    return json.dumps(component.to_plotly_json() if hasattr(component, "to_plotly_json")
-                      else component, default=lambda o: o.to_plotly_json())
 
 
 # ------------------------------------------------------------------ autocomplete

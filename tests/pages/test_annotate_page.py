@@ -3,7 +3,7 @@ relayout events to edits, the queue entry route, and the review page."""
 import dash
 import pytest
 
-from tests.pages.test_callbacks import as_user, text  # noqa: F401  (fixture)
+from tests.conftest import component_text as text
 
 SQUARE = {"type": "path", "path": "M1,1L9,1L9,9L1,9Z"}
 

@@ -1,28 +1,12 @@
 """Page callbacks called as plain functions inside a request of a logged-in user."""
-import contextlib
-import json
 
 import dash
 import pytest
-from flask_login import login_user
 
 from app.context import get_session
 from app.services import projects, users
 from tests.conftest import PASSWORD
-
-
-@pytest.fixture
-def as_user(server):
-    @contextlib.contextmanager
-    def _as(username):
-        with server.test_request_context("/_dash-update-component", method="POST"):
-            login_user(users.find_user(get_session(), username))
-            yield
-    return _as
-
-
-def text(component) -> str:
-    return json.dumps(component.to_plotly_json(), default=lambda o: o.to_plotly_json())
+from tests.conftest import component_text as text
 
 
 def test_create_project_redirects_to_it(as_user, world):

@@ -8,7 +8,7 @@ import dash
 
 from app.services import jobs, model_versions
 from app.tables import Job
-from tests.pages.test_callbacks import as_user, text  # noqa: F401  (fixture)
+from tests.conftest import component_text as text
 
 
 def version(metrics, curve, vid=7):

@@ -1,29 +1,12 @@
 """The Review page per role (issue 19, item 1): reviewers get Review links into the
 workspace, annotators their returned list and the viewer for others' work, viewers only look."""
-import contextlib
-import json
 
 import pytest
-from flask_login import login_user
 
-from app.context import get_session
-from app.services import annotations, drafts, users
+from app.services import annotations, drafts
 from tests.conftest import actor
+from tests.conftest import component_text as text
 from tests.test_annotations import rect, store, three_images  # noqa: F401 (fixtures)
-
-
-@pytest.fixture
-def as_user(server):
-    @contextlib.contextmanager
-    def _as(username):
-        with server.test_request_context("/_dash-update-component", method="POST"):
-            login_user(users.find_user(get_session(), username))
-            yield
-    return _as
-
-
-def text(component) -> str:
-    return json.dumps(component.to_plotly_json(), default=lambda o: o.to_plotly_json())
 
 
 @pytest.fixture

@@ -1,24 +1,12 @@
 """Roll back by choosing a version from a list, not by typing its id (issue 19, item 15)."""
-import contextlib
-import json
 
 import dash
 import pytest
-from flask_login import login_user
 
 from app.context import get_session
 from app.services import model_versions, users
 from app.tables import ModelVersion
-
-
-@pytest.fixture
-def as_user(server):
-    @contextlib.contextmanager
-    def _as(username):
-        with server.test_request_context("/_dash-update-component", method="POST"):
-            login_user(users.find_user(get_session(), username))
-            yield
-    return _as
+from tests.conftest import component_text as text
 
 
 @pytest.fixture
@@ -32,10 +20,6 @@ def versions(db, world):
         s.add_all([old, new])
         s.flush()
         return old.id, new.id
-
-
-def text(component) -> str:
-    return json.dumps(component, default=lambda o: o.to_plotly_json())
 
 
 def test_owner_rolls_back_from_a_list(as_user, world, versions):
