@@ -227,6 +227,34 @@ def import_one(session: Session, actor: Actor, store: BlobStore, project: Projec
     return ImportResult(item.name, "imported", "", image.id, n_cells)
 
 
+def commit_each(session: Session, items: Iterable[ImportFile | str],
+                work: Callable[[ImportFile], ImportResult], kept: str,
+                progress: Callable[[int, ImportResult], None] | None = None
+                ) -> list[ImportResult]:
+    """`work(item)` for each item in its own transaction: committed when the result's status
+    is `kept`, rolled back otherwise (and on an error, which stops the batch). A string item
+    is an input refused earlier (by a source) and becomes a "rejected" result.
+    `progress(i, result)` runs after each commit."""
+    results = []
+    for i, item in enumerate(items, 1):
+        if isinstance(item, str):
+            result = ImportResult(item.split(":", 1)[0], "rejected", item)
+        else:
+            try:
+                result = work(item)
+            except Exception:
+                session.rollback()
+                raise
+            if result.status == kept:
+                session.commit()
+            else:
+                session.rollback()
+        results.append(result)
+        if progress is not None:
+            progress(i, result)
+    return results
+
+
 def import_files(session: Session, actor: Actor, store: BlobStore, project_id: int,
                  items: Iterable[ImportFile | str], max_pixels: int,
                  progress: Callable[[int, ImportResult], None] | None = None,
@@ -244,30 +272,17 @@ def import_files(session: Session, actor: Actor, store: BlobStore, project_id: i
     write to the database itself (SQLite allows one writer at a time)."""
     project = require(session, actor, project_id, "import")
     restore = restore_deleted and role_of(session, actor, project_id) >= Role.owner
-    results = []
-    for i, item in enumerate(items, 1):
-        if isinstance(item, str):
-            results.append(ImportResult(item.split(":", 1)[0], "rejected", item))
-            if progress is not None:
-                progress(i, results[-1])
-            continue
+
+    def one(item: ImportFile) -> ImportResult:
         try:
-            result = import_one(session, actor, store, project, item, max_pixels, max_bytes,
-                                restore)
+            return import_one(session, actor, store, project, item, max_pixels, max_bytes,
+                              restore)
         except IntegrityError:   # the same pixels stored by another upload meanwhile
             session.rollback()
-            result = ImportResult(item.name, "duplicate", "uploaded at the same moment by "
-                                  "another import; it is in the project once.")
-        except Exception:
-            session.rollback()
-            raise
-        if result.status == "imported":
-            session.commit()
-        else:
-            session.rollback()
-        results.append(result)
-        if progress is not None:
-            progress(i, result)
+            return ImportResult(item.name, "duplicate", "uploaded at the same moment by "
+                                "another import; it is in the project once.")
+
+    results = commit_each(session, items, one, "imported", progress)
     n = sum(r.status == "imported" for r in results)
     log.info("%s imported %d of %d files into project %s", actor.username, n, len(results),
              project_id)

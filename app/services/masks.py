@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from app.permissions import Actor, require
 from app.services.formats import (MASK_UPLOAD_SUFFIXES, image_stem_of_mask, is_image_file,
                                   stem, unsupported)
-from app.services.images import ImportFile, ImportResult, add_imported_annotation
+from app.services.images import (ImportFile, ImportResult, add_imported_annotation,
+                                 commit_each)
 from app.tables import Annotation, Image
 from storage.blobstore import BlobStore, get_array
 from storage.readers import DEFAULT_MAX_BYTES, ImageReadError, read_labels_bytes
@@ -101,24 +102,10 @@ def attach_masks(session: Session, actor: Actor, store: BlobStore, project_id: i
         # Replacing appends an accepted version over someone's work: a reviewer's decision.
         require(session, actor, project_id, "review")
     index = _images_by_stem(session, project_id)
-    results = []
-    for i, item in enumerate(items, 1):
-        if isinstance(item, str):
-            result = ImportResult(item.split(":", 1)[0], "rejected", item)
-        else:
-            try:
-                result = attach_one(session, actor, store, project_id, item, index, replace,
-                                    max_pixels, max_bytes)
-            except Exception:
-                session.rollback()
-                raise
-            if result.status == "attached":
-                session.commit()
-            else:
-                session.rollback()
-        results.append(result)
-        if progress is not None:
-            progress(i, result)
+    results = commit_each(
+        session, items, lambda item: attach_one(session, actor, store, project_id, item, index,
+                                                replace, max_pixels, max_bytes),
+        "attached", progress)
     log.info("%s attached %d of %d label images in project %s", actor.username,
              sum(r.status == "attached" for r in results), len(results), project_id)
     return results
