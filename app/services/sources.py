@@ -16,6 +16,8 @@ a zip is then opened again for each read, so no item ever meets a closed archive
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import posixpath
 import zipfile
@@ -85,17 +87,26 @@ class _Archive:
             return read_entry(zf, entry, limit)
 
 
+@contextlib.contextmanager
+def _listed_zip(path: Path, limit: int, max_image_bytes: int, max_archive_bytes: int):
+    """(the zip open for reading, its usable entries, problems with the refused ones), judged
+    from the directory before anything is inflated."""
+    archive = _Archive(path)
+    with open(path, "rb") as fh, open_zip(path.name, fh) as zf:
+        archive.zf = zf
+        entries, problems = list_entries(path.name, zf, max_archive_bytes,
+                                         min(limit, max_image_bytes))
+        yield archive, entries, problems
+
+
 def _zip_items(path: Path, masks: dict[str, Path], limit: int,
                max_image_bytes: int = DEFAULT_MAX_BYTES, max_archive_bytes: int = MAX_TOTAL_BYTES
                ) -> Iterator[ImportFile | str]:
     """Items from a zip; entries under a folder named masks/labels are used as ground truth
     for images of the same stem. Yields problem strings for refused entries; raises
     ArchiveError for a bomb (judged from the directory, before anything is inflated)."""
-    archive = _Archive(path)
-    with open(path, "rb") as fh, open_zip(path.name, fh) as zf:
-        archive.zf = zf
-        entries, problems = list_entries(path.name, zf, max_archive_bytes,
-                                         min(limit, max_image_bytes))
+    with _listed_zip(path, limit, max_image_bytes, max_archive_bytes) as (archive, entries,
+                                                                          problems):
         yield from problems
         inner_masks = {}
         images = []
@@ -144,11 +155,8 @@ def mask_items(paths: list[Path], limit: int = 4 << 30,
 
 def _zip_masks(path: Path, limit: int, max_image_bytes: int, max_archive_bytes: int
                ) -> Iterator[ImportFile | str]:
-    archive = _Archive(path)
-    with open(path, "rb") as fh, open_zip(path.name, fh) as zf:
-        archive.zf = zf
-        entries, problems = list_entries(path.name, zf, max_archive_bytes,
-                                         min(limit, max_image_bytes))
+    with _listed_zip(path, limit, max_image_bytes, max_archive_bytes) as (archive, entries,
+                                                                          problems):
         yield from problems
         for e in entries:
             if _is_image_name(e.name) and not e.name.lower().endswith((".h5", ".hdf5")):
