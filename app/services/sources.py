@@ -17,7 +17,6 @@ a zip is then opened again for each read, so no item ever meets a closed archive
 from __future__ import annotations
 
 import contextlib
-
 import json
 import posixpath
 import zipfile
