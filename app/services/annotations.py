@@ -215,6 +215,8 @@ def _same_content(store: BlobStore, ann: Annotation, labels: np.ndarray | None,
         return False
     if labels is None:
         return True
+    if int(labels.max(initial=0)) != (ann.n_cells or 0):   # finish() numbers cells 1..N
+        return False                                        # (most saves stop here, unread)
     stored = get_array(store, ann.label_blob_key)
     if stored.shape != labels.shape:
         return False
