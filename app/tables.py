@@ -139,7 +139,6 @@ class Annotation(Base):
     source: Mapped[str] = mapped_column(String(32), default="manual")     # manual/model-corrected/imported
     source_model_version_id: Mapped[Optional[int]] = mapped_column(
         ForeignKey("model_version.id", ondelete="SET NULL"))
-    is_draft: Mapped[bool] = mapped_column(Boolean, default=False)
     review_state: Mapped[str] = mapped_column(String(16), default="submitted")
     review_comment: Mapped[str] = mapped_column(Text, default="")
     reviewer_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
@@ -203,6 +202,8 @@ class Score(Base):
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_version.id", ondelete="CASCADE"))
     strategy: Mapped[str] = mapped_column(String(32))
     value: Mapped[float] = mapped_column(Float)
+    # 1 = picked first by a batch strategy (diversity); the queue serves ranked images first
+    rank: Mapped[Optional[int]] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -44,7 +44,7 @@ def fill(db, name: str, n: int, blob_key: str) -> int:
             Image.id).where(Image.project_id == pid))]
         s.execute(Annotation.__table__.insert(), [
             dict(image_id=i, version=1, n_cells=i % 300, source="imported", points=[],
-                 cell_classes={}, is_draft=False, review_state="accepted", review_comment="")
+                 cell_classes={}, review_state="accepted", review_comment="")
             for i in ids[::2]])
         s.execute(Score.__table__.insert(), [
             dict(image_id=i, model_version_id=model.id, strategy="entropy", value=(i * 7919) % 1000)

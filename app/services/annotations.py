@@ -21,6 +21,7 @@ from app.services import drafts, leases, projects
 from app.services.gallery import image_for
 from app.services.images import count_labels
 from app.tables import Annotation, Draft, Image, Project, User
+from app.services import queries
 from storage.blobstore import BlobStore, get_array, put_array
 from storage.shapes import finish
 
@@ -135,11 +136,6 @@ def _counts(draft: Draft | None, latest: Annotation | None) -> tuple[int | None,
     return None, None
 
 
-def _next_version(session: Session, image_id: int) -> int:
-    return int(session.scalar(select(func.max(Annotation.version))
-                              .where(Annotation.image_id == image_id)) or 0) + 1
-
-
 def save(session: Session, actor: Actor, config: Config, store: BlobStore, image_id: int,
          force: bool = False, empty: bool = False) -> Version:
     """Save the actor's draft as a new version (submitted for review).
@@ -185,7 +181,7 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
         return _version(session, latest)
     source, model_version_id = drafts.source_of(session, draft)
     ann = Annotation(
-        image_id=image.id, version=_next_version(session, image.id),
+        image_id=image.id, version=queries.next_version(session, image.id),
         parent_id=latest.id if latest else None, author_id=actor.id,
         label_blob_key=label_key, region_blob_key=region_key,
         points=points, cell_classes=classes, n_cells=n_cells,
@@ -234,8 +230,7 @@ def _same_content(store: BlobStore, ann: Annotation, labels: np.ndarray | None,
 def history(session: Session, actor: Actor, image_id: int) -> list[Version]:
     """Every saved version of an image, newest first."""
     image = image_for(session, actor, image_id, "view")
-    rows = session.scalars(select(Annotation).where(Annotation.image_id == image.id,
-                                                    Annotation.is_draft.is_(False))
+    rows = session.scalars(select(Annotation).where(Annotation.image_id == image.id)
                            .order_by(Annotation.version.desc())).all()
     return [_version(session, a) for a in rows]
 
@@ -290,11 +285,6 @@ class ReviewItem:
 REVIEW_STATES = ("submitted", "returned", "accepted")
 
 
-def _newest_versions():
-    return (select(Annotation.image_id, func.max(Annotation.version).label("v"))
-            .where(Annotation.is_draft.is_(False)).group_by(Annotation.image_id).subquery())
-
-
 def _item(session: Session, img: Image, ann: Annotation) -> ReviewItem:
     return ReviewItem(img.id, img.name, ann.version, _user_name(session, ann.author_id),
                       ann.created_at, ann.n_cells or 0, ann.review_state,
@@ -309,12 +299,12 @@ def review_list(session: Session, actor: Actor, project_id: int,
     require(session, actor, project_id, "view")
     if state not in REVIEW_STATES:
         raise ValidationError(f"Review state must be one of {', '.join(REVIEW_STATES)}.")
-    newest = _newest_versions()
+    newest = queries.newest_versions()
     order = (Annotation.created_at if state == "submitted" else Annotation.created_at.desc())
     rows = session.execute(
         select(Image, Annotation)
         .join(newest, newest.c.image_id == Image.id)
-        .join(Annotation, (Annotation.image_id == Image.id) & (Annotation.version == newest.c.v))
+        .join(Annotation, (Annotation.image_id == Image.id) & (Annotation.version == newest.c.version))
         .where(Image.project_id == project_id, Image.deleted_at.is_(None),
                Image.status != "excluded", Annotation.review_state == state)
         .order_by(order, Image.id).limit(limit)).all()
@@ -339,11 +329,11 @@ def returned_to_me(session: Session, actor: Actor, project_id: int,
 def review_counts(session: Session, actor: Actor, project_id: int) -> dict[str, int]:
     """How many images wait for review, and how many were sent back to the actor."""
     require(session, actor, project_id, "view")
-    newest = _newest_versions()
+    newest = queries.newest_versions()
     waiting = session.scalar(
         select(func.count()).select_from(Image)
         .join(newest, newest.c.image_id == Image.id)
-        .join(Annotation, (Annotation.image_id == Image.id) & (Annotation.version == newest.c.v))
+        .join(Annotation, (Annotation.image_id == Image.id) & (Annotation.version == newest.c.version))
         .where(Image.project_id == project_id, Image.deleted_at.is_(None),
                Image.status != "excluded", Annotation.review_state == "submitted"))
     back = leases.returned_to(actor).subquery()

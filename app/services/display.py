@@ -129,8 +129,7 @@ def render_overlay(session: Session, actor: Actor, store: BlobStore, image_id: i
     """RGBA PNG of a saved annotation (latest version unless `version`), as the workspace
     draws it: each cell in its class's colour, counting points as dots."""
     image = image_for(session, actor, image_id, "view")
-    query = select(Annotation).where(Annotation.image_id == image_id,
-                                     Annotation.is_draft.is_(False))
+    query = select(Annotation).where(Annotation.image_id == image_id)
     if version is not None:
         query = query.where(Annotation.version == version)
     ann = session.scalar(query.order_by(Annotation.version.desc()).limit(1))

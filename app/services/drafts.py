@@ -35,6 +35,7 @@ from app.services import leases
 from app.services.gallery import image_for
 from app.services.images import count_labels
 from app.tables import Annotation, Draft, Image, ModelVersion, Project, utcnow
+from app.services import queries
 from storage.blobstore import BlobStore, get_array, put_array
 from storage.shapes import (POINT_RADIUS, Canvas, ShapeError, apply_edit, apply_edits,
                             cell_polygon, finish)
@@ -59,9 +60,7 @@ class EditResult:
 
 
 def latest_annotation(session: Session, image_id: int) -> Annotation | None:
-    return session.scalar(select(Annotation).where(
-        Annotation.image_id == image_id, Annotation.is_draft.is_(False))
-        .order_by(Annotation.version.desc()).limit(1))
+    return queries.newest_annotation(session, image_id)
 
 
 def find_draft(session: Session, actor: Actor, image_id: int) -> Draft | None:

@@ -86,7 +86,7 @@ def export_project(session: Session, actor: Actor, store: BlobStore, project_id:
     samples, coco_images, coco_anns, counts, manifest_images = [], [], [], [], []
     n_exported = 0
     for i, image in enumerate(images):
-        versions = [a for a in history.get(image.id, []) if not a.is_draft]
+        versions = history.get(image.id, [])
         latest = _chosen_version(versions, accepted_only)
         manifest_images.append(_manifest_entry(image, history.get(image.id, []), users,
                                                latest.version if latest else None))
@@ -157,7 +157,7 @@ def _manifest_entry(image: Image, annotations: list[Annotation], users: dict,
             "version": a.version, "author": users.get(a.author_id, ""),
             "created_at": a.created_at.isoformat(), "source": a.source,
             "model_version": a.source_model_version_id, "parent_id": a.parent_id,
-            "review_state": a.review_state, "n_cells": a.n_cells, "draft": a.is_draft,
+            "review_state": a.review_state, "n_cells": a.n_cells,
         } for a in annotations],
     }
 

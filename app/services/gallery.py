@@ -12,6 +12,7 @@ from app.errors import NotFound, ValidationError
 from app.permissions import Actor, require
 from app.services.projects import IMAGE_STATUSES
 from app.tables import Annotation, Draft, Image, ModelVersion, Project, Score, User, utcnow
+from app.services import queries
 
 SORTS = {"name": Image.name, "created": Image.id, "status": Image.status}
 MAX_PER_PAGE = 200
@@ -63,9 +64,8 @@ class ImageDetail:
 
 
 def _latest_annotation():
-    """Subquery: the newest non-draft annotation id per image."""
-    return (select(Annotation.image_id, func.max(Annotation.version).label("version"))
-            .where(Annotation.is_draft.is_(False)).group_by(Annotation.image_id).subquery())
+    """Subquery (image_id, version): the newest annotation per image."""
+    return queries.newest_versions()
 
 
 def list_images(session: Session, actor: Actor, project_id: int, page: int = 1,
@@ -119,9 +119,7 @@ def image_for(session: Session, actor: Actor, image_id, action: str) -> Image:
 
 def get_image(session: Session, actor: Actor, image_id: int) -> ImageDetail:
     image = image_for(session, actor, image_id, "view")
-    ann = session.scalar(select(Annotation).where(
-        Annotation.image_id == image.id, Annotation.is_draft.is_(False))
-        .order_by(Annotation.version.desc()).limit(1))
+    ann = queries.newest_annotation(session, image.id)
     project = session.get(Project, image.project_id)  # channel colours live on the project
     return ImageDetail(image.id, image.project_id, image.name, image.status, list(image.shape),
                        image.dtype, list(project.channels), image.quality_note,
@@ -133,9 +131,7 @@ def get_image(session: Session, actor: Actor, image_id: int) -> ImageDetail:
 def status_from_history(session: Session, image_id: int) -> str:
     """The status an image has from its newest saved version: reviewed (accepted), annotated
     (submitted), in_progress (returned to its author, or a draft exists), new (nothing)."""
-    newest = session.scalars(select(Annotation).where(
-        Annotation.image_id == image_id, Annotation.is_draft.is_(False))
-        .order_by(Annotation.version.desc()).limit(1)).first()
+    newest = queries.newest_annotation(session, image_id)
     if newest is not None:
         if newest.source == "imported":      # ground truth brought in: "annotated", as at import
             return "annotated"

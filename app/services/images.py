@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from app.permissions import Actor, Role, require, role_of
 from app.services.formats import is_image_file, unsupported
 from app.tables import Annotation, Image, Project
+from app.services import queries
 from storage.blobstore import BlobStore, array_sha256, put_array, sha256_bytes
 from storage.readers import (DEFAULT_MAX_BYTES, ImageData, ImageReadError, read_image_bytes,
                              read_labels_bytes)
@@ -124,11 +125,8 @@ def add_imported_annotation(session: Session, actor: Actor, store: BlobStore, im
                             labels: np.ndarray | None, points=()) -> Annotation:
     """Append an "imported" version (accepted ground truth) to the image's history; an
     excluded image stays excluded. The caller commits."""
-    latest = session.scalar(select(Annotation).where(
-        Annotation.image_id == image.id, Annotation.is_draft.is_(False))
-        .order_by(Annotation.version.desc()).limit(1))
-    version = int(session.scalar(select(func.max(Annotation.version))
-                                 .where(Annotation.image_id == image.id)) or 0) + 1
+    latest = queries.newest_annotation(session, image.id)
+    version = queries.next_version(session, image.id)
     ann = Annotation(
         image_id=image.id, version=version, parent_id=latest.id if latest else None,
         author_id=actor.id,
@@ -153,7 +151,7 @@ def _deleted_duplicate(session: Session, actor: Actor, store: BlobStore, image: 
                             f"{when}); ask a project owner to restore it: an owner's upload "
                             "of the same file brings it back with its annotations.", image.id)
     versions = session.scalar(select(func.count(Annotation.id)).where(
-        Annotation.image_id == image.id, Annotation.is_draft.is_(False))) or 0
+        Annotation.image_id == image.id)) or 0
     labels = None
     if not versions and (item.read_labels is not None or item.load_labels is not None):
         try:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.config import Config
 from app.errors import Conflict, NotFound
 from app.permissions import Actor, require
 from app.tables import Annotation, Image, ModelVersion, Project, Score, User, utcnow
+from app.services import queries
 
 QUEUE_STATUSES = ("new", "in_progress")
 
@@ -97,13 +98,8 @@ def release(session: Session, actor: Actor, image_id: int) -> None:
 def returned_to(actor: Actor):
     """Newest annotations (one per image) that a reviewer sent back to `actor`: a select of
     Annotation rows, for the queue and the "returned to me" lists."""
-    newest = (select(Annotation.image_id, func.max(Annotation.version).label("v"))
-              .where(Annotation.is_draft.is_(False))
-              .group_by(Annotation.image_id).subquery())
-    return (select(Annotation)
-            .join(newest, and_(newest.c.image_id == Annotation.image_id,
-                               newest.c.v == Annotation.version))
-            .where(Annotation.review_state == "returned", Annotation.author_id == actor.id))
+    return queries.newest_annotations().where(Annotation.review_state == "returned",
+                                              Annotation.author_id == actor.id)
 
 
 def _ranked(session: Session, project_id: int):

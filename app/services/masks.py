@@ -21,7 +21,8 @@ from app.services.formats import (MASK_UPLOAD_SUFFIXES, image_stem_of_mask, is_i
                                   stem, unsupported)
 from app.services.images import (ImportFile, ImportResult, add_imported_annotation,
                                  commit_each)
-from app.tables import Annotation, Image
+from app.tables import Image
+from app.services import queries
 from storage.blobstore import BlobStore, get_array
 from storage.readers import DEFAULT_MAX_BYTES, ImageReadError, read_labels_bytes
 
@@ -62,9 +63,7 @@ def attach_one(session: Session, actor: Actor, store: BlobStore, project_id: int
     if isinstance(match, str):
         return ImportResult(item.name, "rejected", match)
     image = session.get(Image, match[0])
-    latest = session.scalar(select(Annotation).where(
-        Annotation.image_id == image.id, Annotation.is_draft.is_(False))
-        .order_by(Annotation.version.desc()).limit(1))
+    latest = queries.newest_annotation(session, image.id)
     if latest is not None and not replace:
         return ImportResult(item.name, "skipped",
                             f"{image.name!r} already has an annotation (version "

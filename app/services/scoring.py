@@ -22,6 +22,7 @@ from app.jobs.registry import job_kind
 from app.permissions import Actor, require
 from app.services import jobs, model_versions
 from app.tables import Annotation, Image, Job, ModelVersion, Project, Score, utcnow
+from app.services import queries
 from storage.blobstore import get_array, open_blob_store
 
 log = logging.getLogger(__name__)
@@ -79,10 +80,9 @@ def start_scoring(session: Session, actor: Actor, project_id: int,
 
 def pool_ids(session: Session, project_id: int) -> list[int]:
     """Live, usable images without any saved annotation (the unlabelled pool)."""
-    annotated = select(Annotation.image_id).where(Annotation.is_draft.is_(False))
     return session.scalars(select(Image.id).where(
-        Image.project_id == project_id, Image.deleted_at.is_(None),
-        Image.status.in_(("new", "in_progress")), Image.id.notin_(annotated))
+        *queries.live_images(project_id),
+        Image.status.in_(("new", "in_progress")), Image.id.notin_(queries.annotated_image_ids()))
         .order_by(Image.id)).all()
 
 

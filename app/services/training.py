@@ -21,6 +21,7 @@ from app.services import jobs, model_versions
 from app.services.training_params import clean_params
 from app.services.training_progress import TrainingProgress
 from app.tables import Annotation, Image, ModelVersion, Project
+from app.services import queries
 from storage.blobstore import BlobStore, get_array, open_blob_store
 
 log = logging.getLogger(__name__)
@@ -40,24 +41,18 @@ class TrainingData:
 
 def annotated_count(session: Session, project_id: int) -> int:
     return session.scalar(select(func.count(func.distinct(Annotation.image_id))).join(Image).where(
-        Image.project_id == project_id, Image.deleted_at.is_(None),
-        Image.status != "excluded", Annotation.is_draft.is_(False),
-        Annotation.label_blob_key.is_not(None), Annotation.review_state != "rejected"))
+        *queries.included_images(project_id), queries.usable_annotation()))
 
 
 def gather(session: Session, store: BlobStore, project_id: int,
            on_image: Callable[[int, int], None] | None = None) -> TrainingData:
     """The newest usable annotation of every live, non-excluded 2-D image;
     `on_image(done, total)` before the first image and after each one."""
-    latest = (select(Annotation.image_id, func.max(Annotation.version).label("v"))
-              .where(Annotation.is_draft.is_(False), Annotation.label_blob_key.is_not(None),
-                     Annotation.review_state != "rejected")
-              .group_by(Annotation.image_id).subquery())
     rows = session.execute(
-        select(Image, Annotation).join(latest, latest.c.image_id == Image.id)
-        .join(Annotation, (Annotation.image_id == Image.id) & (Annotation.version == latest.c.v))
-        .where(Image.project_id == project_id, Image.deleted_at.is_(None),
-               Image.status != "excluded").order_by(Image.id)).all()
+        queries.newest_annotations(usable_only=True).add_columns(Image)
+        .join(Image, Image.id == Annotation.image_id)
+        .where(*queries.included_images(project_id)).order_by(Image.id)).all()
+    rows = [(image, ann) for ann, image in rows]
     data = TrainingData([], [], [], [])
     for k, (image, ann) in enumerate(rows):
         if on_image is not None:
