@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import secrets
 from pathlib import Path
 from typing import Iterator
 
@@ -22,7 +23,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # unique per call: two threads of one process may write the same file at once
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         yield tmp
         os.replace(tmp, path)
