@@ -108,7 +108,7 @@ def pixel(image_id: int):
 @bp.get("/images/<int:image_id>/prediction.png")
 def prediction_overlay(image_id: int):
     from app.services import prediction
-    from storage.render import encode, overlay_rgba
+    from imaging.render import encode, overlay_rgba
 
     model = request.args.get("model", type=int)
     size = request.args.get("size", 1024, type=int)

@@ -306,7 +306,7 @@ def cmd_predict(config: Config, args) -> None:
     from models.inference import ModelInputError, predict_image
     from storage import writers
     from storage.readers import ImageReadError, read_image
-    from storage.render import ChannelView, composite, encode, outlines
+    from imaging.render import ChannelView, composite, encode, outlines
     model = _resolve_model(config, args.model)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,7 @@ from app.permissions import SYSTEM  # noqa: E402
 from app.services import annotations, display, drafts, images, projects, users  # noqa: E402
 from app.services.images import ImportFile  # noqa: E402
 from app.tables import Image  # noqa: E402
-from storage.shapes import cell_polygon  # noqa: E402
+from imaging.shapes import cell_polygon  # noqa: E402
 
 SIDE, TILE = 1024, 128
 PASSWORD = "bench-password-1"

@@ -34,7 +34,7 @@ def number(value: float, integer: bool):
 
 
 def view(ch: display_settings.ChannelDisplay) -> dict:
-    """The rendering route's view of a channel (storage.render.ChannelView fields)."""
+    """The rendering route's view of a channel (imaging.render.ChannelView fields)."""
     return {"color": ch.color, "low": ch.low, "high": ch.high, "visible": ch.visible}
 
 

@@ -13,8 +13,8 @@ from app.errors import NotFound, ValidationError
 from app.services import annotations, display, display_settings, drafts, images, projects
 from app.tables import DisplaySetting
 from storage.blobstore import LocalBlobStore
-from storage.display_stats import channel_stats
-from storage.render import heat_rgba, heat_top
+from imaging.display_stats import channel_stats
+from imaging.render import heat_rgba, heat_top
 from tests.conftest import actor
 from tests.images_data import nuclei, tiff
 

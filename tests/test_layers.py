@@ -23,12 +23,12 @@ def python_files(*folders):
 
 def test_domain_layer_never_imports_web_frameworks_or_the_app():
     offenders = {str(p.relative_to(ROOT)): sorted(imports_of(p) & {"dash", "flask", "app", "pages"})
-                 for p in python_files("models", "storage")}
+                 for p in python_files("models", "storage", "imaging")}
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
 def test_only_pages_import_dash():
-    offenders = [str(p.relative_to(ROOT)) for p in python_files("app", "models", "storage")
+    offenders = [str(p.relative_to(ROOT)) for p in python_files("app", "models", "storage", "imaging")
                  if "dash" in imports_of(p)]
     assert offenders == []
 
@@ -41,5 +41,13 @@ def test_services_do_not_import_flask_or_pages():
 
 def test_pages_do_not_touch_sql_or_torch():
     offenders = [str(p.relative_to(ROOT)) for p in python_files("pages")
-                 if imports_of(p) & {"sqlalchemy", "torch", "models", "storage"}]
+                 if imports_of(p) & {"sqlalchemy", "torch", "models", "storage", "imaging"}]
     assert offenders == []
+
+
+def test_imaging_is_pure_arrays():
+    """imaging/ (shapes <-> masks, display rendering) takes and returns arrays: no database,
+    no blob store, no torch."""
+    offenders = {str(p.relative_to(ROOT)): sorted(imports_of(p) & {"sqlalchemy", "storage", "models", "torch"})
+                 for p in python_files("imaging")}
+    assert {k: v for k, v in offenders.items() if v} == {}

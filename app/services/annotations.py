@@ -23,7 +23,7 @@ from app.services.images import count_labels
 from app.tables import Annotation, Draft, Image, Project, User
 from app.services import queries
 from storage.blobstore import BlobStore, get_array, put_array
-from storage.shapes import finish
+from imaging.shapes import finish
 
 
 @dataclass(frozen=True)

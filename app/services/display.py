@@ -16,7 +16,7 @@ from app.services import drafts
 from app.services.gallery import get_image, image_for
 from app.tables import Annotation, Project
 from storage.blobstore import BlobStore, get_array
-from storage.render import (HEAT_STOPS, ChannelView, annotation_rgba, auto_limits, composite,
+from imaging.render import (HEAT_STOPS, ChannelView, annotation_rgba, auto_limits, composite,
                             encode, heat_alpha, heat_rgba, heat_top)
 
 MAX_SIDE = 4096

@@ -19,7 +19,7 @@ from app.permissions import Actor
 from app.services.gallery import get_image
 from app.tables import DisplaySetting, utcnow
 from storage.blobstore import BlobStore, get_array
-from storage.display_stats import channel_stats
+from imaging.display_stats import channel_stats
 
 COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -34,7 +34,7 @@ class ChannelDisplay:
     high: float
     auto_low: float       # this image's automatic limits (0.5 / 99.5 percentiles, plane z)
     auto_high: float
-    range_min: float      # the slider's ends (storage.display_stats.slider_range)
+    range_min: float      # the slider's ends (imaging.display_stats.slider_range)
     range_max: float
     integer: bool
     counts: list[int]     # histogram over the slider's range

@@ -2,7 +2,7 @@
 closed tab or a crashed browser loses nothing that reached the server.
 
 A draft is a base (the newest annotation when it was started) plus an ordered list of edits
-(`storage.shapes.apply_edit`) and the undone edits (redo). The current mask is recomputed
+(`imaging.shapes.apply_edit`) and the undone edits (redo). The current mask is recomputed
 from base + edits and cached per (draft, revision) in the cache directory, so one edit costs
 one shape's rasterisation, not a replay.
 
@@ -37,7 +37,7 @@ from app.services.images import count_labels
 from app.tables import Annotation, Draft, Image, ModelVersion, Project, utcnow
 from app.services import queries
 from storage.blobstore import BlobStore, get_array, put_array
-from storage.shapes import (POINT_RADIUS, Canvas, ShapeError, apply_edit, apply_edits,
+from imaging.shapes import (POINT_RADIUS, Canvas, ShapeError, apply_edit, apply_edits,
                             cell_polygon, finish)
 
 MAX_EDITS = 5000

@@ -28,7 +28,7 @@ from app.services import queries
 from storage.blobstore import BlobStore, array_sha256, put_array, sha256_bytes
 from storage.readers import (DEFAULT_MAX_BYTES, ImageData, ImageReadError, read_image_bytes,
                              read_labels_bytes)
-from storage.render import downsample, downsample_factor
+from imaging.render import downsample, downsample_factor
 
 PREVIEW_SIDE = 2048  # images larger than this also get a downsampled preview blob
 

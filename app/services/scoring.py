@@ -91,7 +91,7 @@ def _heatmap_path(config: Config, mv_id: int, strategy: str, image_id: int) -> P
 
 
 def _store_heatmap(path: Path, heat: np.ndarray) -> None:
-    from storage.render import downsample, downsample_factor
+    from imaging.render import downsample, downsample_factor
     small = downsample(heat.astype(np.float32), downsample_factor(heat.shape, HEATMAP_SIDE))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.npy")
