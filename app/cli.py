@@ -141,7 +141,7 @@ def cmd_import(config: Config, args) -> None:
     from tqdm import tqdm
 
     from app.permissions import SYSTEM
-    from app.services import images, projects
+    from app.services import imports, projects
     from app.services.sources import iter_import_files, labelstudio_items
     from storage.blobstore import open_blob_store
     store = open_blob_store(config.storage_url, config.blob_dir)
@@ -167,7 +167,7 @@ def cmd_import(config: Config, args) -> None:
             bar.update(1)
             bar.set_postfix(counts, refresh=False)
 
-        images.import_files(s, SYSTEM, store, pid, items, config.max_image_pixels,
+        imports.import_files(s, SYSTEM, store, pid, items, config.max_image_pixels,
                             progress=report, max_bytes=config.max_image_bytes)
     for message in problems:
         print(f"rejected: {message}", file=sys.stderr)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from app.config import Config
 from app.errors import ConfigurationError
 from app.permissions import SYSTEM
-from app.services import images, projects, users
+from app.services import imports, projects, users
 from app.tables import Project
 from storage.blobstore import BlobStore
 
@@ -61,10 +61,10 @@ def load_demo(session: Session, store: BlobStore, config: Config) -> dict:
     files = []
     for path in sorted((DEMO_DIR / "images").glob("*.png")):
         label = DEMO_DIR / "labels" / (path.stem + ".tif")
-        files.append(images.ImportFile(
+        files.append(imports.ImportFile(
             name=path.name, read=path.read_bytes,
             read_labels=label.read_bytes if label.exists() else None, labels_name=label.name))
-    results = images.import_files(session, SYSTEM, store, pid, files, config.max_image_pixels,
+    results = imports.import_files(session, SYSTEM, store, pid, files, config.max_image_pixels,
                                   max_bytes=config.max_image_bytes, restore_deleted=False)
     imported = sum(r.status == "imported" for r in results)
     log.info("demo project %r: %d new images", DEMO_PROJECT, imported)

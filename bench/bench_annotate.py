@@ -33,8 +33,8 @@ from bench.dsb import fluorescence_split, load  # noqa: E402
 from app import create_app, migrate  # noqa: E402
 from app.config import Config  # noqa: E402
 from app.permissions import SYSTEM  # noqa: E402
-from app.services import annotations, display, drafts, images, projects, users  # noqa: E402
-from app.services.images import ImportFile  # noqa: E402
+from app.services import annotations, display, drafts, imports, projects, users  # noqa: E402
+from app.services.imports import ImportFile  # noqa: E402
 from app.tables import Image  # noqa: E402
 from imaging.shapes import cell_polygon  # noqa: E402
 
@@ -179,7 +179,7 @@ def main() -> None:
                             load_labels=lambda: subset(all_labels, 500))]
         items += [ImportFile(f"new_{k}.npy", load=lambda k=k: _img(image, 2 + k))
                   for k in range(4)]
-        images.import_files(s, owner, store, pid, items, 1 << 28)
+        imports.import_files(s, owner, store, pid, items, 1 << 28)
     with db.session_scope() as s:
         ids = {im.name: im.id for im in s.query(Image)}
     big, five, fresh = ids["suggested_1000.npy"], ids["cells_500.npy"], ids["new_0.npy"]

@@ -28,7 +28,7 @@ from app.config import Config  # noqa: E402
 from app.db import Database  # noqa: E402
 from app.jobs.runner import run_job  # noqa: E402
 from app.permissions import SYSTEM  # noqa: E402
-from app.services import annotations, drafts, images, projects, scoring, training, users  # noqa: E402
+from app.services import annotations, drafts, imports, projects, scoring, training, users  # noqa: E402
 from app.tables import Job  # noqa: E402
 from storage.blobstore import LocalBlobStore  # noqa: E402
 from storage.readers import ImageData  # noqa: E402
@@ -46,11 +46,11 @@ def main() -> None:
             users.create_user(s, SYSTEM, name, "bench-password-1")
         pid = projects.create_project(s, SYSTEM, "Loop", owner_id=users.find_user(s, "rita").id).id
         projects.set_member(s, SYSTEM, pid, "anna", "annotator")
-        items = [images.ImportFile(
+        items = [imports.ImportFile(
             f"{i:03d}.npy", load=lambda p=p: ImageData(p[None], "ZCYX", ["grey"]),
             load_labels=(lambda lab=lab: lab) if i < 20 else None)
             for i, (p, lab) in enumerate(zip(pixels, labels))]
-        images.import_files(s, SYSTEM, store, pid, items, 1 << 28)
+        imports.import_files(s, SYSTEM, store, pid, items, 1 << 28)
         projects.set_training_settings(s, SYSTEM, pid, {"epochs": 3, "steps_per_epoch": 30})
         info = training.start_training(s, SYSTEM, pid, {"fine_tune": False}, lambda _id: None)
     t0 = time.perf_counter()

@@ -115,15 +115,15 @@ def image_id(db, world, config):
     """One 80x60 16-bit image of discs, imported into 'Lab' by its owner; its id."""
     from sqlalchemy import select
 
-    from app.services import images
+    from app.services import imports
     from app.tables import Image
     from storage.blobstore import LocalBlobStore
     from tests.images_data import nuclei, tiff
 
     pixels, _ = nuclei((60, 80))
     with db.session_scope() as s:
-        images.import_files(s, users.find_user(s, "owner"), LocalBlobStore(config.blob_dir),
-                            world["project_id"], [images.ImportFile("a.tif", read=lambda: tiff(pixels))],
+        imports.import_files(s, users.find_user(s, "owner"), LocalBlobStore(config.blob_dir),
+                            world["project_id"], [imports.ImportFile("a.tif", read=lambda: tiff(pixels))],
                             1 << 28)
     with db.session_scope() as s:
         return s.scalar(select(Image.id).where(Image.name == "a.tif"))

@@ -35,14 +35,14 @@ def score_now(db, config, world):
 
 def add_unannotated(db, config, lab, world, n=3):  # noqa: F811
     from app.permissions import SYSTEM
-    from app.services import images
+    from app.services import imports
     from tests.images_data import tiff
     items = []
     for k in range(n):
         img, _ = nuclei(shape=(96, 96), n=8 + 3 * k, seed=40 + k)
-        items.append(images.ImportFile(f"pool{k}.tif", read=lambda img=img: tiff(img)))
+        items.append(imports.ImportFile(f"pool{k}.tif", read=lambda img=img: tiff(img)))
     with db.session_scope() as s:
-        images.import_files(s, SYSTEM, lab, world["project_id"], items, 1 << 28)
+        imports.import_files(s, SYSTEM, lab, world["project_id"], items, 1 << 28)
 
 
 def test_scoring_ranks_the_pool_and_the_queue_follows(db, config, world, lab, login):  # noqa: F811

@@ -7,8 +7,8 @@ import pytest
 from sqlalchemy import select
 
 from app.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from app.services import annotations, drafts, images, leases, projects
-from app.services.images import ImportFile
+from app.services import annotations, drafts, imports, leases, projects
+from app.services.imports import ImportFile
 from app.tables import Annotation, Image, utcnow
 from storage.blobstore import LocalBlobStore, get_array
 from tests.conftest import actor
@@ -26,7 +26,7 @@ def three_images(session, store, world):
     for seed in range(3):
         pixels, _ = nuclei((60, 80), seed=seed)
         items.append(ImportFile(f"img{seed}.tif", read=lambda p=pixels: tiff(p)))
-    images.import_files(session, actor(session, "owner"), store, world["project_id"], items,
+    imports.import_files(session, actor(session, "owner"), store, world["project_id"], items,
                         1 << 28)
     session.commit()
     return session.scalars(select(Image.id).order_by(Image.id)).all()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from app.services import images, uploads
+from app.services import imports, uploads
 from storage.blobstore import LocalBlobStore
 from tests.conftest import actor
 from tests.images_data import nuclei, png, tiff
@@ -17,9 +17,9 @@ from tests.images_data import nuclei, png, tiff
 def image_id(db, config, world):
     img, lab = nuclei(shape=(64, 80))
     with db.session_scope() as s:
-        results = images.import_files(
+        results = imports.import_files(
             s, actor(s, "annotator"), LocalBlobStore(config.blob_dir), world["project_id"],
-            [images.ImportFile("a.tif", read=lambda: tiff(img), read_labels=lambda: tiff(lab))],
+            [imports.ImportFile("a.tif", read=lambda: tiff(img), read_labels=lambda: tiff(lab))],
             1 << 28)
     return results[0].image_id
 

@@ -7,7 +7,7 @@ import sys
 from app import cli
 from app.db import Database
 from app.permissions import SYSTEM
-from app.services import images, projects, users
+from app.services import imports, projects, users
 from storage.blobstore import LocalBlobStore
 from tests.images_data import nuclei, tiff
 
@@ -28,9 +28,9 @@ def test_train_shows_a_moving_bar_and_the_outcome(tmp_path, monkeypatch, capsys)
         items = []
         for k in range(4):
             img, lab = nuclei(shape=(96, 96), n=8, seed=k)
-            items.append(images.ImportFile(f"d{k}.tif", read=lambda img=img: tiff(img),
+            items.append(imports.ImportFile(f"d{k}.tif", read=lambda img=img: tiff(img),
                                            read_labels=lambda lab=lab: tiff(lab)))
-        images.import_files(s, SYSTEM, LocalBlobStore(data / "blobs"), pid, items, 1 << 28)
+        imports.import_files(s, SYSTEM, LocalBlobStore(data / "blobs"), pid, items, 1 << 28)
         projects.set_training_settings(s, SYSTEM, pid, TINY)
     db.dispose()
     capsys.readouterr()

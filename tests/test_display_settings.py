@@ -10,7 +10,7 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from app.errors import NotFound, ValidationError
-from app.services import annotations, display, display_settings, drafts, images, projects
+from app.services import annotations, display, display_settings, drafts, imports, projects
 from app.tables import DisplaySetting
 from storage.blobstore import LocalBlobStore
 from imaging.display_stats import channel_stats
@@ -32,9 +32,9 @@ def dim_16bit(seed=0, offset=100):
 
 @pytest.fixture
 def two_images(session, store, world):
-    items = [images.ImportFile(f"dim{k}.tif", read=lambda k=k: tiff(dim_16bit(k, 100 + 300 * k)))
+    items = [imports.ImportFile(f"dim{k}.tif", read=lambda k=k: tiff(dim_16bit(k, 100 + 300 * k)))
              for k in range(2)]
-    results = images.import_files(session, actor(session, "owner"), store, world["project_id"],
+    results = imports.import_files(session, actor(session, "owner"), store, world["project_id"],
                                   items, 1 << 28)
     session.commit()
     return [r.image_id for r in results]

@@ -10,7 +10,7 @@ from PIL import Image as PILImage
 from sqlalchemy import select
 
 from app.errors import NotFound, PermissionDenied
-from app.services import exports, gallery, images, projects
+from app.services import exports, gallery, imports, projects
 from app.services.sources import iter_import_files
 from app.tables import Annotation, Image
 from storage.blobstore import LocalBlobStore, get_array
@@ -24,7 +24,7 @@ def store(config):
 
 
 def do_import(session, store, project_id, items, who="annotator"):
-    return images.import_files(session, actor(session, who), store, project_id, items, 1 << 28)
+    return imports.import_files(session, actor(session, who), store, project_id, items, 1 << 28)
 
 
 def stored(session, store, project_id):
@@ -44,12 +44,12 @@ def test_import_formats_and_results(session, store, world):
     two_channel = np.stack([img16, img16 // 2])
     rgb = np.dstack([nuclei(dtype=np.uint8, seed=s)[0] for s in (1, 2, 3)])
     items = [
-        images.ImportFile("a.tif", read=lambda: tiff(img16), read_labels=lambda: tiff(lab),
+        imports.ImportFile("a.tif", read=lambda: tiff(img16), read_labels=lambda: tiff(lab),
                           labels_name="a_masks.tif"),
-        images.ImportFile("b.npy", read=lambda: npy(img16)),
-        images.ImportFile("a_copy.tif", read=lambda: tiff(img16)),          # duplicate
-        images.ImportFile("bad.tif", read=lambda: b"II*\x00broken"),
-        images.ImportFile("c.tif", read=lambda: tiff(img16 + 1), read_labels=lambda: tiff(lab[:10]),
+        imports.ImportFile("b.npy", read=lambda: npy(img16)),
+        imports.ImportFile("a_copy.tif", read=lambda: tiff(img16)),          # duplicate
+        imports.ImportFile("bad.tif", read=lambda: b"II*\x00broken"),
+        imports.ImportFile("c.tif", read=lambda: tiff(img16 + 1), read_labels=lambda: tiff(lab[:10]),
                           labels_name="c_masks.tif"),
     ]
     results = do_import(session, store, world["project_id"], items)
@@ -61,8 +61,8 @@ def test_import_formats_and_results(session, store, world):
     assert np.array_equal(got["a.tif"][0][0, 0], img16) and np.array_equal(got["a.tif"][1], lab)
     # a project's channel layout is fixed by its first image
     bad = do_import(session, store, world["project_id"],
-                    [images.ImportFile("rgb.png", read=lambda: png(rgb)),
-                     images.ImportFile("2ch.tif", read=lambda: tiff(two_channel,
+                    [imports.ImportFile("rgb.png", read=lambda: png(rgb)),
+                     imports.ImportFile("2ch.tif", read=lambda: tiff(two_channel,
                                                                     metadata={"axes": "CYX"}))])
     assert [r.status for r in bad] == ["rejected", "rejected"]
     assert "has 3 channel(s)" in bad[0].message
@@ -84,9 +84,9 @@ def test_round_trip_every_export_format(session, store, world, tmp_path):
         img, lab = nuclei(seed=k)
         stack = np.stack([img, img[::-1]])[:, None]          # Z=2 stack, no labels
         originals[f"n{k}.tif"] = (img, lab)
-        items.append(images.ImportFile(f"n{k}.tif", read=lambda img=img: tiff(img),
+        items.append(imports.ImportFile(f"n{k}.tif", read=lambda img=img: tiff(img),
                                        read_labels=lambda lab=lab: tiff(lab)))
-    items.append(images.ImportFile("stack.tif", read=lambda: tiff(
+    items.append(imports.ImportFile("stack.tif", read=lambda: tiff(
         stack, metadata={"axes": "ZCYX"})))
     do_import(session, store, pid, items)
     summary = exports.export_project(session, owner, store, pid, tmp_path / "out")
@@ -104,7 +104,7 @@ def test_round_trip_every_export_format(session, store, world, tmp_path):
         p = projects.create_project(session, owner, f"copy-{len(list(tmp_path.iterdir()))}-"
                                     f"{np.random.randint(1e9)}")
         items = list(iter_import_files(paths, masks))
-        images.import_files(session, owner, store, p.id, items, 1 << 28)
+        imports.import_files(session, owner, store, p.id, items, 1 << 28)
         return stored(session, store, p.id)
 
     def same(copy, key_of):
@@ -146,13 +146,13 @@ def test_png_and_npy_round_trip(session, store, world, tmp_path):
                                  ("rgb.png", png(rgb), np.moveaxis(rgb, -1, 0)[None])]:
         owner = actor(session, "owner")
         p = projects.create_project(session, owner, f"p-{name}")
-        images.import_files(session, owner, store, p.id,
-                            [images.ImportFile(name, read=lambda d=data: d)], 1 << 28)
+        imports.import_files(session, owner, store, p.id,
+                            [imports.ImportFile(name, read=lambda d=data: d)], 1 << 28)
         pixels = stored(session, store, p.id)[name][0]
         assert np.array_equal(pixels, expected), name
         exports.export_project(session, owner, store, p.id, tmp_path / name, ("tiff",))
         again = projects.create_project(session, owner, f"again-{name}")
-        images.import_files(session, owner, store, again.id,
+        imports.import_files(session, owner, store, again.id,
                             list(iter_import_files([tmp_path / name / "tiff"])), 1 << 28)
         back = next(iter(stored(session, store, again.id).values()))[0]
         assert np.array_equal(back, expected) and back.dtype == expected.dtype, name
@@ -177,7 +177,7 @@ def test_zip_import_with_masks_and_refusals(session, store, world, tmp_path):
 
 
 def test_gallery_paging_sorting_filtering(session, store, world):
-    items = [images.ImportFile(f"img{k:02d}.tif", read=lambda k=k: tiff(nuclei(seed=k)[0]))
+    items = [imports.ImportFile(f"img{k:02d}.tif", read=lambda k=k: tiff(nuclei(seed=k)[0]))
              for k in range(7)]
     do_import(session, store, world["project_id"], items)
     viewer = actor(session, "viewer")
@@ -199,7 +199,7 @@ def test_gallery_paging_sorting_filtering(session, store, world):
 def test_delete_keeps_history_until_purged(session, store, world, tmp_path):
     img, lab = nuclei()
     do_import(session, store, world["project_id"],
-              [images.ImportFile("a.tif", read=lambda: tiff(img), read_labels=lambda: tiff(lab))])
+              [imports.ImportFile("a.tif", read=lambda: tiff(img), read_labels=lambda: tiff(lab))])
     image_id = session.scalar(select(Image.id))
     with pytest.raises(PermissionDenied):
         gallery.delete_images(session, actor(session, "reviewer"), world["project_id"], [image_id])
@@ -216,7 +216,7 @@ def test_delete_keeps_history_until_purged(session, store, world, tmp_path):
 
 def test_large_images_get_a_preview(session, store, world):
     big = np.random.default_rng(0).integers(0, 60000, (4100, 300), dtype=np.uint16)
-    do_import(session, store, world["project_id"], [images.ImportFile("big.tif",
+    do_import(session, store, world["project_id"], [imports.ImportFile("big.tif",
                                                                       read=lambda: tiff(big))])
     image = session.scalar(select(Image))
     preview = get_array(store, image.preview_blob_key)

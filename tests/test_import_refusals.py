@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from app.services import display, images, uploads
+from app.services import display, imports, uploads
 from app.services.sources import iter_import_files, labelstudio_items
 from app.tables import Annotation, Image
 from storage.blobstore import LocalBlobStore
@@ -94,7 +94,7 @@ def test_big_but_allowed_images_are_decoded_by_the_job_not_the_web_worker(
     staged = next((config.data_dir / "staging").iterdir()) / "images"
     assert sorted(p.name for p in staged.iterdir()) == ["big.tif", "small.png"]
     # the job's path imports it
-    results = images.import_files(session, actor(session, "owner"), store,
+    results = imports.import_files(session, actor(session, "owner"), store,
                                   world["project_id"], iter_import_files([staged]), 1 << 28)
     assert [r.status for r in results] == ["imported", "imported"]
 
@@ -124,7 +124,7 @@ def test_zip_bomb_in_the_job_path_imports_nothing(session, store, world, tmp_pat
     bombs.zeros_zip(folder / "bomb.zip", {"a.tif": 1000, "zeros.tif": 600 * MiB}, level=1)
 
     def run():
-        return images.import_files(session, actor(session, "owner"), store,
+        return imports.import_files(session, actor(session, "owner"), store,
                                    world["project_id"], iter_import_files([folder]), 1 << 28)
     results, peak = traced(run)
     assert [r.status for r in results] == ["rejected"]
@@ -153,7 +153,7 @@ def test_hdf5_nan_sample_is_refused_and_auto_contrast_stays_numeric(session, sto
     bad[0, 0, 3, 3] = np.nan
     path = write_h5(tmp_path / "floats.h5", [sample("good.tif", good), sample("bad.tif", bad)])
     owner = actor(session, "owner")
-    results = images.import_files(session, owner, store, world["project_id"],
+    results = imports.import_files(session, owner, store, world["project_id"],
                                   iter_import_files([path]), 1 << 28)
     assert [r.status for r in results] == ["imported", "rejected"]
     assert results[1].message.startswith("floats.h5:/samples/000001: ")
@@ -167,7 +167,7 @@ def test_hdf5_bad_n_labels_refuses_the_whole_file(session, store, world, tmp_pat
     img = np.ones((1, 1, 20, 30), np.uint8)
     path = write_h5(tmp_path / "attrs.h5", [sample("a.tif", img), sample("b.tif", img * 2)],
                     n_labels="two")
-    results = images.import_files(session, actor(session, "owner"), store, world["project_id"],
+    results = imports.import_files(session, actor(session, "owner"), store, world["project_id"],
                                   iter_import_files([path]), 1 << 28)
     assert [r.status for r in results] == ["rejected"]
     message = results[0].message
@@ -214,7 +214,7 @@ def test_malformed_labelstudio_export_is_refused_whole(session, store, world, ls
     assert len(items) == 1 and isinstance(items[0], str) and peak < 16
     assert items[0].startswith("export.json: task 2 (id two, 'ab12cd34-two.png'): result 1")
     assert "Nothing was imported from this export" in items[0]
-    results = images.import_files(session, actor(session, "owner"), store,
+    results = imports.import_files(session, actor(session, "owner"), store,
                                   world["project_id"], items, 1 << 28)
     assert [r.status for r in results] == ["rejected"] and results[0].name == "export.json"
     assert counts(session, store) == (0, 0, 0)
@@ -235,6 +235,6 @@ def test_unusable_labelstudio_files_are_named(tmp_path, ls_folder, text, message
 def test_good_labelstudio_export_still_imports(session, store, world, ls_folder, tmp_path):
     export = tmp_path / "export.json"
     export.write_text(json.dumps([ls_task("one", GOOD_RLE), ls_task("two", GOOD_RLE)]))
-    results = images.import_files(session, actor(session, "owner"), store, world["project_id"],
+    results = imports.import_files(session, actor(session, "owner"), store, world["project_id"],
                                   labelstudio_items(export, ls_folder), 1 << 28)
     assert [(r.status, r.n_cells) for r in results] == [("imported", 1), ("duplicate", None)]

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from app.errors import NotFound, PermissionDenied, ValidationError
 from app.jobs.runner import run_job
 from app.permissions import SYSTEM
-from app.services import images, model_versions, prediction, projects, training
+from app.services import imports, model_versions, prediction, projects, training
 from app.tables import Image, Job, ModelVersion
 from storage.blobstore import LocalBlobStore
 from tests.conftest import actor
@@ -26,10 +26,10 @@ def lab(db, config, world):
     items = []
     for k in range(6):
         img, lab_ = nuclei(shape=(96, 96), n=8, seed=k)
-        items.append(images.ImportFile(f"d{k}.tif", read=lambda img=img: tiff(img),
+        items.append(imports.ImportFile(f"d{k}.tif", read=lambda img=img: tiff(img),
                                        read_labels=(lambda lab_=lab_: tiff(lab_)) if k < 5 else None))
     with db.session_scope() as s:
-        images.import_files(s, SYSTEM, store, world["project_id"], items, 1 << 28)
+        imports.import_files(s, SYSTEM, store, world["project_id"], items, 1 << 28)
         projects.set_training_settings(s, SYSTEM, world["project_id"], TINY)
     return store
 

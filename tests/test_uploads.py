@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from app.demo import load_demo
 from app.jobs import builtin
 from app.jobs.runner import JobContext, run_job
-from app.services import gallery, images, projects, uploads
+from app.services import gallery, imports, projects, uploads
 from app.services.formats import ACCEPTED_SUFFIXES
 from app.services.sources import iter_import_files
 from app.tables import Annotation, Image, Job
@@ -98,7 +98,7 @@ def test_a_listed_zip_stream_still_reads(session, store, world, tmp_path):
     path = tmp_path / "plate.zip"
     path.write_bytes(zip_bytes(files))
     items = list(iter_import_files([path]))
-    results = images.import_files(session, actor(session, "owner"), store, world["project_id"],
+    results = imports.import_files(session, actor(session, "owner"), store, world["project_id"],
                                   items, 1 << 28)
     assert [(r.status, r.n_cells is not None) for r in results] == [("imported", True)] * 2
 
@@ -139,7 +139,7 @@ def test_failed_job_says_why_and_removes_staging(session, store, config, world, 
 
     def broken(*_a, **_k):
         raise OSError("No space left on device")
-    monkeypatch.setattr(images, "import_files", broken)
+    monkeypatch.setattr(imports, "import_files", broken)
     assert run_job(db, config, out.job_id) == "failed"
     failed = job(db, out.job_id)
     assert failed.error == "OSError: No space left on device"
@@ -181,9 +181,9 @@ def test_the_same_file_imported_twice_at_once_is_a_duplicate(session, store, wor
 
     def racing(*_args, **_kwargs):
         raise IntegrityError("INSERT INTO image", {}, Exception("UNIQUE constraint failed"))
-    monkeypatch.setattr(images, "import_one", racing)
-    [result] = images.import_files(session, actor(session, "owner"), store, world["project_id"],
-                                   [images.ImportFile("a.tif", read=lambda: b"")], 1 << 28)
+    monkeypatch.setattr(imports, "import_one", racing)
+    [result] = imports.import_files(session, actor(session, "owner"), store, world["project_id"],
+                                   [imports.ImportFile("a.tif", read=lambda: b"")], 1 << 28)
     assert result.status == "duplicate" and "at the same moment" in result.message
 
 
@@ -224,8 +224,8 @@ def test_unsupported_files_are_named_with_every_accepted_suffix(session, store, 
 
 def test_label_images_on_their_own_attach_to_images_by_stem(session, store, config, world):
     imgs = {k: nuclei(seed=k) for k in range(3)}
-    images.import_files(session, actor(session, "owner"), store, world["project_id"],
-                        [images.ImportFile(f"plate/cell_{k}.tif", read=lambda k=k: tiff(imgs[k][0]))
+    imports.import_files(session, actor(session, "owner"), store, world["project_id"],
+                        [imports.ImportFile(f"plate/cell_{k}.tif", read=lambda k=k: tiff(imgs[k][0]))
                          for k in range(3)], 1 << 28)
     ids = {im.name: im.id for im in session.scalars(select(Image))}
     out = send(session, store, config, world, [
@@ -258,8 +258,8 @@ def test_label_images_on_their_own_attach_to_images_by_stem(session, store, conf
 
 def test_a_zip_of_label_images_attaches_through_the_job(session, store, config, world, db):
     img, lab = nuclei()
-    images.import_files(session, actor(session, "owner"), store, world["project_id"],
-                        [images.ImportFile("x.tif", read=lambda: tiff(img))], 1 << 28)
+    imports.import_files(session, actor(session, "owner"), store, world["project_id"],
+                        [imports.ImportFile("x.tif", read=lambda: tiff(img))], 1 << 28)
     sent = []
     out = send(session, store, config, world,
                [("masks.zip", zip_bytes({"labels/x_cp_masks.tif": tiff(lab),
@@ -280,7 +280,7 @@ def test_reupload_of_a_deleted_image(session, store, config, world):
     """Was a 500 (the (project, sha256) unique constraint met the soft-deleted row)."""
     img, lab = nuclei()
     owner = actor(session, "owner")
-    [first] = images.import_files(session, owner, store, world["project_id"], [images.ImportFile(
+    [first] = imports.import_files(session, owner, store, world["project_id"], [imports.ImportFile(
         "a.tif", read=lambda: tiff(img), read_labels=lambda: tiff(lab))], 1 << 28)
     gallery.delete_images(session, owner, world["project_id"], [first.image_id])
     session.commit()
@@ -318,8 +318,8 @@ def test_replacing_annotations_with_label_images_needs_a_reviewer(session, store
     images to unannotated images only."""
     from app.errors import PermissionDenied
     img, lab = nuclei()
-    images.import_files(session, actor(session, "owner"), store, world["project_id"],
-                        [images.ImportFile("x.tif", read=lambda: tiff(img))], 1 << 28)
+    imports.import_files(session, actor(session, "owner"), store, world["project_id"],
+                        [imports.ImportFile("x.tif", read=lambda: tiff(img))], 1 << 28)
     with pytest.raises(PermissionDenied):
         send(session, store, config, world, [("x_masks.tif", tiff(lab))], [],
              who="annotator", masks=True, replace=True)

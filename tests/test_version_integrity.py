@@ -111,11 +111,11 @@ def test_unchanged_saves_over_old_blobs_and_gapped_masks_make_no_version(  # noq
 
     import numpy as np
 
-    from app.services import images as image_service
+    from app.services import imports
     image_id = three_images[0]
     gapped = np.zeros((60, 80), np.uint16)
     gapped[5:15, 5:15], gapped[20:30, 20:30], gapped[40:50, 40:60] = 3, 9, 27
-    image_service.add_imported_annotation(session, actor(session, "owner"), store,
+    imports.add_imported_annotation(session, actor(session, "owner"), store,
                                           session.get(Image, image_id), gapped)
     session.commit()
     status = session.get(Image, image_id).status

@@ -15,7 +15,7 @@ SCRIPT = textwrap.dedent('''
     from app import create_app, migrate
     from app.config import Config
     from app.permissions import SYSTEM
-    from app.services import annotations, drafts, images, projects, users
+    from app.services import annotations, drafts, imports, projects, users
     from app.tables import Job
     from tests.images_data import nuclei, tiff
 
@@ -28,9 +28,9 @@ SCRIPT = textwrap.dedent('''
         owner = users.create_user(s, SYSTEM, "owner", "correct-horse-1")
         pid = projects.create_project(s, SYSTEM, "Lab", "", owner_id=owner.id).id
         img, lab = nuclei(shape=(96, 96), n=6, seed=1)
-        items = [images.ImportFile("a.tif", read=lambda: tiff(img), read_labels=lambda: tiff(lab)),
-                 images.ImportFile("b.tif", read=lambda: tiff(img[::-1].copy()))]
-        images.import_files(s, SYSTEM, state.blobs, pid, items, 1 << 28)
+        items = [imports.ImportFile("a.tif", read=lambda: tiff(img), read_labels=lambda: tiff(lab)),
+                 imports.ImportFile("b.tif", read=lambda: tiff(img[::-1].copy()))]
+        imports.import_files(s, SYSTEM, state.blobs, pid, items, 1 << 28)
         rows = [{"strategy": n, "seed": 0, "round": r, "n_labelled": r + 1, "f1": 0.5 + r / 10,
                  "dice": 0.6, "seconds": 1.0} for n in ("random", "entropy") for r in range(3)]
         s.add(Job(kind="simulate", project_id=pid, user_id=owner.id, state="done",

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from app.jobs.registry import job_kind
 from app.jobs.runner import ACTIVE_STATES
-from app.services import images, masks
+from app.services import imports, masks
 from app.services.sources import iter_import_files, mask_items
 from app.tables import Job, User
 from storage.blobstore import open_blob_store
@@ -93,7 +93,7 @@ def _import(ctx, folder: Path) -> dict:
                                  max_archive_bytes=config.max_archive_bytes)
 
     def work(session, actor, items, report):
-        return images.import_files(session, actor, store, ctx.project_id, items,
+        return imports.import_files(session, actor, store, ctx.project_id, items,
                                    config.max_image_pixels, progress=report,
                                    max_bytes=config.max_image_bytes)
     return _summary(_run(ctx, sources, work), ("imported", "duplicate", "rejected"))

@@ -19,7 +19,7 @@ from app.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.permissions import Actor, Role, require, role_of
 from app.services import drafts, leases, projects
 from app.services.gallery import image_for
-from app.services.images import count_labels
+from app.services.imports import count_labels
 from app.tables import Annotation, Draft, Image, Project, User
 from app.services import queries
 from storage.blobstore import BlobStore, get_array, put_array

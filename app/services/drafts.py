@@ -33,7 +33,7 @@ from app.errors import Conflict, ValidationError
 from app.permissions import Actor
 from app.services import leases
 from app.services.gallery import image_for
-from app.services.images import count_labels
+from app.services.imports import count_labels
 from app.tables import Annotation, Draft, Image, ModelVersion, Project, utcnow
 from app.services import queries
 from storage.blobstore import BlobStore, get_array, put_array

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from app.permissions import Actor, require
 from app.services.formats import (MASK_UPLOAD_SUFFIXES, image_stem_of_mask, is_image_file,
                                   stem, unsupported)
-from app.services.images import (ImportFile, ImportResult, add_imported_annotation,
+from app.services.imports import (ImportFile, ImportResult, add_imported_annotation,
                                  commit_each)
 from app.tables import Image
 from app.services import queries

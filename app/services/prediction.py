@@ -20,7 +20,7 @@ from app.services.gallery import image_for
 from app.jobs.registry import job_kind
 from app.permissions import Actor, require
 from app.services import jobs, model_versions
-from app.services.images import count_labels
+from app.services.imports import count_labels
 from app.tables import Image, ModelVersion
 from storage.blobstore import BlobStore, get_array, open_blob_store
 

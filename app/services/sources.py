@@ -25,7 +25,7 @@ from typing import Iterator
 
 from app.services.formats import (MASK_FOLDERS, MASK_SUFFIXES, MASK_UPLOAD_SUFFIXES,
                                   image_stem_of_mask, mask_suffix, stem, unsupported)
-from app.services.images import ImportFile
+from app.services.imports import ImportFile
 from storage import hdf5
 from storage.archive import (MAX_TOTAL_BYTES, ArchiveEntry, ArchiveError, list_entries,
                              open_zip, read_entry)

@@ -34,7 +34,7 @@ from app.permissions import Actor, require
 from app.services import jobs, masks
 from app.services.formats import (ACCEPTED_SUFFIXES, MASK_UPLOAD_SUFFIXES, image_stem_of_mask, is_accepted,
                                   is_image_file, mask_suffix, stem, unsupported)
-from app.services.images import ImportFile, ImportResult, import_files
+from app.services.imports import ImportFile, ImportResult, import_files
 from app.tables import Job
 from storage.archive import ArchiveError, check_directory, open_zip
 from storage.blobstore import BlobStore

@@ -11,7 +11,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import select
 
-from app.services import annotations, drafts, images
+from app.services import annotations, drafts, imports
 from app.tables import Annotation, Image, Project
 from storage.blobstore import LocalBlobStore, get_array
 from tests.conftest import actor
@@ -230,8 +230,8 @@ def import_more(db, config, world, names):
     with db.session_scope() as s:
         for seed, name in enumerate(names, start=1):
             pixels, _ = nuclei((60, 80), seed=seed)
-            images.import_files(s, actor(s, "owner"), store, world["project_id"],
-                                [images.ImportFile(name, read=lambda p=pixels: tiff(p))],
+            imports.import_files(s, actor(s, "owner"), store, world["project_id"],
+                                [imports.ImportFile(name, read=lambda p=pixels: tiff(p))],
                                 1 << 28)
     with db.session_scope() as s:
         return [s.scalar(select(Image.id).where(Image.name == n)) for n in names]

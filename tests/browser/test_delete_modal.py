@@ -2,7 +2,7 @@
 keeps them."""
 import pytest
 
-from app.services import gallery, images
+from app.services import gallery, imports
 from storage.blobstore import LocalBlobStore
 from tests.conftest import actor
 from tests.images_data import nuclei, tiff
@@ -23,8 +23,8 @@ def two_images(db, world, config):
         items = []
         for seed in range(2):
             pixels, _ = nuclei((60, 80), seed=seed)
-            items.append(images.ImportFile(f"del{seed}.tif", read=lambda p=pixels: tiff(p)))
-        images.import_files(s, actor(s, "owner"), LocalBlobStore(config.blob_dir),
+            items.append(imports.ImportFile(f"del{seed}.tif", read=lambda p=pixels: tiff(p)))
+        imports.import_files(s, actor(s, "owner"), LocalBlobStore(config.blob_dir),
                             world["project_id"], items, 1 << 28)
 
 

@@ -11,7 +11,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.wait import WebDriverWait
 
-from app.services import images
+from app.services import imports
 from storage.blobstore import LocalBlobStore
 from tests.conftest import actor
 from tests.images_data import nuclei, tiff
@@ -32,9 +32,9 @@ def dim(seed: int) -> np.ndarray:
 @pytest.fixture
 def two_images(db, config, world):
     with db.session_scope() as s:
-        results = images.import_files(
+        results = imports.import_files(
             s, actor(s, "owner"), LocalBlobStore(config.blob_dir), world["project_id"],
-            [images.ImportFile(f"dim{k}.tif", read=lambda k=k: tiff(dim(k))) for k in (0, 1)],
+            [imports.ImportFile(f"dim{k}.tif", read=lambda k=k: tiff(dim(k))) for k in (0, 1)],
             1 << 28)
     return [r.image_id for r in results]
 

@@ -97,11 +97,11 @@ def test_zip_upload_runs_the_import_job_to_its_results(browser, world, worker, t
 
 def test_a_failed_import_says_why_on_the_page(browser, world, worker, tmp_path, config,
                                               monkeypatch):
-    from app.services import images
+    from app.services import imports
 
     def full_disk(*_args, **_kwargs):
         raise OSError("No space left on device")
-    monkeypatch.setattr(images, "import_files", full_disk)
+    monkeypatch.setattr(imports, "import_files", full_disk)
     open_images(browser, world, "owner")
     browser.wait_for_element("#images-empty")
     browser.find_element("#images-upload input[type=file]").send_keys(

@@ -6,7 +6,7 @@ import pytest
 from selenium.webdriver.common.keys import Keys
 
 from app.permissions import SYSTEM
-from app.services import images
+from app.services import imports
 from app.tables import Job, utcnow
 from storage.blobstore import LocalBlobStore
 from tests.images_data import nuclei, tiff
@@ -25,8 +25,8 @@ def test_budget_field_and_waiting_training(browser, world, db, config):
     pid = world["project_id"]
     img, lab = nuclei(shape=(64, 64), n=4, seed=1)
     with db.session_scope() as s:
-        images.import_files(s, SYSTEM, LocalBlobStore(config.blob_dir), pid,
-                            [images.ImportFile("a.tif", read=lambda: tiff(img),
+        imports.import_files(s, SYSTEM, LocalBlobStore(config.blob_dir), pid,
+                            [imports.ImportFile("a.tif", read=lambda: tiff(img),
                                                read_labels=lambda: tiff(lab))], 1 << 28)
         now = utcnow()
         ahead = Job(kind="score", project_id=pid, user_id=world["owner"], state="running",

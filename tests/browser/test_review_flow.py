@@ -5,7 +5,7 @@ the viewer links into the workspace; removing a member asks first and Cancel kee
 import pytest
 from selenium.webdriver.common.keys import Keys
 
-from app.services import annotations, drafts, images, leases, projects
+from app.services import annotations, drafts, imports, leases, projects
 from storage.blobstore import LocalBlobStore
 from tests.conftest import actor
 from tests.images_data import nuclei, tiff
@@ -38,8 +38,8 @@ def saved_images(db, world, config):
         items = []
         for seed in range(3):
             pixels, _ = nuclei((60, 80), seed=seed)
-            items.append(images.ImportFile(f"img{seed}.tif", read=lambda p=pixels: tiff(p)))
-        images.import_files(s, actor(s, "owner"), store, pid, items, 1 << 28)
+            items.append(imports.ImportFile(f"img{seed}.tif", read=lambda p=pixels: tiff(p)))
+        imports.import_files(s, actor(s, "owner"), store, pid, items, 1 << 28)
     ids = []
     with db.session_scope() as s:
         anna = actor(s, "annotator")

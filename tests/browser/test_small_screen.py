@@ -8,7 +8,7 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.support.wait import WebDriverWait
 
-from app.services import images
+from app.services import imports
 from storage.blobstore import LocalBlobStore
 from tests.conftest import actor
 from tests.images_data import nuclei, tiff
@@ -33,9 +33,9 @@ return (hit && (el === hit || el.contains(hit) || hit.contains(el))) ? 'ok'
 def big_image(db, config, world):
     img, lab = nuclei(shape=(512, 640), n=40)
     with db.session_scope() as s:
-        results = images.import_files(
+        results = imports.import_files(
             s, actor(s, "owner"), LocalBlobStore(config.blob_dir), world["project_id"],
-            [images.ImportFile("big.tif", read=lambda: tiff(img), read_labels=lambda: tiff(lab))],
+            [imports.ImportFile("big.tif", read=lambda: tiff(img), read_labels=lambda: tiff(lab))],
             1 << 28)
     return results[0].image_id
 

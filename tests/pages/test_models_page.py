@@ -45,14 +45,14 @@ def test_budget_field_accepts_whole_numbers_and_marks_what_it_refuses(as_user, w
 
 def test_train_with_a_typed_whole_number_budget(as_user, world, db, config):
     from app.permissions import SYSTEM
-    from app.services import images
+    from app.services import imports
     from pages import models
     from storage.blobstore import LocalBlobStore
     from tests.images_data import nuclei, tiff
     img, lab = nuclei(shape=(64, 64), n=4, seed=1)
     with db.session_scope() as s:   # one annotated image, so training may start
-        images.import_files(s, SYSTEM, LocalBlobStore(config.blob_dir), world["project_id"],
-                            [images.ImportFile("a.tif", read=lambda: tiff(img),
+        imports.import_files(s, SYSTEM, LocalBlobStore(config.blob_dir), world["project_id"],
+                            [imports.ImportFile("a.tif", read=lambda: tiff(img),
                                                read_labels=lambda: tiff(lab))], 1 << 28)
     with as_user("owner"):
         job_id, poll_off, message = models.start_training(1, world["project_id"], "3", "5",
