@@ -234,15 +234,6 @@ def set_active(session: Session, actor: Actor, user_id: int, active: bool) -> Us
     return _info(user)
 
 
-def set_admin(session: Session, actor: Actor, user_id: int, is_admin: bool) -> UserInfo:
-    require_admin(actor)
-    user = _get(session, user_id)
-    if actor.id == user.id and not is_admin:
-        raise ValidationError("You cannot remove your own admin rights.")
-    user.is_admin = bool(is_admin)
-    return _info(user)
-
-
 def list_users(session: Session, actor: Actor) -> list[UserInfo]:
     require_admin(actor)
     return [_info(u) for u in session.scalars(select(User).order_by(User.username))]
