@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._report import write_section  # noqa: E402
 from models.device import Runtime, cpu_has_native_bf16  # noqa: E402
 from models.export import export_onnx, load_onnx  # noqa: E402
-from models.inference import SegmentationModel  # noqa: E402
+from models.model import SegmentationModel  # noqa: E402
 from models.tiling import layout  # noqa: E402
 from models.training import TrainConfig, loss_fn  # noqa: E402
 from models.unet import UNet  # noqa: E402

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._report import median_ms, write_section  # noqa: E402
 from bench.dsb import fluorescence_split, load  # noqa: E402
-from models.inference import SegmentationModel  # noqa: E402
+from models.model import SegmentationModel  # noqa: E402
 from models.strategies import get_strategy  # noqa: E402
 from models.uncertainty import mc_dropout  # noqa: E402
 from models.unet import UNet, mc_probabilities_naive  # noqa: E402

@@ -12,10 +12,11 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from models.inference import SegmentationModel
+from models.engines import OnnxNet, example_input
+from models.model import ModelFileError, SegmentationModel
+from storage.writers import atomic_path, write_bytes
 
 CARD_NAME = "model_card.json"
 
@@ -36,9 +37,8 @@ def model_card(model: SegmentationModel, extra: dict | None = None) -> dict:
     }
 
 
-def _example(model: SegmentationModel, size: int = 64) -> torch.Tensor:
-    size = max(size, model.multiple)
-    return torch.zeros(1, model.in_channels, size, size)
+def _write_card(path: Path, card: dict) -> None:
+    write_bytes(path.with_suffix(".json"), json.dumps(card, indent=1).encode())
 
 
 def export_torchscript(model: SegmentationModel, path: str | os.PathLike) -> Path:
@@ -46,12 +46,11 @@ def export_torchscript(model: SegmentationModel, path: str | os.PathLike) -> Pat
     net = model.module.to("cpu").eval().to(memory_format=torch.contiguous_format)
     model._runtime = None
     with torch.no_grad():
-        traced = torch.jit.trace(net, _example(model), check_trace=False)
+        traced = torch.jit.trace(net, example_input(model), check_trace=False)
     card = model_card(model)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.jit.save(traced, str(tmp), _extra_files={CARD_NAME: json.dumps(card)})
-    os.replace(tmp, path)
-    path.with_suffix(".json").write_text(json.dumps(card, indent=1))
+    with atomic_path(path) as tmp:
+        torch.jit.save(traced, str(tmp), _extra_files={CARD_NAME: json.dumps(card)})
+    _write_card(path, card)
     return path
 
 
@@ -61,19 +60,18 @@ def export_onnx(model: SegmentationModel, path: str | os.PathLike, opset: int = 
     path = Path(path)
     net = model.module.to("cpu").eval().to(memory_format=torch.contiguous_format)
     model._runtime = None
-    tmp = path.with_name(path.name + ".tmp")
-    with torch.no_grad():
-        torch.onnx.export(net, (_example(model),), str(tmp), input_names=["image"],
-                          output_names=["logits"], opset_version=opset, dynamo=False,
-                          dynamic_axes={"image": {0: "n", 2: "h", 3: "w"},
-                                        "logits": {0: "n", 2: "h", 3: "w"}})
-    proto = onnx.load(str(tmp))
     card = model_card(model)
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = "model_card", json.dumps(card)
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, path)
-    path.with_suffix(".json").write_text(json.dumps(card, indent=1))
+    with atomic_path(path) as tmp:
+        with torch.no_grad():
+            torch.onnx.export(net, (example_input(model),), str(tmp), input_names=["image"],
+                              output_names=["logits"], opset_version=opset, dynamo=False,
+                              dynamic_axes={"image": {0: "n", 2: "h", 3: "w"},
+                                            "logits": {0: "n", 2: "h", 3: "w"}})
+        proto = onnx.load(str(tmp))
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "model_card", json.dumps(card)
+        onnx.save(proto, str(tmp))
+    _write_card(path, card)
     return path
 
 
@@ -87,60 +85,9 @@ def load_torchscript(path: str | os.PathLike) -> SegmentationModel:
     net = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
     card = json.loads(files[CARD_NAME] or "{}")
     if card.get("format") != "cellloop-model-card":
-        from models.persist import ModelFileError
         raise ModelFileError(f"{path}: no CellLoop model card inside")
     net.eval()
     return SegmentationModel(net, _meta_from_card(card))
-
-
-class OnnxNet:
-    """Calls an ONNX Runtime session like a torch module (tensor in, tensor out)."""
-
-    def __init__(self, path_or_bytes, threads: int = 0):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        source = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
-        self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        array = x.float().contiguous().cpu().numpy()
-        output = self.session.get_outputs()[0].name
-        out = self.session.run([output], {"image": np.ascontiguousarray(array)})[0]
-        return torch.from_numpy(out)
-
-
-class _Hidden(torch.nn.Module):
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x):
-        return self.net.hidden(x)
-
-
-def onnx_bytes(model: SegmentationModel, part: str = "logits") -> bytes:
-    """An in-memory ONNX export of a torch model (eval mode, current weights): the whole
-    network ("logits") or everything before the output dropout ("hidden", for Monte Carlo
-    sampling)."""
-    import io
-
-    net = model.module.to("cpu").eval().to(memory_format=torch.contiguous_format)
-    module = (net if part == "logits" else _Hidden(net)).eval()   # export restores this mode
-    buf = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(module, (_example(model),), buf, input_names=["image"],
-                          output_names=[part], opset_version=17, dynamo=False,
-                          dynamic_axes={"image": {0: "n", 2: "h", 3: "w"},
-                                        part: {0: "n", 2: "h", 3: "w"}})
-    return buf.getvalue()
-
-
-def onnx_session_for(model: SegmentationModel, part: str = "logits") -> OnnxNet:
-    """An ONNX Runtime session of `onnx_bytes(model, part)`."""
-    return OnnxNet(onnx_bytes(model, part))
 
 
 def load_onnx(path: str | os.PathLike, threads: int = 0) -> SegmentationModel:
@@ -150,7 +97,5 @@ def load_onnx(path: str | os.PathLike, threads: int = 0) -> SegmentationModel:
     props = {p.key: p.value for p in proto.metadata_props}
     card = json.loads(props.get("model_card", "{}"))
     if card.get("format") != "cellloop-model-card":
-        from models.persist import ModelFileError
         raise ModelFileError(f"{path}: no CellLoop model card inside")
-    model = SegmentationModel(OnnxNet(path, threads), _meta_from_card(card))
-    return model
+    return SegmentationModel(OnnxNet(path, threads), _meta_from_card(card))

@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.inference import SegmentationModel
+from models.export import load_onnx, load_torchscript
+from models.model import ModelFileError, SegmentationModel
 from models.unet import UNet
+from storage.writers import write_bytes
 
 FORMAT = "cellloop-model"
 FORMAT_VERSION = 1
 
-
-class ModelFileError(ValueError):
-    """The model file cannot be used; the message says why."""
+__all__ = ["ModelFileError", "load_model", "model_from_bytes", "model_to_bytes", "save_model"]
 
 
 def model_to_bytes(model: SegmentationModel) -> bytes:
@@ -73,9 +73,7 @@ def model_from_bytes(data: bytes, expected_sha256: str | None = None) -> Segment
 def save_model(model: SegmentationModel, path: str | os.PathLike) -> str:
     """Write atomically; return the file's sha256."""
     data = model_to_bytes(model)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    Path(tmp).write_bytes(data)
-    os.replace(tmp, path)
+    write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 
 
@@ -86,9 +84,7 @@ def load_model(source, expected_sha256: str | None = None) -> SegmentationModel:
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     if path.suffix == ".onnx":
-        from models.export import load_onnx
         return load_onnx(path)
     if path.suffix == ".pt":
-        from models.export import load_torchscript
         return load_torchscript(path)
     return model_from_bytes(path.read_bytes(), expected_sha256)

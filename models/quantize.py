@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.engines import OnnxNet, onnx_bytes
+
 CALIBRATION_PATCHES = 16
 CALIBRATION_SIZE = 128
 
@@ -49,8 +51,6 @@ def int8_session(model, threads: int = 0):
     """An ONNX Runtime session of `model` quantized to int8 (an `OnnxNet`)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from models.export import OnnxNet, onnx_bytes
 
     if model.calibration is None:
         raise ValueError("int8 inference needs the model's calibration patches; this model "

@@ -116,7 +116,7 @@ def _hidden_fn(model):
     net = model.module
     if runtime.engine.startswith("onnxruntime"):      # the fp32 hidden part, also for int8
         if getattr(model, "_hidden_session", None) is None:
-            from models.export import onnx_session_for
+            from models.engines import onnx_session_for
             model._hidden_session = onnx_session_for(model, "hidden")
         return model._hidden_session
 

@@ -10,7 +10,7 @@ from models import load_model, predict
 from models.device import cpu_has_native_bf16
 from models.data import IGNORE, PatchSampler, Sample, targets_from_labels
 from models.export import export_onnx, export_torchscript
-from models.inference import ModelInputError
+from models.model import ModelInputError
 from models.instances import instances_from_probs
 from models.metrics import iou_matrix, score
 from models.persist import ModelFileError, model_from_bytes, model_to_bytes
