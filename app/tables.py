@@ -13,6 +13,8 @@ from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integ
                         String, Text, UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from app.states import ACTIVE_JOB_STATES, ImageStatus, JobState, ReviewState
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -107,8 +109,7 @@ class Image(Base):
     dtype: Mapped[str] = mapped_column(String(16))
     axes: Mapped[str] = mapped_column(String(8))            # e.g. "ZCYX"
     channel_names: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    # new / in_progress / annotated / reviewed / excluded
-    status: Mapped[str] = mapped_column(String(16), default="new")
+    status: Mapped[str] = mapped_column(String(16), default=ImageStatus.new)   # ImageStatus
     quality_note: Mapped[str] = mapped_column(Text, default="")
     assigned_to_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
     lease_expires_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
@@ -139,7 +140,7 @@ class Annotation(Base):
     source: Mapped[str] = mapped_column(String(32), default="manual")     # manual/model-corrected/imported
     source_model_version_id: Mapped[Optional[int]] = mapped_column(
         ForeignKey("model_version.id", ondelete="SET NULL"))
-    review_state: Mapped[str] = mapped_column(String(16), default="submitted")
+    review_state: Mapped[str] = mapped_column(String(16), default=ReviewState.submitted)
     review_comment: Mapped[str] = mapped_column(Text, default="")
     reviewer_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
 
@@ -207,7 +208,8 @@ class Score(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
-EXCLUSIVE_ACTIVE = "state IN ('queued', 'running') AND kind IN ('train', 'score')"
+EXCLUSIVE_ACTIVE = (f"state IN ({', '.join(repr(str(s)) for s in ACTIVE_JOB_STATES)}) "
+                    "AND kind IN ('train', 'score')")   # as migration 0007 wrote it
 
 
 class Job(Base):
@@ -223,8 +225,7 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(32))
     project_id: Mapped[Optional[int]] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
     user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
-    # queued / running / done / failed / cancelled
-    state: Mapped[str] = mapped_column(String(16), default="queued")
+    state: Mapped[str] = mapped_column(String(16), default=JobState.queued)   # JobState
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     message: Mapped[str] = mapped_column(Text, default="")
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -18,6 +18,8 @@ import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 from dash import dcc, html
 
+from app.services import gallery
+
 DISPLAY_SIDE = 2048
 TOOLS = [  # (value, label, shortcut, plotly dragmode)
     ("select", "Select / pan", "S", "pan"),
@@ -69,8 +71,7 @@ def version_text(version) -> str:
 
 def status_after_save(version) -> str:
     """The image status a save leaves (as gallery.status_from_history derives it)."""
-    return {"accepted": "reviewed", "returned": "in_progress"}.get(version.review_state,
-                                                                   "annotated")
+    return gallery.status_after_review(version.review_state)
 
 
 def state_from(result, selected: int = 0, path: str | None = None, cls: int = 0) -> dict:

@@ -11,6 +11,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from app.services.jobs import JobInfo
+from app.states import ACTIVE_JOB_STATES, JobState
 from pages._jobs import job_progress
 
 CANCEL = "images-job-cancel"    # pattern id type, keyed by job
@@ -62,13 +63,13 @@ def job_block(job: JobInfo, project_id: int):
     """One import job on the page that started it."""
     masks = bool(job.result.get("attach_masks"))
     what = "Label images" if masks else "Import"
-    if job.state in ("queued", "running"):
+    if job.state in ACTIVE_JOB_STATES:
         cancel = (html.Span("Cancelling...", className="small text-muted")
                   if job.cancel_requested else
                   dbc.Button("Cancel", id={"type": CANCEL, "job": job.id}, size="sm",
                              color="outline-danger", className="py-0"))
         return html.Div([job_progress(job), cancel], className="mb-2")
-    if job.state == "done":
+    if job.state == JobState.done:
         rows = job.result.get("files", [])
         return html.Div([
             html.Div(f"{what} #{job.id} finished: {summary_text(rows, masks)}.",
@@ -77,10 +78,10 @@ def job_block(job: JobInfo, project_id: int):
     reason = job.error or job.message or "no reason was recorded"
     after = ("Files imported before it stopped stay in the project; upload the rest again."
              if not masks else "Label images attached before it stopped stay attached.")
-    verb = "failed" if job.state == "failed" else "was cancelled"
+    verb = "failed" if job.state == JobState.failed else "was cancelled"
     return dbc.Alert([html.Div(f"{what} #{job.id} {verb}: {reason}",
                                className="fw-semibold images-job-outcome"),
                       html.Div([after, " ", dcc.Link("All jobs",
                                                     href=f"/projects/{project_id}/jobs")],
                                className="small")],
-                     color="danger" if job.state == "failed" else "warning", className="mb-2")
+                     color="danger" if job.state == JobState.failed else "warning", className="mb-2")

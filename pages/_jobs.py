@@ -14,9 +14,11 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 from app.services.jobs import JobInfo
+from app.states import ACTIVE_JOB_STATES, JobState
 
-STATE_COLOURS = {"queued": "secondary", "running": "primary", "done": "success",
-                 "failed": "danger", "cancelled": "warning"}
+STATE_COLOURS = {JobState.queued: "secondary", JobState.running: "primary",
+                 JobState.done: "success", JobState.failed: "danger",
+                 JobState.cancelled: "warning"}
 
 
 def duration(seconds: float | None) -> str:
@@ -29,20 +31,20 @@ def duration(seconds: float | None) -> str:
 
 
 def _times(job: JobInfo) -> list:
-    if job.state == "queued":
+    if job.state == JobState.queued:
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         return [f"queued for {duration((now - job.created_at).total_seconds())}"]
-    if job.state == "running":
+    if job.state == JobState.running:
         left = job.remaining_s
         return [f"elapsed {duration(job.elapsed_s)} · ",
                 html.Span(f"about {duration(left)} left" if left is not None
                           else "estimating the time left", className="job-eta")]
-    return [f"{'took' if job.state == 'done' else 'ran for'} {duration(job.elapsed_s)}"]
+    return [f"{'took' if job.state == JobState.done else 'ran for'} {duration(job.elapsed_s)}"]
 
 
 def job_progress(job: JobInfo) -> html.Div:
-    active = job.state in ("queued", "running")
-    pct = 100 if job.state == "done" else round(100 * job.progress)
+    active = job.state in ACTIVE_JOB_STATES
+    pct = 100 if job.state == JobState.done else round(100 * job.progress)
     return html.Div([
         html.Div([dbc.Badge(job.state, color=STATE_COLOURS.get(job.state, "light"),
                             className="me-2 job-state"),

@@ -6,6 +6,7 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from app.services import annotations
+from app.states import ReviewState
 
 RETURNED_TO_ME = "review-returned-to-me"
 ANNOTATE_RETURNED = "review-annotate-returned"
@@ -29,7 +30,7 @@ def returned_table(items: list[annotations.ReviewItem], table_id: str, workspace
                       className="text-muted", id=table_id)
     head = ["Image", "Version"] + ([] if mine else ["Annotator"]) + ["Reviewer", "Comment",
                                                                        "Saved (UTC)"]
-    rows = [html.Tr([html.Td(open_link(i, i.name, workspace, "returned")), html.Td(f"v{i.version}")]
+    rows = [html.Tr([html.Td(open_link(i, i.name, workspace, ReviewState.returned)), html.Td(f"v{i.version}")]
                     + ([] if mine else [html.Td(i.author or "-")])
                     + [html.Td(i.reviewer or "-"),
                        html.Td(i.review_comment, className="review-comment"),

@@ -21,6 +21,7 @@ from flask import current_app
 from app.background import sign_actor
 from app.context import current_actor, get_config, state
 from app.services import annotations, display_settings, drafts
+from app.states import ReviewState
 from pages import _annotate_view as view
 from pages import _display
 from pages._annotate_ids import (AUTO, B, BRUSH, BRUSH_BOX, CHANNEL_IDS, CLICK, CLS,
@@ -60,7 +61,7 @@ def _notices(ws: annotations.Workspace) -> list:
     if ws.read_only_reason:
         out.append(dbc.Alert(ws.read_only_reason, color="secondary", className="py-2",
                              id="annotate-read-only"))
-    if ws.latest and ws.latest.review_state == "returned":
+    if ws.latest and ws.latest.review_state == ReviewState.returned:
         out.append(dbc.Alert([html.B(f"Sent back by {ws.latest.reviewer}: "),
                               ws.latest.review_comment], color="warning", className="py-2",
                              id="annotate-returned"))

@@ -12,7 +12,7 @@ from dash import ALL, MATCH, Input, Output, State, callback, dcc, html
 from app.context import get_config, state
 from app.services import exports, gallery, jobs, projects, uploads
 from app.services.formats import MASK_UPLOAD_SUFFIXES, accepted_text
-from app.services.projects import IMAGE_STATUSES
+from app.states import ACTIVE_JOB_STATES, ImageStatus
 from pages._common import alert, call, error_page, to_int
 from pages._imports import CANCEL, job_block, result_table, rows_of
 
@@ -41,8 +41,9 @@ FORMATS = "images-export-formats"
 EXPORT = "images-export-link"
 EXPORT_ACCEPTED = "images-export-accepted"
 PER_PAGE = 24
-STATUS_COLOURS = {"new": "secondary", "in_progress": "warning", "annotated": "success",
-                  "reviewed": "primary", "excluded": "dark"}
+STATUS_COLOURS = {ImageStatus.new: "secondary", ImageStatus.in_progress: "warning",
+                  ImageStatus.annotated: "success", ImageStatus.reviewed: "primary",
+                  ImageStatus.excluded: "dark"}
 
 
 
@@ -73,7 +74,7 @@ def gallery_grid(page: gallery.ImagePage, can_delete: bool, can_annotate: bool):
                     dcc.Link("Annotate", href=f"/annotate/{im.id}",
                              id={"type": ANNOTATE, "image": im.id},
                              className="btn btn-sm btn-outline-primary py-0 me-2")
-                    if can_annotate and im.status != "excluded" else None,
+                    if can_annotate and im.status != ImageStatus.excluded else None,
                     dbc.Checkbox(id={"type": SELECT, "image": im.id}, value=False,
                                  className="d-inline-block") if can_delete else None,
                 ], className="mt-1 d-flex align-items-center"),
@@ -102,7 +103,7 @@ def layout(project_id=None, **_query):
         upload_card() if can_import else None,
         dbc.Row([
             dbc.Col(dcc.Dropdown([{"label": "all statuses", "value": ""}]
-                                 + [{"label": s, "value": s} for s in IMAGE_STATUSES],
+                                 + [{"label": s, "value": s} for s in ImageStatus],
                                  "", id=STATUS, clearable=False), md=3),
             dbc.Col(dcc.Dropdown([{"label": "oldest first", "value": "created"},
                                   {"label": "newest first", "value": "-created"},
@@ -180,7 +181,7 @@ def upload_card() -> dbc.Card:
 def _running_imports(project_id: int) -> list[int]:
     """Import jobs of the project still queued or running (followed again after a reload)."""
     items, _error = call(jobs.list_jobs, project_id, 20)
-    return [j.id for j in items or [] if j.kind == "import" and j.state in ("queued", "running")]
+    return [j.id for j in items or [] if j.kind == "import" and j.state in ACTIVE_JOB_STATES]
 
 
 @callback(Output(GALLERY, "children"), Output(PAGER, "max_value"),
@@ -254,7 +255,7 @@ def poll_jobs(_n, job_ids, project_id, refresh):
         if error:
             blocks.append(alert(f"Job #{job_id}: {error}"))
             continue
-        active = active or job.state in ("queued", "running")
+        active = active or job.state in ACTIVE_JOB_STATES
         blocks.append(job_block(job, to_int(project_id)))
     return blocks, not active, dash.no_update if active else (refresh or 0) + 1
 

@@ -14,6 +14,7 @@ from dash import Input, Output, State, callback, dcc, html
 
 from app.context import state
 from app.services import jobs, model_versions, prediction, projects, training, training_params
+from app.states import ACTIVE_JOB_STATES
 from pages._common import alert, call, error_page, to_int
 from pages._jobs import job_progress
 
@@ -152,7 +153,7 @@ def layout(project_id=None, **_query):
     can_train = project.role in ("reviewer", "owner")
     can_predict = project.role != "viewer"
     running = [j for j in (call(jobs.list_jobs, pid)[0] or [])
-               if j.kind in ("train", "predict") and j.state in ("queued", "running")]
+               if j.kind in ("train", "predict") and j.state in ACTIVE_JOB_STATES]
     return html.Div([
         dcc.Store(id=PROJECT_ID, data=pid),
         dcc.Store(id=JOB, data=running[0].id if running else None),
@@ -261,7 +262,7 @@ def poll(_n, job_id, refresh):
     job, error = call(jobs.get_job, int(job_id))
     if error:
         return alert(error), True, dash.no_update
-    done = job.state not in ("queued", "running")
+    done = job.state not in ACTIVE_JOB_STATES
     return (job_progress(job), done,
             (refresh or 0) + 1 if done else dash.no_update)
 

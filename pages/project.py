@@ -10,6 +10,7 @@ from app.permissions import ROLE_NAMES
 from app.permissions import Role
 from app.services import annotations
 from app.services import projects as svc
+from app.states import ImageStatus, ReviewState
 from pages._common import alert, call, error_page, to_int
 from pages._review_lists import returned_to_me_section
 
@@ -40,7 +41,7 @@ def stats(p: svc.ProjectSummary) -> dbc.Row:
     pct = round(100 * p.progress)
     cards = [("Images", p.n_images, "project-n-images"),
              ("Annotated", p.n_annotated, "project-n-annotated"),
-             ("Excluded", p.status_counts.get("excluded", 0), "project-n-excluded")]
+             ("Excluded", p.status_counts.get(ImageStatus.excluded, 0), "project-n-excluded")]
     cols = [dbc.Col(dbc.Card(dbc.CardBody([html.Div(label, className="text-muted small"),
                                            html.Div(str(value), className="stat", id=cid)])),
                     md=3) for label, value, cid in cards]
@@ -136,7 +137,7 @@ def mode_setting(project) -> html.Div:
 
 def _buttons(project, counts: dict) -> html.Div:
     pid, role = project.id, Role[project.role]
-    waiting = counts.get("submitted", 0)
+    waiting = counts.get(ReviewState.submitted, 0)
     review = "Review" + (f" ({waiting} waiting)" if waiting and role >= Role.reviewer else "")
     return html.Div([
         dbc.Button("Annotate", href=f"/projects/{pid}/annotate", color="success",

@@ -11,6 +11,7 @@ from dash import dcc, html
 from app.context import current_actor
 from app.permissions import Role
 from app.services import annotations, projects
+from app.states import ReviewState
 from pages._common import call, error_page, to_int
 from pages._review_lists import open_link, returned_table, returned_to_me_section, saved_at
 
@@ -32,8 +33,8 @@ def waiting_table(items: list[annotations.ReviewItem], table_id: str, can_review
         return html.P("Nothing is waiting for review.", className="text-muted", id=table_id)
     rows = []
     for i in items:
-        action = (open_link(i, "Review", True, "submitted") if can_review
-                  else open_link(i, "View", False, "submitted"))
+        action = (open_link(i, "Review", True, ReviewState.submitted) if can_review
+                  else open_link(i, "View", False, ReviewState.submitted))
         author = f"{i.author} (you)" if i.author == me else (i.author or "-")
         rows.append(html.Tr([html.Td(dcc.Link(i.name, href=f"/images/{i.image_id}")),
                              html.Td(f"v{i.version}"), html.Td(author), html.Td(i.n_cells),
@@ -63,9 +64,9 @@ def layout(project_id=None, **_query):
     role = Role[project.role]
     can_review, workspace = role >= Role.reviewer, role >= Role.annotator
     mine = (call(annotations.returned_to_me, pid)[0] or []) if workspace else []
-    waiting, _ = call(annotations.review_list, pid, "submitted")
-    sent_back, _ = call(annotations.review_list, pid, "returned")
-    accepted, _ = call(annotations.review_list, pid, "accepted")
+    waiting, _ = call(annotations.review_list, pid, ReviewState.submitted)
+    sent_back, _ = call(annotations.review_list, pid, ReviewState.returned)
+    accepted, _ = call(annotations.review_list, pid, ReviewState.accepted)
     me = current_actor().username
     waiting, sent_back, accepted = waiting or [], sent_back or [], accepted or []
     first = next((i for i in waiting if i.author != me), waiting[0] if waiting else None)

@@ -21,6 +21,7 @@ from flask import current_app
 from app.background import run_as, sign_actor
 from app.context import current_actor, get_config, state
 from app.services import display, display_settings, gallery, prediction, projects
+from app.states import ImageStatus
 from pages import _display
 from pages._common import alert, call, error_page, to_int
 
@@ -145,7 +146,7 @@ def layout(image_id=None, **_query):
                 html.H6("Quality", className="mt-3"),
                 dbc.Textarea(id=NOTE, value=detail.quality_note, placeholder="note (why excluded)",
                              size="sm", disabled=not can_suggest),     # viewers: look only
-                dbc.Button("Include again" if detail.status == "excluded" else "Exclude image",
+                dbc.Button("Include again" if detail.status == ImageStatus.excluded else "Exclude image",
                            id=EXCLUDE, size="sm", color="outline-warning", className="mt-1",
                            disabled=not can_suggest),
                 html.Div(id=MESSAGE),
@@ -206,9 +207,9 @@ _display.register(CHANNEL_IDS, IMAGE_ID, SAVED, AUTO, Z)
           Input(EXCLUDE, "n_clicks"), State(NOTE, "value"), State("viewer-status", "children"),
           State(IMAGE_ID, "data"), prevent_initial_call=True)
 def toggle_excluded(_n, note, status, info):
-    exclude = status != "excluded"
+    exclude = status != ImageStatus.excluded
     detail, error = call(gallery.set_excluded, info["id"], exclude, note or "")
     if error:
         return alert(error), dash.no_update, dash.no_update
-    label = "Include again" if detail.status == "excluded" else "Exclude image"
+    label = "Include again" if detail.status == ImageStatus.excluded else "Exclude image"
     return alert(f"Status: {detail.status}", "success"), label, detail.status

@@ -20,10 +20,11 @@ from app.permissions import Actor, Role, require, role_of
 from app.services import drafts, leases, projects
 from app.services.gallery import image_for
 from app.services.imports import count_labels
-from app.tables import Annotation, Draft, Image, Project, User
 from app.services import queries
-from storage.blobstore import BlobStore, get_array, put_array
+from app.states import ImageStatus, ReviewState
+from app.tables import Annotation, Draft, Image, Project, User
 from imaging.shapes import finish
+from storage.blobstore import BlobStore, get_array, put_array
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def open_workspace(session: Session, actor: Actor, config: Config, image_id: int
     reason = None
     if not may_edit:
         reason = "You can look at this project's images but not change them (viewer)."
-    elif image.status == "excluded":
+    elif image.status == ImageStatus.excluded:
         reason = "This image is excluded; include it again to annotate it."
         may_edit = False
     elif not leases.try_lease(session, actor, config, image):
@@ -109,7 +110,7 @@ def open_workspace(session: Session, actor: Actor, config: Config, image_id: int
         may_edit = False
     # an untouched draft follows versions others saved since it began
     draft = drafts.ensure_draft(session, actor, image) if may_edit else None
-    latest = drafts.latest_annotation(session, image.id)
+    latest = queries.newest_annotation(session, image.id)
     base = session.get(Annotation, draft.base_annotation_id) if draft and \
         draft.base_annotation_id else None
     lease = leases.lease_of(session, image)
@@ -147,7 +148,7 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
     image = image_for(session, actor, image_id, "annotate")
     leases.check(session, actor, config, image)   # refuse early, write the lease at the end
     draft = drafts.ensure_draft(session, actor, image)
-    latest = drafts.latest_annotation(session, image.id)
+    latest = queries.newest_annotation(session, image.id)
     if latest is not None and draft.base_annotation_id != latest.id and not force:
         raise Conflict(f"This image changed since you opened it: version {latest.version} "
                        f"was saved by {_user_name(session, latest.author_id)} at "
@@ -175,8 +176,8 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
         # Nothing changed against the newest version (a repeated or concurrent save of the
         # same draft, or "Save & next" on an untouched image): no new version. A version sent
         # back and saved again unchanged goes back to review (the annotator says it is right).
-        if latest.review_state == "returned":
-            latest.review_state, image.status = "submitted", "annotated"
+        if latest.review_state == ReviewState.returned:
+            latest.review_state, image.status = ReviewState.submitted, ImageStatus.annotated
         drafts.checkpoint(session, config, draft, latest, canvas)
         return _version(session, latest)
     source, model_version_id = drafts.source_of(session, draft)
@@ -185,9 +186,9 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
         parent_id=latest.id if latest else None, author_id=actor.id,
         label_blob_key=label_key, region_blob_key=region_key,
         points=points, cell_classes=classes, n_cells=n_cells,
-        source=source, source_model_version_id=model_version_id, review_state="submitted")
+        source=source, source_model_version_id=model_version_id, review_state=ReviewState.submitted)
     session.add(ann)
-    image.status = "annotated"
+    image.status = ImageStatus.annotated
     session.flush()
     drafts.checkpoint(session, config, draft, ann, canvas)   # the edits stay undoable
     return _version(session, ann)
@@ -241,7 +242,7 @@ def review(session: Session, actor: Actor, image_id: int, accept: bool,
     `enqueue`, an acceptance that completes the project's "retrain after K" count starts
     a training job (which rescores the pool when it ends)."""
     image = image_for(session, actor, image_id, "review")
-    latest = drafts.latest_annotation(session, image.id)
+    latest = queries.newest_annotation(session, image.id)
     if latest is None:
         raise NotFound("This image has no annotation to review.")
     if accept and latest.author_id == actor.id and not actor.is_admin:
@@ -253,18 +254,18 @@ def review(session: Session, actor: Actor, image_id: int, accept: bool,
     comment = (comment or "").strip()[:2000]
     if not accept and not comment:
         raise ValidationError("Say what needs to change when sending an annotation back.")
-    latest.review_state = "accepted" if accept else "returned"
+    latest.review_state = ReviewState.accepted if accept else ReviewState.returned
     latest.review_comment = comment
     latest.reviewer_id = actor.id
-    image.status = "reviewed" if accept else "in_progress"
+    image.status = ImageStatus.reviewed if accept else ImageStatus.in_progress
     if not accept or image.assigned_to_id == actor.id:
         # sent back: free for its author, first in their queue; accepted: the reviewer's
         # lease from opening it in the workspace would only keep others out
         image.assigned_to_id, image.lease_expires_at = None, None
     session.flush()
     if accept and enqueue is not None:
-        from app.services.scoring import maybe_retrain
-        maybe_retrain(session, actor, image.project_id, enqueue)
+        from app.services.learning_loop import on_annotation_accepted
+        on_annotation_accepted(session, actor, image.project_id, enqueue)
     return _version(session, latest)
 
 
@@ -282,7 +283,7 @@ class ReviewItem:
     author_id: int | None = None
 
 
-REVIEW_STATES = ("submitted", "returned", "accepted")
+REVIEW_STATES = tuple(ReviewState)
 
 
 def _item(session: Session, img: Image, ann: Annotation) -> ReviewItem:
@@ -293,20 +294,19 @@ def _item(session: Session, img: Image, ann: Annotation) -> ReviewItem:
 
 
 def review_list(session: Session, actor: Actor, project_id: int,
-                state: str = "submitted", limit: int = 200) -> list[ReviewItem]:
+                state: str = ReviewState.submitted, limit: int = 200) -> list[ReviewItem]:
     """Images whose newest version is in `state` (submitted, returned, accepted): waiting
     for review oldest first (first come, first reviewed), the others newest first."""
     require(session, actor, project_id, "view")
     if state not in REVIEW_STATES:
         raise ValidationError(f"Review state must be one of {', '.join(REVIEW_STATES)}.")
     newest = queries.newest_versions()
-    order = (Annotation.created_at if state == "submitted" else Annotation.created_at.desc())
+    order = (Annotation.created_at if state == ReviewState.submitted else Annotation.created_at.desc())
     rows = session.execute(
         select(Image, Annotation)
         .join(newest, newest.c.image_id == Image.id)
         .join(Annotation, (Annotation.image_id == Image.id) & (Annotation.version == newest.c.version))
-        .where(Image.project_id == project_id, Image.deleted_at.is_(None),
-               Image.status != "excluded", Annotation.review_state == state)
+        .where(*queries.included_images(project_id), Annotation.review_state == state)
         .order_by(order, Image.id).limit(limit)).all()
     return [_item(session, img, ann) for img, ann in rows]
 
@@ -320,8 +320,7 @@ def returned_to_me(session: Session, actor: Actor, project_id: int,
     rows = session.execute(
         select(Image, Annotation).join(back, back.c.image_id == Image.id)
         .join(Annotation, Annotation.id == back.c.id)
-        .where(Image.project_id == project_id, Image.deleted_at.is_(None),
-               Image.status != "excluded")
+        .where(*queries.included_images(project_id))
         .order_by(Annotation.created_at, Image.id).limit(limit)).all()
     return [_item(session, img, ann) for img, ann in rows]
 
@@ -334,11 +333,10 @@ def review_counts(session: Session, actor: Actor, project_id: int) -> dict[str, 
         select(func.count()).select_from(Image)
         .join(newest, newest.c.image_id == Image.id)
         .join(Annotation, (Annotation.image_id == Image.id) & (Annotation.version == newest.c.version))
-        .where(Image.project_id == project_id, Image.deleted_at.is_(None),
-               Image.status != "excluded", Annotation.review_state == "submitted"))
+        .where(*queries.included_images(project_id),
+               Annotation.review_state == ReviewState.submitted))
     back = leases.returned_to(actor).subquery()
     returned = session.scalar(
         select(func.count()).select_from(Image).join(back, back.c.image_id == Image.id)
-        .where(Image.project_id == project_id, Image.deleted_at.is_(None),
-               Image.status != "excluded"))
-    return {"submitted": int(waiting or 0), "returned_to_me": int(returned or 0)}
+        .where(*queries.included_images(project_id)))
+    return {ReviewState.submitted: int(waiting or 0), "returned_to_me": int(returned or 0)}

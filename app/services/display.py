@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import NotFound, ValidationError
 from app.permissions import Actor
-from app.services import drafts
+from app.services import drafts, queries
 from app.services.gallery import get_image, image_for
 from app.tables import Annotation, Project
 from storage.blobstore import BlobStore, get_array
@@ -129,10 +129,9 @@ def render_overlay(session: Session, actor: Actor, store: BlobStore, image_id: i
     """RGBA PNG of a saved annotation (latest version unless `version`), as the workspace
     draws it: each cell in its class's colour, counting points as dots."""
     image = image_for(session, actor, image_id, "view")
-    query = select(Annotation).where(Annotation.image_id == image_id)
-    if version is not None:
-        query = query.where(Annotation.version == version)
-    ann = session.scalar(query.order_by(Annotation.version.desc()).limit(1))
+    ann = (queries.newest_annotation(session, image_id) if version is None else
+           session.scalar(select(Annotation).where(Annotation.image_id == image_id,
+                                                   Annotation.version == version)))
     if ann is None or (ann.label_blob_key is None and not ann.points):
         raise NotFound("This image has no annotation to show.")
     canvas = drafts.annotation_canvas(store, ann, image)

@@ -18,7 +18,6 @@ since its save follows versions saved later by others, like an untouched one.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +33,13 @@ from app.permissions import Actor
 from app.services import leases
 from app.services.gallery import image_for
 from app.services.imports import count_labels
-from app.tables import Annotation, Draft, Image, ModelVersion, Project, utcnow
 from app.services import queries
-from storage.blobstore import BlobStore, get_array, put_array
+from app.states import ImageStatus
+from app.tables import Annotation, Draft, Image, ModelVersion, Project, utcnow
 from imaging.shapes import (POINT_RADIUS, Canvas, ShapeError, apply_edit, apply_edits,
                             cell_polygon, finish)
+from storage.blobstore import BlobStore, get_array, put_array
+from storage.writers import atomic_path
 
 MAX_EDITS = 5000
 BASE_OP = "base"        # a snapshot the draft continues from (suggestion, revert); server-made
@@ -57,10 +58,6 @@ class EditResult:
     n_points: int
     can_undo: bool
     can_redo: bool
-
-
-def latest_annotation(session: Session, image_id: int) -> Annotation | None:
-    return queries.newest_annotation(session, image_id)
 
 
 def find_draft(session: Session, actor: Actor, image_id: int) -> Draft | None:
@@ -94,7 +91,7 @@ def ensure_draft(session: Session, actor: Actor, image: Image) -> Draft:
     """The actor's draft of `image`, started from the newest annotation if there is none. An
     untouched draft follows newer annotations saved by others."""
     draft = find_draft(session, actor, image.id)
-    latest = latest_annotation(session, image.id)
+    latest = queries.newest_annotation(session, image.id)
     if draft is None:
         draft = _based_on(Draft(image_id=image.id, user_id=actor.id), latest)
         session.add(draft)
@@ -173,15 +170,14 @@ def source_of(session: Session, draft: Draft) -> tuple[str, int | None]:
 
 
 def _write_cache(path: Path, canvas: Canvas, rev: int, draft_key: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"rev": rev, "key": draft_key, "classes": canvas.classes,
                        "points": canvas.points})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.npz")
     arrays = {"labels": canvas.labels, "meta": np.frombuffer(meta.encode(), np.uint8)}
     if canvas.region is not None:
         arrays["region"] = canvas.region
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    # a file object, not a name: np.savez would add ".npz" to the temporary name
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _read_cache(path: Path, rev: int, draft_key: str) -> Canvas | None:
@@ -295,8 +291,8 @@ def record_edit(session: Session, actor: Actor, config: Config, store: BlobStore
         raise ValidationError(str(exc)) from None
     draft.edits = [*draft.edits, edit]
     draft.undone = []
-    if image.status == "new":
-        image.status = "in_progress"
+    if image.status == ImageStatus.new:
+        image.status = ImageStatus.in_progress
     _commit_rev(session, draft)
     _write_cache(_cache_path(config, draft), canvas, draft.rev, _draft_key(draft))
     label = edit.get("label") if edit["op"] in ("add", "brush", "replace", "class") else None
@@ -339,7 +335,7 @@ def current_canvas(session: Session, actor: Actor, config: Config, store: BlobSt
     draft = find_draft(session, actor, image.id)
     if draft is not None:
         return canvas_for(config, store, draft, image)
-    return annotation_canvas(store, latest_annotation(session, image.id), image)
+    return annotation_canvas(store, queries.newest_annotation(session, image.id), image)
 
 
 def _push_snapshot(session: Session, config: Config, store: BlobStore, draft: Draft,
@@ -349,8 +345,8 @@ def _push_snapshot(session: Session, config: Config, store: BlobStore, draft: Dr
         raise ValidationError("This draft has too many edits; save it to continue.")
     draft.edits = [*draft.edits, snapshot]
     draft.undone = []
-    if image.status == "new":
-        image.status = "in_progress"
+    if image.status == ImageStatus.new:
+        image.status = ImageStatus.in_progress
     _commit_rev(session, draft)
     return _result(draft, canvas_for(config, store, draft, image), None)
 
@@ -391,7 +387,7 @@ def revert_to_saved(session: Session, actor: Actor, config: Config, store: BlobS
     """Put the newest saved version back on screen, as an edit (Undo returns to the edits
     made since). Returns (the draft's state, the version number)."""
     image = _editable(session, actor, config, image_id)
-    latest = latest_annotation(session, image.id)
+    latest = queries.newest_annotation(session, image.id)
     if latest is None:
         raise ValidationError("Nothing has been saved for this image yet.")
     draft = ensure_draft(session, actor, image)
@@ -426,7 +422,7 @@ def counts(session: Session, actor: Actor, config: Config, store: BlobStore,
     image = image_for(session, actor, image_id, "view")
     draft = find_draft(session, actor, image.id)
     if draft is None:
-        latest = latest_annotation(session, image.id)
+        latest = queries.newest_annotation(session, image.id)
         return (latest.n_cells or 0, len(latest.points or [])) if latest else (0, 0)
     canvas = canvas_for(config, store, draft, image)
     return count_labels(np.maximum(canvas.labels, 0)), len(canvas.points)

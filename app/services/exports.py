@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from app.errors import ValidationError
 from app.permissions import Actor, require
-from app.tables import Annotation, Image, Project, User
+from app.states import ReviewState
+from app.tables import Annotation, Image, User
 from storage import coco, writers
 from storage.blobstore import BlobStore, get_array
 from storage.hdf5 import Sample, write_samples
@@ -65,7 +66,7 @@ def _safe_stem(name: str, image_id: int, used: set[str]) -> str:
 def _chosen_version(versions: list[Annotation], accepted_only: bool) -> Annotation | None:
     """The version an export uses: the newest, or the newest accepted one."""
     if accepted_only:
-        versions = [a for a in versions if a.review_state == "accepted"]
+        versions = [a for a in versions if a.review_state == ReviewState.accepted]
     return versions[-1] if versions else None
 
 

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session, aliased
 
 from app.errors import NotFound, ValidationError
 from app.permissions import Actor, require
-from app.services.projects import IMAGE_STATUSES
-from app.tables import Annotation, Draft, Image, ModelVersion, Project, Score, User, utcnow
 from app.services import queries
+from app.states import ImageStatus, ReviewState
+from app.tables import Annotation, Draft, Image, ModelVersion, Project, Score, User, utcnow
 
 SORTS = {"name": Image.name, "created": Image.id, "status": Image.status}
 MAX_PER_PAGE = 200
@@ -63,11 +63,6 @@ class ImageDetail:
     preview_blob_key: str | None
 
 
-def _latest_annotation():
-    """Subquery (image_id, version): the newest annotation per image."""
-    return queries.newest_versions()
-
-
 def list_images(session: Session, actor: Actor, project_id: int, page: int = 1,
                 per_page: int = 50, sort: str = "created", descending: bool = False,
                 status: str | None = None) -> ImagePage:
@@ -76,14 +71,14 @@ def list_images(session: Session, actor: Actor, project_id: int, page: int = 1,
     require(session, actor, project_id, "view")
     if sort not in SORTS and sort not in ("score", "annotator", "cells"):
         raise ValidationError(f"Cannot sort by {sort!r}.")
-    if status and status not in IMAGE_STATUSES:
+    if status and status not in ImageStatus.__members__:
         raise ValidationError(f"Unknown status {status!r}.")
     per_page = max(1, min(int(per_page), MAX_PER_PAGE))
-    where = [Image.project_id == project_id, Image.deleted_at.is_(None)]
+    where = queries.live_images(project_id)
     if status:
         where.append(Image.status == status)
     total = session.scalar(select(func.count()).select_from(Image).where(*where))
-    latest = _latest_annotation()
+    latest = queries.newest_versions()
     ann = aliased(Annotation)
     active = select(ModelVersion.id).where(ModelVersion.project_id == project_id,
                                            ModelVersion.is_active.is_(True))
@@ -134,11 +129,16 @@ def status_from_history(session: Session, image_id: int) -> str:
     newest = queries.newest_annotation(session, image_id)
     if newest is not None:
         if newest.source == "imported":      # ground truth brought in: "annotated", as at import
-            return "annotated"
-        return {"accepted": "reviewed", "returned": "in_progress"}.get(newest.review_state,
-                                                                       "annotated")
+            return ImageStatus.annotated
+        return status_after_review(newest.review_state)
     has_draft = session.scalar(select(Draft.id).where(Draft.image_id == image_id).limit(1))
-    return "in_progress" if has_draft else "new"
+    return ImageStatus.in_progress if has_draft else ImageStatus.new
+
+
+def status_after_review(review_state: str) -> ImageStatus:
+    """An image's status given the review state of its newest version."""
+    return {ReviewState.accepted: ImageStatus.reviewed,
+            ReviewState.returned: ImageStatus.in_progress}.get(review_state, ImageStatus.annotated)
 
 
 def set_excluded(session: Session, actor: Actor, image_id: int, excluded: bool,
@@ -146,7 +146,7 @@ def set_excluded(session: Session, actor: Actor, image_id: int, excluded: bool,
     """Mark an image as excluded (bad quality), with a note; or include it again."""
     image = image_for(session, actor, image_id, "annotate")
     if excluded:
-        image.status, image.quality_note = "excluded", (note or "").strip()[:2000]
+        image.status, image.quality_note = ImageStatus.excluded, (note or "").strip()[:2000]
     else:
         image.status, image.quality_note = status_from_history(session, image.id), ""
     session.flush()
@@ -158,7 +158,7 @@ def delete_images(session: Session, actor: Actor, project_id: int, image_ids: li
     require(session, actor, project_id, "manage")
     images = session.scalars(select(Image).where(Image.project_id == project_id,
                                                  Image.id.in_(list(image_ids)),
-                                                 Image.deleted_at.is_(None))).all()
+                                                 *queries.live_images())).all()
     for image in images:
         image.deleted_at = utcnow()
     session.flush()

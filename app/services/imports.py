@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 
 from app.permissions import Actor, Role, require, role_of
 from app.services.formats import is_image_file, unsupported
-from app.tables import Annotation, Image, Project
 from app.services import queries
+from app.states import ImageStatus, ReviewState
+from app.tables import Annotation, Image, Project
 from storage.blobstore import BlobStore, array_sha256, put_array, sha256_bytes
 from storage.readers import (DEFAULT_MAX_BYTES, ImageData, ImageReadError, read_image_bytes,
                              read_labels_bytes)
@@ -132,10 +133,10 @@ def add_imported_annotation(session: Session, actor: Actor, store: BlobStore, im
         author_id=actor.id,
         n_cells=count_labels(labels) if labels is not None else len(points),
         label_blob_key=put_array(store, labels) if labels is not None else None,
-        points=list(points), source="imported", review_state="accepted")
+        points=list(points), source="imported", review_state=ReviewState.accepted)
     session.add(ann)
-    if image.status != "excluded":
-        image.status = "annotated"
+    if image.status != ImageStatus.excluded:
+        image.status = ImageStatus.annotated
     session.flush()
     return ann
 
@@ -214,7 +215,7 @@ def import_one(session: Session, actor: Actor, store: BlobStore, project: Projec
     image = Image(project_id=project.id, name=item.name, blob_key=put_array(store, img.pixels),
                   sha256=sha, shape=list(img.pixels.shape), dtype=str(img.pixels.dtype),
                   axes="ZCYX", channel_names=[c["name"] for c in project.channels],
-                  status="new", uploaded_by_id=actor.id,
+                  status=ImageStatus.new, uploaded_by_id=actor.id,
                   preview_blob_key=_preview(store, img.pixels))
     session.add(image)
     session.flush()

@@ -21,8 +21,8 @@ from app.services.formats import (MASK_UPLOAD_SUFFIXES, image_stem_of_mask, is_i
                                   stem, unsupported)
 from app.services.imports import (ImportFile, ImportResult, add_imported_annotation,
                                  commit_each)
-from app.tables import Image
 from app.services import queries
+from app.tables import Image
 from storage.blobstore import BlobStore, get_array
 from storage.readers import DEFAULT_MAX_BYTES, ImageReadError, read_labels_bytes
 
@@ -33,7 +33,7 @@ STATUSES = ("attached", "skipped", "rejected")
 def _images_by_stem(session: Session, project_id: int) -> dict[str, list[tuple[int, str]]]:
     index: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for image_id, name in session.execute(select(Image.id, Image.name).where(
-            Image.project_id == project_id, Image.deleted_at.is_(None)).order_by(Image.id)):
+            *queries.live_images(project_id)).order_by(Image.id)):
         index[stem(name)].append((image_id, name))
     return index
 

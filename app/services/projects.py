@@ -17,14 +17,15 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.permissions import ROLE_NAMES, Actor, Role, require, role_of
+from app.states import ImageStatus
 from app.tables import Annotation, Draft, Image, Membership, Project, User
+from app.services import queries
 
 log = logging.getLogger(__name__)
 
 HEX_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 DEFAULT_CHANNELS = [{"name": "nuclei", "color": "#ffffff"}]
 DEFAULT_CLASSES = [{"name": "cell", "color": "#ff3b30"}]
-IMAGE_STATUSES = ("new", "in_progress", "annotated", "reviewed", "excluded")
 PROJECT_CREATORS = ("everyone", "admins")
 
 
@@ -45,7 +46,7 @@ class ProjectSummary:
     @property
     def progress(self) -> float:
         """Fraction of non-excluded images that are annotated or reviewed."""
-        usable = self.n_images - self.status_counts.get("excluded", 0)
+        usable = self.n_images - self.status_counts.get(ImageStatus.excluded, 0)
         return self.n_annotated / usable if usable > 0 else 0.0
 
 
@@ -149,7 +150,7 @@ def _status_counts(session: Session, project_ids: list[int]) -> dict[int, dict[s
     if not project_ids:
         return counts
     rows = session.execute(select(Image.project_id, Image.status, func.count())
-                           .where(Image.project_id.in_(project_ids), Image.deleted_at.is_(None))
+                           .where(Image.project_id.in_(project_ids), *queries.live_images())
                            .group_by(Image.project_id, Image.status))
     for pid, status, n in rows:
         counts[pid][status] = n
@@ -160,7 +161,7 @@ def _summary(project: Project, role: Role, counts: dict[str, int]) -> ProjectSum
     return ProjectSummary(
         id=project.id, name=project.name, description=project.description, role=role.name,
         n_images=sum(counts.values()),
-        n_annotated=counts.get("annotated", 0) + counts.get("reviewed", 0),
+        n_annotated=counts.get(ImageStatus.annotated, 0) + counts.get(ImageStatus.reviewed, 0),
         created_at=project.created_at, channels=list(project.channels),
         classes=list(project.classes), status_counts=dict(counts),
         settings=dict(project.settings or {}))

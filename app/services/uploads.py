@@ -35,6 +35,7 @@ from app.services import jobs, masks
 from app.services.formats import (ACCEPTED_SUFFIXES, MASK_UPLOAD_SUFFIXES, image_stem_of_mask, is_accepted,
                                   is_image_file, mask_suffix, stem, unsupported)
 from app.services.imports import ImportFile, ImportResult, import_files
+from app.states import JobState
 from app.tables import Job
 from storage.archive import ArchiveError, check_directory, open_zip
 from storage.blobstore import BlobStore
@@ -152,7 +153,7 @@ def cancel_import(session: Session, actor: Actor, config: Config, job_id: int) -
         return info
     session.commit()
     token = (session.get(Job, job_id).params or {}).get("staging")
-    if info.state == "cancelled" and token:
+    if info.state == JobState.cancelled and token:
         shutil.rmtree(staging_dir(config, token), ignore_errors=True)
     return info
 
