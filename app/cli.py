@@ -349,7 +349,7 @@ def cmd_export_model(config: Config, args) -> None:
 
 
 def cmd_run(config: Config, args) -> None:
-    from app import create_app
+    from app.wsgi import create_app
     server = create_app(config)
     server.extensions["dash_app"].run(host=args.host or config.host, port=args.port or config.port,
                                       debug=args.debug)

@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._report import median_ms, write_section  # noqa: E402
 from bench.dsb import fluorescence_split, load  # noqa: E402
 
-from app import create_app, migrate  # noqa: E402
+from app import migrate  # noqa: E402
+from app.wsgi import create_app  # noqa: E402
 from app.config import Config  # noqa: E402
 from app.permissions import SYSTEM  # noqa: E402
 from app.services import annotations, display, drafts, imports, projects, users  # noqa: E402

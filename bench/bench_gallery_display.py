@@ -18,7 +18,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._report import median_ms, write_section  # noqa: E402
 
-from app import create_app, migrate  # noqa: E402
+from app import migrate  # noqa: E402
+from app.wsgi import create_app  # noqa: E402
 from app.config import Config  # noqa: E402
 from app.permissions import SYSTEM  # noqa: E402
 from app.services import projects, users  # noqa: E402

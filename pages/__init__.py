@@ -1,17 +1,23 @@
-"""The Dash UI, mounted on the Flask server by `init_dash`.
+"""The Dash UI, mounted on the Flask server by `init_dash` (called by `app.wsgi`, the only
+module that imports `pages`).
 
 One module per page (`register_page`, a `layout` function, its own callbacks); modules
 starting with `_` are helpers, not pages. Pages only call `app.services`.
+
+Dash keeps registered pages and `dash.callback`s in process-wide lists, and the first app to
+serve a request takes the callbacks out of them. So the UI is built once per process: page
+modules are imported once (they register their callbacks at import), one Dash app is built,
+and a second `init_dash` in the same process is refused rather than left without callbacks.
+Tests share that one server and point it at each test's dependencies
+(`app.server.configure`).
 """
 from __future__ import annotations
 
 import importlib
-import sys
 from pathlib import Path
 
 import dash
 import dash_bootstrap_components as dbc
-from dash._callback import GLOBAL_CALLBACK_LIST, GLOBAL_CALLBACK_MAP
 from flask import Flask
 
 PAGES_DIR = Path(__file__).resolve().parent
@@ -21,14 +27,11 @@ PAGE_MODULES = ("projects", "project", "images", "viewer", "annotate", "review",
 
 
 def _load_pages() -> None:
-    """Import (or re-execute, for a second app in the same process) each page module, so
-    it registers its page and callbacks with the app being built, under its normal name."""
+    """Import each page module under its normal name (`pages.account`; Dash's own folder
+    scan would name it `pages..account`), so it registers its page and its callbacks."""
     for name in PAGE_MODULES:
         module = f"{__name__}.{name}"
-        if module in sys.modules:
-            loaded = importlib.reload(sys.modules[module])
-        else:
-            loaded = importlib.import_module(module)
+        loaded = importlib.import_module(module)
         dash.page_registry[module]["layout"] = loaded.layout
     _order_routes()
 
@@ -64,13 +67,13 @@ def _background_manager(server: Flask):
 
 
 def init_dash(server: Flask) -> dash.Dash:
+    """Mount the Dash UI on `server` (once per process; see the module docstring)."""
     from pages._shell import shell_layout
 
-    # Page modules register their callbacks in Dash's process-wide list each time an app is
-    # built; start from an empty list so a process that builds several apps (tests) gets
-    # each callback once.
-    GLOBAL_CALLBACK_LIST.clear()
-    GLOBAL_CALLBACK_MAP.clear()
+    if dash.page_registry:
+        raise RuntimeError("the Dash UI is built once per process and already exists; "
+                           "reuse its server (app.server.configure points it at other "
+                           "dependencies)")
     app = dash.Dash(
         __name__,
         server=server,
@@ -87,7 +90,7 @@ def init_dash(server: Flask) -> dash.Dash:
     _load_pages()
     app.layout = shell_layout
     with server.test_request_context("/"):
-        app._setup_server()  # take this app's callbacks now, before another app is built
+        app._setup_server()  # take the callbacks now: a failure shows here, not on a request
     server.extensions["dash_app"] = app
     assert dbc  # the components are registered with Dash by importing the package
     return app

@@ -1,5 +1,6 @@
-"""Shared fixtures: a fresh app and database per test, users in every role, logged-in
-clients, and options for headless Chromium on a closed network."""
+"""Shared fixtures: a fresh data directory and database per test served by the process's one
+web server (Dash builds its UI once per process), users in every role, logged-in clients, and
+options for headless Chromium on a closed network."""
 from __future__ import annotations
 
 import re
@@ -7,10 +8,12 @@ import re
 import pytest
 from selenium.webdriver.chrome.options import Options as ChromeOptions
 
-from app import create_app, migrate
+from app import migrate
 from app.config import Config
 from app.permissions import SYSTEM
+from app.server import configure
 from app.services import projects, users
+from app.wsgi import create_app, web_deps
 
 PASSWORD = "correct-horse-1"
 ROLES = ("owner", "reviewer", "annotator", "viewer")
@@ -52,10 +55,33 @@ def config(tmp_path) -> Config:
                   data_dir=tmp_path / "data").validated()
 
 
+@pytest.fixture(scope="session")
+def _process_server(tmp_path_factory):
+    """The one Flask server with the Dash UI of this test process, built on first use."""
+    base = Config(env="testing", secret_key="test-secret-key-0123456789",
+                  data_dir=tmp_path_factory.mktemp("web") / "data").validated()
+    return create_app(base)
+
+
 @pytest.fixture
-def server(config):
+def serve(_process_server):
+    """serve(config) -> the process's server, now serving a new `Deps` built from `config`
+    (its database, blob store, secret key, cookie flags and proxy count)."""
+    made = []
+
+    def _serve(config: Config):
+        deps = web_deps(config)
+        made.append(deps)
+        return configure(_process_server, deps)
+    yield _serve
+    for deps in made:
+        deps.db.dispose()
+
+
+@pytest.fixture
+def server(config, serve):
     migrate.upgrade(config)
-    return create_app(config)
+    return serve(config)
 
 
 @pytest.fixture

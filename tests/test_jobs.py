@@ -13,7 +13,7 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from app.context import AppState
+from app.deps import Deps as AppState
 from app.errors import Conflict, PermissionDenied
 from app.jobs import registry
 from app.jobs.builtin import staging_dir

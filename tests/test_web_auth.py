@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from app import create_app, migrate
+from app import migrate
 from app.permissions import SYSTEM
 from app.services import users
 from tests.conftest import PASSWORD, form_token, post_login
@@ -43,10 +43,10 @@ def test_login_without_the_csrf_token_is_refused(server, world, db):
     assert post_login(client, "viewer").status_code == 302
 
 
-def test_secure_cookie_in_production(config, world, monkeypatch):
+def test_secure_cookie_in_production(config, world, serve):
     prod = config.replace(env="production")
     migrate.upgrade(prod)
-    client = create_app(prod).test_client()
+    client = serve(prod).test_client()
     ok = post_login(client, "viewer")
     assert ok.status_code == 302 and "Secure" in ok.headers["Set-Cookie"]
 
@@ -102,11 +102,11 @@ def test_lockout_is_logged(server, world, caplog):
             and "10.1.1.3" in r.getMessage()]
 
 
-def test_proxy_count_takes_the_client_address_from_x_forwarded_for(config, world, db):
+def test_proxy_count_takes_the_client_address_from_x_forwarded_for(config, world, db, serve):
     from sqlalchemy import select
 
     from app.tables import LoginAttempt
-    behind = create_app(config.replace(proxy_fix_count=1))
+    behind = serve(config.replace(proxy_fix_count=1))
     client = behind.test_client()             # every request comes from the proxy, 127.0.0.1
     attacker = {"X-Forwarded-For": "203.0.113.5"}
     for _ in range(10):
@@ -186,11 +186,11 @@ def test_password_reset_ends_sessions(login, world, db):
     assert client.get("/_dash-layout").status_code == 401
 
 
-def test_demo_accounts_are_refused_in_production_until_rotated(config, caplog):
+def test_demo_accounts_are_refused_in_production_until_rotated(config, caplog, serve):
     from app.demo import DEMO_ACCOUNTS
     prod = config.replace(env="production")
     migrate.upgrade(prod)
-    server = create_app(prod)
+    server = serve(prod)
     db = server.extensions["cellloop"].db
     with db.session_scope() as s:                     # a database once loaded with the demo
         for username, password, is_admin, _role in DEMO_ACCOUNTS:
@@ -219,10 +219,10 @@ def test_registration_is_off_by_default(server):
     assert server.test_client().get("/register").status_code == 403
 
 
-def test_registration_when_switched_on(config):
+def test_registration_when_switched_on(config, serve):
     cfg = config.replace(allow_registration=True)
     migrate.upgrade(cfg)
-    client = create_app(cfg).test_client()
+    client = serve(cfg).test_client()
     form = {"username": "newuser", "password": PASSWORD, "password2": PASSWORD}
     assert client.post("/register", data=form).status_code == 400      # no CSRF token
     r = client.post("/register", data={**form, "csrf_token": form_token(client, "/register")})

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = textwrap.dedent('''
     import sys
     from flask_login import login_user
-    from app import create_app, migrate
+    from app import migrate
+    from app.wsgi import create_app
     from app.config import Config
     from app.permissions import SYSTEM
     from app.services import annotations, drafts, imports, projects, users
@@ -30,7 +31,7 @@ SCRIPT = textwrap.dedent('''
         img, lab = nuclei(shape=(96, 96), n=6, seed=1)
         items = [imports.ImportFile("a.tif", read=lambda: tiff(img), read_labels=lambda: tiff(lab)),
                  imports.ImportFile("b.tif", read=lambda: tiff(img[::-1].copy()))]
-        imports.import_files(s, SYSTEM, state.blobs, pid, items, 1 << 28)
+        imports.import_files(s, SYSTEM, state.store, pid, items, 1 << 28)
         rows = [{"strategy": n, "seed": 0, "round": r, "n_labelled": r + 1, "f1": 0.5 + r / 10,
                  "dice": 0.6, "seconds": 1.0} for n in ("random", "entropy") for r in range(3)]
         s.add(Job(kind="simulate", project_id=pid, user_id=owner.id, state="done",
@@ -43,10 +44,10 @@ SCRIPT = textwrap.dedent('''
         from app.context import get_session
         actor = users.find_user(get_session(), "owner")
         login_user(actor)
-        drafts.record_edit(get_session(), actor, config, state.blobs, 2,
+        drafts.record_edit(get_session(), actor, config, state.store, 2,
                            {"op": "add", "shape": {"type": "rect", "x0": 10, "y0": 10,
                                                    "x1": 30, "y1": 30}})
-        annotations.save(get_session(), actor, config, state.blobs, 2)
+        annotations.save(get_session(), actor, config, state.store, 2)
         get_session().commit()
         for name, module in modules.items():
             kwargs = {}

@@ -9,7 +9,7 @@ import zipfile
 import pytest
 from selenium.common.exceptions import ElementClickInterceptedException
 
-from app.context import AppState
+from app.context import WebDeps as AppState
 from app.jobs.runner import run_job
 from tests.images_data import nuclei, tiff
 

@@ -193,7 +193,7 @@ class LiveApp:
                project: str = DEMO_PROJECT) -> int:
         """Submit a job as `username` through the same service and sender as the pages."""
         out = self.python(
-            "from app.config import Config; from app.context import AppState;"
+            "from app.config import Config; from app.deps import Deps as AppState;"
             "from app.db import Database; from app.services import jobs, projects, users;"
             "c = Config.from_env(); db = Database(c.sqlalchemy_url)\n"
             "with db.session_scope() as s:\n"
