@@ -47,7 +47,7 @@ class Deps:
             self.send(job_id)
             return
         from app.jobs.celery_app import make_celery
-        from app.jobs.runner import send_job
+        from app.jobs.celery_app import send_job
         with self._lock:
             if self._celery is None:
                 self._celery = make_celery(self.config)

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from models.cancel import Cancelled
 from models.metrics import mean_scores, score
 from models.simulation_plan import (COLUMNS, SimulationPlan, figure, split_test,  # noqa: F401
                                     summarise)
@@ -42,7 +43,8 @@ def _train(images, labels, idx, cfg: TrainConfig, init, members: int):
 def simulate(images: list[np.ndarray], labels: list[np.ndarray], plan: SimulationPlan,
              cfg: TrainConfig, progress: Callable[[dict], None] | None = None,
              should_stop: Callable[[], bool] | None = None) -> list[dict]:
-    """Run the loop for every seed and strategy; `progress(row)` after each round."""
+    """Run the loop for every seed and strategy; `progress(row)` after each round. Raises
+    `models.cancel.Cancelled` when `should_stop()` says so (checked before every round)."""
     import time
 
     plan.check(len(images))
@@ -57,7 +59,7 @@ def simulate(images: list[np.ndarray], labels: list[np.ndarray], plan: Simulatio
             labelled, models = list(initial), None
             for rnd in range(plan.rounds + 1):
                 if should_stop is not None and should_stop():
-                    return rows
+                    raise Cancelled()
                 t0 = time.perf_counter()
                 models = _train(images, labels, labelled,
                                 dataclasses.replace(cfg, seed=seed), models, members)

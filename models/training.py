@@ -21,6 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from models.calibration import calibrate
+from models.cancel import Cancelled
 from models.data import IGNORE, PatchSampler, Sample, normalise, semantic_targets, \
     targets_from_labels
 from models.device import select_runtime, set_threads
@@ -40,10 +41,6 @@ CALIBRATION_RATE = 60_000            # at the pixels/s it runs at on a 2-core CP
 
 class TrainingError(ValueError):
     """Training cannot start (no data, shapes that do not fit); the message says why."""
-
-
-class TrainingCancelled(Exception):
-    pass
 
 
 @dataclass
@@ -319,7 +316,7 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
             losses = []
             for _ in range(cfg.steps_per_epoch):
                 if should_stop is not None and should_stop():
-                    raise TrainingCancelled()
+                    raise Cancelled()
                 x, y = sampler.batch(cfg.batch)
                 xt = torch.from_numpy(x).to(runtime.device)
                 if runtime.channels_last:

@@ -10,6 +10,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html
 
 from app.services import jobs as svc
+from app.states import ACTIVE_JOB_STATES
 from pages._common import alert, call, error_page, to_int
 from pages._jobs import job_progress
 
@@ -27,7 +28,7 @@ def job_cards(items: list[svc.JobInfo]) -> list:
     for job in items:
         cancel = (dbc.Button("Cancel", id={"type": CANCEL, "job": job.id}, size="sm",
                              color="outline-danger", className="mt-1")
-                  if job.state in svc.ACTIVE_STATES and not job.cancel_requested else None)
+                  if job.state in ACTIVE_JOB_STATES and not job.cancel_requested else None)
         cards.append(dbc.Card(dbc.CardBody([
             job_progress(job),
             html.Div(f"project #{job.project_id} · {job.queue} queue · submitted "

@@ -9,7 +9,9 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, callback, dcc, html
 
 from app.context import state
-from app.services import model_versions, projects, scoring, simulation, training
+from app.services import (learning_loop, model_versions, project_settings, projects, scoring,
+                          simulation, training)
+from app.services.project_settings import LOOP_LIMITS, SIMULATION_LIMITS
 from pages._common import alert, call, error_page, to_int
 
 dash.register_page(__name__, path_template="/projects/<project_id>/learning",
@@ -26,21 +28,23 @@ STRATEGY_LABELS = {"random": "Random", "entropy": "MC-dropout entropy", "bald": 
                    "ensemble": "Ensemble disagreement", "diversity": "Entropy + diversity"}
 
 
-def _number(cid, value, lo, hi, disabled):
-    return dbc.Input(id=cid, type="number", value=value, min=lo, max=hi, step=1, size="sm",
+def _number(cid, value, limits, disabled, step=1):
+    lo, hi = limits
+    return dbc.Input(id=cid, type="number", value=value, min=lo, max=hi, step=step, size="sm",
                      disabled=disabled, style={"maxWidth": "7rem"})
 
 
-def settings_card(s: dict, owner: bool) -> dbc.Card:
+def settings_card(s: project_settings.LoopSettings, owner: bool) -> dbc.Card:
     ro = not owner
-    rows = [("Strategy", dcc.Dropdown(id=STRATEGY, value=s["strategy"], clearable=False,
+    rows = [("Strategy", dcc.Dropdown(id=STRATEGY, value=s.strategy, clearable=False,
                                       disabled=ro, options=[{"label": v, "value": k} for k, v
                                                             in STRATEGY_LABELS.items()])),
-            ("MC-dropout passes T", _number(PASSES, s["passes"], 2, 64, ro)),
-            ("Ensemble size N", _number(ENSEMBLE, s["ensemble_size"], 2, 8, ro)),
-            ("Batch per round", _number(BATCH, s["batch"], 1, 100, ro)),
-            ("Retrain after K accepted (0: off)", _number(RETRAIN, s["retrain_after"], 0,
-                                                          10000, ro))]
+            ("MC-dropout passes T", _number(PASSES, s.passes, LOOP_LIMITS["passes"], ro)),
+            ("Ensemble size N", _number(ENSEMBLE, s.ensemble_size,
+                                        LOOP_LIMITS["ensemble_size"], ro)),
+            ("Batch per round", _number(BATCH, s.batch, LOOP_LIMITS["batch"], ro)),
+            ("Retrain after K accepted (0: off)", _number(RETRAIN, s.retrain_after,
+                                                          LOOP_LIMITS["retrain_after"], ro))]
     return dbc.Card(dbc.CardBody([
         html.H5("Selection strategy"),
         *[dbc.Row([dbc.Col(html.Label(label, className="small"), md=6), dbc.Col(control, md=6)],
@@ -103,18 +107,19 @@ def rounds_table(points: list[dict]):
 
 
 def simulation_card(can_run: bool, rows: list[dict]) -> dbc.Card:
+    form = project_settings.SimulationSettings()
     return dbc.Card(dbc.CardBody([
         html.H5("Simulation (uses this project's annotated images as ground truth)"),
-        dbc.Checklist(id=SIM["strategies"], value=["random", "entropy", "bald"], inline=True,
+        dbc.Checklist(id=SIM["strategies"], value=list(form.strategies), inline=True,
                       options=[{"label": v, "value": k} for k, v in STRATEGY_LABELS.items()]),
-        dbc.Row([dbc.Col([html.Label(label, className="small"),
-                          _number(SIM[key], value, 1, 1000, not can_run)], md=2)
-                 for key, label, value in (("initial", "initial", 5), ("batch", "batch", 5),
-                                           ("rounds", "rounds", 5), ("seeds", "seeds", 2))]
+        dbc.Row([dbc.Col([html.Label(key, className="small"),
+                          _number(SIM[key], getattr(form, key), SIMULATION_LIMITS[key],
+                                  not can_run)], md=2)
+                 for key in ("initial", "batch", "rounds", "seeds")]
                 + [dbc.Col([html.Label("test fraction", className="small"),
-                            dbc.Input(id=SIM["test"], type="number", value=0.25, min=0.05,
-                                      max=0.9, step=0.05, size="sm", disabled=not can_run,
-                                      style={"maxWidth": "7rem"})], md=2)],
+                            _number(SIM["test"], form.test_fraction,
+                                    SIMULATION_LIMITS["test_fraction"], not can_run,
+                                    step=0.05)], md=2)],
                 className="my-2"),
         dbc.Button("Run simulation", id=SIM["start"], size="sm", color="secondary",
                    disabled=not can_run),
@@ -129,7 +134,7 @@ def layout(project_id=None, **_query):
     project, error = call(projects.get_project, pid)
     if error:
         return error_page(error)
-    settings = scoring.settings_of(project)
+    settings = learning_loop.loop_settings(project)
     items, _ = call(scoring.queue, pid, 20)
     points, _ = call(scoring.learning_progress, pid)
     points = with_validation_counts(points, call(model_versions.list_versions, pid)[0])
@@ -174,7 +179,7 @@ def refresh_queue(_n, pid):
           State(ENSEMBLE, "value"), State(BATCH, "value"), State(RETRAIN, "value"),
           prevent_initial_call=True)
 def save_settings(_n, pid, strategy, passes, ensemble, batch, retrain):
-    saved, error = call(scoring.set_settings, to_int(pid),
+    saved, error = call(learning_loop.set_settings, to_int(pid),
                         {"strategy": strategy, "passes": passes, "ensemble_size": ensemble,
                          "batch": batch, "retrain_after": retrain}, state().enqueue)
     if error:

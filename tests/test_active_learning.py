@@ -1,6 +1,6 @@
 """Active learning in the app: scoring jobs write Score rows the queue reads, the strategy
-setting rescores, K accepted annotations start a training job that rescores when it ends,
-heat maps, and the simulate CLI on a folder."""
+setting rescores, K accepted annotations start a training job that rescores when it ends
+(learning_loop), heat maps, simulations (CLI on a folder; a cancelled one ends cancelled)."""
 import json
 
 import pytest
@@ -9,8 +9,10 @@ from sqlalchemy import select
 
 from app.cli import main as cli_main
 from app.errors import PermissionDenied, ValidationError
+from app.jobs.rows import create_job_row
 from app.jobs.runner import run_job
-from app.services import annotations, drafts, leases, scoring
+from app.services import annotations, drafts, learning_loop, leases, scoring, simulation
+from app.services.project_settings import TrainingSettings
 from app.tables import Job, Score
 from tests.conftest import actor
 from tests.images_data import nuclei
@@ -55,7 +57,7 @@ def test_scoring_ranks_the_pool_and_the_queue_follows(db, config, world, lab, lo
     assert result["strategy"] == "entropy" and result["n_images"] == 4
     with db.session_scope() as s:
         rows = s.scalars(select(Score).where(Score.strategy == "entropy")).all()
-        assert len(rows) == 4 and all(r.value >= 0 for r in rows)
+        assert len(rows) == 4 and all(r.rank is None for r in rows)
         best = max(rows, key=lambda r: r.value).image_id
         items = scoring.queue(s, actor(s, "viewer"), world["project_id"])
         assert [i.image_id for i in items][0] == best
@@ -73,35 +75,42 @@ def test_strategy_setting_rescores_and_checks_roles(db, config, world, lab):  # 
     sent = []
     with db.session_scope() as s:
         with pytest.raises(PermissionDenied):
-            scoring.set_settings(s, actor(s, "reviewer"), world["project_id"],
+            learning_loop.set_settings(s, actor(s, "reviewer"), world["project_id"],
                                  {"strategy": "bald"}, sent.append)
         with pytest.raises(ValidationError):
-            scoring.set_settings(s, actor(s, "owner"), world["project_id"],
+            learning_loop.set_settings(s, actor(s, "owner"), world["project_id"],
                                  {"strategy": "psychic"}, sent.append)
         with pytest.raises(ValidationError):
-            scoring.set_settings(s, actor(s, "owner"), world["project_id"], {"passes": 1})
-        saved = scoring.set_settings(s, actor(s, "owner"), world["project_id"],
+            learning_loop.set_settings(s, actor(s, "owner"), world["project_id"], {"passes": 1})
+        saved = learning_loop.set_settings(s, actor(s, "owner"), world["project_id"],
                                      {"strategy": "diversity", "batch": 2}, sent.append)
         assert saved["strategy"] == "diversity" and len(sent) == 1
     assert run_job(db, config, sent[0]) == "done"
     with db.session_scope() as s:
-        values = sorted(s.scalars(select(Score.value).where(Score.strategy == "diversity")),
-                        reverse=True)
-    assert len(values) == 5 and values[1] > scoring.DIVERSITY_BONUS > values[2]
+        rows = s.scalars(select(Score).where(Score.strategy == "diversity")).all()
+        ranked = sorted((r for r in rows if r.rank is not None), key=lambda r: r.rank)
+        # the batch of 2 is stored as a pick order; the values stay the strategy's own
+        assert len(rows) == 5 and [r.rank for r in ranked] == [1, 2]
+        assert all(0 <= r.value < 100 for r in rows)
+        # the queue serves the picked images first, in their order
+        items = scoring.queue(s, actor(s, "viewer"), world["project_id"])
+        assert [i.image_id for i in items][:2] == [r.image_id for r in ranked]
 
 
 def test_random_strategy_needs_no_model_weights(db, config, world, lab):  # noqa: F811
     train(db, config, world)
     with db.session_scope() as s:
-        scoring.set_settings(s, actor(s, "owner"), world["project_id"], {"strategy": "random"})
+        learning_loop.set_settings(s, actor(s, "owner"), world["project_id"], {"strategy": "random"})
     assert score_now(db, config, world)["strategy"] == "random"
 
 
 def test_k_accepted_annotations_retrain_and_rescore(db, config, world, lab):  # noqa: F811
-    train(db, config, world)
+    """Accepted -> retrain -> rescore, on a case built to activate: the project has no model
+    yet, so the retrained model is its first and is always activated."""
     add_unannotated(db, config, lab, world, n=2)
     with db.session_scope() as s:
-        scoring.set_settings(s, actor(s, "owner"), world["project_id"], {"retrain_after": 1})
+        learning_loop.set_settings(s, actor(s, "owner"), world["project_id"],
+                                   {"retrain_after": 1})
         pool = scoring.pool_ids(s, world["project_id"])
         anna, rita = actor(s, "annotator"), actor(s, "reviewer")
         target = pool[0]
@@ -111,6 +120,7 @@ def test_k_accepted_annotations_retrain_and_rescore(db, config, world, lab):  # 
         annotations.save(s, anna, config, lab, target)
         sent = []
         annotations.review(s, rita, target, accept=True, enqueue=sent.append)
+        rita_id = rita.id
     assert len(sent) == 1
     with db.session_scope() as s:
         job = s.get(Job, sent[0])
@@ -118,13 +128,30 @@ def test_k_accepted_annotations_retrain_and_rescore(db, config, world, lab):  # 
     assert run_job(db, config, sent[0], send=inline(db, config)) == "done"
     with db.session_scope() as s:
         result = s.get(Job, sent[0]).result
-        follow = s.get(Job, result["scoring_job"]) if result["scoring_job"] else None
-        if result["activated"]:
-            assert follow.kind == "score" and follow.state == "done"
-            assert s.scalar(select(Score.id).where(
-                Score.model_version_id == result["model_version_id"])) is not None
-        else:
-            assert "kept the active model" in result["reason"]
+        assert result["activated"] and result["reason"] == "first model of the project"
+        follow = s.get(Job, result["scoring_job"])
+        # submitted through jobs.submit_job as the user who started the training
+        assert (follow.kind, follow.state, follow.user_id) == ("score", "done", rita_id)
+        assert follow.result["model_version_id"] == result["model_version_id"]
+        scored = s.scalars(select(Score.image_id).where(
+            Score.model_version_id == result["model_version_id"])).all()
+        assert sorted(scored) == sorted(scoring.pool_ids(s, world["project_id"]))
+        assert len(scored) == 2
+
+
+def test_after_training_records_a_busy_scoring_job_and_skips_a_kept_model(db, world):
+    with db.session_scope() as s:
+        busy, created = create_job_row(s, world["project_id"], world["reviewer"], "score", {})
+        assert created
+    sent = []
+    with db.session_scope() as s:
+        out = learning_loop.after_training(s, world["project_id"], world["reviewer"], True,
+                                           sent.append)
+        assert out["scoring_job"] == busy and "already queued or running" in out["scoring_note"]
+        kept = learning_loop.after_training(s, world["project_id"], world["reviewer"], False,
+                                            sent.append)
+        assert kept["scoring_job"] is None and "not activated" in kept["scoring_note"]
+    assert sent == []
 
 
 def test_simulate_cli_on_a_folder(tmp_path, config, monkeypatch, capsys):
@@ -136,14 +163,14 @@ def test_simulate_cli_on_a_folder(tmp_path, config, monkeypatch, capsys):
         tifffile.imwrite(data / "images" / f"s{k}.tif", img)
         tifffile.imwrite(data / "labels" / f"s{k}.tif", lab_)
     monkeypatch.setenv("CELLLOOP_DATA_DIR", str(config.data_dir))
-    monkeypatch.setattr("app.services.simulation.DEFAULT_TRAINING",
-                        dict(width=8, depth=2, patch=64, batch=4, epochs=2, steps_per_epoch=4,
-                             patience=2))
+    monkeypatch.setattr("app.services.project_settings.SIMULATION_TRAINING",
+                        TrainingSettings(width=8, depth=2, patch=64, batch=4, epochs=2,
+                                         steps_per_epoch=4, patience=2))
     out = tmp_path / "out"
     code = cli_main(["simulate", str(data), "--strategies", "random,bald", "--initial", "2",
                      "--batch", "2", "--rounds", "2", "--seeds", "2", "--test-fraction", "0.2",
                      "--passes", "3", "--out", str(out)])
-    assert code in (0, None)
+    assert code == 0
     lines = (out / "curves.csv").read_text().splitlines()
     assert lines[0] == "strategy,seed,round,n_labelled,f1,dice,seconds"
     assert len(lines) == 1 + 2 * 2 * 3
@@ -159,7 +186,7 @@ def test_ensemble_strategy_trains_members_and_scores(db, config, world, lab):  #
     from app.services import model_versions
     from app.tables import ModelVersion
     with db.session_scope() as s:
-        scoring.set_settings(s, actor(s, "owner"), world["project_id"],
+        learning_loop.set_settings(s, actor(s, "owner"), world["project_id"],
                              {"strategy": "ensemble", "ensemble_size": 2})
     state, result, _ = train(db, config, world, epochs=4)
     assert state == "done" and len(result["ensemble_members"]) == 1
@@ -170,6 +197,35 @@ def test_ensemble_strategy_trains_members_and_scores(db, config, world, lab):  #
         assert member not in [v.id for v in listed]
         with pytest.raises(ValidationError, match="ensemble member"):
             model_versions.activate(s, actor(s, "owner"), member)
-    assert score_now(db, config, world)["strategy"] == "ensemble"
+    result = score_now(db, config, world)
+    assert result["strategy"] == "ensemble" and result["n_images"] == 1
     with db.session_scope() as s:
-        assert s.scalar(select(Score.value).where(Score.strategy == "ensemble")) >= 0
+        rows = s.scalars(select(Score).where(Score.strategy == "ensemble")).all()
+        assert [r.model_version_id for r in rows] == [result["model_version_id"]]
+        assert s.get(ModelVersion, result["model_version_id"]).is_active
+
+
+def test_a_cancelled_simulation_ends_cancelled(db, config, world, lab, monkeypatch):  # noqa: F811
+    """The cancel flag set while a round trains: the job ends "cancelled", never "done",
+    and writes no summary."""
+    import models.simulation as sim_models
+    monkeypatch.setattr("app.services.project_settings.SIMULATION_TRAINING",
+                        TrainingSettings(width=8, depth=2, patch=64, batch=2, epochs=1,
+                                         steps_per_epoch=2, patience=1))
+    with db.session_scope() as s:
+        info = simulation.start_simulation(
+            s, actor(s, "reviewer"), world["project_id"],
+            {"strategies": ["random"], "initial": 2, "batch": 1, "rounds": 1, "seeds": 1,
+             "test_fraction": 0.25}, lambda _id: None)
+    trained = sim_models._train
+
+    def cancel_while_training(*args, **kwargs):
+        with db.session_scope() as s:
+            s.get(Job, info.id).cancel_requested = True
+        return trained(*args, **kwargs)
+
+    monkeypatch.setattr(sim_models, "_train", cancel_while_training)
+    assert run_job(db, config, info.id) == "cancelled"
+    with db.session_scope() as s:
+        assert s.get(Job, info.id).state == "cancelled"
+    assert not (config.data_dir / "simulations" / f"job-{info.id}" / "summary.json").exists()

@@ -15,11 +15,13 @@ from sqlalchemy import select
 
 from app.deps import Deps as AppState
 from app.errors import Conflict, PermissionDenied
-from app.jobs import registry
+from app.jobs import handlers
 from app.jobs.builtin import staging_dir
 import datetime as dt
 
-from app.jobs.runner import create_job_row, reap_lost_jobs, run_job
+from app.jobs.kinds import JobKind
+from app.jobs.rows import create_job_row, reap_lost_jobs
+from app.jobs.runner import run_job
 from app.services import jobs
 from app.tables import Image, Job
 from tests.conftest import actor
@@ -41,6 +43,19 @@ def stage(config, token: str, files: dict[str, bytes]) -> str:
     for name, data in files.items():
         (folder / name).write_bytes(data)
     return token
+
+
+@pytest.fixture
+def kind():
+    """Register a test-only job kind and its handler for one test: kind(name, handler)."""
+    added = []
+
+    def register(name, handler):
+        handlers.register(JobKind(name, action="train"), handler)
+        added.append(name)
+    yield register
+    for name in added:
+        handlers.unregister(name)
 
 
 def add_job(db, world, kind="import", params=None, state="queued", worker=""):
@@ -82,7 +97,7 @@ def test_unknown_kind_fails_clearly(db, config, world):
     assert "Unknown job kind 'teleport'" in job_row(db, job_id).error
 
 
-def test_cancel_between_steps(db, config, world, monkeypatch):
+def test_cancel_between_steps(db, config, world, kind):
     steps = []
 
     def slow_steps(ctx, n):
@@ -94,7 +109,7 @@ def test_cancel_between_steps(db, config, world, monkeypatch):
             ctx.progress(i / n, f"step {i}", force=True)
         return {}
 
-    monkeypatch.setitem(registry.HANDLERS, "steps", slow_steps)
+    kind("steps", slow_steps)
     job_id = add_job(db, world, kind="steps", params={"n": 10})
     assert run_job(db, config, job_id) == "cancelled"
     assert steps == [0, 1, 2] and job_row(db, job_id).state == "cancelled"
@@ -139,21 +154,21 @@ def test_reaper_fails_silent_jobs_and_leaves_live_ones_alone(db, world):
     assert job_row(db, live).state == "running" and job_row(db, live).error == ""
 
 
-def test_only_the_owner_finishes_a_job(db, config, world, monkeypatch):
+def test_only_the_owner_finishes_a_job(db, config, world, kind):
     """A run whose job was declared lost meanwhile must not flip it back to done."""
     def reaped_meanwhile(ctx):
         beat(db, ctx.job_id, 600, owner=ctx.owner)
         assert reap_lost_jobs(db, lost_after_s=30) == [ctx.job_id]
         return {"trained": True}
 
-    monkeypatch.setitem(registry.HANDLERS, "reaped", reaped_meanwhile)
+    kind("reaped", reaped_meanwhile)
     job_id = add_job(db, world, kind="reaped")
     assert run_job(db, config, job_id) == "lost"
     job = job_row(db, job_id)
     assert job.state == "failed" and job.result == {} and "heartbeat" in job.error
 
 
-def test_a_lost_job_stops_at_its_next_progress(db, config, world, monkeypatch):
+def test_a_lost_job_stops_at_its_next_progress(db, config, world, kind):
     steps = []
 
     def long_steps(ctx):
@@ -165,13 +180,13 @@ def test_a_lost_job_stops_at_its_next_progress(db, config, world, monkeypatch):
             ctx.progress(i / 5, f"step {i}", force=True)
         return {}
 
-    monkeypatch.setitem(registry.HANDLERS, "long", long_steps)
+    kind("long", long_steps)
     job_id = add_job(db, world, kind="long")
     assert run_job(db, config, job_id) == "lost"
     assert steps == [0, 1] and job_row(db, job_id).state == "failed"
 
 
-def test_heartbeat_beats_while_the_handler_works(db, config, world, monkeypatch):
+def test_heartbeat_beats_while_the_handler_works(db, config, world, kind):
     seen = []
 
     def quiet(ctx):
@@ -180,16 +195,16 @@ def test_heartbeat_beats_while_the_handler_works(db, config, world, monkeypatch)
         seen.append((first, job_row(db, ctx.job_id).heartbeat_at))
         return {}
 
-    monkeypatch.setitem(registry.HANDLERS, "quiet", quiet)
+    kind("quiet", quiet)
     job_id = add_job(db, world, kind="quiet")
     assert run_job(db, config, job_id, heartbeat_s=0.1) == "done"
     first, later = seen[0]
     assert later > first
 
 
-def test_a_job_delivered_twice_runs_once(db, config, world, monkeypatch):
+def test_a_job_delivered_twice_runs_once(db, config, world, kind):
     calls = []
-    monkeypatch.setitem(registry.HANDLERS, "once", lambda ctx: calls.append(ctx.owner) or {})
+    kind("once", lambda ctx: calls.append(ctx.owner) or {})
     job_id = add_job(db, world, kind="once")
     assert run_job(db, config, job_id, worker="w1") == "done"
     assert run_job(db, config, job_id, worker="w2") == "done"   # second delivery: no run

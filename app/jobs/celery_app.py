@@ -1,22 +1,16 @@
 """The Celery application, built from Config: SQLite transport by default, Redis when
-REDIS_URL is set."""
+REDIS_URL is set; and `send_job`, which hands a job row to it on its kind's queue (the queues
+and which kind goes where: `app.jobs.kinds`)."""
 from __future__ import annotations
 
 from celery import Celery
 
 from app.config import Config
+from app.db import Database
+from app.jobs.kinds import QUEUES, queue_for  # noqa: F401 (QUEUES: read by the CLI's worker)
+from app.tables import Job, utcnow
 
 RUN_JOB = "cellloop.run_job"
-# Two queues, so an import never waits behind a training: `gpu` takes the model work
-# (training, scoring, prediction, simulation; it runs on the CPU where there is no GPU),
-# `cpu` the file work (imports). run.sh and the Procfile start a worker for each.
-QUEUES = ("cpu", "gpu")
-KIND_QUEUE = {"import": "cpu", "train": "gpu", "score": "gpu",
-              "predict": "gpu", "simulate": "gpu"}
-
-
-def queue_for(kind: str) -> str:
-    return KIND_QUEUE.get(kind, "gpu")
 
 
 def make_celery(config: Config) -> Celery:
@@ -40,3 +34,15 @@ def make_celery(config: Config) -> Celery:
         cellloop_config=config,
     )
     return celery
+
+
+def send_job(config: Config, db: Database, job_id: int, celery=None) -> None:
+    """Hand job `job_id` to Celery on its kind's queue and note when it was sent (a new
+    Celery app is built when none is given: pass the process's own, see `app.deps.Deps`)."""
+    with db.session_scope() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            return
+        queue = job.queue or queue_for(job.kind)
+        job.queue, job.sent_at = queue, utcnow()
+    (celery or make_celery(config)).send_task(RUN_JOB, args=[job_id], queue=queue)

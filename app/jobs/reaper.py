@@ -17,8 +17,9 @@ from sqlalchemy import select
 
 from app.config import Config
 from app.db import Database
-from app.jobs.celery_app import queue_for
-from app.jobs.runner import LOST_AFTER_S, reap_lost_jobs, send_job
+from app.jobs.celery_app import queue_for, send_job
+from app.jobs.rows import LOST_AFTER_S, reap_lost_jobs
+from app.states import JobState
 from app.tables import Job, utcnow
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Reaper:
         reap_lost_jobs(self.db, self.lost_after)
         with self.db.session_scope() as s:
             queued = [(j.id, j.queue or queue_for(j.kind)) for j in
-                      s.scalars(select(Job).where(Job.state == "queued").order_by(Job.id))]
+                      s.scalars(select(Job).where(Job.state == JobState.queued).order_by(Job.id))]
         for job_id, queue in queued:
             if queue in self.queues:
                 log.info("re-sending queued job %s to queue %s", job_id, queue)
@@ -53,9 +54,9 @@ class Reaper:
         cutoff = utcnow() - dt.timedelta(seconds=after_s)
         with self.db.session_scope() as s:
             running = {j.queue or queue_for(j.kind)
-                       for j in s.scalars(select(Job).where(Job.state == "running"))}
+                       for j in s.scalars(select(Job).where(Job.state == JobState.running))}
             waiting = [(j.id, j.queue or queue_for(j.kind)) for j in s.scalars(
-                select(Job).where(Job.state == "queued", Job.sent_at.is_not(None),
+                select(Job).where(Job.state == JobState.queued, Job.sent_at.is_not(None),
                                   Job.sent_at < cutoff).order_by(Job.id))]
         lost = [job_id for job_id, queue in waiting
                 if queue in self.queues and queue not in running]

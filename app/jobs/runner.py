@@ -7,13 +7,12 @@ Ownership: a run claims a queued job with one conditional UPDATE (queued -> runn
 its own `owner` id), so a message delivered twice runs once. While the handler works, a
 thread beats `heartbeat_at` every HEARTBEAT_S. Only the owner may write progress or the
 final state (every such UPDATE is conditioned on `owner`), so a job that was declared lost
-cannot later flip to "done". `reap_lost_jobs` fails running jobs whose heartbeat stopped
+cannot later flip to "done". `rows.reap_lost_jobs` fails running jobs whose heartbeat stopped
 (the worker was killed, crashed or lost the database) and re-sends queued jobs whose
 message may have been lost; it never touches a job that is still beating.
 """
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import secrets
@@ -22,68 +21,48 @@ import time
 import traceback
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from app.config import Config
 from app.db import Database
-from app.jobs.registry import HANDLERS, load_handlers
+from app.deps import Deps
+from app.jobs.celery_app import send_job  # noqa: F401 (re-exported: the reaper, app.context)
+from app.jobs.handlers import handler_for
+from app.states import JobState
 from app.tables import Job, utcnow
+from models.cancel import Cancelled
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 5.0          # how often a running job proves its worker is alive
-LOST_AFTER_S = 30.0        # no heartbeat for this long: the job's worker is gone
-STALE_MESSAGE = ("The worker running this job stopped (killed, crashed or restarted) before it "
-                 "finished: no heartbeat for {seconds:.0f} s. Start it again.")
-
-
-EXCLUSIVE = {"train", "score"}           # kinds that run at most once per project at a time
-ACTIVE_STATES = ("queued", "running")
 
 
 class JobLost(Exception):
     """This run no longer owns its job (it was declared lost): stop without writing."""
 
 
-class JobCancelled(Exception):
-    """Raised inside a handler when the user asked to cancel."""
-
-
 class JobContext:
-    """What a handler gets: progress reporting, the cancel flag, and the database."""
+    """What a handler gets: the job's ids, the process's dependencies (`deps`: config,
+    database, blob store, how to start a job), progress reporting and the cancel flag.
 
-    def __init__(self, db: Database, config: Config, job_id: int, project_id: int | None,
+    Cancelling has one form: `models.cancel.Cancelled`, raised by `progress` when the flag is
+    set, and by the services and models when `should_stop()` says so."""
+
+    def __init__(self, deps: Deps, job_id: int, project_id: int | None,
                  user_id: int | None, min_interval_s: float = 0.5):
-        self.db = db
-        self.config = config
+        self.deps = deps
+        self.db = deps.db
+        self.config = deps.config
         self.job_id = job_id
         self.project_id = project_id
         self.user_id = user_id
         self._min_interval = min_interval_s
         self._last_write = 0.0
+        self._last_check = 0.0
         self.listeners: list = []     # e.g. the CLI printing progress
-        self.send = None              # how follow-up jobs are started (default: Celery)
         self.owner = ""               # this run's id; progress writes are conditioned on it
         self.lost = threading.Event() # set by the heartbeat when the job was taken away
 
-    def follow_up(self, kind: str, params: dict | None = None) -> int | None:
-        """Queue another job in the same project for the same user (e.g. rescoring after
-        training) and start it: through Celery, or as `send` says (CLI, tests). Kinds that
-        run once per project are not queued twice: the id of the one already queued or
-        running is returned instead (None when there is none and nothing was queued)."""
-        with self.db.session_scope() as s:
-            job_id, created = create_job_row(s, self.project_id, self.user_id, kind,
-                                             dict(params or {}))
-        if not created:
-            return job_id
-        if self.send is not None:
-            self.send(job_id)
-        else:
-            send_job(self.config, self.db, job_id)
-        return job_id
-
     def progress(self, fraction: float, message: str = "", force: bool = False) -> None:
-        """Store progress (0..1) and a message; raise JobCancelled if cancel was requested.
+        """Store progress (0..1) and a message; raise `Cancelled` if cancel was requested.
 
         Writes are throttled to one per `min_interval_s` unless `force`."""
         now = time.monotonic()
@@ -97,7 +76,7 @@ class JobContext:
         with self.db.session_scope() as s:
             query = update(Job).where(Job.id == self.job_id)
             if self.owner:
-                query = query.where(Job.owner == self.owner, Job.state == "running")
+                query = query.where(Job.owner == self.owner, Job.state == JobState.running)
             written = s.execute(query.values(
                 progress=max(0.0, min(1.0, float(fraction))), message=message[:2000],
                 heartbeat_at=utcnow())).rowcount
@@ -106,18 +85,21 @@ class JobContext:
             self.lost.set()
             raise JobLost()
         if cancel:
-            raise JobCancelled()
+            raise Cancelled()
 
-    def cancel_requested(self) -> bool:
-        """Whether the user asked to cancel (checked at most every `min_interval_s`)."""
-        if self.lost.is_set():
+    def should_stop(self) -> bool:
+        """Whether the work should stop now: the user asked to cancel (read at most every
+        `min_interval_s`; once seen, it stays seen) or the job was taken away."""
+        if self.lost.is_set() or getattr(self, "_cancel_seen", False):
             return True
         now = time.monotonic()
-        if now - getattr(self, "_last_check", 0.0) < self._min_interval:
+        if now - self._last_check < self._min_interval:
             return False
         self._last_check = now
         with self.db.session_scope() as s:
-            return bool(s.scalar(select(Job.cancel_requested).where(Job.id == self.job_id)))
+            self._cancel_seen = bool(s.scalar(select(Job.cancel_requested)
+                                              .where(Job.id == self.job_id)))
+        return self._cancel_seen
 
 
 def new_owner(worker: str) -> str:
@@ -149,7 +131,7 @@ class Heartbeat:
                 with self.ctx.db.session_scope() as s:
                     n = s.execute(update(Job).where(
                         Job.id == self.ctx.job_id, Job.owner == self.ctx.owner,
-                        Job.state == "running").values(heartbeat_at=utcnow())).rowcount
+                        Job.state == JobState.running).values(heartbeat_at=utcnow())).rowcount
             except Exception as exc:  # noqa: BLE001 - a missed beat is retried next interval
                 log.warning("job %s: heartbeat not written (%s)", self.ctx.job_id, exc)
                 continue
@@ -162,10 +144,11 @@ class Heartbeat:
 
 def run_job(db: Database, config: Config, job_id: int, worker: str = "",
             listeners: list | None = None, send=None,
-            heartbeat_s: float = HEARTBEAT_S) -> str:
-    """Run job `job_id` to the end; return its final state. `send(job_id)` starts follow-up
-    jobs (default: Celery)."""
-    load_handlers()
+            heartbeat_s: float = HEARTBEAT_S, deps: Deps | None = None) -> str:
+    """Run job `job_id` to the end; return its final state. Follow-up jobs are started with
+    `deps.enqueue`: `deps` as given (the worker's, built once per process), else one built for
+    this run with `send(job_id)` as its sender (None: Celery)."""
+    deps = deps or Deps(config, db, send=send)
     config.apply_to_models()
     owner = new_owner(worker)
     now = utcnow()
@@ -174,13 +157,13 @@ def run_job(db: Database, config: Config, job_id: int, worker: str = "",
         if job is None:
             log.warning("job %s vanished before it ran", job_id)
             return "missing"
-        if job.state == "queued" and job.cancel_requested:
-            s.execute(update(Job).where(Job.id == job_id, Job.state == "queued").values(
-                state="cancelled", finished_at=now, message="Cancelled."))
-            return "cancelled"
-        claimed = s.execute(update(Job).where(Job.id == job_id, Job.state == "queued").values(
-            state="running", started_at=now, heartbeat_at=now, worker=worker, owner=owner,
-            message="Starting.")).rowcount
+        if job.state == JobState.queued and job.cancel_requested:
+            s.execute(update(Job).where(Job.id == job_id, Job.state == JobState.queued).values(
+                state=JobState.cancelled, finished_at=now, message="Cancelled."))
+            return JobState.cancelled
+        claimed = s.execute(update(Job).where(Job.id == job_id, Job.state == JobState.queued)
+                            .values(state=JobState.running, started_at=now, heartbeat_at=now,
+                                    worker=worker, owner=owner, message="Starting.")).rowcount
         if not claimed:
             s.rollback()
             current = s.get(Job, job_id)
@@ -189,12 +172,11 @@ def run_job(db: Database, config: Config, job_id: int, worker: str = "",
             return current.state if current else "missing"
         kind, params = job.kind, dict(job.params or {})
         project_id, user_id = job.project_id, job.user_id
-    ctx = JobContext(db, config, job_id, project_id, user_id)
+    ctx = JobContext(deps, job_id, project_id, user_id)
     ctx.listeners = list(listeners or [])
-    ctx.send = send
     ctx.owner = owner
-    handler = HANDLERS.get(kind)
-    state, values = "done", {}
+    handler = handler_for(kind)
+    state, values = JobState.done, {}
     with Heartbeat(ctx, heartbeat_s):
         try:
             if handler is None:
@@ -205,15 +187,15 @@ def run_job(db: Database, config: Config, job_id: int, worker: str = "",
             log.warning("job %s (%s) was declared lost while it ran; its result is dropped",
                         job_id, kind)
             return "lost"
-        except JobCancelled:
-            state, values = "cancelled", {"message": "Cancelled by the user."}
+        except Cancelled:
+            state, values = JobState.cancelled, {"message": "Cancelled by the user."}
             log.info("job %s (%s) cancelled", job_id, kind)
         except Exception as exc:  # noqa: BLE001 - any failure of a handler is recorded on the job
-            state = "failed"
+            state = JobState.failed
             values = {"error": f"{type(exc).__name__}: {exc}",
                       "message": "Failed: " + str(exc)[:500]}
             log.error("job %s (%s) failed:\n%s", job_id, kind, traceback.format_exc())
-    if ctx.lost.is_set() and state == "cancelled":
+    if ctx.lost.is_set() and state == JobState.cancelled:
         return "lost"
     if not finish_job(db, job_id, owner, state, values):
         log.warning("job %s (%s) finished as %s, but it was no longer ours to finish", job_id,
@@ -231,7 +213,7 @@ def finish_job(db: Database, job_id: int, owner: str, state: str, values: dict,
         try:
             with db.session_scope() as s:
                 return bool(s.execute(update(Job).where(
-                    Job.id == job_id, Job.owner == owner, Job.state == "running").values(
+                    Job.id == job_id, Job.owner == owner, Job.state == JobState.running).values(
                     state=state, finished_at=utcnow(), **values)).rowcount)
         except Exception as exc:  # noqa: BLE001 - retried, then left to the reaper
             if attempt == attempts - 1:
@@ -240,74 +222,3 @@ def finish_job(db: Database, job_id: int, owner: str, state: str, values: dict,
             time.sleep(delay)
             delay *= 2
     return False
-
-
-def create_job_row(session: Session, project_id: int | None, user_id: int | None, kind: str,
-                   params: dict) -> tuple[int, bool]:
-    """(job id, created): a new queued job row, or, for kinds that run once per project, the
-    one already queued or running (created False). Jobs whose worker stopped beating are
-    failed first, so a dead worker never blocks the project. The caller commits."""
-    exclusive = project_id is not None and kind in EXCLUSIVE
-    if exclusive:
-        reap_lost(session, project_id)
-        busy = _active(session, project_id, kind)
-        if busy is not None:
-            return busy, False
-    job = Job(kind=kind, project_id=project_id, user_id=user_id, params=dict(params),
-              state="queued", message="Waiting for a worker.")
-    try:
-        with session.begin_nested():     # two requests at once: the unique index decides
-            session.add(job)
-            session.flush()
-    except IntegrityError:
-        busy = _active(session, project_id, kind) if exclusive else None
-        if busy is None:
-            raise
-        return busy, False
-    return job.id, True
-
-
-def _active(session: Session, project_id: int, kind: str) -> int | None:
-    return session.scalar(select(Job.id).where(
-        Job.project_id == project_id, Job.kind == kind, Job.state.in_(ACTIVE_STATES)))
-
-
-def reap_lost(session: Session, project_id: int | None = None,
-              lost_after_s: float = LOST_AFTER_S) -> list[int]:
-    """Fail running jobs whose heartbeat is older than `lost_after_s` (their worker is gone),
-    in the caller's transaction; return their ids. Jobs still beating are never touched."""
-    cutoff = utcnow() - dt.timedelta(seconds=lost_after_s)
-    silent = (Job.state == "running") & ((Job.heartbeat_at.is_(None) & (
-        Job.started_at.is_(None) | (Job.started_at < cutoff))) | (Job.heartbeat_at < cutoff))
-    query = select(Job.id).where(silent)
-    if project_id is not None:
-        query = query.where(Job.project_id == project_id)
-    ids = list(session.scalars(query))
-    if ids:
-        message = STALE_MESSAGE.format(seconds=lost_after_s)
-        session.execute(update(Job).where(Job.id.in_(ids), silent).values(
-            state="failed", finished_at=utcnow(), error=message, message=message))
-        log.warning("failed %d job(s) whose worker stopped beating: %s", len(ids), ids)
-    return ids
-
-
-def reap_lost_jobs(db: Database, lost_after_s: float = LOST_AFTER_S) -> list[int]:
-    with db.session_scope() as s:
-        return reap_lost(s, lost_after_s=lost_after_s)
-
-
-def queued_job_ids(db: Database) -> list[int]:
-    with db.session_scope() as s:
-        return list(s.scalars(select(Job.id).where(Job.state == "queued").order_by(Job.id)))
-
-
-def send_job(config: Config, db: Database, job_id: int, celery=None) -> None:
-    """Hand job `job_id` to Celery on its kind's queue and note when it was sent."""
-    from app.jobs.celery_app import RUN_JOB, make_celery, queue_for
-    with db.session_scope() as s:
-        job = s.get(Job, job_id)
-        if job is None:
-            return
-        queue = job.queue or queue_for(job.kind)
-        job.queue, job.sent_at = queue, utcnow()
-    (celery or make_celery(config)).send_task(RUN_JOB, args=[job_id], queue=queue)

@@ -1,7 +1,8 @@
 """Jobs as the user sees them: submit, list, inspect, cancel.
 
-A job row is committed before its task is sent, so the worker always finds it. Kinds
-listed in EXCLUSIVE run at most once per project at a time (one training per project).
+A job row is committed before its task is sent, so the worker always finds it. The kinds, the
+permission each needs and which run at most once per project at a time (one training per
+project) are the table in `app.jobs.kinds`; this module never imports the handlers.
 
 What a job says is worked out when it is read (`JobInfo.message`), not stored: a queued job
 names the job it waits behind on its queue (a worker per queue runs one job at a time), a
@@ -19,12 +20,10 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, PermissionDenied
 from app.permissions import Actor, Role, require, role_of
-from app.jobs.runner import ACTIVE_STATES, EXCLUSIVE, create_job_row, reap_lost  # noqa: F401 (EXCLUSIVE: part of this module's API)
+from app.jobs.kinds import kind_of, queue_for
+from app.jobs.rows import create_job_row, reap_lost
+from app.states import ACTIVE_JOB_STATES, JobState
 from app.tables import Job, Membership, User, utcnow
-
-# What each kind needs in its project (see permissions.ACTIONS).
-KIND_ACTION = {"import": "import", "train": "train", "score": "train", "predict": "annotate",
-               "simulate": "train", "export": "export"}
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ class JobInfo:
         until there is some). A training job's progress is the share of its expected time
         spent, so for it this is its own estimate from the first timed steps on."""
         elapsed = self.elapsed_s
-        if elapsed is None or self.state != "running" or self.progress <= 0.001 or elapsed < 2:
+        if elapsed is None or self.state != JobState.running or self.progress <= 0.001 or elapsed < 2:
             return None
         return elapsed * (1 - self.progress) / self.progress
 
@@ -65,9 +64,9 @@ class JobInfo:
 def _info(job: Job, username: str, waiting: str = "") -> JobInfo:
     result = dict(job.result or {})
     message = job.message
-    if job.state == "done":
+    if job.state == JobState.done:
         message = outcome(job.kind, result, job.message)
-    elif job.state == "queued" and waiting:
+    elif job.state == JobState.queued and waiting:
         message = waiting
     return JobInfo(job.id, job.kind, job.project_id, username, job.state, job.progress,
                    message, job.error, result, job.cancel_requested, job.created_at,
@@ -102,7 +101,6 @@ def outcome(kind: str, result: dict, message: str = "") -> str:
 
 
 def _queue(job) -> str:
-    from app.jobs.celery_app import queue_for
     return job.queue or queue_for(job.kind)
 
 
@@ -114,18 +112,18 @@ def waiting_texts(session: Session, actor: Actor, queued: list[Job]) -> dict[int
     if not queued:
         return {}
     active = session.execute(select(Job.id, Job.kind, Job.queue, Job.state, Job.project_id)
-                             .where(Job.state.in_(ACTIVE_STATES)).order_by(Job.id)).all()
+                             .where(Job.state.in_(ACTIVE_JOB_STATES)).order_by(Job.id)).all()
     visible = None if actor.is_admin else set(session.scalars(
         select(Membership.project_id).where(Membership.user_id == actor.id)))
     out = {}
     for job in queued:
         queue = _queue(job)
         ahead = [a for a in active if _queue(a) == queue and a.id != job.id
-                 and (a.state == "running" or a.id < job.id)]
+                 and (a.state == JobState.running or a.id < job.id)]
         if not ahead:
             out[job.id] = "Waiting for a worker."
             continue
-        first = next((a for a in ahead if a.state == "running"), ahead[0])
+        first = next((a for a in ahead if a.state == JobState.running), ahead[0])
         seen = visible is None or first.project_id in visible
         more = f" and {len(ahead) - 1} more" if len(ahead) > 1 else ""
         if seen:
@@ -137,14 +135,16 @@ def waiting_texts(session: Session, actor: Actor, queued: list[Job]) -> dict[int
 
 def submit_job(session: Session, actor: Actor, project_id: int | None, kind: str,
                params: dict, enqueue: Callable[[int], None]) -> JobInfo:
-    """Create a job row, commit it, and hand its id to `enqueue` (the Celery sender)."""
-    if kind not in KIND_ACTION:
+    """Create a job row, commit it, and hand its id to `enqueue` (the Celery sender).
+    Conflict when `kind` runs once per project and one is already queued or running."""
+    job_kind = kind_of(kind)
+    if job_kind is None:
         raise NotFound(f"Unknown job kind {kind!r}.")
     if project_id is None:
         if not actor.is_admin:
             raise PermissionDenied("Only site admins can start jobs outside a project.")
     else:
-        require(session, actor, project_id, KIND_ACTION[kind])
+        require(session, actor, project_id, job_kind.action)
     job_id, created = create_job_row(session, project_id, actor.id, kind, params)
     if not created:
         session.commit()   # keep the reaping of a dead worker's job
@@ -171,7 +171,8 @@ def list_jobs(session: Session, actor: Actor, project_id: int | None = None,
         require(session, actor, project_id, "view")
         query = query.where(Job.project_id == project_id)
     rows = session.execute(query.order_by(Job.id.desc()).limit(max(1, min(limit, 500)))).all()
-    waiting = waiting_texts(session, actor, [job for job, _ in rows if job.state == "queued"])
+    waiting = waiting_texts(session, actor, [job for job, _ in rows
+                                             if job.state == JobState.queued])
     return [_info(job, name or "?", waiting.get(job.id, "")) for job, name in rows]
 
 
@@ -180,7 +181,7 @@ def get_job(session: Session, actor: Actor, job_id: int) -> JobInfo:
     if row is None:
         raise NotFound("No such job.")
     job = row[0]
-    waiting = waiting_texts(session, actor, [job] if job.state == "queued" else [])
+    waiting = waiting_texts(session, actor, [job] if job.state == JobState.queued else [])
     return _info(job, row[1] or "?", waiting.get(job.id, ""))
 
 
@@ -195,12 +196,12 @@ def cancel_job(session: Session, actor: Actor, job_id: int) -> JobInfo:
     if not may:
         raise PermissionDenied("Only the person who started a job, project owners and site "
                                "admins can cancel it.")
-    if job.state == "queued":
+    if job.state == JobState.queued:
         # Nobody is running it: cancel it now (the worker skips it if the message arrives).
-        session.execute(update(Job).where(Job.id == job_id, Job.state == "queued").values(
-            state="cancelled", cancel_requested=True, finished_at=utcnow(),
+        session.execute(update(Job).where(Job.id == job_id, Job.state == JobState.queued).values(
+            state=JobState.cancelled, cancel_requested=True, finished_at=utcnow(),
             message="Cancelled before it started."))
-    elif job.state == "running":
+    elif job.state == JobState.running:
         job.cancel_requested = True
         if job.project_id is not None:   # a job whose worker is gone ends now, as failed
             reap_lost(session, job.project_id)

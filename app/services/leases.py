@@ -5,8 +5,9 @@ A lease is taken with one conditional UPDATE (free, expired or already ours), so
 workers handing out images at the same moment cannot both win. Order of the queue:
 1. images a reviewer sent back to them (oldest saved first), before anything else,
 2. the image the annotator already holds (they come back to it),
-3. unannotated images ranked by the active model's uncertainty score (highest first; the
-   active-learning ranking), then new images before started ones, oldest first.
+3. unannotated images ranked by the active model's scores under the project's strategy:
+   the images a batch strategy picked first (`Score.rank` ascending), then by score (highest
+   first), then new images before started ones, oldest first.
 """
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from sqlalchemy.orm import Session
 from app.config import Config
 from app.errors import Conflict, NotFound
 from app.permissions import Actor, require
-from app.tables import Annotation, Image, ModelVersion, Project, Score, User, utcnow
 from app.services import queries
-
-QUEUE_STATUSES = ("new", "in_progress")
+from app.services.project_settings import ProjectSettings
+from app.states import QUEUE_STATUSES, ImageStatus, ReviewState
+from app.tables import Annotation, Image, ModelVersion, Project, Score, User, utcnow
 
 
 @dataclass(frozen=True)
@@ -98,25 +99,25 @@ def release(session: Session, actor: Actor, image_id: int) -> None:
 def returned_to(actor: Actor):
     """Newest annotations (one per image) that a reviewer sent back to `actor`: a select of
     Annotation rows, for the queue and the "returned to me" lists."""
-    return queries.newest_annotations().where(Annotation.review_state == "returned",
+    return queries.newest_annotations().where(Annotation.review_state == ReviewState.returned,
                                               Annotation.author_id == actor.id)
 
 
 def _ranked(session: Session, project_id: int):
-    """Queue-eligible images by the active model's score under the project's strategy
-    (highest first), then new before started, oldest first."""
-    from app.services.scoring import settings_of
-    strategy = settings_of(session.get(Project, project_id))["strategy"]
+    """Queue-eligible images by the active model's scores under the project's strategy:
+    picked by rank first (1 = first), then by value (highest first), then new before
+    started, oldest first."""
+    strategy = ProjectSettings.of(session.get(Project, project_id)).loop.strategy
     active = select(ModelVersion.id).where(ModelVersion.project_id == project_id,
                                            ModelVersion.is_active.is_(True))
-    score = (select(Score.image_id, func.max(Score.value).label("value"))
+    score = (select(Score.image_id, func.max(Score.value).label("value"),
+                    func.min(Score.rank).label("rank"))
              .where(Score.model_version_id.in_(active), Score.strategy == strategy)
              .group_by(Score.image_id).subquery())
     return (select(Image).outerjoin(score, score.c.image_id == Image.id)
-            .where(Image.project_id == project_id, Image.deleted_at.is_(None),
-                   Image.status.in_(QUEUE_STATUSES))
-            .order_by(score.c.value.is_(None), score.c.value.desc(), (Image.status != "new"),
-                      Image.id)
+            .where(*queries.live_images(project_id), Image.status.in_(QUEUE_STATUSES))
+            .order_by(score.c.rank.is_(None), score.c.rank, score.c.value.is_(None),
+                      score.c.value.desc(), (Image.status != ImageStatus.new), Image.id)
             .add_columns(score.c.value))
 
 
@@ -130,8 +131,8 @@ def candidates(session: Session, actor: Actor, project_id: int, skip=(), limit: 
                ) -> list[int]:
     """Image ids in queue order that `actor` could lease now (read-only, takes nothing)."""
     now = utcnow()
-    base = [Image.project_id == project_id, Image.deleted_at.is_(None),
-            Image.status != "excluded", _free_or_ours(actor, now)]
+    base = [*queries.live_images(project_id), Image.status != ImageStatus.excluded,
+            _free_or_ours(actor, now)]
     if skip:
         base.append(Image.id.notin_([int(s) for s in skip]))
     held = session.scalars(select(Image.id).where(

@@ -1,10 +1,9 @@
 """Predictions with a project's models: one image on demand ("suggest"), or every image of a
-project (a job). Predicted label images are cached by (image content, model weights) in the
-data directory, so a repeated request costs nothing."""
+project (`predict_project`, run by the `predict` job handler in app.jobs.handlers). Predicted
+label images are cached by (image content, model weights) in the data directory, so a
+repeated request costs nothing."""
 from __future__ import annotations
 
-import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -14,15 +13,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Config
-from app.db import end_transaction
+from app.db import Database, end_transaction
 from app.errors import NotFound
 from app.services.gallery import image_for
-from app.jobs.registry import job_kind
 from app.permissions import Actor, require
-from app.services import jobs, model_versions
+from app.services import jobs, model_versions, queries
 from app.services.imports import count_labels
 from app.tables import Image, ModelVersion
-from storage.blobstore import BlobStore, get_array, open_blob_store
+from models.cancel import Cancelled
+from storage.blobstore import BlobStore, get_array
+from storage.writers import atomic_path
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,8 @@ def cached_labels(config: Config, image: Image, mv: ModelVersion) -> np.ndarray 
 
 
 def _store_cache(path: Path, labels: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.save(buf, labels, allow_pickle=False)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, labels, allow_pickle=False)
 
 
 def predict_labels(config: Config, store: BlobStore, image: Image, mv: ModelVersion,
@@ -97,21 +93,25 @@ def start_project_prediction(session: Session, actor: Actor, project_id: int,
     return jobs.submit_job(session, actor, project_id, "predict", {}, enqueue)
 
 
-@job_kind("predict")
-def run_project_prediction(ctx) -> dict:
-    store = open_blob_store(ctx.config.storage_url, ctx.config.blob_dir)
-    with ctx.db.session_scope() as session:
-        mv = model_versions.active_version(session, ctx.project_id)
+def predict_project(db: Database, store: BlobStore, config: Config, project_id: int,
+                    progress: Callable[..., None], should_stop: Callable[[], bool]) -> dict:
+    """Predict every live image of the project with its active model (cached per image and
+    weights); `progress(fraction, message)` after each image, `should_stop()` stops the work
+    (raises `models.cancel.Cancelled`)."""
+    with db.session_scope() as session:
+        mv = model_versions.active_version(session, project_id)
         if mv is None:
             raise ValueError("The project has no active model.")
-        images = session.scalars(select(Image).where(
-            Image.project_id == ctx.project_id, Image.deleted_at.is_(None)).order_by(Image.id)).all()
+        images = session.scalars(select(Image).where(*queries.live_images(project_id))
+                                 .order_by(Image.id)).all()
         session.expunge_all()
     model = model_versions.load(store, mv)
     counts = {}
     for i, image in enumerate(images, 1):
-        labels = predict_labels(ctx.config, store, image, mv, model)
+        if should_stop():
+            raise Cancelled()
+        labels = predict_labels(config, store, image, mv, model)
         counts[image.name] = count_labels(labels) if labels.ndim == 2 else int(
             sum(count_labels(p) for p in labels))
-        ctx.progress(i / len(images), f"{i}/{len(images)} images predicted")
+        progress(i / len(images), f"{i}/{len(images)} images predicted")
     return {"model_version_id": mv.id, "counts": counts, "n_images": len(images)}

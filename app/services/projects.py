@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.permissions import ROLE_NAMES, Actor, Role, require, role_of
+from app.services.project_settings import clean_training
 from app.states import ImageStatus
 from app.tables import Annotation, Draft, Image, Membership, Project, User
 from app.services import queries
@@ -362,24 +363,12 @@ def update_channels_and_classes(session: Session, actor: Actor, project_id: int,
     return get_project(session, actor, project_id)
 
 
-TRAINING_KEYS = {"width": (4, 128), "depth": (2, 6), "patch": (32, 1024), "batch": (1, 128),
-                 "epochs": (1, 1000), "steps_per_epoch": (1, 10000), "patience": (1, 1000),
-                 "lr": (1e-6, 1.0), "dropout": (0.0, 0.9)}
-
-
 def set_training_settings(session: Session, actor: Actor, project_id: int,
                           settings: dict) -> dict:
-    """Owners tune the project's training defaults (network size, patches, schedule)."""
+    """Owners tune the project's training defaults (network size, patches, schedule; limits:
+    `project_settings.TRAINING_LIMITS`)."""
     project = require(session, actor, project_id, "manage")
-    clean = {}
-    for key, value in settings.items():
-        if key not in TRAINING_KEYS:
-            raise ValidationError(f"Unknown training setting {key!r}.")
-        lo, hi = TRAINING_KEYS[key]
-        number = float(value) if isinstance(lo, float) else int(value)
-        if not lo <= number <= hi:
-            raise ValidationError(f"{key} must be between {lo} and {hi}.")
-        clean[key] = number
+    clean = clean_training(settings)
     project.settings = {**(project.settings or {}),
                         "training": {**(project.settings or {}).get("training", {}), **clean}}
     session.flush()

@@ -1,26 +1,30 @@
 """Active-learning simulations for the CLI and the page: load a dataset with full ground
 truth (a project whose images have masks, or a folder with images/ and labels/ matched by
 file stem), run `models.simulation.simulate`, and write curves.csv, curves.html (interactive,
-self-contained) and summary.json / summary.md."""
+self-contained) and summary.json / summary.md.
+
+`simulate_project` is the `simulate` job's work (its handler in app.jobs.handlers calls it);
+a cancelled simulation raises `models.cancel.Cancelled`, so its job always ends "cancelled"."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from sqlalchemy.orm import Session
 
+from app.db import Database
 from app.errors import ValidationError
-from app.jobs.registry import job_kind
 from app.permissions import Actor, require
-from app.services import jobs
+from app.services import jobs, project_settings
+from app.services.training import gather
+from app.states import JobState
 from storage import writers
-from storage.blobstore import open_blob_store
+from storage.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".npy")
-DEFAULT_TRAINING = dict(width=16, depth=4, patch=128, batch=8, epochs=2, steps_per_epoch=30,
-                        patience=2, lr=2e-3)
 
 
 def load_folder(folder: str | Path, max_pixels: int = 1 << 28
@@ -52,7 +56,6 @@ def load_folder(folder: str | Path, max_pixels: int = 1 << 28
 
 
 def load_project(session: Session, store, project_id: int):
-    from app.services.training import gather
     data = gather(session, store, project_id)
     if not data.images:
         raise ValidationError("This project has no annotated images to simulate with.")
@@ -100,7 +103,8 @@ def run(images, labels, names, plan, out: Path, training: dict | None = None,
         plan.check(len(images))
     except ValueError as exc:
         raise ValidationError(str(exc)) from None
-    cfg = TrainConfig(**{**DEFAULT_TRAINING, **(training or {})})
+    defaults = project_settings.SIMULATION_TRAINING.as_dict()
+    cfg = TrainConfig(**{**defaults, **(training or {})})
     rows = simulate(images, labels, plan, cfg, progress=progress, should_stop=should_stop)
     return rows, write_outputs(rows, out, plan, names)
 
@@ -109,36 +113,38 @@ def start_simulation(session: Session, actor: Actor, project_id: int, params: di
                      enqueue) -> jobs.JobInfo:
     """Run a simulation on the project's annotated images as a background job."""
     require(session, actor, project_id, "train")
-    plan = parse_plan(params.get("strategies", "random,entropy"), params.get("initial", 5),
-                      params.get("batch", 5), params.get("rounds", 5), params.get("seeds", 2),
-                      params.get("test_fraction", 0.25), params.get("passes", 8))
+    form = project_settings.SimulationSettings()
+    plan = parse_plan(params.get("strategies", "random,entropy"),
+                      params.get("initial", form.initial), params.get("batch", form.batch),
+                      params.get("rounds", form.rounds), params.get("seeds", form.seeds),
+                      params.get("test_fraction", form.test_fraction),
+                      params.get("passes", form.passes))
     clean = {"strategies": plan.strategies, "initial": plan.initial, "batch": plan.batch,
              "rounds": plan.rounds, "seeds": len(plan.seeds),
              "test_fraction": plan.test_fraction, "passes": plan.passes}
     return jobs.submit_job(session, actor, project_id, "simulate", clean, enqueue)
 
 
-@job_kind("simulate")
-def run_simulation_job(ctx, strategies, initial, batch, rounds, seeds, test_fraction,
-                       passes=8) -> dict:
-    store = open_blob_store(ctx.config.storage_url, ctx.config.blob_dir)
-    with ctx.db.session_scope() as session:
-        images, labels, names = load_project(session, store, ctx.project_id)
+def simulate_project(db: Database, store: BlobStore, project_id: int, out: Path,
+                     progress: Callable[..., None], should_stop: Callable[[], bool], *,
+                     strategies, initial, batch, rounds, seeds, test_fraction,
+                     passes=8) -> dict:
+    """Run a simulation on the project's annotated images, writing its outputs to `out`;
+    `progress(fraction, message, force)` after each round. Raises `Cancelled` (from
+    models.simulation) when `should_stop()` says so."""
+    with db.session_scope() as session:
+        images, labels, names = load_project(session, store, project_id)
     plan = parse_plan(strategies, initial, batch, rounds, seeds, test_fraction, passes)
     total = len(plan.strategies) * len(plan.seeds) * (plan.rounds + 1)
     done = []
 
-    def progress(row):
+    def report(row):
         done.append(row)
-        ctx.progress(len(done) / total, f"{row['strategy']} seed {row['seed']} round "
-                                        f"{row['round']}: F1 {row['f1']:.3f}", force=True)
+        progress(len(done) / total, f"{row['strategy']} seed {row['seed']} round "
+                                    f"{row['round']}: F1 {row['f1']:.3f}", True)
 
-    out = ctx.config.data_dir / "simulations" / f"job-{ctx.job_id}"
-    rows, summary = run(images, labels, names, plan, out, progress=progress,
-                        should_stop=ctx.cancel_requested)
-    if ctx.cancel_requested():
-        from app.jobs.runner import JobCancelled
-        raise JobCancelled()
+    rows, summary = run(images, labels, names, plan, out, progress=report,
+                        should_stop=should_stop)
     return {"rows": rows, "summary": summary["strategies"], "folder": str(out),
             "n_images": len(images)}
 
@@ -147,7 +153,7 @@ def latest_result(session: Session, actor: Actor, project_id: int) -> tuple[jobs
                                                                             list[dict]]:
     """The project's newest finished simulation job and its curve rows."""
     for job in jobs.list_jobs(session, actor, project_id, limit=200):
-        if job.kind == "simulate" and job.state == "done":
+        if job.kind == "simulate" and job.state == JobState.done:
             return job, list(job.result.get("rows", []))
     return None, []
 

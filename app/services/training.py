@@ -2,7 +2,10 @@
 (from scratch or fine-tuning the active model), store the new version, and activate it unless
 it is worse than the active model on the same validation images.
 
-The job handler (`run_training`) runs in the worker; the CLI calls it in-process.
+`train_project` is the work itself, a plain function with `progress` and `should_stop`
+callables; the `train` job handler (`app.jobs.handlers.train`) calls it in the worker, then
+hands the outcome to `learning_loop.after_training` (rescore when the new model was
+activated). This module never imports app.jobs.
 """
 from __future__ import annotations
 
@@ -14,21 +17,17 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.db import Database
 from app.errors import ValidationError
-from app.jobs.registry import job_kind
 from app.permissions import Actor, require
-from app.services import jobs, model_versions
+from app.services import jobs, model_versions, queries
+from app.services.project_settings import ProjectSettings
 from app.services.training_params import clean_params
-from app.services.training_progress import TrainingProgress
+from app.services.training_progress import Report, TrainingProgress
 from app.tables import Annotation, Image, ModelVersion, Project
-from app.services import queries
-from storage.blobstore import BlobStore, get_array, open_blob_store
+from storage.blobstore import BlobStore, get_array
 
 log = logging.getLogger(__name__)
-
-# Defaults sized for a 2-core CPU; a project's settings["training"] overrides them.
-DEFAULTS = dict(width=16, depth=4, patch=128, batch=16, epochs=40, steps_per_epoch=40,
-                patience=8, lr=2e-3)
 
 
 @dataclass
@@ -79,54 +78,55 @@ def start_training(session: Session, actor: Actor, project_id: int, params: dict
     return jobs.submit_job(session, actor, project_id, "train", params, enqueue)
 
 
-@job_kind("train")
-def run_training(ctx, fine_tune: bool = True, epochs: int | None = None,
-                 max_minutes: float | None = None, seed: int = 0, rescore: bool = False) -> dict:
-    from models.persist import model_to_bytes
-    from models.training import (TrainConfig, TrainingCancelled, calibration_count,
-                                 calibration_pixels, evaluate, split, train_model)
+def train_project(db: Database, store: BlobStore, project_id: int, user_id: int | None,
+                  progress: Report, should_stop: Callable[[], bool], *,
+                  fine_tune: bool = True, epochs: int | None = None,
+                  max_minutes: float | None = None, seed: int = 0, threads: int = 0) -> dict:
+    """Train a model on the project's annotated images, store it as a new version and
+    activate it unless the active model does better on the same validation images.
 
-    store = open_blob_store(ctx.config.storage_url, ctx.config.blob_dir)
-    tracker = TrainingProgress(lambda f, message, force: ctx.progress(f, message, force=force))
-    with ctx.db.session_scope() as session:
-        project = session.get(Project, ctx.project_id)
-        settings = {**DEFAULTS, **(project.settings or {}).get("training", {})}
-        strategy = (project.settings or {}).get("active_learning", {}).get("strategy")
-        ensemble_size = int((project.settings or {}).get("active_learning", {})
-                            .get("ensemble_size", 3))
+    `progress(fraction, message, force)` reports; `should_stop()` between steps stops the
+    work by raising `models.cancel.Cancelled`. Returns the job's result (model version,
+    activated, reason, metrics, ensemble members, outcome)."""
+    from models.persist import model_to_bytes
+    from models.training import (TrainConfig, calibration_count, calibration_pixels, evaluate,
+                                 split, train_model)
+
+    tracker = TrainingProgress(progress)
+    with db.session_scope() as session:
+        project = session.get(Project, project_id)
+        settings = ProjectSettings.of(project)
+        training, loop = settings.training.as_dict(), settings.loop
         channels = [c["name"] for c in project.channels]
         classes = [c["name"] for c in project.classes]
-        data = gather(session, store, ctx.project_id, on_image=tracker.loading)
-        parent = model_versions.active_version(session, ctx.project_id)
+        data = gather(session, store, project_id, on_image=tracker.loading)
+        parent = model_versions.active_version(session, project_id)
         parent_id = parent.id if parent else None
         init = model_versions.load(store, parent) if (fine_tune and parent) else None
         previous = model_versions.load(store, parent) if parent else None
     if not data.images:
         raise ValueError("There are no annotated images to train on.")
     if epochs:
-        settings["epochs"] = epochs
-    cfg = TrainConfig(**{k: v for k, v in settings.items() if k in TrainConfig.__annotations__},
+        training["epochs"] = epochs
+    cfg = TrainConfig(**{k: v for k, v in training.items() if k in TrainConfig.__annotations__},
                       seed=seed, max_seconds=max_minutes * 60 if max_minutes else None,
-                      threads=ctx.config.torch_threads)
+                      threads=threads)
     if init is not None and init.in_channels != data.images[0].shape[0]:
         init = None  # the channel layout changed; start from scratch
     comparable = previous is not None and previous.in_channels == data.images[0].shape[0]
     val_ids = split(len(data.images), cfg.val_fraction, cfg.seed)[1]
     calibrating = cfg.calibrate and not cfg.semantic and cfg.n_classes == 3
+    ensemble = loop.strategy == "ensemble"
     tracker.plan(n_val=len(val_ids),
                  n_calibration=calibration_count(data.labels, calibration_pixels(cfg))
                  if calibrating else 0,
                  val_pixels=float(np.mean([data.labels[i].size for i in val_ids])),
                  step_pixels=cfg.batch * cfg.patch ** 2, compare=comparable,
-                 members=ensemble_size - 1 if strategy == "ensemble" else 0)
-    try:
-        result = train_model(data.images, data.labels, data.regions, cfg, init=init,
-                             progress=tracker.epoch_done, on_step=tracker.event,
-                             should_stop=ctx.cancel_requested,
-                             meta={"channels": channels, "classes": classes})
-    except TrainingCancelled:
-        from app.jobs.runner import JobCancelled
-        raise JobCancelled() from None
+                 members=loop.ensemble_size - 1 if ensemble else 0)
+    result = train_model(data.images, data.labels, data.regions, cfg, init=init,
+                         progress=tracker.epoch_done, on_step=tracker.event,
+                         should_stop=should_stop,
+                         meta={"channels": channels, "classes": classes})
     new_f1 = result.metrics.get("f1", result.metrics.get("dice", 0.0))
     old_f1 = None
     if comparable:
@@ -140,12 +140,12 @@ def run_training(ctx, fine_tune: bool = True, epochs: int | None = None,
               + ("activated" if activate else "kept the active model (the new one is worse)"))
     tracker.saving()
     key = store.put_bytes(model_to_bytes(result.model))
-    with ctx.db.session_scope() as session:
+    with db.session_scope() as session:
         if activate:
             for mv in session.scalars(select(ModelVersion).where(
-                    ModelVersion.project_id == ctx.project_id, ModelVersion.is_active.is_(True))):
+                    ModelVersion.project_id == project_id, ModelVersion.is_active.is_(True))):
                 mv.is_active = False
-        mv = ModelVersion(project_id=ctx.project_id, parent_id=parent_id if init else None,
+        mv = ModelVersion(project_id=project_id, parent_id=parent_id if init else None,
                           weights_blob_key=key, architecture=result.model.meta["architecture"],
                           normalisation=result.model.meta["normalisation"],
                           settings={**cfg.as_dict(), "fine_tuned_from": parent_id if init else None,
@@ -154,23 +154,17 @@ def run_training(ctx, fine_tune: bool = True, epochs: int | None = None,
                                    "seconds": round(result.seconds, 1), "steps": result.steps,
                                    "stopped": result.stopped, "best_epoch": result.best_epoch},
                           curve=result.history, training_data=data.refs, is_active=activate,
-                          created_by_id=ctx.user_id)
+                          created_by_id=user_id)
         session.add(mv)
         session.flush()
         version_id = mv.id
-    log.info("project %s: model %s trained (%s)", ctx.project_id, version_id, reason)
-    members = []
-    if strategy == "ensemble":
-        try:
-            members = _train_members(ctx, store, data, cfg, version_id, ensemble_size - 1,
-                                     tracker)
-        except TrainingCancelled:
-            from app.jobs.runner import JobCancelled
-            raise JobCancelled() from None
-    follow = ctx.follow_up("score") if (rescore and activate) else None
+    log.info("project %s: model %s trained (%s)", project_id, version_id, reason)
+    members = (_train_members(db, store, project_id, user_id, data, cfg, version_id,
+                              loop.ensemble_size - 1, should_stop, tracker)
+               if ensemble else [])
     return {"model_version_id": version_id, "activated": activate, "reason": reason,
             "metrics": result.metrics, "n_images": len(data.images),
-            "ensemble_members": members, "scoring_job": follow,
+            "ensemble_members": members,
             "outcome": outcome(version_id, result, cfg, activate, old_f1, len(members))}
 
 
@@ -195,7 +189,9 @@ def outcome(version_id: int, result, cfg, activated: bool, old_score: float | No
             + (f" {n_members} ensemble member(s) trained too." if n_members else ""))
 
 
-def _train_members(ctx, store, data: TrainingData, cfg, version_id: int, n: int,
+def _train_members(db: Database, store: BlobStore, project_id: int, user_id: int | None,
+                   data: TrainingData, cfg, version_id: int, n: int,
+                   should_stop: Callable[[], bool],
                    tracker: TrainingProgress | None = None) -> list[int]:
     """Extra models for the ensemble strategy: same data and settings, other seeds, stored
     as versions that are never active (settings.ensemble_of = the main version)."""
@@ -209,16 +205,16 @@ def _train_members(ctx, store, data: TrainingData, cfg, version_id: int, n: int,
             tracker.start_member(m)
         member = train_model(data.images, data.labels, data.regions,
                              dataclasses.replace(cfg, seed=cfg.seed + 1000 * m),
-                             should_stop=ctx.cancel_requested,
+                             should_stop=should_stop,
                              progress=tracker and tracker.epoch_done,
                              on_step=tracker and tracker.event).model
-        with ctx.db.session_scope() as session:
-            mv = ModelVersion(project_id=ctx.project_id, weights_blob_key=store.put_bytes(
+        with db.session_scope() as session:
+            mv = ModelVersion(project_id=project_id, weights_blob_key=store.put_bytes(
                 model_to_bytes(member)), architecture=member.meta["architecture"],
                 normalisation=member.meta["normalisation"],
                 settings={**cfg.as_dict(), "seed": cfg.seed + 1000 * m, "ensemble_of": version_id},
                 metrics=dict(member.meta.get("metrics", {})), is_active=False,
-                training_data=data.refs, created_by_id=ctx.user_id)
+                training_data=data.refs, created_by_id=user_id)
             session.add(mv)
             session.flush()
             ids.append(mv.id)

@@ -112,7 +112,10 @@ class TrainingProgress:
             self.stage, self.step, self.steps = "train", e["step"], e["steps"]
             self.epoch, self.epochs = e["epoch"], e["epochs"]
             self.per_epoch = max(1, e.get("steps_per_epoch", 1))
-            self._send(None, self._train_message(e.get("loss")))
+            # the last step of an epoch is always written: every epoch shows its steps and
+            # loss, even one shorter than the job's write throttle (0.5 s)
+            self._send(None, self._train_message(e.get("loss")),
+                       force=self.step % self.per_epoch == 0)
         elif phase == "validate":
             if e["done"] and self.stage == "validate":
                 self.img_time, self.imgs_timed = self.img_time + self._dt, self.imgs_timed + 1

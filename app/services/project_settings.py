@@ -1,0 +1,130 @@
+"""A project's settings, typed, with every default and every limit written once: the training
+defaults (network size, patches, schedule), the learning loop (selection strategy, MC passes,
+ensemble size, batch per round, retrain after K accepted), and the simulation form.
+
+`ProjectSettings.of(project)` reads what the project stored (`project.settings["training"]`,
+`["active_learning"]`) over the defaults; `clean_training` / `clean_loop` check changes and
+raise `ValidationError` naming the field. The pages read the limits from here for their
+inputs (LIMITS tables: field -> (lowest, highest))."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from app.errors import ValidationError
+
+STRATEGY_NAMES = ("random", "entropy", "bald", "ensemble", "diversity")
+RETRAIN_MINUTES = 1.5         # time budget of the automatic fine-tuning in the loop
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """A project's training defaults, sized for a 2-core CPU (models.training.TrainConfig
+    fields of the same names)."""
+    width: int = 16
+    depth: int = 4
+    patch: int = 128
+    batch: int = 16
+    epochs: int = 40
+    steps_per_epoch: int = 40
+    patience: int = 8
+    lr: float = 2e-3
+    dropout: float = 0.2
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+TRAINING_LIMITS = {"width": (4, 128), "depth": (2, 6), "patch": (32, 1024), "batch": (1, 128),
+                   "epochs": (1, 1000), "steps_per_epoch": (1, 10000), "patience": (1, 1000),
+                   "lr": (1e-6, 1.0), "dropout": (0.0, 0.9)}
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """The active-learning loop: how images are ranked and when the model is retrained."""
+    strategy: str = "entropy"
+    passes: int = 8               # MC-dropout passes T
+    ensemble_size: int = 3        # N models for the ensemble strategy
+    batch: int = 5                # images picked per round (diversity)
+    retrain_after: int = 10       # K accepted annotations start a retraining (0: never)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+LOOP_LIMITS = {"passes": (2, 64), "ensemble_size": (2, 8), "batch": (1, 100),
+               "retrain_after": (0, 10_000)}
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """The simulation form's starting values."""
+    strategies: tuple = ("random", "entropy", "bald")
+    initial: int = 5
+    batch: int = 5
+    rounds: int = 5
+    seeds: int = 2
+    test_fraction: float = 0.25
+    passes: int = 8
+
+
+SIMULATION_LIMITS = {"initial": (1, 1000), "batch": (1, 1000), "rounds": (1, 1000),
+                     "seeds": (1, 1000), "test_fraction": (0.05, 0.9), "passes": (2, 64)}
+# Simulations train many small models: a lighter schedule than a project's own training.
+SIMULATION_TRAINING = TrainingSettings(batch=8, epochs=2, steps_per_epoch=30, patience=2)
+
+
+@dataclass(frozen=True)
+class ProjectSettings:
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+    loop: LoopSettings = field(default_factory=LoopSettings)
+
+    @classmethod
+    def of(cls, project) -> "ProjectSettings":
+        """What `project` stored over the defaults (unknown stored keys are ignored)."""
+        stored = project.settings or {}
+        return cls(training=_known(TrainingSettings, stored.get("training") or {}),
+                   loop=_known(LoopSettings, stored.get("active_learning") or {}))
+
+
+def _known(kind, values: dict):
+    names = {f.name for f in dataclasses.fields(kind)}
+    return kind(**{k: v for k, v in values.items() if k in names})
+
+
+def _number(key: str, value, lo, hi):
+    """`value` as the kind of number the limits are (int or float), within them."""
+    whole = isinstance(lo, int) and isinstance(hi, int)
+    try:
+        number = int(value) if whole else float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{key} must be a {'whole ' if whole else ''}number.") from None
+    if not lo <= number <= hi:
+        raise ValidationError(f"{key} must be between {lo} and {hi}.")
+    return number
+
+
+def clean_training(changes: dict) -> dict:
+    """Checked training settings (only the keys given)."""
+    clean = {}
+    for key, value in changes.items():
+        if key not in TRAINING_LIMITS:
+            raise ValidationError(f"Unknown training setting {key!r}.")
+        clean[key] = _number(key, value, *TRAINING_LIMITS[key])
+    return clean
+
+
+def clean_loop(current: LoopSettings, changes: dict) -> LoopSettings:
+    """`current` with `changes` applied, checked."""
+    clean = {}
+    for key, value in changes.items():
+        if key == "strategy":
+            if value not in STRATEGY_NAMES:
+                raise ValidationError(f"Strategy must be one of {', '.join(STRATEGY_NAMES)}.")
+            clean[key] = value
+        elif key in LOOP_LIMITS:
+            clean[key] = _number(key, value, *LOOP_LIMITS[key])
+        else:
+            raise ValidationError(f"Unknown active-learning setting {key!r}.")
+    return dataclasses.replace(current, **clean)
