@@ -46,7 +46,7 @@ def render(image_id: int, ext: str):
     hit = _not_modified(display.image_etag(session, actor, image_id, z, views, size, fmt))
     if hit is not None:
         return hit
-    return _cached(display.render_image(session, actor, state().blobs, image_id, z, views,
+    return _cached(display.render_image(session, actor, state().store, image_id, z, views,
                                         size, fmt))
 
 
@@ -56,7 +56,7 @@ def thumbnail(image_id: int):
     hit = _not_modified(display.image_etag(session, actor, image_id, 0, None, 160, "JPEG"))
     if hit is not None:
         return hit
-    return _cached(display.render_image(session, actor, state().blobs, image_id, 0, None,
+    return _cached(display.render_image(session, actor, state().store, image_id, 0, None,
                                         160, "JPEG"))
 
 
@@ -64,7 +64,7 @@ def thumbnail(image_id: int):
 def overlay(image_id: int):
     version = request.args.get("version", None, type=int)
     size = request.args.get("size", 1024, type=int)
-    return _cached(display.render_overlay(get_session(), current_actor(), state().blobs,
+    return _cached(display.render_overlay(get_session(), current_actor(), state().store,
                                           image_id, version, size))
 
 
@@ -74,7 +74,7 @@ def draft_overlay(image_id: int):
     when the draft changes; the response is never cached, drafts change under one URL)."""
     selected = request.args.get("selected", 0, type=int)
     size = request.args.get("size", 1024, type=int)
-    rendered = display.render_draft(get_session(), current_actor(), get_config(), state().blobs,
+    rendered = display.render_draft(get_session(), current_actor(), get_config(), state().store,
                                     image_id, selected, size)
     response = Response(rendered.data, mimetype=rendered.mimetype)
     response.headers["Cache-Control"] = "no-store"
@@ -95,7 +95,7 @@ def uncertainty_overlay(image_id: int):
 def pixel(image_id: int):
     """Raw values of every channel at (z, y, x) in full-resolution pixels: the readout under
     the cursor. Pixels never change, so the browser may keep the answer."""
-    found = display.pixel_values(get_session(), current_actor(), state().blobs, image_id,
+    found = display.pixel_values(get_session(), current_actor(), state().store, image_id,
                                  request.args.get("z", 0, type=int),
                                  request.args.get("y", -1, type=int),
                                  request.args.get("x", -1, type=int))
@@ -107,17 +107,10 @@ def pixel(image_id: int):
 
 @bp.get("/images/<int:image_id>/prediction.png")
 def prediction_overlay(image_id: int):
-    from app.services import prediction
-    from imaging.render import encode, overlay_rgba
-
-    model = request.args.get("model", type=int)
-    size = request.args.get("size", 1024, type=int)
-    labels = prediction.prediction_for_display(get_session(), current_actor(), get_config(),
-                                               image_id, model)
-    rendered = display.Rendered(encode(overlay_rgba(labels, max(16, min(size, 4096)),
-                                                    "#00e5ff"), "PNG"), "image/png",
-                                f"pred-{image_id}-{model}-{size}")
-    return _cached(rendered)
+    from app.services.prediction_render import render_prediction
+    return _cached(render_prediction(get_session(), current_actor(), get_config(), image_id,
+                                     request.args.get("model", type=int),
+                                     request.args.get("size", 1024, type=int)))
 
 
 @bp.get("/models/<int:version_id>/export.<fmt>")
@@ -140,7 +133,7 @@ def export(project_id: int):
     exports.remove_old_exports(folder)
     path = folder / f"project-{project_id}-{secrets.token_hex(8)}.zip"
     accepted = request.args.get("accepted", "") in ("1", "true", "yes", "on")
-    exports.export_zip(get_session(), current_actor(), state().blobs, project_id, path, formats,
+    exports.export_zip(get_session(), current_actor(), state().store, project_id, path, formats,
                        accepted_only=accepted)
     return send_file(path, mimetype="application/zip", as_attachment=True,
                      download_name=f"cellloop-project-{project_id}.zip")

@@ -126,9 +126,9 @@ def cmd_add_member(config: Config, args) -> None:
 def cmd_demo(config: Config, _args) -> None:
     from app import migrate
     from app.demo import load_demo
-    from storage.blobstore import open_blob_store
+    from app.deps import open_store
     migrate.upgrade(config)
-    store = open_blob_store(config.storage_url, config.blob_dir)
+    store = open_store(config)
     with _db(config).session_scope() as s:
         out = load_demo(s, store, config)
     print(f"demo project ready (id {out['project_id']}, {out['imported']} new images)")
@@ -143,8 +143,8 @@ def cmd_import(config: Config, args) -> None:
     from app.permissions import SYSTEM
     from app.services import imports, projects
     from app.services.sources import iter_import_files, labelstudio_items
-    from storage.blobstore import open_blob_store
-    store = open_blob_store(config.storage_url, config.blob_dir)
+    from app.deps import open_store
+    store = open_store(config)
     paths = [Path(p) for p in args.paths]
     if args.labelstudio:
         if len(paths) != 1 or not paths[0].is_dir():
@@ -180,8 +180,8 @@ def cmd_import(config: Config, args) -> None:
 def cmd_export(config: Config, args) -> None:
     from app.permissions import SYSTEM
     from app.services import exports, projects
-    from storage.blobstore import open_blob_store
-    store = open_blob_store(config.storage_url, config.blob_dir)
+    from app.deps import open_store
+    store = open_store(config)
     formats = exports.parse_formats(args.format)
     with _db(config).session_scope() as s:
         pid = projects.find_project_id(s, args.project)
@@ -264,8 +264,8 @@ def cmd_simulate(config: Config, args) -> None:
         images, labels, names = simulation.load_folder(args.data, config.max_image_pixels)
     else:
         from app.services import projects
-        from storage.blobstore import open_blob_store
-        store = open_blob_store(config.storage_url, config.blob_dir)
+        from app.deps import open_store
+        store = open_store(config)
         with _db(config).session_scope() as s:
             pid = projects.find_project_id(s, args.data)
             images, labels, names = simulation.load_project(s, store, pid)
@@ -281,66 +281,37 @@ def cmd_simulate(config: Config, args) -> None:
     print(f"wrote {args.out}/curves.csv, curves.html, summary.json, summary.md")
 
 
-def _resolve_model(config: Config, spec: str):
-    """A model from a .cellloop/.pt/.onnx file, a model version id, or a project name."""
-    from app.permissions import SYSTEM
-    from app.services import model_versions, projects
-    from models import load_model
-    from storage.blobstore import open_blob_store
-    if Path(spec).is_file():
-        return load_model(spec)
-    store = open_blob_store(config.storage_url, config.blob_dir)
-    with _db(config).session_scope() as s:
-        if spec.isdigit():
-            try:
-                return model_versions.load_version(s, SYSTEM, store, int(spec))[1]
-            except ServiceError:
-                pass
-        pid = projects.find_project_id(s, spec)
-        return model_versions.load_version(s, SYSTEM, store, None, pid)[1]
-
-
 def cmd_predict(config: Config, args) -> None:
-    import json
+    """Predict image files on disk (not in a project) with a model file, a model version or
+    a project's active model (`app.services.predict_files`)."""
+    from app.deps import open_store
+    from app.permissions import SYSTEM
+    from app.services import predict_files
 
-    from models.inference import ModelInputError, predict_image
-    from storage import writers
-    from storage.readers import ImageReadError, read_image
-    from imaging.render import ChannelView, composite, encode, outlines
-    model = _resolve_model(config, args.model)
+    with _db(config).session_scope() as s:
+        model = predict_files.model_for(s, SYSTEM, open_store(config), args.model)
+
+    def report(done: predict_files.FilePrediction) -> None:
+        if done.error:
+            print(f"skipped: {done.name}: {done.error}", file=sys.stderr)
+        else:
+            print(f"{done.name}: {done.count} cells")
+
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for p in map(Path, args.images):
-        paths += sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
-    counts, failures = {}, 0
-    for path in paths:
-        try:
-            pixels = read_image(path, config.max_image_pixels, config.max_image_bytes).pixels
-            result = predict_image(model, pixels)
-        except (ImageReadError, ModelInputError) as exc:
-            print(f"skipped: {path.name}: {exc}", file=sys.stderr)
-            failures += 1
-            continue
-        stem = path.name.split(".")[0]
-        writers.write_bytes(out / f"{stem}_masks.tif", writers.mask_tiff_bytes(result.labels))
-        plane = result.labels if result.labels.ndim == 2 else result.labels[0]
-        rgb = composite(pixels, 0, [ChannelView("#ffffff")] * pixels.shape[1], 4096)
-        rgb[outlines(plane)] = (255, 255, 0)
-        writers.write_bytes(out / f"{stem}_overlay.png", encode(rgb, "PNG"))
-        counts[path.name] = result.count
-        print(f"{path.name}: {result.count} cells")
-    writers.write_json(out / "counts.json", counts)
-    print(f"predicted {len(counts)} image(s) into {out}")
-    if failures and not counts:
+    results = predict_files.predict_files(model, predict_files.image_files(args.images), out,
+                                          config.max_image_pixels, config.max_image_bytes,
+                                          on_file=report)
+    predicted = [r for r in results if r.error is None]
+    print(f"predicted {len(predicted)} image(s) into {out}")
+    if results and not predicted:
         raise CLIError("no image could be predicted")
 
 
 def cmd_export_model(config: Config, args) -> None:
     from app.permissions import SYSTEM
     from app.services import model_versions
-    from storage.blobstore import open_blob_store
-    store = open_blob_store(config.storage_url, config.blob_dir)
+    from app.deps import open_store
+    store = open_store(config)
     formats = tuple(f.strip() for f in args.format.split(","))
     with _db(config).session_scope() as s:
         paths = model_versions.export_version(s, SYSTEM, store, args.version, args.out, formats)

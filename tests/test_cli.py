@@ -123,3 +123,32 @@ def test_import_and_export_commands(env, monkeypatch, capsys, tmp_path):
     assert "exported 3 images (3 annotated)" in capsys.readouterr().out
     assert run(monkeypatch, ["export", "P", str(tmp_path / "o"), "--format", "gif"]) == 2
     assert run(monkeypatch, ["import", "P", str(tmp_path / "nothing-here")]) == 2
+
+
+def test_predict_files_with_a_model_file(env, monkeypatch, capsys, tmp_path):
+    """`predict` with a .cellloop file writes a mask and an overlay per image and counts.json;
+    an unreadable file is skipped with its reason, and all skipped is an error."""
+    import json
+
+    from models.model import SegmentationModel
+    from models.persist import save_model
+    from models.unet import UNet
+    from tests.images_data import nuclei, tiff
+
+    net = UNet(in_channels=1, n_classes=3, width=4, depth=2).eval()
+    save_model(SegmentationModel(net, {"architecture": net.config}, module=net),
+               tmp_path / "m.cellloop")
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.tif").write_bytes(tiff(nuclei((48, 64))[0]))
+    (images / "broken.tif").write_bytes(b"not a tiff")
+    assert run(monkeypatch, ["predict", str(tmp_path / "m.cellloop"), str(images),
+                             "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert "a.tif:" in captured.out and "predicted 1 image(s)" in captured.out
+    assert "skipped: broken.tif" in captured.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "a_masks.tif", "a_overlay.png", "counts.json"]
+    assert list(json.loads((tmp_path / "out" / "counts.json").read_text())) == ["a.tif"]
+    assert run(monkeypatch, ["predict", str(tmp_path / "m.cellloop"), str(images / "broken.tif"),
+                             "--out", str(tmp_path / "out2")]) == 2
