@@ -1,4 +1,5 @@
-"""Small synthetic microscopy files made in the tests (discs on noise)."""
+"""Small synthetic microscopy files made in the tests (discs on noise), and shapes as the
+annotation page sends them."""
 import io
 
 import numpy as np
@@ -36,3 +37,13 @@ def npy(array) -> bytes:
     buf = io.BytesIO()
     np.save(buf, array)
     return buf.getvalue()
+
+
+def rect(x0, y0, x1, y1) -> dict:
+    """A plotly rectangle shape, in figure (= full-resolution pixel) coordinates."""
+    return {"type": "rect", "x0": x0, "y0": y0, "x1": x1, "y1": y1}
+
+
+def square(x0, y0, x1, y1) -> dict:
+    """The same box as a closed SVG path (a drawn cell)."""
+    return {"type": "path", "path": f"M{x0},{y0}L{x1},{y0}L{x1},{y1}L{x0},{y1}Z"}

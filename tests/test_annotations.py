@@ -12,7 +12,7 @@ from app.services.imports import ImportFile
 from app.tables import Annotation, Image, utcnow
 from storage.blobstore import LocalBlobStore, get_array
 from tests.conftest import actor
-from tests.images_data import nuclei, tiff
+from tests.images_data import nuclei, rect, square, tiff
 
 
 @pytest.fixture
@@ -30,14 +30,6 @@ def three_images(session, store, world):
                         1 << 28)
     session.commit()
     return session.scalars(select(Image.id).order_by(Image.id)).all()
-
-
-def rect(x0, y0, x1, y1):
-    return {"type": "rect", "x0": x0, "y0": y0, "x1": x1, "y1": y1}
-
-
-def square(x0, y0, x1, y1):
-    return {"type": "path", "path": f"M{x0},{y0}L{x1},{y0}L{x1},{y1}L{x0},{y1}Z"}
 
 
 def test_two_annotators_never_get_the_same_image_and_leases_expire(session, config, world,

@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.tables import Annotation, Draft
-from tests.test_forged_callbacks import dash_post
+from tests.dash_calls import dash_post
 
 
 def callback_key(dash_app, input_id: str, prop: str) -> str:

@@ -2,22 +2,13 @@
 
 The UI hides controls a role may not use; these tests skip the UI and prove the server
 refuses anyway, and that nothing changed in the database."""
-import json
-
 import pytest
 from sqlalchemy import select
 
 from app.services import users
 from app.tables import Membership, User
 from tests.conftest import PASSWORD, ROLES
-
-
-def dash_post(client, output: str, outputs, inputs, state=()):
-    body = {"output": output, "outputs": outputs,
-            "inputs": [dict(i) for i in inputs], "state": [dict(s) for s in state],
-            "changedPropIds": [f"{json.dumps(i['id'], separators=(',', ':')) if isinstance(i['id'], dict) else i['id']}.{i['property']}"
-                               for i in inputs]}
-    return client.post("/_dash-update-component", json=body)
+from tests.dash_calls import dash_post
 
 
 def roles_in(session, project_id):
@@ -114,4 +105,5 @@ def test_admin_can_create_users_through_the_callback(login, world, db):
     response = forge_create_user(client, "newcomer", False)
     assert response.status_code == 200 and "Created newcomer" in response.get_data(as_text=True)
     with db.session_scope() as s:
-        assert users.find_user(s, "newcomer") is not None
+        newcomer = users.find_user(s, "newcomer")
+        assert (newcomer.username, newcomer.is_admin, newcomer.is_active) == ("newcomer", False, True)

@@ -11,7 +11,8 @@ from app.services import annotations, drafts, gallery, projects
 from app.tables import Annotation, Image
 from storage.blobstore import get_array
 from tests.conftest import actor
-from tests.test_annotations import rect, store, three_images  # noqa: F401 (fixtures)
+from tests.images_data import rect
+from tests.test_annotations import store, three_images  # noqa: F401 (fixtures)
 
 
 def n_versions(session, image_id) -> int:
