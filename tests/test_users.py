@@ -13,8 +13,9 @@ from tests.conftest import PASSWORD, actor
 
 
 def test_create_and_authenticate(session, world):
+    before = utcnow()
     user = users.authenticate(session, "viewer", PASSWORD, "10.0.0.1")
-    assert user.username == "viewer" and user.last_login_at is not None
+    assert user.username == "viewer" and before <= user.last_login_at <= utcnow()
     with pytest.raises(ValidationError, match="Wrong username or password"):
         users.authenticate(session, "viewer", "nope-nope", "10.0.0.1")
     with pytest.raises(ValidationError, match="Wrong username or password"):

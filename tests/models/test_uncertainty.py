@@ -57,7 +57,9 @@ def test_mc_dropout_on_a_trained_model_onnx_and_torch_agree(trained):
     u = uncertainty.mc_dropout(model, image, passes=8, seed=3)
     assert u.mean.shape == (3, 96, 96) and u.entropy.shape == (96, 96)
     assert np.allclose(u.mean.sum(0), 1, atol=1e-4)
-    assert (u.mutual_information >= 0).all() and u.embedding.shape == (8,)
+    # mutual information is part of the predictive entropy, and dropout makes the passes differ
+    mi = u.mutual_information
+    assert (mi <= u.entropy + 1e-5).all() and mi.max() > 0 and u.embedding.shape == (8,)
     frozen = model_from_bytes(model_to_bytes(model))      # as loaded by the app
     with frozen.running("fp32") as onnx:                    # the hidden part in ONNX Runtime
         assert onnx.runtime().engine == "onnxruntime" or torch.cuda.is_available()

@@ -135,9 +135,9 @@ def _draw_and_save(db, config, image_id, who="annotator"):
 def test_class_changes_only_reclassify_on_request(dash_app):
     """Item 4: nothing re-classifies the selected cell when the class picker changes; the
     RECLASS request (Set class button, Shift+digit) does."""
-    for key, spec in dash_app.callback_map.items():
-        if any(i["id"] == "annotate-class" for i in spec["inputs"]):
-            assert "annotate-state" not in key
+    fed = [key for key, spec in dash_app.callback_map.items()
+           if any(i["id"] == "annotate-class" for i in spec["inputs"])]
+    assert fed and not [key for key in fed if "annotate-state" in key], fed
 
 
 def test_reclassify_sets_the_selected_cells_class(as_user, world, image_id, db, config):
