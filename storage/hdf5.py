@@ -20,6 +20,7 @@ import numpy as np
 
 from storage.readers import (DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageReadError, _check_dtype,
                              _check_size)
+from storage.writers import atomic_path
 
 FORMAT = "cellloop-samples"
 
@@ -33,8 +34,7 @@ class Sample:
 
 def write_samples(path: str | os.PathLike, samples: list[Sample]) -> None:
     """Write samples to `path` atomically (temp file, then rename)."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["version"] = 1
@@ -49,10 +49,6 @@ def write_samples(path: str | os.PathLike, samples: list[Sample]) -> None:
                 for k, lab in enumerate(s.labels):
                     g.create_dataset(f"label_{k}", data=lab, compression="gzip",
                                      compression_opts=4, chunks=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass(frozen=True)

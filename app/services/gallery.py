@@ -71,7 +71,7 @@ def list_images(session: Session, actor: Actor, project_id: int, page: int = 1,
     require(session, actor, project_id, "view")
     if sort not in SORTS and sort not in ("score", "annotator", "cells"):
         raise ValidationError(f"Cannot sort by {sort!r}.")
-    if status and status not in ImageStatus.__members__:
+    if status and status not in tuple(ImageStatus):
         raise ValidationError(f"Unknown status {status!r}.")
     per_page = max(1, min(int(per_page), MAX_PER_PAGE))
     where = queries.live_images(project_id)
