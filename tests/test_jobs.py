@@ -367,3 +367,36 @@ def test_a_queued_job_on_an_idle_queue_is_sent_again(db, config, world, monkeypa
     assert watch.resend_lost(after_s=60) == [old] and sent == [old]
     busy = add_job(db, world, kind="train", state="running")   # the queue is working
     assert busy and watch.resend_lost(after_s=60) == []
+
+
+def test_job_kinds_are_one_table_the_database_index_agrees_with():
+    import ast
+
+    from app.jobs import kinds
+    from app.tables import EXCLUSIVE_ACTIVE
+    assert set(handlers.HANDLERS) == set(kinds.KINDS)
+    exclusive = sorted(k.name for k in kinds.KINDS.values() if k.exclusive)
+    assert exclusive == ["score", "train"]
+    assert "kind IN (" + ", ".join(f"'{k}'" for k in reversed(exclusive)) + ")" in EXCLUSIVE_ACTIVE
+    # the services below the handlers never import app.jobs (no import circle)
+    for name in ("training", "scoring", "prediction", "simulation", "imports", "learning_loop"):
+        tree = ast.parse((ROOT / "app" / "services" / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not {m for m in imported if m and m.startswith("app.jobs")}, name
+
+
+def test_a_handler_stopped_by_should_stop_ends_cancelled(db, config, world, kind):
+    from models.cancel import Cancelled
+
+    def stops(ctx):
+        with ctx.db.session_scope() as s:
+            s.get(Job, ctx.job_id).cancel_requested = True
+        if ctx.should_stop():
+            raise Cancelled()
+        return {}
+
+    kind("stops", stops)
+    job_id = add_job(db, world, kind="stops")
+    assert run_job(db, config, job_id) == "cancelled"
+    assert job_row(db, job_id).message == "Cancelled by the user."
