@@ -73,3 +73,24 @@ def test_the_web_tier_never_loads_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "data")], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "torch-free" in done.stdout, done.stderr[-4000:]
+
+
+IMPORTS_ONLY = textwrap.dedent('''
+    import sys
+    import app, app.config, app.states
+    assert not [m for m in sys.modules if m.split(".")[0] in ("flask", "dash", "pages")], \\
+        "app.config and app.states need neither Flask nor Dash"
+    import app.wsgi
+    from app.wsgi import create_app
+    assert "application" not in vars(app.wsgi) and "pages" not in sys.modules, \\
+        "importing the composition root builds nothing"
+    print("nothing built")
+''')
+
+
+def test_importing_the_composition_root_builds_nothing(tmp_path):
+    """gunicorn's `app.wsgi:application` is built on first access; importing `app`,
+    `app.config`, `app.states` or `create_app` loads no Flask, Dash or pages."""
+    done = subprocess.run([sys.executable, "-c", IMPORTS_ONLY], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "nothing built" in done.stdout, done.stderr[-4000:]
