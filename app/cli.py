@@ -332,7 +332,8 @@ def worker_name(queues: str = "") -> str:
 
 
 def cmd_worker(config: Config, args) -> None:
-    from app.jobs.celery_app import QUEUES, make_celery
+    from app.jobs.celery_app import make_celery
+    from app.jobs.kinds import QUEUES
     from app.jobs.reaper import Reaper
     queues = [q.strip() for q in (args.queues or ",".join(QUEUES)).split(",") if q.strip()]
     unknown = [q for q in queues if q not in QUEUES]

@@ -15,15 +15,7 @@ from app.deps import Deps
 from app.tables import User
 
 
-class WebDeps(Deps):
-    """The web process's `Deps`; `blobs` is the name the pages use for `store`."""
-
-    @property
-    def blobs(self):
-        return self.store
-
-
-def state() -> WebDeps:
+def state() -> Deps:
     return current_app.extensions["cellloop"]
 
 

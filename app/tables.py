@@ -147,7 +147,7 @@ class Annotation(Base):
 
 class Draft(Base):
     """One user's unsaved edits of one image: a base (the annotation they opened, or a model
-    suggestion) plus an ordered list of edits (`imaging.shapes.apply_edit` dicts) and the
+    suggestion) plus an ordered list of edits (`app.imaging.shapes.apply_edit` dicts) and the
     edits undone since (for redo). Saving turns it into a new Annotation version."""
     __tablename__ = "draft"
     __table_args__ = (UniqueConstraint("image_id", "user_id"),)

@@ -14,20 +14,20 @@ from app.config import Config
 if TYPE_CHECKING:
     from flask import Flask
 
-    from app.context import WebDeps
+    from app.deps import Deps
 
 
-def web_deps(config: Config) -> WebDeps:
+def web_deps(config: Config) -> Deps:
     """The web process's dependencies for `config`, after the process-wide settings it
     names (logging, inference precision) are applied and its data directory exists."""
-    from app.context import WebDeps
     from app.db import Database
+    from app.deps import Deps
     from app.logging_setup import configure_logging
 
     configure_logging(config.log_level)
     config.apply_to_models()
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    return WebDeps(config=config, db=Database(config.sqlalchemy_url))
+    return Deps(config=config, db=Database(config.sqlalchemy_url))
 
 
 def create_app(config: Config | None = None) -> Flask:

@@ -37,7 +37,7 @@ from app.permissions import SYSTEM  # noqa: E402
 from app.services import annotations, display, drafts, imports, projects, users  # noqa: E402
 from app.services.imports import ImportFile  # noqa: E402
 from app.tables import Image  # noqa: E402
-from imaging.shapes import cell_polygon  # noqa: E402
+from app.imaging.shapes import cell_polygon  # noqa: E402
 
 SIDE, TILE = 1024, 128
 PASSWORD = "bench-password-1"
@@ -170,7 +170,7 @@ def main() -> None:
     migrate.upgrade(config)
     server = create_app(config)
     app_state = server.extensions["cellloop"]
-    db, store = app_state.db, app_state.blobs
+    db, store = app_state.db, app_state.store
     with db.session_scope() as s:
         owner = users.create_user(s, SYSTEM, "bench", PASSWORD)
         pid = projects.create_project(s, SYSTEM, "Bench", owner_id=owner.id).id

@@ -4,7 +4,7 @@ project, on this CPU, through the real services and job handlers:
 200 DSB 2018 fluorescence training images imported into a project, the first 20 with their
 ground truth (accepted), an initial model trained; then an annotator saves the 21st image,
 a reviewer accepts it (retrain_after = 1), which starts the in-loop fine-tuning job (time
-budget `scoring.RETRAIN_MINUTES`), which rescores the unannotated pool when it ends. Jobs run
+budget `project_settings.RETRAIN_MINUTES`), which rescores the unannotated pool when it ends. Jobs run
 in this process one after the other as the worker would run them (no Celery dispatch delay
 included). Also measured meanwhile: an annotator's edit request while the jobs run in a
 separate process would not wait for them; here the web side does no model work at all
@@ -28,7 +28,8 @@ from app.config import Config  # noqa: E402
 from app.db import Database  # noqa: E402
 from app.jobs.runner import run_job  # noqa: E402
 from app.permissions import SYSTEM  # noqa: E402
-from app.services import annotations, drafts, imports, projects, scoring, training, users  # noqa: E402
+from app.services import (annotations, drafts, imports, learning_loop, project_settings,  # noqa: E402
+                          projects, scoring, training, users)
 from app.tables import Job  # noqa: E402
 from storage.blobstore import LocalBlobStore  # noqa: E402
 from storage.readers import ImageData  # noqa: E402
@@ -57,7 +58,7 @@ def main() -> None:
     assert run_job(db, config, info.id) == "done"
     first_s = time.perf_counter() - t0
     with db.session_scope() as s:
-        scoring.set_settings(s, SYSTEM, pid, {"strategy": "entropy", "retrain_after": 1})
+        learning_loop.set_settings(s, SYSTEM, pid, {"strategy": "entropy", "retrain_after": 1})
         first_score = scoring.start_scoring(s, SYSTEM, pid, lambda _id: None)
     assert run_job(db, config, first_score.id) == "done"
     with db.session_scope() as s:
@@ -108,7 +109,7 @@ initial model trained from scratch in {first_s:.0f} s (not part of the loop time
 | step | time |
 |---|---|
 | accept (web request: saves the review, queues training) | {accept_ms:.0f} ms |
-| fine-tuning job (budget {scoring.RETRAIN_MINUTES} min), evaluation, activation: {train_job.result.get('reason', '')} | {train_s:.0f} s |
+| fine-tuning job (budget {project_settings.RETRAIN_MINUTES} min), evaluation, activation: {train_job.result.get('reason', '')} | {train_s:.0f} s |
 | rescoring job: {score_job.result.get('n_images')} unannotated images, entropy T=8{" (run separately: the new model was kept out, so the loop itself needed no rescoring; added to show the case where it is activated)" if forced else ""} | {score_s:.0f} s |
 | **accepted -> queue refreshed** | **{total_s:.0f} s** (goal < 180 s) |
 

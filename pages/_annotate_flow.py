@@ -61,7 +61,7 @@ def suggest(set_progress, _go, info):
     set_progress((15, "predicting…"))
     result, error = run_as(server, info.get("token", ""), dash.callback_context.cookies,
                            drafts.use_suggestion,
-                           app_state.config, app_state.blobs, info["id"])
+                           app_state.config, app_state.store, info["id"])
     set_progress((100, "done"))
     if error:
         return dash.no_update, alert(error)
@@ -74,7 +74,7 @@ def suggest(set_progress, _go, info):
           Output(MESSAGE, "children", allow_duplicate=True),
           Input(B["revert"], "n_clicks"), State(INFO, "data"), prevent_initial_call=True)
 def revert(_n, info):
-    done, error = call(drafts.revert_to_saved, get_config(), state().blobs, info["id"])
+    done, error = call(drafts.revert_to_saved, get_config(), state().store, info["id"])
     if error:
         return dash.no_update, alert(error, "info")
     result, version = done
@@ -105,7 +105,7 @@ def _save_callback(button: str, **options):
               Input(B[button], "n_clicks"), State(STATE, "data"), State(INFO, "data"),
               prevent_initial_call=True)
     def _run(_n, st, info):
-        version, error = call(annotations.save, get_config(), state().blobs, info["id"],
+        version, error = call(annotations.save, get_config(), state().store, info["id"],
                               **options)
         if error:
             return dash.no_update, _save_error(error), dash.no_update, dash.no_update
@@ -151,7 +151,7 @@ def _go_next(info, skip: bool):
           Input(B["save-next"], "n_clicks"), State(INFO, "data"),
           prevent_initial_call=True)
 def save_and_next(_n, info):
-    version, error = call(annotations.save, get_config(), state().blobs, info["id"])
+    version, error = call(annotations.save, get_config(), state().store, info["id"])
     if error:
         return dash.no_update, _save_error(error)
     return _go_next(info, skip=False)

@@ -34,7 +34,7 @@ def number(value: float, integer: bool):
 
 
 def view(ch: display_settings.ChannelDisplay) -> dict:
-    """The rendering route's view of a channel (imaging.render.ChannelView fields)."""
+    """The rendering route's view of a channel (app.imaging.render.ChannelView fields)."""
     return {"color": ch.color, "low": ch.low, "high": ch.high, "visible": ch.visible}
 
 
@@ -167,7 +167,7 @@ def register(ids: dict, info_id: str, saved_id: str, auto_id: str, z_id: str) ->
               State(info_id, "data"), prevent_initial_call=True)
     def auto_contrast(_n, z, metas, info):
         """This plane's automatic limits, remembered as "automatic" for the project."""
-        limits, error = call(display.auto_contrast, state().blobs, info["id"], int(z or 0))
+        limits, error = call(display.auto_contrast, state().store, info["id"], int(z or 0))
         if error:
             raise PreventUpdate
         values = [[number(lo, m["integer"]), number(hi, m["integer"])]

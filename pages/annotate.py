@@ -170,11 +170,11 @@ def layout(image_id=None, **_query):
     if error:
         return error_page(error)
     color = (ws.classes[0].get("color") if ws.classes else None) or "#ffff00"
-    channels, _ = call(display_settings.channel_display, state().blobs, ws.image_id, 0)
+    channels, _ = call(display_settings.channel_display, state().store, ws.image_id, 0)
     channels = channels or []
     n_cells, n_points = ws.n_cells, ws.n_points
     if n_cells is None:       # not known from the versions alone: ask the draft
-        counted, _ = call(drafts.counts, get_config(), state().blobs, ws.image_id)
+        counted, _ = call(drafts.counts, get_config(), state().store, ws.image_id)
         n_cells, n_points = counted or (None, None)
     first = {"rev": ws.draft_rev, "selected": 0, "selected_cls": 0, "path": None,
              "n_cells": n_cells, "n_points": n_points, "can_undo": ws.can_undo,
@@ -284,7 +284,7 @@ clientside_callback(
 
 # ------------------------------------------------------------------ edits
 def _edit(info, st, edit, select_result=True):
-    result, error = call(drafts.record_edit, get_config(), state().blobs, info["id"], edit)
+    result, error = call(drafts.record_edit, get_config(), state().store, info["id"], edit)
     if error:
         return dash.no_update, alert(error)
     label = result.label if select_result else 0
@@ -350,12 +350,12 @@ def clicked(point, tool, cls, st, info):
     if not point or tool not in ("select", "point"):
         raise dash.exceptions.PreventUpdate
     if tool == "point":
-        result, error = call(drafts.toggle_point, get_config(), state().blobs, info["id"],
+        result, error = call(drafts.toggle_point, get_config(), state().store, info["id"],
                              point["x"], point["y"], int(cls or 0))
         if error:
             return dash.no_update, alert(error)
         return view.state_from(result), None
-    found, error = call(drafts.cell_at, get_config(), state().blobs, info["id"],
+    found, error = call(drafts.cell_at, get_config(), state().store, info["id"],
                         point["x"], point["y"])
     if error:
         return dash.no_update, alert(error)
@@ -479,7 +479,7 @@ def _undo_callback(button: str, redo: bool):
               Output(MESSAGE, "children", allow_duplicate=True),
               Input(B[button], "n_clicks"), State(INFO, "data"), prevent_initial_call=True)
     def _run(_n, info):
-        result, error = call(drafts.undo, get_config(), state().blobs, info["id"], redo=redo)
+        result, error = call(drafts.undo, get_config(), state().store, info["id"], redo=redo)
         if error:
             return dash.no_update, alert(error, "info")
         return view.state_from(result), None

@@ -217,7 +217,7 @@ def _outcome(outcome, summary_id: str, masks: bool, job_ids, refresh):
 def upload_files(contents, filenames, project_id, job_ids, refresh):
     if not contents:
         raise dash.exceptions.PreventUpdate
-    outcome, error = call(uploads.upload, state().blobs, get_config(), to_int(project_id),
+    outcome, error = call(uploads.upload, state().store, get_config(), to_int(project_id),
                           list(zip(filenames or [], contents)), state().enqueue)
     if error:
         return alert(error), dash.no_update, dash.no_update, dash.no_update
@@ -233,7 +233,7 @@ def upload_files(contents, filenames, project_id, job_ids, refresh):
 def upload_masks(contents, filenames, replace, project_id, job_ids, refresh):
     if not contents:
         raise dash.exceptions.PreventUpdate
-    outcome, error = call(uploads.upload_masks, state().blobs, get_config(), to_int(project_id),
+    outcome, error = call(uploads.upload_masks, state().store, get_config(), to_int(project_id),
                           list(zip(filenames or [], contents)), state().enqueue, bool(replace))
     if error:
         return alert(error), dash.no_update, dash.no_update, dash.no_update

@@ -96,7 +96,7 @@ def layout(image_id=None, **_query):
     detail, error = call(gallery.get_image, iid)
     if error:
         return error_page(error)
-    channels, _ = call(display_settings.channel_display, state().blobs, iid, 0)
+    channels, _ = call(display_settings.channel_display, state().store, iid, 0)
     channels = channels or []
     project, _ = call(projects.get_project, detail.project_id)
     can_suggest = project is not None and project.role != "viewer"
@@ -179,7 +179,7 @@ def suggest(_n, info):
     server = dash.get_app().server
     app_state = server.extensions["cellloop"]
     result, error = run_as(server, info.get("token", ""), dash.callback_context.cookies,
-                           prediction.suggest, app_state.blobs,
+                           prediction.suggest, app_state.store,
                            app_state.config, info["id"])
     if error:
         return dash.no_update, html.Span(error, className="text-danger")

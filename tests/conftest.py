@@ -12,7 +12,7 @@ from app import migrate
 from app.config import Config
 from app.permissions import SYSTEM
 from app.server import configure
-from app.services import projects, users
+from app.services import imports, projects, users
 from app.wsgi import create_app, web_deps
 
 PASSWORD = "correct-horse-1"
@@ -177,3 +177,49 @@ def component_text(component) -> str:
     import json
     return json.dumps(component.to_plotly_json() if hasattr(component, "to_plotly_json")
                       else component, default=lambda o: o.to_plotly_json())
+
+
+TINY_TRAINING = {"width": 8, "depth": 2, "patch": 64, "batch": 4, "steps_per_epoch": 20,
+                 "epochs": 12, "patience": 20}
+
+
+@pytest.fixture
+def store(config):
+    """The test's blob store (the data directory's blobs folder)."""
+    from storage.blobstore import LocalBlobStore
+    return LocalBlobStore(config.blob_dir)
+
+
+@pytest.fixture
+def three_images(session, store, world):
+    """Three small nuclei images imported by the owner; their ids, oldest first."""
+    from sqlalchemy import select
+
+    from app.services.imports import ImportFile
+    from app.tables import Image
+    from tests.images_data import nuclei, tiff
+    items = []
+    for seed in range(3):
+        pixels, _ = nuclei((60, 80), seed=seed)
+        items.append(ImportFile(f"img{seed}.tif", read=lambda p=pixels: tiff(p)))
+    imports.import_files(session, actor(session, "owner"), store, world["project_id"], items,
+                         1 << 28)
+    session.commit()
+    return session.scalars(select(Image.id).order_by(Image.id)).all()
+
+
+@pytest.fixture
+def lab(db, world, store):
+    """The project with 5 annotated disc images and 1 unannotated, and tiny training
+    settings; the blob store."""
+    from tests.images_data import nuclei, tiff
+    items = []
+    for k in range(6):
+        img, labels = nuclei(shape=(96, 96), n=8, seed=k)
+        items.append(imports.ImportFile(
+            f"d{k}.tif", read=lambda img=img: tiff(img),
+            read_labels=(lambda labels=labels: tiff(labels)) if k < 5 else None))
+    with db.session_scope() as s:
+        imports.import_files(s, SYSTEM, store, world["project_id"], items, 1 << 28)
+        projects.set_training_settings(s, SYSTEM, world["project_id"], TINY_TRAINING)
+    return store

@@ -16,7 +16,7 @@ from app.services.project_settings import TrainingSettings
 from app.tables import Job, Score
 from tests.conftest import actor
 from tests.images_data import nuclei
-from tests.test_model_services import lab, train  # noqa: F401  (fixture)
+from tests.training_runs import train
 
 
 def inline(db, config):

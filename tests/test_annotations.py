@@ -7,29 +7,11 @@ import pytest
 from sqlalchemy import select
 
 from app.errors import Conflict, NotFound, PermissionDenied, ValidationError
-from app.services import annotations, drafts, imports, leases, projects
-from app.services.imports import ImportFile
+from app.services import annotations, drafts, leases, projects
 from app.tables import Annotation, Image, utcnow
-from storage.blobstore import LocalBlobStore, get_array
+from storage.blobstore import get_array
 from tests.conftest import actor
-from tests.images_data import nuclei, rect, square, tiff
-
-
-@pytest.fixture
-def store(config):
-    return LocalBlobStore(config.blob_dir)
-
-
-@pytest.fixture
-def three_images(session, store, world):
-    items = []
-    for seed in range(3):
-        pixels, _ = nuclei((60, 80), seed=seed)
-        items.append(ImportFile(f"img{seed}.tif", read=lambda p=pixels: tiff(p)))
-    imports.import_files(session, actor(session, "owner"), store, world["project_id"], items,
-                        1 << 28)
-    session.commit()
-    return session.scalars(select(Image.id).order_by(Image.id)).all()
+from tests.images_data import rect, square
 
 
 def test_two_annotators_never_get_the_same_image_and_leases_expire(session, config, world,

@@ -12,16 +12,10 @@ from sqlalchemy import func, select
 from app.errors import NotFound, ValidationError
 from app.services import annotations, display, display_settings, drafts, imports, projects
 from app.tables import DisplaySetting
-from imaging.display_stats import channel_stats
-from imaging.render import heat_rgba, heat_top
-from storage.blobstore import LocalBlobStore
+from app.imaging.display_stats import channel_stats
+from app.imaging.render import heat_rgba, heat_top
 from tests.conftest import actor
 from tests.images_data import nuclei, tiff
-
-
-@pytest.fixture
-def store(config):
-    return LocalBlobStore(config.blob_dir)
 
 
 def dim_16bit(seed=0, offset=100):

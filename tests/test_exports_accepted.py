@@ -9,7 +9,6 @@ import tifffile
 from app.services import annotations, drafts, exports
 from tests.conftest import actor
 from tests.images_data import rect
-from tests.test_annotations import store, three_images  # noqa: F401 (fixtures)
 
 
 def save(session, config, store, image_id, box):  # noqa: F811

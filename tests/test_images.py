@@ -13,14 +13,9 @@ from app.errors import NotFound, PermissionDenied
 from app.services import exports, gallery, imports, projects
 from app.services.sources import iter_import_files
 from app.tables import Annotation, Image
-from storage.blobstore import LocalBlobStore, get_array
+from storage.blobstore import get_array
 from tests.conftest import actor
 from tests.images_data import npy, nuclei, png, tiff
-
-
-@pytest.fixture
-def store(config):
-    return LocalBlobStore(config.blob_dir)
 
 
 def do_import(session, store, project_id, items, who="annotator"):

@@ -14,7 +14,6 @@ from sqlalchemy import func, select
 from app.services import display, imports, uploads
 from app.services.sources import iter_import_files, labelstudio_items
 from app.tables import Annotation, Image
-from storage.blobstore import LocalBlobStore
 from storage.hdf5 import Sample, write_samples
 from storage.labelstudio import encode_brush_rle
 from tests.conftest import actor
@@ -22,11 +21,6 @@ from tests.images_data import png
 from tests.storage import bombs
 
 MiB = 1 << 20
-
-
-@pytest.fixture
-def store(config):
-    return LocalBlobStore(config.blob_dir)
 
 
 def counts(session, store):

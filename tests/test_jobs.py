@@ -13,7 +13,7 @@ import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select
 
-from app.deps import Deps as AppState
+from app.deps import Deps
 from app.errors import Conflict, PermissionDenied
 from app.jobs import handlers
 from app.jobs.builtin import staging_dir
@@ -25,7 +25,6 @@ from app.jobs.runner import run_job
 from app.services import jobs
 from app.tables import Image, Job
 from tests.conftest import actor
-from tests.test_model_services import lab  # noqa: F401  (fixture: 5 annotated + 1 new image)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -269,7 +268,7 @@ def test_real_worker_runs_jobs_and_recovers_stale_ones(db, config, world):
         token = stage(config, "d" * 32, {"a.png": png_bytes(3), "b.png": png_bytes(4)})
         with db.session_scope() as s:
             info = jobs.submit_job(s, actor(s, "annotator"), world["project_id"], "import",
-                                   {"staging": token}, AppState(config, db).enqueue)
+                                   {"staging": token}, Deps(config, db).enqueue)
         deadline = time.time() + 120
         while time.time() < deadline and job_row(db, info.id).state in ("queued", "running"):
             time.sleep(0.5)
@@ -292,7 +291,7 @@ def test_real_worker_trains_then_rescores_and_honours_cancel(db, config, world, 
     from app.tables import Score
     worker, log = start_worker(config)
     try:
-        enqueue = AppState(config, db).enqueue
+        enqueue = Deps(config, db).enqueue
         with db.session_scope() as s:
             info = training.start_training(s, actor(s, "reviewer"), world["project_id"],
                                            {"rescore": True}, enqueue)

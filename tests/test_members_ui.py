@@ -15,7 +15,6 @@ from app.tables import Image
 from tests.conftest import PASSWORD, actor
 from tests.conftest import component_text as text
 from tests.images_data import rect
-from tests.test_annotations import store, three_images  # noqa: F401 (fixtures)
 
 
 # ------------------------------------------------------------------ autocomplete

@@ -1,7 +1,5 @@
 """Training jobs, model versions, activation rule, predictions and model export through the
 services and routes, with tiny networks on drawn discs."""
-import io
-
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -9,39 +7,11 @@ from sqlalchemy import select
 from app.errors import NotFound, PermissionDenied, ValidationError
 from app.jobs.runner import run_job
 from app.permissions import SYSTEM
-from app.services import imports, model_versions, prediction, projects, training
+from app.services import model_versions, prediction, projects, training
 from app.tables import Image, Job, ModelVersion
-from storage.blobstore import LocalBlobStore
 from tests.conftest import actor
-from tests.images_data import nuclei, tiff
-
-TINY = {"width": 8, "depth": 2, "patch": 64, "batch": 4, "steps_per_epoch": 20, "epochs": 12,
-        "patience": 20}
-
-
-@pytest.fixture
-def lab(db, config, world):
-    """The 'Lab' project with 5 annotated disc images, 1 unannotated, tiny training."""
-    store = LocalBlobStore(config.blob_dir)
-    items = []
-    for k in range(6):
-        img, lab_ = nuclei(shape=(96, 96), n=8, seed=k)
-        items.append(imports.ImportFile(f"d{k}.tif", read=lambda img=img: tiff(img),
-                                       read_labels=(lambda lab_=lab_: tiff(lab_)) if k < 5 else None))
-    with db.session_scope() as s:
-        imports.import_files(s, SYSTEM, store, world["project_id"], items, 1 << 28)
-        projects.set_training_settings(s, SYSTEM, world["project_id"], TINY)
-    return store
-
-
-def train(db, config, world, **params):
-    with db.session_scope() as s:
-        info = training.start_training(s, actor(s, "reviewer"), world["project_id"], params,
-                                       lambda _id: None)
-    state = run_job(db, config, info.id)
-    with db.session_scope() as s:
-        job = s.get(Job, info.id)
-        return state, dict(job.result), job.error
+from tests.images_data import nuclei
+from tests.training_runs import train
 
 
 def test_who_may_train_and_bad_requests(db, config, world, lab):

@@ -7,7 +7,6 @@ from app.errors import NotFound, ValidationError
 from app.services import annotations, drafts, gallery, leases
 from tests.conftest import actor
 from tests.images_data import rect
-from tests.test_annotations import store, three_images  # noqa: F401 (fixtures)
 
 
 def draw_and_save(session, config, store, who, image_id, box=(2, 2, 9, 9)):  # noqa: F811

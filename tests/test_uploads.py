@@ -20,14 +20,9 @@ from app.services import gallery, imports, projects, uploads
 from app.services.formats import ACCEPTED_SUFFIXES
 from app.services.sources import iter_import_files
 from app.tables import Annotation, Image, Job
-from storage.blobstore import LocalBlobStore, get_array
+from storage.blobstore import get_array
 from tests.conftest import actor
 from tests.images_data import nuclei, png, tiff
-
-
-@pytest.fixture
-def store(config):
-    return LocalBlobStore(config.blob_dir)
 
 
 def data_url(data: bytes) -> str:

@@ -12,7 +12,6 @@ from app.tables import Annotation, Image
 from storage.blobstore import get_array
 from tests.conftest import actor
 from tests.images_data import rect
-from tests.test_annotations import store, three_images  # noqa: F401 (fixtures)
 
 
 def n_versions(session, image_id) -> int:
@@ -108,8 +107,6 @@ def test_unchanged_saves_over_old_blobs_and_gapped_masks_make_no_version(  # noq
         session, config, store, world, three_images):
     """Blob keys differ for equal content (an older release's plain .npy blob; an imported
     mask numbered with gaps that saving renumbers 1..N): content decides, not keys."""
-    import io as _io
-
     import numpy as np
 
     from app.services import imports

@@ -7,7 +7,7 @@ from celery import Celery
 
 from app.config import Config
 from app.db import Database
-from app.jobs.kinds import QUEUES, queue_for  # noqa: F401 (QUEUES: read by the CLI's worker)
+from app.jobs.kinds import queue_for
 from app.tables import Job, utcnow
 
 RUN_JOB = "cellloop.run_job"

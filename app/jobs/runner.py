@@ -25,7 +25,6 @@ from sqlalchemy import select, update
 from app.config import Config
 from app.db import Database
 from app.deps import Deps
-from app.jobs.celery_app import send_job  # noqa: F401 (re-exported: the reaper, app.context)
 from app.jobs.handlers import handler_for
 from app.states import JobState
 from app.tables import Job, utcnow

@@ -23,7 +23,7 @@ from app.services.imports import count_labels
 from app.services import queries
 from app.states import ImageStatus, ReviewState
 from app.tables import Annotation, Draft, Image, Project, User
-from imaging.shapes import finish
+from app.imaging.shapes import finish
 from storage.blobstore import BlobStore, get_array, put_array
 
 

@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session
 from app.errors import NotFound, ValidationError
 from app.permissions import Actor
 from app.services import drafts, queries
+from app.services.project_settings import ProjectSettings
 from app.services.gallery import get_image, image_for
 from app.tables import Annotation, Project
 from storage.blobstore import BlobStore, get_array
-from imaging.render import (HEAT_STOPS, ChannelView, annotation_rgba, auto_limits, composite,
+from app.imaging.render import (HEAT_STOPS, ChannelView, annotation_rgba, auto_limits, composite,
                             encode, heat_alpha, heat_rgba, heat_top)
 
 MAX_SIDE = 4096
@@ -177,7 +178,7 @@ def _heat(session: Session, actor: Actor, config, image_id: int):
     image = image_for(session, actor, image_id, "view")
     project = session.get(Project, image.project_id)
     active = model_versions.active_version(session, project.id)
-    strategy = scoring.settings_of(project)["strategy"]
+    strategy = ProjectSettings.of(project).loop.strategy
     return values, active.id, STRATEGY_TITLES.get(strategy, strategy)
 
 

@@ -19,7 +19,7 @@ from app.permissions import Actor
 from app.services.gallery import get_image
 from app.tables import DisplaySetting, utcnow
 from storage.blobstore import BlobStore, get_array
-from imaging.display_stats import channel_stats
+from app.imaging.display_stats import channel_stats
 
 COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 

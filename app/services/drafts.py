@@ -2,7 +2,7 @@
 closed tab or a crashed browser loses nothing that reached the server.
 
 A draft is a base (the newest annotation when it was started) plus an ordered list of edits
-(`imaging.shapes.apply_edit`) and the undone edits (redo). The current mask is recomputed
+(`app.imaging.shapes.apply_edit`) and the undone edits (redo). The current mask is recomputed
 from base + edits and cached per (draft, revision) in the cache directory, so one edit costs
 one shape's rasterisation, not a replay.
 
@@ -36,7 +36,7 @@ from app.services.imports import count_labels
 from app.services import queries
 from app.states import ImageStatus
 from app.tables import Annotation, Draft, Image, ModelVersion, Project, utcnow
-from imaging.shapes import (POINT_RADIUS, Canvas, ShapeError, apply_edit, apply_edits,
+from app.imaging.shapes import (POINT_RADIUS, Canvas, ShapeError, apply_edit, apply_edits,
                             cell_polygon, finish)
 from storage.blobstore import BlobStore, get_array, put_array
 from storage.writers import atomic_path

@@ -29,7 +29,7 @@ from app.tables import Annotation, Image, Project
 from storage.blobstore import BlobStore, array_sha256, put_array, sha256_bytes
 from storage.readers import (DEFAULT_MAX_BYTES, ImageData, ImageReadError, read_image_bytes,
                              read_labels_bytes)
-from imaging.render import downsample, downsample_factor
+from app.imaging.render import downsample, downsample_factor
 
 PREVIEW_SIDE = 2048  # images larger than this also get a downsampled preview blob
 

@@ -52,7 +52,7 @@ def predict_files(model, paths: Iterable[Path], out: Path, max_pixels: int, max_
                   ) -> list[FilePrediction]:
     """Predict each file with `model` and write its mask and overlay into `out`, then
     `counts.json`; `on_file` hears about each file as it is done."""
-    from imaging.render import ChannelView, composite, encode, outlines
+    from app.imaging.render import ChannelView, composite, encode, outlines
     from models.inference import predict_image
     from models.model import ModelInputError
     from storage import writers

@@ -9,7 +9,7 @@ from app.config import Config
 from app.permissions import Actor
 from app.services import prediction
 from app.services.display import Rendered
-from imaging.render import encode, overlay_rgba
+from app.imaging.render import encode, overlay_rgba
 
 COLOUR = "#00e5ff"
 

@@ -36,12 +36,6 @@ log = logging.getLogger(__name__)
 HEATMAP_SIDE = 512
 
 
-def settings_of(project: Project) -> dict:
-    """The project's loop settings as a dict (kept for app.services.display; new code reads
-    `ProjectSettings.of(project).loop`)."""
-    return ProjectSettings.of(project).loop.as_dict()
-
-
 def start_scoring(session: Session, actor: Actor, project_id: int,
                   enqueue: Callable[[int], None]) -> jobs.JobInfo:
     require(session, actor, project_id, "train")
@@ -63,7 +57,7 @@ def _heatmap_path(config: Config, mv_id: int, strategy: str, image_id: int) -> P
 
 
 def _store_heatmap(path: Path, heat: np.ndarray) -> None:
-    from imaging.render import downsample, downsample_factor
+    from app.imaging.render import downsample, downsample_factor
     small = downsample(heat.astype(np.float32), downsample_factor(heat.shape, HEATMAP_SIDE))
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, small.astype(np.float16))

@@ -9,7 +9,7 @@ import zipfile
 import pytest
 from selenium.common.exceptions import ElementClickInterceptedException
 
-from app.context import WebDeps as AppState
+from app.deps import Deps
 from app.jobs.runner import run_job
 from tests.images_data import nuclei, tiff
 
@@ -22,7 +22,7 @@ def worker(monkeypatch):
     def enqueue(self, job_id):
         threading.Thread(target=run_job, args=(self.db, self.config, job_id),
                          daemon=True).start()
-    monkeypatch.setattr(AppState, "enqueue", enqueue)
+    monkeypatch.setattr(Deps, "enqueue", enqueue)
 
 
 def open_images(browser, world, who):
@@ -143,7 +143,7 @@ def test_viewer_gets_no_annotate_link(browser, world, image_id):
 
 def test_a_waiting_import_can_be_cancelled_from_the_page(browser, world, tmp_path, config,
                                                          monkeypatch):
-    monkeypatch.setattr(AppState, "enqueue", lambda self, job_id: None)   # no worker
+    monkeypatch.setattr(Deps, "enqueue", lambda self, job_id: None)   # no worker
     open_images(browser, world, "annotator")
     browser.wait_for_element("#images-empty")
     browser.find_element("#images-upload input[type=file]").send_keys(

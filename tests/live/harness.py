@@ -193,13 +193,13 @@ class LiveApp:
                project: str = DEMO_PROJECT) -> int:
         """Submit a job as `username` through the same service and sender as the pages."""
         out = self.python(
-            "from app.config import Config; from app.deps import Deps as AppState;"
+            "from app.config import Config; from app.deps import Deps;"
             "from app.db import Database; from app.services import jobs, projects, users;"
             "c = Config.from_env(); db = Database(c.sqlalchemy_url)\n"
             "with db.session_scope() as s:\n"
             f"    u = users.find_user(s, {username!r})\n"
             f"    info = jobs.submit_job(s, u, projects.find_project_id(s, {project!r}), {kind!r},"
-            f" {json.dumps(params or {})}, AppState(c, db).enqueue)\n"
+            f" {json.dumps(params or {})}, Deps(c, db).enqueue)\n"
             "print(info.id)\n")
         return int(out.strip().splitlines()[-1])
 

@@ -1,7 +1,6 @@
 """Page callbacks called as plain functions inside a request of a logged-in user."""
 
 import dash
-import pytest
 
 from app.context import get_session
 from app.services import projects, users

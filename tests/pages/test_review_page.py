@@ -7,7 +7,6 @@ from app.services import annotations, drafts
 from tests.conftest import actor
 from tests.conftest import component_text as text
 from tests.images_data import rect
-from tests.test_annotations import store, three_images  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from storage import coco, labelstudio
 from storage.archive import ArchiveError, list_entries, open_zip, read_entry
 from storage.hdf5 import Sample, read_samples, write_samples
 from storage.readers import ImageReadError
-from imaging.render import ChannelView, composite, downsample, outlines, overlay_rgba
+from app.imaging.render import ChannelView, composite, downsample, outlines, overlay_rgba
 
 
 def disc_labels(shape=(40, 50)):

@@ -140,7 +140,7 @@ def test_labelstudio_dry_run_draws_nothing_and_real_run_draws():
 
 def test_auto_contrast_ignores_non_finite_values():
     """Images with NaN imported before NaNs were refused must not get [null, null] limits."""
-    from imaging.render import auto_limits
+    from app.imaging.render import auto_limits
     plane = np.full((32, 32), np.nan, np.float32)
     plane[:16] = np.linspace(0, 100, 16 * 32, dtype=np.float32).reshape(16, 32)
     low, high = auto_limits(plane)

@@ -3,7 +3,7 @@ belongs to a shape when its centre is inside; even-odd fill; newer edits win."""
 import numpy as np
 import pytest
 
-from imaging.shapes import (Canvas, ShapeError, apply_edits, cell_polygon, finish,
+from app.imaging.shapes import (Canvas, ShapeError, apply_edits, cell_polygon, finish,
                             parse_path, shape_area, stroke_area)
 
 

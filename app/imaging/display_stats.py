@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imaging.render import auto_limits
+from app.imaging.render import auto_limits
 
 SAMPLE = 1 << 18          # values looked at per channel
 BINS = 64
