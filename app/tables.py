@@ -143,6 +143,11 @@ class Annotation(Base):
     review_state: Mapped[str] = mapped_column(String(16), default=ReviewState.submitted)
     review_comment: Mapped[str] = mapped_column(Text, default="")
     reviewer_id: Mapped[Optional[int]] = mapped_column(ForeignKey("user.id", ondelete="SET NULL"))
+    # Saved from a draft: what changed against what the annotator started from, and the
+    # active editing seconds (`app.services.annotations.save`); None for imported versions.
+    # {"added", "deleted", "reshaped", "kept", "reclassified", "corrections",
+    #  "active_seconds", "base": "suggestion"|"version"|"empty", "base_model_version_id"}
+    effort: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
 
 
 class Draft(Base):
@@ -166,6 +171,9 @@ class Draft(Base):
         ForeignKey("model_version.id", ondelete="SET NULL"))
     edits: Mapped[list[Any]] = mapped_column(JSON, default=list)
     undone: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # {"last": unix time of the last event, "seconds": active editing seconds since the last
+    # save}: opening, each edit, undo/redo and the save are events (app.services.drafts)
+    activity: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     rev: Mapped[int] = mapped_column(Integer)     # bumped by every change (optimistic lock)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
