@@ -23,6 +23,7 @@ from app.services.imports import count_labels
 from app.services import queries
 from app.states import ImageStatus, ReviewState
 from app.tables import Annotation, Draft, Image, Project, User
+from app.imaging import effort as effort_counts
 from app.imaging.shapes import finish
 from storage.blobstore import BlobStore, get_array, put_array
 
@@ -39,6 +40,7 @@ class Version:
     review_state: str
     review_comment: str
     reviewer: str | None
+    effort: dict | None = None          # see Annotation.effort; None for imported versions
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def _version(session: Session, ann: Annotation | None) -> Version | None:
                    ann.source if ann.source != "model-corrected" or not ann.source_model_version_id
                    else f"corrected from model #{ann.source_model_version_id}",
                    ann.n_cells or 0, len(ann.points or []), ann.review_state, ann.review_comment,
-                   _user_name(session, ann.reviewer_id))
+                   _user_name(session, ann.reviewer_id), ann.effort)
 
 
 def open_workspace(session: Session, actor: Actor, config: Config, image_id: int) -> Workspace:
@@ -110,6 +112,8 @@ def open_workspace(session: Session, actor: Actor, config: Config, image_id: int
         may_edit = False
     # an untouched draft follows versions others saved since it began
     draft = drafts.ensure_draft(session, actor, image) if may_edit else None
+    if draft is not None:
+        drafts.note_opened(session, draft)        # opening counts for the active time
     latest = queries.newest_annotation(session, image.id)
     base = session.get(Annotation, draft.base_annotation_id) if draft and \
         draft.base_annotation_id else None
@@ -168,6 +172,9 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
     # points without outlines (counting): no mask, so training does not read it as "no cells"
     label_key = None if canvas.points and not n_cells else put_array(store, labels)
     points = [list(p) for p in canvas.points]
+    now = drafts.clock()                          # the save is an activity event
+    activity = drafts.activity_after(draft, now)
+    effort = _effort(session, store, draft, labels, classes, points, activity["seconds"])
     # The slow part (replaying the draft, compressing and writing blobs) is done; only now is
     # the lease written, so the write transaction lasts no longer than the inserts below.
     leases.renew(session, actor, config, image.id)
@@ -178,6 +185,7 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
         # back and saved again unchanged goes back to review (the annotator says it is right).
         if latest.review_state == ReviewState.returned:
             latest.review_state, image.status = ReviewState.submitted, ImageStatus.annotated
+        draft.activity = activity                 # no new version: the time keeps counting
         drafts.checkpoint(session, config, draft, latest, canvas)
         return _version(session, latest)
     source, model_version_id = drafts.source_of(session, draft)
@@ -186,12 +194,32 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
         parent_id=latest.id if latest else None, author_id=actor.id,
         label_blob_key=label_key, region_blob_key=region_key,
         points=points, cell_classes=classes, n_cells=n_cells,
-        source=source, source_model_version_id=model_version_id, review_state=ReviewState.submitted)
+        source=source, source_model_version_id=model_version_id, review_state=ReviewState.submitted,
+        effort=effort)
     session.add(ann)
+    draft.activity = {"last": now, "seconds": 0.0}   # the next version counts from here
     image.status = ImageStatus.annotated
     session.flush()
     drafts.checkpoint(session, config, draft, ann, canvas)   # the edits stay undoable
     return _version(session, ann)
+
+
+def _effort(session: Session, store: BlobStore, draft: Draft, labels: np.ndarray,
+            classes: dict, points: list, active_seconds: float) -> dict:
+    """What this save changes against what the annotator started from (the suggestion or
+    the version the draft builds on; `app.imaging.effort` has the matching rule)."""
+    start = drafts.start_of(session, draft)
+    base = get_array(store, start.label_key) if start.label_key else None
+    if base is not None:
+        base = base if base.ndim == 2 else base.reshape(-1, *base.shape[-2:])[0]
+        if base.shape != labels.shape:        # not comparable: counted as from empty
+            base = None
+    counts = effort_counts.combine(
+        effort_counts.compare(base, labels, start.classes, classes),
+        effort_counts.compare_points(start.points, points))
+    return {**counts, "corrections": counts["added"] + counts["deleted"] + counts["reshaped"],
+            "active_seconds": round(float(active_seconds), 1), "base": start.kind,
+            "base_model_version_id": start.model_version_id}
 
 
 def _same_content(store: BlobStore, ann: Annotation, labels: np.ndarray | None,

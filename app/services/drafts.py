@@ -18,12 +18,14 @@ since its save follows versions saved later by others, like an untouched one.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.config import Config
@@ -48,6 +50,12 @@ EDIT_OPS = {"add", "brush", "erase", "replace", "delete", "class", "clear", "reg
             "region_all", "point", "unpoint"}
 SHAPE_KEYS = {"type", "path", "x0", "x1", "y0", "y1"}
 SHAPE_TYPES = {"path", "rect", "circle", "line"}
+IDLE_GAP_S = 60.0       # a pause longer than this between two events is not editing time
+
+
+def clock() -> float:
+    """Unix time of an activity event (tests replace it)."""
+    return time.time()
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,29 @@ def _untouched(draft: Draft) -> bool:
         return draft.source == "manual"
     return (draft.base_annotation_id is not None
             and draft.edits[-1].get("saved_as") == draft.base_annotation_id)
+
+
+# ------------------------------------------------------------------ active editing time
+# Events: opening the draft (the workspace), each edit, undo/redo, a suggestion or revert,
+# and the save. The time between two consecutive events counts as active editing when it is
+# at most IDLE_GAP_S; a longer pause counts nothing. `draft.activity` keeps the running sum
+# since the last saved version and the time of the last event.
+def activity_after(draft: Draft, now: float) -> dict:
+    """`draft.activity` after an event at `now`."""
+    act = draft.activity or {}
+    last, seconds = act.get("last"), float(act.get("seconds") or 0.0)
+    if last is not None and 0.0 <= now - float(last) <= IDLE_GAP_S:
+        seconds += now - float(last)
+    return {"last": now, "seconds": round(seconds, 3)}
+
+
+def note_opened(session: Session, draft: Draft) -> None:
+    """Opening the draft is an event. Written without bumping the draft's revision (the
+    cached mask and the page's revision stay valid)."""
+    activity = activity_after(draft, clock())
+    session.execute(update(Draft.__table__).where(Draft.__table__.c.id == draft.id)
+                    .values(activity=activity))
+    set_committed_value(draft, "activity", activity)
 
 
 def ensure_draft(session: Session, actor: Actor, image: Image) -> Draft:
@@ -167,6 +198,38 @@ def source_of(session: Session, draft: Draft) -> tuple[str, int | None]:
     if model is not None and session.get(ModelVersion, model) is None:
         model = None                  # the model was deleted since
     return snap.get("source") or "manual", model
+
+
+@dataclass(frozen=True)
+class Start:
+    """What the annotator started from, for the effort of a save: a model suggestion, a
+    saved version, or nothing."""
+    kind: str                       # "suggestion" | "version" | "empty"
+    label_key: str | None
+    classes: dict
+    points: list
+    model_version_id: int | None    # the suggestion's model
+
+
+def start_of(session: Session, draft: Draft) -> Start:
+    """The newest snapshot edit (a suggestion, or "revert to saved") when no save of this
+    draft came after it; else the version the draft builds on (the one it was opened on or
+    last saved as), else an empty start."""
+    start = _last_base(draft.edits)
+    if start >= 0 and not any(e.get("saved_as") for e in draft.edits[start:]):
+        snap = draft.edits[start]
+        suggested = snap.get("source") == "model-corrected"
+        model = snap.get("model") if suggested else None
+        if model is not None and session.get(ModelVersion, model) is None:
+            model = None
+        return Start("suggestion" if suggested else "version", snap.get("labels"),
+                     dict(snap.get("classes") or {}), list(snap.get("points") or []), model)
+    ann = (session.get(Annotation, draft.base_annotation_id)
+           if draft.base_annotation_id is not None else None)
+    if ann is None:
+        return Start("empty", None, {}, [], None)
+    return Start("version", ann.label_blob_key, dict(ann.cell_classes or {}),
+                 list(ann.points or []), None)
 
 
 def _write_cache(path: Path, canvas: Canvas, rev: int, draft_key: str) -> None:
@@ -291,6 +354,7 @@ def record_edit(session: Session, actor: Actor, config: Config, store: BlobStore
         raise ValidationError(str(exc)) from None
     draft.edits = [*draft.edits, edit]
     draft.undone = []
+    draft.activity = activity_after(draft, clock())
     if image.status == ImageStatus.new:
         image.status = ImageStatus.in_progress
     _commit_rev(session, draft)
@@ -310,6 +374,7 @@ def undo(session: Session, actor: Actor, config: Config, store: BlobStore, image
     moved = source[-1]
     source, target = source[:-1], [*target, moved]
     draft.edits, draft.undone = (target, source) if redo else (source, target)
+    draft.activity = activity_after(draft, clock())
     _commit_rev(session, draft)
     return _result(draft, canvas_for(config, store, draft, image), None)
 
@@ -345,6 +410,7 @@ def _push_snapshot(session: Session, config: Config, store: BlobStore, draft: Dr
         raise ValidationError("This draft has too many edits; save it to continue.")
     draft.edits = [*draft.edits, snapshot]
     draft.undone = []
+    draft.activity = activity_after(draft, clock())
     if image.status == ImageStatus.new:
         image.status = ImageStatus.in_progress
     _commit_rev(session, draft)
