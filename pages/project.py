@@ -1,14 +1,17 @@
-"""Project page: progress, image counts, images sent back to the user, and (for owners)
-members and their roles, channels and classes, and the annotation mode."""
+"""Project page: progress, image counts, images sent back to the user, annotation effort
+(the model's validation F1 against cumulative corrections and active minutes), and (for
+owners) members and their roles, channels and classes, and the annotation mode."""
 from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 from dash import ALL, MATCH, Input, Output, State, callback, ctx, dcc, html
 
 from app.permissions import ROLE_NAMES
 from app.permissions import Role
-from app.services import annotations
+from app.services import annotations, effort
 from app.services import projects as svc
 from app.states import ImageStatus, ReviewState
 from pages._common import alert, call, error_page, to_int
@@ -34,6 +37,7 @@ REMOVE_CONFIRM, REMOVE_CANCEL = "project-remove-confirm", "project-remove-cancel
 CHANNELS, CLASSES = "project-channels", "project-classes"
 LABELS_SAVE, LABELS_STATUS = "project-labels-save", "project-labels-status"
 CLASS_BADGES = "project-class-badges"
+EFFORT, EFFORT_FIGURE = "project-effort", "project-effort-figure"
 
 
 
@@ -50,6 +54,40 @@ def stats(p: svc.ProjectSummary) -> dbc.Row:
         dbc.Progress(value=pct, label=f"{pct}%", className="mt-2", id="project-progress")])),
         md=3))
     return dbc.Row(cols, className="mb-4 g-3")
+
+
+def effort_figure(curve: effort.EffortCurve) -> go.Figure:
+    """Validation F1 of each trained model against the corrections (left) and the active
+    editing minutes (right) saved before it."""
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06)
+    points = [p for p in curve.points if p.f1 is not None]
+    text = [f"model #{p.model_version_id}" for p in points]
+    fig.add_trace(go.Scatter(x=[p.corrections for p in points], y=[p.f1 for p in points],
+                             text=text, mode="lines+markers", name="by corrections"), 1, 1)
+    fig.add_trace(go.Scatter(x=[p.minutes for p in points], y=[p.f1 for p in points],
+                             text=text, mode="lines+markers", name="by minutes"), 1, 2)
+    fig.update_xaxes(title_text="cumulative corrections (cells)", row=1, col=1)
+    fig.update_xaxes(title_text="cumulative active minutes", row=1, col=2)
+    fig.update_yaxes(title_text="validation F1", range=[0, 1], row=1, col=1)
+    fig.update_layout(height=260, margin=dict(l=50, r=10, t=10, b=40), showlegend=False)
+    return fig
+
+
+def effort_section(curve: effort.EffortCurve | None) -> html.Div | None:
+    if curve is None or (not curve.n_versions and not curve.points):
+        return None
+    c = curve.counts
+    totals = (f"{curve.n_versions} saved version(s): {curve.corrections} corrections "
+              f"({c['added']} cells added, {c['deleted']} deleted, {c['reshaped']} reshaped; "
+              f"{c['kept']} kept) in {curve.minutes:.1f} active minutes.")
+    has_f1 = any(p.f1 is not None for p in curve.points)
+    return html.Div([
+        html.H4("Annotation effort"),
+        html.P(totals, className="small", id="project-effort-totals"),
+        dcc.Graph(figure=effort_figure(curve), id=EFFORT_FIGURE,
+                  config={"displayModeBar": False}) if has_f1 else
+        html.P("No trained model with a validation F1 yet.", className="small text-muted"),
+    ], className="mb-4", id=EFFORT)
 
 
 def member_rows(members: list[svc.MemberInfo], can_manage: bool):
@@ -165,6 +203,7 @@ def layout(project_id=None, queue=None, **_query):
     returned, _ = (call(annotations.returned_to_me, pid)
                    if Role[project.role] >= Role.annotator else ([], None))
     can_manage = project.role == "owner"
+    curve, _ = call(effort.effort_curve, pid)
     return html.Div([
         dcc.Store(id=PROJECT_ID, data=pid),
         dcc.Store(id=REMOVE_TARGET),
@@ -178,6 +217,7 @@ def layout(project_id=None, queue=None, **_query):
         returned_to_me_section(pid, returned) if returned else None,
         html.Div(class_badges(project.classes), className="mb-3", id=CLASS_BADGES),
         stats(project),
+        effort_section(curve),
         mode_setting(project) if can_manage else None,
         labels_editor(project) if can_manage else None,
         html.H4("Members"),

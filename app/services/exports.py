@@ -1,6 +1,8 @@
 """Export a project: images and masks for napari/Cellpose (TIFF), semantic PNG masks, the HDF5
 sample layout, COCO instance JSON, per-image counts (CSV, JSON) and a manifest with the full
-annotation history (who, when, source, from which model version).
+annotation history (who, when, source, from which model version, and each version's
+annotation effort: cells added, deleted, reshaped, kept, active editing seconds; the project's
+totals and, per trained model, its validation F1 against the effort saved before it).
 
 Each image's newest non-draft annotation is exported; images without one are exported as
 images only. With `accepted_only`, each image's newest *accepted* version is exported instead
@@ -23,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import ValidationError
 from app.permissions import Actor, require
+from app.services import effort
 from app.states import ReviewState
 from app.tables import Annotation, Image, User
 from storage import coco, writers
@@ -141,10 +144,23 @@ def export_project(session: Session, actor: Actor, store: BlobStore, project_id:
         "project": {"id": project.id, "name": project.name, "description": project.description,
                     "channels": project.channels, "classes": project.classes},
         "exported_by": actor.username, "formats": list(formats),
-        "accepted_only": bool(accepted_only), "images": manifest_images})
+        "accepted_only": bool(accepted_only), "effort": _effort_summary(session, actor, project_id),
+        "images": manifest_images})
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     n_annotated = sum(1 for c in counts if c["annotation_version"] != "")
     return ExportSummary(str(out), tuple(formats), n_exported, n_annotated, tuple(written))
+
+
+def _effort_summary(session: Session, actor: Actor, project_id: int) -> dict:
+    """The project's annotation effort: totals, and per trained model version its
+    validation F1 against the corrections and active minutes saved before it."""
+    curve = effort.effort_curve(session, actor, project_id)
+    return {"corrections": curve.corrections, "active_minutes": curve.minutes,
+            "n_versions": curve.n_versions, **curve.counts,
+            "models": [{"model_version": p.model_version_id, "f1": p.f1,
+                        "corrections": p.corrections, "active_minutes": p.minutes,
+                        "n_versions": p.n_versions, "created_at": p.created_at.isoformat()}
+                       for p in curve.points]}
 
 
 def _manifest_entry(image: Image, annotations: list[Annotation], users: dict,
@@ -159,6 +175,7 @@ def _manifest_entry(image: Image, annotations: list[Annotation], users: dict,
             "created_at": a.created_at.isoformat(), "source": a.source,
             "model_version": a.source_model_version_id, "parent_id": a.parent_id,
             "review_state": a.review_state, "n_cells": a.n_cells,
+            "effort": a.effort if isinstance(a.effort, dict) else None,
         } for a in annotations],
     }
 

@@ -1,0 +1,267 @@
+"""Issue 20, part 4: annotation effort counted on every save (cells added, deleted, reshaped,
+kept against what the annotator started from; active editing seconds), the effort curve of
+a project (validation F1 against cumulative corrections and minutes), and the manifest."""
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from app.errors import NotFound, PermissionDenied
+from app.imaging.effort import compare, compare_points
+from app.services import annotations, drafts, effort, exports, imports
+from app.tables import Annotation, Draft, Image, ModelVersion
+from tests.conftest import actor
+from tests.images_data import nuclei, rect, tiff
+
+
+def _box(labels, label, r0, r1, c0, c1):
+    labels[r0:r1, c0:c1] = label
+
+
+def test_compare_counts_added_deleted_reshaped_kept_exactly():
+    base = np.zeros((100, 120), np.uint16)
+    _box(base, 1, 10, 20, 10, 20)        # kept as it is
+    _box(base, 7, 10, 20, 40, 50)        # reshaped: grown to 10 x 16 (IoU 100/160)
+    _box(base, 3, 40, 50, 10, 20)        # deleted
+    _box(base, 4, 40, 50, 40, 50)        # touched a little: one column more (IoU 100/110)
+    _box(base, 5, 70, 80, 10, 20)        # moved off its place: deleted + added
+    new = np.zeros_like(base)
+    _box(new, 2, 10, 20, 10, 20)         # ids need not agree
+    _box(new, 1, 10, 20, 40, 56)
+    _box(new, 3, 40, 50, 40, 51)
+    _box(new, 9, 70, 80, 30, 40)
+    _box(new, 4, 70, 80, 80, 90)         # added
+    counts = compare(base, new, {"1": 1}, {"2": 0, "1": 0})
+    assert counts == {"added": 2, "deleted": 2, "reshaped": 1, "kept": 2, "reclassified": 1}
+    # from nothing, to nothing, and the same image
+    assert compare(None, new)["added"] == 5 and compare(base, None)["deleted"] == 5
+    assert compare(base, base) == {"added": 0, "deleted": 0, "reshaped": 0, "kept": 5,
+                                   "reclassified": 0}
+    assert compare(base[None], new.astype(np.int32))["kept"] == 2     # (Z, Y, X) masks
+
+
+def test_compare_a_cell_cut_in_two_is_one_reshape_and_one_addition():
+    base = np.zeros((40, 40), np.uint16)
+    _box(base, 1, 10, 20, 10, 30)
+    new = np.zeros_like(base)
+    _box(new, 1, 10, 20, 10, 21)         # 110 of 200 pixels: IoU 0.55, matched
+    _box(new, 2, 10, 20, 21, 30)
+    assert compare(base, new) == {"added": 1, "deleted": 0, "reshaped": 1, "kept": 0,
+                                  "reclassified": 0}
+
+
+def test_compare_points_keeps_points_moved_by_at_most_three_pixels():
+    base = [[10, 10, 0], [50, 50, 0], [90, 90, 1]]
+    new = [[12, 12, 0], [50, 54.5, 0], [90, 90, 0], [5, 80, 0]]
+    assert compare_points(base, new) == {"added": 2, "deleted": 1, "reshaped": 0, "kept": 2,
+                                         "reclassified": 1}
+    assert compare_points([], new)["added"] == 4 and compare_points(base, None)["deleted"] == 3
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The drafts' clock, set by the test: clock(t) makes the next events happen at t."""
+    now = {"t": 1_000_000.0}
+    monkeypatch.setattr(drafts, "clock", lambda: now["t"])
+
+    def at(t):
+        now["t"] = 1_000_000.0 + t
+    return at
+
+
+@pytest.fixture
+def model(session, world, monkeypatch):
+    """A trained model version (validation F1 0.3) whose suggestion is two square cells."""
+    from app.services import prediction
+    mv = ModelVersion(project_id=world["project_id"], metrics={"f1": 0.3},
+                      created_at=dt.datetime(2020, 1, 1))
+    session.add(mv)
+    session.flush()
+
+    def suggest(session, actor, store, config, image_id, model_version_id=None):
+        labels = np.zeros((60, 80), np.int32)
+        labels[40:50, 40:50], labels[40:50, 60:70] = 1, 2
+        return prediction.Prediction(image_id, mv.id, 2, labels)
+    monkeypatch.setattr(prediction, "suggest", suggest)
+    return mv
+
+
+def _effort(session, image_id, version):
+    return session.scalar(select(Annotation.effort).where(Annotation.image_id == image_id,
+                                                          Annotation.version == version))
+
+
+def test_a_known_edit_sequence_from_a_suggestion_then_from_the_saved_version(
+        session, config, store, world, three_images, model, clock):
+    anna, image_id = actor(session, "annotator"), three_images[0]
+    clock(0)
+    annotations.open_workspace(session, anna, config, image_id)
+    clock(10)
+    drafts.use_suggestion(session, anna, config, store, image_id)        # cells 1, 2
+    clock(30)
+    added = drafts.record_edit(session, anna, config, store, image_id,
+                               {"op": "add", "shape": rect(2, 2, 12, 12)})
+    clock(200)                                                          # a pause: not counted
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "delete", "label": 2})
+    clock(215)                                    # cell 1 redrawn 6 px wider: IoU 100/160
+    drafts.record_edit(session, anna, config, store, image_id,
+                       {"op": "replace", "label": 1, "shape": rect(40, 40, 56, 50)})
+    clock(230)
+    saved = annotations.save(session, anna, config, store, image_id)
+    first = _effort(session, image_id, 1)
+    assert first == {"added": 1, "deleted": 1, "reshaped": 1, "kept": 0, "reclassified": 0,
+                     "corrections": 3, "active_seconds": 10 + 20 + 15 + 15,
+                     "base": "suggestion", "base_model_version_id": model.id}
+    assert saved.effort == first
+    # the next version counts against version 1, and its time from the save on
+    clock(250)
+    drafts.record_edit(session, anna, config, store, image_id,
+                       {"op": "delete", "label": added.label})
+    clock(255)
+    annotations.save(session, anna, config, store, image_id)
+    assert _effort(session, image_id, 2) == {
+        "added": 0, "deleted": 1, "reshaped": 0, "kept": 1, "reclassified": 0,
+        "corrections": 1, "active_seconds": 25, "base": "version",
+        "base_model_version_id": None}
+    # saving the same again makes no version; undoing past the save and saving counts
+    # against the version the draft builds on (version 2)
+    clock(260)
+    annotations.save(session, anna, config, store, image_id)
+    assert session.scalar(select(Annotation.version).where(Annotation.image_id == image_id)
+                          .order_by(Annotation.version.desc())) == 2
+    clock(270)
+    drafts.undo(session, anna, config, store, image_id)                 # the cell is back
+    clock(400)
+    annotations.save(session, anna, config, store, image_id)
+    third = _effort(session, image_id, 3)
+    assert (third["added"], third["kept"], third["corrections"], third["base"],
+            third["active_seconds"]) == (1, 1, 1, "version", 5 + 10)
+
+
+def test_first_version_counts_from_empty_and_imported_versions_carry_no_effort(
+        session, config, store, world, clock):
+    owner, anna = actor(session, "owner"), actor(session, "annotator")
+    pixels, _ = nuclei((60, 80))
+    truth = np.zeros((60, 80), np.uint16)
+    _box(truth, 1, 5, 15, 5, 15)
+    _box(truth, 2, 30, 40, 30, 40)
+    imports.import_files(session, owner, store, world["project_id"], [
+        imports.ImportFile("with.tif", read=lambda: tiff(pixels), read_labels=lambda: tiff(truth)),
+        imports.ImportFile("without.tif", read=lambda: tiff(pixels[::-1].copy()))], 1 << 28)
+    with_id, without_id = session.scalars(select(Image.id).order_by(Image.id)).all()
+    assert _effort(session, with_id, 1) is None                         # imported
+    clock(0)
+    drafts.record_edit(session, anna, config, store, without_id,
+                       {"op": "add", "shape": rect(2, 2, 12, 12)})
+    drafts.record_edit(session, anna, config, store, without_id,
+                       {"op": "add", "shape": rect(30, 30, 40, 40)})
+    annotations.save(session, anna, config, store, without_id)
+    first = _effort(session, without_id, 1)
+    assert (first["added"], first["corrections"], first["base"]) == (2, 2, "empty")
+    # on top of the imported version: keep one cell, delete the other
+    drafts.record_edit(session, anna, config, store, with_id, {"op": "delete", "label": 2})
+    annotations.save(session, anna, config, store, with_id)
+    second = _effort(session, with_id, 2)
+    assert (second["deleted"], second["kept"], second["corrections"], second["base"]) == \
+        (1, 1, 1, "version")
+    curve = effort.effort_curve(session, anna, world["project_id"])
+    assert (curve.n_versions, curve.corrections) == (2, 3)              # imports count nothing
+
+
+def test_effort_curve_and_manifest(session, config, store, world, three_images, model, clock,
+                                   tmp_path):
+    pid, anna, owner = world["project_id"], actor(session, "annotator"), actor(session, "owner")
+    image_id = three_images[0]
+    clock(0)
+    drafts.use_suggestion(session, anna, config, store, image_id)
+    clock(30)
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "delete", "label": 2})
+    clock(60)
+    annotations.save(session, anna, config, store, image_id)            # 1 correction, 60 s
+    clock(100)
+    drafts.record_edit(session, anna, config, store, three_images[1],
+                       {"op": "add", "shape": rect(2, 2, 12, 12)})
+    clock(130)
+    annotations.save(session, anna, config, store, three_images[1])     # 1 correction, 30 s
+    v1, v2 = (session.scalar(select(Annotation).where(Annotation.image_id == i))
+              for i in three_images[:2])
+    start = dt.datetime(2021, 1, 1)
+    v1.created_at, v2.created_at = start, start + dt.timedelta(hours=2)
+    later = ModelVersion(project_id=pid, metrics={"f1": 0.7},          # trained in between
+                         created_at=start + dt.timedelta(hours=1))
+    session.add(later)
+    session.flush()
+    session.add(ModelVersion(project_id=pid, metrics={"f1": 0.9},    # an ensemble member
+                             settings={"ensemble_of": later.id}, created_at=later.created_at))
+    session.flush()
+    curve = effort.effort_curve(session, actor(session, "viewer"), pid)
+    assert [(p.model_version_id, p.f1, p.corrections, p.minutes, p.n_versions)
+            for p in curve.points] == [(model.id, 0.3, 0, 0.0, 0), (later.id, 0.7, 1, 1.0, 1)]
+    assert (curve.corrections, curve.minutes, curve.n_versions) == (2, 1.5, 2)
+    assert curve.counts == {"added": 1, "deleted": 1, "reshaped": 0, "kept": 1}
+    with pytest.raises(NotFound):
+        effort.effort_curve(session, actor(session, "outsider"), pid)
+    # the manifest carries each version's effort and the project's figures
+    exports.export_project(session, owner, store, pid, tmp_path / "out", ("counts",))
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    entry = next(i for i in manifest["images"] if i["id"] == image_id)
+    assert entry["annotations"][0]["effort"]["corrections"] == 1
+    assert entry["annotations"][0]["effort"]["base"] == "suggestion"
+    assert manifest["effort"]["corrections"] == 2
+    assert manifest["effort"]["active_minutes"] == 1.5
+    assert [m["model_version"] for m in manifest["effort"]["models"]] == [model.id, later.id]
+
+
+def test_a_viewer_records_no_activity_and_cannot_write(session, config, store, world,
+                                                       three_images, clock):
+    viewer, image_id = actor(session, "viewer"), three_images[0]
+    workspace = annotations.open_workspace(session, viewer, config, image_id)
+    assert not workspace.can_edit
+    assert session.scalar(select(Draft).where(Draft.user_id == viewer.id)) is None
+    with pytest.raises(PermissionDenied):
+        drafts.record_edit(session, viewer, config, store, image_id,
+                           {"op": "add", "shape": rect(2, 2, 12, 12)})
+    with pytest.raises(PermissionDenied):
+        annotations.save(session, viewer, config, store, image_id)
+
+
+def test_opening_the_workspace_is_an_event_but_keeps_the_draft_revision(
+        session, config, store, world, three_images, clock):
+    anna, image_id = actor(session, "annotator"), three_images[0]
+    clock(0)
+    first = drafts.record_edit(session, anna, config, store, image_id,
+                               {"op": "add", "shape": rect(2, 2, 12, 12)})
+    clock(40)
+    workspace = annotations.open_workspace(session, anna, config, image_id)
+    assert workspace.draft_rev == first.rev                             # cache stays valid
+    session.commit()
+    draft = drafts.find_draft(session, anna, image_id)
+    assert draft.activity == {"last": 1_000_040.0, "seconds": 40.0}
+    clock(70)
+    annotations.save(session, anna, config, store, image_id)
+    assert _effort(session, image_id, 1)["active_seconds"] == 70
+
+
+def test_project_page_plots_f1_against_corrections_and_minutes(as_user, db, world, image_id):
+    from pages import project as page
+    from tests.conftest import component_text
+    pid = world["project_id"]
+    with db.session_scope() as s:
+        start = dt.datetime(2021, 1, 1)
+        s.add(ModelVersion(project_id=pid, metrics={"f1": 0.4}, created_at=start))
+        s.add(Annotation(image_id=image_id, version=1, created_at=start + dt.timedelta(hours=1),
+                         effort={"added": 4, "deleted": 1, "reshaped": 2, "kept": 3,
+                                 "corrections": 7, "active_seconds": 180.0,
+                                 "base": "suggestion", "base_model_version_id": None}))
+        s.add(ModelVersion(project_id=pid, metrics={"f1": 0.8},
+                           created_at=start + dt.timedelta(hours=2)))
+    with as_user("viewer"):
+        text = component_text(page.layout(project_id=str(pid)))
+    assert "Annotation effort" in text and page.EFFORT_FIGURE in text
+    assert "7 corrections" in text and "3.0 active minutes" in text
+    with as_user("viewer"):
+        figure = page.effort_figure(page.call(effort.effort_curve, pid)[0])
+    assert [list(t.x) for t in figure.data] == [[0, 7], [0.0, 3.0]]
+    assert list(figure.data[0].y) == [0.4, 0.8]
