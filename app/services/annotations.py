@@ -174,7 +174,11 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
     points = [list(p) for p in canvas.points]
     now = drafts.clock()                          # the save is an activity event
     activity = drafts.activity_after(draft, now)
-    effort = _effort(session, store, draft, labels, classes, points, activity["seconds"])
+    # an untouched draft shows the newest version itself: no new version, nothing to count
+    unchanged = (not empty and latest is not None and draft.base_annotation_id == latest.id
+                 and drafts.untouched(draft))
+    effort = None if unchanged else _effort(session, store, draft, labels, classes, points,
+                                            activity["seconds"])
     # The slow part (replaying the draft, compressing and writing blobs) is done; only now is
     # the lease written, so the write transaction lasts no longer than the inserts below.
     leases.renew(session, actor, config, image.id)
@@ -188,6 +192,8 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
         draft.activity = activity                 # no new version: the time keeps counting
         drafts.checkpoint(session, config, draft, latest, canvas)
         return _version(session, latest)
+    if effort is None:                            # (an untouched draft that still differs)
+        effort = _effort(session, store, draft, labels, classes, points, activity["seconds"])
     source, model_version_id = drafts.source_of(session, draft)
     ann = Annotation(
         image_id=image.id, version=queries.next_version(session, image.id),

@@ -86,7 +86,7 @@ def _based_on(draft: Draft, ann: Annotation | None) -> Draft:
     return draft
 
 
-def _untouched(draft: Draft) -> bool:
+def untouched(draft: Draft) -> bool:
     """Whether the draft shows just the version it builds on: no edits, or none since it
     was saved as that version."""
     if not draft.edits:
@@ -127,7 +127,7 @@ def ensure_draft(session: Session, actor: Actor, image: Image) -> Draft:
         draft = _based_on(Draft(image_id=image.id, user_id=actor.id), latest)
         session.add(draft)
         session.flush()
-    elif _untouched(draft) and draft.base_annotation_id != (latest.id if latest else None):
+    elif untouched(draft) and draft.base_annotation_id != (latest.id if latest else None):
         _based_on(draft, latest)
         session.flush()
     return draft
