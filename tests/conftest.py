@@ -114,7 +114,7 @@ def world(db):
         for role in ROLES:
             ids[role] = users.create_user(s, SYSTEM, role, PASSWORD).id
         pid = projects.create_project(s, SYSTEM, "Lab", "test project",
-                                      owner_id=ids["owner"]).id
+                                      owner_id=ids["owner"], starting_model="none").id
         for role in ROLES[1:]:
             projects.set_member(s, SYSTEM, pid, role, role)
     ids["project_id"] = pid

@@ -24,7 +24,8 @@ def test_train_shows_a_moving_bar_and_the_outcome(tmp_path, monkeypatch, capsys)
     db = Database(f"sqlite:///{data.resolve()}/cellloop.sqlite")
     with db.session_scope() as s:
         owner = users.create_user(s, SYSTEM, "boss", "boss-password")
-        pid = projects.create_project(s, SYSTEM, "Nuclei", owner_id=owner.id).id
+        pid = projects.create_project(s, SYSTEM, "Nuclei", owner_id=owner.id,
+                                      starting_model="none").id
         items = []
         for k in range(4):
             img, lab = nuclei(shape=(96, 96), n=8, seed=k)

@@ -97,7 +97,7 @@ def test_round_trip_every_export_format(session, store, world, tmp_path):
 
     def reimport(paths, masks=None):
         p = projects.create_project(session, owner, f"copy-{len(list(tmp_path.iterdir()))}-"
-                                    f"{np.random.randint(1e9)}")
+                                    f"{np.random.randint(1e9)}", starting_model="none")
         items = list(iter_import_files(paths, masks))
         imports.import_files(session, owner, store, p.id, items, 1 << 28)
         return stored(session, store, p.id)
@@ -140,13 +140,13 @@ def test_png_and_npy_round_trip(session, store, world, tmp_path):
                                   grey.astype(np.float32)[None, None]),
                                  ("rgb.png", png(rgb), np.moveaxis(rgb, -1, 0)[None])]:
         owner = actor(session, "owner")
-        p = projects.create_project(session, owner, f"p-{name}")
+        p = projects.create_project(session, owner, f"p-{name}", starting_model="none")
         imports.import_files(session, owner, store, p.id,
                             [imports.ImportFile(name, read=lambda d=data: d)], 1 << 28)
         pixels = stored(session, store, p.id)[name][0]
         assert np.array_equal(pixels, expected), name
         exports.export_project(session, owner, store, p.id, tmp_path / name, ("tiff",))
-        again = projects.create_project(session, owner, f"again-{name}")
+        again = projects.create_project(session, owner, f"again-{name}", starting_model="none")
         imports.import_files(session, owner, store, again.id,
                             list(iter_import_files([tmp_path / name / "tiff"])), 1 << 28)
         back = next(iter(stored(session, store, again.id).values()))[0]

@@ -45,7 +45,8 @@ def test_a_queued_job_says_what_it_waits_behind(db, world):
 
 def test_a_job_of_a_project_you_cannot_see_is_not_described(db, world):
     with db.session_scope() as s:
-        other = projects.create_project(s, actor(s, "outsider"), "Elsewhere").id
+        other = projects.create_project(s, actor(s, "outsider"), "Elsewhere",
+                                        starting_model="none").id
     running = add(db, other, "train", "running")
     mine = add(db, world["project_id"], "train", "queued")
     assert message_of(db, "owner", mine) == "Waiting behind a job of another project."

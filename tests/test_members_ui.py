@@ -145,8 +145,10 @@ def test_project_creators_setting(session, world, tmp_path):
     viewer, admin = actor(session, "viewer"), actor(session, "admin")
     with pytest.raises(PermissionDenied, match="Only site admins"):
         projects.create_project(session, viewer, "Nope", creators="admins")
-    assert projects.create_project(session, admin, "Admins may", creators="admins").role == "owner"
-    assert projects.create_project(session, viewer, "Anyone may", creators="everyone")
+    assert projects.create_project(session, admin, "Admins may", creators="admins",
+                                   starting_model="none").role == "owner"
+    assert projects.create_project(session, viewer, "Anyone may", creators="everyone",
+                                   starting_model="none")
     assert projects.may_create_projects(viewer, "everyone")
     assert not projects.may_create_projects(viewer, "admins")
 

@@ -22,7 +22,7 @@ def test_who_may_train_and_bad_requests(db, config, world, lab):
         with pytest.raises(ValidationError, match="epochs must be between"):
             training.start_training(s, actor(s, "owner"), world["project_id"], {"epochs": 0},
                                     lambda _id: None)
-        empty = projects.create_project(s, actor(s, "owner"), "Empty")
+        empty = projects.create_project(s, actor(s, "owner"), "Empty", starting_model="none")
         with pytest.raises(ValidationError, match="Annotate at least one image"):
             training.start_training(s, actor(s, "owner"), empty.id, {}, lambda _id: None)
 

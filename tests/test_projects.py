@@ -12,7 +12,8 @@ def test_creator_becomes_owner(session, world):
     viewer = actor(session, "viewer")
     p = projects.create_project(session, viewer, "Mine", "desc",
                                 projects.parse_named_colours("DAPI:#0000ff, GFP:#00ff00"),
-                                projects.parse_named_colours("nucleus:#FF0000"))
+                                projects.parse_named_colours("nucleus:#FF0000"),
+                                starting_model="none")
     assert p.role == "owner" and [c["name"] for c in p.channels] == ["DAPI", "GFP"]
     assert p.classes == [{"name": "nucleus", "color": "#ff0000"}]
     assert {m.username: m.role for m in projects.list_members(session, viewer, p.id)} == {
@@ -35,7 +36,7 @@ def test_only_admins_create_for_others(session, world):
         projects.create_project(session, actor(session, "owner"), "Other",
                                 owner_id=world["viewer"])
     p = projects.create_project(session, actor(session, "admin"), "Other",
-                                owner_id=world["viewer"])
+                                owner_id=world["viewer"], starting_model="none")
     assert projects.get_project(session, actor(session, "viewer"), p.id).role == "owner"
 
 

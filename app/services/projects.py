@@ -20,7 +20,8 @@ from app.permissions import ROLE_NAMES, Actor, Role, require, role_of
 from app.services.project_settings import clean_training
 from app.states import ImageStatus
 from app.tables import Annotation, Draft, Image, Membership, Project, User
-from app.services import queries
+from app.services import queries, starting_models
+from storage.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +117,14 @@ def may_create_projects(actor: Actor, creators: str = "everyone") -> bool:
 
 def create_project(session: Session, actor: Actor, name: str, description: str = "",
                    channels=None, classes=None, owner_id: int | None = None,
-                   creators: str = "everyone") -> ProjectSummary:
+                   creators: str = "everyone", starting_model: str | None = None,
+                   store: BlobStore | None = None) -> ProjectSummary:
     """Create a project; `actor` becomes owner (or `owner_id`, which only admins may pass).
-    `creators` is the site setting (`Config.project_creators`): "admins" refuses others."""
+    `creators` is the site setting (`Config.project_creators`): "admins" refuses others.
+
+    `starting_model` (`app.services.starting_models`): "builtin:nuclei-v1", "none" or
+    "project:<id>"; None is the default, the built-in model when it is installed, else none.
+    The built-in model is put into the blob store `store` (required for it)."""
     if not actor.is_active:
         raise PermissionDenied("Your account is deactivated.")
     if not may_create_projects(actor, creators):
@@ -134,6 +140,7 @@ def create_project(session: Session, actor: Actor, name: str, description: str =
     owner_id = owner_id if owner_id is not None else actor.id
     if owner_id is None or session.get(User, owner_id) is None:
         raise ValidationError("A project needs an owner who has an account.")
+    starting_model = starting_models.normalise(starting_model)
     project = Project(name=name, description=(description or "").strip()[:4000],
                       channels=_clean_items(channels, "channel", DEFAULT_CHANNELS),
                       classes=_clean_items(classes, "class", DEFAULT_CLASSES),
@@ -142,7 +149,9 @@ def create_project(session: Session, actor: Actor, name: str, description: str =
     session.flush()
     session.add(Membership(project_id=project.id, user_id=owner_id, role=Role.owner.name))
     session.flush()
-    log.info("%s created project %r (id %s)", actor.username, name, project.id)
+    starting_models.apply(session, actor, store, project.id, starting_model)
+    log.info("%s created project %r (id %s), starting model %s", actor.username, name,
+             project.id, starting_model)
     return get_project(session, actor, project.id)
 
 

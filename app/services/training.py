@@ -111,8 +111,10 @@ def train_project(db: Database, store: BlobStore, project_id: int, user_id: int 
     cfg = TrainConfig(**{k: v for k, v in training.items() if k in TrainConfig.__annotations__},
                       seed=seed, max_seconds=max_minutes * 60 if max_minutes else None,
                       threads=threads)
-    if init is not None and init.in_channels != data.images[0].shape[0]:
-        init = None  # the channel layout changed; start from scratch
+    if (init is not None and not init.meta.get("input_mapping")
+            and init.in_channels != data.images[0].shape[0]):
+        init = None  # the channel layout changed; start from scratch (an input-mapped
+        #              model, e.g. the built-in one, maps any image to its input channels)
     comparable = previous is not None and previous.in_channels == data.images[0].shape[0]
     val_ids = split(len(data.images), cfg.val_fraction, cfg.seed)[1]
     calibrating = cfg.calibrate and not cfg.semantic and cfg.n_classes == 3
