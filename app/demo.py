@@ -5,6 +5,9 @@ deleted (those are reported as duplicates of deleted images). Refused in product
 the demo accounts have published passwords; a database once loaded with the demo and then run
 in production refuses these accounts at login until their passwords are changed
 (`python -m app set-password USERNAME`).
+
+The project starts from the default starting model (the built-in nuclei model when it is
+installed), so its first image opens with the model's cells as suggestions.
 """
 from __future__ import annotations
 
@@ -54,7 +57,8 @@ def load_demo(session: Session, store: BlobStore, config: Config) -> dict:
             "Fluorescence nuclei from the 2018 Data Science Bowl (BBBC038v1, CC0). Four "
             "images come with ground-truth annotations; the rest wait in the queue.",
             channels=[{"name": "nuclei", "color": "#ffffff"}],
-            classes=[{"name": "nucleus", "color": "#ff3b30"}], owner_id=owner.id).id
+            classes=[{"name": "nucleus", "color": "#ff3b30"}], owner_id=owner.id,
+            store=store).id      # the default starting model: built-in nuclei-v1 if installed
     for username, _pw, _admin, role in DEMO_ACCOUNTS[1:]:
         projects.set_member(session, SYSTEM, pid, username, role)
     session.commit()

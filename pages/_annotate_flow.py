@@ -21,6 +21,16 @@ from pages._common import alert, call
 # ------------------------------------------------------------------ model suggestion
 # With cells or points on screen the suggestion asks first (it replaces them; Undo brings
 # them back); on an empty draft it runs at once. SUGGEST_GO starts the background callback.
+# An untouched image of a project with a model starts it when the page opens
+# (INFO.auto_suggest, decided by the layout), unless cells are on screen by then.
+clientside_callback(
+    """function(info, st) {
+        var nu = dash_clientside.no_update;
+        if (!info || !info.auto_suggest || (st && (st.n_cells || st.n_points))) { return nu; }
+        return {t: Date.now(), auto: true};
+    }""",
+    Output(SUGGEST_GO, "data", allow_duplicate=True), Input(INFO, "data"), State(STATE, "data"),
+    prevent_initial_call="initial_duplicate")
 clientside_callback(
     """function(n, st) {
         var nu = dash_clientside.no_update;
@@ -53,9 +63,10 @@ clientside_callback(
                    (Output(B["cancel-suggest"], "style"), {}, {"display": "none"})],
           cancel=[Input(B["cancel-suggest"], "n_clicks")],
           progress=[Output(SUGGEST_PROGRESS, "value"), Output(SUGGEST_PROGRESS, "label")])
-def suggest(set_progress, _go, info):
+def suggest(set_progress, go, info):
     """Runs in the background-callback process: the user is proved by the request's session
-    cookie and the page's signed token (app.background.run_as)."""
+    cookie and the page's signed token (app.background.run_as). `go.auto`: started by the
+    page on opening an untouched image, not by the button."""
     server = dash.get_app().server
     app_state = server.extensions["cellloop"]
     set_progress((15, "predicting…"))
@@ -63,8 +74,15 @@ def suggest(set_progress, _go, info):
                            drafts.use_suggestion,
                            app_state.config, app_state.store, info["id"])
     set_progress((100, "done"))
+    auto = isinstance(go, dict) and go.get("auto")
     if error:
-        return dash.no_update, alert(error)
+        return dash.no_update, alert(f"The model could not suggest cells: {error}"
+                                     if auto else error)
+    if auto:
+        return view.state_from(result), alert(
+            f"These {result.n_cells} cells are the model's suggestion, not yet checked: "
+            "correct them (click a cell to reshape or delete it, draw to add one), then save. "
+            "Undo (Ctrl+Z) clears them.", "info", id="annotate-auto-suggested")
     return view.state_from(result), alert(
         f"Model suggestion loaded: {result.n_cells} cells. Click a cell to reshape or delete "
         "it; draw to add; Undo (Ctrl+Z) brings back what was there before.", "info")

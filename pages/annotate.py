@@ -20,7 +20,7 @@ from flask import current_app
 
 from app.background import sign_actor
 from app.context import current_actor, get_config, state
-from app.services import annotations, display_settings, drafts
+from app.services import annotations, display_settings, drafts, starting_models
 from app.states import ReviewState
 from pages import _annotate_view as view
 from pages import _display
@@ -165,6 +165,20 @@ def _panel(ws: annotations.Workspace, channels) -> list:
     ]
 
 
+def auto_suggests(ws: annotations.Workspace, n_cells, n_points) -> bool:
+    """Whether the workspace shows the active model's cells on its own when it opens: an
+    editable image nobody saved a version of, the user's draft untouched (no edits, nothing
+    undone, no cells or points) and a model to ask. Never over cells already on screen, and
+    not in counting projects (points are marked by hand; the button still offers cells)."""
+    if (not ws.can_edit or ws.counting or ws.latest is not None or ws.can_undo
+            or ws.can_redo):
+        return False
+    if n_cells or n_points:
+        return False
+    ok, _ = call(starting_models.suggests_on_open, ws.project_id)
+    return bool(ok)
+
+
 def layout(image_id=None, **_query):
     ws, error = call(annotations.open_workspace, get_config(), to_int(image_id))
     if error:
@@ -185,7 +199,8 @@ def layout(image_id=None, **_query):
                                  "width": ws.width, "height": ws.height,
                                  "colors": [c.get("color") for c in ws.classes] or [color],
                                  "classes": [c.get("name") for c in ws.classes] or ["cell"],
-                                 "can_edit": ws.can_edit}),
+                                 "can_edit": ws.can_edit,
+                                 "auto_suggest": auto_suggests(ws, n_cells, n_points)}),
         dcc.Store(id=STATE, data=first), dcc.Store(id=CLICK), dcc.Store(id=SHAPE_EVENT),
         dcc.Store(id=POLYGON_DONE), dcc.Store(id=RECLASS), dcc.Store(id=SUGGEST_GO),
         dcc.Store(id=VISITED, storage_type="session"),

@@ -13,7 +13,8 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, callback, dcc, html
 
 from app.context import state
-from app.services import jobs, model_versions, prediction, projects, training, training_params
+from app.services import (jobs, model_versions, prediction, projects, starting_models,
+                          training, training_params)
 from app.states import ACTIVE_JOB_STATES
 from pages._common import alert, call, error_page, to_int
 from pages._jobs import job_progress
@@ -61,8 +62,9 @@ def _n_val(metrics: dict) -> str:
 
 
 def f1_cell(metrics: dict):
-    """The validation score and the number of validation images it was measured on."""
-    n = _n_val(metrics)
+    """The validation score and the number of validation images it was measured on (for a
+    starting model, where: the built-in model's test images, or the project it came from)."""
+    n = " ".join(t for t in (_n_val(metrics), metrics.get("measured_on")) if t)
     return html.Td([_fmt(_score(metrics)),
                     html.Span(f" on {n}", className="small text-muted") if n else None],
                    className="models-f1")
@@ -75,6 +77,13 @@ def _post_text(post: dict) -> str:
     split = post.get("split", 0)
     return (f"fg > {post['fg_threshold']:.1f} · " + (f"split h {split:g}" if split else "no split")
             + f" · ≥ {post.get('min_size', 12)} px")
+
+
+def _origin(v: model_versions.VersionInfo) -> str:
+    """Where a version started: its parent, a starting model (built-in, copied) or scratch."""
+    if v.parent_id:
+        return f"#{v.parent_id}"
+    return starting_models.describe(v.settings) or "scratch"
 
 
 def versions_table(items: list[model_versions.VersionInfo]):
@@ -91,7 +100,7 @@ def versions_table(items: list[model_versions.VersionInfo]):
             f1_cell(m), html.Td(_fmt(m.get("dice"))),
             html.Td(str(v.n_training_images)),
             html.Td(f"{m.get('seconds', 0) / 60:.1f} min" if m.get("seconds") else "-"),
-            html.Td(f"#{v.parent_id}" if v.parent_id else "scratch"),
+            html.Td(_origin(v)),
             html.Td(_post_text(v.settings.get("postprocess", {})), className="small",
                     title="foreground threshold, seed splitting and smallest cell, chosen on "
                           "the validation and fully annotated training images after training"),
@@ -110,7 +119,9 @@ def rollback_options(items: list[model_versions.VersionInfo]) -> list[dict]:
     for v in items:
         f1 = v.metrics.get("f1", v.metrics.get("dice"))
         label = " · ".join([f"#{v.id}", v.created_at.strftime("%Y-%m-%d %H:%M"),
-                            f"val F1 {_fmt(f1)}", f"{v.n_training_images} images"]
+                            f"val F1 {_fmt(f1)}",
+                            starting_models.describe(v.settings)
+                            or f"{v.n_training_images} images"]
                            + (["active"] if v.is_active else []))
         options.append({"label": label, "value": v.id, "disabled": v.is_active})
     return options

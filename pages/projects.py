@@ -6,8 +6,9 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html
 
-from app.context import current_actor, get_config
+from app.context import current_actor, get_config, state
 from app.services import projects as svc
+from app.services import starting_models
 from pages._common import alert, call
 
 dash.register_page(__name__, path="/projects", title="Projects · CellLoop")
@@ -19,6 +20,7 @@ NAME = "projects-new-name"
 DESCRIPTION = "projects-new-description"
 CHANNELS = "projects-new-channels"
 CLASSES = "projects-new-classes"
+STARTING = "projects-new-starting-model"
 CREATE = "projects-create"
 MESSAGE = "projects-message"
 REDIRECT = "projects-redirect"
@@ -46,7 +48,19 @@ def project_grid(items: list[svc.ProjectSummary], may_create: bool = True):
     return dbc.Row([dbc.Col(project_card(p), md=6, lg=4, className="mb-3") for p in items])
 
 
-def create_form() -> dbc.Collapse:
+def starting_model_field(choices: list) -> html.Div:
+    """The "Starting model" dropdown: the default (the built-in model when installed) first."""
+    options = [{"label": c.label, "value": c.value} for c in choices]
+    return html.Div([
+        dbc.Label("Starting model", html_for=STARTING, className="mt-2"),
+        dcc.Dropdown(id=STARTING, options=options, clearable=False,
+                     value=options[0]["value"] if options else starting_models.NONE),
+        dbc.FormText("The first images open with this model's cells as suggestions to correct, "
+                     "and the first training fine-tunes it."),
+    ])
+
+
+def create_form(choices: list | None = None) -> dbc.Collapse:
     return dbc.Collapse(dbc.Card(dbc.CardBody([
         dbc.Label("Name", html_for=NAME),
         dbc.Input(id=NAME, placeholder="e.g. HeLa nuclei 2026", maxLength=120),
@@ -58,6 +72,7 @@ def create_form() -> dbc.Collapse:
             dbc.Col([dbc.Label("Cell classes (name:colour)", html_for=CLASSES),
                      dbc.Input(id=CLASSES, value="cell:#ff3b30")], md=6),
         ], className="mt-2"),
+        starting_model_field(choices or []),
         dbc.Button("Create project", id=CREATE, color="primary", className="mt-3"),
     ])), id=NEW_COLLAPSE, is_open=False, className="mb-3")
 
@@ -73,7 +88,7 @@ def layout(**_query):
                   dbc.Button("New project", id=NEW_TOGGLE, color="success")
                   if may_create else None],
                  className="d-flex align-items-center mb-3"),
-        create_form() if may_create else None,
+        create_form(call(starting_models.choices)[0]) if may_create else None,
         html.Div(id=MESSAGE, children=alert(error)),
         html.Div(project_grid(items or [], may_create), id=LIST),
     ])
@@ -88,12 +103,13 @@ def toggle_form(_n, is_open):
 @callback(Output(MESSAGE, "children"), Output(REDIRECT, "href"),
           Input(CREATE, "n_clicks"),
           State(NAME, "value"), State(DESCRIPTION, "value"), State(CHANNELS, "value"),
-          State(CLASSES, "value"), prevent_initial_call=True)
-def create_project(_n, name, description, channels, classes):
+          State(CLASSES, "value"), State(STARTING, "value"), prevent_initial_call=True)
+def create_project(_n, name, description, channels, classes, starting=None):
     project, error = call(svc.create_project, name or "", description or "",
                           svc.parse_named_colours(channels or ""),
                           svc.parse_named_colours(classes or ""),
-                          creators=get_config().project_creators)
+                          creators=get_config().project_creators,
+                          starting_model=starting or None, store=state().store)
     if error:
         return alert(error), dash.no_update
     return None, f"/projects/{project.id}"

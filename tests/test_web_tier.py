@@ -16,7 +16,8 @@ SCRIPT = textwrap.dedent('''
     from app.wsgi import create_app
     from app.config import Config
     from app.permissions import SYSTEM
-    from app.services import annotations, drafts, imports, projects, users
+    from pathlib import Path
+    from app.services import annotations, drafts, imports, projects, starting_models, users
     from app.tables import Job
     from tests.images_data import nuclei, tiff
 
@@ -25,12 +26,15 @@ SCRIPT = textwrap.dedent('''
     migrate.upgrade(config)
     server = create_app(config)
     state = server.extensions["cellloop"]
+    starting_models.BUILTIN_DIR = Path(sys.argv[2])     # a stand-in built-in model
     with state.db.session_scope() as s:
         owner = users.create_user(s, SYSTEM, "owner", "correct-horse-1")
-        pid = projects.create_project(s, SYSTEM, "Lab", "", owner_id=owner.id).id
+        pid = projects.create_project(s, SYSTEM, "Lab", "", owner_id=owner.id,
+                                      store=state.store).id   # starts from the built-in model
         img, lab = nuclei(shape=(96, 96), n=6, seed=1)
         items = [imports.ImportFile("a.tif", read=lambda: tiff(img), read_labels=lambda: tiff(lab)),
-                 imports.ImportFile("b.tif", read=lambda: tiff(img[::-1].copy()))]
+                 imports.ImportFile("b.tif", read=lambda: tiff(img[::-1].copy())),
+                 imports.ImportFile("c.tif", read=lambda: tiff(img[:, ::-1].copy()))]
         imports.import_files(s, SYSTEM, state.store, pid, items, 1 << 28)
         rows = [{"strategy": n, "seed": 0, "round": r, "n_labelled": r + 1, "f1": 0.5 + r / 10,
                  "dice": 0.6, "seconds": 1.0} for n in ("random", "entropy") for r in range(3)]
@@ -56,6 +60,10 @@ SCRIPT = textwrap.dedent('''
             elif name in ("annotate", "viewer"):
                 kwargs = {"image_id": "1"}
             module.layout(**kwargs)
+        import json
+        fresh = modules["annotate"].layout(image_id="3")      # untouched: suggests on its own
+        assert '"auto_suggest": true' in json.dumps(fresh.to_plotly_json(),
+                                                    default=lambda o: o.to_plotly_json())
     client = server.test_client()
     from tests.conftest import post_login
     assert post_login(client, "owner").status_code == 302
@@ -70,7 +78,10 @@ SCRIPT = textwrap.dedent('''
 
 
 def test_the_web_tier_never_loads_torch(tmp_path):
-    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "data")], cwd=ROOT,
+    from tests.starting_model_data import write_standin
+    write_standin(tmp_path / "pretrained")     # torch here, in the test process, is fine
+    done = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path / "data"),
+                           str(tmp_path / "pretrained")], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "torch-free" in done.stdout, done.stderr[-4000:]
 

@@ -46,14 +46,28 @@ class Choice:
     label: str
 
 
-def _files(name: str = BUILTIN_NAME) -> tuple[Path, Path]:
-    return BUILTIN_DIR / f"{name}.pt", BUILTIN_DIR / f"{name}.json"
+def _card_path(name: str = BUILTIN_NAME) -> Path:
+    return BUILTIN_DIR / f"{name}.json"
+
+
+def _read_card(name: str) -> dict | None:
+    try:
+        data = json.loads(_card_path(name).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _weights_path(card: dict, name: str = BUILTIN_NAME) -> Path:
+    """The weights file the card names (`models.builtin` writes `<name>.cellloop`)."""
+    weights = card.get("weights") if isinstance(card.get("weights"), dict) else {}
+    return BUILTIN_DIR / Path(str(weights.get("file") or f"{name}.cellloop")).name
 
 
 def builtin_available(name: str = BUILTIN_NAME) -> bool:
-    """Whether the built-in model's weights and card are installed."""
-    weights, card = _files(name)
-    return weights.is_file() and card.is_file()
+    """Whether the built-in model's card and the weights it names are installed."""
+    card = _read_card(name)
+    return card is not None and _weights_path(card, name).is_file()
 
 
 def default_choice() -> str:
@@ -62,29 +76,45 @@ def default_choice() -> str:
 
 
 def builtin_card(name: str = BUILTIN_NAME) -> dict:
-    """The built-in model's card (JSON: name, sha256, architecture, normalisation, scores)."""
-    weights, card = _files(name)
-    if not (weights.is_file() and card.is_file()):
-        raise ValidationError(f"The built-in model {name} is not installed "
-                              f"({weights.name} and {card.name} in {BUILTIN_DIR}).")
-    try:
-        data = json.loads(card.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValidationError(f"The card of the built-in model {name} cannot be read "
-                              f"({exc}).") from None
-    if not isinstance(data, dict):
-        raise ValidationError(f"The card of the built-in model {name} is not a JSON object.")
-    return data
+    """The built-in model's card (`models.builtin.train_builtin` writes it: name, weights
+    {file, sha256}, architecture, input_mapping, normalisation, postprocess, test scores)."""
+    card = _read_card(name)
+    if card is None:
+        raise ValidationError(f"The built-in model {name} is not installed, or its card "
+                              f"{_card_path(name)} cannot be read.")
+    if not _weights_path(card, name).is_file():
+        raise ValidationError(f"The weights of the built-in model {name} are missing "
+                              f"({_weights_path(card, name)}).")
+    return card
 
 
 def card_score(card: dict) -> float | None:
-    """The card's headline score: macro F1 over its groups if given, else F1."""
-    metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
-    for value in (metrics.get("macro_f1"), card.get("macro_f1"), metrics.get("f1"),
-                  card.get("f1")):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+    """The card's headline score: the macro F1 over its groups' test images."""
+    places = [card.get("test"), card.get("metrics"), card]
+    for place in places:
+        if not isinstance(place, dict):
+            continue
+        for key in ("macro_f1", "f1"):
+            value = place.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
     return None
+
+
+def _card_sha256(card: dict) -> str | None:
+    weights = card.get("weights") if isinstance(card.get("weights"), dict) else {}
+    return weights.get("sha256") or card.get("sha256")
+
+
+def _card_mapping(card: dict) -> str:
+    mapping = card.get("input_mapping")
+    if isinstance(mapping, dict):
+        mapping = mapping.get("name")
+    return str(mapping or BUILTIN_NAME)
+
+
+ARCHITECTURE_KEYS = ("in_channels", "n_classes", "width", "depth", "dropout",
+                     "bottleneck_dropout")
 
 
 def _f1_text(value) -> str:
@@ -94,8 +124,9 @@ def _f1_text(value) -> str:
 def builtin_label(card: dict | None = None) -> str:
     card = builtin_card() if card is None else card
     score = card_score(card)
-    where = " on its test images" if score is not None else ""
-    return f"Built-in nuclei model ({BUILTIN_NAME}) — {_f1_text(score)}{where}"
+    text = (f"macro F1 {score:.2f} on its test images" if score is not None
+            else "F1 not measured")
+    return f"Built-in nuclei model ({BUILTIN_NAME}) — {text}"
 
 
 def _version_score(mv: ModelVersion) -> float | None:
@@ -175,28 +206,32 @@ def _activate(session: Session, project_id: int, mv: ModelVersion) -> ModelVersi
 def _apply_builtin(session: Session, actor: Actor, store: BlobStore, project: Project
                    ) -> ModelVersion:
     card = builtin_card()
-    weights, _ = _files()
+    weights = _weights_path(card)
     data = weights.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    if card.get("sha256") and card["sha256"] != digest:
+    expected = _card_sha256(card)
+    if expected and hashlib.sha256(data).hexdigest() != expected:
         raise ValidationError(f"The built-in model's weights ({weights.name}) do not match "
-                              "its card's sha256; reinstall the model files.")
-    key = store.put_bytes(data)
-    metrics = dict(card.get("metrics") or {}) if isinstance(card.get("metrics"), dict) else {}
+                              "the sha256 in its card; reinstall the model files.")
+    key = store.put_bytes(data)         # content addressed: one blob for every project
+    test = card.get("test") if isinstance(card.get("test"), dict) else {}
+    metrics = {k: v for k, v in test.items() if k != "groups"}
     score = card_score(card)
     if score is not None:
-        metrics.setdefault("f1", score)    # the one score pages show (on its own test set)
-    for extra in ("per_group", "groups", "scores"):
-        if extra in card and extra not in metrics:
-            metrics[extra] = card[extra]
-    metrics["measured_on"] = card.get("measured_on") or f"the {BUILTIN_NAME} test images"
+        metrics["f1"] = score           # the one score pages show (measured_on says where)
+    if isinstance(test.get("groups"), dict):
+        metrics["groups"] = test["groups"]
+    metrics["measured_on"] = f"the {BUILTIN_NAME} test images"
+    architecture = card.get("architecture") if isinstance(card.get("architecture"), dict) \
+        else {}
     mv = ModelVersion(
         project_id=project.id, parent_id=None, weights_blob_key=key,
-        architecture=dict(card.get("architecture") or {}),
+        architecture={k: architecture[k] for k in ARCHITECTURE_KEYS if k in architecture},
         normalisation=dict(card.get("normalisation") or {}),
-        settings={"starting_model": BUILTIN,
-                  "input_mapping": card.get("input_mapping") or BUILTIN_NAME,
-                  "postprocess": dict(card.get("postprocess") or {})},
+        settings={"starting_model": BUILTIN, "input_mapping": _card_mapping(card),
+                  "postprocess": dict(card.get("postprocess") or {}),
+                  "builtin": {"name": card.get("name", BUILTIN_NAME),
+                              "version": card.get("version"), "note": card.get("note"),
+                              "created": card.get("created")}},
         metrics=metrics, curve=[], training_data=[], is_active=True,
         created_by_id=actor.id)
     return _activate(session, project.id, mv)
@@ -226,7 +261,7 @@ def _apply_copy(session: Session, actor: Actor, project: Project, source_id: int
     if mapping:
         settings["input_mapping"] = mapping
     metrics = {**(active.metrics or {}),
-               "measured_on": f"validation images of {source.name!r}"}
+               "measured_on": f"in {source.name!r}"}
     mv = ModelVersion(
         project_id=project.id, parent_id=None, weights_blob_key=active.weights_blob_key,
         architecture=dict(active.architecture or {}),

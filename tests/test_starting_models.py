@@ -1,0 +1,244 @@
+"""Every new project starts from a starting model (issue 20): the built-in nuclei model (the
+default), none, or the active model of another project the user can see."""
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from app.errors import NotFound, ValidationError
+from app.permissions import SYSTEM
+from app.services import imports, model_versions, prediction, projects, starting_models
+from app.tables import Image, ModelVersion, Project
+from tests.conftest import actor
+from tests.images_data import nuclei, tiff
+from tests.starting_model_data import write_standin
+
+SHIPPED_DIR = starting_models.BUILTIN_DIR      # models/pretrained/ of the checkout
+
+
+@pytest.fixture
+def standin(tmp_path, monkeypatch):
+    """The built-in model folder replaced by a stand-in (a hand-set threshold U-Net)."""
+    folder = tmp_path / "pretrained"
+    card = write_standin(folder)
+    monkeypatch.setattr(starting_models, "BUILTIN_DIR", folder)
+    return folder, card
+
+
+def _new(session, username, name, **kwargs):
+    return projects.create_project(session, actor(session, username), name, **kwargs)
+
+
+def _import_disc_image(session, store, project_id, seed=0):
+    pixels, labels = nuclei((96, 96), n=6, seed=seed)
+    imports.import_files(session, SYSTEM, store, project_id,
+                         [imports.ImportFile(f"disc{seed}.tif", read=lambda: tiff(pixels))],
+                         1 << 28)
+    session.flush()
+    image = session.scalar(select(Image).where(Image.project_id == project_id)
+                           .order_by(Image.id.desc()))
+    return image.id, labels
+
+
+def _active(session, project_id):
+    return model_versions.active_version(session, project_id)
+
+
+# ------------------------------------------------------------------ choices
+def test_choices_follow_what_the_actor_can_see(session, world, store, standin):
+    other = _new(session, "outsider", "Elsewhere", store=store)       # built-in by default
+    owner_choices = [c.value for c in starting_models.choices(session, actor(session, "owner"))]
+    assert owner_choices == ["builtin:nuclei-v1", "none"]     # Lab has no model; Elsewhere hidden
+    mine = starting_models.choices(session, actor(session, "outsider"))
+    assert [c.value for c in mine] == ["builtin:nuclei-v1", "none", f"project:{other.id}"]
+    assert mine[0].label == "Built-in nuclei model (nuclei-v1) — macro F1 0.50 on its test images"
+    mv = _active(session, other.id)
+    assert mine[2].label == f"Elsewhere: active model #{mv.id} (F1 0.50)"
+    admin = [c.value for c in starting_models.choices(session, actor(session, "admin"))]
+    assert f"project:{other.id}" in admin                  # site admins see every project
+    # a viewer of a project with a model may start from it
+    starting_models.apply(session, actor(session, "owner"), store, world["project_id"], "builtin")
+    viewer = [c.value for c in starting_models.choices(session, actor(session, "viewer"))]
+    assert f"project:{world['project_id']}" in viewer and f"project:{other.id}" not in viewer
+
+
+def test_without_the_built_in_files_the_default_is_none(session, world, store, tmp_path,
+                                                        monkeypatch):
+    monkeypatch.setattr(starting_models, "BUILTIN_DIR", tmp_path / "empty")
+    assert [c.value for c in starting_models.choices(session, actor(session, "owner"))] == ["none"]
+    p = _new(session, "owner", "Plain", store=store)
+    assert p.settings["starting_model"] == "none" and _active(session, p.id) is None
+    with pytest.raises(ValidationError, match="not installed"):
+        _new(session, "owner", "Wants it", store=store, starting_model="builtin")
+
+
+# ------------------------------------------------------------------ applying a choice
+def test_the_built_in_choice_gives_an_active_version_of_its_weights(session, world, store,
+                                                                    config, standin):
+    folder, card = standin
+    owner = actor(session, "owner")
+    p = projects.create_project(session, owner, "Fresh", store=store)      # the default
+    assert p.settings["starting_model"] == "builtin:nuclei-v1"
+    mv = _active(session, p.id)
+    assert store.get_bytes(mv.weights_blob_key) == (folder / "nuclei-v1.cellloop").read_bytes()
+    assert mv.weights_blob_key == card["weights"]["sha256"]
+    assert mv.is_active and mv.parent_id is None and mv.training_data == []
+    assert mv.created_by_id == owner.id
+    assert mv.settings["starting_model"] == "builtin:nuclei-v1"
+    assert mv.settings["input_mapping"] == "nuclei-v1"
+    assert mv.architecture == {k: card["architecture"][k] for k in
+                               starting_models.ARCHITECTURE_KEYS}   # no card-only keys
+    assert mv.metrics["f1"] == 0.5 and "fluorescence-small" in mv.metrics["groups"]
+    assert mv.metrics["measured_on"] == "the nuclei-v1 test images"
+    # a second project shares the one blob; the version is listed like a trained one
+    again = projects.create_project(session, owner, "Fresh too", store=store)
+    assert _active(session, again.id).weights_blob_key == mv.weights_blob_key
+    assert [v.id for v in model_versions.list_versions(session, owner, p.id)] == [mv.id]
+    # the model loads from the blob store and suggests cells on an imported image
+    image_id, labels = _import_disc_image(session, store, p.id)
+    session.commit()
+    result = prediction.suggest(session, owner, store, config, image_id)
+    assert result.model_version_id == mv.id and result.n_cells > 0
+
+
+def test_none_gives_no_version(session, world, store, standin):
+    p = _new(session, "owner", "By hand", store=store, starting_model="none")
+    assert _active(session, p.id) is None and p.settings["starting_model"] == "none"
+    assert model_versions.list_versions(session, actor(session, "owner"), p.id) == []
+
+
+@pytest.mark.parametrize("choice", ["builtin:nuclei-v9", "project:abc", "scratch", "project:"])
+def test_a_bad_choice_is_refused_with_a_clear_message(session, world, store, standin, choice):
+    with pytest.raises(ValidationError, match="Unknown starting model"):
+        _new(session, "owner", "Bad", store=store, starting_model=choice)
+
+
+def test_copying_another_projects_active_model(session, world, store, standin):
+    source = _new(session, "outsider", "Source lab", store=store)
+    src_mv = _active(session, source.id)
+    src_mv.settings = {**src_mv.settings, "postprocess": {"fg_threshold": 0.6}}
+    session.commit()
+    # the owner of Lab cannot see it: NotFound, and nothing is offered
+    with pytest.raises(NotFound):
+        _new(session, "owner", "Copy", store=store, starting_model=f"project:{source.id}")
+    session.rollback()
+    source_id = session.scalar(select(Project.id).where(Project.name == "Source lab"))
+    assert session.scalar(select(Project.id).where(Project.name == "Copy")) is None
+    projects.set_member(session, SYSTEM, source_id, "owner", "viewer")     # now they can
+    copy = _new(session, "owner", "Copy", store=store, starting_model=f"project:{source_id}")
+    mv, src_mv = _active(session, copy.id), _active(session, source_id)
+    assert mv.id != src_mv.id and mv.project_id == copy.id and mv.is_active
+    assert mv.weights_blob_key == src_mv.weights_blob_key and mv.parent_id is None
+    assert mv.settings["copied_from"] == {"project_id": source_id, "project_name": "Source lab",
+                                          "model_version_id": src_mv.id}
+    assert mv.settings["postprocess"] == {"fg_threshold": 0.6}
+    assert mv.settings["input_mapping"] == "nuclei-v1" and mv.training_data == []
+    assert copy.settings["starting_model"] == f"project:{source_id}"
+    assert starting_models.describe(mv.settings) == f"copy of Source lab #{src_mv.id}"
+    # a project without an active model has nothing to copy
+    with pytest.raises(ValidationError, match="no active model"):
+        _new(session, "owner", "Copy 2", store=store,
+             starting_model=f"project:{world['project_id']}")
+
+
+def test_a_copied_model_must_read_the_projects_channels(session, world, store, standin):
+    """A model trained on one channel (no input mapping) cannot start a two-channel
+    project."""
+    pid = world["project_id"]
+    session.add(ModelVersion(project_id=pid, weights_blob_key=store.put_bytes(b"w"),
+                             architecture={"in_channels": 1}, settings={}, is_active=True))
+    session.flush()
+    with pytest.raises(ValidationError, match="reads 1 channel"):
+        _new(session, "owner", "Two", store=store, starting_model=f"project:{pid}",
+             channels=[{"name": "DAPI"}, {"name": "GFP"}])
+    assert _new(session, "owner", "One", store=store, starting_model=f"project:{pid}")
+
+
+def test_fine_tuning_starts_from_the_starting_model(db, config, world, lab):
+    """The first training of a project that started from the built-in model fine-tunes it."""
+    from tests.training_runs import train
+    folder = Path(config.data_dir).parent / "pretrained"
+    write_standin(folder)
+    original = starting_models.BUILTIN_DIR
+    starting_models.BUILTIN_DIR = folder
+    try:
+        with db.session_scope() as s:
+            start = starting_models.apply(s, SYSTEM, lab, world["project_id"], "builtin")
+    finally:
+        starting_models.BUILTIN_DIR = original
+    state, result, error = train(db, config, world, epochs=1)
+    assert state == "done", error
+    with db.session_scope() as s:
+        mv = s.get(ModelVersion, result["model_version_id"])
+        assert mv.parent_id == start and mv.settings["fine_tuned_from"] == start
+
+
+# ------------------------------------------------------------------ the shipped model
+def test_the_shipped_built_in_model_starts_a_project_and_suggests_cells(session, world, store,
+                                                                        config):
+    if not (SHIPPED_DIR / "nuclei-v1.json").is_file():
+        pytest.skip(f"the built-in model is not in this checkout ({SHIPPED_DIR}/nuclei-v1.json "
+                    "is absent)")
+    owner = actor(session, "owner")
+    p = projects.create_project(session, owner, "Shipped", store=store)   # the default
+    mv = _active(session, p.id)
+    card = starting_models.builtin_card()
+    weights = SHIPPED_DIR / card["weights"]["file"]
+    assert store.get_bytes(mv.weights_blob_key) == weights.read_bytes()
+    model = model_versions.load(store, mv)
+    assert model.meta.get("input_mapping") == "nuclei-v1"
+    image_id, labels = _import_disc_image(session, store, p.id, seed=3)
+    session.commit()
+    t0 = time.perf_counter()
+    result = prediction.suggest(session, owner, store, config, image_id)
+    print(f"suggest with the shipped model (loaded): {time.perf_counter() - t0:.2f} s, "
+          f"{result.n_cells} cells of {labels.max()}", file=sys.stderr)
+    assert result.n_cells > 0
+
+
+def test_the_service_imports_no_torch():
+    import subprocess
+    code = ("import sys; import app.services.starting_models, app.services.projects; "
+            "print(any(m == 'torch' or m.startswith('torch.') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+def test_cli_create_project_with_a_starting_model(tmp_path, monkeypatch, capsys):
+    import io
+
+    from app import cli
+    from app.db import Database
+    folder = tmp_path / "pretrained"
+    write_standin(folder)
+    monkeypatch.setattr(starting_models, "BUILTIN_DIR", folder)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CELLLOOP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CELLLOOP_ENV", "development")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("boss-password\n"))
+    assert cli.main(["init-db"]) == 0
+    assert cli.main(["create-user", "boss"]) == 0
+    assert cli.main(["create-project", "A", "--owner", "boss"]) == 0
+    assert cli.main(["create-project", "B", "--owner", "boss", "--starting-model", "none"]) == 0
+    assert cli.main(["create-project", "C", "--owner", "boss",
+                     "--starting-model", "project:A"]) == 0
+    assert cli.main(["create-project", "D", "--owner", "boss",
+                     "--starting-model", "project:Nope"]) == 2
+    assert cli.main(["create-project", "E", "--owner", "boss",
+                     "--starting-model", "pretrained"]) == 2
+    captured = capsys.readouterr()
+    assert "created project 'A' (id 1), owner boss, starting model builtin:nuclei-v1" in \
+        captured.out
+    assert "starting model none" in captured.out and "starting model project:1" in captured.out
+    assert "No project called 'Nope'" in captured.err
+    assert "Unknown starting model 'pretrained'" in captured.err
+    db = Database(f"sqlite:///{(tmp_path / 'data').resolve()}/cellloop.sqlite")
+    with db.session_scope() as s:
+        keys = {pid: mv.weights_blob_key for pid, mv in (
+            (pid, model_versions.active_version(s, pid)) for pid in (1, 2, 3)) if mv}
+        assert set(keys) == {1, 3} and keys[1] == keys[3]
+    db.dispose()
