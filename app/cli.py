@@ -93,17 +93,25 @@ def cmd_list_users(config: Config, _args) -> None:
 
 
 def cmd_create_project(config: Config, args) -> None:
+    from app.deps import open_store
     from app.permissions import SYSTEM
-    from app.services import projects, users
+    from app.services import projects, starting_models, users
     with _db(config).session_scope() as s:
         owner = users.find_user(s, args.owner)
         if owner is None:
             raise CLIError(f"no user called {args.owner!r}")
+        start = args.starting_model
+        if start and start.startswith(starting_models.PROJECT_PREFIX):   # project:NAME or :ID
+            start = starting_models.PROJECT_PREFIX + str(projects.find_project_id(
+                s, start[len(starting_models.PROJECT_PREFIX):]))
         p = projects.create_project(s, SYSTEM, args.name, args.description,
                                     projects.parse_named_colours(args.channels),
                                     projects.parse_named_colours(args.classes),
-                                    owner_id=owner.id)
-    print(f"created project {p.name!r} (id {p.id}), owner {args.owner}")
+                                    owner_id=owner.id, starting_model=start,
+                                    store=open_store(config))
+    started = p.settings.get("starting_model", "none")
+    print(f"created project {p.name!r} (id {p.id}), owner {args.owner}, starting model "
+          f"{started}")
 
 
 def cmd_list_projects(config: Config, _args) -> None:
@@ -380,6 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--description", default="")
     c.add_argument("--channels", default="", help='e.g. "DAPI:#0000ff,GFP:#00ff00"')
     c.add_argument("--classes", default="", help='e.g. "nucleus:#ff0000"')
+    c.add_argument("--starting-model", default=None, metavar="builtin|none|project:NAME",
+                   help="the model the project starts from: the built-in nuclei model "
+                        "(default, when installed), none, or another project's active model")
     c.set_defaults(fn=cmd_create_project)
     sub.add_parser("list-projects", help="list projects").set_defaults(fn=cmd_list_projects)
     c = sub.add_parser("add-member", help="add a member or change their role")
