@@ -327,6 +327,29 @@ def cmd_export_model(config: Config, args) -> None:
         print(f"wrote {p} (+ {p.with_suffix('.json').name})")
 
 
+def cmd_train_builtin(_config: Config, args) -> None:
+    """Rebuild the built-in nuclei model from the DSB 2018 folder (models/builtin.py): fixed
+    split and seed; writes the weights, the JSON card and the markdown card into --out."""
+    import time
+
+    from models.builtin import DATA, DEFAULT_MINUTES, train_builtin
+    started = time.perf_counter()
+
+    def say(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.0f} s] {message}", flush=True)
+
+    try:
+        info = train_builtin(Path(args.data) if args.data else DATA, Path(args.out),
+                             seed=args.seed, progress=say,
+                             minutes=DEFAULT_MINUTES if args.minutes is None else args.minutes,
+                             note=args.note or None)
+    except FileNotFoundError as exc:
+        raise CLIError(str(exc)) from None
+    print(f"wrote {Path(args.out) / info['weights']['file']} (sha256 "
+          f"{info['weights']['sha256'][:12]}), {info['name']}.json and {info['name']}.md; "
+          f"macro-F1 {info['test']['macro_f1']:.3f}")
+
+
 def cmd_run(config: Config, args) -> None:
     from app.wsgi import create_app
     server = create_app(config)
@@ -448,6 +471,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("out", help="output folder")
     c.add_argument("--format", default="cellloop,torchscript,onnx")
     c.set_defaults(fn=cmd_export_model)
+    c = sub.add_parser("train-builtin", help="rebuild the built-in nuclei model (nuclei-v1) "
+                                             "from ../shared/data/dsb2018")
+    c.add_argument("--out", required=True, help="output folder, e.g. models/pretrained/")
+    c.add_argument("--minutes", type=float, default=None,
+                   help="training time budget (default: models.builtin.DEFAULT_MINUTES)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--data", default=None, help="the DSB 2018 folder (default "
+                                                "../shared/data/dsb2018 beside the checkout)")
+    c.add_argument("--note", default="", help="a line for the model card (e.g. a short run)")
+    c.set_defaults(fn=cmd_train_builtin)
     c = sub.add_parser("run", help="development server (use gunicorn in production)")
     c.add_argument("--host", default=None)
     c.add_argument("--port", type=int, default=None)

@@ -26,6 +26,7 @@ from models.data import IGNORE, PatchSampler, Sample, normalise, semantic_target
     targets_from_labels
 from models.device import select_runtime, set_threads
 from models.ema import WeightAverage
+from models.inference import input_mapping
 from models.metrics import mean_scores, score
 from models.quantize import calibration_patches
 from models.model import SegmentationModel
@@ -245,7 +246,8 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
                 progress: Callable[[dict], None] | None = None,
                 should_stop: Callable[[], bool] | None = None,
                 meta: dict | None = None,
-                on_step: Callable[[dict], None] | None = None) -> TrainResult:
+                on_step: Callable[[dict], None] | None = None,
+                image_weights: list[float] | None = None) -> TrainResult:
     """Train a U-Net. images: (C, Y, X) or (Y, X) raw arrays; labels: (Y, X) instance labels
     (class maps if `config.semantic`); regions: (Y, X) bool annotated masks or None. Without
     val_* a validation split is taken from the data. `init` fine-tunes an existing model.
@@ -256,12 +258,28 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     made, {"phase": "train", "step", "steps" (the steps the plan runs, whole
     epochs), "epoch", "loss", ...} after every step, {"phase": "validate", "done", "total",
     ...} before and after each validation image, and {"phase": "calibrate", "done",
-    "total"} while the post-processing is chosen."""
+    "total"} while the post-processing is chosen.
+
+    Input mapping: when `init` (or `meta`) names an `input_mapping` (the built-in nuclei
+    model, models.inference.network_input), training and validation images are read
+    through it, as prediction reads them, and the new model keeps it in its meta.
+    `image_weights` (one per image, optional) multiply each training image's chance of
+    being drawn for a patch (e.g. to balance groups of images); None changes nothing."""
     cfg = config or TrainConfig()
     if not images:
         raise TrainingError("There are no annotated images to train on.")
     if len(images) != len(labels):
         raise TrainingError("images and labels differ in number")
+    if image_weights is not None and len(image_weights) != len(images):
+        raise TrainingError("image_weights and images differ in number")
+    mapping_name = (init.meta.get("input_mapping") if init is not None else None) or \
+        (meta or {}).get("input_mapping")
+    if mapping_name:
+        mapping = input_mapping({"input_mapping": mapping_name})
+        images = [mapping(np.asarray(img)) for img in images]
+        if val_images is not None:
+            val_images = [mapping(np.asarray(img)) for img in val_images]
+        meta = {**(meta or {}), "input_mapping": mapping_name}
     set_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -300,6 +318,11 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
             "training_engine": runtime.name}
     model = SegmentationModel(net, meta, module=net)
     sampler = PatchSampler(train_samples, cfg.patch, rng, cfg.fg_fraction, cfg.image_power)
+    if image_weights is not None:
+        weighted = sampler.weights * np.asarray(image_weights, np.float64)[train_ids]
+        if not weighted.sum() > 0:
+            raise TrainingError("image_weights leave no image to draw patches from")
+        sampler.weights = weighted / weighted.sum()
     optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     planned = cfg.epochs * cfg.steps_per_epoch
     calibrating = cfg.calibrate and not cfg.semantic and cfg.n_classes == 3

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from models.inference import network_input
 from models.tiling import tiled_apply
 
 EPS = 1e-10
@@ -70,7 +71,8 @@ def mc_dropout(model, image: np.ndarray, passes: int = 8, seed: int | None = 0,
                tile: int = 512, overlap: int = 64, batch: int | None = None,
                stride: int = 2) -> Uncertainty:
     """MC-dropout uncertainty of a `SegmentationModel` (torch weights needed) on a (C, Y, X)
-    or (Y, X) image: the deterministic part once per tile (ONNX Runtime where that is the
+    or (Y, X) image (through the model's input mapping, if it has one, as in prediction):
+    the deterministic part once per tile (ONNX Runtime where that is the
     faster engine), the stochastic output layer `passes` times.
 
     The per-pixel statistics are computed on every `stride`-th pixel in each direction (a
@@ -102,8 +104,8 @@ def mc_dropout(model, image: np.ndarray, passes: int = 8, seed: int | None = 0,
                 summary = summary[:, :, :hidden.shape[2], :hidden.shape[3]]
             return summary
 
-    out = tiled_apply(model.prepare(image), fn, k + 2, tile=tile, overlap=overlap,
-                      batch=batch or model.runtime().tile_batch, multiple=model.multiple)
+    out = tiled_apply(model.prepare(network_input(model, image)), fn, k + 2, tile=tile,
+                      overlap=overlap, batch=batch or model.runtime().tile_batch, multiple=model.multiple)
     features = sum(e[0] for e in embedding) / sum(e[1] for e in embedding)
     return Uncertainty(out[:k], out[k], np.maximum(out[k + 1], 0.0),
                        features.float().cpu().numpy())
@@ -135,7 +137,8 @@ def ensemble(models: list, image: np.ndarray, tile: int = 512, overlap: int = 64
     softmax outputs are the samples; mutual information measures their disagreement."""
     if len(models) < 2:
         raise ValueError("An ensemble needs at least two models.")
-    probs = np.stack([m.probabilities(image, tile=tile, overlap=overlap) for m in models])
+    probs = np.stack([m.probabilities(network_input(m, image), tile=tile, overlap=overlap)
+                      for m in models])
     mean = probs.mean(0)
     pred = entropy(mean, axis=0)
     mi = np.maximum(pred - entropy(probs, axis=1).mean(0), 0.0)
