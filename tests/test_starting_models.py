@@ -176,6 +176,42 @@ def test_fine_tuning_starts_from_the_starting_model(db, config, world, lab):
         assert mv.parent_id == start and mv.settings["fine_tuned_from"] == start
 
 
+def test_an_rgb_project_fine_tunes_the_one_channel_built_in_model(db, config, world, store):
+    """The built-in model reads one (mapped) channel; a three-channel project's training still
+    starts from it instead of dropping it for the channel count."""
+    from app.jobs.runner import run_job
+    from app.services import training
+    from tests.conftest import TINY_TRAINING
+    from tests.images_data import png
+    folder = Path(config.data_dir).parent / "pretrained"
+    write_standin(folder)
+    original = starting_models.BUILTIN_DIR
+    starting_models.BUILTIN_DIR = folder
+    try:
+        with db.session_scope() as s:
+            pid = projects.create_project(
+                s, SYSTEM, "Stained", owner_id=world["owner"], store=store,
+                channels=[{"name": "R"}, {"name": "G"}, {"name": "B"}]).id
+            start = _active(s, pid).id
+            items = []
+            for k in range(4):
+                grey, labels = nuclei((96, 96), n=8, seed=k, dtype=np.uint8)
+                rgb = np.stack([grey, grey // 2, 255 - grey], axis=-1)
+                items.append(imports.ImportFile(
+                    f"s{k}.png", read=lambda rgb=rgb: png(rgb),
+                    read_labels=lambda labels=labels: tiff(labels)))
+            imports.import_files(s, SYSTEM, store, pid, items, 1 << 28)
+            projects.set_training_settings(s, SYSTEM, pid, TINY_TRAINING)
+            job = training.start_training(s, SYSTEM, pid, {"epochs": 1}, lambda _id: None)
+    finally:
+        starting_models.BUILTIN_DIR = original
+    assert run_job(db, config, job.id) == "done"
+    with db.session_scope() as s:
+        mv = _active(s, pid)
+        assert mv.id != start and mv.parent_id == start
+        assert mv.settings["fine_tuned_from"] == start
+
+
 # ------------------------------------------------------------------ the shipped model
 def test_the_shipped_built_in_model_starts_a_project_and_suggests_cells(session, world, store,
                                                                         config):
@@ -242,3 +278,38 @@ def test_cli_create_project_with_a_starting_model(tmp_path, monkeypatch, capsys)
             (pid, model_versions.active_version(s, pid)) for pid in (1, 2, 3)) if mv}
         assert set(keys) == {1, 3} and keys[1] == keys[3]
     db.dispose()
+
+
+# ------------------------------------------------------------------ pages
+def test_the_project_form_offers_and_applies_the_choice(as_user, world, standin):
+    import dash
+
+    from app.context import get_session
+    from pages import projects as page
+    from tests.conftest import component_text as text
+    with as_user("owner"):
+        shown = text(page.layout())
+        assert "projects-new-starting-model" in shown and "Built-in nuclei model" in shown
+        assert '"value": "builtin:nuclei-v1"' in shown        # chosen by default
+        message, href = page.create_project(1, "Picked none", "", "", "", "none")
+        assert message is None
+        pid = int(href.rsplit("/", 1)[1])
+        assert model_versions.active_version(get_session(), pid) is None
+        message, href = page.create_project(1, "Picked built-in", "", "", "", "builtin:nuclei-v1")
+        pid = int(href.rsplit("/", 1)[1])
+        assert model_versions.active_version(get_session(), pid).settings["starting_model"] \
+            == "builtin:nuclei-v1"
+        message, href = page.create_project(1, "Forged", "", "", "", "project:999")
+        assert href is dash.no_update and "No project with id 999" in text(message)
+
+
+def test_the_models_page_names_a_starting_version(as_user, world, standin):
+    from pages import models as page
+    from tests.conftest import component_text as text
+    with as_user("owner"):
+        from app.context import get_session, state
+        starting_models.apply(get_session(), actor(get_session(), "owner"), state().store,
+                              world["project_id"], "builtin")
+        get_session().commit()
+        shown = text(page.layout(project_id=str(world["project_id"])))
+    assert "built-in nuclei-v1" in shown and "the nuclei-v1 test images" in shown
