@@ -203,9 +203,11 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
         source=source, source_model_version_id=model_version_id, review_state=ReviewState.submitted,
         effort=effort)
     session.add(ann)
-    draft.activity = {"last": now, "seconds": 0.0}   # the next version counts from here
     image.status = ImageStatus.annotated
     session.flush()
+    # The draft row changes only in checkpoint, whose flush turns a concurrent save of the
+    # same draft (its revision moved on) into a Conflict rather than an error.
+    draft.activity = {"last": now, "seconds": 0.0}   # the next version counts from here
     drafts.checkpoint(session, config, draft, ann, canvas)   # the edits stay undoable
     return _version(session, ann)
 
