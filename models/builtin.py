@@ -329,6 +329,7 @@ def train_builtin(data_dir: str | Path | None, out_dir: str | Path, seed: int = 
                      "cpu": cpu_name()},
         "test": scores,
     }
+    info = json.loads(json.dumps(info))                 # plain JSON types, as read back
     (out_dir / f"{NAME}.json").write_text(json.dumps(info, indent=1) + "\n")
     (out_dir / f"{NAME}.md").write_text(render_card(info))
     say("test F1@0.5: " + ", ".join(f"{g} {s['f1']:.3f}" for g, s in scores["groups"].items())

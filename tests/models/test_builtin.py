@@ -16,7 +16,8 @@ DATA = builtin.DATA
 needs_data = pytest.mark.skipif(not (DATA / "index.json").exists(),
                                 reason=f"the DSB 2018 data is not at {DATA} "
                                        "(../shared/data/dsb2018 beside the checkout)")
-TINY = dict(width=4, depth=2, patch=64, batch=2, steps_per_epoch=2, epochs=1, patience=1)
+TINY = dict(width=4, depth=2, patch=64, batch=2, steps_per_epoch=2, epochs=1, patience=1,
+            calibrate=False)
 
 
 # ----------------------------------------------------------------------- the split
@@ -137,7 +138,7 @@ def test_fine_tuning_the_builtin_model_maps_the_images_and_keeps_the_mapping(tin
     pairs = [nuclei(shape=(64, 64), seed=s, dtype=np.uint8) for s in range(3)]
     rgb = [np.stack([255 - im] * 2 + [255 - im // 2]) for im, _ in pairs]   # 3 channels
     result = train_model(rgb, [lab for _, lab in pairs], init=init,
-                         config=TrainConfig(**{**TINY, "width": 4}, calibrate=False))
+                         config=TrainConfig(**TINY))
     tuned = result.model
     assert tuned.meta["input_mapping"] == INPUT_MAPPING and tuned.in_channels == 1
     assert predict_image(tuned, rgb[0]).labels.shape == (64, 64)
