@@ -55,6 +55,18 @@ clientside_callback(
     prevent_initial_call=True)
 
 
+def suggest_untouched(session, actor, config, store, image_id: int):
+    """The automatic suggestion: (draft state, True), or, when the user edited the draft
+    while the model was predicting (the page opened untouched, so any edit besides the
+    suggestion's is theirs), the suggestion taken back at once (Redo brings it): (state,
+    False). Never leaves the model's cells over cells the user drew."""
+    result = drafts.use_suggestion(session, actor, config, store, image_id)
+    draft = drafts.find_draft(session, actor, image_id)
+    if draft is not None and len(draft.edits or []) > 1:
+        return drafts.undo(session, actor, config, store, image_id), False
+    return result, True
+
+
 # How often the page asks whether the suggestion is ready (Dash's default, 1 s, was most of
 # the wait for a small image: the prediction itself takes a fraction of that).
 SUGGEST_POLL_MS = 200
@@ -76,15 +88,20 @@ def suggest(set_progress, go, info):
     server = dash.get_app().server
     app_state = server.extensions["cellloop"]
     set_progress((15, "predicting…"))
+    auto = isinstance(go, dict) and go.get("auto")
     result, error = run_as(server, info.get("token", ""), dash.callback_context.cookies,
-                           drafts.use_suggestion,
+                           suggest_untouched if auto else drafts.use_suggestion,
                            app_state.config, app_state.store, info["id"])
     set_progress((100, "done"))
-    auto = isinstance(go, dict) and go.get("auto")
     if error:
         return dash.no_update, alert(f"The model could not suggest cells: {error}"
                                      if auto else error)
     if auto:
+        result, applied = result
+        if not applied:
+            return view.state_from(result), alert(
+                "The model's suggestion came after you started drawing, so it was set aside: "
+                "Redo (Ctrl+Y) or Use model suggestion brings it.", "info")
         return view.state_from(result), alert(
             f"These {result.n_cells} cells are the model's suggestion, not yet checked: "
             "correct them (click a cell to reshape or delete it, draw to add one), then save. "

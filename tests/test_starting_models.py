@@ -313,3 +313,25 @@ def test_the_models_page_names_a_starting_version(as_user, world, standin):
         get_session().commit()
         shown = text(page.layout(project_id=str(world["project_id"])))
     assert "built-in nuclei-v1" in shown and "the nuclei-v1 test images" in shown
+
+
+def test_the_automatic_suggestion_never_covers_cells_drawn_meanwhile(session, world, store,
+                                                                     config, standin):
+    """pages._annotate_flow.suggest_untouched: applied on an untouched draft; set aside (Redo
+    brings it) when the user drew while the model predicted."""
+    from app.services import annotations, drafts
+    from pages._annotate_flow import suggest_untouched
+    from tests.images_data import rect
+    owner = actor(session, "owner")
+    p = projects.create_project(session, owner, "Race", store=store)
+    first, _ = _import_disc_image(session, store, p.id, seed=1)
+    second, _ = _import_disc_image(session, store, p.id, seed=2)
+    session.commit()
+    annotations.open_workspace(session, owner, config, first)
+    result, applied = suggest_untouched(session, owner, config, store, first)
+    assert applied and result.n_cells > 0 and result.can_undo
+    annotations.open_workspace(session, owner, config, second)
+    drafts.record_edit(session, owner, config, store, second,       # drawn meanwhile
+                       {"op": "add", "shape": rect(2, 2, 12, 12)})
+    result, applied = suggest_untouched(session, owner, config, store, second)
+    assert not applied and result.n_cells == 1 and result.can_redo
