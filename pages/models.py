@@ -65,7 +65,7 @@ def f1_cell(metrics: dict):
     """The validation score and the number of validation images it was measured on (for a
     starting model, where: the built-in model's test images, or the project it came from)."""
     n = " ".join(t for t in (_n_val(metrics), metrics.get("measured_on")) if t)
-    return html.Td([_fmt(_score(metrics)),
+    return html.Td([_fmt(starting_models.version_score(metrics)),
                     html.Span(f" on {n}", className="small text-muted") if n else None],
                    className="models-f1")
 
@@ -117,7 +117,7 @@ def rollback_options(items: list[model_versions.VersionInfo]) -> list[dict]:
     """The versions an owner can make active, newest first, with what tells them apart."""
     options = []
     for v in items:
-        f1 = v.metrics.get("f1", v.metrics.get("dice"))
+        f1 = starting_models.version_score(v.metrics)
         label = " · ".join([f"#{v.id}", v.created_at.strftime("%Y-%m-%d %H:%M"),
                             f"val F1 {_fmt(f1)}",
                             starting_models.describe(v.settings)

@@ -91,7 +91,8 @@ def test_the_built_in_choice_gives_an_active_version_of_its_weights(session, wor
     assert mv.settings["input_mapping"] == "nuclei-v1"
     assert mv.architecture == {k: card["architecture"][k] for k in
                                starting_models.ARCHITECTURE_KEYS}   # no card-only keys
-    assert mv.metrics["f1"] == 0.5 and "fluorescence-small" in mv.metrics["groups"]
+    assert mv.metrics["macro_f1"] == 0.5 and "fluorescence-small" in mv.metrics["groups"]
+    assert "f1" not in mv.metrics        # "f1" is a project's own validation F1
     assert mv.metrics["measured_on"] == "the nuclei-v1 test images"
     # a second project shares the one blob; the version is listed like a trained one
     again = projects.create_project(session, owner, "Fresh too", store=store)
@@ -120,6 +121,7 @@ def test_copying_another_projects_active_model(session, world, store, standin):
     source = _new(session, "outsider", "Source lab", store=store)
     src_mv = _active(session, source.id)
     src_mv.settings = {**src_mv.settings, "postprocess": {"fg_threshold": 0.6}}
+    src_mv.metrics = {"f1": 0.8, "n_images": 3}          # as if trained there
     session.commit()
     # the owner of Lab cannot see it: NotFound, and nothing is offered
     with pytest.raises(NotFound):
@@ -137,6 +139,8 @@ def test_copying_another_projects_active_model(session, world, store, standin):
     assert mv.settings["postprocess"] == {"fg_threshold": 0.6}
     assert mv.settings["input_mapping"] == "nuclei-v1" and mv.training_data == []
     assert copy.settings["starting_model"] == f"project:{source_id}"
+    assert mv.metrics == {"source": {"f1": 0.8, "n_images": 3}, "source_f1": 0.8,
+                          "n_images": 3, "measured_on": "in 'Source lab'"}
     assert starting_models.describe(mv.settings) == f"copy of Source lab #{src_mv.id}"
     # a project without an active model has nothing to copy
     with pytest.raises(ValidationError, match="no active model"):
@@ -313,6 +317,7 @@ def test_the_models_page_names_a_starting_version(as_user, world, standin):
         get_session().commit()
         shown = text(page.layout(project_id=str(world["project_id"])))
     assert "built-in nuclei-v1" in shown and "the nuclei-v1 test images" in shown
+    assert "0.500" in shown                      # the card's macro F1, said where it is from
 
 
 def test_the_automatic_suggestion_never_covers_cells_drawn_meanwhile(session, world, store,

@@ -129,10 +129,16 @@ def builtin_label(card: dict | None = None) -> str:
     return f"Built-in nuclei model ({BUILTIN_NAME}) — {text}"
 
 
-def _version_score(mv: ModelVersion) -> float | None:
-    metrics = mv.metrics or {}
-    value = metrics.get("macro_f1", metrics.get("f1", metrics.get("dice")))
-    return value if isinstance(value, (int, float)) else None
+def version_score(metrics: dict) -> float | None:
+    """A version's headline score: its validation F1 (or Dice) when trained in its project,
+    else the score its starting model came with (macro F1 on the built-in model's test
+    images, or the F1 in the project it was copied from)."""
+    metrics = metrics or {}
+    for key in ("f1", "dice", "macro_f1", "source_f1"):
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return None
 
 
 def choices(session: Session, actor: Actor) -> list[Choice]:
@@ -160,7 +166,7 @@ def choices(session: Session, actor: Actor) -> list[Choice]:
     for project, mv in sorted(rows, key=lambda r: (r[0].name.lower(), r[0].id)):
         out.append(Choice(f"{PROJECT_PREFIX}{project.id}",
                           f"{project.name}: active model #{mv.id} "
-                          f"({_f1_text(_version_score(mv))})"))
+                          f"({_f1_text(version_score(mv.metrics))})"))
     return out
 
 
@@ -213,11 +219,13 @@ def _apply_builtin(session: Session, actor: Actor, store: BlobStore, project: Pr
         raise ValidationError(f"The built-in model's weights ({weights.name}) do not match "
                               "the sha256 in its card; reinstall the model files.")
     key = store.put_bytes(data)         # content addressed: one blob for every project
+    # no "f1": that key is the project's own validation F1 (effort curve, versions table);
+    # the card's scores were measured on other images (measured_on says which)
     test = card.get("test") if isinstance(card.get("test"), dict) else {}
     metrics = {k: v for k, v in test.items() if k != "groups"}
     score = card_score(card)
     if score is not None:
-        metrics["f1"] = score           # the one score pages show (measured_on says where)
+        metrics["macro_f1"] = score
     if isinstance(test.get("groups"), dict):
         metrics["groups"] = test["groups"]
     metrics["measured_on"] = f"the {BUILTIN_NAME} test images"
@@ -260,8 +268,15 @@ def _apply_copy(session: Session, actor: Actor, project: Project, source_id: int
                                      "model_version_id": active.id}})
     if mapping:
         settings["input_mapping"] = mapping
-    metrics = {**(active.metrics or {}),
-               "measured_on": f"in {source.name!r}"}
+    # the source's validation scores were measured on its images, not this project's: kept
+    # apart from "f1" (this project's own validation F1)
+    source_metrics = dict(active.metrics or {})
+    metrics = {"source": source_metrics, "measured_on": f"in {source.name!r}"}
+    score = version_score(source_metrics)
+    if score is not None:
+        metrics["source_f1"] = score
+    if isinstance(source_metrics.get("n_images"), int):
+        metrics["n_images"] = source_metrics["n_images"]
     mv = ModelVersion(
         project_id=project.id, parent_id=None, weights_blob_key=active.weights_blob_key,
         architecture=dict(active.architecture or {}),

@@ -21,6 +21,12 @@ def test_owner_creates_project_adds_member_and_logs_out(browser, db):
     browser.find_element("#projects-new-toggle").click()
     browser.wait_for_element("#projects-new-name").send_keys("Mitochondria")
     browser.find_element("#projects-new-description").send_keys("EM membranes")
+    # a nuclei model is no start for membranes: the owner picks "None" (issue 20)
+    browser.find_element("#projects-new-starting-model").click()
+    browser.wait_for_element("[role=option]")
+    next(o for o in browser.find_elements("[role=option]")
+         if o.text.startswith("None")).click()
+    browser.wait_for_contains_text("#projects-new-starting-model", "None: draw")
     browser.find_element("#projects-create").click()
     browser.wait_for_text_to_equal("#project-name", "Mitochondria", timeout=10)
     assert browser.find_element("#project-role").text == "owner"
@@ -32,6 +38,7 @@ def test_owner_creates_project_adds_member_and_logs_out(browser, db):
     with db.session_scope() as s:
         owner = actor(s, "owner")
         p = next(p for p in projects.list_projects(s, owner) if p.name == "Mitochondria")
+        assert p.settings["starting_model"] == "none"
         assert {m.username: m.role for m in projects.list_members(s, owner, p.id)} == {
             "owner": "owner", "annotator": "annotator"}
 
