@@ -173,7 +173,8 @@ def main() -> None:
     db, store = app_state.db, app_state.store
     with db.session_scope() as s:
         owner = users.create_user(s, SYSTEM, "bench", PASSWORD)
-        pid = projects.create_project(s, SYSTEM, "Bench", owner_id=owner.id).id
+        pid = projects.create_project(s, SYSTEM, "Bench", owner_id=owner.id,
+                                      starting_model="none").id
         items = [ImportFile("suggested_1000.npy", load=lambda: _img(image, 0),
                             load_labels=lambda: labels),
                  ImportFile("cells_500.npy", load=lambda: _img(image, 1),

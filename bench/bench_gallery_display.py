@@ -31,7 +31,8 @@ def fill(db, name: str, n: int, blob_key: str) -> int:
     with db.session_scope() as s:
         pid = projects.create_project(
             s, SYSTEM, name, owner_id=users.find_user(s, "bench").id,
-            channels=[{"name": "DAPI", "color": "#00ffff"}, {"name": "GFP", "color": "#ff00ff"}]).id
+            channels=[{"name": "DAPI", "color": "#00ffff"}, {"name": "GFP", "color": "#ff00ff"}],
+            starting_model="none").id
         statuses = ["new", "annotated", "in_progress", "reviewed", "excluded"]
         rows = [dict(project_id=pid, name=f"plate{i // 96:03d}/well_{i:05d}.tif",
                      blob_key=blob_key, sha256=f"{name}-{i}", shape=[1, 2, 2048, 2048],

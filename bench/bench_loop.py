@@ -45,7 +45,8 @@ def main() -> None:
     with db.session_scope() as s:
         for name in ("anna", "rita"):
             users.create_user(s, SYSTEM, name, "bench-password-1")
-        pid = projects.create_project(s, SYSTEM, "Loop", owner_id=users.find_user(s, "rita").id).id
+        pid = projects.create_project(s, SYSTEM, "Loop", owner_id=users.find_user(s, "rita").id,
+                                      starting_model="none").id
         projects.set_member(s, SYSTEM, pid, "anna", "annotator")
         items = [imports.ImportFile(
             f"{i:03d}.npy", load=lambda p=p: ImageData(p[None], "ZCYX", ["grey"]),

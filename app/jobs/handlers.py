@@ -84,7 +84,25 @@ def _import(ctx, folder: Path) -> dict:
         return imports.import_files(session, actor, store, ctx.project_id, items,
                                     config.max_image_pixels, progress=report,
                                     max_bytes=config.max_image_bytes)
-    return _summary(_run(ctx, sources, work), ("imported", "duplicate", "rejected"))
+    results = _run(ctx, sources, work)
+    summary = _summary(results, ("imported", "duplicate", "rejected"))
+    new_ids = [r.image_id for r in results if r.status == "imported" and r.image_id]
+    return {**summary, **_prefill(ctx, new_ids)}
+
+
+def _prefill(ctx, image_ids: list[int]) -> dict:
+    """Queue a prediction of the first new images when the project has a model, so the
+    workspace finds their suggestions cached (no model loaded in the web tier)."""
+    if not image_ids:
+        return {}
+    try:
+        with ctx.db.session_scope() as session:
+            job_id = prediction.prefill_suggestions(session, ctx.user_id, ctx.project_id,
+                                                    image_ids, ctx.deps.enqueue)
+    except Exception as exc:  # noqa: BLE001 - the import itself succeeded
+        log.warning("suggestions not prefilled after import job %s: %s", ctx.job_id, exc)
+        return {}
+    return {"prediction_job": job_id} if job_id else {}
 
 
 def _attach(ctx, folder: Path, replace: bool) -> dict:
@@ -121,9 +139,9 @@ def score(ctx) -> dict:
                                  ctx.progress, ctx.should_stop)
 
 
-def predict(ctx) -> dict:
+def predict(ctx, image_ids: list[int] | None = None) -> dict:
     return prediction.predict_project(ctx.db, ctx.deps.store, ctx.config, ctx.project_id,
-                                      ctx.progress, ctx.should_stop)
+                                      ctx.progress, ctx.should_stop, image_ids=image_ids)
 
 
 def simulate(ctx, **params) -> dict:

@@ -85,10 +85,14 @@ def outcome(kind: str, result: dict, message: str = "") -> str:
         return text
     if kind == "import":
         counts = [(k, v) for k, v in result.items() if isinstance(v, int)
-                  and not isinstance(v, bool) and not (k == "restored" and v == 0)]
+                  and not isinstance(v, bool) and not (k == "restored" and v == 0)
+                  and k != "prediction_job"]
         if counts:
+            follow = (f" The model's suggestions for the new images are being predicted "
+                      f"(job #{result['prediction_job']})." if result.get("prediction_job")
+                      else "")
             return ", ".join(_plural(v, k) if k == "duplicate" else f"{v} {k}"
-                             for k, v in counts) + "."
+                             for k, v in counts) + "." + follow
     if kind == "score" and "n_images" in result:
         return (f"Scored {_plural(result['n_images'], 'image')} with {result.get('strategy')} "
                 f"under model #{result.get('model_version_id')}.")

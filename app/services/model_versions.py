@@ -114,16 +114,22 @@ def load(store: BlobStore, mv: ModelVersion):
     return model
 
 
-def load_version(session: Session, actor: Actor, store: BlobStore, version_id: int | None,
-                 project_id: int | None = None):
-    """(ModelVersion, SegmentationModel): the given version, or the project's active one."""
+def version_or_active(session: Session, actor: Actor, version_id: int | None,
+                      project_id: int | None = None) -> ModelVersion:
+    """The given version, or the project's active one (the actor may view it)."""
     if version_id is None:
         require(session, actor, project_id, "view")
         mv = active_version(session, project_id)
         if mv is None:
             raise NotFound("This project has no trained model yet; train one first.")
-    else:
-        mv = version_for(session, actor, version_id, "view")
+        return mv
+    return version_for(session, actor, version_id, "view")
+
+
+def load_version(session: Session, actor: Actor, store: BlobStore, version_id: int | None,
+                 project_id: int | None = None):
+    """(ModelVersion, SegmentationModel): the given version, or the project's active one."""
+    mv = version_or_active(session, actor, version_id, project_id)
     return mv, load(store, mv)
 
 

@@ -14,12 +14,12 @@ from sqlalchemy.orm import Session
 
 from app.config import Config
 from app.db import Database, end_transaction
-from app.errors import NotFound
+from app.errors import NotFound, PermissionDenied
 from app.services.gallery import image_for
 from app.permissions import Actor, require
 from app.services import jobs, model_versions, queries
 from app.services.imports import count_labels
-from app.tables import Image, ModelVersion
+from app.tables import Image, ModelVersion, User
 from models.cancel import Cancelled
 from storage.blobstore import BlobStore, get_array
 from storage.writers import atomic_path
@@ -62,12 +62,15 @@ def suggest(session: Session, actor: Actor, store: BlobStore, config: Config, im
             model_version_id: int | None = None) -> Prediction:
     """The model's cells for one image (the active model unless a version is given)."""
     image = image_for(session, actor, image_id, "annotate")
-    mv, model = model_versions.load_version(session, actor, store, model_version_id,
-                                            image.project_id)
+    mv = model_versions.version_or_active(session, actor, model_version_id, image.project_id)
     if mv.project_id != image.project_id:
         raise NotFound("That model belongs to another project.")
     end_transaction(session)      # read, close, compute: no transaction across inference
-    labels = predict_labels(config, store, image, mv, model)
+    # A cached prediction (e.g. from the predict job queued after an import) needs no model:
+    # loading torch and the weights is most of a first suggestion's time.
+    labels = cached_labels(config, image, mv)
+    if labels is None:
+        labels = predict_labels(config, store, image, mv, model_versions.load(store, mv))
     return Prediction(image.id, mv.id, count_labels(labels) if labels.ndim == 2 else
                       int(sum(count_labels(p) for p in labels)), labels)
 
@@ -85,6 +88,28 @@ def prediction_for_display(session: Session, actor: Actor, config: Config, image
     return labels if labels.ndim == 2 else labels[0]
 
 
+PREFILL_IMAGES = 20     # new images whose suggestions are predicted ahead, after an import
+
+
+def prefill_suggestions(session: Session, user_id: int | None, project_id: int,
+                        image_ids: list[int], enqueue: Callable[[int], None]) -> int | None:
+    """After an import into a project with an active model: queue a prediction of the first
+    PREFILL_IMAGES new images, as the importer, so opening them shows the model's cells at
+    once (the suggestion is read from the cache). Returns the job id, or None when the
+    project has no model or the importer may not predict."""
+    if model_versions.active_version(session, project_id) is None:
+        return None
+    actor = session.get(User, user_id) if user_id is not None else None
+    if actor is None:
+        return None
+    try:
+        require(session, actor, project_id, "annotate")
+    except PermissionDenied:
+        return None
+    return jobs.submit_job(session, actor, project_id, "predict",
+                           {"image_ids": sorted(image_ids)[:PREFILL_IMAGES]}, enqueue).id
+
+
 def start_project_prediction(session: Session, actor: Actor, project_id: int,
                              enqueue: Callable[[int], None]) -> jobs.JobInfo:
     require(session, actor, project_id, "annotate")
@@ -94,16 +119,19 @@ def start_project_prediction(session: Session, actor: Actor, project_id: int,
 
 
 def predict_project(db: Database, store: BlobStore, config: Config, project_id: int,
-                    progress: Callable[..., None], should_stop: Callable[[], bool]) -> dict:
-    """Predict every live image of the project with its active model (cached per image and
-    weights); `progress(fraction, message)` after each image, `should_stop()` stops the work
-    (raises `models.cancel.Cancelled`)."""
+                    progress: Callable[..., None], should_stop: Callable[[], bool],
+                    image_ids: list[int] | None = None) -> dict:
+    """Predict every live image of the project (or only `image_ids`) with its active model
+    (cached per image and weights); `progress(fraction, message)` after each image,
+    `should_stop()` stops the work (raises `models.cancel.Cancelled`)."""
     with db.session_scope() as session:
         mv = model_versions.active_version(session, project_id)
         if mv is None:
             raise ValueError("The project has no active model.")
-        images = session.scalars(select(Image).where(*queries.live_images(project_id))
-                                 .order_by(Image.id)).all()
+        query = select(Image).where(*queries.live_images(project_id))
+        if image_ids is not None:
+            query = query.where(Image.id.in_([int(i) for i in image_ids]))
+        images = session.scalars(query.order_by(Image.id)).all()
         session.expunge_all()
     model = model_versions.load(store, mv)
     counts = {}

@@ -88,6 +88,7 @@ def train_project(db: Database, store: BlobStore, project_id: int, user_id: int 
     `progress(fraction, message, force)` reports; `should_stop()` between steps stops the
     work by raising `models.cancel.Cancelled`. Returns the job's result (model version,
     activated, reason, metrics, ensemble members, outcome)."""
+    from models.inference import network_input
     from models.persist import model_to_bytes
     from models.training import (TrainConfig, calibration_count, calibration_pixels, evaluate,
                                  split, train_model)
@@ -115,7 +116,10 @@ def train_project(db: Database, store: BlobStore, project_id: int, user_id: int 
             and init.in_channels != data.images[0].shape[0]):
         init = None  # the channel layout changed; start from scratch (an input-mapped
         #              model, e.g. the built-in one, maps any image to its input channels)
-    comparable = previous is not None and previous.in_channels == data.images[0].shape[0]
+    # the active model is compared on the same validation images; an input-mapped one (the
+    # built-in model) reads any channel layout through its mapping
+    comparable = previous is not None and (bool(previous.meta.get("input_mapping"))
+                                           or previous.in_channels == data.images[0].shape[0])
     val_ids = split(len(data.images), cfg.val_fraction, cfg.seed)[1]
     calibrating = cfg.calibrate and not cfg.semantic and cfg.n_classes == 3
     ensemble = loop.strategy == "ensemble"
@@ -132,7 +136,7 @@ def train_project(db: Database, store: BlobStore, project_id: int, user_id: int 
     new_f1 = result.metrics.get("f1", result.metrics.get("dice", 0.0))
     old_f1 = None
     if comparable:
-        val_x = [data.images[i] for i in result.val_ids]
+        val_x = [network_input(previous, data.images[i]) for i in result.val_ids]
         val_y = [data.labels[i] for i in result.val_ids]
         old = evaluate(previous, val_x, val_y, cfg, on_image=tracker.comparing)
         old_f1 = old.get("f1", old.get("dice", 0.0))
