@@ -30,8 +30,11 @@ def model_card(model: SegmentationModel, extra: dict | None = None) -> dict:
         "channels": meta.get("channels", []), "normalisation": meta.get("normalisation"),
         "postprocess": meta.get("postprocess", {}), "metrics": meta.get("metrics", {}),
         "training_data": meta.get("training_data", []), "version": meta.get("version"),
+        # a model that reads images through a mapping (the built-in nuclei model) keeps it
+        "input_mapping": meta.get("input_mapping"),
         "input": "float32 (N, C, H, W), per-channel percentile normalised; H and W multiples "
-                 f"of {model.multiple}",
+                 f"of {model.multiple}" + (f", after the input mapping {meta['input_mapping']!r}"
+                                           if meta.get("input_mapping") else ""),
         "output": "logits (N, K, H, W); softmax over K gives class probabilities",
         **(extra or {}),
     }
@@ -76,8 +79,11 @@ def export_onnx(model: SegmentationModel, path: str | os.PathLike, opset: int = 
 
 
 def _meta_from_card(card: dict) -> dict:
-    return {k: card.get(k) for k in ("architecture", "kind", "classes", "channels",
+    meta = {k: card.get(k) for k in ("architecture", "kind", "classes", "channels",
                                      "normalisation", "postprocess", "metrics", "version")}
+    if card.get("input_mapping"):
+        meta["input_mapping"] = card["input_mapping"]
+    return meta
 
 
 def load_torchscript(path: str | os.PathLike) -> SegmentationModel:

@@ -340,3 +340,35 @@ def test_the_automatic_suggestion_never_covers_cells_drawn_meanwhile(session, wo
                        {"op": "add", "shape": rect(2, 2, 12, 12)})
     result, applied = suggest_untouched(session, owner, config, store, second)
     assert not applied and result.n_cells == 1 and result.can_redo
+
+
+# ------------------------------------------------------------------ prefilled suggestions
+def test_an_import_prefills_suggestions_and_a_cached_one_loads_no_model(
+        db, session, world, store, config, standin, monkeypatch):
+    """After an import into a project with a model, a predict job of the new images is
+    queued; once it ran, the workspace's suggestion comes from the cache without a model."""
+    from app.jobs.runner import run_job
+    from app.tables import Job
+    owner = actor(session, "owner")
+    p = projects.create_project(session, owner, "Prefilled", store=store)
+    ids = [_import_disc_image(session, store, p.id, seed=k)[0] for k in range(3)]
+    session.commit()
+    sent = []
+    job_id = prediction.prefill_suggestions(session, owner.id, p.id, ids, sent.append)
+    assert sent == [job_id]
+    job = session.get(Job, job_id)
+    assert (job.kind, job.params) == ("predict", {"image_ids": sorted(ids)})
+    # a viewer's import would not queue one (they may not predict); nor a project without model
+    assert prediction.prefill_suggestions(session, actor(session, "viewer").id,
+                                          world["project_id"], ids, sent.append) is None
+    bare = projects.create_project(session, owner, "Bare", starting_model="none")
+    assert prediction.prefill_suggestions(session, owner.id, bare.id, ids, sent.append) is None
+    session.commit()
+    assert run_job(db, config, job_id) == "done"
+
+    def no_model(*_args, **_kwargs):
+        raise AssertionError("the cached suggestion loaded a model")
+    monkeypatch.setattr(model_versions, "load", no_model)
+    with db.session_scope() as s:
+        result = prediction.suggest(s, actor(s, "owner"), store, config, ids[0])
+    assert result.n_cells > 0

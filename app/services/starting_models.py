@@ -4,7 +4,7 @@ active model of another project the user can see.
 The chosen model becomes the new project's first, active model version, so the first image
 opened shows its cells as editable suggestions and the first training fine-tunes it.
 
-- "builtin:nuclei-v1": the weights shipped in `models/pretrained/nuclei-v1.pt` go into the
+- "builtin:nuclei-v1": the weights shipped in `models/pretrained/nuclei-v1.cellloop` go into the
   blob store (content addressed: every project that starts from them shares one blob) and a
   version row is added with the architecture, normalisation and scores of its card
   (`nuclei-v1.json`). The built-in model reads one input channel whatever the project's

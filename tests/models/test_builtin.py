@@ -130,6 +130,19 @@ def test_the_builtin_model_predicts_rgb_and_16_bit_images(tiny_builtin):
     assert predict_image(model, image).labels.shape == (48, 40)
 
 
+def test_exported_builtin_model_keeps_its_mapping(tiny_builtin, tmp_path):
+    """TorchScript and ONNX exports of an input-mapped model read RGB images as it does."""
+    from models.export import export_onnx, export_torchscript, load_onnx, load_torchscript
+    out, _, _ = tiny_builtin
+    model = builtin.load_builtin("nuclei-v1", out)
+    rgb = np.random.default_rng(1).integers(0, 255, (3, 64, 80), dtype=np.uint8)
+    for export, load, name in ((export_torchscript, load_torchscript, "m.pt"),
+                               (export_onnx, load_onnx, "m.onnx")):
+        loaded = load(export(model, tmp_path / name))
+        assert loaded.meta["input_mapping"] == INPUT_MAPPING
+        assert predict_image(loaded, rgb).labels.shape == (64, 80)
+
+
 def test_fine_tuning_the_builtin_model_maps_the_images_and_keeps_the_mapping(tiny_builtin):
     from models.training import TrainConfig, train_model
     from models.uncertainty import mc_dropout
