@@ -60,7 +60,7 @@ def suggest_untouched(session, actor, config, store, image_id: int):
     while the model was predicting (the page opened untouched, so any edit besides the
     suggestion's is theirs), the suggestion taken back at once (Redo brings it): (state,
     False). Never leaves the model's cells over cells the user drew."""
-    result = drafts.use_suggestion(session, actor, config, store, image_id)
+    result = drafts.use_suggestion(session, actor, config, store, image_id, auto=True)
     draft = drafts.find_draft(session, actor, image_id)
     if draft is not None and len(draft.edits or []) > 1:
         return drafts.undo(session, actor, config, store, image_id), False

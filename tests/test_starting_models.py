@@ -342,6 +342,37 @@ def test_the_automatic_suggestion_never_covers_cells_drawn_meanwhile(session, wo
     assert not applied and result.n_cells == 1 and result.can_redo
 
 
+def test_an_automatic_suggestion_leaves_the_image_new_and_follows_newer_versions(
+        session, world, store, config, standin):
+    """Opening an image (the workspace suggests on its own) is not work: the image stays
+    "new", and when someone else saves a version the opener's draft shows that version."""
+    from app.services import annotations, drafts, leases
+    from app.tables import Image
+    from tests.images_data import rect
+    owner = actor(session, "owner")
+    p = projects.create_project(session, owner, "Browsed", store=store)
+    projects.set_member(session, owner, p.id, "reviewer", "reviewer")
+    image_id, _ = _import_disc_image(session, store, p.id, seed=3)
+    session.commit()
+    annotations.open_workspace(session, owner, config, image_id)
+    suggested = drafts.use_suggestion(session, owner, config, store, image_id, auto=True)
+    assert suggested.n_cells > 0
+    assert session.get(Image, image_id).status == "new"
+    leases.release(session, owner, image_id)                 # the owner moved on
+    rita = actor(session, "reviewer")
+    annotations.open_workspace(session, rita, config, image_id)
+    drafts.record_edit(session, rita, config, store, image_id,
+                       {"op": "add", "shape": rect(2, 2, 12, 12)})
+    saved = annotations.save(session, rita, config, store, image_id)
+    leases.release(session, rita, image_id)
+    session.commit()
+    workspace = annotations.open_workspace(session, owner, config, image_id)
+    draft = drafts.find_draft(session, owner, image_id)
+    assert workspace.latest.version == saved.version
+    assert workspace.draft_base_version == saved.version and draft.edits == []
+    assert drafts.counts(session, owner, config, store, image_id) == (1, 0)
+
+
 # ------------------------------------------------------------------ prefilled suggestions
 def test_an_import_prefills_suggestions_and_a_cached_one_loads_no_model(
         db, session, world, store, config, standin, monkeypatch):
@@ -359,8 +390,9 @@ def test_an_import_prefills_suggestions_and_a_cached_one_loads_no_model(
     job = session.get(Job, job_id)
     assert (job.kind, job.params) == ("predict", {"image_ids": sorted(ids)})
     # a viewer's import would not queue one (they may not predict); nor a project without model
-    assert prediction.prefill_suggestions(session, actor(session, "viewer").id,
-                                          world["project_id"], ids, sent.append) is None
+    projects.set_member(session, owner, p.id, "viewer", "viewer")
+    assert prediction.prefill_suggestions(session, actor(session, "viewer").id, p.id, ids,
+                                          sent.append) is None
     bare = projects.create_project(session, owner, "Bare", starting_model="none")
     assert prediction.prefill_suggestions(session, owner.id, bare.id, ids, sent.append) is None
     session.commit()

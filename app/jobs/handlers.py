@@ -86,7 +86,10 @@ def _import(ctx, folder: Path) -> dict:
                                     max_bytes=config.max_image_bytes)
     results = _run(ctx, sources, work)
     summary = _summary(results, ("imported", "duplicate", "rejected"))
-    new_ids = [r.image_id for r in results if r.status == "imported" and r.image_id]
+    # images imported with their labels (or restored with their history) never show a
+    # suggestion on opening: only the unannotated ones are predicted ahead
+    new_ids = [r.image_id for r in results if r.status == "imported" and r.image_id
+               and r.n_cells is None and not r.restored]
     return {**summary, **_prefill(ctx, new_ids)}
 
 

@@ -95,6 +95,13 @@ def untouched(draft: Draft) -> bool:
             and draft.edits[-1].get("saved_as") == draft.base_annotation_id)
 
 
+def only_auto_suggested(draft: Draft) -> bool:
+    """Whether the draft holds nothing but the suggestion the workspace made on its own when
+    the image opened (nobody has worked on it): it may follow a newer version like an
+    untouched draft."""
+    return bool(draft.edits) and all(e.get("auto") for e in draft.edits)
+
+
 # ------------------------------------------------------------------ active editing time
 # Events: opening the draft (the workspace), each edit, undo/redo, a suggestion or revert,
 # and the save. The time between two consecutive events counts as active editing when it is
@@ -127,7 +134,8 @@ def ensure_draft(session: Session, actor: Actor, image: Image) -> Draft:
         draft = _based_on(Draft(image_id=image.id, user_id=actor.id), latest)
         session.add(draft)
         session.flush()
-    elif untouched(draft) and draft.base_annotation_id != (latest.id if latest else None):
+    elif ((untouched(draft) or only_auto_suggested(draft))
+          and draft.base_annotation_id != (latest.id if latest else None)):
         _based_on(draft, latest)
         session.flush()
     return draft
@@ -411,8 +419,8 @@ def _push_snapshot(session: Session, config: Config, store: BlobStore, draft: Dr
     draft.edits = [*draft.edits, snapshot]
     draft.undone = []
     draft.activity = activity_after(draft, clock())
-    if image.status == ImageStatus.new:
-        image.status = ImageStatus.in_progress
+    if image.status == ImageStatus.new and not snapshot.get("auto"):
+        image.status = ImageStatus.in_progress   # (a suggestion made on opening: still new)
     _commit_rev(session, draft)
     return _result(draft, canvas_for(config, store, draft, image), None)
 
@@ -422,9 +430,11 @@ def _region_key(store: BlobStore, canvas: Canvas) -> str | None:
 
 
 def use_suggestion(session: Session, actor: Actor, config: Config, store: BlobStore,
-                   image_id: int) -> EditResult:
+                   image_id: int, auto: bool = False) -> EditResult:
     """Replace the cells on screen by the active model's prediction (cells become editable).
-    The annotated region and the points stay; Undo brings back the cells replaced."""
+    The annotated region and the points stay; Undo brings back the cells replaced. `auto`:
+    made by the workspace on opening an untouched image (the image stays "new", and the
+    draft still follows versions others save until someone edits it)."""
     from app.services import prediction
     image = _editable(session, actor, config, image_id)
     end_transaction(session)      # commit the lease now: no transaction across inference
@@ -434,9 +444,10 @@ def use_suggestion(session: Session, actor: Actor, config: Config, store: BlobSt
         labels = labels[0]
     draft = ensure_draft(session, actor, image)
     current = canvas_for(config, store, draft, image)
-    return _push_snapshot(session, config, store, draft, image, _snapshot_edit(
-        put_array(store, labels), _region_key(store, current), {}, current.points,
-        "model-corrected", predicted.model_version_id))
+    snapshot = _snapshot_edit(put_array(store, labels), _region_key(store, current), {},
+                              current.points, "model-corrected", predicted.model_version_id)
+    return _push_snapshot(session, config, store, draft, image,
+                          {**snapshot, "auto": True} if auto else snapshot)
 
 
 def _same_canvas(a: Canvas, b: Canvas) -> bool:

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Config
 from app.db import Database, end_transaction
-from app.errors import NotFound, PermissionDenied
+from app.errors import NotFound, PermissionDenied, ValidationError
 from app.services.gallery import image_for
 from app.permissions import Actor, require
 from app.services import jobs, model_versions, queries
@@ -52,8 +52,13 @@ def predict_labels(config: Config, store: BlobStore, image: Image, mv: ModelVers
     labels = cached_labels(config, image, mv)
     if labels is None:
         from models.inference import predict_image
+        from models.model import ModelInputError
         model = model or model_versions.load(store, mv)
-        labels = predict_image(model, get_array(store, image.blob_key)).labels
+        try:
+            labels = predict_image(model, get_array(store, image.blob_key)).labels
+        except ModelInputError as exc:   # e.g. the project's channels changed under the model
+            raise ValidationError(f"Model #{mv.id} cannot read {image.name}: {exc}. Train a "
+                                  "model on this project's images.") from None
         _store_cache(_cache_path(config, image, mv), labels)
     return labels
 

@@ -140,6 +140,8 @@ def create_project(session: Session, actor: Actor, name: str, description: str =
     owner_id = owner_id if owner_id is not None else actor.id
     if owner_id is None or session.get(User, owner_id) is None:
         raise ValidationError("A project needs an owner who has an account.")
+    if starting_model is None and store is None:
+        starting_model = starting_models.NONE     # callers without a blob store: no model
     starting_model = starting_models.normalise(starting_model)
     project = Project(name=name, description=(description or "").strip()[:4000],
                       channels=_clean_items(channels, "channel", DEFAULT_CHANNELS),
