@@ -140,6 +140,24 @@ def test_a_known_edit_sequence_from_a_suggestion_then_from_the_saved_version(
             third["active_seconds"]) == (1, 1, 1, "version", 5 + 10)
 
 
+def test_undoing_the_edit_saved_after_a_suggestion_counts_against_that_save(
+        session, config, store, world, three_images, model, clock):
+    """Suggestion, delete a cell, save v1, Undo (the saved edit goes to the redo list), save
+    v2: v2 is counted against v1 (one cell added back), not against the suggestion."""
+    anna, image_id = actor(session, "annotator"), three_images[1]
+    clock(0)
+    annotations.open_workspace(session, anna, config, image_id)
+    suggested = drafts.use_suggestion(session, anna, config, store, image_id)
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "delete", "label": 2})
+    annotations.save(session, anna, config, store, image_id)
+    assert _effort(session, image_id, 1)["deleted"] == 1
+    drafts.undo(session, anna, config, store, image_id)
+    annotations.save(session, anna, config, store, image_id)
+    second = _effort(session, image_id, 2)
+    assert (second["added"], second["deleted"], second["kept"], second["base"]) == (
+        1, 0, suggested.n_cells - 1, "version")
+
+
 def test_first_version_counts_from_empty_and_imported_versions_carry_no_effort(
         session, config, store, world, clock):
     owner, anna = actor(session, "owner"), actor(session, "annotator")

@@ -224,7 +224,11 @@ def start_of(session: Session, draft: Draft) -> Start:
     draft came after it; else the version the draft builds on (the one it was opened on or
     last saved as), else an empty start."""
     start = _last_base(draft.edits)
-    if start >= 0 and not any(e.get("saved_as") for e in draft.edits[start:]):
+    # undone edits came after every edit still in the list: one saved before it was undone
+    # means this draft was saved after the snapshot, and the version it was saved as counts
+    saved_since = any(e.get("saved_as") for e in [*draft.edits[max(start, 0):],
+                                                  *(draft.undone or [])])
+    if start >= 0 and not saved_since:
         snap = draft.edits[start]
         suggested = snap.get("source") == "model-corrected"
         model = snap.get("model") if suggested else None
