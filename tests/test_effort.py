@@ -42,6 +42,24 @@ def test_compare_counts_added_deleted_reshaped_kept_exactly():
     assert compare(base[None], new.astype(np.int32))["kept"] == 2     # (Z, Y, X) masks
 
 
+def test_compare_in_bands_of_rows_counts_as_the_whole_image(monkeypatch):
+    """Bands cut cells across rows; the counts must not change."""
+    from app.imaging import effort as effort_counts
+    rng = np.random.default_rng(5)
+    base = np.zeros((120, 90), np.uint16)
+    new = np.zeros((120, 90), np.uint16)
+    for k in range(1, 30):
+        y, x = rng.integers(0, 100), rng.integers(0, 70)
+        base[y:y + 15, x:x + 15] = k
+        dy, dx = rng.integers(-3, 4, 2)
+        if k % 7:                                   # every 7th cell deleted
+            new[max(0, y + dy):y + dy + 15, max(0, x + dx):x + dx + 15] = k + 100
+    whole = effort_counts.compare(base, new)
+    monkeypatch.setattr(effort_counts, "CHUNK_PIXELS", 90 * 7)     # bands of 7 rows
+    assert effort_counts.compare(base, new) == whole
+    assert whole["deleted"] >= 4 and whole["kept"] + whole["reshaped"] > 10
+
+
 def test_compare_a_cell_cut_in_two_is_one_reshape_and_one_addition():
     base = np.zeros((40, 40), np.uint16)
     _box(base, 1, 10, 20, 10, 30)

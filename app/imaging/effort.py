@@ -23,6 +23,7 @@ MATCH_IOU = 0.5
 KEEP_IOU = 0.9
 POINT_TOLERANCE = 3.0
 KEYS = ("added", "deleted", "reshaped", "kept", "reclassified")
+CHUNK_PIXELS = 1 << 20          # pixels compared at a time (bounds the memory of a save)
 
 
 def _plane(labels: np.ndarray | None) -> np.ndarray | None:
@@ -38,8 +39,9 @@ def compare(base: np.ndarray | None, new: np.ndarray | None,
             base_classes: dict | None = None, new_classes: dict | None = None) -> dict:
     """Counts of cells added, deleted, reshaped, kept (and reclassified) going from the
     label image `base` to `new` (None: no cells). Label 0 is background; label ids need not
-    be consecutive. Runs on whole arrays: one bincount per image plus a sort of the runs of
-    equal (base, new) label pairs along the rows (no loop over cells across the image)."""
+    be consecutive. Works on bands of rows (CHUNK_PIXELS at a time): bincounts plus a sort of
+    the runs of equal (base, new) label pairs along the rows (no loop over cells across the
+    image), so the memory stays bounded on huge images."""
     base, new = _plane(base), _plane(new)
     if base is None and new is None:
         return dict.fromkeys(KEYS, 0)
@@ -49,21 +51,31 @@ def compare(base: np.ndarray | None, new: np.ndarray | None,
         new = np.zeros_like(base)
     if base.shape != new.shape:
         raise ValueError(f"Label images differ in shape: {base.shape} vs {new.shape}.")
-    b = base.ravel().astype(np.int64, copy=False)
-    n = new.ravel().astype(np.int64, copy=False)
-    if (b < 0).any() or (n < 0).any():
+    if (base < 0).any() or (new < 0).any():
         raise ValueError("Label images must not have negative labels.")
-    area_b = np.bincount(b)
-    area_n = np.bincount(n)
+    width = int(new.max()) + 1
+    size_b = int(base.max()) + 1
+    area_b = np.zeros(size_b, np.int64)
+    area_n = np.zeros(width, np.int64)
+    found_pairs, found_inter = [], []
+    # a band of rows at a time, so a huge image never needs several int64 copies of itself
+    rows = max(1, CHUNK_PIXELS // max(1, base.shape[-1]))
+    for y in range(0, base.shape[0], rows):
+        b = base[y:y + rows].ravel().astype(np.int64)
+        n = new[y:y + rows].ravel().astype(np.int64)
+        area_b += np.bincount(b, minlength=size_b)
+        area_n += np.bincount(n, minlength=width)
+        code = b * width + n                      # the (base, new) label pair of each pixel
+        # runs of equal pairs along rows (cells are runs): sort the runs, not the pixels
+        starts = np.concatenate(([0], np.flatnonzero(code[1:] != code[:-1]) + 1))
+        lengths = np.diff(np.append(starts, code.size))
+        pairs, where = np.unique(code[starts], return_inverse=True)
+        found_pairs.append(pairs)
+        found_inter.append(np.bincount(where.ravel(), weights=lengths, minlength=pairs.size))
+    pairs, where = np.unique(np.concatenate(found_pairs), return_inverse=True)
+    inter = np.bincount(where.ravel(), weights=np.concatenate(found_inter), minlength=pairs.size)
     cells_b = np.flatnonzero(area_b[1:]) + 1
     cells_n = np.flatnonzero(area_n[1:]) + 1
-    width = int(area_n.size)
-    code = b * width + n                          # the (base, new) label pair of each pixel
-    # runs of equal pairs along rows (cells are runs): sort the runs, not the pixels
-    starts = np.concatenate(([0], np.flatnonzero(code[1:] != code[:-1]) + 1))
-    lengths = np.diff(np.append(starts, code.size))
-    pairs, where = np.unique(code[starts], return_inverse=True)
-    inter = np.bincount(where.ravel(), weights=lengths, minlength=pairs.size)
     pb, pn = pairs // width, pairs % width
     both = (pb > 0) & (pn > 0)
     pb, pn, inter = pb[both], pn[both], inter[both]
