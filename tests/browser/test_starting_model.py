@@ -31,10 +31,10 @@ def builtin(tmp_path, monkeypatch):
     return "stand-in (models/pretrained/nuclei-v1 not in this checkout)"
 
 
-def _import(db, config, project_id, names):
+def _import(db, config, project_id, names, first_seed=0):
     store = LocalBlobStore(config.blob_dir)
     with db.session_scope() as s:
-        for seed, name in enumerate(names):
+        for seed, name in enumerate(names, first_seed):
             pixels, _ = nuclei((256, 320), n=25, seed=seed)
             imports.import_files(s, actor(s, "owner"), store, project_id,
                                 [imports.ImportFile(name, read=lambda p=pixels: tiff(p))],
@@ -95,7 +95,7 @@ def test_a_new_project_shows_the_starting_models_cells_on_its_first_image(browse
     # an image whose suggestion the import's prediction job cached (as an import job does
     # in a project with a model): no model is loaded when it opens
     from app.services import prediction
-    (third,) = _import(db, config, pid, ["third.tif"])
+    (third,) = _import(db, config, pid, ["third.tif"], first_seed=2)
     prediction.predict_project(db, LocalBlobStore(config.blob_dir), config, pid,
                                lambda *_a, **_k: None, lambda: False, image_ids=[third])
     prefilled, _ = _open_and_time(browser, third)
