@@ -149,7 +149,9 @@ def test_annotator_annotates_two_images(site, person, story):
     person.keys("r")
     person.wait_dragmode("drawrect")
     person.drag((30, 30), (70, 60))
-    person.wait_text("#annotate-counts", f"{before + 1} cells")
+    # the new cell is selected; over suggested cells it may cover one, so the count can stay
+    person.wait_text("#annotate-counts", "selected (mitotic)")
+    assert cells(person) in (before, before + 1)
     person.shot("annotate")
     person.click("#annotate-save")
     person.wait_text("#annotate-message", "Saved version")

@@ -160,24 +160,21 @@ def test_fine_tuning_the_builtin_model_maps_the_images_and_keeps_the_mapping(tin
 
 
 # ----------------------------------------------------------------------- the shipped model
-def test_shipped_nuclei_v1_finds_cells():
-    """The model in models/pretrained/ finds nuclei in held-out DSB test images of the
-    fluorescence and histology groups (mean F1@0.5 over the first two test ids of each,
-    floor 0.7)."""
-    from models.metrics import score
+def test_shipped_nuclei_v1_finds_cells_and_scores_what_its_card_says():
+    """The model in models/pretrained/ finds nuclei in the held-out DSB test images of small
+    fluorescence and H&E, and scores there what its card says (within 0.03: the engine may
+    differ between CPUs)."""
     if "nuclei-v1" not in builtin.available():
         pytest.skip("models/pretrained/nuclei-v1 is not there yet "
                     "(python -m app train-builtin --out models/pretrained/)")
     if not (DATA / "index.json").exists():
         pytest.skip(f"the DSB 2018 test images are not at {DATA}")
     model = builtin.load_builtin()
-    f1 = []
-    for group, (_, test) in split(DATA).items():
-        if group == "brightfield":
-            continue
-        for image_id in test[:2]:
-            labels = builtin.read_labels(DATA, image_id)
-            predicted = predict_image(model, builtin.read_image(DATA, image_id)).labels
-            assert predicted.shape == labels.shape
-            f1.append(score(labels, predicted).f1)
-    assert np.mean(f1) > 0.7, f1
+    card = builtin.card()["test"]["groups"]
+    test = {g: ids for g, (_, ids) in split(DATA).items()
+            if g in ("fluorescence-small", "histology")}
+    scored = builtin.score_groups(model, DATA, test)["groups"]
+    for group in test:
+        assert abs(scored[group]["f1"] - card[group]["f1"]) <= 0.03, (group, scored, card)
+    assert scored["fluorescence-small"]["f1"] >= 0.8, scored
+    assert scored["histology"]["f1"] >= 0.5, scored
