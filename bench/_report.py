@@ -54,12 +54,18 @@ def write_section(name: str, title: str, body: str) -> None:
     print(section)
 
 
-def median_ms(fn, repeat: int = 7) -> float:
-    """Median wall time of `fn()` in milliseconds, after one warm-up call."""
-    fn()
+def timings_ms(fn, repeat: int = 7, warmups: int = 1) -> list[float]:
+    """Wall times of `repeat` calls of `fn()` in milliseconds, after `warmups` calls."""
+    for _ in range(warmups):
+        fn()
     samples = []
     for _ in range(repeat):
         t = time.perf_counter()
         fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples) * 1000
+        samples.append((time.perf_counter() - t) * 1000)
+    return samples
+
+
+def median_ms(fn, repeat: int = 7) -> float:
+    """Median wall time of `fn()` in milliseconds, after one warm-up call."""
+    return statistics.median(timings_ms(fn, repeat))

@@ -23,14 +23,13 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench._report import machine, write_section  # noqa: E402
+from bench._report import machine, timings_ms, write_section  # noqa: E402
 from bench.baselines import otsu_watershed  # noqa: E402
 
 from models import builtin  # noqa: E402
@@ -45,15 +44,9 @@ def timing(model, image: np.ndarray, repeat: int = 10) -> dict:
     from models.inference import predict_image
 
     def median(fn) -> float:
-        fn()
-        fn()
-        samples = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            fn()
-            samples.append(time.perf_counter() - t)
-        best.append(round(min(samples) * 1000, 1))
-        return round(statistics.median(samples) * 1000, 1)
+        samples = timings_ms(fn, repeat, warmups=2)
+        best.append(round(min(samples), 1))
+        return round(statistics.median(samples), 1)
 
     mapped = to_network_input(image)
     best: list = []

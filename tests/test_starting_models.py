@@ -161,18 +161,11 @@ def test_a_copied_model_must_read_the_projects_channels(session, world, store, s
     assert _new(session, "owner", "One", store=store, starting_model=f"project:{pid}")
 
 
-def test_fine_tuning_starts_from_the_starting_model(db, config, world, lab):
+def test_fine_tuning_starts_from_the_starting_model(db, config, world, lab, standin):
     """The first training of a project that started from the built-in model fine-tunes it."""
     from tests.training_runs import train
-    folder = Path(config.data_dir).parent / "pretrained"
-    write_standin(folder)
-    original = starting_models.BUILTIN_DIR
-    starting_models.BUILTIN_DIR = folder
-    try:
-        with db.session_scope() as s:
-            start = starting_models.apply(s, SYSTEM, lab, world["project_id"], "builtin")
-    finally:
-        starting_models.BUILTIN_DIR = original
+    with db.session_scope() as s:
+        start = starting_models.apply(s, SYSTEM, lab, world["project_id"], "builtin")
     state, result, error = train(db, config, world, epochs=1)
     assert state == "done", error
     with db.session_scope() as s:
@@ -180,35 +173,29 @@ def test_fine_tuning_starts_from_the_starting_model(db, config, world, lab):
         assert mv.parent_id == start and mv.settings["fine_tuned_from"] == start
 
 
-def test_an_rgb_project_fine_tunes_the_one_channel_built_in_model(db, config, world, store):
+def test_an_rgb_project_fine_tunes_the_one_channel_built_in_model(db, config, world, store,
+                                                                 standin):
     """The built-in model reads one (mapped) channel; a three-channel project's training still
     starts from it instead of dropping it for the channel count."""
     from app.jobs.runner import run_job
     from app.services import training
     from tests.conftest import TINY_TRAINING
     from tests.images_data import png
-    folder = Path(config.data_dir).parent / "pretrained"
-    write_standin(folder)
-    original = starting_models.BUILTIN_DIR
-    starting_models.BUILTIN_DIR = folder
-    try:
-        with db.session_scope() as s:
-            pid = projects.create_project(
-                s, SYSTEM, "Stained", owner_id=world["owner"], store=store,
-                channels=[{"name": "R"}, {"name": "G"}, {"name": "B"}]).id
-            start = _active(s, pid).id
-            items = []
-            for k in range(4):
-                grey, labels = nuclei((96, 96), n=8, seed=k, dtype=np.uint8)
-                rgb = np.stack([grey, grey // 2, 255 - grey], axis=-1)
-                items.append(imports.ImportFile(
-                    f"s{k}.png", read=lambda rgb=rgb: png(rgb),
-                    read_labels=lambda labels=labels: tiff(labels)))
-            imports.import_files(s, SYSTEM, store, pid, items, 1 << 28)
-            projects.set_training_settings(s, SYSTEM, pid, TINY_TRAINING)
-            job = training.start_training(s, SYSTEM, pid, {"epochs": 1}, lambda _id: None)
-    finally:
-        starting_models.BUILTIN_DIR = original
+    with db.session_scope() as s:
+        pid = projects.create_project(
+            s, SYSTEM, "Stained", owner_id=world["owner"], store=store,
+            channels=[{"name": "R"}, {"name": "G"}, {"name": "B"}]).id
+        start = _active(s, pid).id
+        items = []
+        for k in range(4):
+            grey, labels = nuclei((96, 96), n=8, seed=k, dtype=np.uint8)
+            rgb = np.stack([grey, grey // 2, 255 - grey], axis=-1)
+            items.append(imports.ImportFile(
+                f"s{k}.png", read=lambda rgb=rgb: png(rgb),
+                read_labels=lambda labels=labels: tiff(labels)))
+        imports.import_files(s, SYSTEM, store, pid, items, 1 << 28)
+        projects.set_training_settings(s, SYSTEM, pid, TINY_TRAINING)
+        job = training.start_training(s, SYSTEM, pid, {"epochs": 1}, lambda _id: None)
     assert run_job(db, config, job.id) == "done"
     with db.session_scope() as s:
         mv = _active(s, pid)
