@@ -31,6 +31,7 @@ login_manager.session_protection = "basic"
 PUBLIC_PATHS = {"/login", "/logout", "/register", "/healthz", "/favicon.ico", "/_favicon.ico"}
 PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/vendor/")
 API_PREFIXES = ("/_dash-", "/api/")
+API_V1_PREFIX = "/api/v1/"    # authenticates its own requests (bearer tokens): app.api_v1.auth
 CSRF_FIELD = "csrf_token"
 EXPIRED_FORM = "This form has expired; reload the page and try again."
 
@@ -89,7 +90,7 @@ def client_ip() -> str:
 def guard():
     """before_request: anonymous requests reach only public paths."""
     path = request.path
-    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or path.startswith(API_V1_PREFIX):
         return None
     if current_actor() is not None:
         return None

@@ -387,6 +387,19 @@ def cmd_worker(config: Config, args) -> None:
         reaper.stop()
 
 
+def cmd_create_token(config: Config, args) -> None:
+    """Issue an API token to an account and print it once (only its hash is kept)."""
+    from app.permissions import SYSTEM
+    from app.services import tokens
+    with _db(config).session_scope() as s:
+        new = tokens.create_token_for(s, SYSTEM, args.username, args.name, write=args.write,
+                                      expires_days=args.expires_days)
+    expiry = f", expires {new.info.expires_at:%Y-%m-%d}" if new.info.expires_at else ""
+    print(f"# token {new.info.id} {new.info.name!r} for {new.info.username} "
+          f"({new.info.scope}{expiry}); shown once, keep it secret:", file=sys.stderr)
+    print(new.token)
+
+
 # ----------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m app", description="CellLoop server commands")
@@ -405,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("username")
         c.set_defaults(fn=cmd_set_active)
     sub.add_parser("list-users", help="list accounts").set_defaults(fn=cmd_list_users)
+    c = sub.add_parser("create-token", help="issue an API token to an account (printed once)")
+    c.add_argument("username")
+    c.add_argument("--name", required=True, help="what the token is for")
+    c.add_argument("--write", action="store_true", help="read-write (default: read only)")
+    c.add_argument("--expires-days", type=int, default=None, help="default: never expires")
+    c.set_defaults(fn=cmd_create_token)
     c = sub.add_parser("create-project", help="create a project")
     c.add_argument("name")
     c.add_argument("--owner", required=True, help="username of the owner")

@@ -51,6 +51,7 @@ class Config:
     # by an admin (the default), admins when self-registration is open
     project_creators: str = ""
     login_max_failures: int = 10          # failures in a row (account + address) before a lockout
+    api_rate_per_minute: int = 600        # requests per API token per minute (/api/v1)
     proxy_fix_count: int = 0              # reverse proxies in front whose X-Forwarded-* to trust
     max_content_length: int = 1 << 30     # upload limit in bytes (1 GiB)
     max_image_pixels: int = 1 << 28       # decompression-bomb guard for readers
@@ -92,6 +93,7 @@ class Config:
             allow_registration=_flag(env.get("ALLOW_REGISTRATION"), False),
             project_creators=env.get("PROJECT_CREATORS", "").strip().lower(),
             login_max_failures=_int(env, "LOGIN_MAX_FAILURES", 10),
+            api_rate_per_minute=_int(env, "API_RATE_PER_MINUTE", 600),
             proxy_fix_count=_int(env, "PROXY_FIX_COUNT", 0),
             max_content_length=_int(env, "MAX_CONTENT_LENGTH", 1 << 30),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 1 << 28),
@@ -128,6 +130,8 @@ class Config:
                               f"got {self.inference_precision!r}")
         if self.login_max_failures < 1:
             raise ConfigError("LOGIN_MAX_FAILURES must be at least 1")
+        if self.api_rate_per_minute < 1:
+            raise ConfigError("API_RATE_PER_MINUTE must be at least 1")
         if self.max_image_bytes < 1 << 20 or self.max_archive_bytes < 1 << 20:
             raise ConfigError("MAX_IMAGE_BYTES and MAX_ARCHIVE_BYTES must be at least 1 MiB "
                               "(1048576)")

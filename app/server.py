@@ -23,9 +23,10 @@ PLAIN_WSGI = "cellloop.plain_wsgi_app"     # extensions key: the WSGI app before
 
 
 def build_server() -> Flask:
-    """Flask with authentication, the request log, `/healthz`, the pixel API and the queue
-    redirect; `configure` must be called before it serves a request."""
+    """Flask with authentication, the request log, `/healthz`, the pixel API, the HTTP API
+    (`/api/v1`) and the queue redirect; `configure` must be called before it serves a request."""
     from app.api import bp as api_bp
+    from app.api_v1 import init_api_v1
     from app.auth import init_auth
     from app.logging_setup import init_request_log
     from app.queue_routes import bp as queue_bp
@@ -37,6 +38,7 @@ def build_server() -> Flask:
     init_auth(server)
     _register_routes(server)
     server.register_blueprint(api_bp)
+    init_api_v1(server)
     server.register_blueprint(queue_bp)
     return server
 

@@ -297,3 +297,25 @@ class DisplaySetting(Base):
     # [{"color": "#00ff00", "visible": true, "low": 100.0 | null, "high": 2000.0 | null}]
     channels: Mapped[list[Any]] = mapped_column(JSON, default=list)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A personal access token for the HTTP API (`/api/v1`): requests carry the token in
+    `Authorization: Bearer ...`; only its SHA-256 is stored (the token is shown once). It acts
+    as its user, with that user's project roles, and only reads unless `scope` is "write".
+    The current minute's request count (`window_start`, `window_count`) is the rate limit."""
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)   # sha256 hex
+    prefix: Mapped[str] = mapped_column(String(16))                    # shown to tell tokens apart
+    scope: Mapped[str] = mapped_column(String(8))                      # "read" | "write"
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    last_used_at: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    last_used_ip: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    window_start: Mapped[Optional[dt.datetime]] = mapped_column(DateTime)
+    window_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

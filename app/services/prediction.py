@@ -116,11 +116,26 @@ def prefill_suggestions(session: Session, user_id: int | None, project_id: int,
 
 
 def start_project_prediction(session: Session, actor: Actor, project_id: int,
-                             enqueue: Callable[[int], None]) -> jobs.JobInfo:
+                             enqueue: Callable[[int], None],
+                             image_ids: list[int] | None = None) -> jobs.JobInfo:
+    """Queue a prediction of every live image of the project, or only of `image_ids`
+    (each must be a live image of the project)."""
     require(session, actor, project_id, "annotate")
     if model_versions.active_version(session, project_id) is None:
         raise NotFound("This project has no trained model yet; train one first.")
-    return jobs.submit_job(session, actor, project_id, "predict", {}, enqueue)
+    params = {}
+    if image_ids is not None:
+        wanted = sorted({int(i) for i in image_ids})
+        found = set(session.scalars(select(Image.id).where(
+            *queries.live_images(project_id), Image.id.in_(wanted))))
+        missing = [i for i in wanted if i not in found]
+        if not wanted:
+            raise ValidationError("Give at least one image to predict.")
+        if missing:
+            raise NotFound("No image " + ", ".join(f"#{i}" for i in missing[:10])
+                           + " in this project.")
+        params = {"image_ids": wanted}
+    return jobs.submit_job(session, actor, project_id, "predict", params, enqueue)
 
 
 def predict_project(db: Database, store: BlobStore, config: Config, project_id: int,

@@ -1,0 +1,32 @@
+"""Cell outlines as polygons: a label image (Y, X) -> one closed polygon per cell, in
+full-resolution pixel coordinates ((x, y) of pixel centres, the same coordinates as the
+workspace's shapes). Pure arrays; used by the HTTP API's JSON annotations."""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from skimage import measure
+
+
+def cell_outlines(labels: np.ndarray, tolerance: float = 0.5) -> dict[int, list[list[float]]]:
+    """{label: [[x, y], ...]} of every cell of a 2-D label image: the outer contour of its
+    largest connected piece, simplified to within `tolerance` pixels (0: not simplified).
+    The polygon is closed (its last vertex repeats the first)."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be 2-D (Y, X), got shape {labels.shape}")
+    out: dict[int, list[list[float]]] = {}
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        crop = np.pad(labels[box] == index, 1)
+        contours = measure.find_contours(crop.astype(np.float32), 0.5)
+        if not contours:
+            continue
+        contour = max(contours, key=len)
+        if tolerance > 0:
+            contour = measure.approximate_polygon(contour, tolerance)
+        r0, c0 = box[0].start, box[1].start
+        out[index] = [[round(float(c + c0 - 1 + 0.5), 2), round(float(r + r0 - 1 + 0.5), 2)]
+                      for r, c in contour]
+    return out
