@@ -47,6 +47,7 @@ class Uncertainty:
     entropy: np.ndarray            # (Y, X) predictive entropy
     mutual_information: np.ndarray  # (Y, X)
     embedding: np.ndarray          # (F,) image descriptor
+    deterministic: np.ndarray | None = None   # (K, Y, X) dropout-off probabilities, if asked
 
     def score(self, measure: str) -> float:
         if measure == "entropy":
@@ -69,7 +70,7 @@ def _summarise(logits: torch.Tensor) -> torch.Tensor:
 
 def mc_dropout(model, image: np.ndarray, passes: int = 8, seed: int | None = 0,
                tile: int = 512, overlap: int = 64, batch: int | None = None,
-               stride: int = 2) -> Uncertainty:
+               stride: int = 2, deterministic: bool = False) -> Uncertainty:
     """MC-dropout uncertainty of a `SegmentationModel` (torch weights needed) on a (C, Y, X)
     or (Y, X) image (through the model's input mapping, if it has one, as in prediction):
     the deterministic part once per tile (ONNX Runtime where that is the
@@ -78,7 +79,10 @@ def mc_dropout(model, image: np.ndarray, passes: int = 8, seed: int | None = 0,
     The per-pixel statistics are computed on every `stride`-th pixel in each direction (a
     systematic sample; stride 2 = a quarter of the pixels, whose mean is an unbiased estimate
     of the full image's) and repeated back to full size: the T samples and their entropies
-    would otherwise cost more than the network. stride=1 computes every pixel."""
+    would otherwise cost more than the network. stride=1 computes every pixel.
+
+    `deterministic`: also return the dropout-off probabilities (the plain prediction) from
+    the same features, so a suggestion and its uncertainty cost one pass of the network."""
     if model.module is None or not hasattr(model.module, "hidden"):
         raise ValueError("Monte Carlo dropout needs a CellLoop model with its weights "
                          "(.cellloop), not an exported file.")
@@ -102,13 +106,20 @@ def mc_dropout(model, image: np.ndarray, passes: int = 8, seed: int | None = 0,
             if stride > 1:
                 summary = summary.repeat_interleave(stride, 2).repeat_interleave(stride, 3)
                 summary = summary[:, :, :hidden.shape[2], :hidden.shape[3]]
+            if deterministic:
+                out_layer = net.head.out
+                plain = torch.softmax(torch.nn.functional.conv2d(
+                    hidden, out_layer.weight.to(hidden.dtype),
+                    out_layer.bias.to(hidden.dtype)).float(), dim=1)
+                summary = torch.cat([summary, plain], dim=1)
             return summary
 
-    out = tiled_apply(model.prepare(network_input(model, image)), fn, k + 2, tile=tile,
-                      overlap=overlap, batch=batch or model.runtime().tile_batch, multiple=model.multiple)
+    out = tiled_apply(model.prepare(network_input(model, image)), fn,
+                      k + 2 + (k if deterministic else 0), tile=tile, overlap=overlap,
+                      batch=batch or model.runtime().tile_batch, multiple=model.multiple)
     features = sum(e[0] for e in embedding) / sum(e[1] for e in embedding)
     return Uncertainty(out[:k], out[k], np.maximum(out[k + 1], 0.0),
-                       features.float().cpu().numpy())
+                       features.float().cpu().numpy(), out[k + 2:] if deterministic else None)
 
 
 def _hidden_fn(model):
