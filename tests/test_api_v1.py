@@ -187,3 +187,12 @@ def test_annotations_as_tiff_and_json_and_uploaded(server, db, world, image_id):
     assert [(v["version"], v["source"]) for v in versions] == [(1, "imported")]
     assert client.get(f"/api/v1/images/{image_id}/annotations/7",
                       headers=h).json["error"]["code"] == "not_found"
+
+
+def test_uploads_over_the_size_limit_are_refused_as_json(server, db, world, config, serve):
+    served = serve(config.replace(max_content_length=4096))
+    img, _ = nuclei(shape=(48, 64), seed=3)
+    r = served.test_client().post(f"/api/v1/projects/{world['project_id']}/images",
+                                  headers=bearer(issue(db, "annotator")),
+                                  data={"files": [(io.BytesIO(tiff(img)), "a.tif")]})
+    assert (r.status_code, r.json["error"]["code"]) == (413, "too_large")
