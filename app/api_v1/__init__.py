@@ -12,11 +12,18 @@ import pydantic
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
-from app.api_v1 import annotations, images, jobs, models, openapi, projects  # noqa: F401 - routes
+from app.api_v1 import annotations as _annotations
+from app.api_v1 import images as _images
+from app.api_v1 import jobs as _jobs
+from app.api_v1 import models as _models
+from app.api_v1 import openapi as _openapi
+from app.api_v1 import projects as _projects
 from app.api_v1.auth import authenticate, log_use
 from app.api_v1.errors import error, http_error, internal_error, invalid_input, service_error
 from app.api_v1.registry import bp
 from app.errors import ServiceError
+
+ROUTE_MODULES = (_projects, _images, _annotations, _models, _jobs, _openapi)   # register routes
 
 bp.before_request(authenticate)
 bp.after_request(log_use)

@@ -10,7 +10,7 @@ expired tokens, and tokens of deactivated accounts, authenticate nobody.
 Rate limits reuse the login limiter's mechanism: counts kept in the database, so they hold
 across every gunicorn worker. Each token counts its requests in the current minute on its
 own row (one atomic UPDATE per request); unknown or dead tokens count as failed logins of
-the pseudo-account `api-token` from the client's address (`users.login_lockout`), so
+the pseudo-account `(api token)` from the client's address (`users.login_lockout`), so
 guessing tokens locks the address out the same way guessing passwords does.
 """
 from __future__ import annotations
@@ -38,7 +38,8 @@ PREFIX = "cl_"
 SCOPES = ("read", "write")
 MAX_TOKENS = 50                       # live tokens per user
 MAX_EXPIRY_DAYS = 3650
-FAILED_TOKEN_ACCOUNT = "api-token"    # LoginAttempt.username of bad bearer tokens
+FAILED_TOKEN_ACCOUNT = "(api token)"  # LoginAttempt.username of bad bearer tokens (no account
+                                      # can have this name: USERNAME_RE)
 DEFAULT_PER_MINUTE = 600
 
 
