@@ -224,6 +224,14 @@ class Client:
         return self.post(f"/images/{image_id}/annotations", files={"file": (name, data)},
                          data={"replace": "true" if replace else "false"})
 
+    def upload_polygons(self, image_id: int, polygons: list, replace: bool = False) -> dict:
+        """Add cells given as polygons ([[x, y], ...] each, full-resolution pixels) as the
+        image's newest annotation version; `annotation_json(...)["cells"]` works as input."""
+        cells = [p if isinstance(p, dict) else {"polygon": [list(map(float, v)) for v in p]}
+                 for p in polygons]
+        return self.post(f"/images/{image_id}/annotations/polygons",
+                         json={"cells": cells, "replace": replace})
+
     # ------------------------------------------------------------------ models
     def models(self, project: int | str) -> list[dict]:
         return self.get(f"/projects/{self.project_id(project)}/models")["items"]

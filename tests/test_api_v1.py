@@ -196,3 +196,25 @@ def test_uploads_over_the_size_limit_are_refused_as_json(server, db, world, conf
                                   headers=bearer(issue(db, "annotator")),
                                   data={"files": [(io.BytesIO(tiff(img)), "a.tif")]})
     assert (r.status_code, r.json["error"]["code"]) == (413, "too_large")
+
+
+def test_polygons_round_trip_into_a_new_version(server, db, world, image_id):
+    client = server.test_client()
+    annotator, reviewer = bearer(issue(db, "annotator")), bearer(issue(db, "reviewer"))
+    _, labels = nuclei((60, 80))
+    url = f"/api/v1/images/{image_id}/annotations"
+    assert client.post(url, headers=annotator, data={
+        "file": (io.BytesIO(tiff(labels)), "l.tif")}).status_code == 201
+    cells = client.get(f"{url}/latest?format=json", headers=annotator).json["cells"]
+    r = client.post(f"{url}/polygons", headers=annotator, json={"cells": cells})
+    assert r.status_code == 200 and r.json["status"] == "skipped"      # it has one already
+    r = client.post(f"{url}/polygons", headers=reviewer, json={"cells": cells, "replace": True})
+    assert r.status_code == 201 and r.json["status"] == "attached", r.json
+    assert r.json["n_cells"] == len(cells)
+    back = tifffile.imread(io.BytesIO(client.get(f"{url}/2", headers=reviewer).data))
+    agree = np.logical_and(back > 0, labels > 0).sum() / np.logical_or(back > 0, labels > 0).sum()
+    assert agree > 0.85
+    bad = client.post(f"{url}/polygons", headers=reviewer, json={
+        "cells": [{"polygon": [[1, 1], [2, 2]]}], "replace": True})
+    assert (bad.status_code, bad.json["error"]["code"]) == (400, "invalid")
+    assert bad.json["error"]["details"][0]["field"].startswith("cells.0.polygon")

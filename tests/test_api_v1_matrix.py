@@ -31,6 +31,7 @@ NEEDS = {
     "download_model": "viewer", "list_jobs": "viewer", "get_job": "viewer",
     "get_prediction": "viewer",
     "upload_images": "annotator", "upload_annotation": "annotator",
+    "upload_polygons": "annotator",
     "start_job": "annotator", "start_predictions": "annotator",
     "cancel_job": "starter",          # who started it (the reviewer here) or an owner
     "activate_model": "owner", "delete_image": "owner",
@@ -90,6 +91,8 @@ def call(client, name: str, ids: dict, headers: dict):
     elif name == "upload_annotation":
         _, labels = nuclei((96, 96), n=8, seed=0)
         kwargs["data"] = {"file": (io.BytesIO(tiff(labels)), "labels.tif")}
+    elif name == "upload_polygons":
+        kwargs["json"] = {"cells": [{"polygon": [[10, 10], [30, 10], [30, 30], [10, 30]]}]}
     elif name == "start_job":
         kwargs["json"] = {"kind": "predict"}
     elif name == "start_predictions":

@@ -69,6 +69,10 @@ def test_upload_folder_annotations_and_arrays(http, db, world, tmp_path):
     cells = client.annotation_json(w1, version=1)["cells"]
     assert len(cells) == len(np.unique(labels)) - 1
     assert [v["version"] for v in client.annotations(w1)] == [1]
+    w2 = images["w2.tif"]["id"]
+    attached = client.upload_polygons(w2, [[[5, 5], [20, 5], [20, 20]], cells[0]])
+    assert attached["status"] == "attached" and attached["n_cells"] == 2
+    assert client.annotation(w2).max() == 2
     with pytest.raises(ApiError) as refused:
         client.delete_image(w1)
     assert (refused.value.status, refused.value.code) == (403, "forbidden")

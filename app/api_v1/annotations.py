@@ -5,8 +5,8 @@ from __future__ import annotations
 from app.api_v1 import files
 from app.api_v1.auth import actor
 from app.api_v1.registry import endpoint
-from app.api_v1.schemas import (AnnotationJson, AnnotationUploadForm, ArrayFormatQuery, CellOut,
-                                UploadResultOut, VersionList)
+from app.api_v1.schemas import (AnnotationJson, AnnotationPolygons, AnnotationUploadForm,
+                                ArrayFormatQuery, CellOut, UploadResultOut, VersionList)
 from app.context import get_config, get_session, state
 from app.errors import ValidationError
 from app.imaging.outlines import cell_outlines
@@ -71,6 +71,22 @@ def upload_annotation(image_id: int, form: AnnotationUploadForm):
         raise ValidationError("Send one label image per request.")
     result = image_data.attach_labels(get_session(), actor(), state().store, get_config(),
                                       image_id, name, data, form.replace)
+    return _attached(result)
+
+
+@endpoint("POST", "/images/<int:image_id>/annotations/polygons", summary="Upload cells as "
+          "polygons as a new annotation version (imported, accepted)", tag="annotations",
+          role="annotator", body=AnnotationPolygons, response=UploadResultOut, status=201)
+def upload_polygons(image_id: int, body: AnnotationPolygons):
+    """The polygons are rasterised to a label image of the image's size, which is then
+    treated exactly as an uploaded label image (statuses, `replace`, limits). The `cells` of
+    GET .../annotations/latest?format=json can be sent back as they are."""
+    result = image_data.attach_polygons(get_session(), actor(), state().store, get_config(),
+                                        image_id, [c.polygon for c in body.cells], body.replace)
+    return _attached(result)
+
+
+def _attached(result):
     if result.status == "rejected":
         raise ValidationError(result.message)
     if result.status != "attached":

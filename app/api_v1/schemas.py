@@ -4,7 +4,7 @@ models read the services' dataclasses (`from_attributes`)."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -187,6 +187,19 @@ class AnnotationJson(Out):
 
 
 class AnnotationUploadForm(In):
+    replace: bool = Field(False, description="Add a new version even if the image has an "
+                                             "annotation (reviewers and owners)")
+
+
+class PolygonIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")     # a cell as GET ...?format=json gives it
+    polygon: list[Annotated[list[float], Field(min_length=2, max_length=2)]] = Field(
+        min_length=3, description="[[x, y], ...] full-resolution pixels, centres at +0.5")
+
+
+class AnnotationPolygons(In):
+    cells: list[PolygonIn] = Field(max_length=200_000, description=(
+        "One polygon per cell (only `polygon` is read; later cells cover earlier ones)"))
     replace: bool = Field(False, description="Add a new version even if the image has an "
                                              "annotation (reviewers and owners)")
 

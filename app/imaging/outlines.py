@@ -30,3 +30,23 @@ def cell_outlines(labels: np.ndarray, tolerance: float = 0.5) -> dict[int, list[
         out[index] = [[round(float(c + c0 - 1 + 0.5), 2), round(float(r + r0 - 1 + 0.5), 2)]
                       for r, c in contour]
     return out
+
+
+def labels_from_polygons(polygons: list, shape: tuple[int, int]) -> np.ndarray:
+    """The (Y, X) instance label image of cells given as polygons in the coordinates
+    `cell_outlines` gives ([[x, y], ...], pixel centres at +0.5): cell k (1-based, in order)
+    covers the pixels whose centres lie inside its polygon; a later cell covers an earlier
+    one where they overlap. uint16, or uint32 beyond 65,535 cells."""
+    from skimage import draw
+
+    dtype = np.uint16 if len(polygons) <= 65535 else np.uint32
+    labels = np.zeros(shape, dtype)
+    for k, polygon in enumerate(polygons, start=1):
+        vertices = np.asarray(polygon, dtype=np.float64)
+        if vertices.ndim != 2 or vertices.shape[1] != 2 or len(vertices) < 3:
+            raise ValueError(f"cell {k}: a polygon needs at least 3 [x, y] vertices")
+        if not np.isfinite(vertices).all():
+            raise ValueError(f"cell {k}: the polygon has a vertex that is not a number")
+        rr, cc = draw.polygon(vertices[:, 1] - 0.5, vertices[:, 0] - 0.5, shape)
+        labels[rr, cc] = k
+    return labels

@@ -1,6 +1,6 @@
 """The arrays behind an image, for programs rather than screens (the HTTP API, `app.api_v1`):
 its pixels, any saved annotation version as arrays, the active model's cached prediction,
-and a label image attached to one image by id.
+and a label image (or polygons) attached to one image by id.
 
 Each function checks the actor's role through the same services the pages use
 (`gallery.image_for`, `masks.attach_one`, `prediction.prediction_for_display`); nothing
@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.config import Config
-from app.errors import NotFound
+from app.errors import NotFound, ValidationError
+from app.imaging.outlines import labels_from_polygons
 from app.permissions import Actor, require
 from app.services import masks, model_versions, prediction, queries
 from app.services.formats import image_stem_of_mask, stem
@@ -22,6 +23,7 @@ from app.services.gallery import image_for
 from app.services.imports import ImportFile, ImportResult, count_labels
 from app.tables import Annotation, Image
 from storage.blobstore import BlobStore, get_array
+from storage.writers import mask_tiff_bytes
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,21 @@ def attach_labels(session: Session, actor: Actor, store: BlobStore, config: Conf
     return masks.attach_one(session, actor, store, image.project_id,
                             ImportFile(name, read=lambda: data), index, replace,
                             config.max_image_pixels, config.max_image_bytes)
+
+
+def attach_polygons(session: Session, actor: Actor, store: BlobStore, config: Config,
+                    image_id: int, polygons: list, replace: bool = False) -> ImportResult:
+    """`attach_labels` of cells given as polygons ([[x, y], ...] each, full-resolution pixel
+    coordinates as `app.imaging.outlines.cell_outlines` gives them), rasterised to a label
+    image of the image's size and then checked and stored exactly like an uploaded one."""
+    image = image_for(session, actor, image_id, "import")
+    _z, _c, height, width = image.shape
+    try:
+        labels = labels_from_polygons(polygons, (int(height), int(width)))
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    return attach_labels(session, actor, store, config, image_id, f"{image.name}.polygons.tif",
+                         mask_tiff_bytes(labels), replace)
 
 
 def predicted(session: Session, actor: Actor, config: Config, image_id: int,
