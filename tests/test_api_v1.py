@@ -218,3 +218,16 @@ def test_polygons_round_trip_into_a_new_version(server, db, world, image_id):
         "cells": [{"polygon": [[1, 1], [2, 2]]}], "replace": True})
     assert (bad.status_code, bad.json["error"]["code"]) == (400, "invalid")
     assert bad.json["error"]["details"][0]["field"].startswith("cells.0.polygon")
+
+
+def test_token_use_and_refusals_are_logged(server, db, world, caplog):
+    import logging
+    client, token = server.test_client(), issue(db, "viewer", name="notebook")
+    with caplog.at_level(logging.INFO):
+        client.get("/api/v1/projects", headers=bearer(token))
+        client.get("/api/v1/projects", headers=bearer("cl_wrong"))
+    used = [r.getMessage() for r in caplog.records if r.name == "cellloop.api"]
+    assert any("'notebook' of viewer: GET /api/v1/projects -> 200" in m for m in used), used
+    refused = [r for r in caplog.records if "api token refused" in r.getMessage()]
+    assert refused and refused[0].levelno == logging.WARNING
+    assert token not in caplog.text
