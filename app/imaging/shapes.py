@@ -312,6 +312,8 @@ def apply_edit(canvas: Canvas, edit: dict, scale: float = 1.0) -> Canvas:
     - {"op": "region", "shape": S} add S to the annotated region; {"op": "region_all"}
     - {"op": "point", "x", "y", "cls"} add a counting point; {"op": "unpoint", "x", "y"}
       remove the point nearest to (x, y) within POINT_RADIUS
+    - {"op": "check", "labels": [L, ...]} the user accepted these suggested cells as they
+      are (changes no pixel; app.services.cell_review reads it)
     """
     op = edit.get("op")
     labels = canvas.labels
@@ -356,6 +358,8 @@ def apply_edit(canvas: Canvas, edit: dict, scale: float = 1.0) -> Canvas:
         canvas.region = area if canvas.region is None else (canvas.region | area)
     elif op == "region_all":
         canvas.region = None
+    elif op == "check":
+        pass
     elif op == "point":
         canvas.points.append([float(edit["x"]) * scale, float(edit["y"]) * scale,
                               int(edit.get("cls") or 0)])

@@ -47,7 +47,8 @@ MAX_EDITS = 5000
 BASE_OP = "base"        # a snapshot the draft continues from (suggestion, revert); server-made
 MAX_WIDTH = 500
 EDIT_OPS = {"add", "brush", "erase", "replace", "delete", "class", "clear", "region",
-            "region_all", "point", "unpoint"}
+            "region_all", "point", "unpoint", "check"}
+MAX_CHECKED = 100_000   # cells one "check" edit may name (app.services.cell_review)
 SHAPE_KEYS = {"type", "path", "x0", "x1", "y0", "y1"}
 SHAPE_TYPES = {"path", "rect", "circle", "line"}
 IDLE_GAP_S = 60.0       # a pause longer than this between two events is not editing time
@@ -331,6 +332,11 @@ def clean_edit(edit: dict, project: Project) -> dict:
             out["cls"] = cls
         if op in ("point", "unpoint"):
             out["x"], out["y"] = float(edit["x"]), float(edit["y"])
+        if op == "check":
+            labels = edit.get("labels")
+            if not isinstance(labels, list) or not 0 < len(labels) <= MAX_CHECKED:
+                raise ValidationError("Name the cells to accept.")
+            out["labels"] = sorted({int(v) for v in labels if int(v) >= 1})
     except (TypeError, ValueError, KeyError):
         raise ValidationError("Malformed edit.") from None
     if op in ("replace", "delete", "class") and out.get("label", 0) < 1:
@@ -442,7 +448,9 @@ def use_suggestion(session: Session, actor: Actor, config: Config, store: BlobSt
     from app.services import prediction
     image = _editable(session, actor, config, image_id)
     end_transaction(session)      # commit the lease now: no transaction across inference
-    predicted = prediction.suggest(session, actor, store, config, image.id)
+    # on opening, a cached prediction is taken as it is (scored or not): no model load
+    predicted = (prediction.suggest(session, actor, store, config, image.id, score_cells=False)
+                 if auto else prediction.suggest(session, actor, store, config, image.id))
     labels = predicted.labels
     if labels.ndim == 3:
         labels = labels[0]
@@ -450,6 +458,8 @@ def use_suggestion(session: Session, actor: Actor, config: Config, store: BlobSt
     current = canvas_for(config, store, draft, image)
     snapshot = _snapshot_edit(put_array(store, labels), _region_key(store, current), {},
                               current.points, "model-corrected", predicted.model_version_id)
+    if getattr(predicted, "cells", None):      # per-cell uncertainty (app.services.cell_review)
+        snapshot["uncertainty"] = predicted.cells
     return _push_snapshot(session, config, store, draft, image,
                           {**snapshot, "auto": True} if auto else snapshot)
 

@@ -1,12 +1,21 @@
 """Predictions with a project's models: one image on demand ("suggest"), or every image of a
 project (`predict_project`, run by the `predict` job handler in app.jobs.handlers). Predicted
 label images are cached by (image content, model weights) in the data directory, so a
-repeated request costs nothing."""
+repeated request costs nothing.
+
+Each prediction made here also scores its cells' uncertainty (models.cell_uncertainty: MC
+dropout in the same pass of the network) and caches the scores beside the labels, tied to
+them by a checksum. A suggestion read from an older cache entry has no scores: the page then
+shows plain outlines, and "Use model suggestion" (not the automatic one on opening, which
+must stay a cache read) computes them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+import json
+import zlib
 
 import numpy as np
 from sqlalchemy import select
@@ -31,6 +40,7 @@ class Prediction:
     model_version_id: int
     n_cells: int
     labels: np.ndarray
+    cells: dict | None = None      # per-cell uncertainty (`cell_uncertainty`), None: none
 
 
 def _cache_path(config: Config, image: Image, mv: ModelVersion) -> Path:
@@ -47,25 +57,83 @@ def _store_cache(path: Path, labels: np.ndarray) -> None:
         np.save(f, labels, allow_pickle=False)
 
 
+def _cells_path(config: Config, image: Image, mv: ModelVersion) -> Path:
+    return _cache_path(config, image, mv).with_suffix(".cells.json")
+
+
+def _checksum(labels: np.ndarray) -> str:
+    return f"{zlib.crc32(np.ascontiguousarray(labels).tobytes()):08x}"
+
+
+def cell_uncertainty(labels: np.ndarray, scores: dict[int, float] | None) -> dict | None:
+    """What a suggestion carries about its cells' uncertainty: {"measure", "passes",
+    "uncertain_at", "cells": {label (str): score}}, or None when the model gave no scores."""
+    if scores is None:
+        return None
+    from models.cell_uncertainty import PASSES, UNCERTAIN_AT
+    return {"measure": "MC-dropout predictive entropy / ln K, mean over the cell",
+            "passes": PASSES, "uncertain_at": UNCERTAIN_AT,
+            "cells": {str(k): float(v) for k, v in scores.items()}}
+
+
+def cached_cells(config: Config, image: Image, mv: ModelVersion,
+                 labels: np.ndarray) -> tuple[bool, dict | None]:
+    """(known, per-cell uncertainty) cached for these labels: (False, None) when never
+    scored (or scored for other labels), (True, None) when the model cannot score cells."""
+    try:
+        data = json.loads(_cells_path(config, image, mv).read_text())
+    except (OSError, ValueError):
+        return False, None
+    if not isinstance(data, dict) or data.get("labels") != _checksum(labels):
+        return False, None
+    return True, data.get("uncertainty")
+
+
+def _store_cells(config: Config, image: Image, mv: ModelVersion, labels: np.ndarray,
+                 uncertainty: dict | None) -> None:
+    path = _cells_path(config, image, mv)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps({"labels": _checksum(labels),
+                                         "uncertainty": uncertainty}))
+
+
+def _predict(store: BlobStore, image: Image, mv: ModelVersion, model):
+    """(labels, per-cell uncertainty) from one pass of the model."""
+    from models.cell_uncertainty import predict_with_uncertainty
+    from models.model import ModelInputError
+    try:
+        labels, scores = predict_with_uncertainty(model, get_array(store, image.blob_key))
+    except ModelInputError as exc:   # e.g. the project's channels changed under the model
+        raise ValidationError(f"Model #{mv.id} cannot read {image.name}: {exc}. Train a "
+                              "model on this project's images.") from None
+    return labels, cell_uncertainty(labels, scores)
+
+
 def predict_labels(config: Config, store: BlobStore, image: Image, mv: ModelVersion,
                    model=None) -> np.ndarray:
+    return predict_with_cells(config, store, image, mv, model)[0]
+
+
+def predict_with_cells(config: Config, store: BlobStore, image: Image, mv: ModelVersion,
+                       model=None) -> tuple[np.ndarray, dict | None]:
+    """(labels, per-cell uncertainty), from the cache when both are there. Labels cached
+    without scores (an older entry) are predicted again with them, and both replaced."""
     labels = cached_labels(config, image, mv)
-    if labels is None:
-        from models.inference import predict_image
-        from models.model import ModelInputError
-        model = model or model_versions.load(store, mv)
-        try:
-            labels = predict_image(model, get_array(store, image.blob_key)).labels
-        except ModelInputError as exc:   # e.g. the project's channels changed under the model
-            raise ValidationError(f"Model #{mv.id} cannot read {image.name}: {exc}. Train a "
-                                  "model on this project's images.") from None
-        _store_cache(_cache_path(config, image, mv), labels)
-    return labels
+    if labels is not None:
+        known, cells = cached_cells(config, image, mv, labels)
+        if known:
+            return labels, cells
+    labels, cells = _predict(store, image, mv, model or model_versions.load(store, mv))
+    _store_cache(_cache_path(config, image, mv), labels)
+    _store_cells(config, image, mv, labels, cells)
+    return labels, cells
 
 
 def suggest(session: Session, actor: Actor, store: BlobStore, config: Config, image_id: int,
-            model_version_id: int | None = None) -> Prediction:
-    """The model's cells for one image (the active model unless a version is given)."""
+            model_version_id: int | None = None, score_cells: bool = True) -> Prediction:
+    """The model's cells for one image (the active model unless a version is given), with
+    their uncertainty. `score_cells=False` (the suggestion made on opening): a cached
+    prediction is used as it is, scored or not, so opening never waits for the model."""
     image = image_for(session, actor, image_id, "annotate")
     mv = model_versions.version_or_active(session, actor, model_version_id, image.project_id)
     if mv.project_id != image.project_id:
@@ -74,10 +142,16 @@ def suggest(session: Session, actor: Actor, store: BlobStore, config: Config, im
     # A cached prediction (e.g. from the predict job queued after an import) needs no model:
     # loading torch and the weights is most of a first suggestion's time.
     labels = cached_labels(config, image, mv)
-    if labels is None:
-        labels = predict_labels(config, store, image, mv, model_versions.load(store, mv))
+    cells = None
+    if labels is not None:
+        known, cells = cached_cells(config, image, mv, labels)
+        if not known and score_cells:
+            labels, cells = predict_with_cells(config, store, image, mv)
+    else:
+        labels, cells = predict_with_cells(config, store, image, mv)
     return Prediction(image.id, mv.id, count_labels(labels) if labels.ndim == 2 else
-                      int(sum(count_labels(p) for p in labels)), labels)
+                      int(sum(count_labels(p) for p in labels)), labels,
+                      cells if labels.ndim == 2 else None)
 
 
 def prediction_for_display(session: Session, actor: Actor, config: Config, image_id: int,
@@ -158,7 +232,7 @@ def predict_project(db: Database, store: BlobStore, config: Config, project_id: 
     for i, image in enumerate(images, 1):
         if should_stop():
             raise Cancelled()
-        labels = predict_labels(config, store, image, mv, model)
+        labels, _cells = predict_with_cells(config, store, image, mv, model)
         counts[image.name] = count_labels(labels) if labels.ndim == 2 else int(
             sum(count_labels(p) for p in labels))
         progress(i / len(images), f"{i}/{len(images)} images predicted")
