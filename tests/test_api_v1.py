@@ -227,7 +227,7 @@ def test_token_use_and_refusals_are_logged(server, db, world, caplog):
         client.get("/api/v1/projects", headers=bearer(token))
         client.get("/api/v1/projects", headers=bearer("cl_wrong"))
     used = [r.getMessage() for r in caplog.records if r.name == "cellloop.api"]
-    assert any("'notebook' of viewer: GET /api/v1/projects -> 200" in m for m in used), used
+    assert any("('notebook') of viewer: GET /api/v1/projects -> 200" in m for m in used), used
     refused = [r for r in caplog.records if "api token refused" in r.getMessage()]
     assert refused and refused[0].levelno == logging.WARNING
     assert token not in caplog.text
