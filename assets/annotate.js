@@ -105,6 +105,8 @@
         if (key === "escape") { click("annotate-deselect"); return; }
         if (key === "enter") { click("annotate-close-polygon"); return; }
         if (key === "n") { click("annotate-save-next"); return; }
+        if (key === "u") { click("annotate-next-uncertain"); return; }
+        if (key === "k") { click("annotate-keep-cell"); return; }
         if (key === "[") { click("annotate-brush-down"); return; }
         if (key === "]") { click("annotate-brush-up"); return; }
     });

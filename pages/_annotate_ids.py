@@ -16,7 +16,9 @@ B = {name: f"annotate-{name}" for name in (
     "undo", "redo", "delete", "deselect", "clear", "suggest", "whole", "save", "save-next",
     "empty", "force", "reload", "exclude", "note", "accept", "send-back", "comment", "next",
     "skip", "prev", "brush-down", "brush-up", "close-polygon", "cancel-suggest", "set-class",
-    "revert", "suggest-confirm", "suggest-keep")}
+    "revert", "suggest-confirm", "suggest-keep", "next-uncertain", "keep-cell",
+    "keep-confident")}
+REVIEW = "annotate-review"          # suggested cells by uncertainty: legend, counts, actions
 IDS = {"tool": TOOL, "cls": CLS}
 Z = "annotate-z"
 CHANNEL_IDS = {kind: f"annotate-channel-{kind}" for kind in (   # pages._display.KINDS

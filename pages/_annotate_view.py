@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from dash import dcc, html
 
 from app.services import gallery
+from pages._annotate_ids import B, REVIEW
 
 DISPLAY_SIDE = 2048
 TOOLS = [  # (value, label, shortcut, plotly dragmode)
@@ -36,6 +37,7 @@ TOOLS = [  # (value, label, shortcut, plotly dragmode)
 DRAGMODE = {value: mode for value, _label, _key, mode in TOOLS}
 COUNTING_TOOLS = ("select", "point", "region", "zoom")     # no outlines in a counting project
 VIEW_TOOLS = ("select", "zoom")                             # all a read-only user gets
+HIDDEN = {"display": "none"}
 
 
 def tools_for(counting: bool) -> list[tuple]:
@@ -52,6 +54,8 @@ def shortcuts(counting: bool) -> list[tuple[str, str]]:
                  ("L", "polygon: click the corners; Enter or a click on the first corner "
                        "closes it"),
                  ("Delete / Backspace", "delete the selected cell"),
+                 ("U", "next uncertain suggested cell (selects and zooms to it)"),
+                 ("K", "keep the selected suggested cell as the model drew it"),
                  ("[ and ]", "thinner / thicker brush")]
     rows += [("1 … 9", "class for the next cells you draw or points you click"),
              ("Shift+1 … 9", "set the selected cell's class"),
@@ -183,6 +187,26 @@ def shortcuts_help(counting: bool = False) -> dbc.Card:
         html.Table([html.Tr([html.Td(html.Kbd(key), className="pe-2"), html.Td(what)])
                     for key, what in shortcuts(counting)], className="small"),
     ]), className="mt-3", id="annotate-shortcuts")
+
+
+def review_box(can_edit: bool) -> html.Div:
+    """The cell review of a suggestion (pages._annotate_review), hidden until its callback
+    finds per-cell uncertainty in the draft and fills the legend."""
+    ro = not can_edit
+    return html.Div([
+        html.H6("Check the model's cells", className="mb-1"),
+        html.Div(id=f"{REVIEW}-legend", className="small"),
+        html.Div([
+            dbc.Button("Next uncertain cell (U)", id=B["next-uncertain"], size="sm",
+                       color="warning", className="me-1 mb-1"),
+            dbc.Button("Keep cell (K)", id=B["keep-cell"], size="sm", disabled=ro,
+                       color="outline-secondary", className="me-1 mb-1",
+                       title="accept the selected suggested cell as it is"),
+            dbc.Button("Accept confident cells", id=B["keep-confident"], size="sm",
+                       disabled=ro, color="outline-primary", className="mb-1",
+                       title="accept every blue cell as it is, in one step (Undo takes it back)"),
+        ], className="mt-1"),
+    ], id=REVIEW, className="annotate-review mt-2", style=HIDDEN)
 
 
 def graph(graph_id: str, fig: go.Figure, editable: bool = True) -> dcc.Graph:

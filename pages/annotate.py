@@ -141,6 +141,7 @@ def _panel(ws: annotations.Workspace, channels) -> list:
             dcc.Loading(html.Div(id=COUNTS, className="small"), type="dot"),
             html.Div(id=MESSAGE),
         ], className="annotate-save-bar"),
+        view.review_box(ws.can_edit) if outlines else None,
         html.Div([_button("undo", "Undo", ro or not ws.can_undo),
                   _button("redo", "Redo", ro or not ws.can_redo),
                   _button("delete", "Delete cell", ro, "outline-danger",
@@ -508,7 +509,8 @@ on_redo = _undo_callback("redo", True)
 # The suggestion, saving and moving callbacks live in a helper module. pages.init_dash
 # re-executes page modules for every app it builds (tests build many), so the helper is
 # re-executed with this module to register its callbacks with that app too.
-if "pages._annotate_flow" in sys.modules:
-    importlib.reload(sys.modules["pages._annotate_flow"])
-else:
-    importlib.import_module("pages._annotate_flow")
+for _helper in ("pages._annotate_flow", "pages._annotate_review"):
+    if _helper in sys.modules:
+        importlib.reload(sys.modules[_helper])
+    else:
+        importlib.import_module(_helper)

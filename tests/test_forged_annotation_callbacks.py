@@ -94,3 +94,40 @@ def test_forged_closed_polygon(login, world, db, dash_app, image_id, username, a
     assert response.status_code == 200
     assert counts(db) == ((0, 1) if allowed else (0, 0))
     assert ('"n_cells":1' in response.get_data(as_text=True)) == allowed
+
+
+@pytest.mark.parametrize("username,allowed", [("viewer", False), ("outsider", False),
+                                              ("annotator", True)])
+def test_forged_cell_review(login, world, db, dash_app, config, store, image_id, monkeypatch,
+                            username, allowed):
+    """Issue 21 item 1: "Accept confident cells" and "Keep cell" on the annotator's draft of a
+    suggestion with per-cell uncertainty; only the annotator's own request records them."""
+    from app.services import drafts
+    from tests.conftest import actor
+    from tests.test_cell_review import suggestion_labels, uncertainty
+    from app.services import prediction
+    monkeypatch.setattr(prediction, "suggest", lambda *a, **k: prediction.Prediction(
+        image_id, 1, 3, suggestion_labels(), uncertainty()))
+    with db.session_scope() as s:
+        drafts.use_suggestion(s, actor(s, "annotator"), config, store, image_id)
+    client = login(username)
+    info = {**INFO, "value": {"id": image_id, "project": world["project_id"], "can_edit": True,
+                              "width": 80, "height": 60}}
+    accepted = forge(client, dash_app, "annotate-keep-confident", "n_clicks", 1, [info])
+    kept = forge(client, dash_app, "annotate-keep-cell", "n_clicks", 1,
+                 [{"id": "annotate-state", "property": "data", "value": {"selected": 3}}, info])
+    walked = forge(client, dash_app, "annotate-next-uncertain", "n_clicks", 1,
+                   [{"id": "annotate-state", "property": "data", "value": {"selected": 0}},
+                    info])
+    assert accepted.status_code == kept.status_code == walked.status_code == 200
+    with db.session_scope() as s:
+        edits = s.scalar(select(Draft.edits).where(
+            Draft.user_id == world["annotator"], Draft.image_id == image_id))
+    checks = [e["labels"] for e in edits if e.get("op") == "check"]
+    if allowed:
+        assert checks == [[1], [3]]
+        assert '"selected":2' in walked.get_data(as_text=True).replace(" ", "")
+    else:
+        assert checks == []
+        assert "Accepted" not in accepted.get_data(as_text=True)
+        assert '"selected":' not in walked.get_data(as_text=True).replace(" ", "")

@@ -1,0 +1,112 @@
+"""The workspace's cell review of a model suggestion (app.services.cell_review): a legend of
+the outline colours with what is left to check, "Next uncertain cell" (U) that selects and
+frames the most uncertain unchecked cell, "Keep cell" (K) and "Accept confident cells".
+The box is hidden when the draft's suggestion has no per-cell uncertainty (plain outlines).
+Imported by `pages.annotate`, like `pages._annotate_flow`."""
+from __future__ import annotations
+
+import dash
+import dash_bootstrap_components as dbc
+from dash import Input, Output, Patch, State, callback, html
+
+from app.context import get_config, state
+from app.services import cell_review
+from pages import _annotate_view as view
+from pages._annotate_ids import B, GRAPH, INFO, MESSAGE, REVIEW, STATE
+from pages._annotate_view import HIDDEN
+from pages._common import alert, call
+
+FRAME_MIN = 48          # px of image around a framed cell, at least
+
+
+def swatch(colour: str, filled: bool) -> html.Span:
+    """A legend key drawn like the overlay: outline, light or stronger fill."""
+    return html.Span(className="review-swatch", style={
+        "borderColor": colour, "backgroundColor": colour + ("70" if filled else "28")})
+
+
+def legend(summary: cell_review.Summary) -> list:
+    return [
+        html.Div([swatch(cell_review.UNCERTAIN, True),
+                  html.B(f"uncertain: {summary.uncertain} to check")],
+                 id=f"{REVIEW}-uncertain"),
+        html.Div([swatch(cell_review.CONFIDENT, False),
+                  f"confident: {summary.confident} not yet accepted"],
+                 id=f"{REVIEW}-confident"),
+        html.Div([html.Span(className="review-swatch review-swatch-class"),
+                  f"class colour: yours or checked ({summary.checked} suggested)"],
+                 className="text-muted"),
+        html.Div(f"Uncertain = the model's MC-dropout entropy over the cell ≥ "
+                 f"{summary.uncertain_at:.2f} (0 sure … 1 no idea).",
+                 className="text-muted fst-italic"),
+    ]
+
+
+@callback(Output(f"{REVIEW}-legend", "children"), Output(REVIEW, "style"),
+          Output(B["keep-confident"], "disabled"), Output(B["next-uncertain"], "disabled"),
+          Input(STATE, "data"), State(INFO, "data"))
+def show_review(_st, info):
+    summary, error = call(cell_review.summary, get_config(), state().store, info["id"])
+    if error or summary is None:
+        return [], HIDDEN, True, True
+    return (legend(summary), {}, not info.get("can_edit") or not summary.confident,
+            not summary.uncertain)
+
+
+def frame(box, width: int, height: int) -> Patch:
+    """Zoom the figure onto a cell's box (x0, y0, x1, y1) with context around it."""
+    x0, y0, x1, y1 = box
+    half = max(FRAME_MIN, 1.5 * max(x1 - x0, y1 - y0)) / 2
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    fig = Patch()
+    fig["layout"]["xaxis"]["range"] = [max(0.0, cx - half), min(float(width), cx + half)]
+    fig["layout"]["yaxis"]["range"] = [min(float(height), cy + half), max(0.0, cy - half)]
+    return fig
+
+
+@callback(Output(STATE, "data", allow_duplicate=True),
+          Output(MESSAGE, "children", allow_duplicate=True),
+          Output(GRAPH, "figure", allow_duplicate=True),
+          Input(B["next-uncertain"], "n_clicks"), State(STATE, "data"), State(INFO, "data"),
+          prevent_initial_call=True)
+def next_uncertain(_n, st, info):
+    st = st or {}
+    found, error = call(cell_review.next_uncertain, get_config(), state().store, info["id"],
+                        int(st.get("selected") or 0))
+    if error:
+        return dash.no_update, alert(error, "info"), dash.no_update
+    new = {**st, "selected": found.label, "selected_cls": found.cls, "polygon": None,
+           "path": found.path if info.get("can_edit") else None}
+    message = alert(f"Uncertain cell {found.label} (score {found.score:.2f}; "
+                    f"{found.left} to check): reshape, delete or keep it (K).", "warning",
+                    id="annotate-uncertain-cell")
+    return new, message, frame(found.box, info["width"], info["height"])
+
+
+@callback(Output(STATE, "data", allow_duplicate=True),
+          Output(MESSAGE, "children", allow_duplicate=True),
+          Input(B["keep-cell"], "n_clicks"), State(STATE, "data"), State(INFO, "data"),
+          prevent_initial_call=True)
+def keep_cell(_n, st, info):
+    label = int((st or {}).get("selected") or 0)
+    if not label:
+        return dash.no_update, alert("Select a suggested cell first (U goes to the next "
+                                     "uncertain one).", "info")
+    result, error = call(cell_review.keep_cell, get_config(), state().store, info["id"], label)
+    if error:
+        return dash.no_update, alert(error, "info")
+    return view.state_from(result), alert(f"Kept cell {label} as the model drew it.", "success")
+
+
+@callback(Output(STATE, "data", allow_duplicate=True),
+          Output(MESSAGE, "children", allow_duplicate=True),
+          Input(B["keep-confident"], "n_clicks"), State(INFO, "data"),
+          prevent_initial_call=True)
+def accept_confident(_n, info):
+    done, error = call(cell_review.accept_confident, get_config(), state().store, info["id"])
+    if error:
+        return dash.no_update, alert(error, "info")
+    result, n = done
+    return view.state_from(result), alert(
+        f"Accepted {n} confident {'cell' if n == 1 else 'cells'} as the model drew them. "
+        "Undo (Ctrl+Z) takes this back.", "success", id="annotate-accepted")
