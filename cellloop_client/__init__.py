@@ -312,6 +312,25 @@ class Client:
         params = {"model": model} if model is not None else None
         return self._tiff(self.request("GET", f"/images/{image_id}/prediction", params=params))
 
+    def segment(self, project: int | str, paths: Iterable[str | os.PathLike],
+                timeout: float | None = None, progress: bool = True) -> dict[str, np.ndarray]:
+        """Upload image files into the project, predict them with its active model and return
+        {file name: (Y, X) labels}. A file already in the project is predicted as it is there;
+        a refused file raises ApiError before anything is predicted."""
+        paths = [Path(p) for p in paths]
+        answer = self.upload(project, paths)
+        refused = [r for r in answer["results"] if r["status"] == "rejected"]
+        if refused:
+            raise ApiError(400, "invalid", "; ".join(r["message"] for r in refused))
+        ids = {r["name"]: r["image_id"] for r in answer["results"] if r.get("image_id")}
+        if answer.get("job_id"):                 # a large batch: imported by a job
+            self.wait(answer["job_id"], timeout=timeout, progress=progress)
+            names = {p.name for p in paths}
+            ids.update({i["name"]: i["id"] for i in self.images(project) if i["name"] in names})
+        self.wait(self.predict(project, sorted(set(ids.values()))), timeout=timeout,
+                  progress=progress)
+        return {name: self.prediction(image_id) for name, image_id in ids.items()}
+
     def prediction_json(self, image_id: int, model: int | None = None) -> dict:
         return self.get(f"/images/{image_id}/prediction", format="json", model=model)
 

@@ -64,6 +64,13 @@ def test_upload_annotate_train_predict_download(site, tmp_path):
         assert len(set(np.unique(labels).tolist()) - {0}) == done["result"]["counts"][name]
     assert client.prediction_json(ids["field4.tif"])["model_version_id"] == model["id"]
 
+    img, _ = nuclei((96, 96), n=8, seed=42)
+    (tmp_path / "new.tif").write_bytes(tiff(img))
+    segmented = client.segment("API", [tmp_path / "new.tif", folder / "field1.tif"],
+                               timeout=600, progress=False)
+    assert set(segmented) == {"new.tif", "field1.tif"}
+    assert all(m.shape == (96, 96) for m in segmented.values())
+
     path = client.download_model(model["id"], tmp_path / "models", format="cellloop")
     assert path.suffix == ".cellloop" and path.stat().st_size > 1000
 
