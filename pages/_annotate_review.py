@@ -16,7 +16,7 @@ from pages._annotate_ids import B, GRAPH, INFO, MESSAGE, REVIEW, STATE
 from pages._annotate_view import HIDDEN
 from pages._common import alert, call
 
-FRAME_MIN = 48          # px of image around a framed cell, at least
+FRAME_MIN = 64          # px: the smallest window a framed cell is shown in
 
 
 def swatch(colour: str, filled: bool) -> html.Span:
@@ -54,13 +54,19 @@ def show_review(_st, info):
 
 
 def frame(box, width: int, height: int) -> Patch:
-    """Zoom the figure onto a cell's box (x0, y0, x1, y1) with context around it."""
+    """Zoom the figure onto a cell's box (x0, y0, x1, y1): a square window of four times the
+    cell's size, at least a quarter of the image's longer side (and FRAME_MIN px), shifted
+    to stay inside the image, so the neighbours that decide the outline are in view."""
     x0, y0, x1, y1 = box
-    half = max(FRAME_MIN, 1.5 * max(x1 - x0, y1 - y0)) / 2
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    side = min(max(4 * max(x1 - x0, y1 - y0), max(width, height) / 4, FRAME_MIN),
+               float(max(width, height)))
+
+    def span(lo: float, hi: float, size: float) -> list[float]:
+        start = min(max(0.0, (lo + hi - side) / 2), max(0.0, size - side))
+        return [start, start + side]
     fig = Patch()
-    fig["layout"]["xaxis"]["range"] = [max(0.0, cx - half), min(float(width), cx + half)]
-    fig["layout"]["yaxis"]["range"] = [min(float(height), cy + half), max(0.0, cy - half)]
+    fig["layout"]["xaxis"]["range"] = span(x0, x1, float(width))
+    fig["layout"]["yaxis"]["range"] = span(y0, y1, float(height))[::-1]
     return fig
 
 
