@@ -267,7 +267,8 @@ def cmd_simulate(config: Config, args) -> None:
     """Active-learning simulation on a project or a folder with images/ and labels/."""
     from app.services import simulation
     plan = simulation.parse_plan(args.strategies, args.initial, args.batch, args.rounds,
-                                 args.seeds, args.test_fraction, args.passes)
+                                 args.seeds, args.test_fraction, args.passes, args.unit,
+                                 args.start, args.cost, args.region_size)
     if Path(args.data).is_dir():
         images, labels, names = simulation.load_folder(args.data, config.max_image_pixels)
     else:
@@ -277,14 +278,18 @@ def cmd_simulate(config: Config, args) -> None:
         with _db(config).session_scope() as s:
             pid = projects.find_project_id(s, args.data)
             images, labels, names = simulation.load_project(s, store, pid)
+    groups = simulation.load_groups(args.groups, names) if args.groups else None
     training = {"steps_per_epoch": max(1, args.steps // 2)} if args.steps else None
     print(f"{len(images)} images; strategies {', '.join(plan.strategies)}; "
-          f"{len(plan.seeds)} seed(s) x {plan.rounds} rounds", flush=True)
+          f"{len(plan.seeds)} seed(s) x {plan.rounds} rounds of {plan.batch} {plan.unit}(s), "
+          f"from {plan.start}, cost in {plan.cost}", flush=True)
     rows, summary = simulation.run(
-        images, labels, names, plan, Path(args.out), training,
-        progress=lambda r: print(f"{r['strategy']:>9} seed {r['seed']} round {r['round']}: "
-                                 f"{r['n_labelled']} labelled, F1 {r['f1']:.3f}, "
-                                 f"Dice {r['dice']:.3f}", flush=True))
+        images, labels, names, plan, Path(args.out), training, groups=groups,
+        progress=lambda r: print(f"{r['strategy']:>10} seed {r['seed']} round {r['round']}: "
+                                 f"{r['n_labelled']} labelled, cost {r['cost']}, "
+                                 f"F1 {r['f1']:.3f}"
+                                 + (f", macro-F1 {r['macro_f1']:.3f}" if "macro_f1" in r
+                                    else f", Dice {r['dice']:.3f}"), flush=True))
     print((Path(args.out) / "summary.md").read_text())
     print(f"wrote {args.out}/curves.csv, curves.html, summary.json, summary.md")
 
@@ -477,6 +482,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--test-fraction", type=float, default=0.25)
     c.add_argument("--passes", type=int, default=8, help="MC-dropout samples")
     c.add_argument("--steps", type=int, default=0, help="training steps per round")
+    c.add_argument("--unit", default="image", choices=["image", "region"],
+                   help="acquire whole images or square regions (--region-size)")
+    c.add_argument("--region-size", type=int, default=256)
+    c.add_argument("--start", default="scratch", choices=["scratch", "builtin"],
+                   help="the first model: none, or the built-in nuclei model")
+    c.add_argument("--cost", default="images", choices=["images", "cells", "corrections"],
+                   help="what an acquired unit costs: 1, its cells, or the corrections of "
+                        "the current model's suggestion (redrawn + missed + false cells)")
+    c.add_argument("--groups", default=None,
+                   help="CSV of image stem, group: per-group F1 and macro-F1 in the curves")
     c.add_argument("--out", required=True)
     c.set_defaults(fn=cmd_simulate)
     c = sub.add_parser("predict", help="segment images; writes masks, overlays, counts.json")

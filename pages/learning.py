@@ -24,8 +24,10 @@ STRATEGY, PASSES, ENSEMBLE, BATCH, RETRAIN, SAVE = (
 RESCORE, TRAIN = "learning-rescore", "learning-train"
 SIM = {k: f"learning-sim-{k}" for k in ("strategies", "initial", "batch", "rounds", "seeds",
                                         "test", "start", "figure")}
-STRATEGY_LABELS = {"random": "Random", "entropy": "MC-dropout entropy", "bald": "BALD",
-                   "ensemble": "Ensemble disagreement", "diversity": "Entropy + diversity"}
+STRATEGY_LABELS = {"random": "Random", "stratified": "Stratified random (no model)",
+                   "entropy": "MC-dropout entropy", "bald": "BALD",
+                   "power": "BALD, power sampling", "ensemble": "Ensemble disagreement",
+                   "diversity": "Entropy + diversity", "coverage": "Coverage (k-centre)"}
 
 
 def _number(cid, value, limits, disabled, step=1):

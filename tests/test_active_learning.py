@@ -97,6 +97,24 @@ def test_strategy_setting_rescores_and_checks_roles(db, config, world, lab):  # 
         assert [i.image_id for i in items][:2] == [r.image_id for r in ranked]
 
 
+def test_ranking_strategies_order_the_whole_pool(db, config, world, lab):  # noqa: F811
+    """stratified, power and coverage store their pick order for every pool image (up to
+    scoring.RANKED); the queue serves exactly that order."""
+    train(db, config, world)
+    add_unannotated(db, config, lab, world, n=4)
+    for name in ("stratified", "power", "coverage"):
+        with db.session_scope() as s:
+            learning_loop.set_settings(s, actor(s, "owner"), world["project_id"],
+                                       {"strategy": name, "batch": 1})
+        assert score_now(db, config, world)["strategy"] == name
+        with db.session_scope() as s:
+            rows = s.scalars(select(Score).where(Score.strategy == name)).all()
+            assert len(rows) == 5 and sorted(r.rank for r in rows) == [1, 2, 3, 4, 5]
+            order = [r.image_id for r in sorted(rows, key=lambda r: r.rank)]
+            items = scoring.queue(s, actor(s, "viewer"), world["project_id"])
+            assert [i.image_id for i in items] == order
+
+
 def test_random_strategy_needs_no_model_weights(db, config, world, lab):  # noqa: F811
     train(db, config, world)
     with db.session_scope() as s:
@@ -172,13 +190,48 @@ def test_simulate_cli_on_a_folder(tmp_path, config, monkeypatch, capsys):
                      "--passes", "3", "--out", str(out)])
     assert code == 0
     lines = (out / "curves.csv").read_text().splitlines()
-    assert lines[0] == "strategy,seed,round,n_labelled,f1,dice,seconds"
+    assert lines[0] == "strategy,seed,round,n_labelled,cost,f1,dice,seconds"
     assert len(lines) == 1 + 2 * 2 * 3
     summary = json.loads((out / "summary.json").read_text())
     assert {s["strategy"] for s in summary["strategies"]} == {"random", "bald"}
     assert "plotly" in (out / "curves.html").read_text()[:5000].lower()
     assert "bald" in capsys.readouterr().out
     bad = cli_main(["simulate", str(data), "--initial", "9", "--out", str(out)])
+    assert bad == 2
+
+
+def test_simulate_cli_in_regions_from_the_builtin_model_counts_corrections(
+        tmp_path, config, monkeypatch, capsys):
+    data = tmp_path / "set"
+    (data / "images").mkdir(parents=True)
+    (data / "labels").mkdir()
+    for k in range(6):
+        img, lab_ = nuclei(shape=(96, 96), n=8, seed=400 + k)
+        tifffile.imwrite(data / "images" / f"s{k}.tif", img)
+        tifffile.imwrite(data / "labels" / f"s{k}.tif", lab_)
+    (data / "groups.csv").write_text("image,group\n" + "".join(
+        f"s{k},{'dim' if k % 2 else 'bright'}\n" for k in range(6)))
+    monkeypatch.setenv("CELLLOOP_DATA_DIR", str(config.data_dir))
+    monkeypatch.setattr("app.services.project_settings.SIMULATION_TRAINING",
+                        TrainingSettings(width=8, depth=2, patch=64, batch=4, epochs=1,
+                                         steps_per_epoch=3, patience=2))
+    out = tmp_path / "out"
+    code = cli_main(["simulate", str(data), "--strategies", "random,stratified", "--initial",
+                     "2", "--batch", "2", "--rounds", "1", "--seeds", "1", "--test-fraction",
+                     "0.34", "--passes", "2", "--unit", "region", "--region-size", "48",
+                     "--start", "builtin", "--cost", "corrections", "--groups",
+                     str(data / "groups.csv"), "--out", str(out)])
+    assert code == 0
+    header = (out / "curves.csv").read_text().splitlines()[0].split(",")
+    assert header[4] == "cost" and header[-3:] == ["macro_f1", "f1_bright", "f1_dim"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["plan"]["unit"] == "region" and summary["plan"]["start"] == "builtin"
+    assert all(s["metric"] == "macro_f1" and "cost_to_target" in s
+               for s in summary["strategies"])
+    assert "cost to target" in (out / "summary.md").read_text()
+    assert "from builtin, cost in corrections" in capsys.readouterr().out
+    bad = cli_main(["simulate", str(data), "--groups", str(tmp_path / "none.csv"),
+                    "--out", str(out)])
     assert bad == 2
 
 

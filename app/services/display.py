@@ -162,8 +162,9 @@ def render_draft(session: Session, actor: Actor, config, store: BlobStore, image
 
 
 STRATEGY_TITLES = {"entropy": "predictive entropy", "bald": "BALD (mutual information)",
-                   "ensemble": "ensemble disagreement", "diversity": "predictive entropy",
-                   "random": "random"}
+                   "power": "BALD (mutual information)", "ensemble": "ensemble disagreement",
+                   "diversity": "predictive entropy", "coverage": "predictive entropy",
+                   "random": "random", "stratified": "random"}
 
 
 @dataclass(frozen=True)

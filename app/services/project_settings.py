@@ -12,8 +12,9 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from app.errors import ValidationError
+from models.strategies import CLASSES as _STRATEGY_CLASSES
 
-STRATEGY_NAMES = ("random", "entropy", "bald", "ensemble", "diversity")
+STRATEGY_NAMES = tuple(_STRATEGY_CLASSES)
 RETRAIN_MINUTES = 1.5         # time budget of the automatic fine-tuning in the loop
 
 
@@ -46,7 +47,7 @@ class LoopSettings:
     strategy: str = "entropy"
     passes: int = 8               # MC-dropout passes T
     ensemble_size: int = 3        # N models for the ensemble strategy
-    batch: int = 5                # images picked per round (diversity)
+    batch: int = 5                # images picked per round (strategies that pick in order)
     retrain_after: int = 10       # K accepted annotations start a retraining (0: never)
 
     def as_dict(self) -> dict:

@@ -34,6 +34,8 @@ from storage.writers import atomic_path
 
 log = logging.getLogger(__name__)
 HEATMAP_SIDE = 512
+RANKED = 500                 # images a ranking strategy orders (the rest by score)
+LABELLED_EMBEDDINGS = 200    # annotated images whose embeddings coverage spreads from
 
 
 def start_scoring(session: Session, actor: Actor, project_id: int,
@@ -79,9 +81,12 @@ def ensemble_members(session: Session, store, active: ModelVersion, size: int) -
 def score_project(db: Database, store: BlobStore, config: Config, project_id: int,
                   progress: Callable[..., None], should_stop: Callable[[], bool]) -> dict:
     """Score every unannotated image with the project's strategy under the active model and
-    replace that model's Score rows for the strategy. A batch strategy (diversity) also
-    stores the order of its pick in `Score.rank`. `progress(fraction, message)` after each
-    image; `should_stop()` stops the work (raises `models.cancel.Cancelled`)."""
+    replace that model's Score rows for the strategy. A strategy that picks in an order of
+    its own (`ranks`: stratified, power, coverage; diversity for one batch) also stores that
+    order in `Score.rank` (1 = first) for the first RANKED images; the queue serves them
+    first.
+    `progress(fraction, message)` after each image; `should_stop()` stops the work (raises
+    `models.cancel.Cancelled`)."""
     from models.strategies import get_strategy
 
     with db.session_scope() as session:
@@ -93,25 +98,34 @@ def score_project(db: Database, store: BlobStore, config: Config, project_id: in
         strategy = get_strategy(loop.strategy, passes=loop.passes, seed=mv_id)
         models = (ensemble_members(session, store, active, loop.ensemble_size)
                   if strategy.needs_ensemble else
-                  [model_versions.load(store, active)] if strategy.name != "random" else [])
+                  [model_versions.load(store, active)] if strategy.needs_model else [])
         ids = pool_ids(session, project_id)
+        labelled = labelled_ids(session, project_id) if strategy.uses_labelled else []
         blobs = dict(session.execute(select(Image.id, Image.blob_key)
-                                     .where(Image.id.in_(ids))).all())
-    scores = {}
-    for n, image_id in enumerate(ids):
+                                     .where(Image.id.in_(ids + labelled))).all())
+    total = len(ids) + len(labelled)
+
+    def pixels(image_id: int):
+        return get_array(store, blobs[image_id])[0] if strategy.needs_pixels else None
+
+    scores, known = {}, []
+    for n, image_id in enumerate(ids + labelled):
         if should_stop():
             raise Cancelled()
-        progress(n / max(1, len(ids)), f"scored {n} of {len(ids)} images")
-        pixels = get_array(store, blobs[image_id])[0] if strategy.name != "random" else None
-        result = strategy.score(models, pixels, key=image_id)
+        progress(n / max(1, total), f"scored {n} of {total} images")
+        result = strategy.score(models, pixels(image_id), key=image_id)
+        if n >= len(ids):                   # an annotated image: only its embedding counts
+            known.append(result.embedding)
+            continue
         if result.heatmap is not None:
             _store_heatmap(_heatmap_path(config, mv_id, strategy.name, image_id),
                            result.heatmap)
         scores[image_id] = result
     ranks = {}
-    if strategy.name == "diversity":
-        ranks = {image_id: k for k, image_id in
-                 enumerate(strategy.select(scores, loop.batch), start=1)}
+    if strategy.ranks:
+        depth = loop.batch if strategy.batch_only else max(loop.batch, RANKED)
+        picked = strategy.select(scores, min(len(scores), depth), labelled=known or None)
+        ranks = {image_id: k for k, image_id in enumerate(picked, start=1)}
     with db.session_scope() as session:
         session.execute(delete(Score).where(Score.model_version_id == mv_id,
                                             Score.strategy == strategy.name))
@@ -120,6 +134,14 @@ def score_project(db: Database, store: BlobStore, config: Config, project_id: in
                          for i, s in scores.items()])
     progress(1.0, f"scored {len(ids)} images", force=True)
     return {"model_version_id": mv_id, "strategy": strategy.name, "n_images": len(ids)}
+
+
+def labelled_ids(session: Session, project_id: int, limit: int = LABELLED_EMBEDDINGS
+                 ) -> list[int]:
+    """The newest annotated live images (for strategies that spread away from them)."""
+    return session.scalars(select(Image.id).where(
+        *queries.live_images(project_id), Image.id.in_(queries.annotated_image_ids()))
+        .order_by(Image.id.desc()).limit(limit)).all()
 
 
 @dataclass(frozen=True)

@@ -62,50 +62,98 @@ def load_project(session: Session, store, project_id: int):
     return data.images, data.labels, [str(r["image_id"]) for r in data.refs]
 
 
+def load_groups(path: str | Path, names: list[str]) -> list[str | None]:
+    """One group per image from a CSV of (image stem, group) rows (a header row is
+    allowed); images the file does not name get None (not counted in any group)."""
+    import csv
+    try:
+        with open(path, newline="") as f:
+            rows = [r for r in csv.reader(f) if r and len(r) >= 2]
+    except OSError as exc:
+        raise ValidationError(f"Cannot read the groups file {path}: {exc.strerror}.") from None
+    by_stem = {r[0].strip(): r[1].strip() for r in rows if r[1].strip()}
+    groups = [by_stem.get(Path(n).stem) for n in names]
+    if not any(groups):
+        raise ValidationError(f"The groups file {path} names none of the images (its first "
+                              "column is the image's file name without extension).")
+    return groups
+
+
 def write_outputs(rows: list[dict], out: Path, plan, names: list[str] | None = None) -> dict:
-    from models.simulation_plan import COLUMNS, figure, summarise
+    from models.simulation_plan import columns, figure, summarise
     out.mkdir(parents=True, exist_ok=True)
-    writers.write_csv(out / "curves.csv", rows, COLUMNS)
-    figure(rows).write_html(str(out / "curves.html"), include_plotlyjs=True)
+    writers.write_csv(out / "curves.csv", rows, columns(rows))
+    figure(rows, cost=plan.cost, unit=plan.unit).write_html(str(out / "curves.html"),
+                                                            include_plotlyjs=True)
     summary = {"plan": {k: v for k, v in vars(plan).items() if k != "test_indices"},
-               "strategies": summarise(rows), "n_images": len(names or [])}
+               "strategies": summarise(rows, target=plan.target_f1),
+               "n_images": len(names or [])}
     writers.write_json(out / "summary.json", summary)
-    lines = ["| strategy | final F1 | sd | AUC | AUC vs random | labels to 95% of best |",
-             "|---|---|---|---|---|---|"]
+    metric = summary["strategies"][0]["metric"] if summary["strategies"] else "f1"
+    lines = [f"Cost: {plan.cost} per {plan.unit}; start: {plan.start}; metric: {metric}.", "",
+             f"| strategy | final {metric} | sd | area vs cost | area vs random | "
+             f"labels to target | cost to target (median of seeds) |",
+             "|---|---|---|---|---|---|---|"]
     lines += [f"| {s['strategy']} | {s['final_f1']} | {s['final_sd']} | {s['auc']} | "
-              f"{s['auc_vs_random']} | {s['labels_to_target']} |" for s in summary["strategies"]]
+              f"{s['auc_vs_random']} | {s['labels_to_target']} | {s['cost_to_target']} |"
+              for s in summary["strategies"]]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     return summary
 
 
 def parse_plan(strategies: str | list, initial: int, batch: int, rounds: int, seeds: int,
-               test_fraction: float, passes: int = 8):
-    from models.simulation_plan import SimulationPlan
+               test_fraction: float, passes: int = 8, unit: str = "image",
+               start: str = "scratch", cost: str = "images", region: int = 256):
+    from models.simulation_plan import COSTS, STARTS, UNITS, SimulationPlan
     names = strategies.split(",") if isinstance(strategies, str) else list(strategies)
     try:
         plan = SimulationPlan([n.strip() for n in names if n.strip()], int(initial), int(batch),
                               int(rounds), list(range(int(seeds))), float(test_fraction),
-                              int(passes))
+                              int(passes), unit=str(unit), start=str(start), cost=str(cost),
+                              region=int(region))
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"Bad simulation settings: {exc}") from None
     if not plan.strategies or plan.initial < 1 or plan.batch < 1 or plan.rounds < 1 \
             or not plan.seeds or not 0 < plan.test_fraction < 1:
         raise ValidationError("Give strategies, and initial, batch, rounds, seeds >= 1 and a "
                               "test fraction between 0 and 1.")
+    for value, allowed, what in ((plan.unit, UNITS, "Unit"), (plan.start, STARTS, "Start"),
+                                 (plan.cost, COSTS, "Cost")):
+        if value not in allowed:
+            raise ValidationError(f"{what} must be one of {', '.join(allowed)}.")
+    if not 32 <= plan.region <= 4096:
+        raise ValidationError("The region side must be between 32 and 4096 pixels.")
     return plan
 
 
 def run(images, labels, names, plan, out: Path, training: dict | None = None,
-        progress=None, should_stop=None) -> tuple[list[dict], dict]:
-    from models.simulation import simulate
+        progress=None, should_stop=None, groups: list | None = None,
+        start_model=None) -> tuple[list[dict], dict]:
+    """Simulate and write the outputs. With `plan.start == "builtin"` the first model is
+    `start_model` (default: the built-in nuclei model) and every round's model, from
+    scratch or not, reads images through its input mapping."""
+    from models.simulation import simulate, units_of
     from models.training import TrainConfig
     try:
-        plan.check(len(images))
+        plan.check(len(images), n_units=len(units_of(images, plan.split(len(images))[0],
+                                                     plan)))
     except ValueError as exc:
         raise ValidationError(str(exc)) from None
+    meta = None
+    if plan.start == "builtin":
+        if start_model is None:
+            from models.builtin import load_builtin
+            start_model = load_builtin()
+        meta = {"input_mapping": start_model.meta["input_mapping"]} \
+            if start_model.meta.get("input_mapping") else None
+        if start_model.meta.get("architecture"):     # fine-tune the same network
+            training = {**(training or {}), **{k: start_model.meta["architecture"][k]
+                                               for k in ("width", "depth")
+                                               if k in start_model.meta["architecture"]}}
     defaults = project_settings.SIMULATION_TRAINING.as_dict()
     cfg = TrainConfig(**{**defaults, **(training or {})})
-    rows = simulate(images, labels, plan, cfg, progress=progress, should_stop=should_stop)
+    rows = simulate(images, labels, plan, cfg, progress=progress, should_stop=should_stop,
+                    groups=groups, start_model=start_model, meta=meta)
     return rows, write_outputs(rows, out, plan, names)
 
 
