@@ -11,6 +11,12 @@ to reach 95% of the F1 of a model trained on the whole pool, and the area under 
 curve relative to random. Writes CSV and HTML next to docs/benchmarks.md.
 
     python bench/bench_active_learning.py [--pool 120 --test 40 --rounds 6 --seeds 3]
+
+With --mixed: the mixed-pool benchmark of issue 21 in corrections (bench/al_mixed.py), e.g.
+
+    python bench/bench_active_learning.py --mixed --pool 200 --test 20 --batch 2 --steps 50
+    python bench/bench_active_learning.py --mixed --unit region --batch 4 ...
+    python bench/bench_active_learning.py --mixed --quick          # smoke run
 """
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench._report import write_section  # noqa: E402
+from bench import al_mixed  # noqa: E402
+from bench._report import machine, write_section  # noqa: E402
 from bench.dsb import fluorescence_split, load  # noqa: E402
 
 from models.simulation import SimulationPlan, figure, simulate, summarise, test_metrics  # noqa: E402
@@ -50,7 +57,10 @@ def main() -> None:
                     "with other settings does not replace the default one")
     ap.add_argument("--report-log", help="only report the 'round {...}' lines a run printed "
                     "(e.g. a run stopped early); no simulation")
+    al_mixed.add_arguments(ap)
     args = ap.parse_args()
+    if args.mixed:
+        return al_mixed.run(args, write_section, machine)
     if args.report_log:
         return report_from_log(Path(args.report_log))
 

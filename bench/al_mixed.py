@@ -1,0 +1,170 @@
+"""The mixed-pool active-learning benchmark of issue 21, in effort (run through
+`python bench/bench_active_learning.py --mixed`).
+
+Pool and test from ../shared/data/dsb2018 with the built-in model's groups and split
+(models/builtin_data.py: small fluorescence, large fluorescence, H&E, brightfield; per
+group, ids sorted, the first 80% train): test = `--test` random ids per group from the test
+split (all of a smaller group's), pool = a random `--pool` of all groups' training ids (seed
+0). Every image is read as one grey channel through the built-in model's input mapping
+(`meta: input_mapping`), so every model sees the same input. One shared random start unit
+per seed, `--rounds` rounds of `--batch`, warm-started rounds, the cost of a unit is the
+corrections of the current model's suggestion (models/corrections.py); metric: macro-F1@0.5
+over the four groups; reference: a model trained on the whole pool for as many steps as
+one strategy's whole run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from models import builtin
+from models.builtin_data import GROUPS, INPUT_MAPPING, split
+from models.simulation import SimulationPlan, figure, simulate, summarise, test_metrics
+from models.training import TrainConfig, train_model
+from storage import writers
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "active_learning"
+
+
+def add_arguments(ap) -> None:
+    g = ap.add_argument_group("--mixed (issue 21: mixed pool, cost in corrections)")
+    g.add_argument("--mixed", action="store_true", help="run the mixed-pool benchmark")
+    g.add_argument("--unit", default="image", choices=["image", "region"])
+    g.add_argument("--region-size", type=int, default=256)
+    g.add_argument("--start", default="scratch", choices=["scratch", "builtin"])
+    g.add_argument("--start-model", default=None,
+                   help="with --start builtin: a model file (e.g. a generalist trained "
+                        "without one group, from bench/bench_from_builtin.py's cache); "
+                        "default the shipped nuclei-v1")
+    g.add_argument("--mixed-strategies", default="random,stratified,power,coverage")
+    g.add_argument("--quick", action="store_true", help="smoke run; prints, writes nothing")
+
+
+def data(args) -> tuple[list, list, list, list[int]]:
+    """images, labels, groups (pool first, then test) and the test indices."""
+    data_dir = builtin.require_data()
+    parts = split(data_dir)
+    rng = np.random.default_rng(0)
+    test_ids, groups_of = [], {}
+    for g in GROUPS:
+        tr, te = parts[g]
+        take = sorted(rng.choice(te, min(args.test, len(te)), replace=False).tolist())
+        test_ids += take
+        groups_of.update({i: g for i in tr + te})
+    everything = sorted(i for g in GROUPS for i in parts[g][0])
+    pool_ids = sorted(rng.choice(everything, min(args.pool, len(everything)),
+                                 replace=False).tolist())
+    ids = pool_ids + test_ids
+    images = [builtin.read_image(data_dir, i) for i in ids]
+    labels = [builtin.read_labels(data_dir, i).astype(np.uint16) for i in ids]
+    return images, labels, [groups_of[i] for i in ids], list(range(len(pool_ids), len(ids)))
+
+
+def run(args, write_section, machine) -> None:
+    if args.quick:
+        args.pool, args.test, args.rounds, args.seeds, args.steps = 12, 1, 1, 1, 4
+        args.batch = 1
+    images, labels, groups, test = data(args)
+    pool = [i for i in range(len(images)) if i not in set(test)]
+    meta = {"input_mapping": INPUT_MAPPING}
+    start_model = None
+    cfg = TrainConfig(width=16, depth=4, patch=128, batch=8, epochs=1,
+                      steps_per_epoch=args.steps, patience=2, lr=2e-3, calibrate=False)
+    if args.start == "builtin":
+        from models.persist import model_from_bytes
+        start_model = (model_from_bytes(Path(args.start_model).read_bytes())
+                       if args.start_model else builtin.load_builtin())
+        arch = start_model.meta["architecture"]
+        cfg = dataclasses.replace(cfg, width=arch["width"], depth=arch["depth"])
+    t0 = time.perf_counter()
+    full = train_model([images[i] for i in pool], [labels[i] for i in pool], config=dataclasses
+                       .replace(cfg, epochs=args.rounds + 1), meta=meta,
+                       init=start_model).model
+    ref = test_metrics(full, [images[i] for i in test], [labels[i] for i in test],
+                       [groups[i] for i in test])
+    full_s = time.perf_counter() - t0
+    target = 0.95 * ref["macro_f1"]
+    print(f"reference macro-F1 {ref['macro_f1']:.3f} ({full_s:.0f} s); target {target:.3f}",
+          flush=True)
+    plan = SimulationPlan(args.mixed_strategies.split(","), initial=1, batch=args.batch,
+                          rounds=args.rounds, seeds=list(range(args.seeds)),
+                          passes=args.passes, test_indices=test, unit=args.unit,
+                          region=args.region_size, start=args.start, cost="corrections",
+                          target_f1=target)
+    t1 = time.perf_counter()
+    load = []
+    rows = simulate(images, labels, plan, cfg, groups=groups, start_model=start_model,
+                    meta=meta, progress=lambda r: (load.append(_load()),
+                                                   print("round", json.dumps(r), flush=True)))
+    sim_s = time.perf_counter() - t1
+    summary = summarise(rows, target=target)
+    body = report(args, rows, summary, ref, target, full_s, sim_s, len(pool), len(test),
+                  groups, test, load)
+    if args.quick:
+        print(body)
+        return
+    stem = f"mixed_{args.unit}_{args.start}"
+    OUT.mkdir(parents=True, exist_ok=True)
+    from models.simulation_plan import columns
+    writers.write_csv(OUT / f"{stem}.csv", rows, columns(rows))
+    figure(rows, cost="corrections", unit=args.unit).write_html(OUT / f"{stem}.html",
+                                                                include_plotlyjs="cdn")
+    writers.write_json(OUT / f"{stem}_summary.json", {"target": target, "reference": ref,
+                                                      "strategies": summary})
+    write_section(f"active_learning_{stem}", "Active learning on a mixed DSB pool, in "
+                  f"corrections ({args.unit} units, from {args.start}; issue 21)", body)
+
+
+def _load() -> float:
+    import os
+    return round(os.getloadavg()[0], 2)
+
+
+def report(args, rows, summary, ref, target, full_s, sim_s, n_pool, n_test, groups, test,
+           load) -> str:
+    by = {s["strategy"]: s for s in summary}
+    per_group = {g: sum(1 for i in test if groups[i] == g) for g in GROUPS}
+    lines = []
+    for s in summary:
+        finals = {g: np.mean([r[f"f1_{g}"] for r in rows if r["strategy"] == s["strategy"]
+                              and r["round"] == args.rounds]) for g in GROUPS}
+        lines.append(
+            f"| {s['strategy']} | {s['final_f1']:.3f} ± {s['final_sd']:.3f} | "
+            + " | ".join(f"{finals[g]:.3f}" for g in GROUPS)
+            + f" | {s['auc']:.3f} | {s['auc_vs_random']} | "
+            + ", ".join(f"{v:g}" for v in s["auc_vs_random_per_seed"].values())
+            + f" | {s['cost_to_target'] if s['cost_to_target'] is not None else 'not reached'}"
+            + " (" + ", ".join("–" if v is None else f"{v:g}" for v in
+                               s["cost_to_target_per_seed"]) + ") |")
+    half = ""
+    if "random" in by and by["random"]["cost_to_target"]:
+        ratios = {k: v["cost_to_target"] / by["random"]["cost_to_target"]
+                  for k, v in by.items() if k != "random" and v["cost_to_target"]}
+        half = "; ".join(f"{k} {r:.0%} of random's corrections" for k, r in ratios.items())
+    costs = [r["cost"] for r in rows if r["round"] == args.rounds]
+    return f"""
+Pool: {n_pool} DSB training images of all four groups (random, seed 0); test: {n_test} images
+({', '.join(f'{g} {n}' for g, n in per_group.items())}) from the test split. Grey input (the
+built-in model's input mapping). Unit: {args.unit}{f' ({args.region_size} px)' if args.unit == 'region' else ''};
+start: {args.start}{f' ({Path(args.start_model).name})' if args.start_model else ''}. One shared random start
+unit per seed, {args.rounds} rounds of {args.batch}, {args.seeds} seeds; each round fine-tunes the
+previous round's U-Net ({args.steps} steps of 8 x 128 px patches, default post-processing);
+MC dropout T={args.passes}. Cost: corrections of the current model's suggestion (redrawn +
+missed + false cells). Reference (whole pool, {(args.rounds + 1) * args.steps} steps,
+{full_s / 60:.1f} min): macro-F1 **{ref['macro_f1']:.3f}**
+({', '.join(f"{g} {ref[f'f1_{g}']:.3f}" for g in GROUPS)}); target (95%) {target:.3f}.
+Simulation {sim_s / 60:.1f} min; load average during it {statistics.median(load) if load else 0:g}
+(median of the rounds); final cumulative corrections {min(costs)}–{max(costs)}.
+
+| strategy | final macro-F1 | {' | '.join(GROUPS)} | area vs cost | area vs random | per seed | corrections to target (median; per seed) |
+|---|---|{'---|' * len(GROUPS)}---|---|---|---|
+{chr(10).join(lines)}
+
+{half or 'Random did not reach the target, so no ratio of corrections.'}
+Curves: `docs/active_learning/mixed_{args.unit}_{args.start}.csv` and `.html`.
+"""
