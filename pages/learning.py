@@ -23,7 +23,11 @@ STRATEGY, PASSES, ENSEMBLE, BATCH, RETRAIN, SAVE = (
     "learning-retrain", "learning-save")
 RESCORE, TRAIN = "learning-rescore", "learning-train"
 SIM = {k: f"learning-sim-{k}" for k in ("strategies", "initial", "batch", "rounds", "seeds",
-                                        "test", "start", "figure")}
+                                        "test", "start", "figure", "unit", "from", "cost")}
+SIM_CHOICES = {"unit": ("Unit", {"image": "whole images", "region": "regions (256 px)"}),
+               "from": ("Start", {"scratch": "from scratch", "builtin": "built-in model"}),
+               "cost": ("Cost", {"images": "images / regions", "cells": "cells drawn",
+                                 "corrections": "corrections"})}
 STRATEGY_LABELS = {"random": "Random", "stratified": "Stratified random (no model)",
                    "entropy": "MC-dropout entropy", "bald": "BALD",
                    "power": "BALD, power sampling", "ensemble": "Ensemble disagreement",
@@ -108,8 +112,9 @@ def rounds_table(points: list[dict]):
     return dbc.Table([head, html.Tbody(rows)], size="sm", id="learning-rounds")
 
 
-def simulation_card(can_run: bool, rows: list[dict]) -> dbc.Card:
+def simulation_card(can_run: bool, rows: list[dict], plan: dict | None = None) -> dbc.Card:
     form = project_settings.SimulationSettings()
+    initial = {"unit": form.unit, "from": form.start, "cost": form.cost}
     return dbc.Card(dbc.CardBody([
         html.H5("Simulation (uses this project's annotated images as ground truth)"),
         dbc.Checklist(id=SIM["strategies"], value=list(form.strategies), inline=True,
@@ -123,10 +128,16 @@ def simulation_card(can_run: bool, rows: list[dict]) -> dbc.Card:
                                     SIMULATION_LIMITS["test_fraction"], not can_run,
                                     step=0.05)], md=2)],
                 className="my-2"),
+        dbc.Row([dbc.Col([html.Label(label, className="small"),
+                          dcc.Dropdown(id=SIM[key], value=initial[key], clearable=False,
+                                       disabled=not can_run,
+                                       options=[{"label": v, "value": k}
+                                                for k, v in choices.items()])], md=3)
+                 for key, (label, choices) in SIM_CHOICES.items()], className="mb-2"),
         dbc.Button("Run simulation", id=SIM["start"], size="sm", color="secondary",
                    disabled=not can_run),
         html.Span(" Runs as a background job; see Jobs.", className="small text-muted"),
-        dcc.Graph(id=SIM["figure"], figure=simulation.curves_figure(rows)) if rows else
+        dcc.Graph(id=SIM["figure"], figure=simulation.curves_figure(rows, plan)) if rows else
         html.P("No finished simulation yet.", className="text-muted mt-2", id=SIM["figure"]),
     ]), className="mt-3")
 
@@ -140,7 +151,7 @@ def layout(project_id=None, **_query):
     items, _ = call(scoring.queue, pid, 20)
     points, _ = call(scoring.learning_progress, pid)
     points = with_validation_counts(points, call(model_versions.list_versions, pid)[0])
-    _job, rows = call(simulation.latest_result, pid)[0] or (None, [])
+    sim_job, rows = call(simulation.latest_result, pid)[0] or (None, [])
     can_train = project.role in ("reviewer", "owner")
     return html.Div([
         dcc.Store(id=PID, data=pid),
@@ -163,7 +174,7 @@ def layout(project_id=None, **_query):
         ]),
         html.H4("Queue: next images to annotate", className="mt-3"),
         html.Div(queue_table(items or []), id=QUEUE),
-        simulation_card(can_train, rows),
+        simulation_card(can_train, rows, sim_job.result.get("plan") if sim_job else None),
     ])
 
 
@@ -208,10 +219,14 @@ def train_now(_n, pid):
 @callback(Output(MESSAGE, "children", allow_duplicate=True), Input(SIM["start"], "n_clicks"),
           State(PID, "data"), State(SIM["strategies"], "value"), State(SIM["initial"], "value"),
           State(SIM["batch"], "value"), State(SIM["rounds"], "value"),
-          State(SIM["seeds"], "value"), State(SIM["test"], "value"), prevent_initial_call=True)
-def start_simulation(_n, pid, strategies, initial, batch, rounds, seeds, test):
+          State(SIM["seeds"], "value"), State(SIM["test"], "value"), State(SIM["unit"], "value"),
+          State(SIM["from"], "value"), State(SIM["cost"], "value"), prevent_initial_call=True)
+def start_simulation(_n, pid, strategies, initial, batch, rounds, seeds, test, unit, start,
+                     cost):
     job, error = call(simulation.start_simulation, to_int(pid),
                       {"strategies": strategies or [], "initial": initial, "batch": batch,
-                       "rounds": rounds, "seeds": seeds, "test_fraction": test},
+                       "rounds": rounds, "seeds": seeds, "test_fraction": test,
+                       "unit": unit or "image", "start": start or "scratch",
+                       "cost": cost or "images"},
                       state().enqueue)
     return alert(error) if error else alert(f"Simulation job #{job.id} started.", "info")

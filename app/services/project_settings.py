@@ -68,6 +68,10 @@ class SimulationSettings:
     seeds: int = 2
     test_fraction: float = 0.25
     passes: int = 8
+    unit: str = "image"
+    start: str = "scratch"
+    cost: str = "images"
+    region: int = 256
 
 
 SIMULATION_LIMITS = {"initial": (1, 1000), "batch": (1, 1000), "rounds": (1, 1000),

@@ -166,35 +166,47 @@ def start_simulation(session: Session, actor: Actor, project_id: int, params: di
                       params.get("initial", form.initial), params.get("batch", form.batch),
                       params.get("rounds", form.rounds), params.get("seeds", form.seeds),
                       params.get("test_fraction", form.test_fraction),
-                      params.get("passes", form.passes))
+                      params.get("passes", form.passes), params.get("unit", form.unit),
+                      params.get("start", form.start), params.get("cost", form.cost),
+                      params.get("region", form.region))
+    if plan.start == "builtin":
+        from models.builtin import available
+        if not available():
+            raise ValidationError("The built-in model is not installed, so a simulation "
+                                  "cannot start from it.")
     clean = {"strategies": plan.strategies, "initial": plan.initial, "batch": plan.batch,
              "rounds": plan.rounds, "seeds": len(plan.seeds),
-             "test_fraction": plan.test_fraction, "passes": plan.passes}
+             "test_fraction": plan.test_fraction, "passes": plan.passes, "unit": plan.unit,
+             "start": plan.start, "cost": plan.cost, "region": plan.region}
     return jobs.submit_job(session, actor, project_id, "simulate", clean, enqueue)
 
 
 def simulate_project(db: Database, store: BlobStore, project_id: int, out: Path,
                      progress: Callable[..., None], should_stop: Callable[[], bool], *,
                      strategies, initial, batch, rounds, seeds, test_fraction,
-                     passes=8) -> dict:
+                     passes=8, unit="image", start="scratch", cost="images",
+                     region=256) -> dict:
     """Run a simulation on the project's annotated images, writing its outputs to `out`;
     `progress(fraction, message, force)` after each round. Raises `Cancelled` (from
     models.simulation) when `should_stop()` says so."""
     with db.session_scope() as session:
         images, labels, names = load_project(session, store, project_id)
-    plan = parse_plan(strategies, initial, batch, rounds, seeds, test_fraction, passes)
+    plan = parse_plan(strategies, initial, batch, rounds, seeds, test_fraction, passes, unit,
+                      start, cost, region)
     total = len(plan.strategies) * len(plan.seeds) * (plan.rounds + 1)
     done = []
 
     def report(row):
         done.append(row)
         progress(len(done) / total, f"{row['strategy']} seed {row['seed']} round "
-                                    f"{row['round']}: F1 {row['f1']:.3f}", True)
+                                    f"{row['round']}: cost {row['cost']}, F1 {row['f1']:.3f}",
+                 True)
 
     rows, summary = run(images, labels, names, plan, out, progress=report,
                         should_stop=should_stop)
     return {"rows": rows, "summary": summary["strategies"], "folder": str(out),
-            "n_images": len(images)}
+            "n_images": len(images), "plan": {"unit": plan.unit, "start": plan.start,
+                                              "cost": plan.cost, "region": plan.region}}
 
 
 def latest_result(session: Session, actor: Actor, project_id: int) -> tuple[jobs.JobInfo | None,
@@ -206,7 +218,8 @@ def latest_result(session: Session, actor: Actor, project_id: int) -> tuple[jobs
     return None, []
 
 
-def curves_figure(rows: list[dict], metric: str = "f1"):
-    """The learning-curve figure (plotly) for simulation rows."""
+def curves_figure(rows: list[dict], plan: dict | None = None):
+    """The learning-curve figure (plotly) for simulation rows, against the plan's cost."""
     from models.simulation_plan import figure
-    return figure(rows, metric)
+    plan = plan or {}
+    return figure(rows, cost=plan.get("cost", "images"), unit=plan.get("unit", "image"))

@@ -107,6 +107,31 @@ def test_learning_settings_callback_refuses_non_owners(as_user, world, image_id)
     assert "Saved: BALD" in message
 
 
+def test_learning_simulation_callback_checks_roles_and_sends_unit_start_cost(as_user, world,
+                                                                           image_id, monkeypatch):
+    from app.services import simulation
+    from pages import learning
+    sent = {}
+
+    def submit(session, actor, project_id, kind, params, enqueue):
+        sent.update(params)
+        raise simulation.ValidationError("stop here")
+
+    monkeypatch.setattr(simulation.jobs, "submit_job", submit)
+    args = (1, world["project_id"], ["random", "power"], 2, 2, 1, 1, 0.25)
+    with as_user("viewer"):
+        assert "needs" in text(learning.start_simulation(*args, "region", "builtin",
+                                                         "corrections"))
+    assert sent == {}
+    with as_user("owner"):
+        assert "stop here" in text(learning.start_simulation(*args, "region", "builtin",
+                                                             "corrections"))
+        assert "Cost must be one of" in text(learning.start_simulation(*args, "image",
+                                                                      "scratch", "money"))
+    assert sent["unit"] == "region" and sent["start"] == "builtin"
+    assert sent["cost"] == "corrections" and sent["strategies"] == ["random", "power"]
+
+
 # ------------------------------------------------------------------ issue 19
 def _find(component, component_id):
     """The component with `component_id` in a layout tree, or None."""
