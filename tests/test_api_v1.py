@@ -231,3 +231,21 @@ def test_token_use_and_refusals_are_logged(server, db, world, caplog):
     refused = [r for r in caplog.records if "api token refused" in r.getMessage()]
     assert refused and refused[0].levelno == logging.WARNING
     assert token not in caplog.text
+
+
+def test_ids_and_pages_beyond_sql_integers_are_refused_not_a_server_error(server, db, world,
+                                                                       image_id):
+    client, h = server.test_client(), bearer(issue(db, "annotator"))
+    huge = 10**30
+    for url in (f"/api/v1/images/{huge}", f"/api/v1/jobs/{huge}",
+                f"/api/v1/images/{image_id}/annotations/{huge}"):
+        r = client.get(url, headers=h)
+        assert (r.status_code, r.json["error"]["code"]) == (404, "not_found"), url
+    for url in (f"/api/v1/projects/{world['project_id']}/images?page={huge}",
+                f"/api/v1/images/{image_id}/prediction?model={huge}"):
+        r = client.get(url, headers=h)
+        assert (r.status_code, r.json["error"]["code"]) == (400, "invalid"), url
+    for path, body in (("predictions", {"image_ids": [huge]}),
+                       ("jobs", {"kind": "predict", "image_ids": [huge]})):
+        r = client.post(f"/api/v1/projects/{world['project_id']}/{path}", headers=h, json=body)
+        assert (r.status_code, r.json["error"]["code"]) == (400, "invalid"), path

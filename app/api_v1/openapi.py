@@ -9,7 +9,7 @@ import functools
 from flask import jsonify, render_template_string
 from pydantic import BaseModel
 
-from app.api_v1.registry import ENDPOINTS, Endpoint, endpoint
+from app.api_v1.registry import ENDPOINTS, MAX_ID, Endpoint, endpoint
 from app.api_v1.schemas import ErrorOut
 
 ERRORS = {400: "Invalid input (`invalid`, `bad_request`)",
@@ -18,7 +18,7 @@ ERRORS = {400: "Invalid input (`invalid`, `bad_request`)",
                "`read_only_token`, `token_required`)",
           404: "No such thing, or not a member of its project (`not_found`)",
           429: "Too many requests (`rate_limited`, see Retry-After)"}
-PATH_TYPES = {"int": {"type": "integer", "minimum": 0}, "string": {"type": "string"},
+PATH_TYPES = {"int": {"type": "integer", "minimum": 0, "maximum": MAX_ID}, "string": {"type": "string"},
               "path": {"type": "string"}}
 
 

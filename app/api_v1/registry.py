@@ -17,9 +17,12 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel
 
 from app.context import get_session
+from app.errors import NotFound
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+MAX_ID = 2**63 - 1    # the largest SQL INTEGER: a larger id names nothing (and the database
+                      # driver cannot even take it as a parameter)
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ def endpoint(method: str, rule: str, *, summary: str, tag: str, **options) -> Ca
         ENDPOINTS[ep.name] = ep
 
         def run(**path_args):
+            if any(isinstance(v, int) and v > MAX_ID for v in path_args.values()):
+                raise NotFound("No such thing: the id is out of range.")
             kwargs = dict(path_args)
             if ep.query is not None:
                 kwargs["query"] = ep.query.model_validate(request.args.to_dict())

@@ -8,7 +8,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api_v1.registry import MAX_ID
 from app.states import ImageStatus
+
+# An id in a query or body: within SQL INTEGER (a larger one overflowed the database driver
+# and answered 500 instead of 400).
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Out(BaseModel):
@@ -74,7 +79,7 @@ class ProjectList(Out):
 
 # ----------------------------------------------------------------------------- images
 class ImagesQuery(In):
-    page: int = Field(1, ge=1)
+    page: int = Field(1, ge=1, le=1_000_000_000)
     per_page: int = Field(50, ge=1, le=200)
     sort: Literal["created", "name", "status", "score", "annotator", "cells"] = "created"
     descending: bool = False
@@ -162,7 +167,7 @@ class ArrayFormatQuery(In):
 
 
 class PredictionQuery(ArrayFormatQuery):
-    model: int | None = Field(None, description="Model version id (default: the active one)")
+    model: Id | None = Field(None, description="Model version id (default: the active one)")
 
 
 class CellOut(Out):
@@ -261,10 +266,10 @@ class JobStart(In):
     params: dict[str, Any] = Field(default_factory=dict, description=(
         "train: the Models page's settings: epochs, max_minutes, seed, fine_tune (default "
         "true), rescore; score and predict: none"))
-    image_ids: list[int] | None = Field(None, max_length=10000, description=(
+    image_ids: list[Id] | None = Field(None, max_length=10000, description=(
         "predict: only these images (default: every image of the project)"))
 
 
 class PredictionsStart(In):
-    image_ids: list[int] | None = Field(None, min_length=1, max_length=10000, description=(
+    image_ids: list[Id] | None = Field(None, min_length=1, max_length=10000, description=(
         "The images to predict (default: every image of the project)"))
