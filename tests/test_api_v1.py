@@ -249,3 +249,20 @@ def test_ids_and_pages_beyond_sql_integers_are_refused_not_a_server_error(server
                        ("jobs", {"kind": "predict", "image_ids": [huge]})):
         r = client.post(f"/api/v1/projects/{world['project_id']}/{path}", headers=h, json=body)
         assert (r.status_code, r.json["error"]["code"]) == (400, "invalid"), path
+
+
+def test_a_non_member_cannot_tell_an_image_or_model_id_exists(server, db, world, image_id):
+    from app.tables import ModelVersion
+    with db.session_scope() as s:
+        mv = ModelVersion(project_id=world["project_id"], weights_blob_key="0" * 64)
+        s.add(mv)
+        s.flush()
+        model_id = mv.id
+    client, h = server.test_client(), bearer(issue(db, "outsider"))
+    for real, missing in ((f"/images/{image_id}", "/images/999999"),
+                          (f"/images/{image_id}/annotations", "/images/999999/annotations"),
+                          (f"/images/{image_id}/prediction", "/images/999999/prediction"),
+                          (f"/models/{model_id}", "/models/999999"),
+                          (f"/models/{model_id}/download", "/models/999999/download")):
+        a, b = (client.get("/api/v1" + url, headers=h) for url in (real, missing))
+        assert a.status_code == b.status_code == 404 and a.json == b.json, (real, a.json, b.json)

@@ -104,11 +104,15 @@ def list_images(session: Session, actor: Actor, project_id: int, page: int = 1,
 
 
 def image_for(session: Session, actor: Actor, image_id, action: str) -> Image:
-    """The live image, if the actor may do `action` in its project."""
+    """The live image, if the actor may do `action` in its project. A non-member hears
+    "No such image." as for an id that does not exist, so image ids cannot be probed."""
     image = session.get(Image, image_id) if isinstance(image_id, int) else None
     if image is None or image.deleted_at is not None:
         raise NotFound("No such image.")
-    require(session, actor, image.project_id, action)
+    try:
+        require(session, actor, image.project_id, action)
+    except NotFound:
+        raise NotFound("No such image.") from None
     return image
 
 

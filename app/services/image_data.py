@@ -21,7 +21,7 @@ from app.services import masks, model_versions, prediction, queries
 from app.services.formats import image_stem_of_mask, stem
 from app.services.gallery import image_for
 from app.services.imports import ImportFile, ImportResult, count_labels
-from app.tables import Annotation, Image
+from app.tables import Annotation
 from storage.blobstore import BlobStore, get_array
 from storage.writers import mask_tiff_bytes
 
@@ -122,10 +122,7 @@ def predicted(session: Session, actor: Actor, config: Config, image_id: int,
               model_version_id: int | None = None) -> PredictedLabels:
     """The prediction of an image by a model of its project (the active one by default), as
     computed by a prediction job (read from the cache; never runs the model here)."""
-    image = session.get(Image, image_id) if isinstance(image_id, int) else None
-    project_id = image.project_id if image is not None else None
-    if image is None or image.deleted_at is not None:
-        raise NotFound("No such image.")
-    mv = model_versions.version_or_active(session, actor, model_version_id, project_id)
+    image = image_for(session, actor, image_id, "view")
+    mv = model_versions.version_or_active(session, actor, model_version_id, image.project_id)
     labels = prediction.prediction_for_display(session, actor, config, image_id, mv.id)
     return PredictedLabels(image_id, mv.id, count_labels(labels), labels)

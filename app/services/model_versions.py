@@ -61,7 +61,10 @@ def version_for(session: Session, actor: Actor, version_id, action: str) -> Mode
     mv = session.get(ModelVersion, version_id) if isinstance(version_id, int) else None
     if mv is None or mv.weights_blob_key is None:
         raise NotFound("No such model version.")
-    require(session, actor, mv.project_id, action)
+    try:
+        require(session, actor, mv.project_id, action)
+    except NotFound:     # a non-member hears the same as for an id that does not exist
+        raise NotFound("No such model version.") from None
     return mv
 
 
