@@ -266,3 +266,21 @@ def test_a_non_member_cannot_tell_an_image_or_model_id_exists(server, db, world,
                           (f"/models/{model_id}/download", "/models/999999/download")):
         a, b = (client.get("/api/v1" + url, headers=h) for url in (real, missing))
         assert a.status_code == b.status_code == 404 and a.json == b.json, (real, a.json, b.json)
+
+
+def test_cancelling_a_queued_upload_removes_its_staged_files(server, db, world, config):
+    import zipfile
+    server.extensions["cellloop"].send = lambda _job_id: None      # it stays queued
+    client, h = server.test_client(), bearer(issue(db, "annotator"))
+    img, _ = nuclei(shape=(48, 64), seed=3)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("a.tif", tiff(img))
+    r = client.post(f"/api/v1/projects/{world['project_id']}/images", headers=h,
+                    data={"files": [(io.BytesIO(buf.getvalue()), "plate.zip")]})
+    assert r.status_code == 201 and r.json["job_id"], r.json
+    staging = config.data_dir / "staging"
+    assert any(staging.iterdir())
+    r = client.post(f"/api/v1/jobs/{r.json['job_id']}/cancel", headers=h)
+    assert r.status_code == 200 and r.json["state"] == "cancelled", r.json
+    assert not any(staging.iterdir())

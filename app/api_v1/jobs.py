@@ -11,7 +11,7 @@ from app.api_v1.schemas import (JobList, JobOut, JobStart, JobsQuery, Prediction
                                 PredictionQuery, PredictionsStart)
 from app.context import get_config, get_session, state
 from app.errors import ValidationError
-from app.services import image_data, jobs, prediction, scoring, training
+from app.services import image_data, jobs, prediction, scoring, training, uploads
 
 
 @endpoint("POST", "/projects/<int:project_id>/jobs", summary="Start a training, scoring or "
@@ -48,7 +48,10 @@ def get_job(job_id: int):
 @endpoint("POST", "/jobs/<int:job_id>/cancel", summary="Ask a job to stop (who started it, "
           "project owners, site admins)", tag="jobs", role="viewer", response=JobOut)
 def cancel_job(job_id: int):
-    return JobOut.model_validate(jobs.cancel_job(get_session(), actor(), job_id))
+    """As the pages cancel: an upload's import job that had not started also has its staged
+    files removed (`uploads.cancel_import`); any other job is `jobs.cancel_job`."""
+    return JobOut.model_validate(uploads.cancel_import(get_session(), actor(), get_config(),
+                                                       job_id))
 
 
 @endpoint("POST", "/projects/<int:project_id>/predictions", summary="Predict images with the "
