@@ -62,6 +62,23 @@ def cell_scores(labels: np.ndarray, uncertainty: np.ndarray) -> dict[int, float]
     return {int(i): round(float(v), 4) for i, v in zip(ids, np.atleast_1d(means))}
 
 
+def score_cells(model, image: np.ndarray, labels: np.ndarray, passes: int = PASSES,
+                seed: int = 0, tile: int = 512, overlap: int = 64) -> dict[int, float] | None:
+    """{label: score} of the cells of (Y, X) `labels` (a suggestion already on screen) on a
+    (Y, X) or (C, Y, X) image; None for a model MC dropout cannot score (`supports`)."""
+    from models.inference import _as_array
+    from models.uncertainty import mc_dropout
+
+    array = _as_array(image)
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 4 or not supports(model):
+        return None
+    u = mc_dropout(model, array, passes=passes, seed=seed, tile=tile, overlap=overlap,
+                   stride=STRIDE)
+    return cell_scores(labels, u.entropy / np.log(model.n_classes))
+
+
 def predict_with_uncertainty(model, image: np.ndarray, passes: int = PASSES, seed: int = 0,
                              tile: int = 512, overlap: int = 64
                              ) -> tuple[np.ndarray, dict[int, float] | None]:

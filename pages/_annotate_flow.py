@@ -4,15 +4,18 @@ follows), moving between images (Previous walks back through this tab's history 
 browser's Back), the lease, excluding and reviewing. Imported by `pages.annotate`."""
 from __future__ import annotations
 
+import time
+
 import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, clientside_callback, html
 
 from app.background import run_as
 from app.context import get_config, state
-from app.services import annotations, drafts, gallery, leases
+from app.services import annotations, cell_review, drafts, gallery, leases
 from pages import _annotate_view as view
-from pages._annotate_ids import (B, INFO, LEASE, LEASE_TIMER, LOCATION, MESSAGE, STATE, STATUS,
+from pages._annotate_ids import (B, INFO, LEASE, LEASE_TIMER, LOCATION, MESSAGE, SCORE_GO,
+                                 STATE, STATUS,
                                  SUGGEST_GO, SUGGEST_MODAL, SUGGEST_PROGRESS, SUGGEST_TEXT,
                                  VERSION, VISITED)
 from pages._common import alert, call
@@ -74,6 +77,7 @@ SUGGEST_POLL_MS = 200
 
 @callback(Output(STATE, "data", allow_duplicate=True),
           Output(MESSAGE, "children", allow_duplicate=True),
+          Output(SCORE_GO, "data", allow_duplicate=True),
           Input(SUGGEST_GO, "data"), State(INFO, "data"), prevent_initial_call=True,
           background=True,
           running=[(Output(B["suggest"], "disabled"), True, False),
@@ -95,20 +99,24 @@ def suggest(set_progress, go, info):
     set_progress((100, "done"))
     if error:
         return dash.no_update, alert(f"The model could not suggest cells: {error}"
-                                     if auto else error)
+                                     if auto else error), dash.no_update
+    # cells shown without their uncertainty are scored next (pages._annotate_review)
+    pending, _ = run_as(server, info.get("token", ""), dash.callback_context.cookies,
+                        cell_review.pending, info["id"])
+    score = {"image": info["id"], "t": time.time()} if pending else dash.no_update
     if auto:
         result, applied = result
         if not applied:
             return view.state_from(result), alert(
                 "The model's suggestion came after you started drawing, so it was set aside: "
-                "Redo (Ctrl+Y) or Use model suggestion brings it.", "info")
+                "Redo (Ctrl+Y) or Use model suggestion brings it.", "info"), dash.no_update
         return view.state_from(result), alert(
             f"These {result.n_cells} cells are the model's suggestion, not yet checked: "
             "correct them (click a cell to reshape or delete it, draw to add one), then save. "
-            "Undo (Ctrl+Z) clears them.", "info", id="annotate-auto-suggested")
+            "Undo (Ctrl+Z) clears them.", "info", id="annotate-auto-suggested"), score
     return view.state_from(result), alert(
         f"Model suggestion loaded: {result.n_cells} cells. Click a cell to reshape or delete "
-        "it; draw to add; Undo (Ctrl+Z) brings back what was there before.", "info")
+        "it; draw to add; Undo (Ctrl+Z) brings back what was there before.", "info"), score
 
 
 @callback(Output(STATE, "data", allow_duplicate=True),

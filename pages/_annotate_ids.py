@@ -19,6 +19,8 @@ B = {name: f"annotate-{name}" for name in (
     "revert", "suggest-confirm", "suggest-keep", "next-uncertain", "keep-cell",
     "keep-confident")}
 REVIEW = "annotate-review"          # suggested cells by uncertainty: legend, counts, actions
+SCORE_GO = "annotate-score-go"      # {"image": id}: score the suggestion's cells (once)
+SCORED = "annotate-scored"          # {"rev"}: the draft's revision once they are scored
 IDS = {"tool": TOOL, "cls": CLS}
 Z = "annotate-z"
 CHANNEL_IDS = {kind: f"annotate-channel-{kind}" for kind in (   # pages._display.KINDS

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, Patch, State, callback, html
+from dash import Input, Output, Patch, State, callback, clientside_callback, html
 
+from app.background import run_as
 from app.context import get_config, state
 from app.services import cell_review
 from pages import _annotate_view as view
-from pages._annotate_ids import B, GRAPH, INFO, MESSAGE, REVIEW, STATE
+from pages._annotate_ids import B, GRAPH, INFO, MESSAGE, REVIEW, SCORE_GO, SCORED, STATE
 from pages._annotate_view import HIDDEN
 from pages._common import alert, call
 
@@ -51,6 +52,43 @@ def show_review(_st, info):
         return [], HIDDEN, True, True
     return (legend(summary), {}, not info.get("can_edit") or not summary.confident,
             not summary.uncertain)
+
+
+@callback(Output(SCORED, "data"), Input(SCORE_GO, "data"),
+          State(INFO, "data"), prevent_initial_call=True, background=True)
+def score_suggestion(go, info):
+    """Runs in the background-callback process (it loads the model), as the user the
+    request's session cookie and the page's signed token prove (app.background.run_as).
+    Answers the draft's new revision, which the browser merges into the page's state (it
+    may have changed meanwhile): the overlay reloads in the legend's colours."""
+    server = dash.get_app().server
+    app_state = server.extensions["cellloop"]
+    result, error = run_as(server, info.get("token", ""), dash.callback_context.cookies,
+                           cell_review.score_suggestion, app_state.config, app_state.store,
+                           info["id"])
+    if error or result is None:
+        return dash.no_update
+    return {"rev": result.rev}
+
+
+clientside_callback(
+    """function(scored, st) {
+        if (!scored || !st) { return dash_clientside.no_update; }
+        return Object.assign({}, st, {rev: Math.max(st.rev || 0, scored.rev)});
+    }""",
+    Output(STATE, "data", allow_duplicate=True), Input(SCORED, "data"), State(STATE, "data"),
+    prevent_initial_call=True)
+# A draft opened on a suggestion still to be scored (made on an earlier opening whose page
+# closed first, or before per-cell uncertainty existed) asks once when the page opens; a
+# suggestion made on this page asks when it arrives (pages._annotate_flow.suggest). Not on
+# every change of the page's state: that would make a loop of callbacks Dash does not run.
+clientside_callback(
+    """function(info) {
+        return (info && info.score_pending) ? {image: info.id, t: Date.now()}
+                                            : dash_clientside.no_update;
+    }""",
+    Output(SCORE_GO, "data", allow_duplicate=True), Input(INFO, "data"),
+    prevent_initial_call="initial_duplicate")
 
 
 def frame(box, width: int, height: int) -> Patch:

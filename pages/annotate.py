@@ -20,14 +20,16 @@ from flask import current_app
 
 from app.background import sign_actor
 from app.context import current_actor, get_config, state
-from app.services import annotations, display_settings, drafts, starting_models
+from app.services import (annotations, cell_review, display_settings, drafts,
+                          starting_models)
 from app.states import ReviewState
 from pages import _annotate_view as view
 from pages import _display
 from pages._annotate_ids import (AUTO, B, BRUSH, BRUSH_BOX, CHANNEL_IDS, CLICK, CLS,
                                  COUNTS, DISPLAY_SAVED, GRAPH, IDS, INFO, LEASE, LEASE_TIMER,
                                  LOCATION, MESSAGE, OPACITY, POLYGON_DONE, READOUT, RECLASS,
-                                 SHAPE_EVENT, STATE, STATUS, SUGGEST_GO, SUGGEST_MODAL,
+                                 SCORE_GO, SCORED, SHAPE_EVENT, STATE, STATUS, SUGGEST_GO,
+                                 SUGGEST_MODAL,
                                  SUGGEST_PROGRESS, SUGGEST_TEXT, TOOL, VERSION, VISITED, Z)
 from pages._common import alert, call, error_page, to_int
 
@@ -201,9 +203,12 @@ def layout(image_id=None, **_query):
                                  "colors": [c.get("color") for c in ws.classes] or [color],
                                  "classes": [c.get("name") for c in ws.classes] or ["cell"],
                                  "can_edit": ws.can_edit,
-                                 "auto_suggest": auto_suggests(ws, n_cells, n_points)}),
+                                 "auto_suggest": auto_suggests(ws, n_cells, n_points),
+                                 "score_pending": ws.can_edit and bool(
+                                     call(cell_review.pending, ws.image_id)[0])}),
         dcc.Store(id=STATE, data=first), dcc.Store(id=CLICK), dcc.Store(id=SHAPE_EVENT),
         dcc.Store(id=POLYGON_DONE), dcc.Store(id=RECLASS), dcc.Store(id=SUGGEST_GO),
+        dcc.Store(id=SCORE_GO), dcc.Store(id=SCORED),
         dcc.Store(id=VISITED, storage_type="session"),
         dcc.Location(id=LOCATION, refresh="callback-nav"),
         dcc.Interval(id=LEASE_TIMER, interval=5 * 60 * 1000, disabled=not ws.can_edit),

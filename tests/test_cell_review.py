@@ -142,37 +142,70 @@ def model_row(session, world):
 
 def test_scores_are_cached_with_the_prediction(session, config, store, world, image_id,
                                                model_row, monkeypatch):
-    """A prediction stores its cells' scores beside its labels; the suggestion on opening
-    reads the cache as it is (an older entry without scores stays plain, no model load);
-    the button scores it and replaces both."""
+    """The suggestion on opening never waits for scores: it reads the cache as it is (an
+    older entry without scores stays plain) or predicts plainly; the button predicts labels
+    and scores in one pass; scoring cached labels caches the scores beside them."""
     made = []
-
-    def fake_predict(store, image, mv, model):
-        made.append(model)
-        return suggestion_labels(), uncertainty()
-    monkeypatch.setattr(prediction, "_predict", fake_predict)
     monkeypatch.setattr(prediction.model_versions, "load", lambda store, mv: "model")
+    monkeypatch.setattr(prediction, "_predict", lambda store, image, mv, model: (
+        made.append("joint"), (suggestion_labels(), uncertainty()))[1])
+    monkeypatch.setattr(prediction, "_predict_plain", lambda store, image, mv, model: (
+        made.append("plain"), suggestion_labels())[1])
+    monkeypatch.setattr(prediction, "_score", lambda store, image, mv, model, labels: (
+        made.append("score"), prediction.cell_uncertainty(labels, SCORES))[1])
     anna = actor(session, "annotator")
     image = session.get(Image, image_id)
-    # an older cache entry: labels only
-    prediction._store_cache(prediction._cache_path(config, image, model_row),
-                            suggestion_labels())
     opened = prediction.suggest(session, anna, store, config, image_id, score_cells=False)
-    assert opened.cells is None and made == []
-    pressed = prediction.suggest(session, anna, store, config, image_id)
-    assert pressed.cells["cells"] == {"1": 0.05, "2": 0.5, "3": 0.8} and made == ["model"]
-    assert pressed.cells["uncertain_at"] == pytest.approx(0.35)
-    again = prediction.suggest(session, anna, store, config, image_id, score_cells=False)
-    assert again.cells == pressed.cells and len(made) == 1
+    assert opened.cells is None and made == ["plain"]
+    again = prediction.suggest(session, anna, store, config, image_id)     # cached labels
+    assert again.cells is None and made == ["plain"]
+    assert prediction.score_labels(config, store, image, model_row,
+                                   again.labels)["cells"] == {"1": 0.05, "2": 0.5, "3": 0.8}
+    scored = prediction.suggest(session, anna, store, config, image_id, score_cells=False)
+    assert scored.cells["uncertain_at"] == pytest.approx(0.35) and made == ["plain", "score"]
+    assert prediction.score_labels(config, store, image, model_row, again.labels) == \
+        scored.cells and made == ["plain", "score"]                        # from the cache
     # scores tied to other labels (the labels file replaced) are not used
     other = suggestion_labels()
     other[0, 0] = 9
     prediction._store_cache(prediction._cache_path(config, image, model_row), other)
     assert prediction.suggest(session, anna, store, config, image_id,
                               score_cells=False).cells is None
-    # a model that cannot score cells is remembered as such (no second prediction)
-    monkeypatch.setattr(prediction, "_predict",
-                        lambda *a: (made.append("again"), (other, None))[1])
-    assert prediction.suggest(session, anna, store, config, image_id).cells is None
-    assert prediction.suggest(session, anna, store, config, image_id).cells is None
-    assert made.count("again") == 1
+    # nothing cached: the button predicts labels and scores in one pass
+    prediction._cache_path(config, image, model_row).unlink()
+    pressed = prediction.suggest(session, anna, store, config, image_id)
+    assert pressed.cells["cells"]["3"] == 0.8 and made[-1] == "joint"
+
+
+def test_a_suggestion_made_on_opening_is_scored_afterwards(
+        session, config, store, world, image_id, model_row, monkeypatch):
+    """cell_review.score_suggestion: once per suggestion, added to its snapshot edit; a
+    model that cannot score leaves plain outlines and is not asked again."""
+    scores = [SCORES]
+    monkeypatch.setattr(prediction.model_versions, "load", lambda store, mv: "model")
+    monkeypatch.setattr(prediction, "_predict_plain",
+                        lambda store, image, mv, model: suggestion_labels())
+    monkeypatch.setattr(prediction, "_score", lambda store, image, mv, model, labels:
+                        prediction.cell_uncertainty(labels, scores[0]))
+    anna = actor(session, "annotator")
+    drafts.use_suggestion(session, anna, config, store, image_id, auto=True)
+    assert cell_review.summary(session, anna, config, store, image_id) is None
+    assert cell_review.pending(session, anna, image_id)
+    with pytest.raises(PermissionDenied):
+        cell_review.score_suggestion(session, actor(session, "viewer"), config, store,
+                                     image_id)
+    result = cell_review.score_suggestion(session, anna, config, store, image_id)
+    assert result.n_cells == 3 and not cell_review.pending(session, anna, image_id)
+    s = cell_review.summary(session, anna, config, store, image_id)
+    assert (s.uncertain, s.confident) == (2, 1)
+    assert cell_review.score_suggestion(session, anna, config, store, image_id) is None
+    # a model without dropout: no scores, asked once
+    scores[0] = None
+    drafts.use_suggestion(session, anna, config, store, image_id)
+    assert cell_review.summary(session, anna, config, store, image_id) is not None  # cached
+    prediction._cells_path(config, session.get(Image, image_id), model_row).unlink()
+    drafts.use_suggestion(session, anna, config, store, image_id)
+    assert cell_review.pending(session, anna, image_id)
+    assert cell_review.score_suggestion(session, anna, config, store, image_id) is None
+    assert not cell_review.pending(session, anna, image_id)
+    assert cell_review.summary(session, anna, config, store, image_id) is None

@@ -131,3 +131,25 @@ def test_forged_cell_review(login, world, db, dash_app, config, store, image_id,
         assert checks == []
         assert "Accepted" not in accepted.get_data(as_text=True)
         assert '"selected":' not in walked.get_data(as_text=True).replace(" ", "")
+
+
+def test_scoring_a_suggestion_in_the_background_is_the_annotators_own(server, db, world,
+                                                                       login, image_id):
+    """The background scoring (pages._annotate_review.score_suggestion) runs as the user
+    whose session and signed page token agree, and needs the annotate role."""
+    from app.background import run_as, sign_actor
+    from app.services import cell_review
+    from tests.conftest import actor
+    from tests.test_background import cookies_of
+    app_state = server.extensions["cellloop"]
+    viewer, annotator = login("viewer"), login("annotator")
+    with db.session_scope() as s:
+        viewer_token = sign_actor(server.secret_key, actor(s, "viewer"))
+        annotator_token = sign_actor(server.secret_key, actor(s, "annotator"))
+    args = (cell_review.score_suggestion, app_state.config, app_state.store, image_id)
+    _, error = run_as(server, annotator_token, cookies_of(server, viewer), *args)
+    assert error == "This page belongs to another login; reload it."
+    _, error = run_as(server, viewer_token, cookies_of(server, viewer), *args)
+    assert error and "annotat" in error.lower()
+    result, error = run_as(server, annotator_token, cookies_of(server, annotator), *args)
+    assert error is None and result is None          # nothing to score: no suggestion

@@ -33,7 +33,7 @@ from app.services import drafts
 from app.services.gallery import image_for
 from app.tables import Draft
 from app.imaging.shapes import cell_polygon
-from storage.blobstore import BlobStore
+from storage.blobstore import BlobStore, get_array
 
 CONFIDENT = "#56B4E9"     # Okabe-Ito sky blue
 UNCERTAIN = "#D55E00"     # Okabe-Ito vermillion
@@ -59,12 +59,11 @@ class Review:
 def review_of(draft: Draft | None) -> Review | None:
     """The review state of a draft's newest suggestion, or None when it has no scores (or
     the draft continues from something else: a saved version, a revert)."""
-    if draft is None or not draft.edits:
+    snapshot = drafts.newest_snapshot(draft)
+    if snapshot is None:
         return None
-    start = drafts._last_base(draft.edits)
-    if start < 0:
-        return None
-    uncertainty = draft.edits[start].get("uncertainty")
+    start = draft.edits.index(snapshot)
+    uncertainty = snapshot.get("uncertainty")
     if not isinstance(uncertainty, dict) or not isinstance(uncertainty.get("cells"), dict):
         return None
     scores = {int(k): float(v) for k, v in uncertainty["cells"].items()}
@@ -80,12 +79,58 @@ def review_of(draft: Draft | None) -> Review | None:
     return Review(float(uncertainty.get("uncertain_at", 0.35)), scores, frozenset(checked))
 
 
+def unscored(draft: Draft | None) -> dict | None:
+    """The draft's newest snapshot when it is a model suggestion nobody has tried to score
+    yet (made on opening, or before per-cell uncertainty existed), else None."""
+    snapshot = drafts.newest_snapshot(draft)
+    if (snapshot is None or "uncertainty" in snapshot or not snapshot.get("labels")
+            or snapshot.get("source") != "model-corrected" or snapshot.get("model") is None):
+        return None
+    return snapshot
+
+
+def score_suggestion(session: Session, actor: Actor, config: Config, store: BlobStore,
+                     image_id: int) -> drafts.EditResult | None:
+    """Score the cells of the draft's newest suggestion when it came without scores (the
+    suggestion made on opening does not wait for them). The scores (or None, when the model
+    cannot give any) are added to the suggestion's snapshot edit, so this runs once per
+    suggestion. Returns the draft's state when scores were added, else None. Loads the model:
+    runs in a background process (pages._annotate_review), never in a web worker."""
+    from app.db import end_transaction
+    from app.services import prediction
+    from app.tables import ModelVersion
+    image = image_for(session, actor, image_id, "annotate")
+    snapshot = unscored(drafts.find_draft(session, actor, image.id))
+    if snapshot is None:
+        return None
+    labels_key = snapshot["labels"]
+    mv = session.get(ModelVersion, snapshot["model"])
+    end_transaction(session)       # no transaction across inference
+    cells = None
+    if mv is not None and mv.weights_blob_key:
+        labels = get_array(store, labels_key)
+        cells = prediction.score_labels(config, store, image, mv, labels.reshape(
+            -1, *labels.shape[-2:])[0] if labels.ndim > 2 else labels)
+    draft = drafts.find_draft(session, actor, image.id)
+    if draft is None:
+        return None
+    result = drafts.note_on_snapshot(session, config, store, image, draft, labels_key,
+                                     {"uncertainty": cells})
+    return result if cells else None
+
+
 @dataclass(frozen=True)
 class Summary:
     uncertain: int           # unchecked uncertain cells on screen
     confident: int           # unchecked confident cells on screen
     checked: int             # suggested cells the annotator edited or accepted
     uncertain_at: float
+
+
+def pending(session: Session, actor: Actor, image_id: int) -> bool:
+    """Whether the actor's draft shows a suggestion whose cells are still to be scored."""
+    image = image_for(session, actor, image_id, "annotate")
+    return unscored(drafts.find_draft(session, actor, image.id)) is not None
 
 
 def _present(canvas) -> set[int]:

@@ -435,6 +435,28 @@ def _push_snapshot(session: Session, config: Config, store: BlobStore, draft: Dr
     return _result(draft, canvas_for(config, store, draft, image), None)
 
 
+def newest_snapshot(draft: Draft | None) -> dict | None:
+    """The draft's newest snapshot edit (suggestion, revert), or None."""
+    if draft is None or not draft.edits:
+        return None
+    start = _last_base(draft.edits)
+    return draft.edits[start] if start >= 0 else None
+
+
+def note_on_snapshot(session: Session, config: Config, store: BlobStore, image: Image,
+                     draft: Draft, labels_key: str, note: dict) -> EditResult | None:
+    """Add server-made facts to the newest snapshot edit (no pixel changes; e.g. the
+    per-cell uncertainty of a suggestion, computed after it was shown) when that snapshot
+    still shows `labels_key`; None when the draft has moved on (another suggestion, undone)."""
+    start = _last_base(draft.edits)
+    if start < 0 or draft.edits[start].get("labels") != labels_key:
+        return None
+    draft.edits = [*draft.edits[:start], {**draft.edits[start], **note},
+                   *draft.edits[start + 1:]]
+    _commit_rev(session, draft)
+    return _result(draft, canvas_for(config, store, draft, image), None)
+
+
 def _region_key(store: BlobStore, canvas: Canvas) -> str | None:
     return None if canvas.region is None else put_array(store, canvas.region.astype(np.uint8))
 

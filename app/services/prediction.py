@@ -3,11 +3,11 @@ project (`predict_project`, run by the `predict` job handler in app.jobs.handler
 label images are cached by (image content, model weights) in the data directory, so a
 repeated request costs nothing.
 
-Each prediction made here also scores its cells' uncertainty (models.cell_uncertainty: MC
-dropout in the same pass of the network) and caches the scores beside the labels, tied to
-them by a checksum. A suggestion read from an older cache entry has no scores: the page then
-shows plain outlines, and "Use model suggestion" (not the automatic one on opening, which
-must stay a cache read) computes them."""
+Predictions also score their cells' uncertainty (models.cell_uncertainty: MC dropout in the
+same pass of the network) and cache the scores beside the labels, tied to them by a
+checksum: the predict job (after an import) and "Use model suggestion" do. The suggestion
+made on opening an image never waits for scores: it reads the cache as it is or predicts
+plainly, and the workspace scores the cells afterwards (`score_labels`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -97,16 +97,36 @@ def _store_cells(config: Config, image: Image, mv: ModelVersion, labels: np.ndar
                                          "uncertainty": uncertainty}))
 
 
-def _predict(store: BlobStore, image: Image, mv: ModelVersion, model):
-    """(labels, per-cell uncertainty) from one pass of the model."""
-    from models.cell_uncertainty import predict_with_uncertainty
+def _pixels(store: BlobStore, image: Image, mv: ModelVersion, work, *args):
+    """`work(pixels, *args)`, with a model that cannot read the image reported plainly."""
     from models.model import ModelInputError
     try:
-        labels, scores = predict_with_uncertainty(model, get_array(store, image.blob_key))
+        return work(get_array(store, image.blob_key), *args)
     except ModelInputError as exc:   # e.g. the project's channels changed under the model
         raise ValidationError(f"Model #{mv.id} cannot read {image.name}: {exc}. Train a "
                               "model on this project's images.") from None
+
+
+def _predict(store: BlobStore, image: Image, mv: ModelVersion, model):
+    """(labels, per-cell uncertainty) from one pass of the model."""
+    from models.cell_uncertainty import predict_with_uncertainty
+    labels, scores = _pixels(store, image, mv, lambda px: predict_with_uncertainty(model, px))
     return labels, cell_uncertainty(labels, scores)
+
+
+def _predict_plain(store: BlobStore, image: Image, mv: ModelVersion, model) -> np.ndarray:
+    from models.inference import predict_image
+    return _pixels(store, image, mv, lambda px: predict_image(model, px).labels)
+
+
+def _score(store: BlobStore, image: Image, mv: ModelVersion, model,
+           labels: np.ndarray) -> dict | None:
+    """The per-cell uncertainty of given (Y, X) labels (None for z-stacks)."""
+    from models.cell_uncertainty import score_cells
+    if labels.ndim != 2:
+        return None
+    return cell_uncertainty(labels, _pixels(store, image, mv,
+                                            lambda px: score_cells(model, px, labels)))
 
 
 def predict_labels(config: Config, store: BlobStore, image: Image, mv: ModelVersion,
@@ -116,24 +136,45 @@ def predict_labels(config: Config, store: BlobStore, image: Image, mv: ModelVers
 
 def predict_with_cells(config: Config, store: BlobStore, image: Image, mv: ModelVersion,
                        model=None) -> tuple[np.ndarray, dict | None]:
-    """(labels, per-cell uncertainty), from the cache when both are there. Labels cached
-    without scores (an older entry) are predicted again with them, and both replaced."""
+    """(labels, per-cell uncertainty), from the cache when both are there; cached labels
+    without scores keep their labels and get them scored."""
     labels = cached_labels(config, image, mv)
     if labels is not None:
         known, cells = cached_cells(config, image, mv, labels)
         if known:
             return labels, cells
-    labels, cells = _predict(store, image, mv, model or model_versions.load(store, mv))
-    _store_cache(_cache_path(config, image, mv), labels)
+        cells = _score(store, image, mv, model or model_versions.load(store, mv), labels)
+    else:
+        labels, cells = _predict(store, image, mv, model or model_versions.load(store, mv))
+        _store_cache(_cache_path(config, image, mv), labels)
     _store_cells(config, image, mv, labels, cells)
     return labels, cells
+
+
+def score_labels(config: Config, store: BlobStore, image: Image, mv: ModelVersion,
+                 labels: np.ndarray) -> dict | None:
+    """The per-cell uncertainty of a suggestion already on screen (`labels`, from `mv`): from
+    the cache when these are the cached labels and they were scored, else computed (and
+    cached when they are the cached labels)."""
+    cached = cached_labels(config, image, mv)
+    same = cached is not None and np.array_equal(cached, labels)
+    if same:
+        known, cells = cached_cells(config, image, mv, cached)
+        if known:
+            return cells
+    cells = _score(store, image, mv, model_versions.load(store, mv), labels)
+    if same:
+        _store_cells(config, image, mv, cached, cells)
+    return cells
 
 
 def suggest(session: Session, actor: Actor, store: BlobStore, config: Config, image_id: int,
             model_version_id: int | None = None, score_cells: bool = True) -> Prediction:
     """The model's cells for one image (the active model unless a version is given), with
-    their uncertainty. `score_cells=False` (the suggestion made on opening): a cached
-    prediction is used as it is, scored or not, so opening never waits for the model."""
+    their uncertainty when it is cached or `score_cells` asks for it (one pass of the
+    network for both). The suggestion made on opening passes False: opening costs what it
+    did before per-cell uncertainty (a cache read, or a plain prediction); the workspace
+    then scores the cells on screen (`cell_review.score_suggestion`)."""
     image = image_for(session, actor, image_id, "annotate")
     mv = model_versions.version_or_active(session, actor, model_version_id, image.project_id)
     if mv.project_id != image.project_id:
@@ -144,11 +185,12 @@ def suggest(session: Session, actor: Actor, store: BlobStore, config: Config, im
     labels = cached_labels(config, image, mv)
     cells = None
     if labels is not None:
-        known, cells = cached_cells(config, image, mv, labels)
-        if not known and score_cells:
-            labels, cells = predict_with_cells(config, store, image, mv)
-    else:
+        cells = cached_cells(config, image, mv, labels)[1]
+    elif score_cells:
         labels, cells = predict_with_cells(config, store, image, mv)
+    else:
+        labels = _predict_plain(store, image, mv, model_versions.load(store, mv))
+        _store_cache(_cache_path(config, image, mv), labels)
     return Prediction(image.id, mv.id, count_labels(labels) if labels.ndim == 2 else
                       int(sum(count_labels(p) for p in labels)), labels,
                       cells if labels.ndim == 2 else None)

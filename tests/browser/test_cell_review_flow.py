@@ -78,3 +78,28 @@ def test_uncertain_cells_coloured_walked_and_confident_ones_accepted(browser, wo
     WebDriverWait(browser.driver, 15).until(
         lambda d: outline_colours(browser)[1] not in ([0x56, 0xB4, 0xE9], [255, 255, 255]))
     assert browser.find_element("#annotate-counts").text.startswith("3 cells")
+
+
+def test_a_suggestion_shown_without_scores_is_scored_afterwards(browser, world, db, image_id,
+                                                                monkeypatch):
+    """The suggestion on opening does not wait for scores; the page then asks for them once
+    (a background callback) and the legend and colours follow."""
+    from app.services import prediction
+    from app.tables import ModelVersion
+    with db.session_scope() as s:
+        mv = ModelVersion(project_id=world["project_id"], weights_blob_key="f" * 64)
+        s.add(mv)
+        s.flush()
+        mv_id = mv.id
+    monkeypatch.setattr(prediction, "suggest", lambda *a, **k: prediction.Prediction(
+        image_id, mv_id, 3, suggestion_labels(), None))
+    monkeypatch.setattr(prediction, "score_labels",
+                        lambda config, store, image, mv, labels: uncertainty())
+    open_workspace(browser, "annotator", image_id)
+    browser.driver.execute_script("document.getElementById('annotate-suggest').click()")
+    browser.wait_for_contains_text("#annotate-message", "Model suggestion loaded: 3 cells",
+                                   timeout=60)
+    browser.wait_for_contains_text("#annotate-review-uncertain", "uncertain: 2 to check",
+                                   timeout=60)
+    WebDriverWait(browser.driver, 15).until(
+        lambda d: outline_colours(browser) == [[0xD5, 0x5E, 0x00], [0x56, 0xB4, 0xE9]])

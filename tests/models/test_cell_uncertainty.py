@@ -81,3 +81,14 @@ def test_cell_scores_are_the_mean_over_each_cell():
     values[1, 1] = 0.9                      # one noisy pixel does not flag cell 3
     assert cell_scores(labels, values) == {3: 0.1, 7: 0.5}
     assert cell_scores(np.zeros((4, 4), np.uint16), np.zeros((4, 4))) == {}
+
+
+def test_scoring_the_cells_on_screen_matches_the_one_pass_scores(trained):
+    """`score_cells` scores labels already shown (a suggestion made without scores) like the
+    one-pass prediction scores its own."""
+    from models.cell_uncertainty import score_cells
+    image, _ = scene(5)
+    labels, scores = predict_with_uncertainty(trained.model, image, passes=8, seed=2)
+    later = score_cells(trained.model, image, labels, passes=8, seed=2)
+    assert set(later) == set(scores)
+    assert max(abs(later[k] - scores[k]) for k in scores) < 1e-3
