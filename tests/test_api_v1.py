@@ -114,6 +114,19 @@ def test_guessing_tokens_locks_the_address_like_failed_logins(server, db, world,
     assert client.get("/api/v1/me", headers=bearer(good)).status_code == 429
 
 
+def test_bad_tokens_lock_the_address_only_in_a_row(server, db, world, config, serve):
+    """A stale token retried from an address that also uses a good one never locks it: a
+    good token ends the run of failures, as a successful login does."""
+    client = serve(config.replace(login_max_failures=3)).test_client()
+    good = bearer(issue(db, "viewer"))
+    codes = []
+    for _ in range(4):
+        codes += [client.get("/api/v1/me", headers=bearer("cl_stale")).status_code
+                  for _ in range(2)]
+        codes.append(client.get("/api/v1/me", headers=good).status_code)
+    assert codes == [401, 401, 200] * 4
+
+
 def test_errors_are_json_with_stable_codes(server, db, world, image_id):
     client, token = server.test_client(), issue(db, "annotator")
     h = bearer(token)

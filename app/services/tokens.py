@@ -174,7 +174,7 @@ def authenticate(session: Session, token: str, ip: str, max_failures: int = 10,
     `retry_after` seconds) when the address guessed too many tokens or the token made more
     than `per_minute` requests this minute. Records the use (last used, count)."""
     ip = (ip or "unknown")[:64]
-    _failures, wait = users.login_lockout(session, FAILED_TOKEN_ACCOUNT, ip, max_failures)
+    failures, wait = users.login_lockout(session, FAILED_TOKEN_ACCOUNT, ip, max_failures)
     if wait > 0:
         exc = RateLimited("Too many bad API tokens from this address; try again in "
                           f"{math.ceil(wait)} seconds.")
@@ -192,6 +192,8 @@ def authenticate(session: Session, token: str, ip: str, max_failures: int = 10,
     user = session.get(User, row.user_id)
     if user is None or not user.is_active:
         raise _refuse(session, ip, f"token {row.id}: account deactivated")
+    if failures:
+        _forget_failures(session, ip)
     count = _count_use(session, row.id, ip, now)
     if count > per_minute:
         exc = RateLimited(f"This token made more than {per_minute} requests this minute; "
@@ -199,6 +201,19 @@ def authenticate(session: Session, token: str, ip: str, max_failures: int = 10,
         exc.retry_after = max(1, 60 - now.second)
         raise exc
     return user, _info(row, user.username)
+
+
+def _forget_failures(session: Session, ip: str) -> None:
+    """A live token from `ip` ends its run of bad ones, as a successful login does (failures
+    count "in a row"): without it one stale token in a script, retried from a lab's shared
+    address, would lock every token of that address out, for up to an hour at a time, all
+    day. Guessing stays bounded by the address-wide limit, which counts every failure."""
+    try:
+        with Session(bind=session.get_bind()) as own:
+            own.add(LoginAttempt(username=FAILED_TOKEN_ACCOUNT, ip=ip, success=True))
+            own.commit()
+    except SQLAlchemyError as exc:
+        log.warning("could not record a good api token: %s", exc)
 
 
 def _count_use(session: Session, token_id: int, ip: str, now: dt.datetime) -> int:
