@@ -107,3 +107,38 @@ def test_wait_follows_a_job_to_its_end(http, db, world, image_id):
     with pytest.raises(ApiError) as bad:
         client.predict("Lab", [999_999])
     assert (bad.value.status, bad.value.code) == (404, "not_found")
+
+
+def test_a_rate_limited_request_is_retried_after_retry_after(monkeypatch):
+    """429 answers are sent again after the server's Retry-After, up to `retries` times;
+    then the refusal is an ApiError with the server's code."""
+    import requests
+
+    def answer(status, body, headers=None):
+        r = requests.Response()
+        r.status_code, r._content = status, body.encode()
+        r.headers.update({"Content-Type": "application/json", **(headers or {})})
+        return r
+
+    limited = '{"error": {"code": "rate_limited", "message": "slow down"}}'
+
+    class Server(requests.Session):
+        def __init__(self, answers):
+            super().__init__()
+            self.answers, self.calls = list(answers), 0
+
+        def request(self, method, url, **kwargs):
+            self.calls += 1
+            return self.answers.pop(0)
+
+    slept = []
+    monkeypatch.setattr("cellloop_client.time.sleep", slept.append)
+    server = Server([answer(429, limited, {"Retry-After": "7"}),
+                     answer(429, limited, {"Retry-After": "3"}),
+                     answer(200, '{"username": "me"}')])
+    assert Client("http://x", "cl_t", session=server).me() == {"username": "me"}
+    assert (server.calls, slept) == (3, [7.0, 3.0])
+    server = Server([answer(429, limited, {"Retry-After": "1"})] * 3)
+    with pytest.raises(ApiError) as refused:
+        Client("http://x", "cl_t", retries=2, session=server).me()
+    assert (server.calls, refused.value.code) == (3, "rate_limited")
