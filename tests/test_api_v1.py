@@ -297,3 +297,16 @@ def test_cancelling_a_queued_upload_removes_its_staged_files(server, db, world, 
     r = client.post(f"/api/v1/jobs/{r.json['job_id']}/cancel", headers=h)
     assert r.status_code == 200 and r.json["state"] == "cancelled", r.json
     assert not any(staging.iterdir())
+
+
+def test_polygons_too_costly_to_draw_are_refused_as_invalid(server, db, world, image_id,
+                                                            monkeypatch):
+    from app.imaging import outlines
+    monkeypatch.setattr(outlines, "RASTER_WORK_BASE", 10_000)
+    monkeypatch.setattr(outlines, "RASTER_WORK_PER_PIXEL", 1)
+    whole = {"polygon": [[0, 0], [80, 0], [80, 60], [0, 60]]}
+    r = server.test_client().post(f"/api/v1/images/{image_id}/annotations/polygons",
+                                  headers=bearer(issue(db, "annotator")),
+                                  json={"cells": [whole] * 10})
+    assert (r.status_code, r.json["error"]["code"]) == (400, "invalid")
+    assert "too much to draw" in r.json["error"]["message"]

@@ -35,3 +35,13 @@ def test_many_cells_round_trip_and_later_cells_cover_earlier_ones():
 def test_bad_polygons_are_refused(polygon):
     with pytest.raises(ValueError):
         labels_from_polygons([polygon], (10, 10))
+
+
+def test_polygons_that_would_take_too_long_to_draw_are_refused_before_drawing():
+    import time
+    whole = [[0, 0], [64, 0], [64, 64], [0, 64]]      # each covers the whole image
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="too much to draw"):
+        labels_from_polygons([whole] * 80_000, (64, 64))
+    assert time.perf_counter() - started < 20          # drawing them would take minutes
+    assert labels_from_polygons([whole] * 3, (64, 64)).min() == 3
