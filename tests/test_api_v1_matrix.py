@@ -139,3 +139,20 @@ def test_authorization_matrix(serve, config, setup):
                 wrong.append(f"{name} as {who}: {r.status_code} (want "
                              f"{want or 'not 401/403/404'}) {r.get_data(as_text=True)[:160]}")
     assert wrong == []
+
+
+def test_every_write_endpoint_refuses_read_tokens_and_browser_sessions(setup, db, login):
+    """Writes need a read-write token, whatever the role: the owner's read token gets
+    `read_only_token`, the owner's logged-in browser `token_required`."""
+    read = bearer(issue(db, "owner", write=False, name="read"))
+    browser = login("owner")
+    writes = [name for name in ORDER if ENDPOINTS[name].write]
+    assert len(writes) >= 8
+    wrong = []
+    for name in writes:
+        for client, headers, code in ((browser, read, "read_only_token"),
+                                      (browser, {}, "token_required")):
+            r = call(client, name, setup, headers, "owner")
+            if (r.status_code, r.is_json and r.json["error"]["code"]) != (403, code):
+                wrong.append(f"{name} with {code}: {r.status_code} {r.get_data(as_text=True)[:120]}")
+    assert wrong == []
