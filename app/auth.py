@@ -31,7 +31,7 @@ login_manager.session_protection = "basic"
 PUBLIC_PATHS = {"/login", "/logout", "/register", "/healthz", "/favicon.ico", "/_favicon.ico"}
 PUBLIC_PREFIXES = ("/assets/", "/_dash-component-suites/", "/vendor/")
 API_PREFIXES = ("/_dash-", "/api/")
-API_V1_PREFIX = "/api/v1/"    # authenticates its own requests (bearer tokens): app.api_v1.auth
+API_V1_BLUEPRINT = "api_v1"   # authenticates its own requests (bearer tokens): app.api_v1.auth
 CSRF_FIELD = "csrf_token"
 EXPIRED_FORM = "This form has expired; reload the page and try again."
 
@@ -90,8 +90,10 @@ def client_ip() -> str:
 def guard():
     """before_request: anonymous requests reach only public paths."""
     path = request.path
-    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES) or path.startswith(API_V1_PREFIX):
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
         return None
+    if request.blueprint == API_V1_BLUEPRINT:   # routed to /api/v1 (not any path under it:
+        return None                             # /api/v1/ itself was the Dash shell)
     if current_actor() is not None:
         return None
     if path.startswith(API_PREFIXES):

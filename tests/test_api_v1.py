@@ -310,3 +310,11 @@ def test_polygons_too_costly_to_draw_are_refused_as_invalid(server, db, world, i
                                   json={"cells": [whole] * 10})
     assert (r.status_code, r.json["error"]["code"]) == (400, "invalid")
     assert "too much to draw" in r.json["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/", "/api/v1/nowhere", "/api/v1/images/1/nothing"])
+def test_unknown_api_paths_are_json_404_for_anyone(server, path):
+    """Every path under /api/v1/ is the API's (the site guard lets only the API's own routes
+    through): /api/v1/ was the app's HTML shell, served to anonymous users."""
+    r = server.test_client().get(path)
+    assert (r.status_code, r.is_json and r.json["error"]["code"]) == (404, "not_found")

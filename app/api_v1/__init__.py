@@ -33,6 +33,7 @@ bp.register_error_handler(HTTPException, http_error)
 bp.register_error_handler(Exception, internal_error)
 
 
+@bp.route("/", defaults={"rest": ""}, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 @bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 def unknown(rest: str):
     return error(404, "not_found", f"No such endpoint: /api/v1/{rest}; see /api/v1/docs.")
