@@ -46,7 +46,7 @@ def test_bearer_token_authenticates_as_its_owner(server, db, world):
 def test_missing_or_bad_tokens_get_401_json(server, db, world, header):
     r = server.test_client().get("/api/v1/projects",
                                  headers={"Authorization": header} if header else {})
-    assert r.status_code == 401
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer ")
     assert r.json["error"]["code"] == "unauthorized" and r.json["error"]["message"]
 
 

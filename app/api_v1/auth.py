@@ -16,7 +16,7 @@ import logging
 
 from flask import g, request
 
-from app.api_v1.errors import error
+from app.api_v1.errors import CHALLENGE, error
 from app.api_v1.registry import current_endpoint
 from app.auth import client_ip
 from app.context import current_actor, get_config, get_session
@@ -39,7 +39,7 @@ def authenticate():
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return error(401, "unauthorized", "Send the token as 'Authorization: Bearer <token>'.",
-                         headers={"WWW-Authenticate": 'Bearer realm="cellloop"'})
+                         headers={"WWW-Authenticate": CHALLENGE})
         config = get_config()
         user, info = tokens.authenticate(get_session(), token.strip(), client_ip(),
                                          config.login_max_failures, config.api_rate_per_minute)
@@ -52,7 +52,7 @@ def authenticate():
     if user is None:
         return error(401, "unauthorized", "Authenticate with 'Authorization: Bearer <token>' "
                      "(create a token on your account page).",
-                     headers={"WWW-Authenticate": 'Bearer realm="cellloop"'})
+                     headers={"WWW-Authenticate": CHALLENGE})
     if ep.write:
         return error(403, "token_required", "Changes through the API need a token "
                      "('Authorization: Bearer <token>'); a browser session may only read.")

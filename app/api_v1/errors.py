@@ -28,6 +28,7 @@ from app.errors import (ConfigurationError, Conflict, NotFound, PermissionDenied
 
 log = logging.getLogger(__name__)
 PREFIX = "/api/v1/"
+CHALLENGE = 'Bearer realm="cellloop"'    # WWW-Authenticate of every 401
 
 CODES = {
     RateLimited: "rate_limited", NotFound: "not_found", PermissionDenied: "forbidden",
@@ -66,7 +67,9 @@ def service_error(exc: ServiceError):
     if code is None:
         code = "export_failed" if type(exc).__name__ == "ExportFailed" else \
             HTTP_CODES.get(exc.http_status, "bad_request" if exc.http_status < 500 else "internal")
-    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else None
+    headers = {"Retry-After": str(exc.retry_after)} if hasattr(exc, "retry_after") else {}
+    if exc.http_status == 401:       # a refused token: say how to authenticate (RFC 7235)
+        headers["WWW-Authenticate"] = CHALLENGE
     return error(exc.http_status, code, str(exc), headers=headers)
 
 
