@@ -92,7 +92,10 @@ def test_a_read_token_cannot_write_and_a_browser_session_only_reads(server, db, 
     assert (r.status_code, r.json) == (200, {"deleted": 1})
 
 
-def test_token_use_is_rate_limited_per_minute(server, db, world, config, serve):
+def test_token_use_is_rate_limited_per_minute(server, db, world, config, serve, monkeypatch):
+    from app.tables import utcnow
+    noon = utcnow().replace(hour=12, minute=0, second=30)
+    monkeypatch.setattr(tokens, "utcnow", lambda: noon)   # no minute boundary mid-test
     served = serve(config.replace(api_rate_per_minute=3))
     client, token = served.test_client(), issue(db, "viewer")
     answers = [client.get("/api/v1/me", headers=bearer(token)).status_code for _ in range(4)]
