@@ -321,3 +321,22 @@ def test_unknown_api_paths_are_json_404_for_anyone(server, path):
     through): /api/v1/ was the app's HTML shell, served to anonymous users."""
     r = server.test_client().get(path)
     assert (r.status_code, r.is_json and r.json["error"]["code"]) == (404, "not_found")
+
+
+def test_a_body_with_only_defaults_may_be_left_out(server, db, world, image_id):
+    """POST /predictions with no body predicts every image (its documented default); a body
+    with a required field left out is `invalid`, not a JSON parse error."""
+    from app.tables import ModelVersion
+    server.extensions["cellloop"].send = lambda _job_id: None
+    with db.session_scope() as s:
+        s.add(ModelVersion(project_id=world["project_id"], weights_blob_key="0" * 64,
+                           is_active=True))
+    client, h = server.test_client(), bearer(issue(db, "annotator"))
+    r = client.post(f"/api/v1/projects/{world['project_id']}/predictions", headers=h)
+    assert (r.status_code, r.json["kind"]) == (202, "predict"), r.json
+    r = client.post(f"/api/v1/projects/{world['project_id']}/jobs", headers=h)
+    assert (r.status_code, r.json["error"]["code"]) == (400, "invalid")
+    assert r.json["error"]["details"][0]["field"] == "kind"
+    doc = client.get("/api/v1/openapi.json").json["paths"]
+    assert not doc["/api/v1/projects/{project_id}/predictions"]["post"]["requestBody"]["required"]
+    assert doc["/api/v1/projects/{project_id}/jobs"]["post"]["requestBody"]["required"]

@@ -60,7 +60,8 @@ def _operation(ep: Endpoint, schemas: _Schemas) -> dict:
     if params:
         op["parameters"] = params
     if ep.body is not None:
-        op["requestBody"] = {"required": True, "content": {
+        needed = bool(ep.body.model_json_schema().get("required"))   # else: may be left out
+        op["requestBody"] = {"required": needed, "content": {
             "application/json": {"schema": schemas.ref(ep.body)}}}
     elif ep.files:
         props = {name: ({"type": "array", "items": {"type": "string",

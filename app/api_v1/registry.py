@@ -77,8 +77,9 @@ def endpoint(method: str, rule: str, *, summary: str, tag: str, **options) -> Ca
             kwargs = dict(path_args)
             if ep.query is not None:
                 kwargs["query"] = ep.query.model_validate(request.args.to_dict())
-            if ep.body is not None:
-                kwargs["body"] = ep.body.model_validate(request.get_json(force=True, silent=False))
+            if ep.body is not None:          # no body at all: the model's defaults, if it has them
+                data = request.get_json(force=True, silent=False) if request.get_data() else {}
+                kwargs["body"] = ep.body.model_validate(data)
             if ep.form is not None:
                 kwargs["form"] = ep.form.model_validate(request.form.to_dict())
             result = view(**kwargs)
