@@ -9,7 +9,7 @@ from dash import MATCH, Input, Output, State, callback, dcc, html
 from app.context import current_actor
 from app.services import tokens as token_svc
 from app.services import users as svc
-from pages._common import alert, call
+from pages._common import alert, call, to_int
 
 dash.register_page(__name__, path="/account", title="Account · CellLoop")
 
@@ -112,7 +112,8 @@ def change_password(_n, old, new, new2):
           State(TOKEN_NAME, "value"), State(TOKEN_WRITE, "value"), State(TOKEN_EXPIRY, "value"),
           prevent_initial_call=True)
 def create_token(_n, name, write, expiry):
-    days = None if expiry in (None, "never") else int(expiry)
+    # a forged value that is not a number reaches the service as it is, which refuses it
+    days = None if expiry in (None, "never") else (to_int(expiry) or expiry)
     new, error = call(token_svc.create_token, name or "", bool(write), days)
     if error:
         return alert(error), dash.no_update, dash.no_update

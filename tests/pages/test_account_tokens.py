@@ -1,5 +1,7 @@
 """Account page: API tokens are created (shown once), listed and revoked through the page's
 callbacks; the token works on /api/v1 until it is revoked."""
+import dash
+
 from tests.api_v1_support import bearer
 from tests.conftest import component_text as text
 
@@ -16,6 +18,9 @@ def test_create_list_and_revoke_a_token_on_the_account_page(as_user, world, serv
         assert "microscope" in layout and token not in layout
         error, _table, _name = page.create_token(1, "", False, "never")
         assert "name" in text(error)
+        for forged in ("soon", "0", "-3", ["30"]):      # not an expiry the page offers
+            error, table, _name = page.create_token(1, "forged", False, forged)
+            assert "expires after 1 to" in text(error) and table is dash.no_update
     client = server.test_client()
     assert client.get("/api/v1/me", headers=bearer(token)).json["username"] == "annotator"
     from app.services import tokens
