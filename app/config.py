@@ -60,6 +60,9 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8050
     web_concurrency: int = 2
+    web_threads: int = 4                  # gunicorn threads per web worker (WEB_THREADS)
+    db_pool_size: int = 0                 # connections kept per process; 0: threads + 1
+    db_max_overflow: int = -1             # extra connections under load; -1: as many as threads
     torch_threads: int = 0                # 0: let torch decide
     inference_precision: str = "auto"     # "auto", "fp32" or "int8" (models.settings)
     lease_minutes: int = 30               # how long an image stays with its annotator
@@ -102,6 +105,9 @@ class Config:
             host=env.get("HOST", "127.0.0.1"),
             port=_int(env, "PORT", 8050),
             web_concurrency=_int(env, "WEB_CONCURRENCY", 2),
+            web_threads=_int(env, "WEB_THREADS", 4),
+            db_pool_size=_int(env, "DB_POOL_SIZE", 0),
+            db_max_overflow=_int(env, "DB_MAX_OVERFLOW", -1),
             torch_threads=_int(env, "TORCH_THREADS", 0),
             inference_precision=env.get("INFERENCE_PRECISION", "auto").lower(),
             lease_minutes=_int(env, "LEASE_MINUTES", 30),
@@ -135,6 +141,13 @@ class Config:
         if self.max_image_bytes < 1 << 20 or self.max_archive_bytes < 1 << 20:
             raise ConfigError("MAX_IMAGE_BYTES and MAX_ARCHIVE_BYTES must be at least 1 MiB "
                               "(1048576)")
+        if self.web_threads < 1 or self.db_pool_size < 0:
+            raise ConfigError("WEB_THREADS must be at least 1 and DB_POOL_SIZE 0 (auto) or more")
+        if self.database_url and not self.database_url.startswith(
+                ("sqlite", "postgres://", "postgresql")):
+            raise ConfigError("DATABASE_URL must be sqlite:///... or "
+                              "postgresql+psycopg://user:password@host:5432/db, "
+                              f"got {self.database_url.split(':', 1)[0]}:...")
         if self.proxy_fix_count < 0:
             raise ConfigError("PROXY_FIX_COUNT must be 0 (no proxy) or more")
         return self
@@ -152,9 +165,12 @@ class Config:
     @property
     def sqlalchemy_url(self) -> str:
         if self.database_url:
-            # Heroku-style hosting hands out postgres://, which SQLAlchemy 2 no longer accepts.
-            if self.database_url.startswith("postgres://"):
-                return "postgresql://" + self.database_url[len("postgres://"):]
+            # Heroku-style hosting hands out postgres://, which SQLAlchemy 2 no longer accepts;
+            # a bare postgresql:// would pick psycopg2, which is not installed: both mean
+            # psycopg 3 here.
+            for plain in ("postgres://", "postgresql://"):
+                if self.database_url.startswith(plain):
+                    return "postgresql+psycopg://" + self.database_url[len(plain):]
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'cellloop.sqlite').resolve()}"
 
@@ -169,6 +185,17 @@ class Config:
         if self.redis_url:
             return self.redis_url
         return f"db+sqlite:///{(self.data_dir / 'celery-results.sqlite').resolve()}"
+
+    @property
+    def db_pool(self) -> tuple[int, int]:
+        """(pool size, max overflow) of one process's engine (server databases only): a
+        gunicorn worker serves `web_threads` requests at once, plus the health check and
+        background callbacks, so it keeps threads + 1 connections and may open as many again
+        under load. Postgres must allow hosts x WEB_CONCURRENCY x (size + overflow), plus the
+        workers' (docs/deploy.md)."""
+        size = self.db_pool_size or self.web_threads + 1
+        overflow = self.db_max_overflow if self.db_max_overflow >= 0 else self.web_threads
+        return size, overflow
 
     @property
     def blob_dir(self) -> Path:
@@ -186,7 +213,9 @@ class Config:
                "STORAGE_URL": self.storage_url, "MAX_IMAGE_PIXELS": str(self.max_image_pixels),
                "MAX_IMAGE_BYTES": str(self.max_image_bytes),
                "INFERENCE_PRECISION": self.inference_precision,
-               "TORCH_THREADS": str(self.torch_threads), "LOG_LEVEL": self.log_level}
+               "TORCH_THREADS": str(self.torch_threads), "LOG_LEVEL": self.log_level,
+               "DB_POOL_SIZE": str(self.db_pool_size),
+               "DB_MAX_OVERFLOW": str(self.db_max_overflow)}
         if self.secret_key:
             env["SECRET_KEY"] = self.secret_key
         return env

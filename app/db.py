@@ -3,6 +3,12 @@
 One `Database` per process (created by the app factory, the CLI or the worker), one
 SQLAlchemy `Session` per request (opened lazily, closed at teardown). SQLite gets WAL mode,
 foreign keys and a busy timeout so several gunicorn workers and the job worker can share it.
+PostgreSQL (psycopg 3) gets a pool sized for the process (`Config.db_pool`), pre-ping (a
+restarted server or a dropped connection is replaced, not handed out) and recycling.
+
+Where two processes may write the same rows, the services lock them with `lock_row`
+(SELECT ... FOR UPDATE on PostgreSQL; on SQLite the database-wide write lock already
+serialises writers, and FOR UPDATE does not exist there).
 """
 from __future__ import annotations
 
@@ -26,21 +32,35 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 5, max_overflow: int = 5) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 15, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        connect_args = {"connect_timeout": 10} if url.startswith("postgresql") else {}
+        engine = create_engine(url, pool_pre_ping=True, pool_size=pool_size,
+                               max_overflow=max_overflow, pool_timeout=30,
+                               pool_recycle=1800, connect_args=connect_args)
     return engine
 
 
-class Database:
-    """An engine and its session factory."""
+def lock_row(session: Session, table, row_id: int) -> None:
+    """Lock one row until the session's transaction ends (SELECT ... FOR UPDATE), so two
+    writers of the same row go one after the other: a save's version number, a lease. A no-op
+    on SQLite, whose writers are serialised by its database lock."""
+    if session.get_bind().dialect.name == "sqlite":
+        return
+    from sqlalchemy import select
+    session.execute(select(table.id).where(table.id == row_id).with_for_update())
 
-    def __init__(self, url: str):
+
+class Database:
+    """An engine and its session factory (pool: `pool_size` + `max_overflow` connections
+    at most, for server databases)."""
+
+    def __init__(self, url: str, pool_size: int = 5, max_overflow: int = 5):
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool_size, max_overflow)
         self.sessionmaker = sessionmaker(self.engine, expire_on_commit=False)
 
     def session(self) -> Session:

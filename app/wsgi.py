@@ -27,7 +27,7 @@ def web_deps(config: Config) -> Deps:
     configure_logging(config.log_level)
     config.apply_to_models()
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    return Deps(config=config, db=Database(config.sqlalchemy_url))
+    return Deps(config=config, db=Database(config.sqlalchemy_url, *config.db_pool))
 
 
 def create_app(config: Config | None = None) -> Flask:

@@ -3,6 +3,7 @@ web server (Dash builds its UI once per process), users in every role, logged-in
 options for headless Chromium on a closed network."""
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -49,10 +50,27 @@ def _cheap_password_hash(monkeypatch):
     monkeypatch.setattr(users, "HASH_METHOD", "pbkdf2:sha256:1000")
 
 
+def fresh_postgres_database() -> str:
+    """With CELLLOOP_TEST_POSTGRES set (a server URL, e.g. the scaleout tier's
+    postgresql+psycopg://postgres@127.0.0.1:5432/postgres), a new empty database on that
+    server for one test; else "" (SQLite in the test's data directory)."""
+    server = os.environ.get("CELLLOOP_TEST_POSTGRES", "")
+    if not server:
+        return ""
+    import secrets
+
+    import psycopg
+    name = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(server.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
 @pytest.fixture
 def config(tmp_path) -> Config:
     return Config(env="testing", secret_key="test-secret-key-0123456789",
-                  data_dir=tmp_path / "data").validated()
+                  data_dir=tmp_path / "data", database_url=fresh_postgres_database()
+                  ).validated()
 
 
 @pytest.fixture(scope="session")

@@ -50,8 +50,20 @@ def test_inference_precision_is_checked_and_applied_without_torch(monkeypatch):
 def test_scale_out_urls():
     cfg = Config.from_env({"DATABASE_URL": "postgres://u:p@db/cellloop",
                            "REDIS_URL": "redis://cache:6379/0"}, dotenv=False)
-    assert cfg.sqlalchemy_url == "postgresql://u:p@db/cellloop"
+    # postgres:// (Heroku style) and postgresql:// both mean psycopg 3, the driver installed
+    assert cfg.sqlalchemy_url == "postgresql+psycopg://u:p@db/cellloop"
+    assert cfg.replace(database_url="postgresql+psycopg://u:p@db/x").sqlalchemy_url == \
+        "postgresql+psycopg://u:p@db/x"
     assert cfg.celery_broker_url == cfg.celery_result_backend == "redis://cache:6379/0"
+
+
+def test_database_pool_is_sized_per_web_worker():
+    cfg = Config.from_env({"WEB_THREADS": "6"}, dotenv=False)
+    assert cfg.db_pool == (7, 6)           # a connection per thread + 1, as many again under load
+    cfg = Config.from_env({"DB_POOL_SIZE": "3", "DB_MAX_OVERFLOW": "0"}, dotenv=False)
+    assert cfg.db_pool == (3, 0)
+    with pytest.raises(ConfigError):
+        Config.from_env({"DATABASE_URL": "mysql://x@db/c"}, dotenv=False)
 
 
 def test_development_secret_is_generated_once_and_shared(tmp_path):

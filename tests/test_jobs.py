@@ -235,6 +235,7 @@ def test_cancel_of_a_queued_job_is_immediate(db, world):
 
 def start_worker(config):
     env = {**os.environ, "CELLLOOP_DATA_DIR": str(config.data_dir),
+           "DATABASE_URL": config.database_url,
            "SECRET_KEY": config.secret_key, "PYTHONUNBUFFERED": "1"}
     log = open(config.data_dir / "worker.log", "w")
     worker = subprocess.Popen([sys.executable, "-m", "app", "worker", "--pool=solo"], cwd=ROOT,

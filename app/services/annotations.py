@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.config import Config
+from app.db import lock_row
 from app.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.permissions import Actor, Role, require, role_of
 from app.services import drafts, leases, projects
@@ -181,6 +182,19 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
                                             activity["seconds"])
     # The slow part (replaying the draft, compressing and writing blobs) is done; only now is
     # the lease written, so the write transaction lasts no longer than the inserts below.
+    # Two saves of this image (two web workers, two hosts) go one after the other from here:
+    # the image row is locked (PostgreSQL; SQLite's write lock does the same), and the newest
+    # version is read again under the lock, so the version numbers and the conflict check
+    # hold (a newer version saved meanwhile is a Conflict, or the parent when `force`).
+    lock_row(session, Image, image.id)
+    newest = queries.newest_annotation(session, image.id)
+    if newest is not None and (latest is None or newest.id != latest.id):
+        if not force:
+            raise Conflict(f"This image changed since you opened it: version {newest.version} "
+                           f"was saved by {_user_name(session, newest.author_id)} at "
+                           f"{newest.created_at:%H:%M} UTC. Reload to see it, or save yours "
+                           "as a new version.")
+        latest = newest
     leases.renew(session, actor, config, image.id)
     if latest is not None and _same_content(store, latest, None if label_key is None else labels,
                                             canvas.region, points, classes):
