@@ -1,9 +1,14 @@
 """Content-addressed blob storage.
 
 A blob's key is the sha256 of its bytes, so identical content is stored once. Writes are
-atomic: bytes go to a temporary file that is renamed into place, so a crash never leaves a
-half-written blob under a real key. `LocalBlobStore` keeps blobs under a directory;
-`FsspecBlobStore` works on any fsspec URL (a local path now, object storage later).
+atomic: on a disk, bytes go to a temporary file that is renamed into place; on an object
+store (S3), one PUT of the whole object is atomic by itself (readers see all of it or
+nothing), so nothing is staged. Either way a crash never leaves a half-written blob under a
+real key. `LocalBlobStore` keeps blobs under a directory; `FsspecBlobStore` works on any
+fsspec URL, e.g. `s3://bucket/prefix` (s3fs: endpoint, keys and region come from the
+standard AWS environment: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_DEFAULT_REGION). `open` gives a file object that reads in chunks (downloads stream),
+`copy_to` streams a blob into a local file.
 """
 from __future__ import annotations
 
@@ -37,8 +42,22 @@ def sha256_bytes(data: bytes) -> str:
 class BlobStore(Protocol):
     def put_bytes(self, data: bytes) -> str: ...
     def get_bytes(self, key: str) -> bytes: ...
+    def open(self, key: str) -> BinaryIO: ...
     def exists(self, key: str) -> bool: ...
     def delete(self, key: str) -> None: ...
+    def keys(self): ...
+
+
+CHUNK = 1 << 20
+
+
+def copy_to(store: BlobStore, key: str, path: str | os.PathLike) -> Path:
+    """Stream blob `key` into the local file `path` (1 MiB at a time, never whole in memory)."""
+    path = Path(path)
+    with store.open(key) as src, open(path, "wb") as dst:
+        while chunk := src.read(CHUNK):
+            dst.write(chunk)
+    return path
 
 
 class LocalBlobStore:
@@ -89,6 +108,12 @@ class LocalBlobStore:
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
+    def keys(self):
+        """Every blob key in the store (files named by a key, two levels down)."""
+        for path in self.root.glob("??/??/*"):
+            if KEY_RE.match(path.name):
+                yield path.name
+
 
 class FsspecBlobStore:
     """Blobs on any fsspec filesystem, e.g. `file:///srv/blobs` or `s3://bucket/prefix`."""
@@ -96,9 +121,16 @@ class FsspecBlobStore:
     def __init__(self, url: str):
         import fsspec
 
-        self.fs, self.base = fsspec.core.url_to_fs(url)
+        # No listings cache: other processes and hosts write and delete blobs meanwhile.
+        self.fs, self.base = fsspec.core.url_to_fs(url, use_listings_cache=False)
         self.base = self.base.rstrip("/")
-        self.fs.makedirs(self.base, exist_ok=True)
+        protocol = self.fs.protocol
+        protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+        # Object stores have no directories and no rename (a "mv" is a copy and a delete),
+        # but a single PUT is atomic, so objects are written in place.
+        self.object_store = not any(p in ("file", "local") for p in protocols)
+        if not self.object_store:
+            self.fs.makedirs(self.base, exist_ok=True)
 
     def _path(self, key: str) -> str:
         _check_key(key)
@@ -109,15 +141,25 @@ class FsspecBlobStore:
         path = self._path(key)
         if self.fs.exists(path):
             return key
+        if self.object_store:
+            self.fs.pipe_file(path, data)     # one PUT: the object appears whole or not at all
+            return key
         self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         tmp = f"{path}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
         self.fs.pipe_file(tmp, data)
-        self.fs.mv(tmp, path)  # a rename on local disks; object stores write whole objects
+        self.fs.mv(tmp, path)  # a rename on local disks
         return key
 
     def get_bytes(self, key: str) -> bytes:
         try:
             return self.fs.cat_file(self._path(key))
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+
+    def open(self, key: str) -> BinaryIO:
+        """A file object that fetches the blob in blocks as it is read (ranged GETs on S3)."""
+        try:
+            return self.fs.open(self._path(key), "rb", block_size=CHUNK)
         except FileNotFoundError:
             raise BlobNotFound(key) from None
 
@@ -127,6 +169,17 @@ class FsspecBlobStore:
     def delete(self, key: str) -> None:
         if self.fs.exists(self._path(key)):
             self.fs.rm_file(self._path(key))
+
+    def keys(self):
+        """Every blob key in the store."""
+        try:
+            found = self.fs.find(self.base)
+        except FileNotFoundError:
+            return
+        for path in found:
+            name = path.rsplit("/", 1)[-1]
+            if KEY_RE.match(name):
+                yield name
 
 
 def open_blob_store(storage_url: str, default_dir: str | os.PathLike) -> BlobStore:

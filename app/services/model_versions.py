@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from app.errors import NotFound, ValidationError
 from app.permissions import Actor, require
 from app.tables import ModelVersion, User
-from storage.blobstore import BlobStore
+from storage.blobstore import BlobStore, copy_to
 
 EXPORT_FORMATS = ("cellloop", "torchscript", "onnx")
 
@@ -153,7 +153,7 @@ def export_version(session: Session, actor: Actor, store: BlobStore, version_id:
     paths = []
     if "cellloop" in formats:
         path = out / f"{stem}.cellloop"
-        path.write_bytes(store.get_bytes(mv.weights_blob_key))
+        copy_to(store, mv.weights_blob_key, path)        # streamed, never whole in memory
         import json
         path.with_suffix(".json").write_text(json.dumps(model_card(model), indent=1))
         paths.append(path)
