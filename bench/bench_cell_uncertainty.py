@@ -3,7 +3,11 @@ image against the plain prediction for a few numbers of MC passes, how stable th
 ranking is in the number of passes, and whether the score finds the suggested cells that are
 wrong (no true cell with IoU >= 0.5) on DSB test images with the shipped model.
 
-    python bench/bench_cell_uncertainty.py [--images 12]
+    python bench/bench_cell_uncertainty.py [--images 12] [--mixed]
+
+--mixed: the cell-score comparison on 6 images of each DSB modality and colour (24 images up
+to 600x700, seed 1; the figures in models/cell_uncertainty.py) instead of the first
+fluorescence test images.
 
 Prints its figures (a helper's measurement; not written into docs/benchmarks.md)."""
 from __future__ import annotations
@@ -20,18 +24,22 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.dsb import fluorescence_split, load  # noqa: E402
 from models import uncertainty  # noqa: E402
 from models.builtin import load_builtin  # noqa: E402
-from models.cell_uncertainty import cell_scores, predict_with_uncertainty  # noqa: E402
+from models.cell_uncertainty import (PASSES, cell_scores, predict_with_uncertainty,  # noqa: E402
+                                     score_cells)
 from models.inference import predict_image  # noqa: E402
 
 
-def best_ms(fn, repeat: int = 5) -> float:
+def best_ms(fn, repeat: int = 7) -> tuple[float, float]:
+    """(median wall ms, median CPU ms of this process's threads): on a shared machine the
+    CPU time is the steadier figure."""
     fn()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return 1000 * float(np.median(wall)), 1000 * float(np.median(cpu))
 
 
 def wrong_cells(pred: np.ndarray, truth: np.ndarray) -> dict[int, bool]:
@@ -57,12 +65,45 @@ def auc(scores: list[float], positive: list[bool]) -> float:
                  / (len(pos) * len(neg)))
 
 
+def mixed_images() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """6 images of each DSB group (modality, colour or grey), up to 600x700, as one grey
+    channel, with their labels."""
+    import json
+
+    import tifffile
+
+    from bench.dsb import DATA
+    from models.builtin import read_image
+    index = json.loads((DATA / "index.json").read_text())
+    rng = np.random.default_rng(1)
+    groups: dict[str, list[str]] = {}
+    for d in index:
+        if d["shape"][0] <= 600 and d["shape"][1] <= 700:
+            groups.setdefault(d["modality"] + ("" if d["gray"] else "-colour"), []).append(d["id"])
+    images, truths = [], []
+    for ids in groups.values():
+        for i in rng.choice(ids, min(6, len(ids)), replace=False):
+            img = read_image(DATA, i)
+            img = img[:3].mean(0, keepdims=True).astype(np.float32) if img.shape[0] > 1 else img
+            images.append(img)
+            truths.append(tifffile.imread(DATA / "labels" / f"{i}.tif"))
+    return images, truths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--mixed", action="store_true")
+    parser.add_argument("--no-timing", action="store_true")
     args = parser.parse_args()
     model = load_builtin()
     print("engine", model.runtime().engine, "load", os.getloadavg())
+    if not args.no_timing:
+        timings(model)
+    quality(model, args)
+
+
+def timings(model) -> None:
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:512, :512]
     big = np.zeros((512, 512), np.float32)
@@ -70,22 +111,35 @@ def main() -> None:
         cy, cx, r = rng.integers(10, 502), rng.integers(10, 502), rng.integers(5, 12)
         big[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = 1
     image = (rng.normal(400, 60, big.shape) + big * 2500).clip(0).astype(np.uint16)
-    plain = best_ms(lambda: predict_image(model, image))
-    print(f"512x512 plain prediction (predict_image): {plain:.0f} ms")
+    plain, plain_cpu = best_ms(lambda: predict_image(model, image))
+    print(f"512x512 plain prediction (predict_image): {plain:.0f} ms wall, "
+          f"{plain_cpu:.0f} ms CPU")
     for passes in (4, 8, 16, 32):
-        ms = best_ms(lambda: predict_with_uncertainty(model, image, passes=passes))
+        ms, cpu = best_ms(lambda: predict_with_uncertainty(model, image, passes=passes))
         print(f"512x512 prediction + per-cell uncertainty, {passes:2d} passes: {ms:.0f} ms "
-              f"({ms / plain:.2f}x plain)")
-    _, test = fluorescence_split()
-    images, truths = load(test[:args.images])
+              f"wall, {cpu:.0f} ms CPU ({cpu / plain_cpu:.2f}x plain CPU)")
+    labels = predict_image(model, image).labels
+    ms, cpu = best_ms(lambda: score_cells(model, image, labels))
+    print(f"512x512 scoring the cells on screen afterwards (score_cells, {PASSES} passes): "
+          f"{ms:.0f} ms wall, {cpu:.0f} ms CPU")
+
+
+def quality(model, args) -> None:
+    if args.mixed:
+        images, truths = mixed_images()
+    else:
+        _, test = fluorescence_split()
+        images, truths = load(test[:args.images])
     by_passes: dict[int, list[float]] = {4: [], 8: [], 16: [], 64: []}
     entropy_s, mi_s, wrong = [], [], []
     for img, truth in zip(images, truths):
         for passes in by_passes:
             labels, scores = predict_with_uncertainty(model, img, passes=passes)
             by_passes[passes].extend(scores[k] for k in sorted(scores))
-        u = uncertainty.mc_dropout(model, img, passes=8, stride=1, deterministic=True)
+        u = uncertainty.mc_dropout(model, img, passes=8, stride=2, deterministic=True)
         labels = model.instances(u.deterministic)
+        if not labels.max():
+            continue
         ent = cell_scores(labels, u.entropy / np.log(3))
         mi = cell_scores(labels, u.mutual_information / np.log(3))
         bad = wrong_cells(labels, truth)
@@ -97,7 +151,7 @@ def main() -> None:
         rho = spearmanr(np.asarray(by_passes[passes]), ref).statistic
         print(f"rank correlation of cell scores, {passes} vs 64 passes: {rho:.3f}")
     e = np.asarray(entropy_s)
-    print(f"{len(e)} suggested cells on {len(images)} DSB test images, "
+    print(f"{len(e)} suggested cells on {len(images)} DSB images, "
           f"{int(np.sum(wrong))} wrong (IoU < 0.5)")
     print("entropy score quantiles 10/50/90/99%:",
           np.round(np.percentile(e, [10, 50, 90, 99]), 3))
