@@ -143,7 +143,7 @@ def _panel(ws: annotations.Workspace, channels) -> list:
             dcc.Loading(html.Div(id=COUNTS, className="small"), type="dot"),
             html.Div(id=MESSAGE),
         ], className="annotate-save-bar"),
-        view.review_box(ws.can_edit) if outlines else None,
+        view.review_box(ws.can_edit),
         html.Div([_button("undo", "Undo", ro or not ws.can_undo),
                   _button("redo", "Redo", ro or not ws.can_redo),
                   _button("delete", "Delete cell", ro, "outline-danger",
