@@ -369,15 +369,24 @@ def worker_name(queues: str = "") -> str:
 
 def cmd_worker(config: Config, args) -> None:
     from app.jobs.celery_app import make_celery
-    from app.jobs.kinds import QUEUES
+    from app.jobs.kinds import QUEUES, UI_QUEUE
     from app.jobs.reaper import Reaper
     queues = [q.strip() for q in (args.queues or ",".join(QUEUES)).split(",") if q.strip()]
-    unknown = [q for q in queues if q not in QUEUES]
+    unknown = [q for q in queues if q not in (*QUEUES, UI_QUEUE)]
     if unknown:
         raise CLIError(f"unknown queue(s) {', '.join(unknown)}; the queues are "
-                       f"{', '.join(QUEUES)}")
+                       f"{', '.join((*QUEUES, UI_QUEUE))}")
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    celery = make_celery(config)
+    if UI_QUEUE in queues:
+        if not config.redis_url:
+            raise CLIError("the ui queue (Dash background callbacks through Celery) needs "
+                           "REDIS_URL; without it the web workers run them themselves")
+        # The tasks of the ui queue are the Dash app's background callbacks: build the app
+        # (as a web worker does) and serve its Celery app, which also holds the job task.
+        from app.wsgi import create_app
+        celery = create_app(config).extensions["dash_app"]._background_manager.handle
+    else:
+        celery = make_celery(config)
     reaper = Reaper(config, queues, celery)
     reaper.recover()          # jobs of dead workers fail; queued jobs are sent again
     reaper.start()            # ... and every few seconds while this worker runs
@@ -524,7 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--concurrency", type=int, default=1)
     c.add_argument("--pool", default="", help="Celery pool: prefork (default), solo, threads")
     c.add_argument("--queues", default="", help="queues to take jobs from: gpu (training, "
-                   "scoring, prediction), cpu (imports); default both")
+                   "scoring, prediction), cpu (imports); default both; ui: the "
+                   "web pages' background callbacks, with REDIS_URL (docs/deploy.md)")
     c.set_defaults(fn=cmd_worker)
     return p
 

