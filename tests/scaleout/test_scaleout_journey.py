@@ -182,3 +182,19 @@ def test_login_lockout_is_shared_by_the_web_workers(site):
                                          "csrf_token": token}, allow_redirects=False,
                timeout=30)
     assert r.status_code != 302, ("the right password got in during a lockout", codes)
+
+
+def test_the_ui_worker_serves_the_pages_background_callbacks(site):
+    """With REDIS_URL the pages' background callbacks are Celery tasks on the ui queue: the ui
+    worker has every one of them registered (it built the Dash app), so any web worker on any
+    host can hand one over and read its result from Redis."""
+    out = site.python(
+        "import socket\n"
+        "from app.config import Config; from app.jobs.celery_app import make_celery\n"
+        "c = make_celery(Config.from_env())\n"
+        "name = f'cellloop-ui@{socket.gethostname()}'\n"
+        "found = c.control.inspect(destination=[name], timeout=10).registered() or {}\n"
+        "print(sorted(t for t in found.get(name, []) if t.startswith('background_callback_')))\n"
+        "print(c.conf.task_routes)\n")
+    tasks = eval(out.strip().splitlines()[-2])
+    assert len(tasks) >= 3, out          # annotate (2) and viewer (1) background callbacks
