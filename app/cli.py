@@ -401,6 +401,19 @@ def cmd_worker(config: Config, args) -> None:
         reaper.stop()
 
 
+def cmd_copy_to(config: Config, args) -> None:
+    """Copy this (embedded) install to PostgreSQL + an object store, verified."""
+    from app.scaleout_copy import CopyError, copy_install
+    try:
+        report = copy_install(config, args.database_url, args.storage_url)
+    except CopyError as exc:
+        raise CLIError(str(exc)) from None
+    print("\n".join(report.lines()))
+    print("verified: row counts and content digests equal, every blob hash-checked. Now run "
+          "the web servers and workers with DATABASE_URL and STORAGE_URL set to the target "
+          "(docs/deploy.md).")
+
+
 def cmd_create_token(config: Config, args) -> None:
     """Issue an API token to an account and print it once (only its hash is kept)."""
     from app.permissions import SYSTEM
@@ -529,6 +542,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--port", type=int, default=None)
     c.add_argument("--debug", action="store_true")
     c.set_defaults(fn=cmd_run)
+    c = sub.add_parser("copy-to", help="copy this install's database and blobs to "
+                       "PostgreSQL + an object store (S3), verified by counts and hashes")
+    c.add_argument("--database-url", required=True,
+                   help="target, e.g. postgresql+psycopg://cellloop:PASSWORD@db:5432/cellloop")
+    c.add_argument("--storage-url", required=True, help="target, e.g. s3://bucket/cellloop")
+    c.set_defaults(fn=cmd_copy_to)
     c = sub.add_parser("worker", help="background job worker (Celery)")
     c.add_argument("--concurrency", type=int, default=1)
     c.add_argument("--pool", default="", help="Celery pool: prefork (default), solo, threads")
