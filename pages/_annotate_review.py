@@ -21,15 +21,17 @@ FRAME_MIN = 64          # px: the smallest window a framed cell is shown in
 
 
 def swatch(colour: str, filled: bool) -> html.Span:
-    """A legend key drawn like the overlay: outline, light or stronger fill."""
-    return html.Span(className="review-swatch", style={
-        "borderColor": colour, "backgroundColor": colour + ("70" if filled else "28")})
+    """A legend key drawn like the overlay: outline, light or stronger fill (and dashed)."""
+    return html.Span(className="review-swatch" + (" review-swatch-dashed" if filled else ""),
+                     style={
+                         "borderColor": colour,
+                         "backgroundColor": colour + ("70" if filled else "28")})
 
 
 def legend(summary: cell_review.Summary) -> list:
     return [
         html.Div([swatch(cell_review.UNCERTAIN, True),
-                  html.B(f"uncertain: {summary.uncertain} to check")],
+                  html.B(f"uncertain: {summary.uncertain} to check"), " (dashed)"],
                  id=f"{REVIEW}-uncertain"),
         html.Div([swatch(cell_review.CONFIDENT, False),
                   f"confident: {summary.confident} not yet accepted"],

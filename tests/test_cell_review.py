@@ -65,7 +65,9 @@ def test_review_walks_uncertain_cells_and_accepts_confident_ones(
     from app.services.display import render_draft
     png = render_draft(session, anna, config, store, image_id, 0, 80).data
     assert rgb_at(png, 60, 45)[:3] == (0xD5, 0x5E, 0x00)
+    assert rgb_at(png, 62, 40)[:3] == (255, 255, 255)       # uncertain outlines are dashed
     assert rgb_at(png, 5, 10)[:3] == (0x56, 0xB4, 0xE9)
+    assert rgb_at(png, 7, 5)[:3] == (0x56, 0xB4, 0xE9)       # confident ones are not
     # editing a cell checks it: the walk skips it
     drafts.record_edit(session, anna, config, store, image_id,
                        {"op": "class", "label": 3, "cls": 0})

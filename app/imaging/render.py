@@ -143,17 +143,21 @@ def overlay_rgba(labels: np.ndarray, max_side: int, color: str = "#ffff00",
     return out
 
 
+DASH = 4          # px: the dash length of a dashed outline (annotation_rgba)
+
+
 def annotation_rgba(labels: np.ndarray, max_side: int, class_colors: list[str],
                     classes: dict[int, int] | None = None, selected: int = 0,
                     region: np.ndarray | None = None, points: list | None = None,
                     fill_alpha: int = 50,
-                    label_styles: dict[int, tuple[str, int]] | None = None) -> np.ndarray:
+                    label_styles: dict[int, tuple] | None = None) -> np.ndarray:
     """RGBA uint8 overlay for the annotation workspace: each cell in its class colour
     (outline opaque, interior light), the selected cell highlighted, everything outside the
     annotated `region` dimmed, counting `points` as dots. `label_styles` {label: (colour,
-    fill alpha)} overrides the class colour of some cells (suggested cells not checked yet,
-    coloured by uncertainty). One pass with a per-label colour table, so the cost does not
-    grow with the number of cells."""
+    fill alpha[, dashed])} overrides the class colour of some cells (suggested cells not
+    checked yet, coloured by uncertainty); a dashed outline alternates with white every
+    DASH px, a cue that does not depend on telling colours apart. One pass with a per-label
+    colour table, so the cost does not grow with the number of cells."""
     factor = downsample_factor(labels.shape, max_side)
     small = labels[::factor, ::factor] if factor > 1 else labels
     palette = np.array([(hex_to_rgb(c) * 255).astype(np.uint8) for c in class_colors]
@@ -165,14 +169,21 @@ def annotation_rgba(labels: np.ndarray, max_side: int, class_colors: list[str],
         if 0 < int(label) < len(table):
             table[int(label), :3] = palette[min(int(cls), len(palette) - 1)]
     table[1:, 3] = fill_alpha
-    for label, (colour, alpha) in (label_styles or {}).items():
+    dashed = np.zeros(len(table), bool)
+    for label, (colour, alpha, *dash) in (label_styles or {}).items():
         if 0 < int(label) < len(table):
             table[int(label)] = (*(hex_to_rgb(colour) * 255).astype(np.uint8), int(alpha))
+            dashed[int(label)] = bool(dash and dash[0])
     if selected:
         table[selected] = (255, 255, 255, 140)
+        dashed[selected] = False
     out = table[small]
     edge = outlines(small)
     out[edge, 3] = 255
+    if dashed.any():
+        rows, cols = np.nonzero(edge & dashed[small])
+        gap = ((rows + cols) // DASH) % 2 == 1
+        out[rows[gap], cols[gap]] = (255, 255, 255, 255)
     if region is not None:
         outside = ~(region[::factor, ::factor] if factor > 1 else region)
         out[outside] = (out[outside] // 2) if fill_alpha else out[outside]

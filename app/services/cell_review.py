@@ -11,8 +11,9 @@ are still the model's word and which the annotator has looked at:
   confident one at once. Acceptance is a "check" edit of the draft (no pixel changes), so
   Undo takes it back and a reload or another worker sees the same state;
 - the overlay draws unchecked suggested cells in the two colours of the legend (CONFIDENT,
-  UNCERTAIN: blue and vermillion, told apart with any colour vision, uncertain ones also more
-  filled) and checked ones in their class colour, like drawn cells;
+  UNCERTAIN: blue and vermillion, told apart with any colour vision; uncertain ones also
+  dashed with white and more filled, which needs no colour vision at all) and checked ones
+  in their class colour, like drawn cells;
 - "Next uncertain cell" (U) selects the most uncertain unchecked cell after the selected one
   in score order and frames it.
 
@@ -49,10 +50,12 @@ class Review:
     def unchecked(self, present: set[int]) -> dict[int, float]:
         return {k: v for k, v in self.scores.items() if k in present and k not in self.checked}
 
-    def styles(self) -> dict[int, tuple[str, int]]:
-        """{label: (outline colour, fill alpha)} of every unchecked suggested cell: uncertain
-        ones also more filled, so they stand out without telling colours apart."""
-        return {k: (UNCERTAIN, 110) if v >= self.uncertain_at else (CONFIDENT, 40)
+    def styles(self) -> dict[int, tuple[str, int, bool]]:
+        """{label: (outline colour, fill alpha, dashed)} of every unchecked suggested cell:
+        uncertain ones also dashed (with white) and more filled, so they stand out from
+        confident and checked cells without telling colours apart (a class colour may be
+        close to vermillion)."""
+        return {k: (UNCERTAIN, 110, True) if v >= self.uncertain_at else (CONFIDENT, 40, False)
                 for k, v in self.scores.items() if k not in self.checked}
 
 
