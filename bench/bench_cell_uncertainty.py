@@ -164,7 +164,8 @@ def quality(model, args) -> None:
           f"{(flagged & w).sum() / max(1, w.sum()):.0%} of the wrong ones")
     for t in (0.05, 0.1, 0.15, 0.2, 0.3):
         f = e >= t
-        print(f"  threshold {t}: {f.mean():.0%} flagged, recall of wrong {(f & w).sum() / max(1, w.sum()):.0%}")
+        print(f"  threshold {t}: {f.mean():.0%} flagged, "
+              f"recall of wrong {(f & w).sum() / max(1, w.sum()):.0%}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ Imported by `pages.annotate`, like `pages._annotate_flow`."""
 from __future__ import annotations
 
 import dash
-import dash_bootstrap_components as dbc
 from dash import Input, Output, Patch, State, callback, clientside_callback, html
 
 from app.background import run_as

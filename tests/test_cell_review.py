@@ -3,10 +3,11 @@ suggestion on opening never loads the model), carried into the draft, coloured i
 overlay, walked most uncertain first, and accepted in one undoable edit; drafts without
 scores stay plain. The model is faked here (tests/models/test_cell_uncertainty.py tests
 the real scores)."""
+import io
+
 import numpy as np
 import pytest
 from PIL import Image as PILImage
-import io
 
 from app.errors import NotFound, PermissionDenied, ValidationError
 from app.services import cell_review, drafts, prediction

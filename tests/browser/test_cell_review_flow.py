@@ -61,9 +61,11 @@ def test_uncertain_cells_coloured_walked_and_confident_ones_accepted(browser, wo
     browser.find_element("body").send_keys("u")
     browser.wait_for_contains_text("#annotate-counts", "cell 3 selected", timeout=15)
     assert "Uncertain cell 3" in browser.find_element("#annotate-message").text
-    WebDriverWait(browser.driver, 10).until(lambda d: x_range(browser)[1] - x_range(browser)[0] < 79)
-    assert browser.driver.execute_script(
-        "return document.querySelector('#annotate-graph .js-plotly-plot').layout.shapes.length") == 1
+    WebDriverWait(browser.driver, 10).until(
+        lambda d: x_range(browser)[1] - x_range(browser)[0] < 79)          # zoomed onto it
+    assert browser.driver.execute_script(                                   # and editable
+        "return document.querySelector('#annotate-graph .js-plotly-plot').layout.shapes"
+        ".length") == 1
     # K keeps it as drawn; U goes on to the other uncertain cell
     browser.find_element("body").send_keys("k")
     browser.wait_for_contains_text("#annotate-review-uncertain", "uncertain: 1 to check",
