@@ -132,8 +132,17 @@ def revert(_n, info):
 
 
 # ------------------------------------------------------------------ saving
-def _saved_message(version) -> html.Div:
-    return alert(f"Saved version {version.version} ({version.n_cells} cells).", "success")
+def _saved_message(version, image_id: int | None = None) -> html.Div:
+    """"Saved version 3 (26 cells)", and how many uncertain suggested cells nobody checked
+    (they are saved as the model drew them)."""
+    text = f"Saved version {version.version} ({version.n_cells} cells)."
+    if image_id is not None:
+        summary, _ = call(cell_review.summary, get_config(), state().store, image_id)
+        if summary is not None and summary.uncertain:
+            n = summary.uncertain
+            text += (f" {n} uncertain suggested {'cell was' if n == 1 else 'cells were'} "
+                     "not checked (kept as the model drew them; U goes to them).")
+    return alert(text, "success")
 
 
 def _save_error(error: str):
@@ -164,7 +173,7 @@ def _save_callback(button: str, **options):
                "n_cells": version.n_cells, "n_points": version.n_points,
                "can_undo": bool((st or {}).get("can_undo")) or bool(options.get("empty")),
                "can_redo": bool((st or {}).get("can_redo"))}
-        return (new, _saved_message(version), view.status_after_save(version),
+        return (new, _saved_message(version, info["id"]), view.status_after_save(version),
                 view.version_text(version))
     _run.__name__ = f"on_{button.replace('-', '_')}"
     return _run

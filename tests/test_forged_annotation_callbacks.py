@@ -153,3 +153,20 @@ def test_scoring_a_suggestion_in_the_background_is_the_annotators_own(server, db
     assert error and "annotat" in error.lower()
     result, error = run_as(server, annotator_token, cookies_of(server, annotator), *args)
     assert error is None and result is None          # nothing to score: no suggestion
+
+
+def test_the_save_message_counts_unchecked_uncertain_cells(login, world, db, dash_app, config,
+                                                           store, image_id, monkeypatch):
+    from app.services import drafts, prediction
+    from tests.conftest import actor
+    from tests.test_cell_review import suggestion_labels, uncertainty
+    monkeypatch.setattr(prediction, "suggest", lambda *a, **k: prediction.Prediction(
+        image_id, 1, 3, suggestion_labels(), uncertainty()))
+    with db.session_scope() as s:
+        drafts.use_suggestion(s, actor(s, "annotator"), config, store, image_id)
+    saved = forge(login("annotator"), dash_app, "annotate-save", "n_clicks", 1,
+                  [{"id": "annotate-state", "property": "data", "value": {}},
+                   {**INFO, "value": {"id": image_id, "project": world["project_id"]}}])
+    text = saved.get_data(as_text=True)
+    assert "Saved version 1 (3 cells)." in text and "2 uncertain suggested cells were not " \
+        "checked" in text
