@@ -8,6 +8,7 @@ first, so a missing server there is a failure, not a skip."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -38,19 +39,67 @@ def stack(tmp_path_factory):
             pytest.skip(reason)
         pytest.fail(reason)
     folder = tmp_path_factory.mktemp("servers")
-    started = []
+    stack: dict = {"_redis_dir": folder / "redis"}
     try:
-        pg = servers.start_postgres()
-        started.append(pg)
-        redis = servers.start_redis(folder / "redis")
-        started.append(redis)
-        s3 = servers.start_s3(folder / "s3")
-        started.append(s3)
-        yield {"DATABASE_URL": pg.url, "REDIS_URL": redis.url, "STORAGE_URL": s3.url,
-               **s3.extra["env"], "_pg": pg, "_redis": redis, "_s3": s3}
+        stack["_pg"] = pg = servers.start_postgres()
+        stack["_redis"] = redis = servers.start_redis(folder / "redis")
+        stack["_s3"] = s3 = servers.start_s3(folder / "s3")
+        stack.update({"DATABASE_URL": pg.url, "REDIS_URL": redis.url, "STORAGE_URL": s3.url,
+                      **s3.extra["env"]})
+        yield stack
     finally:
-        for server in reversed(started):
-            server.stop()
+        for name in ("_s3", "_redis", "_pg"):      # a test may have restarted one
+            if name in stack:
+                stack[name].stop()
+
+
+def restart_redis(stack: dict, down_s: float = 2.0) -> None:
+    """kill -9 the Redis server, wait `down_s`, start a new one on the same port (empty: it
+    keeps nothing on disk, as a cache server restarted without persistence)."""
+    import signal
+    import time
+    old = stack["_redis"]
+    os.killpg(old.extra["proc"].pid, signal.SIGKILL)
+    old.extra["proc"].wait(timeout=10)
+    time.sleep(down_s)
+    stack["_redis"] = servers.start_redis(stack["_redis_dir"], port=old.extra["port"])
+
+
+def new_database(stack: dict) -> str:
+    """The URL of a new, empty database on the stack's PostgreSQL server."""
+    import secrets
+
+    import psycopg
+    name = f"db_{secrets.token_hex(4)}"
+    server = stack["DATABASE_URL"].replace("+psycopg", "").rsplit("/", 1)[0]
+    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return stack["DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
+
+
+def make_site(stack: dict, folder, project: str) -> ScaleoutApp:
+    """CellLoop on the stack as run.sh starts it: two gunicorn workers, a worker on each
+    queue (gpu, cpu) and on the ui queue; accounts boss (admin, owner of `project`), anna and
+    ben (annotators). Its own database on the server, its own prefix in the bucket."""
+    app = ScaleoutApp(folder, web_workers=2,
+                      extra_env={**app_env(stack), "SECRET_KEY": "scaleout-secret-key-0123456789",
+                                 "LOGIN_MAX_FAILURES": "3", "DATABASE_URL": new_database(stack),
+                                 "STORAGE_URL": f"{stack['STORAGE_URL']}-{Path(folder).parent.name}"})
+    try:
+        app.cli("init-db")
+        for name in ("boss", "anna", "ben"):
+            app.cli("create-user", name, *(["--admin"] if name == "boss" else []),
+                    stdin=f"{name}-password-1\n")
+        app.cli("create-project", project, "--owner", "boss", "--starting-model", "none")
+        app.cli("add-member", project, "anna", "annotator")
+        app.cli("add-member", project, "ben", "annotator")
+        for queue in ("gpu", "cpu", "ui"):
+            app.start_worker(queue)
+        app.start_web()
+    except BaseException:
+        app.stop()
+        raise
+    return app
 
 
 def app_env(stack: dict) -> dict:

@@ -167,9 +167,10 @@ def _killer(proc: subprocess.Popen, folder: Path | None = None):
     return stop
 
 
-def start_redis(folder: Path) -> Server:
+def start_redis(folder: Path, port: int | None = None) -> Server:
+    """redis-server on 127.0.0.1 (`port`: the same one again, to restart it)."""
     folder.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log = folder / "redis.log"
     proc = _spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir",
                    str(folder), "--save", "", "--appendonly", "no", "--protected-mode", "yes"],

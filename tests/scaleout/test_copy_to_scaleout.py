@@ -21,20 +21,9 @@ from app.tables import Annotation, Image
 from storage.blobstore import get_array
 from tests.images_data import rect
 from tests.live.harness import ROOT
-from tests.scaleout.conftest import app_env
+from tests.scaleout.conftest import app_env, new_database
 
 pytestmark = [pytest.mark.scaleout]
-
-
-def _new_database(stack: dict) -> str:
-    import secrets
-
-    import psycopg
-    name = f"copy_{secrets.token_hex(4)}"
-    server = stack["DATABASE_URL"].replace("+psycopg", "").rsplit("/", 1)[0]
-    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return stack["DATABASE_URL"].rsplit("/", 1)[0] + "/" + name
 
 
 def test_copy_to_postgres_and_s3_verified_then_serves(stack, config, db, world, lab, store,
@@ -50,7 +39,7 @@ def test_copy_to_postgres_and_s3_verified_then_serves(stack, config, db, world, 
                            {"op": "add", "shape": rect(5, 5, 30, 30)})
     with db.session_scope() as s:
         annotations.save(s, annotator, config, store, image_id)
-    database_url = _new_database(stack)
+    database_url = new_database(stack)
     storage_url = stack["STORAGE_URL"] + "-copy"
 
     # through the CLI, as an admin would run it
@@ -98,7 +87,7 @@ def test_a_second_run_only_checks(stack, config, db, world, lab, monkeypatch):
     for key, value in app_env(stack).items():
         if key.startswith("AWS_"):
             monkeypatch.setenv(key, value)
-    database_url = _new_database(stack)
+    database_url = new_database(stack)
     first = copy_install(config, database_url, stack["STORAGE_URL"] + "-again")
     again = copy_install(config, database_url, stack["STORAGE_URL"] + "-again")
     assert first.blobs_copied == first.blobs > 0 and again.blobs_copied == 0

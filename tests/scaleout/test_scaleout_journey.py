@@ -19,7 +19,7 @@ import requests
 from cellloop_client import Client
 from tests.images_data import nuclei, tiff
 from tests.live.harness import TINY_TRAINING
-from tests.scaleout.conftest import ScaleoutApp, app_env
+from tests.scaleout.conftest import ScaleoutApp, make_site
 
 pytestmark = [pytest.mark.scaleout, pytest.mark.slow]
 PROJECT = "Scale"
@@ -27,20 +27,8 @@ PROJECT = "Scale"
 
 @pytest.fixture(scope="module")
 def site(stack, tmp_path_factory):
-    app = ScaleoutApp(tmp_path_factory.mktemp("scaleout") / "site", web_workers=2,
-                      extra_env={**app_env(stack), "SECRET_KEY": "scaleout-secret-key-0123456789",
-                                 "LOGIN_MAX_FAILURES": "3"})
+    app = make_site(stack, tmp_path_factory.mktemp("scaleout") / "site", PROJECT)
     try:
-        app.cli("init-db")
-        app.cli("create-user", "boss", "--admin", stdin="boss-password-1\n")
-        app.cli("create-user", "anna", stdin="anna-password-1\n")
-        app.cli("create-user", "ben", stdin="ben-password-1\n")
-        app.cli("create-project", PROJECT, "--owner", "boss", "--starting-model", "none")
-        app.cli("add-member", PROJECT, "anna", "annotator")
-        app.cli("add-member", PROJECT, "ben", "annotator")
-        for queue in ("gpu", "cpu", "ui"):
-            app.start_worker(queue)
-        app.start_web()
         yield app
     finally:
         app.stop()
@@ -143,7 +131,7 @@ def test_import_annotate_save_train_predict_export_on_postgres_redis_s3(site, st
     local = site.data_dir / "blobs"
     assert not local.exists() or not any(p.is_file() for p in local.rglob("*")), \
         list(local.rglob("*"))[:5]
-    keys = set(_bucket_keys(stack))
+    keys = set(_bucket_keys(stack, site))
     named = {k for row in site.query(
         "SELECT blob_key FROM image UNION SELECT label_blob_key FROM annotation "
         "UNION SELECT weights_blob_key FROM model_version") for k in row if k}
@@ -151,12 +139,12 @@ def test_import_annotate_save_train_predict_export_on_postgres_redis_s3(site, st
     print(f"\nscaleout journey: {time.time() - t0:.1f} s")
 
 
-def _bucket_keys(stack: dict):
+def _bucket_keys(stack: dict, site: ScaleoutApp):
     import boto3
     env = stack["_s3"].extra["env"]
     s3 = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
                       aws_access_key_id="testing", aws_secret_access_key="testing")
-    bucket, prefix = stack["STORAGE_URL"][len("s3://"):].split("/", 1)
+    bucket, prefix = site.env["STORAGE_URL"][len("s3://"):].split("/", 1)
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             yield obj["Key"].rsplit("/", 1)[-1]
