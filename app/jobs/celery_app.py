@@ -34,13 +34,14 @@ def make_celery(config: Config) -> Celery:
         # Dash's background callback tasks ("background_callback_<key>", REDIS_URL only) run
         # on the ui queue, served by workers that build the Dash app (app.jobs.kinds.UI_QUEUE).
         task_routes={"background_callback_*": {"queue": UI_QUEUE}},
-        # Redis redelivers a message not acknowledged within the visibility timeout (1 h by
-        # default) to another worker: longer than any training budget, or a long job would
-        # be handed out twice (the runner refuses a job that is not queued, but say it here).
-        broker_transport_options={"visibility_timeout": 12 * 3600},
-        result_backend_transport_options={"visibility_timeout": 12 * 3600},
         cellloop_config=config,
     )
+    if config.redis_url:
+        # Redis redelivers a message not acknowledged within the visibility timeout (1 h by
+        # default) to another worker: make it longer than any training budget, or a long job
+        # would be handed out twice. (Redis only: the SQLite transport passes these options
+        # to create_engine, which refuses them.)
+        celery.conf.broker_transport_options = {"visibility_timeout": 12 * 3600}
     return celery
 
 
