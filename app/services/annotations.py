@@ -185,17 +185,14 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
     # Two saves of this image (two web workers, two hosts) go one after the other from here:
     # the image row is locked (PostgreSQL; SQLite's write lock does the same), and the newest
     # version is read again under the lock, so the version numbers and the conflict check
-    # hold (a newer version saved meanwhile is a Conflict, or the parent when `force`).
+    # hold (a version saved meanwhile with the same content is this save, done twice; any
+    # other is a Conflict, or the parent when `force`).
     lock_row(session, Image, image.id)
+    leases.renew(session, actor, config, image.id)   # (on SQLite this write takes the lock)
     newest = queries.newest_annotation(session, image.id)
-    if newest is not None and (latest is None or newest.id != latest.id):
-        if not force:
-            raise Conflict(f"This image changed since you opened it: version {newest.version} "
-                           f"was saved by {_user_name(session, newest.author_id)} at "
-                           f"{newest.created_at:%H:%M} UTC. Reload to see it, or save yours "
-                           "as a new version.")
+    raced = newest is not None and (latest is None or newest.id != latest.id)
+    if raced:
         latest = newest
-    leases.renew(session, actor, config, image.id)
     if latest is not None and _same_content(store, latest, None if label_key is None else labels,
                                             canvas.region, points, classes):
         # Nothing changed against the newest version (a repeated or concurrent save of the
@@ -206,6 +203,11 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
         draft.activity = activity                 # no new version: the time keeps counting
         drafts.checkpoint(session, config, draft, latest, canvas)
         return _version(session, latest)
+    if raced and not force:
+        raise Conflict(f"This image changed since you opened it: version {latest.version} "
+                       f"was saved by {_user_name(session, latest.author_id)} at "
+                       f"{latest.created_at:%H:%M} UTC. Reload to see it, or save yours "
+                       "as a new version.")
     if effort is None:                            # (an untouched draft that still differs)
         effort = _effort(session, store, draft, labels, classes, points, activity["seconds"])
     source, model_version_id = drafts.source_of(session, draft)
