@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
@@ -132,9 +133,17 @@ def ensure_draft(session: Session, actor: Actor, image: Image) -> Draft:
     draft = find_draft(session, actor, image.id)
     latest = queries.newest_annotation(session, image.id)
     if draft is None:
-        draft = _based_on(Draft(image_id=image.id, user_id=actor.id), latest)
-        session.add(draft)
-        session.flush()
+        # Two first edits at once (the page sends callbacks in parallel; two web workers or
+        # hosts): the unique (image, user) index lets one insert win, the other takes its row.
+        try:
+            with session.begin_nested():
+                draft = _based_on(Draft(image_id=image.id, user_id=actor.id), latest)
+                session.add(draft)
+                session.flush()
+        except IntegrityError:
+            draft = find_draft(session, actor, image.id)
+            if draft is None:
+                raise
     elif ((untouched(draft) or only_auto_suggested(draft))
           and draft.base_annotation_id != (latest.id if latest else None)):
         _based_on(draft, latest)
