@@ -9,6 +9,7 @@ web workers (rows in Postgres), and a Dash background callback runs on the ui wo
 from __future__ import annotations
 
 import io
+import json
 import time
 import zipfile
 
@@ -186,3 +187,42 @@ def test_the_ui_worker_serves_the_pages_background_callbacks(site):
         "print(c.conf.task_routes)\n")
     tasks = eval(out.strip().splitlines()[-2])
     assert len(tasks) >= 3, out          # annotate (2) and viewer (1) background callbacks
+
+
+def test_a_background_callback_runs_on_the_ui_worker(site):
+    """The viewer's "suggest" button (a Dash background callback) sent as the browser sends
+    it: the web worker hands it to Celery through Redis, the ui worker runs it (the trained
+    model predicts the image), and the result is read back through Redis, by whichever web
+    worker the polls land on."""
+    web = site.login("boss", "boss-password-1")
+    image_id = site.query("SELECT id FROM image ORDER BY id LIMIT 1")[0][0]
+    token = site.python(
+        "from app.config import Config; from app.db import Database\n"
+        "from app.background import sign_actor; from app.services import users\n"
+        "c = Config.from_env(); db = Database(c.sqlalchemy_url)\n"
+        "with db.session_scope() as s:\n"
+        "    print(sign_actor(c.resolve_secret_key(), users.find_user(s, 'boss')))\n"
+    ).strip().splitlines()[-1]
+    deps = web.get(site.url("/_dash-dependencies"), timeout=30).json()
+    cb = next(d for d in deps if any(i["id"] == "viewer-suggest" for i in d["inputs"]))
+    outputs = [{"id": o.split(".")[0], "property": o.split(".")[1].split("@")[0]}
+               for o in cb["output"].strip(".").split("...")]
+    body = {"output": cb["output"], "outputs": outputs,
+            "inputs": [{"id": "viewer-suggest", "property": "n_clicks", "value": 1}],
+            "state": [{"id": "viewer-image-id", "property": "data",
+                       "value": {"id": image_id, "token": token}}],
+            "changedPropIds": ["viewer-suggest.n_clicks"]}
+    first = web.post(site.url("/_dash-update-component"), json=body, timeout=60)
+    assert first.status_code == 200 and "job" in first.json(), first.text[:500]
+    handles = {k: first.json()[k] for k in ("cacheKey", "job")}
+    deadline, answer = time.time() + 240, None
+    while time.time() < deadline:
+        r = web.post(site.url("/_dash-update-component"), params=handles, json=body,
+                     timeout=60)
+        if r.status_code == 200 and r.content and "response" in r.json():
+            answer = r.json()["response"]
+            break
+        time.sleep(0.5)
+    assert answer is not None, "no result from the ui worker: " + site.log_tail("worker-ui")
+    text = json.dumps(answer)
+    assert "viewer-prediction" in text and '"model"' in text, text[:1000]
