@@ -86,3 +86,14 @@ def test_proxy_fix_count():
     assert Config.from_env({"PROXY_FIX_COUNT": "2"}, dotenv=False).proxy_fix_count == 2
     with pytest.raises(ConfigError, match="PROXY_FIX_COUNT"):
         Config.from_env({"PROXY_FIX_COUNT": "-1"}, dotenv=False)
+
+
+def test_celery_redis_options_only_with_redis(tmp_path):
+    """The Redis visibility timeout must never reach the embedded SQLite transport (it hands
+    transport options to create_engine, which refused it: every job submission failed)."""
+    from app.jobs.celery_app import make_celery
+    embedded = make_celery(Config(data_dir=tmp_path).validated())
+    assert not embedded.conf.broker_transport_options
+    assert embedded.conf.task_routes["background_callback_*"] == {"queue": "ui"}
+    redis = make_celery(Config(data_dir=tmp_path, redis_url="redis://cache:6379/0").validated())
+    assert redis.conf.broker_transport_options["visibility_timeout"] >= 6 * 3600
