@@ -4,7 +4,13 @@ is `app.jobs.handlers.import_staged`.
 
 A staging folder lives exactly as long as its job: it is removed when the job is done, has
 failed or was cancelled, and every import job also removes folders left behind by jobs that
-are over (or by uploads that never became a job) once they are STALE_AFTER_S old."""
+are over (or by uploads that never became a job) once they are STALE_AFTER_S old.
+
+With an object store (STORAGE_URL), the web host that received the upload and the worker
+that imports it need not share a disk: the files are staged as blobs (`stage_blob`, behind
+a magic prefix so that a staged file never has the key of an image, mask or model blob, and
+deleting it touches nothing else), listed in the job's `staged_blobs`, and the worker writes
+them into its own staging folder before importing (`materialize`)."""
 from __future__ import annotations
 
 import logging
@@ -30,6 +36,33 @@ def staging_dir(config, token: str) -> Path:
     if not STAGING_TOKEN.match(token or ""):
         raise ValueError("bad staging token")
     return config.data_dir / "staging" / token
+
+
+STAGED_BLOB_MAGIC = b"\x93CLSTAGE\x01"
+
+
+def stage_blob(store, data: bytes) -> str:
+    """Put an uploaded file into the blob store for the import job; its key."""
+    return store.put_bytes(STAGED_BLOB_MAGIC + data)
+
+
+def materialize(store, folder: Path, staged: list) -> None:
+    """Write the staged blobs `staged` ([subfolder, name, key], ...) under `folder`."""
+    for sub, name, key in staged:
+        data = store.get_bytes(key)
+        if not data.startswith(STAGED_BLOB_MAGIC):
+            raise ValueError(f"blob {key} is not a staged upload")
+        target = folder / sub / Path(name).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data[len(STAGED_BLOB_MAGIC):])
+
+
+def drop_staged(store, staged: list) -> None:
+    for _sub, _name, key in staged or []:
+        try:
+            store.delete(key)
+        except Exception as exc:  # noqa: BLE001 - housekeeping
+            log.warning("staged blob %s not removed: %s", key, exc)
 
 
 def clean_stale_staging(config, db, min_age_s: float = STALE_AFTER_S) -> list[str]:

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from app.jobs.builtin import clean_stale_staging, staging_dir
+from app.jobs.builtin import clean_stale_staging, drop_staged, materialize, staging_dir
 from app.jobs.kinds import KINDS, JobKind
 from app.services import (imports, learning_loop, masks, prediction, scoring, simulation,
                           training)
@@ -25,11 +25,16 @@ log = logging.getLogger(__name__)
 
 
 # -- import: files staged by an upload --------------------------------------------------------
-def import_staged(ctx, staging: str, attach_masks: bool = False, replace: bool = False) -> dict:
+def import_staged(ctx, staging: str, attach_masks: bool = False, replace: bool = False,
+                  staged_blobs: list | None = None) -> dict:
     """Import the files staged under `staging` (or, with `attach_masks`, attach the label
-    images staged there to the project's images); the folder is removed however it ends."""
+    images staged there to the project's images); the folder is removed however it ends.
+    Files staged in the blob store (`staged_blobs`, an upload received by another host) are
+    written into this worker's staging folder first, and removed from the store at the end."""
     folder = staging_dir(ctx.config, staging)
     try:
+        if staged_blobs and not folder.is_dir():
+            materialize(ctx.deps.store, folder, staged_blobs)
         if not folder.is_dir():
             raise FileNotFoundError("The uploaded files are gone (staging folder missing).")
         if attach_masks:
@@ -37,6 +42,8 @@ def import_staged(ctx, staging: str, attach_masks: bool = False, replace: bool =
         return _import(ctx, folder)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        if staged_blobs:
+            drop_staged(ctx.deps.store, staged_blobs)
         try:
             clean_stale_staging(ctx.config, ctx.db)
         except Exception as exc:  # noqa: BLE001 - housekeeping must not change the outcome

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from app.config import Config
 from app.errors import ValidationError
-from app.jobs.builtin import staging_dir
+from app.jobs.builtin import drop_staged, stage_blob, staging_dir
 from app.permissions import Actor, require
 from app.services import jobs, masks
 from app.services.formats import (ACCEPTED_SUFFIXES, MASK_UPLOAD_SUFFIXES, image_stem_of_mask, is_accepted,
@@ -113,7 +113,7 @@ def upload(session: Session, actor: Actor, store: BlobStore, config: Config, pro
         return UploadOutcome([results[i] for i in sorted(results)])
     staged = [("images", names[i], datas[i]) for i in keep]
     staged += [("labels", names[i], datas[i]) for i in sorted(paired)]
-    job_id = _stage_and_submit(session, actor, config, project_id, staged, {}, enqueue)
+    job_id = _stage_and_submit(session, actor, config, project_id, staged, {}, enqueue, store)
     return UploadOutcome([refused[i] for i in sorted(refused)], job_id)
 
 
@@ -140,7 +140,8 @@ def upload_masks(session: Session, actor: Actor, store: BlobStore, config: Confi
         return UploadOutcome([results[i] for i in sorted(results)])
     job_id = _stage_and_submit(session, actor, config, project_id,
                                [("masks", names[i], datas[i]) for i in keep],
-                               {"attach_masks": True, "replace": bool(replace)}, enqueue)
+                               {"attach_masks": True, "replace": bool(replace)}, enqueue,
+                               store)
     return UploadOutcome([refused[i] for i in sorted(refused)], job_id)
 
 
@@ -202,10 +203,27 @@ def _staged(config: Config, names: list[str], datas: list[bytes], idx: list[int]
 
 def _stage_and_submit(session: Session, actor: Actor, config: Config, project_id: int,
                       files: list[tuple[str, str, bytes]], params: dict,
-                      enqueue: Callable[[int], None]) -> int:
+                      enqueue: Callable[[int], None], store: BlobStore | None = None) -> int:
     """Write (subfolder, name, bytes) under a new staging folder and start the import job;
-    the folder is removed if that fails before the job exists."""
+    the folder is removed if that fails before the job exists. With an object store
+    (STORAGE_URL) the files are staged as blobs instead, so the worker that imports them may
+    run on another host (`app.jobs.builtin.stage_blob`)."""
     token = secrets.token_hex(16)
+    if config.storage_url and store is not None:
+        staged, seen = [], set()
+        try:
+            for sub, name, data in files:
+                if (sub, name) in seen:
+                    name = f"{secrets.token_hex(3)}-{name}"
+                seen.add((sub, name))
+                staged.append([sub, name, stage_blob(store, data)])
+            info = jobs.submit_job(session, actor, project_id, "import",
+                                   {"staging": token, "staged_blobs": staged, **params},
+                                   enqueue)
+        except BaseException:
+            drop_staged(store, staged)
+            raise
+        return info.id
     folder = staging_dir(config, token)
     try:
         seen: set[tuple[str, str]] = set()

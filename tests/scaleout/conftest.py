@@ -8,6 +8,7 @@ first, so a missing server there is a failure, not a skip."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,8 @@ def new_database(stack: dict) -> str:
 
 def make_site(stack: dict, folder, project: str) -> ScaleoutApp:
     """CellLoop on the stack as run.sh starts it: two gunicorn workers, a worker on each
-    queue (gpu, cpu) and on the ui queue; accounts boss (admin, owner of `project`), anna and
+    queue (gpu; cpu, with a data directory of its own, as on another host) and on the ui
+    queue; accounts boss (admin, owner of `project`), anna and
     ben (annotators). Its own database on the server, its own prefix in the bucket."""
     app = ScaleoutApp(folder, web_workers=2,
                       extra_env={**app_env(stack), "SECRET_KEY": "scaleout-secret-key-0123456789",
@@ -93,8 +95,12 @@ def make_site(stack: dict, folder, project: str) -> ScaleoutApp:
         app.cli("create-project", project, "--owner", "boss", "--starting-model", "none")
         app.cli("add-member", project, "anna", "annotator")
         app.cli("add-member", project, "ben", "annotator")
-        for queue in ("gpu", "cpu", "ui"):
+        for queue in ("gpu", "ui"):
             app.start_worker(queue)
+        # the file worker stands for another host: its own data directory, no shared disk
+        # with the web workers (uploads reach it through the bucket)
+        app._spawn("worker-cpu", [sys.executable, "-m", "app", "worker", "--queues", "cpu"],
+                   env={"CELLLOOP_DATA_DIR": "data-cpu-host"})
         app.start_web()
     except BaseException:
         app.stop()

@@ -85,7 +85,22 @@ def test_import_annotate_save_train_predict_export_on_postgres_redis_s3(site, st
         truth[f"field{k}.tif"] = labels
     results = client.upload_folder(PROJECT, folder, progress=False)
     assert [r["status"] for r in results] == ["imported"] * 5, results
+    # a zip is imported by a job on the cpu worker, which shares no disk with the web
+    # workers here (its own data directory): the upload travels through the bucket
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for k in (5, 6):
+            zf.writestr(f"more/extra{k}.tif", tiff(nuclei((96, 96), n=6, seed=k)[0]))
+    pid = site.query("SELECT id FROM project WHERE name = ?", PROJECT)[0][0]
+    staged = client.post(f"/projects/{pid}/images",
+                         files=[("files", ("more.zip", buf.getvalue(), "application/zip"))])
+    assert staged["job_id"], staged
+    job = client.wait(staged["job_id"], timeout=300, progress=False)
+    assert job["state"] == "done" and job["result"]["imported"] == 2, job
+    assert not (site.data_dir / "staging").exists() or \
+        not any((site.data_dir / "staging").iterdir())
     ids = {i["name"]: i["id"] for i in client.images(PROJECT)}
+    assert set(ids) == set(truth) | {"more/extra5.tif", "more/extra6.tif"}, ids
 
     # annotate: three through the HTTP API, one with drafts and saves (two annotators)
     for name in sorted(ids)[:3]:
@@ -137,6 +152,9 @@ def test_import_annotate_save_train_predict_export_on_postgres_redis_s3(site, st
         "SELECT blob_key FROM image UNION SELECT label_blob_key FROM annotation "
         "UNION SELECT weights_blob_key FROM model_version") for k in row if k}
     assert named and named <= keys, named - keys
+    staged = {key for (params,) in site.query("SELECT params FROM job WHERE kind = 'import'")
+              for _sub, _name, key in (params or {}).get("staged_blobs", [])}
+    assert staged and not staged & keys, "the staged upload is still in the bucket"
     print(f"\nscaleout journey: {time.time() - t0:.1f} s")
 
 
