@@ -109,9 +109,11 @@ def cmd_create_project(config: Config, args) -> None:
                                     projects.parse_named_colours(args.classes),
                                     owner_id=owner.id, starting_model=start,
                                     store=open_store(config))
+        if args.mode != "outlines":
+            projects.set_annotation_mode(s, SYSTEM, p.id, args.mode)
     started = p.settings.get("starting_model", "none")
     print(f"created project {p.name!r} (id {p.id}), owner {args.owner}, starting model "
-          f"{started}")
+          f"{started}" + (", cells marked by points (counting)" if args.mode == "points" else ""))
 
 
 def cmd_list_projects(config: Config, _args) -> None:
@@ -160,9 +162,13 @@ def cmd_import(config: Config, args) -> None:
         items = labelstudio_items(Path(args.labelstudio), paths[0], config.max_image_pixels,
                                   config.max_image_bytes)
     else:
+        for option, folder in (("--masks", args.masks), ("--points", args.points)):
+            if folder and not Path(folder).is_dir():
+                raise CLIError(f"{option} {folder}: no such folder")
         items = iter_import_files(paths, Path(args.masks) if args.masks else None,
                                   config.max_image_pixels, max_image_bytes=config.max_image_bytes,
-                                  max_archive_bytes=config.max_archive_bytes)
+                                  max_archive_bytes=config.max_archive_bytes,
+                                  points_dir=Path(args.points) if args.points else None)
     counts = {"imported": 0, "duplicate": 0, "rejected": 0}
     problems = []
     with _db(config).session_scope() as s, tqdm(unit="file", disable=args.quiet) as bar:
@@ -460,6 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--starting-model", default=None, metavar="builtin|none|project:NAME",
                    help="the model the project starts from: the built-in nuclei model "
                         "(default, when installed), none, or another project's active model")
+    c.add_argument("--mode", default="outlines", choices=["outlines", "points"],
+                   help="how cells are marked: outlines (segmentation) or points (counting)")
     c.set_defaults(fn=cmd_create_project)
     sub.add_parser("list-projects", help="list projects").set_defaults(fn=cmd_list_projects)
     c = sub.add_parser("add-member", help="add a member or change their role")
@@ -474,13 +482,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--masks", help="folder of label images matched to images by file stem")
     c.add_argument("--labelstudio", help="Label Studio JSON export with annotations of the "
                                          "images in the (single) folder given")
+    c.add_argument("--points", help="folder of point CSVs (x,y[,class], or napari's "
+                                    "axis-0,axis-1) matched to images by file stem")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(fn=cmd_import)
     c = sub.add_parser("export", help="export masks, counts and datasets")
     c.add_argument("project", help="project name or id")
     c.add_argument("out", help="output folder, or a .zip file")
     c.add_argument("--format", default="all",
-                   help="tiff, png, hdf5, coco, counts or all (comma separated)")
+                   help="tiff, png, hdf5, coco, counts, points or all (comma separated)")
     c.add_argument("--accepted-only", action="store_true",
                    help="only accepted annotations (each image's newest accepted version)")
     c.set_defaults(fn=cmd_export)

@@ -66,6 +66,7 @@ class Config:
     torch_threads: int = 0                # 0: let torch decide
     inference_precision: str = "auto"     # "auto", "fp32" or "int8" (models.settings)
     lease_minutes: int = 30               # how long an image stays with its annotator
+    background_deadline_s: int = 600      # a Dash background callback's process ends after this
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -111,6 +112,7 @@ class Config:
             torch_threads=_int(env, "TORCH_THREADS", 0),
             inference_precision=env.get("INFERENCE_PRECISION", "auto").lower(),
             lease_minutes=_int(env, "LEASE_MINUTES", 30),
+            background_deadline_s=_int(env, "BACKGROUND_DEADLINE_S", 600),
             log_level=env.get("LOG_LEVEL", "INFO").upper(),
         )
         return cfg.validated()
@@ -131,6 +133,8 @@ class Config:
                               f"got {self.project_creators!r}")
         if self.lease_minutes < 1:
             raise ConfigError("LEASE_MINUTES must be at least 1")
+        if self.background_deadline_s < 10:
+            raise ConfigError("BACKGROUND_DEADLINE_S must be at least 10 seconds.")
         if self.inference_precision not in ("auto", "fp32", "int8"):
             raise ConfigError("INFERENCE_PRECISION must be auto, fp32 or int8, "
                               f"got {self.inference_precision!r}")

@@ -61,9 +61,11 @@ def _background_manager(server: Flask):
         from app.jobs.celery_app import make_celery
         return dash.CeleryManager(make_celery(config))
     import diskcache
+    from pages._background import BoundedDiskcacheManager
     folder = config.cache_dir / "dash-background"
     folder.mkdir(parents=True, exist_ok=True)
-    return dash.DiskcacheManager(diskcache.Cache(str(folder)))
+    return BoundedDiskcacheManager(diskcache.Cache(str(folder)),
+                                   deadline_s=config.background_deadline_s)
 
 
 def init_dash(server: Flask) -> dash.Dash:

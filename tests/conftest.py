@@ -75,9 +75,12 @@ def config(tmp_path) -> Config:
 
 @pytest.fixture(scope="session")
 def _process_server(tmp_path_factory):
-    """The one Flask server with the Dash UI of this test process, built on first use."""
+    """The one Flask server with the Dash UI of this test process, built on first use.
+    Background callbacks end after 45 s (browser tests wait up to 60 s for them), so a child
+    that hangs leaves the stacks of its threads in the test's captured output."""
     base = Config(env="testing", secret_key="test-secret-key-0123456789",
-                  data_dir=tmp_path_factory.mktemp("web") / "data").validated()
+                  data_dir=tmp_path_factory.mktemp("web") / "data",
+                  background_deadline_s=45).validated()
     return create_app(base)
 
 
@@ -241,3 +244,21 @@ def lab(db, world, store):
         imports.import_files(s, SYSTEM, store, world["project_id"], items, 1 << 28)
         projects.set_training_settings(s, SYSTEM, world["project_id"], TINY_TRAINING)
     return store
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Python joins every non-daemonic child process at exit, so one child left hanging
+    (a background callback forked from a test's server) would keep the run from ever
+    ending. End any that are left, and say so: that is a defect to look into."""
+    import multiprocessing
+    import sys
+    try:
+        import multiprocess
+    except ImportError:
+        multiprocess = None
+    for module in filter(None, (multiprocessing, multiprocess)):
+        for child in module.active_children():
+            print(f"\nconftest: ended child process {child.pid} ({child.name}) left running "
+                  "at the end of the test run", file=sys.stderr)
+            child.kill()
+            child.join(timeout=10)

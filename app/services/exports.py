@@ -1,5 +1,7 @@
 """Export a project: images and masks for napari/Cellpose (TIFF), semantic PNG masks, the HDF5
-sample layout, COCO instance JSON, per-image counts (CSV, JSON) and a manifest with the full
+sample layout, COCO instance JSON, per-image counts (CSV, JSON), counting-mode points (per
+image a CSV x,y,class and a napari points-layer CSV, and one Label Studio KeyPointLabels JSON
+for all images; storage.points) and a manifest with the full
 annotation history (who, when, source, from which model version, and each version's
 annotation effort: cells added, deleted, reshaped, kept, active editing seconds; the project's
 totals and, per trained model, its validation F1 against the effort saved before it).
@@ -28,11 +30,11 @@ from app.permissions import Actor, require
 from app.services import effort
 from app.states import ReviewState
 from app.tables import Annotation, Image, User
-from storage import coco, writers
+from storage import coco, points as point_files, writers
 from storage.blobstore import BlobStore, get_array
 from storage.hdf5 import Sample, write_samples
 
-FORMATS = ("tiff", "png", "hdf5", "coco", "counts")
+FORMATS = ("tiff", "png", "hdf5", "coco", "counts", "points")
 COUNT_COLUMNS = ["image_id", "image", "status", "n_cells", "n_points", "annotation_version", "author",
                  "source", "created_at"]
 
@@ -88,6 +90,8 @@ def export_project(session: Session, actor: Actor, store: BlobStore, project_id:
         history.setdefault(ann.image_id, []).append(ann)
     used: set[str] = set()
     samples, coco_images, coco_anns, counts, manifest_images = [], [], [], [], []
+    class_names = [c["name"] for c in project.classes or []]
+    keypoint_images = []
     n_exported = 0
     for i, image in enumerate(images):
         versions = history.get(image.id, [])
@@ -119,6 +123,13 @@ def export_project(session: Session, actor: Actor, store: BlobStore, project_id:
             if labels is not None:
                 coco_anns += coco.labels_to_annotations(labels, image.id, len(coco_anns) + 1,
                                                         classes)
+        if "points" in formats and latest is not None and latest.points:
+            writers.write_bytes(out / "points" / f"{stem}.csv",
+                                point_files.write_points_csv(latest.points, class_names))
+            writers.write_bytes(out / "points" / "napari" / f"{stem}.csv",
+                                point_files.write_napari_csv(latest.points))
+            keypoint_images.append((f"{stem}.tif", int(pixels.shape[3]), int(pixels.shape[2]),
+                                    latest.points))
         counts.append({"image_id": image.id, "image": image.name, "status": image.status,
                        "n_cells": latest.n_cells if latest and latest.label_blob_key else "",
                        "n_points": len(latest.points or []) if latest else "",
@@ -137,6 +148,9 @@ def export_project(session: Session, actor: Actor, store: BlobStore, project_id:
                                                 "categories": categories,
                                                 "info": {"project": project.name,
                                                          "exporter": "CellLoop"}})
+    if "points" in formats and keypoint_images:
+        writers.write_json(out / "points" / "labelstudio.json",
+                           point_files.labelstudio_tasks(keypoint_images, class_names))
     if "counts" in formats:
         writers.write_csv(out / "counts.csv", counts, COUNT_COLUMNS)
         writers.write_json(out / "counts.json", counts)

@@ -27,6 +27,7 @@ from app.services import queries
 from app.states import ImageStatus, ReviewState
 from app.tables import Annotation, Image, Project
 from storage.blobstore import BlobStore, array_sha256, put_array, sha256_bytes
+from storage.points import PointsError, RawPoint, from_labelstudio, read_points_csv, resolve
 from storage.readers import (DEFAULT_MAX_BYTES, ImageData, ImageReadError, read_image_bytes,
                              read_labels_bytes)
 from app.imaging.render import downsample, downsample_factor
@@ -50,7 +51,9 @@ class ImportResult:
 class ImportFile:
     """One image to import. Either `read` gives the file's bytes, or `load` gives an already
     decoded image (HDF5 samples). Ground truth comes as label-file bytes (`read_labels`) or as
-    an array (`load_labels`); `points` are counting-mode cell centres."""
+    an array (`load_labels`); counting-mode cell centres come as a points file
+    (`read_points`: CSV, see storage.points) or as parsed points (`points`: Label Studio's
+    {"x", "y", "label"} dicts or storage.points.RawPoint)."""
     name: str
     read: Callable[[], bytes] | None = None
     read_labels: Callable[[], bytes] | None = None
@@ -58,6 +61,8 @@ class ImportFile:
     load: Callable[[], ImageData] | None = None
     load_labels: Callable[[], np.ndarray] | None = None
     points: tuple = ()
+    read_points: Callable[[], bytes] | None = None
+    points_name: str = ""
 
 
 def count_labels(labels: np.ndarray) -> int:
@@ -87,6 +92,21 @@ def _labels_for(item: ImportFile, zcyx_shape: tuple, max_pixels: int,
                              f"{labels.shape[0]}x{labels.shape[1]} but the image is "
                              f"{shape[0]}x{shape[1]}.")
     return labels
+
+
+def _points_for(item: ImportFile, project: Project, zcyx_shape: tuple) -> list[list]:
+    """The item's points as `[[x, y, cls], ...]`, checked against the image's size and the
+    project's classes (PointsError names the file and the point)."""
+    if item.read_points is not None:
+        raw = read_points_csv(item.read_points(), item.points_name)
+    else:
+        raw = [p if isinstance(p, RawPoint) else from_labelstudio([p])[0] if isinstance(p, dict)
+               else RawPoint(*p) for p in item.points]
+    if not raw:
+        return []
+    return resolve(raw, int(zcyx_shape[-1]), int(zcyx_shape[-2]),
+                   [c["name"] for c in project.classes or []],
+                   item.points_name or item.labels_name or item.name)
 
 
 def _preview(store: BlobStore, zcyx: np.ndarray) -> str | None:
@@ -153,18 +173,22 @@ def _deleted_duplicate(session: Session, actor: Actor, store: BlobStore, image: 
                             "of the same file brings it back with its annotations.", image.id)
     versions = session.scalar(select(func.count(Annotation.id)).where(
         Annotation.image_id == image.id)) or 0
-    labels = None
-    if not versions and (item.read_labels is not None or item.load_labels is not None):
+    labels, points = None, []
+    if not versions:
         try:
-            labels = _labels_for(item, tuple(image.shape), max_pixels, max_bytes)
+            if item.read_labels is not None or item.load_labels is not None:
+                labels = _labels_for(item, tuple(image.shape), max_pixels, max_bytes)
+            project = session.get(Project, image.project_id)
+            points = _points_for(item, project, tuple(image.shape))
         except (ImageReadError, OSError, ValueError) as exc:
-            return ImportResult(item.name, "rejected", _named(item.labels_name or item.name, exc))
+            return ImportResult(item.name, "rejected", _named(
+                item.labels_name or item.points_name or item.name, exc))
     image.deleted_at = None
     n_cells = None
-    if labels is not None:
-        n_cells = add_imported_annotation(session, actor, store, image, labels).n_cells
+    if labels is not None or points:
+        n_cells = add_imported_annotation(session, actor, store, image, labels, points).n_cells
     history = (f"with its annotation history ({versions} version{'s' * (versions != 1)})"
-               if versions else "with the labels uploaded now" if labels is not None
+               if versions else "with the labels uploaded now" if labels is not None or points
                else "(it had no annotations)")
     log.info("%s restored deleted image %s (%s)", actor.username, image.id, image.name)
     return ImportResult(item.name, "imported",
@@ -202,13 +226,15 @@ def import_one(session: Session, actor: Actor, store: BlobStore, project: Projec
         if img is None:
             img = read_image_bytes(item.name, data, max_pixels, max_bytes)
         labels = _labels_for(item, img.pixels.shape, max_pixels, max_bytes)
+        points = _points_for(item, project, img.pixels.shape)
         has_images = session.scalar(select(Image.id).where(
             Image.project_id == project.id).limit(1)) is not None
         _fit_channels(project, img.pixels.shape[1], img.channel_names, item.name, has_images)
-    except ImageReadError as exc:
+    except (ImageReadError, PointsError) as exc:
         return ImportResult(item.name, "rejected", str(exc))
     except OSError as exc:
-        return ImportResult(item.name, "rejected", f"{item.labels_name}: cannot read ({exc}).")
+        return ImportResult(item.name, "rejected", f"{item.labels_name or item.points_name}: "
+                                                   f"cannot read ({exc}).")
     except ValueError as exc:  # a source's loader refusing its data (e.g. a damaged zip mask)
         log.warning("import of %s refused: %s", item.name, exc, exc_info=True)
         return ImportResult(item.name, "rejected", _named(item.labels_name or item.name, exc))
@@ -220,9 +246,9 @@ def import_one(session: Session, actor: Actor, store: BlobStore, project: Projec
     session.add(image)
     session.flush()
     n_cells = None
-    if labels is not None or item.points:
+    if labels is not None or points:
         n_cells = add_imported_annotation(session, actor, store, image, labels,
-                                          item.points).n_cells
+                                          points).n_cells
     return ImportResult(item.name, "imported", "", image.id, n_cells)
 
 

@@ -53,18 +53,42 @@ def mask_index(masks_dir: Path | None) -> dict[str, Path]:
     return index
 
 
+POINTS_SUFFIXES = ("_points", "")
+
+
+def points_index(points_dir: Path | None) -> dict[str, Path]:
+    """stem -> points CSV (`a.csv` or `a_points.csv` holds the points of image `a`)."""
+    if points_dir is None:
+        return {}
+    if not points_dir.is_dir():
+        raise SourceProblem(f"{points_dir}: the points folder does not exist.")
+    index: dict[str, Path] = {}
+    for p in sorted(points_dir.rglob("*.csv")):
+        if p.is_file() and not p.name.startswith("."):
+            s = p.name[:-4]
+            if s.endswith("_points") and len(s) > 7:
+                index[s[:-7]] = p
+            else:
+                index.setdefault(s, p)
+    return index
+
+
 def _is_image_name(name: str) -> bool:
     lower = name.lower()
     return any(lower.endswith(s) for s in IMAGE_SUFFIXES) and not lower.startswith(".")
 
 
-def _file_item(path: Path, masks: dict[str, Path], display_name: str | None = None) -> ImportFile:
+def _file_item(path: Path, masks: dict[str, Path], display_name: str | None = None,
+               points: dict[str, Path] | None = None) -> ImportFile:
     mask = masks.get(stem(path.name))
     if mask is not None and mask.resolve() == path.resolve():
         mask = None
+    found = (points or {}).get(stem(path.name))
     return ImportFile(display_name or path.name, read=path.read_bytes,
                       read_labels=mask.read_bytes if mask else None,
-                      labels_name=mask.name if mask else "")
+                      labels_name=mask.name if mask else "",
+                      read_points=found.read_bytes if found else None,
+                      points_name=found.name if found else "")
 
 
 class _Archive:
@@ -180,13 +204,17 @@ def _hdf5_items(path: Path, max_pixels: int, max_bytes: int = DEFAULT_MAX_BYTES
 def iter_import_files(paths: list[Path], masks_dir: Path | None = None,
                       max_pixels: int = 1 << 28, max_file_bytes: int = 4 << 30,
                       max_image_bytes: int = DEFAULT_MAX_BYTES,
-                      max_archive_bytes: int = MAX_TOTAL_BYTES) -> Iterator[ImportFile | str]:
+                      max_archive_bytes: int = MAX_TOTAL_BYTES,
+                      points_dir: Path | None = None) -> Iterator[ImportFile | str]:
     """ImportFiles from files/folders/zips/HDF5, plus strings describing refused inputs.
 
     `max_image_bytes` (decoded bytes per image) and `max_archive_bytes` (sum of a zip's
-    declared sizes) are Config.max_image_bytes and Config.max_archive_bytes."""
+    declared sizes) are Config.max_image_bytes and Config.max_archive_bytes. `points_dir`:
+    a folder of point CSVs matched to image files by stem (counting projects)."""
     masks = mask_index(masks_dir)
     mask_files = set(masks.values())
+    points = points_index(points_dir)
+    point_files = {p.resolve() for p in points.values()}
 
     def is_mask(p: Path, folder: Path) -> bool:
         if p not in mask_files:
@@ -201,13 +229,13 @@ def iter_import_files(paths: list[Path], masks_dir: Path | None = None,
             files = sorted(p for p in path.rglob("*") if p.is_file()
                            and not any(part.startswith(".") for part in p.relative_to(path).parts))
             for p in files:
-                if is_mask(p, p.parent):
+                if is_mask(p, p.parent) or p.resolve() in point_files:
                     continue
                 if p.suffix.lower() == ".zip" or p.suffix.lower() in (".h5", ".hdf5"):
                     yield from iter_import_files([p], None, max_pixels, max_file_bytes,
                                                  max_image_bytes, max_archive_bytes)
                 elif _is_image_name(p.name):
-                    yield _file_item(p, masks, str(p.relative_to(path)))
+                    yield _file_item(p, masks, str(p.relative_to(path)), points)
                 else:
                     yield unsupported(str(p.relative_to(path)))
         elif not path.exists():
@@ -226,7 +254,7 @@ def iter_import_files(paths: list[Path], masks_dir: Path | None = None,
             else:
                 yield from items
         else:
-            yield _file_item(path, masks)
+            yield _file_item(path, masks, points=points)
 
 
 def labelstudio_items(export_path: Path, image_dir: Path, max_pixels: int = 1 << 28,

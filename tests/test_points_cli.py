@@ -1,0 +1,94 @@
+"""Counting projects from the command line (issue 23 item 4): create a points project, import
+images with their point CSVs (matched by stem), export the points as CSV, napari CSV and
+Label Studio JSON, and read them back unchanged; a bad points file rejects its image only."""
+import json
+
+import numpy as np
+import tifffile
+
+from app.db import Database
+from app.services import projects
+from app.tables import Annotation, Image
+from storage import labelstudio
+from storage.points import from_labelstudio, read_points_csv, resolve
+from tests.test_cli import env, run  # noqa: F401  (fixture)
+
+
+def make_images(folder, n=2):
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        tifffile.imwrite(folder / f"img{i}.tif", rng.integers(0, 4000, (48, 64), np.uint16))
+
+
+def test_points_project_import_and_export_round_trip(env, monkeypatch, capsys, tmp_path):  # noqa: F811
+    images, points = tmp_path / "images", tmp_path / "points"
+    make_images(images, 3)
+    points.mkdir()
+    (points / "img0.csv").write_text("x,y,class\n10,20,nucleus\n30.5,40,mitotic\n")
+    (points / "img1_points.csv").write_text("index,axis-0,axis-1\n0,5,7\n")   # napari: y, x
+    (points / "img2.csv").write_text("x,y\n100,1\n")                         # outside 64x48
+    assert run(monkeypatch, ["init-db"]) == 0
+    assert run(monkeypatch, ["create-user", "boss", "--admin"], "boss-password\n") == 0
+    assert run(monkeypatch, ["create-project", "Marrow", "--owner", "boss", "--mode", "points",
+                             "--classes", "nucleus:#ff0000,mitotic:#00ff00",
+                             "--starting-model", "none"]) == 0
+    assert "cells marked by points (counting)" in capsys.readouterr().out
+    assert run(monkeypatch, ["import", "Marrow", str(images), "--points", str(points),
+                             "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "imported 2, duplicates 0, rejected 1" in captured.out
+    assert "img2.csv: point 1 (100, 1) is outside the 64x48 image" in captured.err
+
+    db = Database(f"sqlite:///{env.resolve()}/cellloop.sqlite")
+    with db.session_scope() as s:
+        project = projects.find_project_id(s, "Marrow")
+        stored = {s.get(Image, a.image_id).name: a.points for a in s.query(Annotation)}
+        mode = s.get(projects.Project, project).settings["annotation_mode"]
+    db.dispose()
+    assert mode == "points"
+    assert stored == {"img0.tif": [[10.0, 20.0, 0], [30.5, 40.0, 1]], "img1.tif": [[7.0, 5.0, 0]]}
+
+    out = tmp_path / "export"
+    assert run(monkeypatch, ["export", "Marrow", str(out), "--format", "points,counts"]) == 0
+    classes = ["nucleus", "mitotic"]
+    again = resolve(read_points_csv((out / "points" / "img0.csv").read_bytes()), 64, 48, classes)
+    assert again == stored["img0.tif"]
+    napari = read_points_csv((out / "points" / "napari" / "img1.csv").read_bytes())
+    assert resolve(napari, 64, 48, classes) == stored["img1.tif"]
+    tasks = json.loads((out / "points" / "labelstudio.json").read_text())
+    assert [resolve(from_labelstudio(labelstudio.parse_task(t).points), 64, 48, classes)
+            for t in tasks] == [stored["img0.tif"], stored["img1.tif"]]
+    counts = {c["image"]: c["n_points"] for c in json.loads((out / "counts.json").read_text())}
+    assert counts == {"img0.tif": 2, "img1.tif": 1}
+
+
+def test_labelstudio_keypoints_are_stored_as_points_of_the_projects_classes(
+        env, monkeypatch, capsys, tmp_path):  # noqa: F811
+    images = tmp_path / "images"
+    make_images(images, 1)
+    task = {"data": {"image": "/data/upload/1/ab12cd34-img0.tif"}, "annotations": [{"result": [
+        {"type": "keypointlabels", "original_width": 64, "original_height": 48,
+         "value": {"x": 25.0, "y": 50.0, "keypointlabels": ["Mitotic"]}}]}]}
+    (tmp_path / "ls.json").write_text(json.dumps([task]))
+    run(monkeypatch, ["init-db"])
+    run(monkeypatch, ["create-user", "boss", "--admin"], "boss-password\n")
+    run(monkeypatch, ["create-project", "P", "--owner", "boss", "--mode", "points",
+                      "--classes", "nucleus:#ff0000,mitotic:#00ff00", "--starting-model", "none"])
+    assert run(monkeypatch, ["import", "P", str(images), "--labelstudio",
+                             str(tmp_path / "ls.json"), "--quiet"]) == 0
+    db = Database(f"sqlite:///{env.resolve()}/cellloop.sqlite")
+    with db.session_scope() as s:
+        assert [a.points for a in s.query(Annotation)] == [[[16.0, 24.0, 1]]]
+    db.dispose()
+
+
+def test_a_missing_points_folder_is_a_clear_error(env, monkeypatch, capsys, tmp_path):  # noqa: F811
+    make_images(tmp_path / "images", 1)
+    run(monkeypatch, ["init-db"])
+    run(monkeypatch, ["create-user", "boss", "--admin"], "boss-password\n")
+    run(monkeypatch, ["create-project", "P", "--owner", "boss", "--starting-model", "none"])
+    capsys.readouterr()
+    assert run(monkeypatch, ["import", "P", str(tmp_path / "images"), "--points",
+                             str(tmp_path / "nope")]) != 0
+    assert "--points" in capsys.readouterr().err
