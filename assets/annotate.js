@@ -85,7 +85,7 @@
             if (!offered("#annotate-class input[value='" + n + "']")) { return; }
             if (ev.shiftKey) {          /* explicit: set the selected cell's class */
                 if (offered("#annotate-set-class")) {
-                    setProps("annotate-reclass", {data: {cls: n, t: Date.now()}});
+                    setProps("annotate-reclass-ask", {data: {cls: n, t: Date.now()}});
                 }
             } else {                    /* the class of the next cell drawn */
                 setProps("annotate-class", {value: n});

@@ -28,3 +28,10 @@ CHANNEL_IDS = {kind: f"annotate-channel-{kind}" for kind in (   # pages._display
 AUTO, READOUT = "annotate-auto", "annotate-pixel"      # auto contrast; values under the cursor
 BRUSH_BOX = "annotate-brush-box"                         # brush width: label, − / +, slider
 DISPLAY_SAVED = "annotate-display-saved"                 # "Display settings remembered ..."
+# The browser's edit queue (assets/annotate_edits.js): edits show on screen at once and go to
+# the server one at a time, in order; each server answer comes back as an EDIT_ACK.
+EDIT_SEND = "annotate-edit-send"     # {"kind": delete|clear|whole|undo|redo, "label", "seq"}
+EDIT_ACK = "annotate-edit-ack"       # {"seq", "ok", "state"}: the server's answer to one edit
+PENDING = "annotate-pending"         # what the screen shows ahead of the server (previews)
+PICKED = "annotate-picked"           # the selection (or points) a click on the image found
+RECLASS_ASK = "annotate-reclass-ask"  # {"cls", "t"}: Set class / Shift+digit, into the queue

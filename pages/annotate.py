@@ -4,6 +4,12 @@ Every edit goes to the server as it is made (`drafts.record_edit`), so the draft
 closed tab; the page only holds the draft's revision, the selected cell and its outline.
 Callbacks each answer one control and call one service; the server checks the role.
 
+Edits show at once (issue 26): the browser's edit queue (assets/annotate_edits.js) draws
+the edit's result ahead of the server (the new outline, the deleted cell hidden, the count)
+and sends the edits to their server callbacks one at a time, in order; each answer comes back
+as an EDIT_ACK with the draft's new state, or the reason it was refused, and the browser
+then keeps or rolls back what it showed. The figure and the counts are drawn in the browser.
+
 Classes: the class picker and the keys 1…9 choose the class of the next cell drawn; the
 selected cell's class changes only on "Set class" (or Shift+1…9). Suggestion, saving,
 moving between images and review live in `pages._annotate_flow`."""
@@ -11,10 +17,12 @@ from __future__ import annotations
 
 import importlib
 import sys
+import uuid
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import ALL, Input, Output, Patch, State, callback, clientside_callback, dcc, html
+from dash import (ALL, ClientsideFunction, Input, Output, Patch, State, callback,
+                  clientside_callback, dcc, html)
 
 from flask import current_app
 
@@ -26,7 +34,8 @@ from app.states import ReviewState
 from pages import _annotate_view as view
 from pages import _display
 from pages._annotate_ids import (AUTO, B, BRUSH, BRUSH_BOX, CHANNEL_IDS, CLICK, CLS,
-                                 COUNTS, DISPLAY_SAVED, GRAPH, IDS, INFO, LEASE, LEASE_TIMER,
+                                 COUNTS, DISPLAY_SAVED, EDIT_ACK, EDIT_SEND, GRAPH, IDS, INFO,
+                                 LEASE, LEASE_TIMER, PENDING, PICKED, RECLASS_ASK,
                                  LOCATION, MESSAGE, OPACITY, POLYGON_DONE, READOUT, RECLASS,
                                  SCORE_GO, SCORED, SHAPE_EVENT, STATE, STATUS, SUGGEST_GO,
                                  SUGGEST_MODAL,
@@ -198,6 +207,7 @@ def layout(image_id=None, **_query):
              "can_redo": ws.can_redo}
     return html.Div([
         dcc.Store(id=INFO, data={"id": ws.image_id, "project": ws.project_id,
+                                 "page": uuid.uuid4().hex,     # this opening (edit queue)
                                  "token": sign_actor(current_app.secret_key, current_actor()),
                                  "width": ws.width, "height": ws.height,
                                  "colors": [c.get("color") for c in ws.classes] or [color],
@@ -209,6 +219,8 @@ def layout(image_id=None, **_query):
         dcc.Store(id=STATE, data=first), dcc.Store(id=CLICK), dcc.Store(id=SHAPE_EVENT),
         dcc.Store(id=POLYGON_DONE), dcc.Store(id=RECLASS), dcc.Store(id=SUGGEST_GO),
         dcc.Store(id=SCORE_GO), dcc.Store(id=SCORED),
+        dcc.Store(id=EDIT_SEND), dcc.Store(id=EDIT_ACK), dcc.Store(id=PENDING),
+        dcc.Store(id=PICKED), dcc.Store(id=RECLASS_ASK),
         dcc.Store(id=VISITED, storage_type="session"),
         dcc.Location(id=LOCATION, refresh="callback-nav"),
         dcc.Interval(id=LEASE_TIMER, interval=5 * 60 * 1000, disabled=not ws.can_edit),
@@ -226,17 +238,14 @@ def layout(image_id=None, **_query):
 
 
 # ------------------------------------------------------------------ showing the draft
-@callback(Output(GRAPH, "figure"), Input(STATE, "data"), Input(OPACITY, "value"),
-          State(INFO, "data"), prevent_initial_call=True)
-def show_draft(st, opacity, info):
-    side = view.side_for(info["width"], info["height"])
-    fig = Patch()
-    fig["layout"]["images"][1]["source"] = view.draft_url(info["id"], st.get("rev"),
-                                                          st.get("selected"), side)
-    fig["layout"]["images"][1]["opacity"] = opacity
-    fig["layout"]["shapes"] = (view.selected_shape(st.get("path"))
-                               + view.polygon_preview(st.get("polygon")))
-    return fig
+# Drawn in the browser (no round trip): the overlay's address for the draft's revision and
+# selection, the selected cell's editable outline, the polygon being clicked and the edits
+# still on their way to the server (assets/annotate_edits.js).
+clientside_callback(
+    ClientsideFunction("cellloop_annotate", "render"),
+    Output(GRAPH, "figure"), Input(STATE, "data"), Input(PENDING, "data"),
+    Input(OPACITY, "value"), State(INFO, "data"), State(GRAPH, "figure"),
+    prevent_initial_call=True)
 
 
 @callback(Output(GRAPH, "figure", allow_duplicate=True),
@@ -270,25 +279,12 @@ def choose_tool(tool, brush, cls, info):
     return fig
 
 
-def counts_text(st: dict, class_names: list) -> str:
-    """"12 cells · 3 points · cell 5 selected (nucleus)"."""
-    parts = [] if st.get("n_cells") is None else [f"{st['n_cells']} cells"]
-    if st.get("n_points"):
-        parts.append(f"{st['n_points']} points")
-    if st.get("selected"):
-        cls = int(st.get("selected_cls") or 0)
-        name = class_names[cls] if 0 <= cls < len(class_names) else f"class {cls + 1}"
-        parts.append(f"cell {st['selected']} selected ({name})")
-    return " · ".join(parts)
-
-
-@callback(Output(COUNTS, "children"), Output(B["undo"], "disabled"),
-          Output(B["redo"], "disabled"), Output(B["set-class"], "disabled"),
-          Input(STATE, "data"), State(INFO, "data"))
-def show_counts(st, info):
-    ro = not info["can_edit"]
-    return (counts_text(st, info.get("classes") or []), ro or not st.get("can_undo"),
-            ro or not st.get("can_redo"), ro or not st.get("selected"))
+# "12 cells · cell 5 selected (nucleus) · saving 1 edit…", drawn in the browser
+clientside_callback(
+    ClientsideFunction("cellloop_annotate", "counts"),
+    Output(COUNTS, "children"), Output(B["undo"], "disabled"), Output(B["redo"], "disabled"),
+    Output(B["set-class"], "disabled"), Input(STATE, "data"), Input(PENDING, "data"),
+    State(INFO, "data"))
 
 
 clientside_callback(
@@ -338,21 +334,34 @@ def edit_for_drawing(relayout: dict, tool: str, cls: int, brush: float, st: dict
     return None
 
 
-# Only relayout events that carry a shape go to the server. Zoom, pan and autosize events are
-# dropped in the browser: sent to the server they would make the drawing callback run again
-# while the request for a just-drawn shape is in flight, and Dash discards the answer of a
-# callback that has been called again, so the cell count and overlay would miss the new shape.
+def acked(request, run) -> tuple:
+    """(message, ack) for the browser's edit queue: `run()` is one edit's answer (new page
+    state or no_update, message). The ack names the request's `seq` (the queue waits for it
+    before it sends the next edit), says whether the server kept the edit and carries the
+    draft's new state; a request that was no edit (PreventUpdate) is acknowledged too."""
+    seq = request.get("seq", request.get("_seq")) if isinstance(request, dict) else None
+    try:
+        new, message = run()
+    except dash.exceptions.PreventUpdate:
+        return dash.no_update, {"seq": seq, "ok": True, "state": None}
+    ok = new is not dash.no_update
+    return message, {"seq": seq, "ok": ok, "state": new if ok else None}
+
+
+ACKED = (Output(MESSAGE, "children", allow_duplicate=True),
+         Output(EDIT_ACK, "data", allow_duplicate=True))
+
+# Plotly relayout events: the edit queue (annotate_edits.js) shows a drawn shape at once and
+# hands it to SHAPE_EVENT when the edits before it are answered. Zoom, pan and autosize
+# events never leave the browser.
 clientside_callback(
-    "function(r) { return r && Object.keys(r).some(function(k) { return k.startsWith('shapes'); })"
-    " ? r : dash_clientside.no_update; }",
-    Output(SHAPE_EVENT, "data"), Input(GRAPH, "relayoutData"), prevent_initial_call=True)
+    ClientsideFunction("cellloop_annotate", "relayout"),
+    Output(STATE, "data", allow_duplicate=True), Output(PENDING, "data", allow_duplicate=True),
+    Input(GRAPH, "relayoutData"), State(TOOL, "value"), State(CLS, "value"),
+    State(BRUSH, "value"), State(STATE, "data"), State(INFO, "data"),
+    prevent_initial_call=True)
 
 
-@callback(Output(STATE, "data", allow_duplicate=True),
-          Output(MESSAGE, "children", allow_duplicate=True),
-          Input(SHAPE_EVENT, "data"), State(TOOL, "value"), State(CLS, "value"),
-          State(BRUSH, "value"), State(STATE, "data"), State(INFO, "data"),
-          prevent_initial_call=True)
 def drawn(relayout, tool, cls, brush, st, info):
     edit = edit_for_drawing(relayout, tool, int(cls or 0), float(brush or 8), st)
     if edit is None:
@@ -363,10 +372,13 @@ def drawn(relayout, tool, cls, brush, st, info):
     return new, message
 
 
-@callback(Output(STATE, "data", allow_duplicate=True),
-          Output(MESSAGE, "children", allow_duplicate=True),
-          Input(CLICK, "data"), State(TOOL, "value"), State(CLS, "value"),
-          State(STATE, "data"), State(INFO, "data"), prevent_initial_call=True)
+@callback(*ACKED, Input(SHAPE_EVENT, "data"), State(TOOL, "value"), State(CLS, "value"),
+          State(BRUSH, "value"), State(STATE, "data"), State(INFO, "data"),
+          prevent_initial_call=True)
+def on_drawn(relayout, tool, cls, brush, st, info):
+    return acked(relayout, lambda: drawn(relayout, tool, cls, brush, st, info))
+
+
 def clicked(point, tool, cls, st, info):
     if not point or tool not in ("select", "point"):
         raise dash.exceptions.PreventUpdate
@@ -385,25 +397,51 @@ def clicked(point, tool, cls, st, info):
             "path": path if info["can_edit"] else None}, None
 
 
+@callback(Output(PICKED, "data"), Output(MESSAGE, "children", allow_duplicate=True),
+          Input(CLICK, "data"), State(TOOL, "value"), State(CLS, "value"),
+          State(STATE, "data"), State(INFO, "data"), prevent_initial_call=True)
+def on_click(point, tool, cls, st, info):
+    """The selection a click found (only its fields: edits answered meanwhile keep theirs),
+    or the points after a point click; merged into the page's state in the browser."""
+    new, message = clicked(point, tool, cls, st, info)
+    if new is not dash.no_update and tool == "select":
+        new = {k: new.get(k) for k in ("selected", "selected_cls", "path")}
+    return new, message
+
+
+clientside_callback(
+    "function(picked, st) { return picked ? Object.assign({}, st, picked)"
+    " : dash_clientside.no_update; }",
+    Output(STATE, "data", allow_duplicate=True), Input(PICKED, "data"), State(STATE, "data"),
+    prevent_initial_call=True)
+
+
 # Polygon corners are collected in the browser: a server round trip per corner would lose
 # corners clicked faster than it answers (Dash keeps only the answer to the latest call).
-# Closing the polygon (a click near the first corner) hands the corners to the server.
+# Closing the polygon (a click near the first corner, Enter or the button) puts the corners
+# into the edit queue, which hands them to POLYGON_DONE in turn.
 clientside_callback(
-    f"""function(point, tool, st, info) {{
+    f"""function(point, tool, st, info, cls) {{
         var nu = dash_clientside.no_update;
         if (!point || tool !== 'polygon' || !info.can_edit) {{ return [nu, nu]; }}
         var corners = (st.polygon || []).slice();
         var snap = {POLYGON_SNAP} * Math.max(info.width, info.height);
         if (corners.length >= 3 && Math.abs(point.x - corners[0][0]) <= snap &&
                 Math.abs(point.y - corners[0][1]) <= snap) {{
-            return [nu, {{corners: corners, t: point.t}}];
+            return window.CellLoopEdits.polygon(corners, cls, st, info);
         }}
         corners.push([Math.round(point.x * 100) / 100, Math.round(point.y * 100) / 100]);
         return [Object.assign({{}}, st, {{polygon: corners}}), nu];
     }}""",
-    Output(STATE, "data", allow_duplicate=True), Output(POLYGON_DONE, "data"),
+    Output(STATE, "data", allow_duplicate=True), Output(PENDING, "data", allow_duplicate=True),
     Input(CLICK, "data"), State(TOOL, "value"), State(STATE, "data"), State(INFO, "data"),
-    prevent_initial_call=True)
+    State(CLS, "value"), prevent_initial_call=True)
+clientside_callback(
+    "function(n, st, info, cls) {"
+    " return window.CellLoopEdits.polygon((st && st.polygon) || [], cls, st, info); }",
+    Output(STATE, "data", allow_duplicate=True), Output(PENDING, "data", allow_duplicate=True),
+    Input(B["close-polygon"], "n_clicks"), State(STATE, "data"), State(INFO, "data"),
+    State(CLS, "value"), prevent_initial_call=True)
 
 
 def _corners(value) -> list | None:
@@ -426,21 +464,15 @@ def _close_polygon(corners, cls, st, info):
     return {**new, "polygon": None}, message
 
 
-@callback(Output(STATE, "data", allow_duplicate=True),
-          Output(MESSAGE, "children", allow_duplicate=True),
-          Input(B["close-polygon"], "n_clicks"), State(CLS, "value"), State(STATE, "data"),
-          State(INFO, "data"), prevent_initial_call=True)
 def close_polygon(_n, cls, st, info):
+    """The corners on the page's state as a cell (the browser sends them through
+    POLYGON_DONE; kept for callers that hold the state)."""
     corners = _corners(list(st.get("polygon") or []))
     if corners is None:
         return dash.no_update, alert("These polygon corners are not valid.")
     return _close_polygon(corners, int(cls or 0), st, info)
 
 
-@callback(Output(STATE, "data", allow_duplicate=True),
-          Output(MESSAGE, "children", allow_duplicate=True),
-          Input(POLYGON_DONE, "data"), State(CLS, "value"), State(STATE, "data"),
-          State(INFO, "data"), prevent_initial_call=True)
 def polygon_closed(done, cls, st, info):
     corners = _corners(done.get("corners")) if isinstance(done, dict) else None
     if corners is None:
@@ -448,40 +480,79 @@ def polygon_closed(done, cls, st, info):
     return _close_polygon(corners, int(cls or 0), st, info)
 
 
-def _op_callback(button: str, make_edit):
-    @callback(Output(STATE, "data", allow_duplicate=True),
-              Output(MESSAGE, "children", allow_duplicate=True),
-              Input(B[button], "n_clicks"), State(CLS, "value"), State(STATE, "data"),
-              State(INFO, "data"), prevent_initial_call=True)
-    def _run(_n, cls, st, info):
-        edit = make_edit(st, int(cls or 0))
-        if edit is None:
+@callback(*ACKED, Input(POLYGON_DONE, "data"), State(CLS, "value"), State(STATE, "data"),
+          State(INFO, "data"), prevent_initial_call=True)
+def on_polygon_closed(done, cls, st, info):
+    if isinstance(done, dict) and "cls" in done:      # the class when it was closed
+        cls = done["cls"]
+    return acked(done, lambda: polygon_closed(done, to_int(cls) or 0, st, info))
+
+
+# Delete, Clear, Whole image, Undo and Redo: the button puts the request into the edit queue
+# (which shows its result at once), the queue hands it to EDIT_SEND in turn.
+for _kind in ("delete", "clear", "whole", "undo", "redo"):
+    clientside_callback(
+        f"function(n, st, info) {{ return window.CellLoopEdits.op('{_kind}', st, info); }}",
+        Output(STATE, "data", allow_duplicate=True),
+        Output(PENDING, "data", allow_duplicate=True),
+        Input(B[_kind], "n_clicks"), State(STATE, "data"), State(INFO, "data"),
+        prevent_initial_call=True)
+
+
+def _undo(info, redo: bool):
+    result, error = call(drafts.undo, get_config(), state().store, info["id"], redo=redo)
+    if error:
+        return dash.no_update, alert(error, "info")
+    return view.state_from(result), None
+
+
+def run_request(request: dict, st: dict, info: dict):
+    """One queued button edit: (new page state or no_update, message)."""
+    kind = request.get("kind")
+    if kind in ("undo", "redo"):
+        return _undo(info, redo=kind == "redo")
+    if kind == "clear":
+        return _edit(info, st, {"op": "clear"}, select_result=False)
+    if kind == "whole":
+        return _edit(info, st, {"op": "region_all"}, select_result=False)
+    if kind == "delete":
+        label = to_int(request.get("label"))
+        if not label:
             return dash.no_update, alert("Select a cell first (Select tool, click a cell).",
                                          "info")
-        return _edit(info, st, edit, select_result=False)
-    _run.__name__ = f"on_{button.replace('-', '_')}"
-    return _run
+        return _edit(info, st, {"op": "delete", "label": label}, select_result=False)
+    return dash.no_update, alert("Unknown edit.")
 
 
-on_delete = _op_callback("delete", lambda st, _c: {"op": "delete", "label": st["selected"]}
-                         if st.get("selected") else None)
-on_clear = _op_callback("clear", lambda _st, _c: {"op": "clear"})
-on_whole = _op_callback("whole", lambda _st, _c: {"op": "region_all"})
+@callback(*ACKED, Input(EDIT_SEND, "data"), State(STATE, "data"), State(INFO, "data"),
+          prevent_initial_call=True)
+def on_request(request, st, info):
+    if not isinstance(request, dict):
+        raise dash.exceptions.PreventUpdate
+    return acked(request, lambda: run_request(request, st or {}, info))
+
+
+# The queue's answers: keep or roll back what the screen shows, send the next edit.
+clientside_callback(
+    ClientsideFunction("cellloop_annotate", "ack"),
+    Output(STATE, "data", allow_duplicate=True), Output(PENDING, "data", allow_duplicate=True),
+    Input(EDIT_ACK, "data"), State(STATE, "data"), prevent_initial_call=True)
 
 
 # Class keys and the picker choose the class of the next cell only; the selected cell's class
 # changes on an explicit request: the "Set class" button (the picker's class) or Shift+1…9
-# (annotate.js), both through the RECLASS store.
+# (annotate.js), both through RECLASS_ASK into the edit queue, which hands them to RECLASS.
 clientside_callback(
     "function(n, cls) { return {cls: cls || 0, t: Date.now()}; }",
-    Output(RECLASS, "data"), Input(B["set-class"], "n_clicks"),
+    Output(RECLASS_ASK, "data"), Input(B["set-class"], "n_clicks"),
     State(CLS, "value"), prevent_initial_call=True)
+clientside_callback(
+    "function(ask, st, info) { return window.CellLoopEdits.reclass(ask, st, info); }",
+    Output(STATE, "data", allow_duplicate=True), Output(PENDING, "data", allow_duplicate=True),
+    Input(RECLASS_ASK, "data"), State(STATE, "data"), State(INFO, "data"),
+    prevent_initial_call=True)
 
 
-@callback(Output(STATE, "data", allow_duplicate=True),
-          Output(MESSAGE, "children", allow_duplicate=True),
-          Input(RECLASS, "data"), State(STATE, "data"), State(INFO, "data"),
-          prevent_initial_call=True)
 def reclassify(request, st, info):
     cls = to_int((request or {}).get("cls")) if isinstance(request, dict) else None
     if cls is None:
@@ -495,21 +566,13 @@ def reclassify(request, st, info):
     return new, message
 
 
-def _undo_callback(button: str, redo: bool):
-    @callback(Output(STATE, "data", allow_duplicate=True),
-              Output(MESSAGE, "children", allow_duplicate=True),
-              Input(B[button], "n_clicks"), State(INFO, "data"), prevent_initial_call=True)
-    def _run(_n, info):
-        result, error = call(drafts.undo, get_config(), state().store, info["id"], redo=redo)
-        if error:
-            return dash.no_update, alert(error, "info")
-        return view.state_from(result), None
-    _run.__name__ = f"on_{button}"
-    return _run
+@callback(*ACKED, Input(RECLASS, "data"), State(STATE, "data"), State(INFO, "data"),
+          prevent_initial_call=True)
+def on_reclassify(request, st, info):
+    if isinstance(request, dict) and to_int(request.get("label")):
+        st = {**(st or {}), "selected": to_int(request["label"])}   # selected when asked
+    return acked(request, lambda: reclassify(request, st or {}, info))
 
-
-on_undo = _undo_callback("undo", False)
-on_redo = _undo_callback("redo", True)
 
 # The suggestion, saving and moving callbacks live in a helper module. pages.init_dash
 # re-executes page modules for every app it builds (tests build many), so the helper is

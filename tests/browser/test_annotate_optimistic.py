@@ -1,0 +1,165 @@
+"""Real Chromium, issue 26: an edit shows on screen before the server has stored it (the
+server is slowed down here), a refused edit is taken back on screen with the reason, and a
+burst of edits reaches the server's draft in the order it was made, with the count the
+screen shows."""
+import time
+
+import pytest
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.wait import WebDriverWait
+from sqlalchemy import select
+
+from app.permissions import SYSTEM
+from app.services import drafts, projects
+from app.tables import Draft, Image
+from storage.blobstore import LocalBlobStore
+from tests.browser.test_annotate_flow import (click_image_at, open_workspace, press,
+                                              wait_for_dragmode)
+from tests.conftest import actor
+
+pytestmark = pytest.mark.browser
+
+GD = "document.querySelector('#annotate-graph .js-plotly-plot')"
+PENDING_SHAPES = (f"return ({GD}.layout.shapes || []).filter(function (s) {{"
+                  " return s.name === 'annotate-pending'; }).length;")
+OVERLAY_MASK = ("var im = Array.prototype.find.call(document.querySelectorAll("
+                "'#annotate-graph image'), function (e) {"
+                " return (e._imgSrc || '').indexOf('/draft.png') >= 0; });"
+                " return im ? im.getAttribute('mask') : 'no overlay';")
+
+
+def draw(browser, path):
+    browser.driver.execute_script(
+        f"Plotly.relayout({GD}, {{shapes: [{{type: 'path', path: arguments[0]}}]}});", path)
+
+
+def square(x, y, side=6):
+    return f"M{x},{y}L{x + side},{y}L{x + side},{y + side}L{x},{y + side}Z"
+
+
+def slow(monkeypatch, seconds, name="record_edit"):
+    """The drafts service answers `seconds` later (the page calls it by attribute)."""
+    original = getattr(drafts, name)
+
+    def delayed(*args, **kwargs):
+        time.sleep(seconds)
+        return original(*args, **kwargs)
+    monkeypatch.setattr(drafts, name, delayed)
+
+
+def counts_text(browser):
+    return browser.find_element("#annotate-counts").text
+
+
+def wait_text(browser, predicate, timeout=20):
+    WebDriverWait(browser.driver, timeout, poll_frequency=0.02).until(
+        lambda _d: predicate(counts_text(browser)))
+    return counts_text(browser)
+
+
+def server_counts(db, config, image_id, who="annotator"):
+    with db.session_scope() as s:
+        return drafts.counts(s, actor(s, who), config, LocalBlobStore(config.blob_dir),
+                             image_id)
+
+
+def test_add_delete_undo_show_before_the_server_answers(browser, world, db, config, image_id,
+                                                        monkeypatch):
+    open_workspace(browser, "annotator", image_id)
+    wait_text(browser, lambda t: "0 cells" in t)
+    press(browser, "d")
+    wait_for_dragmode(browser, "drawclosedpath")
+    slow(monkeypatch, 1.5)
+    slow(monkeypatch, 1.5, "undo")
+
+    t0 = time.perf_counter()
+    draw(browser, "M20,20L60,20L60,50L20,50Z")
+    text = wait_text(browser, lambda t: "1 cells" in t, timeout=5)
+    shown_after = time.perf_counter() - t0
+    assert shown_after < 1.0 and "saving 1 edit" in text, (shown_after, text)
+    assert browser.driver.execute_script(PENDING_SHAPES) == 1
+    assert server_counts(db, config, image_id) == (0, 0)      # not stored yet
+    text = wait_text(browser, lambda t: "saving" not in t)
+    assert "1 cells" in text and "cell 1 selected" in text
+    assert server_counts(db, config, image_id) == (1, 0)
+    # the dotted outline gives way to the server's overlay once that is loaded
+    WebDriverWait(browser.driver, 10).until(lambda d: d.execute_script(PENDING_SHAPES) == 0)
+
+    # select the cell, delete it: hidden and uncounted at once, stored later
+    press(browser, "s")
+    wait_for_dragmode(browser, "pan")
+    click_image_at(browser, 40, 35)
+    wait_text(browser, lambda t: "cell 1 selected" in t)
+    t0 = time.perf_counter()
+    browser.find_element("body").send_keys(Keys.DELETE)
+    text = wait_text(browser, lambda t: "0 cells" in t, timeout=5)
+    assert time.perf_counter() - t0 < 1.0 and "saving" in text
+    assert "url(#annotate-hide-mask)" == browser.driver.execute_script(OVERLAY_MASK)
+    assert server_counts(db, config, image_id) == (1, 0)
+    wait_text(browser, lambda t: "saving" not in t)
+    assert server_counts(db, config, image_id) == (0, 0)
+    WebDriverWait(browser.driver, 10).until(
+        lambda d: d.execute_script(OVERLAY_MASK) is None)
+
+    # undo brings the deleted cell back on screen at once (its outline, dotted)
+    t0 = time.perf_counter()
+    press(browser, "z", modifier=Keys.CONTROL)
+    text = wait_text(browser, lambda t: "1 cells" in t, timeout=5)
+    assert time.perf_counter() - t0 < 1.0 and "saving" in text
+    assert browser.driver.execute_script(PENDING_SHAPES) == 1
+    wait_text(browser, lambda t: "saving" not in t and "1 cells" in t)
+    assert server_counts(db, config, image_id) == (1, 0)
+
+
+def test_a_refused_edit_is_taken_back_with_the_reason(browser, world, db, config, image_id,
+                                                      monkeypatch):
+    open_workspace(browser, "annotator", image_id)
+    wait_text(browser, lambda t: "0 cells" in t)
+    press(browser, "d")
+    wait_for_dragmode(browser, "drawclosedpath")
+    with db.session_scope() as s:      # the owner makes the annotator a viewer meanwhile
+        projects.set_member(s, SYSTEM, world["project_id"], "annotator", "viewer")
+    slow(monkeypatch, 1.0)
+    draw(browser, "M20,20L60,20L60,50L20,50Z")
+    text = wait_text(browser, lambda t: "1 cells" in t, timeout=5)
+    assert "saving" in text                                  # shown while the server checks
+    text = wait_text(browser, lambda t: "saving" not in t)
+    assert "0 cells" in text, text                           # taken back
+    assert browser.driver.execute_script(PENDING_SHAPES) == 0
+    message = browser.find_element("#annotate-message").text
+    assert "viewer" in message, message                     # the reason
+    assert server_counts(db, config, image_id) == (0, 0)
+    with db.session_scope() as s:
+        draft = s.scalar(select(Draft).where(Draft.image_id == image_id))
+        assert draft is None or not draft.edits               # nothing was kept
+
+
+def test_a_burst_of_edits_lands_in_order_with_the_count_on_screen(browser, world, db, config,
+                                                                   image_id, monkeypatch):
+    open_workspace(browser, "annotator", image_id)
+    wait_text(browser, lambda t: "0 cells" in t)
+    press(browser, "d")
+    wait_for_dragmode(browser, "drawclosedpath")
+    slow(monkeypatch, 0.15)
+    slow(monkeypatch, 0.15, "undo")
+    paths = [square(2 + 12 * (k % 5), 5 + 25 * (k // 5)) for k in range(9)]
+    paths.append(square(41, 33))                  # overlaps the ninth: drawn later, on top
+    for path in paths:                            # ten cells in about one second
+        draw(browser, path)
+        time.sleep(0.1)
+    press(browser, "z", modifier=Keys.CONTROL)    # then undo the last and redo it
+    press(browser, "y", modifier=Keys.CONTROL)
+    text = counts_text(browser)
+    assert "10 cells" in text and "saving" in text, text      # all on screen at once
+    text = wait_text(browser, lambda t: "saving" not in t, timeout=40)
+    assert "10 cells" in text, text
+    assert server_counts(db, config, image_id) == (10, 0)
+    with db.session_scope() as s:
+        draft = s.scalar(select(Draft).where(Draft.image_id == image_id))
+        assert [e["shape"]["path"] for e in draft.edits if e.get("op") == "add"] == paths
+        canvas = drafts.current_canvas(s, actor(s, "annotator"), config,
+                                       LocalBlobStore(config.blob_dir),
+                                       s.get(Image, image_id))
+    last = int(canvas.labels[34, 42])
+    assert last and last == int(canvas.labels.max())           # the later cell is on top
+    WebDriverWait(browser.driver, 15).until(lambda d: d.execute_script(PENDING_SHAPES) == 0)
