@@ -1,0 +1,617 @@
+"""Counting from points: a U-Net that learns a cell density from clicks alone, counts new
+images, finds the cells as points, and says how sure it is.
+
+Method (Gaussian density regression, as FCRN / Lempitsky & Zisserman): each clicked cell
+becomes a Gaussian of mass 1 (std `sigma` px, `models.density.density_map`); the project's
+U-Net (`models.unet.UNet` with one output channel) regresses that map (times `scale`, to keep
+the numbers near 1) with a mean squared error over the annotated region only: with a region
+mask, pixels outside it carry no loss, so cells nobody clicked there are not taught as
+"no cell". The count of an image is the integral of the predicted density; the points are
+its local maxima above a threshold (`models.density.find_peaks`; the threshold is chosen on
+the training regions after training so that the number of peaks matches the clicks).
+Uncertainty: Monte Carlo dropout of the U-Net's stochastic output layer (the deterministic
+trunk runs once per tile, the output layer `mc_samples` times, as `models.uncertainty`
+does); the interval is the 5-95% range of the sampled counts, and a point's confidence is
+the share of samples whose density at it still clears the peak threshold.
+
+Same conventions as the segmentation models: per-channel percentile normalisation
+(`models.data.normalise`), an optional input mapping (`models.inference.INPUT_MAPPINGS`,
+e.g. "nuclei-v1" to start from the built-in nuclei model's trunk), CUDA when present and bf16
+autocast with channels_last on CPUs with native bf16 (`models.device.select_runtime`),
+tiled inference with blending (`models.tiling.tiled_apply`), seeded and deterministic on
+the CPU, cancellable between steps (`models.cancel.Cancelled`).
+
+Public API (arrays: images (C, Y, X) or (Y, X) raw, as `models.training.train_model` takes
+them; points (N, 2) float (y, x) pixel coordinates; regions (Y, X) bool, True = annotated):
+
+    params = CountingParams(steps=400, sigma=3.0)            # dataclass, see its fields
+    model = train_counter(images, points, regions=None, params=params,
+                          progress=None, cancel=None, init=None)   # -> CountingModel
+    result = count_image(model, image, mc_samples=16)        # -> CountResult
+    result.count, result.low, result.high                    # float; interval 5-95 %
+    result.points, result.confidence                         # (N, 2) int (y, x); (N,)
+    sha = save_counter(model, "model.cellloop")              # atomic; returns sha256
+    model = load_counter("model.cellloop", expected_sha256=sha)   # or bytes
+    counter_to_bytes(model) / counter_from_bytes(data)       # for a blob store
+    is_counting_model(data_or_path)                          # True for a counting model file
+
+`progress(dict)` is called after every step with {"phase": "train", "step", "steps",
+"loss", "seconds"} and during the peak calibration with {"phase": "calibrate", "done",
+"total"}; `cancel()` returning True between steps raises `Cancelled`.
+
+Persistence: the same torch file layout as `models.persist` (tensors and plain data only,
+`weights_only=True`), but with its own format marker `FORMAT` and `meta["kind"] ==
+"counting"`, so a counting model is never loaded as a segmentation model
+(`models.persist.load_model` refuses it as "not a CellLoop model file") nor the reverse.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from models.cancel import Cancelled
+from models.data import normalise
+from models.density import as_points, augment_stack, crop, density_map, find_peaks, \
+    peak_height
+from models.device import Runtime, select_runtime, set_threads
+from models.inference import input_mapping
+from models.model import ModelFileError, ModelInputError
+from models.tiling import tiled_apply
+from models.unet import UNet
+
+log = logging.getLogger(__name__)
+
+KIND = "counting"
+FORMAT = "cellloop-counting-model"
+FORMAT_VERSION = 1
+INTERVAL = (5.0, 95.0)                 # percentiles of the sampled counts
+THRESHOLD_GRID = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)   # x one cell's peak
+CALIBRATION_PIXELS = 6_000_000         # annotated pixels the peak threshold is chosen on
+
+
+class CountingError(ValueError):
+    """Training cannot start (no points, shapes that do not fit); the message says why."""
+
+
+@dataclass
+class CountingParams:
+    steps: int = 400                   # optimiser steps
+    batch: int = 8                     # patches per step
+    patch: int = 128                   # patch side (px), a multiple of 2 ** depth
+    sigma: float = 3.0                 # Gaussian std of one cell in the target (px)
+    lr: float = 2e-3                   # AdamW, cosine decay to 0 over `steps`
+    weight_decay: float = 1e-4
+    seed: int = 0
+    width: int = 16                    # U-Net (ignored with `init`: its architecture is kept)
+    depth: int = 3
+    dropout: float = 0.2               # head dropout; the last one is sampled for MC
+    scale: float = 100.0               # the network regresses density * scale
+    activation: str = "relu"           # on the output: "relu" (background exactly 0) or
+                                       # "linear"
+    point_fraction: float = 0.5        # share of patches centred near a clicked cell
+    count_weight: float = 0.01         # + this x (patch count error, in cells) ** 2
+    min_distance: int = 0              # between two peaks (px); 0: round(sigma)
+    peak_threshold: float = 0.3        # x one isolated cell's peak height, if not calibrated
+    calibrate: bool = True             # choose the peak threshold and the count factor on
+                                       # the training regions (`calibrate`)
+    normalisation: tuple = (1.0, 99.8)
+    input_mapping: str | None = None   # e.g. "nuclei-v1" (inherited from `init`)
+    precision: str = "auto"            # "auto", "fp32" or "bf16" (models.device)
+    device: str | None = None          # None: CUDA when present, else CPU
+    threads: int = 0
+    deterministic: bool = True
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class CountResult:
+    count: float                       # integral of the predicted density
+    low: float                         # INTERVAL of the MC-dropout sampled counts
+    high: float
+    points: np.ndarray                 # (N, 2) int (y, x) peaks
+    confidence: np.ndarray             # (N,) in 0..1
+    std: float = 0.0                   # std of the sampled counts
+    samples: np.ndarray = field(default_factory=lambda: np.zeros(0))   # (T,) sampled counts
+    density: np.ndarray | None = None  # (Y, X) cells per pixel, if asked
+
+    @property
+    def n_points(self) -> int:
+        return int(len(self.points))
+
+    def as_dict(self) -> dict:
+        """Plain data (JSON-ready): count, low, high, std, points [[y, x], ...], confidence."""
+        return {"count": round(float(self.count), 3), "low": round(float(self.low), 3),
+                "high": round(float(self.high), 3), "std": round(float(self.std), 3),
+                "points": self.points.astype(int).tolist(),
+                "confidence": [round(float(c), 3) for c in self.confidence]}
+
+
+class CountingModel:
+    """A U-Net with one output channel (density x scale) and what it takes to use it."""
+
+    def __init__(self, module: UNet, meta: dict):
+        self.module = module
+        self.meta = meta
+        self._runtime: Runtime | None = None
+
+    kind = KIND
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.meta["architecture"]["in_channels"])
+
+    @property
+    def multiple(self) -> int:
+        return 2 ** int(self.meta["architecture"].get("depth", 4))
+
+    @property
+    def sigma(self) -> float:
+        return float(self.meta["density"]["sigma"])
+
+    @property
+    def scale(self) -> float:
+        return float(self.meta["density"]["scale"])
+
+    @property
+    def count_factor(self) -> float:
+        return float(self.meta["density"].get("count_factor", 1.0))
+
+    @property
+    def threshold(self) -> float:
+        """Absolute peak threshold in density units (cells per pixel)."""
+        return float(self.meta["peaks"]["threshold"]) * peak_height(self.sigma)
+
+    @property
+    def min_distance(self) -> int:
+        return int(self.meta["peaks"]["min_distance"])
+
+    def runtime(self, prefer: str = "auto", device: str | None = None) -> Runtime:
+        if self._runtime is None or prefer != "auto" or device is not None:
+            self._runtime = select_runtime(prefer, device)
+            self.module.to(self._runtime.device)
+            self.module.to(memory_format=torch.channels_last if self._runtime.channels_last
+                           else torch.contiguous_format)
+            self.module.eval()
+        return self._runtime
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """(C, Y, X) or (Y, X) raw image -> normalised (C, Y, X) float32 as the net reads it
+        (through the input mapping, if the model has one)."""
+        return _prepare(image, self.meta, self.in_channels)
+
+    def density(self, image: np.ndarray, tile: int = 512, overlap: int = 64) -> np.ndarray:
+        """(Y, X) predicted density (cells per pixel; dropout off)."""
+        return count_image(self, image, mc_samples=0, tile=tile, overlap=overlap,
+                           keep_density=True).density
+
+
+def _prepare(image, meta: dict, in_channels: int | None) -> np.ndarray:
+    image = np.asarray(image)
+    mapping = input_mapping(meta)
+    if mapping is not None:
+        image = mapping(image)
+    if image.ndim == 2:
+        image = image[None]
+    if image.ndim != 3:
+        raise ModelInputError(f"expected a (C, Y, X) image, got shape {image.shape}")
+    if in_channels is not None and image.shape[0] != in_channels:
+        raise ModelInputError(f"this counting model takes {in_channels} channel(s); the image "
+                              f"has {image.shape[0]}")
+    norm = meta.get("normalisation", {})
+    return normalise(image, norm.get("low", 1.0), norm.get("high", 99.8))
+
+
+# ------------------------------------------------------------------ training
+@dataclass
+class _Sample:
+    image: np.ndarray          # (C, Y, X) normalised
+    target: np.ndarray         # (Y, X) density x scale
+    region: np.ndarray | None  # (Y, X) bool, None = whole image annotated
+    points: np.ndarray         # (M, 2) int (y, x) clicked points inside the region
+    weight: float              # annotated pixels (patch draw probability)
+
+
+class _Sampler:
+    """Patches from annotated regions: `point_fraction` of them centred near a clicked cell
+    (jittered by up to a quarter patch), the rest anywhere in the region."""
+
+    def __init__(self, samples: list[_Sample], patch: int, point_fraction: float,
+                 rng: np.random.Generator):
+        self.samples, self.patch, self.point_fraction, self.rng = \
+            samples, patch, point_fraction, rng
+        weights = np.array([s.weight for s in samples], np.float64)
+        self.p = weights / weights.sum()
+        self.valid = [None if s.region is None else np.flatnonzero(s.region.ravel())
+                      for s in samples]
+
+    def _centre(self, k: int) -> tuple[int, int]:
+        s = self.samples[k]
+        h, w = s.target.shape
+        if len(s.points) and self.rng.random() < self.point_fraction:
+            y, x = s.points[self.rng.integers(len(s.points))]
+            j = self.patch // 4
+            return int(y + self.rng.integers(-j, j + 1)), int(x + self.rng.integers(-j, j + 1))
+        if self.valid[k] is None:
+            return int(self.rng.integers(h)), int(self.rng.integers(w))
+        flat = int(self.valid[k][self.rng.integers(len(self.valid[k]))])
+        return flat // w, flat % w
+
+    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(N, C, P, P) images and (N, 2, P, P) targets: density x scale, region mask."""
+        images, targets = [], []
+        for _ in range(n):
+            k = int(self.rng.choice(len(self.samples), p=self.p))
+            s = self.samples[k]
+            cy, cx = self._centre(k)
+            img = crop(s.image, cy, cx, self.patch)
+            mask = np.ones(s.target.shape, np.float32) if s.region is None else \
+                s.region.astype(np.float32)
+            planes = np.stack([crop(s.target, cy, cx, self.patch),
+                               crop(mask, cy, cx, self.patch)])
+            img, planes = augment_stack(img, planes, self.rng)
+            images.append(img)
+            targets.append(planes)
+        return np.stack(images), np.stack(targets)
+
+
+def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                scale: float = 1.0, count_weight: float = 0.0) -> torch.Tensor:
+    """Mean squared error over the annotated pixels only ((N, 1, P, P) each; mask 0/1),
+    plus `count_weight` x the mean squared error of each patch's annotated count (in cells:
+    sums / `scale`), which keeps the integral unbiased where a small offset over many
+    background pixels would add up. Pixels outside the region contribute nothing to either
+    term and get no gradient."""
+    err = (pred - target) ** 2 * mask
+    loss = err.sum() / mask.sum().clamp_min(1.0)
+    if count_weight > 0:
+        diff = ((pred - target) * mask).sum(dim=(1, 2, 3)) / scale
+        loss = loss + count_weight * (diff ** 2).mean()
+    return loss
+
+
+def _samples(images, points, regions, p: CountingParams, mapping_meta: dict) -> list[_Sample]:
+    out = []
+    for k, (img, pts) in enumerate(zip(images, points)):
+        x = _prepare(img, mapping_meta, None)
+        h, w = x.shape[1:]
+        region = None if regions is None or regions[k] is None else \
+            np.asarray(regions[k], bool)
+        if region is not None and region.shape != (h, w):
+            raise CountingError(f"image {k}: shape {(h, w)} but region {region.shape}")
+        if region is not None and region.all():
+            region = None
+        pts = as_points(pts)
+        target = density_map(pts, (h, w), p.sigma) * p.scale
+        rc = np.floor(pts + 0.5).astype(np.int64).reshape(-1, 2)
+        rc = rc[(rc[:, 0] >= 0) & (rc[:, 0] < h) & (rc[:, 1] >= 0) & (rc[:, 1] < w)]
+        if region is not None:
+            rc = rc[region[rc[:, 0], rc[:, 1]]]
+        weight = float(h * w if region is None else region.sum())
+        out.append(_Sample(x, target, region, rc, weight))
+    return out
+
+
+def _initial_net(p: CountingParams, in_channels: int, init) -> UNet:
+    if init is None:
+        return UNet(in_channels, 1, p.width, p.depth, p.dropout)
+    module = getattr(init, "module", None)
+    if not isinstance(module, UNet):
+        raise CountingError("the model to start from has no CellLoop U-Net weights")
+    arch = {**module.config, "n_classes": 1}
+    if arch["in_channels"] != in_channels:
+        raise CountingError(f"the model to start from takes {arch['in_channels']} channel(s), "
+                            f"the images have {in_channels}")
+    net = UNet(**arch)
+    state = {k: v for k, v in copy.deepcopy(module.state_dict()).items()
+             if not k.startswith("head.out.") or module.config["n_classes"] == 1}
+    net.load_state_dict(state, strict=False)
+    return net
+
+
+def train_counter(images: list[np.ndarray], points: list, regions: list | None = None,
+                  params: CountingParams | None = None,
+                  progress: Callable[[dict], None] | None = None,
+                  cancel: Callable[[], bool] | None = None,
+                  init=None) -> CountingModel:
+    """Train a counting model from point annotations.
+
+    images: (C, Y, X) or (Y, X) raw arrays; points: one (N, 2) (y, x) array per image (clicks;
+    an image may have none, e.g. an annotated empty region); regions: None, or one (Y, X)
+    bool mask or None per image (True = annotated; None = the whole image). The loss is
+    computed inside the regions only. `init`: a segmentation or counting model whose U-Net
+    (and input mapping) to start from; its output layer is replaced unless it is a counting
+    model. Returns a `CountingModel` whose meta holds the params, the loss curve and the
+    training time."""
+    p = params or CountingParams()
+    if not len(images):
+        raise CountingError("There are no point-annotated images to train on.")
+    if len(points) != len(images) or (regions is not None and len(regions) != len(images)):
+        raise CountingError("images, points and regions differ in number")
+    mapping_name = (getattr(init, "meta", {}) or {}).get("input_mapping") or p.input_mapping
+    base_meta = {"normalisation": {"kind": "percentile", "low": p.normalisation[0],
+                                   "high": p.normalisation[1]}}
+    if mapping_name:
+        base_meta["input_mapping"] = mapping_name
+    set_threads(p.threads)
+    torch.manual_seed(p.seed)
+    rng = np.random.default_rng(p.seed)
+    samples = _samples(images, points, regions, p, base_meta)
+    in_channels = samples[0].image.shape[0]
+    if any(s.image.shape[0] != in_channels for s in samples):
+        raise CountingError("all images must have the same number of channels")
+    if sum(s.weight for s in samples) == 0:
+        raise CountingError("No annotated pixels to train on (every region is empty).")
+    net = _initial_net(p, in_channels, init)
+    if p.patch % net.multiple:
+        raise CountingError(f"patch {p.patch} is not a multiple of {net.multiple}")
+    if p.precision not in ("auto", "fp32", "bf16"):
+        raise CountingError(f"precision must be auto, fp32 or bf16, not {p.precision!r}")
+    runtime = select_runtime(p.precision, p.device)
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    if p.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    net.to(runtime.device)
+    if runtime.channels_last:
+        net.to(memory_format=torch.channels_last)
+    sampler = _Sampler(samples, p.patch, p.point_fraction, rng)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, p.steps))
+    losses: list[float] = []
+    started = time.perf_counter()
+    net.train()
+    try:
+        for step in range(1, p.steps + 1):
+            if cancel is not None and cancel():
+                raise Cancelled()
+            x, y = sampler.batch(p.batch)
+            xt = torch.from_numpy(x).to(runtime.device)
+            if runtime.channels_last:
+                xt = xt.contiguous(memory_format=torch.channels_last)
+            yt = torch.from_numpy(y).to(runtime.device)
+            with runtime.autocast():
+                pred = _activate(net(xt).float(), p.activation)
+            loss = masked_loss(pred.float(), yt[:, :1], yt[:, 1:], p.scale, p.count_weight)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+            if progress is not None:
+                progress({"phase": "train", "step": step, "steps": p.steps, "loss": losses[-1],
+                          "seconds": time.perf_counter() - started})
+    finally:
+        if p.deterministic and not deterministic_before:
+            torch.use_deterministic_algorithms(False)
+    seconds = time.perf_counter() - started
+    net.eval()
+    every = max(1, p.steps // 50)
+    meta = {**base_meta, "kind": KIND, "architecture": net.config,
+            "density": {"sigma": p.sigma, "scale": p.scale, "activation": p.activation},
+            "peaks": {"threshold": p.peak_threshold,
+                      "min_distance": p.min_distance or max(1, int(round(p.sigma)))},
+            "params": p.as_dict(), "training_engine": runtime.name,
+            "training": {"steps": p.steps, "seconds": round(seconds, 2),
+                         "patches_per_s": round(p.steps * p.batch / max(seconds, 1e-9), 2),
+                         "n_images": len(samples),
+                         "n_points": int(sum(len(s.points) for s in samples)),
+                         "annotated_pixels": int(sum(s.weight for s in samples)),
+                         "initialised_from": (getattr(init, "meta", {}) or {}).get(
+                             "name", "model" if init is not None else None)},
+            "curve": [{"step": i + 1, "loss": round(float(np.mean(losses[i:i + every])), 5)}
+                      for i in range(0, len(losses), every)]}
+    model = CountingModel(net, json.loads(json.dumps(meta)))     # plain data, as when loaded
+    model._runtime = runtime
+    if p.calibrate:
+        chosen = calibrate(model, samples, progress)
+        if chosen is not None:
+            model.meta["density"]["count_factor"] = chosen.pop("count_factor")
+            model.meta["peaks"].update(chosen)
+    log.info("counting model: %d steps in %.1f s, loss %.4f -> %.4f, peaks %s", p.steps,
+             seconds, losses[0], float(np.mean(losses[-every:])), model.meta["peaks"])
+    return model
+
+
+def calibrate(model: CountingModel, samples: list[_Sample],
+              progress: Callable[[dict], None] | None = None) -> dict | None:
+    """Fit the two read-outs to the clicks inside the training regions (at most
+    CALIBRATION_PIXELS annotated pixels; None without clicks):
+    - the peak threshold (a fraction of one cell's peak height, from THRESHOLD_GRID) whose
+      number of peaks best matches the clicks (least total absolute difference);
+    - `count_factor`, clicks / integral of the predicted density (clipped to 0.5..2): a
+      short training leaves the integral biased (the ReLU output clips the Gaussians'
+      tails; a longer one needs it less), and a count is the integral times this factor."""
+    used, pixels = [], 0
+    for s in samples:
+        if used and pixels + s.weight > CALIBRATION_PIXELS:
+            break
+        used.append(s)
+        pixels += s.weight
+    clicks = sum(len(s.points) for s in used)
+    if not clicks:
+        return None
+    height = peak_height(model.sigma)
+    errors = np.zeros(len(THRESHOLD_GRID))
+    integral = 0.0
+    for k, s in enumerate(used):
+        if progress is not None:
+            progress({"phase": "calibrate", "done": k, "total": len(used)})
+        density = _run(model, s.image, 0, 0, 512, 64)[0]
+        integral += float(density.sum() if s.region is None else density[s.region].sum())
+        _, values = find_peaks(density, min(THRESHOLD_GRID) * height, model.min_distance,
+                               s.region)
+        for j, t in enumerate(THRESHOLD_GRID):
+            errors[j] += abs(int((values >= t * height).sum()) - len(s.points))
+    if progress is not None:
+        progress({"phase": "calibrate", "done": len(used), "total": len(used)})
+    best = int(np.argmin(errors))
+    factor = float(np.clip(clicks / integral, 0.5, 2.0)) if integral > 0 else 1.0
+    return {"threshold": THRESHOLD_GRID[best], "count_factor": round(factor, 4),
+            "calibration": {"n_images": len(used), "clicks": int(clicks),
+                            "integral": round(integral, 3),
+                            "peak_abs_error_per_image": round(float(errors[best]) / len(used),
+                                                              3)}}
+
+
+# ----------------------------------------------------------------- inference
+def _activate(out: torch.Tensor, activation: str) -> torch.Tensor:
+    if activation == "relu":
+        return F.relu(out)
+    if activation == "linear":
+        return out
+    raise CountingError(f"unknown output activation {activation!r}")
+
+
+def _run(model: CountingModel, x: np.ndarray, mc_samples: int, seed: int | None,
+         tile: int, overlap: int) -> np.ndarray:
+    """(1 + T, Y, X) densities (cells per pixel) of a normalised (C, Y, X) image: the
+    dropout-off prediction, then T samples of the stochastic output layer."""
+    runtime = model.runtime()
+    net = model.module
+    state = {"seed": seed}
+    activation = model.meta["density"].get("activation", "linear")
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        t = t.to(runtime.device)
+        if runtime.channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            with runtime.autocast():
+                hidden = net.hidden(t)
+            hidden = hidden.float().contiguous()
+            out_layer = net.head.out
+            plain = F.conv2d(hidden, out_layer.weight.float(), out_layer.bias.float())
+            if mc_samples <= 0:
+                return _activate(plain, activation) / model.scale
+            if state["seed"] is not None:
+                torch.manual_seed(state["seed"])
+                state["seed"] += 1
+            sampled = net.head.samples(hidden, mc_samples)[:, :, 0].transpose(0, 1)
+            return _activate(torch.cat([plain, sampled.float()], dim=1), activation) \
+                / model.scale
+
+    return tiled_apply(x, fn, 1 + max(0, mc_samples), tile=tile, overlap=overlap,
+                       batch=runtime.tile_batch, multiple=model.multiple)
+
+
+def count_image(model: CountingModel, image: np.ndarray, mc_samples: int = 16,
+                seed: int | None = 0, tile: int = 512, overlap: int = 64,
+                region: np.ndarray | None = None, keep_density: bool = False) -> CountResult:
+    """Count the cells of one (C, Y, X) or (Y, X) image (a (1, C, Y, X) stack is taken as its
+    plane). count: integral of the density (within `region` if given); low/high: the
+    INTERVAL percentiles of `mc_samples` MC-dropout sampled counts (low = high = count
+    when 0); points: peaks of the density; confidence: per point, the share of samples whose
+    density there clears the peak threshold (without samples: the peak's height over the
+    threshold's, capped at 1). `seed` makes the samples reproducible (None: random)."""
+    image = np.asarray(image)
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    x = model.prepare(image)
+    out = _run(model, x, mc_samples, seed, tile, overlap)
+    density = out[0]
+    factor = model.count_factor
+    mask = None if region is None else np.asarray(region, bool)
+    total = factor * float(density.sum() if mask is None else density[mask].sum())
+    points, values = find_peaks(density, model.threshold, model.min_distance, mask)
+    if mc_samples > 0:
+        sampled = out[1:]
+        counts = factor * (sampled.reshape(len(sampled), -1).sum(1) if mask is None else
+                           sampled[:, mask].sum(1))
+        low, high = np.percentile(counts, INTERVAL)
+        confidence = (sampled[:, points[:, 0], points[:, 1]] >= model.threshold).mean(0) \
+            if len(points) else np.zeros(0)
+        std = float(counts.std())
+    else:
+        counts = np.zeros(0)
+        low = high = total
+        confidence = np.minimum(1.0, values / (2 * model.threshold)) if len(points) \
+            else np.zeros(0)
+        std = 0.0
+    return CountResult(max(0.0, total), max(0.0, float(min(low, total))),
+                       max(0.0, float(max(high, total))), points,
+                       np.asarray(confidence, np.float64), std, counts,
+                       density if keep_density else None)
+
+
+# --------------------------------------------------------------- persistence
+def counter_to_bytes(model: CountingModel) -> bytes:
+    if not isinstance(model.module, UNet):
+        raise ModelFileError("only counting models trained in CellLoop can be saved")
+    state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
+    blob = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND,
+            "meta": json.loads(json.dumps(model.meta)), "state_dict": state}
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    return buf.getvalue()
+
+
+def _blob(data: bytes):
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
+        raise ModelFileError(f"not a readable CellLoop model file ({type(exc).__name__})") \
+            from None
+
+
+def counter_from_bytes(data: bytes, expected_sha256: str | None = None) -> CountingModel:
+    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise ModelFileError("the weight file is corrupt: its checksum does not match")
+    blob = _blob(data)
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT or blob.get("kind") != KIND:
+        raise ModelFileError("not a CellLoop counting model file (a segmentation model "
+                             "loads with models.persist.load_model)")
+    if int(blob.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelFileError(f"this counting model was saved by a newer CellLoop (format "
+                             f"{blob['format_version']}); upgrade to load it")
+    meta = blob["meta"]
+    try:
+        net = UNet(**meta["architecture"])
+        net.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ModelFileError(f"the model's weights do not fit its architecture ({exc})") \
+            from None
+    net.eval()
+    return CountingModel(net, meta)
+
+
+def save_counter(model: CountingModel, path: str | os.PathLike) -> str:
+    """Write atomically; return the file's sha256."""
+    from storage.writers import write_bytes
+    data = counter_to_bytes(model)
+    write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_counter(source, expected_sha256: str | None = None) -> CountingModel:
+    """A `CountingModel` from a file path or bytes (sha256 checked when given)."""
+    if isinstance(source, (bytes, bytearray)):
+        return counter_from_bytes(bytes(source), expected_sha256)
+    path = Path(source)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    return counter_from_bytes(path.read_bytes(), expected_sha256)
+
+
+def is_counting_model(source) -> bool:
+    """Whether bytes or a file hold a counting model (reads the file's marker only)."""
+    try:
+        data = bytes(source) if isinstance(source, (bytes, bytearray)) else \
+            Path(source).read_bytes()
+        blob = _blob(data)
+    except (OSError, ModelFileError):
+        return False
+    return isinstance(blob, dict) and blob.get("format") == FORMAT
