@@ -13,7 +13,8 @@ from models.counting import CountingError, CountingModel, CountingParams, count_
 from models.density import density_map, find_peaks, peak_height
 from models.model import ModelFileError
 
-TINY = dict(batch=4, patch=48, width=8, depth=2, sigma=3.0, lr=3e-3)
+TINY = dict(batch=4, patch=48, width=8, depth=2, sigma=3.0, lr=3e-3, threads=1)  # 1 thread:
+# on a busy 2-core machine 2 threads ran 10-25x slower (OpenMP contention)
 
 
 def discs(shape=(96, 96), n=8, seed=0, r=5, spacing=3.0):
