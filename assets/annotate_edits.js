@@ -189,20 +189,25 @@
         if (Q.items.length !== before) { publish(); }
     }
 
+    /* The overlay image element of the draft: plotly sets its address, the browser loads
+     * it; when an overlay has loaded, the kept items it includes leave the screen. */
     function watch() {
         var gd = plot();
         if (!gd || gd.__cellloopWatched) { return; }
         gd.__cellloopWatched = true;
-        new MutationObserver(function (records) {
-            records.forEach(function (r) {
-                var el = r.target;
-                if (el.tagName === "image" && (el._imgSrc || "").indexOf("/draft.png") >= 0) {
-                    shown(el._imgSrc);
-                }
+        gd.addEventListener("load", function (ev) {
+            var el = ev.target;
+            if (el && el.tagName === "image" && (el._imgSrc || "").indexOf("/draft.png") >= 0) {
+                shown(el._imgSrc);
+            }
+        }, true);
+        if (gd.on) {
+            gd.on("plotly_afterplot", function () {
+                unpaint();
+                applyMask();
             });
-            applyMask();
-        }).observe(gd, {attributes: true, subtree: true, attributeFilter: ["href"]});
-        if (gd.on) { gd.on("plotly_afterplot", applyMask); }
+            gd.on("plotly_relayout", fastRelayout);
+        }
     }
 
     /* ------------------------------------------------------------ the queue */
@@ -457,18 +462,22 @@
         var images = (layout.images || []).slice();
         if (images.length > 1) {
             images[1] = Object.assign({}, images[1], {
-                source: draftUrl(info.id, st.rev, st.selected, side),
+                source: draftUrl(info.id, st.rev, info.can_edit ? 0 : st.selected, side),
                 opacity: opacity === undefined || opacity === null ? images[1].opacity : opacity});
         }
         layout.images = images;
         layout.shapes = selectedShape(st.path).concat(polygonPreview(st.polygon),
                                                        (pending && pending.shapes) || []);
+        Q.rendered = performance.now();
         window.requestAnimationFrame(function () { watch(); applyMask(); });
         return Object.assign({}, fig, {layout: layout});
     }
 
     function counts(st, pending, info) {
         st = st || {};
+        ensure(info);
+        Q.lastSt = st;
+        window.requestAnimationFrame(watch);
         var p = pending || {}, ro = !(info && info.can_edit), parts = [];
         if (st.n_cells !== null && st.n_cells !== undefined) {
             parts.push(Math.max(0, st.n_cells + (p.delta || 0)) + " cells");
@@ -480,9 +489,121 @@
             parts.push("cell " + st.selected + " selected (" + name + ")");
         }
         if (p.busy) { parts.push("saving " + p.busy + (p.busy === 1 ? " edit" : " edits") + "…"); }
-        return [parts.join(" · "), ro || !(st.can_undo || p.busy), ro || !(st.can_redo || p.redo),
+        var text = parts.join(" · ");
+        if (window.Promise) {          /* the text painted ahead (fast) never outlives this one */
+            Promise.resolve().then(function () { countsText(text); });
+        }
+        return [text, ro || !(st.can_undo || p.busy), ro || !(st.can_redo || p.redo),
                 ro || !st.selected];
     }
+
+    /* ------------------------------------------------------------ painted at once
+     * Dash takes a few frames from an input to its callbacks' outputs (more on a busy
+     * machine). The direct part of an edit (count, hidden cell, outline) is painted in the
+     * same event, from the same rules as the queue's view, and the next drawing of the page
+     * from Dash's state (the same result) replaces it. */
+    function countsText(text) {
+        var el = document.getElementById("annotate-counts");
+        if (!el) { return; }
+        if (el.childNodes.length === 1 && el.firstChild.nodeType === 3) {
+            if (el.firstChild.nodeValue !== text) { el.firstChild.nodeValue = text; }
+        } else if (!el.childNodes.length) {
+            el.appendChild(document.createTextNode(text));
+        }
+    }
+
+    function fastLayer(gd) {
+        var el = overlayImage(gd);
+        if (!el || !Q.info) { return null; }
+        var g = el.parentNode.querySelector("g.annotate-fast");
+        if (!g) {
+            g = document.createElementNS(SVGNS, "g");
+            g.setAttribute("class", "annotate-fast");
+            g.style.pointerEvents = "none";
+            el.parentNode.appendChild(g);
+        }
+        var x = +el.getAttribute("x") || 0, y = +el.getAttribute("y") || 0;
+        var w = +el.getAttribute("width") || 1, h = +el.getAttribute("height") || 1;
+        g.setAttribute("transform", "translate(" + x + "," + y + ") scale(" + (w / Q.info.width) +
+                       "," + (h / Q.info.height) + ")");
+        return g;
+    }
+
+    function paint(delta, hide, outline, color) {
+        var gd = plot();
+        if (!gd || !Q.info || !Q.lastSt) { return; }
+        var v = Object.assign({}, Q.view, {delta: (Q.view.delta || 0) + delta,
+                                           busy: (Q.view.busy || 0) + 1});
+        if (hide) {
+            v.hides = (Q.view.hides || []).concat([hide]);
+            Q.view = Object.assign({}, Q.view, {hides: v.hides});
+            applyMask();
+        }
+        if (outline) {
+            var g = fastLayer(gd);
+            if (g) {
+                var p = document.createElementNS(SVGNS, "path");
+                p.setAttribute("d", outline);
+                p.setAttribute("fill", "none");
+                p.setAttribute("stroke", color || "#ffff00");
+                p.setAttribute("stroke-width", "2");
+                p.setAttribute("stroke-dasharray", "3,3");
+                p.setAttribute("vector-effect", "non-scaling-stroke");
+                g.appendChild(p);
+            }
+        }
+        Q.painted = performance.now();
+        countsText(counts(Q.lastSt, v, Q.info)[0]);
+    }
+
+    /* Once Dash has drawn the page again (after the painted event), the painted parts go. */
+    function unpaint() {
+        if (!Q.painted || !Q.rendered || Q.rendered < Q.painted) { return; }
+        var gd = plot(), g = gd && gd.querySelector("g.annotate-fast");
+        if (g) { while (g.firstChild) { g.removeChild(g.firstChild); } }
+        Q.painted = null;
+    }
+
+    function selectedTool() {
+        var checked = document.querySelector("#annotate-tool input:checked");
+        return checked ? checked.value : "";
+    }
+
+    /* A cell drawn with plotly's shape tools: plotly has drawn its outline; count it now. */
+    function fastRelayout(r) {
+        if (!r || !Array.isArray(r.shapes) || !r.shapes.length || !Q.info || !Q.info.can_edit) {
+            return;
+        }
+        if (["draw", "rect", "ellipse"].indexOf(selectedTool()) >= 0) { paint(1); }
+    }
+
+    /* Delete, Undo, Redo (keys or buttons): what the queue will show, painted now. */
+    function fast(kind) {
+        var st = Q.lastSt, info = Q.info;
+        if (!st || !info || !info.can_edit || (Q.page !== (info.page || info.id))) { return; }
+        if (kind === "delete") {
+            if (!st.selected) { return; }
+            var gd = plot(), shape = gd && gd.querySelector(".shapelayer path[data-index='0']");
+            if (shape && st.path) { shape.style.visibility = "hidden"; }
+            paint(-1, st.path || Q.paths[st.selected] || null);
+            return;
+        }
+        if (busy() === 0 && Q.histRev !== st.rev) { return; }   /* history unknown: wait */
+        var top = kind === "undo" ? Q.hist[Q.hist.length - 1] : Q.redo[Q.redo.length - 1];
+        if (!top) { return; }
+        var adds = (top.kind === "add") === (kind === "undo") ? -1 : 1;
+        if (adds < 0) { paint(-1, top.path); } else {
+            paint(1, null, top.path, top.shape ? top.shape.line.color : colour(info, top.cls));
+        }
+    }
+
+    document.addEventListener("click", function (ev) {
+        var el = ev.target && ev.target.closest ? ev.target.closest("button") : null;
+        if (!el || el.disabled) { return; }
+        var kind = {"annotate-delete": "delete", "annotate-undo": "undo",
+                    "annotate-redo": "redo"}[el.id];
+        if (kind) { fast(kind); }
+    }, true);
 
     /* Saving, leaving or replacing the draft waits for the edits still on their way. */
     document.addEventListener("click", function (ev) {

@@ -140,8 +140,8 @@ def test_a_burst_of_edits_lands_in_order_with_the_count_on_screen(browser, world
     wait_text(browser, lambda t: "0 cells" in t)
     press(browser, "d")
     wait_for_dragmode(browser, "drawclosedpath")
-    slow(monkeypatch, 0.15)
-    slow(monkeypatch, 0.15, "undo")
+    slow(monkeypatch, 0.3)                        # slower than the edits come
+    slow(monkeypatch, 0.3, "undo")
     paths = [square(2 + 12 * (k % 5), 5 + 25 * (k // 5)) for k in range(9)]
     paths.append(square(41, 33))                  # overlaps the ninth: drawn later, on top
     for path in paths:                            # ten cells in about one second
