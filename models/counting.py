@@ -103,7 +103,8 @@ class CountingParams:
                                        # "linear"
     point_fraction: float = 0.5        # share of patches centred near a clicked cell
     count_weight: float = 0.01         # + this x (patch count error, in cells) ** 2
-    min_distance: int = 0              # between two peaks (px); 0: round(sigma)
+    min_distance: int = 0              # between two peaks (px); 0: round(2 * sigma) (two
+                                       # Gaussians closer than 2 sigma merge into one peak)
     peak_threshold: float = 0.3        # x one isolated cell's peak height, if not calibrated
     calibrate: bool = True             # choose the peak threshold and the count factor on
                                        # the training regions (`calibrate`)
@@ -384,7 +385,7 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
                 xt = xt.contiguous(memory_format=torch.channels_last)
             yt = torch.from_numpy(y).to(runtime.device)
             with runtime.autocast():
-                pred = _activate(net(xt).float(), p.activation)
+                pred = _activate(net(xt).float(), p.activation, training=True)
             loss = masked_loss(pred.float(), yt[:, :1], yt[:, 1:], p.scale, p.count_weight)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -403,7 +404,7 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
     meta = {**base_meta, "kind": KIND, "architecture": net.config,
             "density": {"sigma": p.sigma, "scale": p.scale, "activation": p.activation},
             "peaks": {"threshold": p.peak_threshold,
-                      "min_distance": p.min_distance or max(1, int(round(p.sigma)))},
+                      "min_distance": p.min_distance or max(1, int(round(2 * p.sigma)))},
             "params": p.as_dict(), "training_engine": runtime.name,
             "training": {"steps": p.steps, "seconds": round(seconds, 2),
                          "patches_per_s": round(p.steps * p.batch / max(seconds, 1e-9), 2),
@@ -468,9 +469,12 @@ def calibrate(model: CountingModel, samples: list[_Sample],
 
 
 # ----------------------------------------------------------------- inference
-def _activate(out: torch.Tensor, activation: str) -> torch.Tensor:
+def _activate(out: torch.Tensor, activation: str, training: bool = False) -> torch.Tensor:
+    """The output activation. "relu" trains through a leaky ReLU (slope 0.01 below 0), so
+    an output pushed below zero everywhere early on (most pixels are background) still has
+    a gradient and cannot die; at inference it is a plain ReLU."""
     if activation == "relu":
-        return F.relu(out)
+        return F.leaky_relu(out, 0.01) if training else F.relu(out)
     if activation == "linear":
         return out
     raise CountingError(f"unknown output activation {activation!r}")
