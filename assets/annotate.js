@@ -48,9 +48,9 @@
         if (ev.clientX < r.left || ev.clientX > r.right || ev.clientY < r.top ||
                 ev.clientY > r.bottom) { return; }
         var fl = gd._fullLayout;
-        setProps("annotate-click", {data: {
-            x: fl.xaxis.p2d(ev.clientX - r.left), y: fl.yaxis.p2d(ev.clientY - r.top),
-            t: Date.now()}});
+        var x = fl.xaxis.p2d(ev.clientX - r.left), y = fl.yaxis.p2d(ev.clientY - r.top);
+        if (window.CellLoopEdits) { window.CellLoopEdits.selectAt(x, y); }  /* shown at once */
+        setProps("annotate-click", {data: {x: x, y: y, t: Date.now()}});
     }, true);
 
     /* A tool, class or button the page offers this user: present and not disabled (a viewer's

@@ -143,10 +143,112 @@
         return mask;
     }
 
+    /* ------------------------------------------------------------ the overlay's pixels
+     * To select a cell at once, the page needs the overlay's pixels: a copy of the overlay on
+     * screen is fetched once the user has paused on it with the Select tool (draft.png is
+     * not cacheable, so this asks the server to draw it a second time, only then). */
+    var PIX = {address: null, fetching: null, data: null, w: 0, h: 0, timer: null};
+
+    function overlayAddress(src) {
+        return src && src.indexOf("/draft.png") >= 0 ? src : null;
+    }
+
+    function onScreen() {
+        var gd = plot(), el = gd && overlayImage(gd);
+        return el ? overlayAddress(el._imgSrc) : null;
+    }
+
+    function prefetch(delay, tries) {
+        clearTimeout(PIX.timer);
+        PIX.timer = setTimeout(function () {
+            var address = onScreen();
+            if (!address && (tries || 0) < 20) { prefetch(300, (tries || 0) + 1); return; }
+            if (!address || address === PIX.address || address === PIX.fetching ||
+                    selectedTool() !== "select" || busy() || !window.createImageBitmap) {
+                return;
+            }
+            PIX.fetching = address;
+            fetch(address, {credentials: "same-origin"}).then(function (r) {
+                if (!r.ok) { throw new Error("overlay " + r.status); }
+                return r.blob();
+            }).then(createImageBitmap).then(function (bitmap) {
+                if (PIX.fetching !== address) { return; }
+                var canvas = document.createElement("canvas");
+                canvas.width = bitmap.width;
+                canvas.height = bitmap.height;
+                var ctx = canvas.getContext("2d", {willReadFrequently: true});
+                ctx.drawImage(bitmap, 0, 0);
+                PIX.data = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+                PIX.w = bitmap.width;
+                PIX.h = bitmap.height;
+                PIX.address = address;
+                PIX.fetching = null;
+            }).catch(function () { PIX.fetching = null; });
+        }, delay);
+    }
+
+    /* The cell under image point (x, y) as the overlay draws it (same colour, bounded by
+     * its outline): painted highlighted at once; the server's answer selects it. */
+    function selectAt(x, y) {
+        var info = Q.info, gd = plot();
+        if (!info || !gd || selectedTool() !== "select") { return; }
+        if (!PIX.data || PIX.address !== onScreen()) { prefetch(250); return; }
+        var sx = PIX.w / info.width, sy = PIX.h / info.height;
+        var px = Math.floor(x * sx), py = Math.floor(y * sy), w = PIX.w, h = PIX.h, d = PIX.data;
+        if (px < 0 || py < 0 || px >= w || py >= h) { return; }
+        var at = (py * w + px) * 4, alpha = d[at + 3];
+        if (alpha === 0 || alpha === 255) { return; }          /* background, or an outline */
+        var r = d[at], g = d[at + 1], b = d[at + 2], limit = 250000;
+        var seen = new Uint8Array(w * h), stack = [py * w + px], cells = [];
+        var x0 = px, x1 = px, y0 = py, y1 = py;
+        seen[py * w + px] = 1;
+        while (stack.length) {
+            var k = stack.pop(), kx = k % w, ky = (k - kx) / w;
+            cells.push(k);
+            if (cells.length > limit) { return; }
+            if (kx < x0) { x0 = kx; } if (kx > x1) { x1 = kx; }
+            if (ky < y0) { y0 = ky; } if (ky > y1) { y1 = ky; }
+            var around = [kx > 0 ? k - 1 : -1, kx < w - 1 ? k + 1 : -1,
+                          ky > 0 ? k - w : -1, ky < h - 1 ? k + w : -1];
+            for (var i = 0; i < 4; i++) {
+                var n = around[i];
+                if (n < 0 || seen[n]) { continue; }
+                var o = n * 4;
+                if (d[o] === r && d[o + 1] === g && d[o + 2] === b && d[o + 3] === alpha) {
+                    seen[n] = 1;
+                    stack.push(n);
+                }
+            }
+        }
+        var bw = x1 - x0 + 3, bh = y1 - y0 + 3;          /* one pixel more each side */
+        var canvas = document.createElement("canvas");
+        canvas.width = bw;
+        canvas.height = bh;
+        var ctx = canvas.getContext("2d"), img = ctx.createImageData(bw, bh);
+        cells.forEach(function (k) {
+            var kx = k % w, ky = (k - kx) / w, o = ((ky - y0 + 1) * bw + (kx - x0 + 1)) * 4;
+            img.data[o] = 255; img.data[o + 1] = 255; img.data[o + 2] = 255; img.data[o + 3] = 150;
+        });
+        ctx.putImageData(img, 0, 0);
+        var layer = fastLayer(gd);
+        if (!layer) { return; }
+        while (layer.firstChild) { layer.removeChild(layer.firstChild); }
+        var el = document.createElementNS(SVGNS, "image");
+        el.setAttribute("class", "annotate-fast-selected");
+        el.setAttribute("href", canvas.toDataURL());
+        el.setAttribute("x", (x0 - 1) / sx);
+        el.setAttribute("y", (y0 - 1) / sy);
+        el.setAttribute("width", bw / sx);
+        el.setAttribute("height", bh / sy);
+        el.setAttribute("preserveAspectRatio", "none");
+        layer.appendChild(el);
+        Q.painted = performance.now();
+    }
+
     function overlayImage(gd) {
         var images = gd.querySelectorAll("image");
         for (var i = 0; i < images.length; i++) {
-            if ((images[i]._imgSrc || "").indexOf("/draft.png") >= 0) { return images[i]; }
+            if (overlayAddress(images[i]._imgSrc)) { return images[i]; }
         }
         return images.length > 1 ? images[1] : null;
     }
@@ -193,13 +295,17 @@
      * it; when an overlay has loaded, the kept items it includes leave the screen. */
     function watch() {
         var gd = plot();
-        if (!gd || gd.__cellloopWatched) { return; }
+        if (!gd) {                         /* the figure is not drawn yet: look again */
+            if (document.getElementById("annotate-graph")) { setTimeout(watch, 200); }
+            return;
+        }
+        if (gd.__cellloopWatched) { return; }
         gd.__cellloopWatched = true;
+        prefetch(500);
         gd.addEventListener("load", function (ev) {
             var el = ev.target;
-            if (el && el.tagName === "image" && (el._imgSrc || "").indexOf("/draft.png") >= 0) {
-                shown(el._imgSrc);
-            }
+            var address = el && el.tagName === "image" && overlayAddress(el._imgSrc);
+            if (address) { shown(address); prefetch(300); }
         }, true);
         if (gd.on) {
             gd.on("plotly_afterplot", function () {
@@ -515,12 +621,15 @@
     function fastLayer(gd) {
         var el = overlayImage(gd);
         if (!el || !Q.info) { return null; }
-        var g = el.parentNode.querySelector("g.annotate-fast");
+        /* beside plotly's image layer, not in it: plotly binds its layout images to every
+         * <image> in that layer (ours there broke its drawing) */
+        var host = el.parentNode.parentNode || el.parentNode;
+        var g = host.querySelector(":scope > g.annotate-fast");
         if (!g) {
             g = document.createElementNS(SVGNS, "g");
             g.setAttribute("class", "annotate-fast");
             g.style.pointerEvents = "none";
-            el.parentNode.appendChild(g);
+            host.appendChild(g);
         }
         var x = +el.getAttribute("x") || 0, y = +el.getAttribute("y") || 0;
         var w = +el.getAttribute("width") || 1, h = +el.getAttribute("height") || 1;
@@ -613,11 +722,19 @@
         ev.stopImmediatePropagation();
         if (Q.after.indexOf(el.id) < 0) { Q.after.push(el.id); }
     }, true);
+    /* The Select tool chosen (key or button): have the overlay's pixels ready for a click. */
+    document.addEventListener("keydown", function (ev) {
+        if ((ev.key || "").toLowerCase() === "s" && !ev.ctrlKey && !ev.metaKey) { prefetch(400); }
+    }, true);
+    document.addEventListener("change", function (ev) {
+        if (ev.target && ev.target.closest && ev.target.closest("#annotate-tool")) { prefetch(400); }
+    }, true);
     window.addEventListener("beforeunload", function (ev) {
         if (busy()) { ev.preventDefault(); ev.returnValue = ""; }
     });
 
     window.CellLoopEdits = {op: op, polygon: polygon, reclass: reclass, busy: busy,
+                            selectAt: selectAt,
                             state: function () { return Q; }};
     window.dash_clientside = window.dash_clientside || {};
     window.dash_clientside.cellloop_annotate = {render: render, counts: counts,

@@ -149,8 +149,8 @@ def test_a_burst_of_edits_lands_in_order_with_the_count_on_screen(browser, world
         time.sleep(0.1)
     press(browser, "z", modifier=Keys.CONTROL)    # then undo the last and redo it
     press(browser, "y", modifier=Keys.CONTROL)
-    text = counts_text(browser)
-    assert "10 cells" in text and "saving" in text, text      # all on screen at once
+    # all ten on screen while the server is still behind
+    wait_text(browser, lambda t: "10 cells" in t and "saving" in t, timeout=3)
     text = wait_text(browser, lambda t: "saving" not in t, timeout=40)
     assert "10 cells" in text, text
     assert server_counts(db, config, image_id) == (10, 0)
@@ -163,3 +163,30 @@ def test_a_burst_of_edits_lands_in_order_with_the_count_on_screen(browser, world
     last = int(canvas.labels[34, 42])
     assert last and last == int(canvas.labels.max())           # the later cell is on top
     WebDriverWait(browser.driver, 15).until(lambda d: d.execute_script(PENDING_SHAPES) == 0)
+
+
+def test_a_clicked_cell_is_highlighted_before_the_server_answers(browser, world, db, config,
+                                                                 image_id, monkeypatch):
+    with db.session_scope() as s:
+        drafts.record_edit(s, actor(s, "annotator"), config, LocalBlobStore(config.blob_dir),
+                           image_id, {"op": "add", "shape": {"type": "rect", "x0": 20,
+                                                             "y0": 20, "x1": 60, "y1": 50}})
+    open_workspace(browser, "annotator", image_id)
+    wait_text(browser, lambda t: "1 cells" in t)
+    time.sleep(1.5)                       # the page copies the overlay's pixels meanwhile
+    slow(monkeypatch, 1.5, "cell_at")
+    t0 = time.perf_counter()
+    click_image_at(browser, 40, 35)
+    WebDriverWait(browser.driver, 5, poll_frequency=0.02).until(lambda d: d.execute_script(
+        "return !!document.querySelector('#annotate-graph image.annotate-fast-selected')"))
+    assert time.perf_counter() - t0 < 1.0
+    assert "selected" not in counts_text(browser)              # the server has not answered
+    text = wait_text(browser, lambda t: "cell 1 selected" in t)
+    assert "1 cells" in text
+    # clicking the background highlights nothing
+    WebDriverWait(browser.driver, 5).until(lambda d: not d.execute_script(
+        "return !!document.querySelector('#annotate-graph image.annotate-fast-selected')"))
+    click_image_at(browser, 5, 5)
+    wait_text(browser, lambda t: "selected" not in t)
+    assert not browser.driver.execute_script(
+        "return !!document.querySelector('#annotate-graph image.annotate-fast-selected')")
