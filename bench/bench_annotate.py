@@ -14,6 +14,18 @@ Baseline in the same run and browser: the same cells as plain editable plotly pa
 (one shape per cell, the usual design): first render, and adding one shape.
 
     python bench/bench_annotate.py
+
+`--edits` (issue 26): the app started as run.sh starts it (gunicorn with gunicorn.conf.py and
+the two background workers, in a fresh data directory), real headless Chromium, real mouse
+drags, clicks and keys, on 2048x2048 images with N synthetic cells (default 50, 1,000 and
+5,000); per N the p50/p95 of: click -> edit visible (browser clock, two animation frames
+after the screen shows it: count and outline, or count and hidden cell), click -> server
+draft stored (the server's answer received), click -> the server's overlay shown in its
+place; for add (rectangle drag), select (click a cell), delete (Delete key) and undo
+(Ctrl+Z); and open (navigation -> image and overlay loaded) and save (Ctrl+S -> "Saved").
+Records the CPU and the load average before and after.
+
+    python bench/bench_annotate.py --edits [--cells 50,1000,5000] [--reps 10]
 """
 from __future__ import annotations
 
@@ -282,5 +294,315 @@ def _img(plane: np.ndarray, k: int):
     return ImageData(pixels[None, None], "ZCYX", ["grey"])
 
 
+# ---------------------------------------------------------------------- issue 26: edits
+EDIT_SIDE = 2048
+
+
+def cells_image(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """A 2048x2048 uint16 image of `n` bright discs on a grid (noisy background), their
+    labels, and the discs' centres (x, y)."""
+    from skimage.draw import disk
+    rng = np.random.default_rng(seed)
+    per_row = int(np.ceil(np.sqrt(n)))
+    step = EDIT_SIDE / per_row
+    radius = max(4.0, min(20.0, step * 0.35))
+    image = rng.normal(800, 80, (EDIT_SIDE, EDIT_SIDE)).clip(0, 65535)
+    labels = np.zeros((EDIT_SIDE, EDIT_SIDE), np.uint16)
+    centres = []
+    for k in range(n):
+        cy, cx = (k // per_row + 0.5) * step, (k % per_row + 0.5) * step
+        rr, cc = disk((cy, cx), radius, shape=labels.shape)
+        labels[rr, cc] = k + 1
+        image[rr, cc] += 3000
+        centres.append((int(cx), int(cy)))
+    return image.astype(np.uint16), labels, centres
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_like_run_sh(data_dir: Path, port: int, workers: bool) -> list:
+    """gunicorn with gunicorn.conf.py and, as run.sh does, a gpu and a cpu worker."""
+    import os
+    import subprocess
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "CELLLOOP_DATA_DIR": str(data_dir), "PORT": str(port),
+           "CELLLOOP_ENV": "development", "LOG_LEVEL": "WARNING"}
+    log = open(data_dir / "server.log", "ab")
+    procs = []
+    if workers:
+        for queue in ("gpu", "cpu"):
+            procs.append(subprocess.Popen([str(root / ".venv/bin/python"), "-m", "app", "worker",
+                                           "--queues", queue], cwd=root, env=env,
+                                          stdout=log, stderr=log))
+    procs.append(subprocess.Popen([str(root / ".venv/bin/gunicorn"), "-c", "gunicorn.conf.py",
+                                   "app.wsgi:application"], cwd=root, env=env, stdout=log,
+                                  stderr=log))
+    import urllib.request
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=2)
+            return procs
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the app did not start; see {data_dir / 'server.log'}")
+
+
+# In the page: from the next real input (mouseup, or keydown), when the screen shows the edit
+# (checked on every DOM change, then two animation frames), when the edit queue is empty (the
+# server's answer is in) and when no preview is left (the server's overlay is shown).
+MEASURE = r"""
+var kind = arguments[0], n = arguments[1];
+var gd = document.querySelector('#annotate-graph .js-plotly-plot');
+var b = window.__bench = {t0: null, visible: null, stored: null, shown: null};
+function text() { return document.getElementById('annotate-counts').textContent; }
+function counted() { return new RegExp('(^|\\D)' + n + ' cells').test(text()); }
+function shapes() { return (gd._fullLayout && gd._fullLayout.shapes) || []; }
+function pending() { return shapes().filter(function (s) { return s.name === 'annotate-pending'; }).length; }
+function overlay() { return Array.prototype.find.call(gd.querySelectorAll('image'), function (e) {
+  return (e._imgSrc || '').indexOf('/draft.png') >= 0; }); }
+function masked() { var im = overlay(); return !!(im && im.getAttribute('mask')); }
+function selected() { return /cell \d+ selected/.test(text()) &&
+  shapes().some(function (s) { return s.editable && s.name !== 'annotate-pending'; }); }
+function painted() { return pending() > 0 || !!gd.querySelector('g.annotate-fast path'); }
+function highlighted() { return !!gd.querySelector('image.annotate-fast-selected') || selected(); }
+var shows = {add: function () { return counted() && shapes().length > 0; },
+             select: highlighted,
+             'delete': function () { return counted() && masked(); },
+             undo: function () { return counted() && painted(); }}[kind];
+function check() {
+  if (b.t0 === null || b.visible !== null || !shows()) { return; }
+  b.visible = -1;
+  requestAnimationFrame(function () { requestAnimationFrame(function () {
+    b.visible = performance.now() - b.t0; }); });
+}
+var observer = new MutationObserver(check);
+observer.observe(document.body, {subtree: true, childList: true, characterData: true,
+                                 attributes: true});
+function loop() {
+  var now = performance.now();
+  check();
+  var idle = window.CellLoopEdits.busy() === 0 && text().indexOf('saving') < 0;
+  if (kind === 'select') { idle = selected(); }       // the server's answer: cell and outline
+  if (b.visible !== null && b.stored === null && idle) { b.stored = now - b.t0; }
+  if (b.stored !== null && b.shown === null && !pending() && !masked()) { b.shown = now - b.t0; }
+  if ((b.shown !== null && b.visible > 0) || now - b.t0 > 30000) { observer.disconnect(); return; }
+  requestAnimationFrame(loop);
+}
+document.addEventListener(kind === 'delete' || kind === 'undo' ? 'keydown' : 'mouseup',
+  function () { if (b.t0 === null) { b.t0 = performance.now(); requestAnimationFrame(loop); } },
+  {capture: true, once: true});
+"""
+RESULT = """
+var done = arguments[arguments.length - 1];
+(function poll() {
+  var b = window.__bench;
+  if (b.t0 !== null && ((b.shown !== null && b.visible > 0) || performance.now() - b.t0 > 30000)) {
+    done([b.visible, b.stored, b.shown]); } else { setTimeout(poll, 10); }
+})();"""
+SELECT_RESULT = """
+var done = arguments[arguments.length - 1];
+(function poll() {
+  var b = window.__bench;
+  if (b.t0 !== null && ((b.visible > 0 && b.stored !== null) || performance.now() - b.t0 > 30000)) {
+    done([b.visible, b.stored, null]); } else { setTimeout(poll, 10); }
+})();"""
+
+
+def _offset(driver, x: float, y: float) -> tuple[int, int]:
+    return tuple(driver.execute_script(f"""
+        var fl = {GD}._fullLayout;
+        return [Math.round(fl.xaxis.d2p(arguments[0])), Math.round(fl.yaxis.d2p(arguments[1]))];
+        """, x, y))     # selenium 4.2: offsets from the element's top-left corner
+
+
+def _count(driver) -> int:
+    import re
+    text = driver.find_element("id", "annotate-counts").text
+    match = re.search(r"(\d+) cells", text)
+    return int(match.group(1)) if match else 0
+
+
+def _tool(driver, key: str, dragmode: str) -> None:
+    driver.find_element("css selector", "body").send_keys(key)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if driver.execute_script(f"return {GD}.layout.dragmode") == dragmode:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"tool {key!r} never reached drag mode {dragmode}")
+
+
+def _idle(driver, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if driver.execute_script("return window.CellLoopEdits && window.CellLoopEdits.busy() "
+                                 "=== 0 && !document.getElementById('annotate-counts')"
+                                 ".textContent.includes('saving')"):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("edits still pending")
+
+
+def _measure(driver, kind: str, n_after: int, act, result=RESULT) -> list:
+    driver.execute_script(MEASURE, kind, n_after)
+    act()
+    out = driver.execute_async_script(result)
+    _idle(driver)
+    return out
+
+
+def pct(values: list, q: float) -> float:
+    """Nearest-rank percentile (p95 of 10 samples is the largest)."""
+    ordered = sorted(v for v in values if v is not None and v >= 0)
+    if not ordered:
+        return float("nan")
+    return ordered[max(0, int(np.ceil(q * len(ordered))) - 1)]
+
+
+def edits_bench(cell_counts: list[int], reps: int, workers: bool) -> None:
+    import os
+    import subprocess
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    cpu = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True,
+                         text=True).stdout.split(":", 1)[-1].strip()
+    load_before = os.getloadavg()
+    data_dir = Path(tempfile.mkdtemp(prefix="cellloop-bench-edits-"))
+    config = Config.from_env({"CELLLOOP_DATA_DIR": str(data_dir)}, dotenv=False)
+    migrate.upgrade(config)
+    server = create_app(config)
+    app_state = server.extensions["cellloop"]
+    centres, ids = {}, {}
+    with app_state.db.session_scope() as s:
+        owner = users.create_user(s, SYSTEM, "bench", PASSWORD)
+        pid = projects.create_project(s, SYSTEM, "Bench edits", owner_id=owner.id,
+                                      starting_model="none").id
+        for n in cell_counts:
+            image, labels, centres[n] = cells_image(n, seed=n)
+            imports.import_files(s, owner, app_state.store, pid, [ImportFile(
+                f"cells_{n}.npy", load=lambda image=image: _img(image, 0),
+                load_labels=lambda labels=labels: labels)], 1 << 28)
+    with app_state.db.session_scope() as s:
+        ids = {int(im.name.split("_")[1].split(".")[0]): im.id for im in s.query(Image)}
+    app_state.db.engine.dispose()
+    port = _free_port()
+    procs = start_like_run_sh(data_dir, port, workers)
+    base = f"http://127.0.0.1:{port}"
+    rows, rng = [], np.random.default_rng(26)
+    driver = chromium()
+    try:
+        driver.get(base + "/login")
+        driver.find_element("id", "username").send_keys("bench")
+        driver.find_element("id", "password").send_keys(PASSWORD)
+        driver.find_element("id", "login-submit").click()
+        time.sleep(1.0)
+        for n in cell_counts:
+            opens = [page_open_ms(driver, f"{base}/annotate/{ids[n]}") for _ in range(3)]
+            deadline = time.time() + 60
+            while _count(driver) != n and time.time() < deadline:
+                time.sleep(0.05)
+            area = driver.find_element("css selector", "#annotate-graph .nsewdrag")
+            got = {k: [] for k in ("add", "select", "delete", "undo")}
+            _tool(driver, "r", "drawrect")
+            for _ in range(reps):
+                x, y = (float(v) for v in rng.uniform(100, EDIT_SIDE - 140, 2))
+                a, b = _offset(driver, x, y), _offset(driver, x + 30, y + 30)
+                before = _count(driver)
+                got["add"].append(_measure(driver, "add", before + 1, lambda a=a, b=b: (
+                    ActionChains(driver).move_to_element_with_offset(area, *a).click_and_hold()
+                    .move_by_offset(3, 3).move_to_element_with_offset(area, *b).release()
+                    .perform())))
+            _tool(driver, "s", "pan")
+            picks = rng.choice(len(centres[n]), size=reps, replace=False)
+            for k in picks:
+                cx, cy = centres[n][int(k)]
+                point = _offset(driver, cx, cy)
+                time.sleep(1.0)       # aiming at the next cell (the overlay's pixels load)
+                got["select"].append(_measure(driver, "select", 0, lambda p=point: (
+                    ActionChains(driver).move_to_element_with_offset(area, *p).click()
+                    .perform()), SELECT_RESULT))
+                before = _count(driver)
+                got["delete"].append(_measure(driver, "delete", before - 1, lambda: (
+                    driver.find_element("css selector", "body").send_keys(Keys.DELETE))))
+                got["undo"].append(_measure(driver, "undo", before, lambda: (
+                    ActionChains(driver).key_down(Keys.CONTROL).send_keys("z")
+                    .key_up(Keys.CONTROL).perform())))
+            saves = []
+            for version in (1, 2):     # each image's versions: 0 imported, then 1, 2
+                t0 = time.perf_counter()
+                ActionChains(driver).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL) \
+                    .perform()
+                while (f"Saved version {version + 1}" not in
+                       driver.find_element("id", "annotate-message").text):
+                    time.sleep(0.005)
+                saves.append((time.perf_counter() - t0) * 1000)
+                # the next save needs an edit to save: undo the last one and wait
+                driver.find_element("css selector", "body").send_keys(Keys.ESCAPE)
+                ActionChains(driver).key_down(Keys.CONTROL).send_keys("z").key_up(Keys.CONTROL) \
+                    .perform()
+                _idle(driver)
+            rows.append((n, statistics.median(opens), saves, got))
+            print(n, rows[-1], flush=True)
+    finally:
+        driver.quit()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+    load_after = os.getloadavg()
+    fmt = "{:.0f}".format
+    lines = ["| N cells | operation | visible p50 / p95 (ms) | server draft stored p50 / p95 "
+             "| server overlay shown p50 / p95 |", "|---|---|---|---|---|"]
+    for n, _open, _saves, got in rows:
+        for kind in ("add", "select", "delete", "undo"):
+            vis = [g[0] for g in got[kind]]
+            if kind == "select":
+                sto = [g[1] for g in got[kind]]
+                lines.append(f"| {n} | select (click a cell) | **{fmt(pct(vis, .5))} / "
+                             f"{fmt(pct(vis, .95))}** | server's answer (editable outline): "
+                             f"{fmt(pct(sto, .5))} / {fmt(pct(sto, .95))} | |")
+                continue
+            sto, sho = [g[1] for g in got[kind]], [g[2] for g in got[kind]]
+            lines.append(f"| {n} | {kind} | **{fmt(pct(vis, .5))} / {fmt(pct(vis, .95))}** | "
+                         f"{fmt(pct(sto, .5))} / {fmt(pct(sto, .95))} | "
+                         f"{fmt(pct(sho, .5))} / {fmt(pct(sho, .95))} |")
+    opens = " · ".join(f"N={n}: {o:.0f} ms" for n, o, _s, _g in rows)
+    saves = " · ".join(f"N={n}: {statistics.median(sv):.0f} ms" for n, _o, sv, _g in rows)
+    body = f"""
+CPU: {cpu} ({os.cpu_count()} cores, shared with other work). Load average (1/5/15 min)
+before: {load_before[0]:.2f} / {load_before[1]:.2f} / {load_before[2]:.2f}, after:
+{load_after[0]:.2f} / {load_after[1]:.2f} / {load_after[2]:.2f}. App as run.sh starts it
+(gunicorn, gunicorn.conf.py defaults, {'with' if workers else 'without'} the two background
+workers), fresh data directory, headless Chromium on the same machine. Images 2048x2048, N
+synthetic disc cells each (imported as the saved version the draft starts from). {reps}
+samples per operation and N; p95 is nearest-rank (of 10 samples: the largest).
+Goal: visible within 100 ms (p95).
+
+{chr(10).join(lines)}
+
+Open (navigation -> image and overlay loaded, median of 3): {opens}.
+Save (Ctrl+S -> "Saved version" shown, median of 2): {saves}.
+"""
+    write_section("annotate-edits", "Edits on screen at once (issue 26)", body)
+
+
 if __name__ == "__main__":
-    main()
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--edits", action="store_true", help="issue 26: edit latency per N")
+    parser.add_argument("--cells", default="50,1000,5000")
+    parser.add_argument("--reps", type=int, default=10)
+    parser.add_argument("--no-workers", action="store_true",
+                        help="start gunicorn only (run.sh also starts two workers)")
+    args = parser.parse_args()
+    if args.edits:
+        edits_bench([int(v) for v in args.cells.split(",")], args.reps, not args.no_workers)
+    else:
+        main()

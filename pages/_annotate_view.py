@@ -3,7 +3,8 @@
 The figure holds no pixels and (almost) no shapes: the image and the current draft are two
 layout images fetched from routes, so a suggestion with thousands of cells costs the browser
 one PNG. Only the cell being reshaped is a plotly shape, and a shape the user draws lives in
-the figure just until the server has taken it into the draft.
+the figure (dotted) just until the overlay of the draft that holds it is shown. After the
+first drawing the figure is drawn in the browser (assets/annotate_edits.js `render`).
 
 Rectangle and ellipse are both drawn from one corner to the opposite corner (napari, QuPath and
 Label Studio do the same): the ellipse tool uses plotly's rectangle drag, `annotate.js` draws
@@ -97,29 +98,13 @@ def image_url(image_id: int, z: int, side: int, views: list[dict] | None) -> str
 
 
 def draft_url(image_id: int, rev, selected: int, side: int) -> str:
+    """The overlay's address (assets/annotate_edits.js `draftUrl` builds the same one)."""
     return f"/api/images/{image_id}/draft.png?rev={rev or 0}&selected={selected or 0}&size={side}"
-
-
-def selected_shape(path: str | None, color: str = "#ffffff") -> list[dict]:
-    """The selected cell as the one editable shape (drag its vertices to reshape it)."""
-    if not path:
-        return []
-    return [dict(type="path", path=path, editable=True, layer="above",
-                 line=dict(color=color, width=2), fillcolor="rgba(255,255,255,0.05)")]
 
 
 def polygon_path(corners: list, closed: bool = False) -> str:
     return ("M" + "L".join(f"{x:.1f},{y:.1f}" for x, y in corners) + ("Z" if closed else "")
             if corners else "")
-
-
-def polygon_preview(corners: list | None) -> list[dict]:
-    """The polygon being clicked, as a dashed open path (not editable)."""
-    if not corners:
-        return []
-    path = polygon_path(corners) if len(corners) > 1 else polygon_path(corners * 2)
-    return [dict(type="path", path=path, editable=False, layer="above",
-                 line=dict(color="#00e5ff", width=2, dash="dot"))]
 
 
 def newshape(tool: str, color: str, width: float) -> dict:
