@@ -8,6 +8,10 @@ Python API (torch is imported on first use, not at import time):
     model = load_model("model.cellloop")          # or an exported .pt / .onnx
     result = predict(model, "cells.tif")          # or a (C, Y, X) / (Y, X) array
     result.labels, result.count
+
+    from models import count
+    count(["a.tif", "b.tif"], "counter.cellloop")   # counting or segmentation model
+    # -> [{"image", "count", "low", "high", "n_points", "points": [[x, y], ...]}, ...]
 """
 from __future__ import annotations
 
@@ -22,6 +26,13 @@ def predict(model, image, **kwargs):
     """Instances and count for one image (array or path); see models.inference.predict_image."""
     from models.inference import predict_image
     return predict_image(model, image, **kwargs)
+
+
+def count(images, model, mc_samples: int = 16) -> list[dict]:
+    """Counts of `images` (paths or arrays, one or a list) by `model` (a counting or a
+    segmentation model, or its file), one record per image; see models.counts."""
+    from models.counts import count_images
+    return count_images(images, model, mc_samples)
 
 
 def train(*args, **kwargs):

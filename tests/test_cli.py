@@ -126,7 +126,8 @@ def test_import_and_export_commands(env, monkeypatch, capsys, tmp_path):
 
 
 def test_predict_files_with_a_model_file(env, monkeypatch, capsys, tmp_path):
-    """`predict` with a .cellloop file writes a mask and an overlay per image and counts.json;
+    """`predict` with a .cellloop file writes a mask and an overlay per image, counts.json
+    and counts.csv;
     an unreadable file is skipped with its reason, and all skipped is an error."""
     import json
 
@@ -148,7 +149,10 @@ def test_predict_files_with_a_model_file(env, monkeypatch, capsys, tmp_path):
     assert "a.tif:" in captured.out and "predicted 1 image(s)" in captured.out
     assert "skipped: broken.tif" in captured.err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "a_masks.tif", "a_overlay.png", "counts.json"]
-    assert list(json.loads((tmp_path / "out" / "counts.json").read_text())) == ["a.tif"]
+        "a_masks.tif", "a_overlay.png", "counts.csv", "counts.json"]
+    counts = json.loads((tmp_path / "out" / "counts.json").read_text())
+    assert list(counts) == ["a.tif"]
+    a = counts["a.tif"]               # the format counting models write too (issue 23)
+    assert a["low"] == a["count"] == a["high"] == a["n_points"] == len(a["points"])
     assert run(monkeypatch, ["predict", str(tmp_path / "m.cellloop"), str(images / "broken.tif"),
                              "--out", str(tmp_path / "out2")]) == 2

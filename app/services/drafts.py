@@ -36,7 +36,7 @@ from app.permissions import Actor
 from app.services import leases
 from app.services.gallery import image_for
 from app.services.imports import count_labels
-from app.services import queries
+from app.services import model_versions, queries
 from app.states import ImageStatus
 from app.tables import Annotation, Draft, Image, ModelVersion, Project, utcnow
 from app.imaging.shapes import (POINT_RADIUS, Canvas, ShapeError, apply_edit, apply_edits,
@@ -476,9 +476,12 @@ def use_suggestion(session: Session, actor: Actor, config: Config, store: BlobSt
     The annotated region and the points stay; Undo brings back the cells replaced. `auto`:
     made by the workspace on opening an untouched image (the image stays "new", and the
     draft still follows versions others save until someone edits it)."""
-    from app.services import prediction
+    from app.services import counting, prediction
     image = _editable(session, actor, config, image_id)
+    active = model_versions.active_version(session, image.project_id)
     end_transaction(session)      # commit the lease now: no transaction across inference
+    if counting.is_counting(active):
+        return _suggest_points(session, actor, config, store, image, auto)
     # on opening, a cached prediction is taken as it is (scored or not): no model load
     predicted = (prediction.suggest(session, actor, store, config, image.id, score_cells=False)
                  if auto else prediction.suggest(session, actor, store, config, image.id))
@@ -491,6 +494,22 @@ def use_suggestion(session: Session, actor: Actor, config: Config, store: BlobSt
                               current.points, "model-corrected", predicted.model_version_id)
     if getattr(predicted, "cells", None):      # per-cell uncertainty (app.services.cell_review)
         snapshot["uncertainty"] = predicted.cells
+    return _push_snapshot(session, config, store, draft, image,
+                          {**snapshot, "auto": True} if auto else snapshot)
+
+
+def _suggest_points(session: Session, actor: Actor, config: Config, store: BlobStore,
+                    image: Image, auto: bool) -> EditResult:
+    """A counting model's suggestion: its points replace the points on screen (outlines and
+    the annotated region stay); each point's confidence travels with the snapshot."""
+    from app.services import prediction
+    found = prediction.suggest_points(session, actor, store, config, image.id)
+    draft = ensure_draft(session, actor, image)
+    current = canvas_for(config, store, draft, image)
+    snapshot = _snapshot_edit(put_array(store, current.labels), _region_key(store, current),
+                              dict(current.classes or {}), found.points, "model-corrected",
+                              found.model_version_id)
+    snapshot["point_confidence"] = found.confidence
     return _push_snapshot(session, config, store, draft, image,
                           {**snapshot, "auto": True} if auto else snapshot)
 

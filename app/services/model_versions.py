@@ -97,6 +97,9 @@ def load(store: BlobStore, mv: ModelVersion):
     """The SegmentationModel of a version (hash-checked on first load, then cached)."""
     from models.persist import model_from_bytes
 
+    if (mv.settings or {}).get("kind") == "counting":      # app.services.counting.KIND
+        raise ValidationError(f"Model #{mv.id} is a counting model: it finds cells as points "
+                              "and counts them; it does not draw outlines.")
     key = mv.weights_blob_key
     with _CACHE_LOCK:
         model = _CACHE.get(key)

@@ -26,7 +26,7 @@ from app.db import Database, end_transaction
 from app.errors import NotFound, PermissionDenied, ValidationError
 from app.services.gallery import image_for
 from app.permissions import Actor, require
-from app.services import jobs, model_versions, queries
+from app.services import counting, jobs, model_versions, queries
 from app.services.imports import count_labels
 from app.tables import Image, ModelVersion, User
 from models.cancel import Cancelled
@@ -269,6 +269,8 @@ def predict_project(db: Database, store: BlobStore, config: Config, project_id: 
             query = query.where(Image.id.in_([int(i) for i in image_ids]))
         images = session.scalars(query.order_by(Image.id)).all()
         session.expunge_all()
+    if counting.is_counting(mv):
+        return _count_project(store, config, mv, images, progress, should_stop)
     model = model_versions.load(store, mv)
     counts = {}
     for i, image in enumerate(images, 1):
@@ -279,3 +281,61 @@ def predict_project(db: Database, store: BlobStore, config: Config, project_id: 
             sum(count_labels(p) for p in labels))
         progress(i / len(images), f"{i}/{len(images)} images predicted")
     return {"model_version_id": mv.id, "counts": counts, "n_images": len(images)}
+
+
+def _count_project(store: BlobStore, config: Config, mv: ModelVersion, images: list,
+                   progress: Callable[..., None], should_stop: Callable[[], bool]) -> dict:
+    """The predict job of a counting project: count each image with the active counting
+    model and keep the count, its interval and its points for the project page
+    (app.services.project_counts)."""
+    from app.services.project_counts import store_count
+    from models.counting import count_image
+    from models.counts import MC_SAMPLES, record
+    model = counting.load_counter(store, mv)
+    counts = {}
+    for i, image in enumerate(images, 1):
+        if should_stop():
+            raise Cancelled()
+        result = count_image(model, get_array(store, image.blob_key)[0], mc_samples=MC_SAMPLES,
+                             seed=image.id)
+        found = {**record(image.name, result.count, result.low, result.high, result.points),
+                 "confidence": [round(float(c), 3) for c in result.confidence]}
+        store_count(config, mv, image, found)
+        counts[image.name] = found["count"]
+        progress(i / len(images), f"{i}/{len(images)} images counted")
+    return {"model_version_id": mv.id, "counts": counts, "n_images": len(images)}
+
+
+@dataclass(frozen=True)
+class PointSuggestion:
+    model_version_id: int
+    points: list              # [[x, y, 0], ...]
+    confidence: list          # per point, 0..1 (share of MC-dropout samples that find it)
+    count: float
+    low: float
+    high: float
+
+
+def suggest_points(session: Session, actor: Actor, store: BlobStore, config: Config,
+                   image_id: int) -> PointSuggestion:
+    """A counting model's cells of one image as points, each with its confidence, from the
+    counts the predict job kept when it has run (else counted now)."""
+    from app.services.project_counts import store_count, stored_count
+    from models.counts import MC_SAMPLES, record
+    image = image_for(session, actor, image_id, "annotate")
+    mv = model_versions.version_or_active(session, actor, None, image.project_id)
+    if not counting.is_counting(mv):
+        raise ValidationError("The active model draws outlines; it does not suggest points.")
+    end_transaction(session)
+    found = stored_count(config, mv, image)
+    if found is None or "confidence" not in found:
+        from models.counting import count_image
+        result = count_image(counting.load_counter(store, mv),
+                             get_array(store, image.blob_key)[0], mc_samples=MC_SAMPLES,
+                             seed=image.id)
+        found = {**record(image.name, result.count, result.low, result.high, result.points),
+                 "confidence": [round(float(c), 3) for c in result.confidence]}
+        store_count(config, mv, image, found)
+    return PointSuggestion(mv.id, [[float(x), float(y), 0] for x, y in found["points"]],
+                           list(found["confidence"]), float(found["count"]),
+                           float(found["low"]), float(found["high"]))

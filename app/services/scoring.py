@@ -23,7 +23,7 @@ from app.config import Config
 from app.db import Database
 from app.errors import NotFound, ValidationError
 from app.permissions import Actor, require
-from app.services import jobs, model_versions, queries
+from app.services import counting, jobs, model_versions, queries
 from app.services.leases import ranked_pool
 from app.services.project_settings import ProjectSettings
 from app.states import QUEUE_STATUSES
@@ -96,13 +96,28 @@ def score_project(db: Database, store: BlobStore, config: Config, project_id: in
             raise ValueError("There is no active model to score with.")
         mv_id = active.id
         strategy = get_strategy(loop.strategy, passes=loop.passes, seed=mv_id)
-        models = (ensemble_members(session, store, active, loop.ensemble_size)
-                  if strategy.needs_ensemble else
-                  [model_versions.load(store, active)] if strategy.needs_model else [])
+        counter = (counting.load_counter(store, active)
+                   if counting.is_counting(active) and strategy.needs_model else None)
+        if counter is None:
+            models = (ensemble_members(session, store, active, loop.ensemble_size)
+                      if strategy.needs_ensemble else
+                      [model_versions.load(store, active)] if strategy.needs_model else [])
         ids = pool_ids(session, project_id)
-        labelled = labelled_ids(session, project_id) if strategy.uses_labelled else []
+        labelled = (labelled_ids(session, project_id)
+                    if strategy.uses_labelled and counter is None else [])
         blobs = dict(session.execute(select(Image.id, Image.blob_key)
                                      .where(Image.id.in_(ids + labelled))).all())
+    if counter is not None:
+        # a points project: rank by how unsure the counting model's count is
+        scores = counting.score_counts(store, counter, blobs, progress, should_stop)
+        with db.session_scope() as session:
+            session.execute(delete(Score).where(Score.model_version_id == mv_id,
+                                                Score.strategy == strategy.name))
+            session.add_all([Score(image_id=i, model_version_id=mv_id, strategy=strategy.name,
+                                   value=float(v)) for i, v in scores.items()])
+        progress(1.0, f"scored {len(scores)} images by count uncertainty", force=True)
+        return {"model_version_id": mv_id, "strategy": strategy.name, "n_images": len(scores),
+                "count_uncertainty": True}
     total = len(ids) + len(labelled)
 
     def pixels(image_id: int):

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.db import Database
 from app.errors import ValidationError
 from app.permissions import Actor, require
-from app.services import jobs, model_versions, queries
+from app.services import counting, jobs, model_versions, queries
 from app.services.project_settings import ProjectSettings
 from app.services.training_params import clean_params
 from app.services.training_progress import Report, TrainingProgress
@@ -71,9 +71,11 @@ def gather(session: Session, store: BlobStore, project_id: int,
 def start_training(session: Session, actor: Actor, project_id: int, params: dict,
                    enqueue: Callable[[int], None]) -> jobs.JobInfo:
     """Queue a training job (reviewers and owners). One per project at a time."""
-    require(session, actor, project_id, "train")
+    project = require(session, actor, project_id, "train")
     params = clean_params(params)
-    if annotated_count(session, project_id) == 0:
+    n = (counting.point_annotated_count(session, project_id)
+         if counting.is_points_project(project) else annotated_count(session, project_id))
+    if n == 0:
         raise ValidationError("Annotate at least one image before training.")
     return jobs.submit_job(session, actor, project_id, "train", params, enqueue)
 
@@ -93,6 +95,12 @@ def train_project(db: Database, store: BlobStore, project_id: int, user_id: int 
     from models.training import (TrainConfig, calibration_count, calibration_pixels, evaluate,
                                  split, train_model)
 
+    with db.session_scope() as session:
+        points_project = counting.is_points_project(session.get(Project, project_id))
+    if points_project:
+        return counting.train_counting_project(
+            db, store, project_id, user_id, progress, should_stop, fine_tune=fine_tune,
+            epochs=epochs, max_minutes=max_minutes, seed=seed, threads=threads)
     tracker = TrainingProgress(progress)
     with db.session_scope() as session:
         project = session.get(Project, project_id)

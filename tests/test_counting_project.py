@@ -1,0 +1,162 @@
+"""Issue 23: a points-only project trains a counting model through the job system
+(`python -m app train`), which becomes the active model version; scoring ranks the pool by
+count uncertainty; `python -m app predict PROJECT IMAGES --out DIR` writes counts.json and
+counts.csv with a count, an interval and the points per image; the segmentation loaders
+refuse a counting version with a clear message."""
+import csv
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+from sqlalchemy import select
+
+from app import cli
+from app.db import Database
+from app.errors import ValidationError
+from app.permissions import SYSTEM
+from app.services import counting, imports, model_versions, projects, users
+from app.tables import Image, ModelVersion, Project, Score
+from storage.blobstore import LocalBlobStore
+
+SMALL = {"steps": 120, "batch": 4, "patch": 64, "width": 8, "depth": 2, "sigma": 2.0}
+
+
+def discs(seed: int, n: int = 6, shape=(96, 96)):
+    """A dark image with `n` bright discs of radius 4; their centres as [x, y, 0]."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(200, 20, shape).clip(0)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    centres = []
+    while len(centres) < n:
+        y, x = (int(v) for v in rng.integers(8, shape[0] - 8, 2))
+        if all(abs(y - cy) + abs(x - cx) > 14 for cx, cy, _ in centres):
+            centres.append([float(x), float(y), 0])
+            img[(yy - y) ** 2 + (xx - x) ** 2 <= 16] += 3000
+    return img.astype(np.uint16), centres
+
+
+def tiff_bytes(img) -> bytes:
+    import io
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, img)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def counting_project(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CELLLOOP_DATA_DIR", str(data))
+    monkeypatch.setenv("CELLLOOP_ENV", "development")
+    assert cli.main(["init-db"]) == 0
+    db = Database(f"sqlite:///{data.resolve()}/cellloop.sqlite")
+    store = LocalBlobStore(data / "blobs")
+    with db.session_scope() as s:
+        owner = users.create_user(s, SYSTEM, "boss", "boss-password")
+        pid = projects.create_project(s, SYSTEM, "Marrow", owner_id=owner.id,
+                                      starting_model="none").id
+        projects.set_annotation_mode(s, SYSTEM, pid, "points")
+        project = s.get(Project, pid)
+        project.settings = {**project.settings, "counting": SMALL}
+        items = []
+        for k in range(5):
+            img, centres = discs(k)
+            items.append(imports.ImportFile(f"c{k}.tif", read=lambda img=img: tiff_bytes(img),
+                                           points=tuple(tuple(c) for c in centres)))
+        for k in range(5, 8):                               # the unannotated pool
+            img, _ = discs(k, n=3 + k)
+            items.append(imports.ImportFile(f"u{k}.tif", read=lambda img=img: tiff_bytes(img)))
+        imports.import_files(s, SYSTEM, store, pid, items, 1 << 28)
+    yield db, store, pid, tmp_path
+    db.dispose()
+
+
+def test_points_project_trains_scores_and_predicts_counts(counting_project, monkeypatch,
+                                                          capsys):
+    db, store, pid, tmp_path = counting_project
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert cli.main(["train", "Marrow"]) == 0
+    out = capsys.readouterr().out
+    assert "Counting model #1: validation mean absolute count error" in out, out
+    with db.session_scope() as s:
+        mv = s.scalar(select(ModelVersion))
+        assert counting.is_counting(mv) and mv.is_active
+        assert mv.metrics["n_images"] == 1 and mv.metrics["mae"] < 1.5, mv.metrics
+        with pytest.raises(ValidationError, match="is a counting model"):
+            model_versions.load(store, mv)
+
+    assert cli.main(["score", "Marrow"]) == 0
+    with db.session_scope() as s:
+        scored = s.scalars(select(Score)).all()
+        assert len(scored) == 3 and all(sc.value >= 0 for sc in scored)
+
+    new = tmp_path / "new"
+    new.mkdir()
+    img, centres = discs(42, n=5)
+    tifffile.imwrite(new / "fresh.tif", img)
+    capsys.readouterr()
+    assert cli.main(["predict", "Marrow", str(new), "--out", str(tmp_path / "pred")]) == 0
+    counts = json.loads((tmp_path / "pred" / "counts.json").read_text())
+    fresh = counts["fresh.tif"]
+    assert abs(fresh["count"] - 5) < 1.0, fresh
+    assert fresh["low"] <= fresh["count"] <= fresh["high"]
+    found = np.array(fresh["points"], float).reshape(-1, 2)     # [x, y]
+    assert abs(len(found) - 5) <= 1, fresh
+    truth = np.array([c[:2] for c in centres])
+    nearest = np.sqrt(((truth[:, None] - found[None]) ** 2).sum(-1)).min(1)
+    assert (nearest <= 3).all(), (found, truth)
+    rows = list(csv.DictReader(open(tmp_path / "pred" / "counts.csv")))
+    assert rows[0]["image"] == "fresh.tif" and float(rows[0]["count"]) == fresh["count"]
+    assert (tmp_path / "pred" / "fresh_overlay.png").exists()
+    assert not (tmp_path / "pred" / "fresh_masks.tif").exists()
+
+    # the Python API gives the same records from the model file
+    import models
+    with db.session_scope() as s:
+        key = s.scalar(select(ModelVersion.weights_blob_key))
+    (tmp_path / "counter.cellloop").write_bytes(store.get_bytes(key))
+    [api] = models.count([new / "fresh.tif"], tmp_path / "counter.cellloop")
+    assert api == {"image": "fresh.tif", **fresh}
+
+    # the workspace's suggestion on an unannotated image is the model's points
+    from app.config import Config
+    from app.services import drafts, prediction, project_counts
+    config = Config.from_env()
+    with db.session_scope() as s:
+        u5 = s.scalar(select(Image.id).where(Image.name == "u5.tif"))
+        shown = drafts.use_suggestion(s, users.find_user(s, "boss"), config, store, u5)
+        assert abs(shown.n_points - 8) <= 1, shown
+    # the predict job keeps each unannotated image's count for the project page, where
+    # annotated images show their clicks; groups come from the names (c… and u…)
+    prediction.predict_project(db, store, config, pid, lambda *a, **k: None, lambda: False)
+    with db.session_scope() as s:
+        rows = project_counts.project_counts(s, SYSTEM, config, pid, r"^(?P<group>[a-z])")
+    by_name = {r.name: r for r in rows}
+    assert by_name["c0.tif"].annotated == 6 and by_name["c0.tif"].source == "annotation"
+    u7 = by_name["u7.tif"]
+    assert u7.source == "model" and abs(u7.model - 10) < 1.5 and u7.low <= u7.model <= u7.high
+    summary = {g["group"]: g for g in project_counts.group_summary(rows)}
+    assert summary["c"]["n_images"] == 5 and summary["c"]["mean"] == 6.0
+    assert summary["u"]["n_counted"] == 3
+    table = list(csv.DictReader(io.StringIO(project_counts.counts_csv(rows).decode())))
+    assert [r["group"] for r in table] == ["c"] * 5 + ["u"] * 3
+
+
+def test_training_a_points_project_without_clicks_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CELLLOOP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CELLLOOP_ENV", "development")
+    cli.main(["init-db"])
+    db = Database(f"sqlite:///{(tmp_path / 'data').resolve()}/cellloop.sqlite")
+    with db.session_scope() as s:
+        owner = users.create_user(s, SYSTEM, "boss", "boss-password")
+        pid = projects.create_project(s, SYSTEM, "Empty", owner_id=owner.id,
+                                      starting_model="none").id
+        projects.set_annotation_mode(s, SYSTEM, pid, "points")
+    db.dispose()
+    capsys.readouterr()
+    assert cli.main(["train", "Empty"]) != 0
+    assert "Annotate at least one image before training" in capsys.readouterr().err
