@@ -208,6 +208,9 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="a few steps; prints, writes nothing")
     ap.add_argument("--no-builtin", action="store_true")
+    ap.add_argument("--init", choices=("scratch", "builtin"), default="scratch",
+                    help="builtin: start the point model from nuclei-v1's U-Net (its "
+                         "architecture and grey input mapping; --width/--depth ignored)")
     args = ap.parse_args(argv)
     if args.quick:
         args.steps, args.curve, args.mc = 10, "4", 4
@@ -241,8 +244,12 @@ def main(argv=None) -> None:
         timings["built-in model, test images"] = time.perf_counter() - t
         log(f"builtin {builtin_result['whole']}")
 
+    init = None
+    if args.init == "builtin":
+        from models.builtin import load_builtin
+        init = load_builtin()
     t = time.perf_counter()
-    model = train_counter(train_images, train_points, params=params)
+    model = train_counter(train_images, train_points, params=params, init=init)
     timings[f"point model training ({args.steps} steps)"] = time.perf_counter() - t
     log(f"point model {model.meta['training']} {model.meta['peaks']} "
         f"factor {model.meta['density'].get('count_factor')}")
@@ -257,7 +264,7 @@ def main(argv=None) -> None:
     t = time.perf_counter()
     for n in [int(v) for v in args.curve.split(",") if v]:
         imgs, pts, regs = subset(train_images, all_tiles[:n])
-        m = train_counter(imgs, pts, regions=regs, params=curve_params)
+        m = train_counter(imgs, pts, regions=regs, params=curve_params, init=init)
         r = evaluate_point_model(m, sets, 0)
         curve.append({"tiles": n, "clicks": int(sum(len(p) for p in pts)),
                       "whole": r["whole"]["mae"], "quarters": r["quarters"]["mae"],
@@ -285,6 +292,10 @@ def main(argv=None) -> None:
     if builtin_result:
         rows.append(("(b) built-in nuclei-v1, instance count (zero-shot)", builtin_result, False))
     rows.append(("(c) LoG blobs, tuned on the training images", log_result, False))
+    arch = model.meta["architecture"]
+    start = ("from scratch, 3 input channels (RGB, percentile-normalised)"
+             if init is None else "started from nuclei-v1's U-Net, its grey input mapping "
+             "(1 channel)")
     body = [
         f"CPU (`lscpu | grep 'Model name'`): {cpu_name}; torch threads {args.threads}; "
         f"training engine {model.meta['training_engine']}.  ",
@@ -300,9 +311,9 @@ def main(argv=None) -> None:
         "annotations), so the split and the labels do not match theirs; the quarter rows "
         "count each 600x600 quarter of the test images as an image, their unit.",
         "",
-        f"Point model: U-Net width {args.width}, depth {args.depth}, 3 input channels "
-        f"(RGB, percentile-normalised), Gaussian density sigma {args.sigma} px, "
-        f"{args.steps} steps of {args.batch} patches of {args.patch} px from scratch "
+        f"Point model: U-Net width {arch['width']}, depth {arch['depth']}, {start}, "
+        f"Gaussian density sigma {args.sigma} px, "
+        f"{args.steps} steps of {args.batch} patches of {args.patch} px "
         f"({model.meta['training']['seconds']:.0f} s, "
         f"{model.meta['training']['patches_per_s']:.1f} patches/s); peak threshold "
         f"{model.meta['peaks']['threshold']} x one cell's peak and count factor "

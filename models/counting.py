@@ -4,11 +4,14 @@ images, finds the cells as points, and says how sure it is.
 Method (Gaussian density regression, as FCRN / Lempitsky & Zisserman): each clicked cell
 becomes a Gaussian of mass 1 (std `sigma` px, `models.density.density_map`); the project's
 U-Net (`models.unet.UNet` with one output channel) regresses that map (times `scale`, to keep
-the numbers near 1) with a mean squared error over the annotated region only: with a region
-mask, pixels outside it carry no loss, so cells nobody clicked there are not taught as
-"no cell". The count of an image is the integral of the predicted density; the points are
-its local maxima above a threshold (`models.density.find_peaks`; the threshold is chosen on
-the training regions after training so that the number of peaks matches the clicks).
+the numbers near 1; a ReLU output, so the background can be exactly 0) with a mean squared
+error, plus a small penalty on each patch's count error, over the annotated region only:
+with a region mask, pixels outside it carry no loss, so cells nobody clicked there are not
+taught as "no cell". The count of an image is the integral of the predicted density times
+`count_factor`; the points are its local maxima above a threshold, at least 2 sigma apart
+(`models.density.find_peaks`). Both the factor and the threshold are fitted after training
+on the training regions (`calibrate`): the factor so that the integral matches the clicks
+there (a short training leaves it biased), the threshold so that the number of peaks does.
 Uncertainty: Monte Carlo dropout of the U-Net's stochastic output layer (the deterministic
 trunk runs once per tile, the output layer `mc_samples` times, as `models.uncertainty`
 does); the interval is the 5-95% range of the sampled counts, and a point's confidence is
@@ -34,6 +37,11 @@ them; points (N, 2) float (y, x) pixel coordinates; regions (Y, X) bool, True = 
     model = load_counter("model.cellloop", expected_sha256=sha)   # or bytes
     counter_to_bytes(model) / counter_from_bytes(data)       # for a blob store
     is_counting_model(data_or_path)                          # True for a counting model file
+
+`CountResult.as_dict()` gives plain data (count, low, high, std, points, confidence) for
+counts.json; `CountingModel.density(image)` the (Y, X) density map for overlays.
+An image of pure background (no cell at all) is percentile-normalised like any other, which
+stretches its noise: such an image can count far above 0 (seen on synthetic noise).
 
 `progress(dict)` is called after every step with {"phase": "train", "step", "steps",
 "loss", "seconds"} and during the peak calibration with {"phase": "calibrate", "done",
@@ -80,6 +88,7 @@ FORMAT_VERSION = 1
 INTERVAL = (5.0, 95.0)                 # percentiles of the sampled counts
 THRESHOLD_GRID = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)   # x one cell's peak
 CALIBRATION_PIXELS = 6_000_000         # annotated pixels the peak threshold is chosen on
+OUTPUT_BIAS = 0.05                     # a new output layer's bias (density x scale)
 
 
 class CountingError(ValueError):
@@ -308,19 +317,30 @@ def _samples(images, points, regions, p: CountingParams, mapping_meta: dict) -> 
 
 
 def _initial_net(p: CountingParams, in_channels: int, init) -> UNet:
-    if init is None:
-        return UNet(in_channels, 1, p.width, p.depth, p.dropout)
-    module = getattr(init, "module", None)
-    if not isinstance(module, UNet):
+    """A U-Net with one output channel: new, or `init`'s weights. A new output layer starts
+    at zero weights and a small positive bias (OUTPUT_BIAS), so the ReLU output begins
+    alive everywhere whatever the scale of the features below it (from a pretrained trunk a
+    random output layer started far below zero, and 400 steps did not bring it back)."""
+    module = None if init is None else getattr(init, "module", None)
+    if init is not None and not isinstance(module, UNet):
         raise CountingError("the model to start from has no CellLoop U-Net weights")
-    arch = {**module.config, "n_classes": 1}
-    if arch["in_channels"] != in_channels:
-        raise CountingError(f"the model to start from takes {arch['in_channels']} channel(s), "
-                            f"the images have {in_channels}")
-    net = UNet(**arch)
-    state = {k: v for k, v in copy.deepcopy(module.state_dict()).items()
-             if not k.startswith("head.out.") or module.config["n_classes"] == 1}
-    net.load_state_dict(state, strict=False)
+    if module is None:
+        net = UNet(in_channels, 1, p.width, p.depth, p.dropout)
+    else:
+        arch = {**module.config, "n_classes": 1}
+        if arch["in_channels"] != in_channels:
+            raise CountingError(f"the model to start from takes {arch['in_channels']} "
+                                f"channel(s), the images have {in_channels}")
+        net = UNet(**arch)
+        if getattr(init, "kind", None) == KIND:
+            net.load_state_dict(copy.deepcopy(module.state_dict()))
+            return net
+        state = {k: v for k, v in copy.deepcopy(module.state_dict()).items()
+                 if not k.startswith("head.out.")}
+        net.load_state_dict(state, strict=False)
+    with torch.no_grad():
+        net.head.out.weight.zero_()
+        net.head.out.bias.fill_(OUTPUT_BIAS)
     return net
 
 
@@ -422,8 +442,9 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
         if chosen is not None:
             model.meta["density"]["count_factor"] = chosen.pop("count_factor")
             model.meta["peaks"].update(chosen)
-    log.info("counting model: %d steps in %.1f s, loss %.4f -> %.4f, peaks %s", p.steps,
-             seconds, losses[0], float(np.mean(losses[-every:])), model.meta["peaks"])
+    log.info("counting model: %d steps in %.1f s, loss %s -> %s, peaks %s", p.steps, seconds,
+             losses[0] if losses else None, float(np.mean(losses[-every:])) if losses else None,
+             model.meta["peaks"])
     return model
 
 

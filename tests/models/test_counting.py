@@ -176,3 +176,22 @@ def test_the_log_baseline_finds_the_discs():
     assert matched(found, centres) == len(centres)
     rgb_like = np.stack([65535 - image] * 3).astype(np.float64)    # dark nuclei, bright bg
     assert len(count_baseline.detect(rgb_like.astype(np.uint16), params)) == len(centres)
+
+
+def test_a_counting_model_can_start_from_a_segmentation_models_unet():
+    from models.training import TrainConfig, train_model
+    image, centres = discs(seed=11)
+    labels = np.zeros(image.shape, np.uint16)
+    for k, (y, x) in enumerate(centres.astype(int), 1):
+        labels[disk((y, x), 5, shape=image.shape)] = k
+    seg = train_model([image], [labels], config=TrainConfig(
+        width=8, depth=2, patch=48, batch=2, epochs=1, steps_per_epoch=1, calibrate=False),
+        meta={"input_mapping": "nuclei-v1"}).model
+    model = train_counter([image], [centres], params=CountingParams(steps=0, **TINY), init=seg)
+    assert model.meta["input_mapping"] == "nuclei-v1"
+    assert model.meta["architecture"]["n_classes"] == 1
+    seg_state, state = seg.module.state_dict(), model.module.state_dict()
+    assert torch.equal(state["down.0.0.weight"].cpu(), seg_state["down.0.0.weight"].cpu())
+    assert torch.all(state["head.out.weight"] == 0)      # a new output layer, alive (bias > 0)
+    assert float(state["head.out.bias"]) > 0
+    assert count_image(model, np.stack([image] * 3), mc_samples=0).count > 0   # RGB is mapped
