@@ -125,6 +125,16 @@ def export_model(version_id: int, fmt: str):
     return send_file(path, as_attachment=True, download_name=path.name, max_age=0)
 
 
+@bp.get("/projects/<int:project_id>/counts.csv")
+def counts_csv(project_id: int):
+    """Cells per image and its group (the project page's Counts section), as CSV."""
+    from app.services import project_counts
+    rows = project_counts.project_counts(get_session(), current_actor(), get_config(),
+                                         project_id, request.args.get("pattern", ""))
+    return Response(project_counts.counts_csv(rows), mimetype="text/csv", headers={
+        "Content-Disposition": f"attachment; filename=cellloop-project-{project_id}-counts.csv"})
+
+
 @bp.get("/projects/<int:project_id>/export.zip")
 def export(project_id: int):
     formats = exports.parse_formats(request.args.get("formats", "all"))

@@ -133,7 +133,9 @@ def layout(project_id=None, **_query):
                                   options=[{"label": {"tiff": "TIFF images + masks",
                                                       "png": "semantic PNG", "hdf5": "HDF5",
                                                       "coco": "COCO JSON",
-                                                      "counts": "counts CSV/JSON"}[f],
+                                                      "counts": "counts CSV/JSON",
+                                                      "points": "points (CSV, napari, "
+                                                                "Label Studio)"}[f],
                                             "value": f} for f in exports.FORMATS]), md="auto"),
             dbc.Col(dbc.Switch(id=EXPORT_ACCEPTED, value=False,
                                label="accepted annotations only"), md="auto"),

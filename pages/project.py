@@ -1,5 +1,6 @@
 """Project page: progress, image counts, images sent back to the user, annotation effort
-(the model's validation F1 against cumulative corrections and active minutes), and (for
+(the model's validation F1 against cumulative corrections and active minutes), cells per
+image and per group (pages._counts), and (for
 owners) members and their roles, channels and classes, and the annotation mode."""
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from app.permissions import Role
 from app.services import annotations, effort
 from app.services import projects as svc
 from app.states import ImageStatus, ReviewState
+from pages import _counts
 from pages._common import alert, call, error_page, to_int
 from pages._review_lists import returned_to_me_section
 
@@ -218,6 +220,7 @@ def layout(project_id=None, queue=None, **_query):
         html.Div(class_badges(project.classes), className="mb-3", id=CLASS_BADGES),
         stats(project),
         effort_section(curve),
+        _counts.section(pid),
         mode_setting(project) if can_manage else None,
         labels_editor(project) if can_manage else None,
         html.H4("Members"),

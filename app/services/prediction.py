@@ -271,6 +271,7 @@ def predict_project(db: Database, store: BlobStore, config: Config, project_id: 
         session.expunge_all()
     if counting.is_counting(mv):
         return _count_project(store, config, mv, images, progress, should_stop)
+    from app.services.project_counts import store_count
     model = model_versions.load(store, mv)
     counts = {}
     for i, image in enumerate(images, 1):
@@ -279,6 +280,8 @@ def predict_project(db: Database, store: BlobStore, config: Config, project_id: 
         labels, _cells = predict_with_cells(config, store, image, mv, model)
         counts[image.name] = count_labels(labels) if labels.ndim == 2 else int(
             sum(count_labels(p) for p in labels))
+        n = counts[image.name]
+        store_count(config, mv, image, {"image": image.name, "count": n, "low": n, "high": n})
         progress(i / len(images), f"{i}/{len(images)} images predicted")
     return {"model_version_id": mv.id, "counts": counts, "n_images": len(images)}
 

@@ -94,21 +94,11 @@ def stored_count(config: Config, mv: ModelVersion, image: Image) -> dict | None:
 
 
 def _model_count(config: Config, mv: ModelVersion | None, image: Image):
-    """(count, low, high) of the active model, from what the predict job stored."""
-    if mv is None:
+    """(count, low, high) of the active model, from what its predict job stored."""
+    found = stored_count(config, mv, image) if mv is not None else None
+    if found is None:
         return None, None, None
-    if counting.is_counting(mv):
-        found = stored_count(config, mv, image)
-        if found is None:
-            return None, None, None
-        return float(found["count"]), float(found["low"]), float(found["high"])
-    from app.services.prediction import cached_labels
-    from app.services.imports import count_labels
-    labels = cached_labels(config, image, mv)
-    if labels is None:
-        return None, None, None
-    n = float(count_labels(labels) if labels.ndim == 2 else sum(count_labels(p) for p in labels))
-    return n, n, n
+    return float(found["count"]), float(found["low"]), float(found["high"])
 
 
 def project_counts(session: Session, actor: Actor, config: Config, project_id: int,
