@@ -63,8 +63,13 @@ def _n_val(metrics: dict) -> str:
 
 def f1_cell(metrics: dict):
     """The validation score and the number of validation images it was measured on (for a
-    starting model, where: the built-in model's test images, or the project it came from)."""
+    starting model, where: the built-in model's test images, or the project it came from);
+    for a counting model, its mean absolute count error."""
     n = " ".join(t for t in (_n_val(metrics), metrics.get("measured_on")) if t)
+    if isinstance(metrics.get("mae"), (int, float)):
+        return html.Td([f"count error {metrics['mae']:.2f}",
+                        html.Span(f" cells/image on {n}", className="small text-muted")],
+                       className="models-f1")
     return html.Td([_fmt(starting_models.version_score(metrics)),
                     html.Span(f" on {n}", className="small text-muted") if n else None],
                    className="models-f1")
@@ -105,7 +110,8 @@ def versions_table(items: list[model_versions.VersionInfo]):
                     title="foreground threshold, seed splitting and smallest cell, chosen on "
                           "the validation and fully annotated training images after training"),
             html.Td([html.A(ext, href=f"/api/models/{v.id}/export.{ext}", className="me-2 small")
-                     for ext in ("cellloop", "pt", "onnx")]),
+                     for ext in (("cellloop",) if v.settings.get("kind") == "counting"
+                                 else ("cellloop", "pt", "onnx"))]),
         ]))
     head = ["version", "trained", "by", "", "val F1", "val Dice", "images", "time", "from",
             "cells", "export"]
@@ -118,8 +124,10 @@ def rollback_options(items: list[model_versions.VersionInfo]) -> list[dict]:
     options = []
     for v in items:
         f1 = starting_models.version_score(v.metrics)
+        mae = v.metrics.get("mae")
         label = " · ".join([f"#{v.id}", v.created_at.strftime("%Y-%m-%d %H:%M"),
-                            f"val F1 {_fmt(f1)}",
+                            f"count error {mae:.2f}" if isinstance(mae, (int, float))
+                            else f"val F1 {_fmt(f1)}",
                             starting_models.describe(v.settings)
                             or f"{v.n_training_images} images"]
                            + (["active"] if v.is_active else []))
@@ -134,8 +142,9 @@ def curves_figure(items: list[model_versions.VersionInfo]) -> go.Figure:
     fig = go.Figure()
     for k, v in enumerate(items):
         colour = COLOURS[k % len(COLOURS)]
-        xs = [e["epoch"] for e in v.curve]
-        ys = [e.get("val_f1", e.get("val_dice")) for e in v.curve]
+        per_epoch = [e for e in v.curve if "epoch" in e]     # a counting model's is per step
+        xs = [e["epoch"] for e in per_epoch]
+        ys = [e.get("val_f1", e.get("val_dice")) for e in per_epoch]
         if xs:
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=f"#{v.id} per epoch",
                                      line=dict(color=colour, dash="dot"), legendgroup=str(v.id),

@@ -120,6 +120,14 @@ def test_points_project_trains_scores_and_predicts_counts(counting_project, monk
     (tmp_path / "counter.cellloop").write_bytes(store.get_bytes(key))
     [api] = models.count([new / "fresh.tif"], tmp_path / "counter.cellloop")
     assert api == {"image": "fresh.tif", **fresh}
+    # export-model writes the same file (and a card); TorchScript/ONNX are refused clearly
+    assert cli.main(["export-model", "1", str(tmp_path / "exported"), "--format",
+                     "cellloop"]) == 0
+    [exported] = (tmp_path / "exported").glob("*.cellloop")
+    assert exported.read_bytes() == store.get_bytes(key)
+    capsys.readouterr()
+    assert cli.main(["export-model", "1", str(tmp_path / "x"), "--format", "onnx"]) != 0
+    assert "exports as .cellloop only" in capsys.readouterr().err
 
     # the workspace's suggestion on an unannotated image is the model's points
     from app.config import Config

@@ -147,6 +147,9 @@ def export_version(session: Session, actor: Actor, store: BlobStore, version_id:
     bad = [f for f in formats if f not in EXPORT_FORMATS]
     if bad:
         raise ValidationError(f"Unknown model format(s): {', '.join(bad)}.")
+    if (version_for(session, actor, version_id, "view").settings or {}).get("kind") == \
+            "counting":
+        return _export_counting(session, actor, store, version_id, out_dir, formats)
     mv, model = load_version(session, actor, store, version_id)
     model.meta["version"] = f"project {mv.project_id} model {mv.id}"
     model.meta["training_data"] = mv.training_data
@@ -165,3 +168,26 @@ def export_version(session: Session, actor: Actor, store: BlobStore, version_id:
     if "onnx" in formats:
         paths.append(export_onnx(model, out / f"{stem}.onnx"))
     return paths
+
+
+def _export_counting(session: Session, actor: Actor, store: BlobStore, version_id: int,
+                     out_dir: str | Path, formats: tuple[str, ...]) -> list[Path]:
+    """A counting model exports as its .cellloop file (models.counting reads it; the Python
+    API `models.count` takes it) with a JSON card; TorchScript and ONNX are not built for
+    counting models yet."""
+    import json
+    others = [f for f in formats if f != "cellloop"]
+    if others:
+        raise ValidationError(f"Model #{version_id} is a counting model: it exports as "
+                              ".cellloop only (TorchScript and ONNX are for outline models).")
+    mv = version_for(session, actor, version_id, "view")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"cellloop-project{mv.project_id}-model{mv.id}.cellloop"
+    copy_to(store, mv.weights_blob_key, path)
+    path.with_suffix(".json").write_text(json.dumps({
+        "kind": "counting", "version": f"project {mv.project_id} model {mv.id}",
+        "architecture": mv.architecture, "normalisation": mv.normalisation,
+        "settings": mv.settings, "metrics": mv.metrics, "training_data": mv.training_data,
+        "use": "from models import count; count(images, this_file)"}, indent=1, default=str))
+    return [path]
