@@ -269,7 +269,8 @@ def poll_jobs(_n, job_ids, project_id, refresh):
 def cancel_job(n_clicks, button):
     if not n_clicks:
         raise dash.exceptions.PreventUpdate
-    _job, error = call(uploads.cancel_import, get_config(), to_int(button["job"]))
+    _job, error = call(uploads.cancel_import, get_config(), to_int(button["job"]),
+                       state().store)
     return (error or "Cancelling..."), True
 
 

@@ -171,6 +171,21 @@ def test_cancel_before_the_job_starts_removes_staging(session, store, config, wo
     assert run_job(db, config, out.job_id) == "cancelled"     # the late message does nothing
 
 
+def test_cancel_before_start_removes_files_staged_in_the_blob_store(session, store, config,
+                                                                    world):
+    """With STORAGE_URL an upload is staged as blobs for the worker of another host; a
+    cancel before the job starts removes those blobs too (they were left in the bucket)."""
+    from app.services import jobs
+    staged = [["images", "a.tif", builtin.stage_blob(store, b"pixels of a")],
+              ["labels", "a.tif", builtin.stage_blob(store, b"labels of a")]]
+    info = jobs.submit_job(session, actor(session, "owner"), world["project_id"], "import",
+                           {"staging": "0123456789abcdef0123456789abcdef", "staged_blobs": staged}, lambda _id: None)
+    assert all(store.exists(key) for _s, _n, key in staged)
+    done = uploads.cancel_import(session, actor(session, "owner"), config, info.id, store)
+    assert done.state == "cancelled"
+    assert not any(store.exists(key) for _s, _n, key in staged)
+
+
 def test_the_same_file_imported_twice_at_once_is_a_duplicate(session, store, world,
                                                              monkeypatch):
     """Two uploads of one file racing: the second insert meets the unique (project, sha256)."""

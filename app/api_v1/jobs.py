@@ -51,7 +51,7 @@ def cancel_job(job_id: int):
     """As the pages cancel: an upload's import job that had not started also has its staged
     files removed (`uploads.cancel_import`); any other job is `jobs.cancel_job`."""
     return JobOut.model_validate(uploads.cancel_import(get_session(), actor(), get_config(),
-                                                       job_id))
+                                                       job_id, state().store))
 
 
 @endpoint("POST", "/projects/<int:project_id>/predictions", summary="Predict images with the "

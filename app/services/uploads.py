@@ -145,17 +145,22 @@ def upload_masks(session: Session, actor: Actor, store: BlobStore, config: Confi
     return UploadOutcome([refused[i] for i in sorted(refused)], job_id)
 
 
-def cancel_import(session: Session, actor: Actor, config: Config, job_id: int) -> jobs.JobInfo:
+def cancel_import(session: Session, actor: Actor, config: Config, job_id: int,
+                  store: BlobStore | None = None) -> jobs.JobInfo:
     """Cancel an import job (as `jobs.cancel_job` allows); a job that had not started yet
-    is over at once, so its staged files are removed now (a running one removes its own).
-    Commits the cancel before removing them."""
+    is over at once, so its staged files are removed now, from the staging folder and, when
+    the upload was staged in the blob store (STORAGE_URL), from `store` (a running job
+    removes its own). Commits the cancel before removing them."""
     info = jobs.cancel_job(session, actor, job_id)
     if info.kind != "import":
         return info
     session.commit()
-    token = (session.get(Job, job_id).params or {}).get("staging")
-    if info.state == JobState.cancelled and token:
-        shutil.rmtree(staging_dir(config, token), ignore_errors=True)
+    params = session.get(Job, job_id).params or {}
+    if info.state == JobState.cancelled:
+        if params.get("staging"):
+            shutil.rmtree(staging_dir(config, params["staging"]), ignore_errors=True)
+        if store is not None and params.get("staged_blobs"):
+            drop_staged(store, params["staged_blobs"])
     return info
 
 
