@@ -105,16 +105,13 @@ def mae(model, data: PointData, ids: list[int]) -> float:
     return float(np.mean(errors)) if errors else 0.0
 
 
-def _params(project: Project, epochs: int | None, seed: int, threads: int):
-    """CountingParams from the project's settings["counting"] (defaults otherwise); an
-    `epochs` request is taken as 50 steps per epoch."""
+def _params(project: Project, seed: int, threads: int):
+    """CountingParams from the project's settings["counting"] (defaults otherwise)."""
     from models.counting import CountingParams
     settings = dict((project.settings or {}).get("counting") or {})
     fields = CountingParams.__dataclass_fields__
     params = CountingParams(**{k: v for k, v in settings.items() if k in fields})
     params.seed, params.threads = seed, threads
-    if epochs:
-        params.steps = int(epochs) * 50
     return params
 
 
@@ -126,7 +123,8 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
     """Train a counting model on the project's clicked points, store it as a new version
     and activate it unless the active counting model counts the validation images better.
     Same contract as training.train_project (progress, should_stop, the job's result);
-    `max_minutes` is not used: a counting model trains its number of steps."""
+    `epochs` and `max_minutes` (outline training's budget) are not used: a counting model
+    trains the number of steps of the project's counting settings (400 by default)."""
     from models.counting import counter_to_bytes, train_counter
     from models.training import split
 
@@ -134,7 +132,7 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
     with db.session_scope() as session:
         project = session.get(Project, project_id)
         data = gather_points(session, store, project_id)
-        params = _params(project, epochs, seed, threads)
+        params = _params(project, seed, threads)
         parent = model_versions.active_version(session, project_id)
         parent = parent if is_counting(parent) else None
         parent_id = parent.id if parent else None

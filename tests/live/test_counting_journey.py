@@ -1,0 +1,122 @@
+"""Issue 23, walked in headless Chromium against CellLoop started as run.sh starts it: a
+points project made and filled from the command line (create-project --mode points, import
+--points), trained by a reviewer from the Learning page (a counting model, on the job
+worker), predicted from the Models page; the project page then counts every image per
+group, with a CSV download; an annotator's "Use model suggestion" puts the model's points on
+screen; a viewer cannot train. Journey tier (`-m journey`)."""
+import csv
+import io
+import time
+
+import numpy as np
+import pytest
+import tifffile
+
+from tests.live.walker import Walker
+
+pytestmark = [pytest.mark.journey, pytest.mark.slow]
+
+SMALL = {"steps": 120, "batch": 4, "patch": 64, "width": 8, "depth": 2, "sigma": 2.0}
+
+
+def discs(seed: int, n: int, shape=(96, 96)):
+    rng = np.random.default_rng(seed)
+    img = rng.normal(200, 20, shape).clip(0)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    centres = []
+    while len(centres) < n:
+        y, x = (int(v) for v in rng.integers(8, shape[0] - 8, 2))
+        if all(abs(y - cy) + abs(x - cx) > 14 for cx, cy in centres):
+            centres.append((x, y))
+            img[(yy - y) ** 2 + (xx - x) ** 2 <= 16] += 3000
+    return img.astype(np.uint16), centres
+
+
+@pytest.fixture
+def person(live, tmp_path):
+    walker = Walker(live, tmp_path / "downloads")
+    try:
+        yield walker
+    finally:
+        walker.quit()
+
+
+def job_of(live, kind: str, pid: int, timeout: float = 30) -> int:
+    """The id of the project's job of `kind` (once the click has queued it)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        rows = live.query("SELECT id FROM job WHERE kind = ? AND project_id = ?", kind, pid)
+        if rows:
+            return rows[0][0]
+        time.sleep(0.3)
+    raise AssertionError(f"no {kind} job was queued")
+
+
+def make_project(live) -> int:
+    images, clicks = live.folder / "smears", live.folder / "clicks"
+    images.mkdir()
+    clicks.mkdir()
+    for k, group in enumerate(["ctrl", "ctrl", "ctrl", "drug", "drug"]):
+        img, centres = discs(k, 6 if group == "ctrl" else 9)
+        tifffile.imwrite(images / f"{group}_{k}.tif", img)
+        (clicks / f"{group}_{k}.csv").write_text(
+            "x,y\n" + "".join(f"{x},{y}\n" for x, y in centres))
+    for k in (5, 6):
+        tifffile.imwrite(images / f"drug_{k}.tif", discs(k, 9)[0])        # not clicked
+    live.cli("create-project", "Marrow", "--owner", "admin", "--mode", "points",
+             "--starting-model", "none", "--classes", "cell:#ff0000")
+    for user, role in (("anna", "annotator"), ("rita", "reviewer"), ("victor", "viewer")):
+        live.cli("add-member", "Marrow", user, role)
+    out = live.cli("import", "Marrow", str(images), "--points", str(clicks), "--quiet").stdout
+    assert "imported 7, duplicates 0, rejected 0" in out, out
+    pid = live.project_id("Marrow")
+    live.python(
+        "from app.config import Config; from app.db import Database; from app.tables import Project\n"
+        "db = Database(Config.from_env().sqlalchemy_url)\n"
+        "with db.session_scope() as s:\n"
+        f"    p = s.get(Project, {pid}); p.settings = {{**p.settings, 'counting': {SMALL!r}}}\n")
+    return pid
+
+
+def test_a_points_project_is_trained_predicted_and_counted_in_the_browser(live, person):
+    pid = make_project(live)
+    person.login("rita")
+    person.go(f"/projects/{pid}/learning", ready="#learning-train")
+    person.click("#learning-train")
+    person.wait_text("#learning-message", "Training job #")
+    job = live.wait_job(job_of(live, "train", pid), timeout=600)
+    assert job["state"] == "done", job
+    assert "Counting model #" in job["message"] or live.query(
+        "SELECT settings FROM model_version WHERE project_id = ?", pid)[0][0].find(
+        '"kind": "counting"') >= 0
+
+    person.go(f"/projects/{pid}/models", ready="#models-predict-all")
+    person.click("#models-predict-all")
+    predict_id = job_of(live, "predict", pid)
+    assert live.wait_job(predict_id, timeout=300)["state"] == "done"
+
+    person.go(f"/projects/{pid}", ready="#project-counts-groups")
+    groups = person.wait_text("#project-counts-groups", "drug")
+    assert "ctrl" in groups
+    person.shot("project-counts")
+    href = person.driver.find_element("css selector", "#project-counts-download") \
+        .get_attribute("href")
+    rows = list(csv.DictReader(io.StringIO(live.login("rita").get(href, timeout=60).text)))
+    by_name = {r["image"]: r for r in rows}
+    assert by_name["ctrl_0.tif"]["source"] == "annotation" and by_name["ctrl_0.tif"]["count"] == "6"
+    fresh = by_name["drug_5.tif"]
+    assert fresh["source"] == "model" and abs(float(fresh["count"]) - 9) < 2, fresh
+
+    person.login("anna")
+    (image_id,) = [r[0] for r in live.query(
+        "SELECT id FROM image WHERE name = 'drug_6.tif' AND project_id = ?", pid)]
+    person.go(f"/annotate/{image_id}", ready="#annotate-suggest")
+    person.click("#annotate-suggest")
+    counted = person.wait_text("#annotate-counts", "points", timeout=120)
+    n = int(counted.split("points")[0].split()[-1])
+    assert abs(n - 9) <= 2, counted
+    person.shot("counting-suggestion")
+
+    person.login("victor")
+    person.go(f"/projects/{pid}/learning", ready="#learning-train")
+    assert person.disabled("#learning-train")
