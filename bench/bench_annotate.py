@@ -394,9 +394,13 @@ function loop() {
   if ((b.shown !== null && b.visible > 0) || now - b.t0 > 30000) { observer.disconnect(); return; }
   requestAnimationFrame(loop);
 }
-document.addEventListener(kind === 'delete' || kind === 'undo' ? 'keydown' : 'mouseup',
-  function () { if (b.t0 === null) { b.t0 = performance.now(); requestAnimationFrame(loop); } },
-  {capture: true, once: true});
+// the input: the mouse button released, or the key itself (not Control before Ctrl+Z)
+var input = kind === 'delete' || kind === 'undo' ? 'keydown' : 'mouseup';
+document.addEventListener(input, function start(ev) {
+  if (ev.key === 'Control' || b.t0 !== null) { return; }
+  document.removeEventListener(input, start, true);
+  b.t0 = performance.now(); requestAnimationFrame(loop);
+}, true);
 """
 RESULT = """
 var done = arguments[arguments.length - 1];
