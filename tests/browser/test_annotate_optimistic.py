@@ -190,3 +190,17 @@ def test_a_clicked_cell_is_highlighted_before_the_server_answers(browser, world,
     wait_text(browser, lambda t: "selected" not in t)
     assert not browser.driver.execute_script(
         "return !!document.querySelector('#annotate-graph image.annotate-fast-selected')")
+
+
+def test_save_waits_for_the_edits_still_on_their_way(browser, world, db, config, image_id,
+                                                     monkeypatch):
+    open_workspace(browser, "annotator", image_id)
+    wait_text(browser, lambda t: "0 cells" in t)
+    press(browser, "d")
+    wait_for_dragmode(browser, "drawclosedpath")
+    slow(monkeypatch, 1.0)
+    draw(browser, "M20,20L60,20L60,50L20,50Z")
+    wait_text(browser, lambda t: "1 cells" in t and "saving" in t, timeout=5)
+    press(browser, "s", modifier=Keys.CONTROL)          # while the cell is on its way
+    browser.wait_for_contains_text("#annotate-message", "Saved version 1 (1 cells)",
+                                   timeout=20)
