@@ -114,6 +114,11 @@ def suggest(set_progress, go, info):
             f"These {result.n_cells} cells are the model's suggestion, not yet checked: "
             "correct them (click a cell to reshape or delete it, draw to add one), then save. "
             "Undo (Ctrl+Z) clears them.", "info", id="annotate-auto-suggested"), score
+    if result.n_points and not result.n_cells:       # a counting model suggests points
+        return view.state_from(result), alert(
+            f"Model suggestion loaded: {result.n_points} points. Click a point to remove it, "
+            "click a cell it missed to add one; Undo (Ctrl+Z) brings back what was there "
+            "before.", "info"), score
     return view.state_from(result), alert(
         f"Model suggestion loaded: {result.n_cells} cells. Click a cell to reshape or delete "
         "it; draw to add; Undo (Ctrl+Z) brings back what was there before.", "info"), score

@@ -87,6 +87,7 @@ def unscored(draft: Draft | None) -> dict | None:
     yet (made on opening, or before per-cell uncertainty existed), else None."""
     snapshot = drafts.newest_snapshot(draft)
     if (snapshot is None or "uncertainty" in snapshot or not snapshot.get("labels")
+            or "point_confidence" in snapshot          # a counting model's points
             or snapshot.get("source") != "model-corrected" or snapshot.get("model") is None):
         return None
     return snapshot

@@ -112,7 +112,9 @@ def test_a_points_project_is_trained_predicted_and_counted_in_the_browser(live, 
         "SELECT id FROM image WHERE name = 'drug_6.tif' AND project_id = ?", pid)]
     person.go(f"/annotate/{image_id}", ready="#annotate-suggest")
     person.click("#annotate-suggest")
-    counted = person.wait_text("#annotate-counts", "points", timeout=120)
+    person.wait_text("#annotate-message", "Model suggestion loaded: ", timeout=120)
+    assert " points. Click a point to remove it" in person.text("#annotate-message")
+    counted = person.wait_text("#annotate-counts", "points", timeout=60)
     n = int(counted.split("points")[0].split()[-1])
     assert abs(n - 9) <= 2, counted
     person.shot("counting-suggestion")
