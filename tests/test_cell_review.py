@@ -182,8 +182,9 @@ def test_scores_are_cached_with_the_prediction(session, config, store, world, im
 
 def test_a_suggestion_made_on_opening_is_scored_afterwards(
         session, config, store, world, image_id, model_row, monkeypatch):
-    """cell_review.score_suggestion: once per suggestion, added to its snapshot edit; a
-    model that cannot score leaves plain outlines and is not asked again."""
+    """cell_review.score_suggestion: once per suggestion, added to its snapshot edit (asked
+    again, it answers the draft's revision); a model that cannot score leaves plain outlines
+    and is not asked again."""
     scores = [SCORES]
     monkeypatch.setattr(prediction.model_versions, "load", lambda store, mv: "model")
     monkeypatch.setattr(prediction, "_predict_plain",
@@ -201,7 +202,10 @@ def test_a_suggestion_made_on_opening_is_scored_afterwards(
     assert result.n_cells == 3 and not cell_review.pending(session, anna, image_id)
     s = cell_review.summary(session, anna, config, store, image_id)
     assert (s.uncertain, s.confident) == (2, 1)
-    assert cell_review.score_suggestion(session, anna, config, store, image_id) is None
+    # asked again (an earlier request's answer was lost): no second scoring, but the
+    # draft's revision, so the page shows the scores
+    again = cell_review.score_suggestion(session, anna, config, store, image_id)
+    assert isinstance(again, cell_review.Revision) and again.rev == result.rev
     # a model without dropout: no scores, asked once
     scores[0] = None
     drafts.use_suggestion(session, anna, config, store, image_id)

@@ -93,20 +93,30 @@ def unscored(draft: Draft | None) -> dict | None:
     return snapshot
 
 
+@dataclass(frozen=True)
+class Revision:
+    rev: int
+
+
 def score_suggestion(session: Session, actor: Actor, config: Config, store: BlobStore,
-                     image_id: int) -> drafts.EditResult | None:
+                     image_id: int) -> drafts.EditResult | Revision | None:
     """Score the cells of the draft's newest suggestion when it came without scores (the
     suggestion made on opening does not wait for them). The scores (or None, when the model
     cannot give any) are added to the suggestion's snapshot edit, so this runs once per
-    suggestion. Returns the draft's state when scores were added, else None. Loads the model:
+    suggestion. Returns the draft's state when scores were added (its revision when they were
+    there already), else None. Loads the model:
     runs in a background process (pages._annotate_review), never in a web worker."""
     from app.db import end_transaction
     from app.services import prediction
     from app.tables import ModelVersion
     image = image_for(session, actor, image_id, "annotate")
-    snapshot = unscored(drafts.find_draft(session, actor, image.id))
+    draft = drafts.find_draft(session, actor, image.id)
+    snapshot = unscored(draft)
     if snapshot is None:
-        return None
+        # Scored already, perhaps by an earlier request of this page whose answer never
+        # came (a newer request stops a running one): the page still needs the draft's
+        # revision to show the scores.
+        return Revision(draft.rev) if review_of(draft) is not None else None
     labels_key = snapshot["labels"]
     mv = session.get(ModelVersion, snapshot["model"])
     end_transaction(session)       # no transaction across inference
