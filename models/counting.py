@@ -8,8 +8,8 @@ the numbers near 1; a ReLU output, so the background can be exactly 0) with a me
 error, plus a small penalty on each patch's count error, over the annotated region only:
 with a region mask, pixels outside it carry no loss, so cells nobody clicked there are not
 taught as "no cell". The count of an image is the integral of the predicted density times
-`count_factor`; the points are its local maxima above a threshold, at least 2 sigma apart
-(`models.density.find_peaks`). Both the factor and the threshold are fitted after training
+`count_factor`; the points are the local maxima of the density (smoothed a little,
+`peak_map`) above a threshold, at least 2 sigma apart (`models.density.find_peaks`). Both the factor and the threshold are fitted after training
 on the training regions (`calibrate`): the factor so that the integral matches the clicks
 there (a short training leaves it biased), the threshold so that the number of peaks does.
 Uncertainty: Monte Carlo dropout of the U-Net's stochastic output layer (the deterministic
@@ -86,7 +86,12 @@ KIND = "counting"
 FORMAT = "cellloop-counting-model"
 FORMAT_VERSION = 1
 INTERVAL = (5.0, 95.0)                 # percentiles of the sampled counts
-THRESHOLD_GRID = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7)   # x one cell's peak
+THRESHOLD_GRID = (0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6,
+                  0.7)                 # x one cell's peak height
+# A model trained on few clicks can predict flat plateaus, not peaks (seen: maxima at 0.09 of
+# one cell's peak height, no peak above the grid's old lowest 0.1, point F1 0), so the grid
+# goes low and peaks are looked for on the density smoothed by PEAK_SMOOTHING x sigma.
+PEAK_SMOOTHING = 0.5
 CALIBRATION_PIXELS = 6_000_000         # annotated pixels the peak threshold is chosen on
 OUTPUT_BIAS = 0.05                     # a new output layer's bias (density x scale)
 
@@ -474,8 +479,8 @@ def calibrate(model: CountingModel, samples: list[_Sample],
             progress({"phase": "calibrate", "done": k, "total": len(used)})
         density = _run(model, s.image, 0, 0, 512, 64)[0]
         integral += float(density.sum() if s.region is None else density[s.region].sum())
-        _, values = find_peaks(density, min(THRESHOLD_GRID) * height, model.min_distance,
-                               s.region)
+        _, values = find_peaks(peak_map(density, model.sigma), min(THRESHOLD_GRID) * height,
+                               model.min_distance, s.region)
         for j, t in enumerate(THRESHOLD_GRID):
             errors[j] += abs(int((values >= t * height).sum()) - len(s.points))
     if progress is not None:
@@ -533,6 +538,13 @@ def _run(model: CountingModel, x: np.ndarray, mc_samples: int, seed: int | None,
                        batch=runtime.tile_batch, multiple=model.multiple)
 
 
+def peak_map(density: np.ndarray, sigma: float) -> np.ndarray:
+    """The density the peaks are looked for on: smoothed by PEAK_SMOOTHING x sigma, which
+    gives a plateau one maximum."""
+    from scipy import ndimage
+    return ndimage.gaussian_filter(density, max(0.5, PEAK_SMOOTHING * sigma), mode="reflect")
+
+
 def count_image(model: CountingModel, image: np.ndarray, mc_samples: int = 16,
                 seed: int | None = 0, tile: int = 512, overlap: int = 64,
                 region: np.ndarray | None = None, keep_density: bool = False) -> CountResult:
@@ -551,7 +563,8 @@ def count_image(model: CountingModel, image: np.ndarray, mc_samples: int = 16,
     factor = model.count_factor
     mask = None if region is None else np.asarray(region, bool)
     total = factor * float(density.sum() if mask is None else density[mask].sum())
-    points, values = find_peaks(density, model.threshold, model.min_distance, mask)
+    points, values = find_peaks(peak_map(density, model.sigma), model.threshold,
+                                model.min_distance, mask)
     if mc_samples > 0:
         sampled = out[1:]
         counts = factor * (sampled.reshape(len(sampled), -1).sum(1) if mask is None else
