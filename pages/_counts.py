@@ -77,7 +77,8 @@ def table(summary: list[dict]) -> dbc.Table:
 
 
 @callback(Output(FIGURE, "figure"), Output(TABLE, "children"), Output(DOWNLOAD, "href"),
-          Output(NOTE, "children"), Input(PATTERN, "value"), State(PROJECT, "data"))
+          Output(NOTE, "children"), Input(PATTERN, "value"), State(PROJECT, "data"),
+          prevent_initial_call=True)
 def show(pattern, project_id):
     rows, error = call(project_counts.project_counts, get_config(), project_id, pattern)
     if error:

@@ -21,6 +21,21 @@ def nuclei(shape=(64, 80), n=6, seed=0, dtype=np.uint16):
     return np.clip(image, 0, np.iinfo(dtype).max).astype(dtype), labels
 
 
+def discs(seed: int, n: int = 6, shape=(96, 96)):
+    """(uint16 image, [(x, y), ...]): `n` bright discs of radius 4 on a dark, noisy
+    background, at least 14 px apart, and their centres (counting tests)."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(200, 20, shape).clip(0)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    centres: list[tuple[int, int]] = []
+    while len(centres) < n:
+        y, x = (int(v) for v in rng.integers(8, shape[0] - 8, 2))
+        if all(abs(y - cy) + abs(x - cx) > 14 for cx, cy in centres):
+            centres.append((x, y))
+            img[(yy - y) ** 2 + (xx - x) ** 2 <= 16] += 3000
+    return img.astype(np.uint16), centres
+
+
 def tiff(array, **kwargs) -> bytes:
     buf = io.BytesIO()
     tifffile.imwrite(buf, array, **kwargs)

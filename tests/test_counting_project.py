@@ -20,29 +20,9 @@ from app.permissions import SYSTEM
 from app.services import counting, imports, model_versions, projects, users
 from app.tables import Image, ModelVersion, Project, Score
 from storage.blobstore import LocalBlobStore
+from tests.images_data import discs, tiff
 
 SMALL = {"steps": 120, "batch": 4, "patch": 64, "width": 8, "depth": 2, "sigma": 2.0}
-
-
-def discs(seed: int, n: int = 6, shape=(96, 96)):
-    """A dark image with `n` bright discs of radius 4; their centres as [x, y, 0]."""
-    rng = np.random.default_rng(seed)
-    img = rng.normal(200, 20, shape).clip(0)
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
-    centres = []
-    while len(centres) < n:
-        y, x = (int(v) for v in rng.integers(8, shape[0] - 8, 2))
-        if all(abs(y - cy) + abs(x - cx) > 14 for cx, cy, _ in centres):
-            centres.append([float(x), float(y), 0])
-            img[(yy - y) ** 2 + (xx - x) ** 2 <= 16] += 3000
-    return img.astype(np.uint16), centres
-
-
-def tiff_bytes(img) -> bytes:
-    import io
-    buf = io.BytesIO()
-    tifffile.imwrite(buf, img)
-    return buf.getvalue()
 
 
 @pytest.fixture
@@ -64,11 +44,11 @@ def counting_project(tmp_path, monkeypatch):
         items = []
         for k in range(5):
             img, centres = discs(k)
-            items.append(imports.ImportFile(f"c{k}.tif", read=lambda img=img: tiff_bytes(img),
+            items.append(imports.ImportFile(f"c{k}.tif", read=lambda img=img: tiff(img),
                                            points=tuple(tuple(c) for c in centres)))
         for k in range(5, 8):                               # the unannotated pool
             img, _ = discs(k, n=3 + k)
-            items.append(imports.ImportFile(f"u{k}.tif", read=lambda img=img: tiff_bytes(img)))
+            items.append(imports.ImportFile(f"u{k}.tif", read=lambda img=img: tiff(img)))
         imports.import_files(s, SYSTEM, store, pid, items, 1 << 28)
     yield db, store, pid, tmp_path
     db.dispose()

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db import Database
@@ -168,22 +167,17 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
     progress(0.97, "saving the model", True)
     key = store.put_bytes(counter_to_bytes(model))
     with db.session_scope() as session:
-        if activate:
-            for mv in session.scalars(select(ModelVersion).where(
-                    ModelVersion.project_id == project_id, ModelVersion.is_active.is_(True))):
-                mv.is_active = False
-        mv = ModelVersion(project_id=project_id, parent_id=parent_id if fine_tune else None,
-                          weights_blob_key=key,
-                          architecture={"name": ARCHITECTURE,
-                                        **dict(model.meta.get("architecture") or {})},
-                          normalisation=dict(model.meta.get("normalisation") or {}),
-                          settings={"kind": KIND, "fine_tuned_from": parent_id
-                                    if fine_tune else None, "seed": seed,
-                                    "steps": int(params.steps), "sigma": float(params.sigma)},
-                          metrics=metrics, curve=list(model.meta.get("curve") or []),
-                          training_data=data.refs, is_active=activate, created_by_id=user_id)
-        session.add(mv)
-        session.flush()
+        mv = model_versions.add_version(
+            session, project_id, activate, parent_id=parent_id if fine_tune else None,
+            weights_blob_key=key,
+            architecture={"name": ARCHITECTURE,
+                          **dict(model.meta.get("architecture") or {})},
+            normalisation=dict(model.meta.get("normalisation") or {}),
+            settings={"kind": KIND, "fine_tuned_from": parent_id
+                      if fine_tune else None, "seed": seed,
+                      "steps": int(params.steps), "sigma": float(params.sigma)},
+            metrics=metrics, curve=list(model.meta.get("curve") or []),
+            training_data=data.refs, created_by_id=user_id)
         version_id = mv.id
     verdict = ("activated (the first counting model of the project)" if old_mae is None else
                f"activated (MAE {new_mae:.2f} vs {old_mae:.2f} for the model that was active)"

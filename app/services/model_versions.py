@@ -191,3 +191,16 @@ def _export_counting(session: Session, actor: Actor, store: BlobStore, version_i
         "settings": mv.settings, "metrics": mv.metrics, "training_data": mv.training_data,
         "use": "from models import count; count(images, this_file)"}, indent=1, default=str))
     return [path]
+
+
+def add_version(session: Session, project_id: int, activate: bool, **fields) -> ModelVersion:
+    """Store a newly trained version; with `activate`, it replaces the project's active one
+    (the caller's transaction commits both, so there is never a moment with two active)."""
+    if activate:
+        for mv in session.scalars(select(ModelVersion).where(
+                ModelVersion.project_id == project_id, ModelVersion.is_active.is_(True))):
+            mv.is_active = False
+    mv = ModelVersion(project_id=project_id, is_active=activate, **fields)
+    session.add(mv)
+    session.flush()
+    return mv

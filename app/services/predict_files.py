@@ -63,6 +63,15 @@ def image_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
+@dataclass(frozen=True)
+class _Counted:
+    """A segmentation model's count in the shape of a counting model's result."""
+    count: float
+    low: float
+    high: float
+    points: np.ndarray
+
+
 def _draw_points(rgb: np.ndarray, points_yx: np.ndarray, colour=(255, 255, 0)) -> None:
     """A small cross on each point (in place)."""
     h, w = rgb.shape[:2]

@@ -155,22 +155,16 @@ def train_project(db: Database, store: BlobStore, project_id: int, user_id: int 
     tracker.saving()
     key = store.put_bytes(model_to_bytes(result.model))
     with db.session_scope() as session:
-        if activate:
-            for mv in session.scalars(select(ModelVersion).where(
-                    ModelVersion.project_id == project_id, ModelVersion.is_active.is_(True))):
-                mv.is_active = False
-        mv = ModelVersion(project_id=project_id, parent_id=parent_id if init else None,
-                          weights_blob_key=key, architecture=result.model.meta["architecture"],
-                          normalisation=result.model.meta["normalisation"],
-                          settings={**cfg.as_dict(), "fine_tuned_from": parent_id if init else None,
-                                    "postprocess": result.model.meta.get("postprocess", {})},
-                          metrics={**result.metrics, "previous_active": old_f1,
-                                   "seconds": round(result.seconds, 1), "steps": result.steps,
-                                   "stopped": result.stopped, "best_epoch": result.best_epoch},
-                          curve=result.history, training_data=data.refs, is_active=activate,
-                          created_by_id=user_id)
-        session.add(mv)
-        session.flush()
+        mv = model_versions.add_version(
+            session, project_id, activate, parent_id=parent_id if init else None,
+            weights_blob_key=key, architecture=result.model.meta["architecture"],
+            normalisation=result.model.meta["normalisation"],
+            settings={**cfg.as_dict(), "fine_tuned_from": parent_id if init else None,
+                      "postprocess": result.model.meta.get("postprocess", {})},
+            metrics={**result.metrics, "previous_active": old_f1,
+                     "seconds": round(result.seconds, 1), "steps": result.steps,
+                     "stopped": result.stopped, "best_epoch": result.best_epoch},
+            curve=result.history, training_data=data.refs, created_by_id=user_id)
         version_id = mv.id
     log.info("project %s: model %s trained (%s)", project_id, version_id, reason)
     members = (_train_members(db, store, project_id, user_id, data, cfg, version_id,

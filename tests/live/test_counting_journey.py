@@ -8,28 +8,15 @@ import csv
 import io
 import time
 
-import numpy as np
 import pytest
 import tifffile
 
+from tests.images_data import discs
 from tests.live.walker import Walker
 
 pytestmark = [pytest.mark.journey, pytest.mark.slow]
 
 SMALL = {"steps": 120, "batch": 4, "patch": 64, "width": 8, "depth": 2, "sigma": 2.0}
-
-
-def discs(seed: int, n: int, shape=(96, 96)):
-    rng = np.random.default_rng(seed)
-    img = rng.normal(200, 20, shape).clip(0)
-    yy, xx = np.mgrid[:shape[0], :shape[1]]
-    centres = []
-    while len(centres) < n:
-        y, x = (int(v) for v in rng.integers(8, shape[0] - 8, 2))
-        if all(abs(y - cy) + abs(x - cx) > 14 for cx, cy in centres):
-            centres.append((x, y))
-            img[(yy - y) ** 2 + (xx - x) ** 2 <= 16] += 3000
-    return img.astype(np.uint16), centres
 
 
 @pytest.fixture
