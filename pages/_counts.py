@@ -22,6 +22,10 @@ PROJECT = "project-id"
 
 
 def section(project_id: int) -> html.Div:
+    """The section, drawn with the default pattern as the page is built (nothing moves
+    under the members' form below it when the page opens); the callback redraws it when the
+    pattern changes."""
+    fig, summary, href, note = show(project_counts.DEFAULT_PATTERN, project_id)
     return html.Div([
         html.H4("Counts"),
         html.P("Cells per image: the annotated count where an image has been annotated, else "
@@ -35,13 +39,12 @@ def section(project_id: int) -> html.Div:
                 dbc.Input(id=PATTERN, value=project_counts.DEFAULT_PATTERN, debounce=True,
                           maxLength=project_counts.MAX_PATTERN)]), md=6),
             dbc.Col(html.A("Download counts (CSV)", id=DOWNLOAD, className="btn btn-sm "
-                           "btn-outline-primary", href=_href(project_id,
-                                                             project_counts.DEFAULT_PATTERN)),
-                    md="auto"),
+                           "btn-outline-primary", href=href), md="auto"),
         ], className="g-2 mb-2 align-items-center"),
-        html.Div(id=NOTE),
-        dcc.Graph(id=FIGURE, config={"displayModeBar": False}, style={"height": "280px"}),
-        html.Div(id=TABLE),
+        html.Div(note, id=NOTE),
+        dcc.Graph(id=FIGURE, figure=fig, config={"displayModeBar": False},
+                  style={"height": "280px"}),
+        html.Div(summary, id=TABLE),
     ], className="mb-4", id="project-counts")
 
 

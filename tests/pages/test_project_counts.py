@@ -69,3 +69,16 @@ def test_counts_section_callback(login, world, db, config, serve):
     assert refused["project-counts-table"]["children"] is None
     assert "not a member" in str(refused["project-counts-note"]).lower() or \
         "permission" in str(refused["project-counts-note"]).lower(), refused
+
+
+def test_the_section_is_drawn_with_the_page(as_user, world, db, config, serve):
+    """No callback needed for the first drawing (the page does not move under the members
+    form when it would answer)."""
+    from pages import _counts
+    serve(config)
+    _import(db, config, world)
+    with as_user("viewer"):
+        section = _counts.section(world["project_id"])
+    text = str(section.to_plotly_json())
+    assert "project-counts-groups" in text and "'ctrl'" in text
+    assert "1 image(s) have no count yet" in text
