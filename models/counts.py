@@ -49,6 +49,9 @@ def count_one(model, image, name: str = "", mc_samples: int = MC_SAMPLES) -> dic
     from models.inference import _as_array, predict_image
     array = _as_array(image)
     if isinstance(model, CountingModel):
+        if array.ndim == 4 and array.shape[0] != 1:
+            raise ValueError(f"{name or 'image'}: a z-stack ({array.shape[0]} planes); "
+                             "counting models count 2-D images.")
         plane = array[0] if array.ndim == 4 else array
         result = count_image(model, plane, mc_samples=mc_samples)
         return record(name, result.count, result.low, result.high, result.points)

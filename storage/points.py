@@ -128,9 +128,14 @@ def resolve(points: Sequence[RawPoint], width: int, height: int,
     n_classes = max(1, len(class_names))
     out = []
     for i, p in enumerate(points, start=1):
-        if not (-0.5 <= p.x < width - 0.5 and -0.5 <= p.y < height - 0.5):
+        # the image covers [-0.5, width - 0.5] in pixel-centre coordinates; tools that count
+        # from pixel corners (Label Studio's percentages) reach `width`: points up to half a
+        # pixel beyond the last pixel's edge are taken into it
+        if not (-0.5 <= p.x <= width and -0.5 <= p.y <= height):
             raise PointsError(f"{name}: point {i} ({p.x:g}, {p.y:g}) is outside the "
                               f"{width}x{height} image.")
+        p = RawPoint(p.x if p.x < width - 0.5 else width - 1.0,
+                     p.y if p.y < height - 0.5 else height - 1.0, p.cls)
         if p.cls is None:
             cls = 0
         elif isinstance(p.cls, int):

@@ -79,6 +79,10 @@ def gather_points(session: Session, store: BlobStore, project_id: int) -> PointD
     return data
 
 
+def _channels(image: np.ndarray) -> int:
+    return 1 if image.ndim == 2 else int(image.shape[0])
+
+
 def load_counter(store: BlobStore, mv: ModelVersion):
     """The CountingModel of a counting version (hash-checked)."""
     from models.counting import CountingError, counter_from_bytes
@@ -137,7 +141,11 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
         parent_id = parent.id if parent else None
         previous = load_counter(store, parent) if parent else None
     if not data.images:
-        raise ValidationError("There are no point-annotated images to train on.")
+        raise ValidationError("There are no point-annotated 2-D images to train on (z-stacks "
+                              "are not counted yet).")
+    if (previous is not None and not previous.meta.get("input_mapping")
+            and previous.in_channels != _channels(data.images[0])):
+        previous = None      # the channel layout changed: train from scratch, compare nothing
     train_ids, val_ids = split(len(data.images), 0.2, seed)
     t0 = time.monotonic()
 

@@ -101,6 +101,9 @@ def predict_files(model, paths: Iterable[Path], out: Path, max_pixels: int, max_
         try:
             pixels = read_image(path, max_pixels, max_bytes).pixels
             if is_counter:
+                if pixels.shape[0] != 1:
+                    raise CountingError(f"a z-stack ({pixels.shape[0]} planes); counting "
+                                        "models count 2-D images")
                 result = count_image(model, pixels[0], mc_samples=MC_SAMPLES)
             else:
                 result = predict_image(model, pixels)

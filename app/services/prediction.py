@@ -295,10 +295,13 @@ def _count_project(store: BlobStore, config: Config, mv: ModelVersion, images: l
     from models.counting import count_image
     from models.counts import MC_SAMPLES, record
     model = counting.load_counter(store, mv)
-    counts = {}
+    counts, skipped = {}, []
     for i, image in enumerate(images, 1):
         if should_stop():
             raise Cancelled()
+        if image.shape[0] != 1:                 # counting models count 2-D images
+            skipped.append(image.name)
+            continue
         result = count_image(model, get_array(store, image.blob_key)[0], mc_samples=MC_SAMPLES,
                              seed=image.id)
         found = {**record(image.name, result.count, result.low, result.high, result.points),
@@ -306,7 +309,8 @@ def _count_project(store: BlobStore, config: Config, mv: ModelVersion, images: l
         store_count(config, mv, image, found)
         counts[image.name] = found["count"]
         progress(i / len(images), f"{i}/{len(images)} images counted")
-    return {"model_version_id": mv.id, "counts": counts, "n_images": len(images)}
+    return {"model_version_id": mv.id, "counts": counts, "n_images": len(counts),
+            "skipped_z_stacks": skipped}
 
 
 @dataclass(frozen=True)
@@ -329,6 +333,8 @@ def suggest_points(session: Session, actor: Actor, store: BlobStore, config: Con
     mv = model_versions.version_or_active(session, actor, None, image.project_id)
     if not counting.is_counting(mv):
         raise ValidationError("The active model draws outlines; it does not suggest points.")
+    if image.shape[0] != 1:
+        raise ValidationError("Counting models count 2-D images; this image is a z-stack.")
     end_transaction(session)
     found = stored_count(config, mv, image)
     if found is None or "confidence" not in found:

@@ -1,7 +1,8 @@
 """Cells per image of a project, and per group or condition (issue 23: "counts out").
 
-Each live image's count is the annotated one (the newest saved version: its points in a
-counting project, its cells otherwise) or, for an image nobody has annotated, the active
+Each live image that is not excluded has a count: the annotated one (the newest saved
+version: its points in a counting project, its cells otherwise) or, for an image nobody has
+annotated, the active
 model's (with its interval, from the counts the predict job stored: `store_count`). Groups
 come from the image names through a regular expression: its named group `group` (or its first
 group, or the whole match), e.g. `^(?P<group>[^_/]+)` takes "ctrl" from "ctrl_03.tif" and
@@ -12,11 +13,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import regex
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -30,6 +31,7 @@ from storage.writers import atomic_path
 DEFAULT_PATTERN = r"^(?P<group>[^_/.]+)"
 OTHER = "(other)"
 MAX_PATTERN = 200
+MATCH_TIMEOUT_S = 0.05
 COLUMNS = ["image_id", "image", "group", "count", "source", "annotated", "model", "low", "high"]
 
 
@@ -53,18 +55,24 @@ class ImageCount:
                 "model" if self.model is not None else "")
 
 
-def compile_pattern(text: str | None) -> re.Pattern:
+def compile_pattern(text: str | None) -> regex.Pattern:
     text = (text or "").strip() or DEFAULT_PATTERN
     if len(text) > MAX_PATTERN:
         raise ValidationError(f"The group pattern may be at most {MAX_PATTERN} characters.")
     try:
-        return re.compile(text)
-    except re.error as exc:
+        return regex.compile(text)
+    except regex.error as exc:
         raise ValidationError(f"The group pattern is not a regular expression: {exc}.") from None
 
 
-def group_of(name: str, pattern: re.Pattern) -> str:
-    found = pattern.search(name)
+def group_of(name: str, pattern: regex.Pattern) -> str:
+    """The group of an image name. A pattern gets MATCH_TIMEOUT_S per name: any user may
+    type one, and some take exponential time (e.g. (a+)+$)."""
+    try:
+        found = pattern.search(name, timeout=MATCH_TIMEOUT_S)
+    except TimeoutError:
+        raise ValidationError(f"The group pattern takes too long on {name!r}; make it "
+                              "simpler (no nested repeats).") from None
     if found is None:
         return OTHER
     if "group" in pattern.groupindex:
@@ -108,10 +116,10 @@ def project_counts(session: Session, actor: Actor, config: Config, project_id: i
     points = counting.is_points_project(project)
     newest = {ann.image_id: ann for ann in session.scalars(
         queries.newest_annotations().join(Image, Image.id == Annotation.image_id)
-        .where(*queries.live_images(project_id)))}
+        .where(*queries.included_images(project_id)))}
     active = model_versions.active_version(session, project_id)
     rows = []
-    for image in session.scalars(select(Image).where(*queries.live_images(project_id))
+    for image in session.scalars(select(Image).where(*queries.included_images(project_id))
                                  .order_by(Image.id)):
         ann = newest.get(image.id)
         annotated = None
@@ -140,12 +148,18 @@ def group_summary(rows: list[ImageCount]) -> list[dict]:
     return out
 
 
+def _cell(text: str) -> str:
+    """A text cell a spreadsheet will not run as a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def counts_csv(rows: list[ImageCount]) -> bytes:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({"image_id": r.image_id, "image": r.name, "group": r.group,
+        writer.writerow({"image_id": r.image_id, "image": _cell(r.name),
+                         "group": _cell(r.group),
                          "count": "" if r.count is None else r.count, "source": r.source,
                          "annotated": "" if r.annotated is None else r.annotated,
                          "model": "" if r.model is None else r.model,

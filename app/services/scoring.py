@@ -107,6 +107,10 @@ def score_project(db: Database, store: BlobStore, config: Config, project_id: in
                     if strategy.uses_labelled and counter is None else [])
         blobs = dict(session.execute(select(Image.id, Image.blob_key)
                                      .where(Image.id.in_(ids + labelled))).all())
+        if counter is not None:           # counting models count 2-D images only
+            blobs = {i: b for i, b, shape in session.execute(
+                select(Image.id, Image.blob_key, Image.shape).where(Image.id.in_(ids)))
+                if shape[0] == 1}
     if counter is not None:
         # a points project: rank by how unsure the counting model's count is
         scores = counting.score_counts(store, counter, blobs, progress, should_stop)

@@ -162,7 +162,8 @@ def choices(session: Session, actor: Actor) -> list[Choice]:
             return out
         query = query.join(Membership, Membership.project_id == Project.id).where(
             Membership.user_id == actor.id)
-    rows = session.execute(query).all()
+    rows = [(p, mv) for p, mv in session.execute(query).all()
+            if (mv.settings or {}).get("kind") != "counting"]     # counting models: no outlines
     for project, mv in sorted(rows, key=lambda r: (r[0].name.lower(), r[0].id)):
         out.append(Choice(f"{PROJECT_PREFIX}{project.id}",
                           f"{project.name}: active model #{mv.id} "
@@ -253,6 +254,9 @@ def _apply_copy(session: Session, actor: Actor, project: Project, source_id: int
     active = model_versions.active_version(session, source_id)
     if active is None or active.weights_blob_key is None:
         raise ValidationError(f"Project {source.name!r} has no active model to start from.")
+    if (active.settings or {}).get("kind") == "counting":
+        raise ValidationError(f"The active model of {source.name!r} counts points; a new "
+                              "project starts from a model that draws outlines.")
     mapping = input_mapping_of(session, active)
     n_in = (active.architecture or {}).get("in_channels")
     n_channels = len(project.channels or [])

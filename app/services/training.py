@@ -110,6 +110,8 @@ def train_project(db: Database, store: BlobStore, project_id: int, user_id: int 
         classes = [c["name"] for c in project.classes]
         data = gather(session, store, project_id, on_image=tracker.loading)
         parent = model_versions.active_version(session, project_id)
+        if counting.is_counting(parent):    # a points project switched to outlines
+            parent = None
         parent_id = parent.id if parent else None
         init = model_versions.load(store, parent) if (fine_tune and parent) else None
         previous = model_versions.load(store, parent) if parent else None

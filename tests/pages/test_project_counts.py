@@ -82,3 +82,28 @@ def test_the_section_is_drawn_with_the_page(as_user, world, db, config, serve):
     text = str(section.to_plotly_json())
     assert "project-counts-groups" in text and "'ctrl'" in text
     assert "1 image(s) have no count yet" in text
+
+
+def test_a_slow_pattern_is_refused_and_excluded_images_are_left_out(login, world, db, config,
+                                                                    serve):
+    """A pattern that backtracks (e.g. (a|aa)+$) takes exponential time on a long name: it gets a
+    time limit per name and a clear refusal; excluded images are not counted."""
+    from sqlalchemy import update
+
+    from app.tables import Image
+    serve(config)
+    _import(db, config, world)
+    with db.session_scope() as s:
+        s.execute(update(Image).where(Image.name == "drug_01.tif").values(status="excluded"))
+        pixels, _ = nuclei((60, 80), seed=11)
+        imports.import_files(s, users.find_user(s, "owner"), LocalBlobStore(config.blob_dir),
+                             world["project_id"], [imports.ImportFile(
+                                 "=" + "a" * 40 + ".tif", read=lambda: tiff(pixels))], 1 << 28)
+    viewer = login("viewer")
+    pid = world["project_id"]
+    slow = viewer.get(f"/api/projects/{pid}/counts.csv?pattern=(a%7Caa)%2B$")
+    assert slow.status_code == 400 and "takes too long" in slow.get_json()["error"]
+    rows = csv_rows(viewer.get(f"/api/projects/{pid}/counts.csv"))
+    names = [r["image"] for r in rows]
+    assert "drug_01.tif" not in names
+    assert "'=" + "a" * 40 + ".tif" in names          # not a spreadsheet formula

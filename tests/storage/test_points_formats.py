@@ -53,8 +53,14 @@ def test_malformed_files_are_refused_naming_file_and_row(data, message):
     assert message in str(err.value)
 
 
+def test_points_on_the_far_edge_are_taken_into_the_image():
+    """Label Studio's 100% is the image's far edge: kept, on the last pixel."""
+    assert resolve([RawPoint(64, 48), RawPoint(63.8, 0.2)], 64, 48, CLASSES) == [
+        [63.0, 47.0, 0], [63.0, 0.2, 0]]
+
+
 @pytest.mark.parametrize("point,message", [
-    (RawPoint(64, 1), "outside the 64x48 image"),
+    (RawPoint(64.5, 1), "outside the 64x48 image"),
     (RawPoint(1, -1), "outside the 64x48 image"),
     (RawPoint(1, 1, "dividing"), "class 'dividing', which is not one of the project's"),
     (RawPoint(1, 1, 2), "the project's classes are 0..1"),
