@@ -7,14 +7,16 @@ joins every non-daemonic child at exit (a gunicorn worker restart, or a test run
 until something kills it).
 
 `BoundedDiskcacheManager` forks the same job, but daemonic (the worker's exit ends it) and
-with a deadline: after `deadline_s` seconds faulthandler's watchdog (a C thread, so it fires
-even while the child is stuck in C code that never returns to Python) writes the stacks of
-all its threads to the log and ends it. Dash then sees a job that ended without a result
-and stops the callback's "running" state."""
+with a deadline: the kernel ends the child after `deadline_s` seconds (SIGALRM with its
+default action, so it fires even inside C code that never returns to Python). Dash then sees
+a job that ended without a result and stops the callback's "running" state.
+
+Not faulthandler's watchdog: a child forked while the parent's watchdog was armed (pytest's
+faulthandler_timeout, for one) inherits its locks held and hangs for ever in
+dump_traceback_later (seen with gdb)."""
 from __future__ import annotations
 
-import faulthandler
-import sys
+import signal
 
 import dash
 
@@ -23,8 +25,8 @@ DEADLINE_S = 600
 
 def _bounded(job_fn, deadline_s: int):
     def run(*args):
-        faulthandler.dump_traceback_later(max(1, int(deadline_s)), exit=True,
-                                          file=sys.__stderr__)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)   # not the parent's handler (pytest's)
+        signal.alarm(max(1, int(deadline_s)))
         return job_fn(*args)
     return run
 

@@ -76,8 +76,8 @@ def config(tmp_path) -> Config:
 @pytest.fixture(scope="session")
 def _process_server(tmp_path_factory):
     """The one Flask server with the Dash UI of this test process, built on first use.
-    Background callbacks end after 45 s (browser tests wait up to 60 s for them), so a child
-    that hangs leaves the stacks of its threads in the test's captured output."""
+    Background callbacks end after 45 s (browser tests wait up to 60 s for them): a child
+    that hangs is ended before the test gives up on it."""
     base = Config(env="testing", secret_key="test-secret-key-0123456789",
                   data_dir=tmp_path_factory.mktemp("web") / "data",
                   background_deadline_s=45).validated()
