@@ -432,8 +432,12 @@
         validate(st);
         var reshaped = keys.filter(function (k) { return k.indexOf("shapes[0].path") === 0; });
         var it, payload;
+        /* what the edit means is fixed when it is drawn: the tool, class, brush and selected
+           cell of that moment travel with it (the queue may send it seconds later) */
+        var ctx = {tool: tool, cls: cls || 0, brush: brush, selected: st.selected || 0,
+                   path: st.path || null};
         if (reshaped.length && st.path && st.selected) {
-            payload = {};
+            payload = {_ctx: ctx};
             payload[reshaped[0]] = r[reshaped[0]];
             it = make("reshape", {hist: {kind: "other"},
                                   shape: pendingShape({type: "path", path: r[reshaped[0]]},
@@ -442,7 +446,7 @@
         }
         if (!Array.isArray(r.shapes) || !r.shapes.length) { return [nu(), nu()]; }
         var shape = r.shapes[r.shapes.length - 1];
-        payload = {shapes: [shape]};
+        payload = {shapes: [shape], _ctx: ctx};
         if (["draw", "rect", "ellipse"].indexOf(tool) >= 0) {
             var s = (tool === "ellipse" && shape.type === "rect")
                 ? Object.assign({}, shape, {type: "circle"}) : shape;

@@ -376,6 +376,13 @@ def drawn(relayout, tool, cls, brush, st, info):
           State(BRUSH, "value"), State(STATE, "data"), State(INFO, "data"),
           prevent_initial_call=True)
 def on_drawn(relayout, tool, cls, brush, st, info):
+    # the edit queue sends what the page was set to when the shape was drawn (`_ctx`): the
+    # tool, class or selection may have changed while it waited its turn
+    ctx = relayout.get("_ctx") if isinstance(relayout, dict) else None
+    if isinstance(ctx, dict):
+        tool, cls, brush = ctx.get("tool", tool), ctx.get("cls", cls), ctx.get("brush", brush)
+        st = {**(st or {}), "selected": to_int(ctx.get("selected")) or 0,
+              "path": ctx.get("path")}
     return acked(relayout, lambda: drawn(relayout, tool, cls, brush, st, info))
 
 

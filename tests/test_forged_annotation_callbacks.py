@@ -170,3 +170,25 @@ def test_the_save_message_counts_unchecked_uncertain_cells(login, world, db, das
     text = saved.get_data(as_text=True)
     assert "Saved version 1 (3 cells)." in text and "2 uncertain suggested cells were not " \
         "checked" in text
+
+
+def test_a_queued_drawing_keeps_the_tool_it_was_drawn_with(login, world, db, config, store,
+                                                           dash_app, image_id):
+    """The browser's edit queue may send a shape seconds after it was drawn; the tool of
+    that moment travels with it (`_ctx`), not the page's tool when it is sent (issue 26)."""
+    from app.services import drafts
+    from tests.conftest import actor
+    client = login("annotator")
+    answer = forge(client, dash_app, "annotate-shape-event", "data",
+                   {"shapes": [SQUARE], "seq": 1,
+                    "_ctx": {"tool": "region", "cls": 0, "brush": 8, "selected": 0}},
+                   drawn_state(image_id, world["project_id"]))      # the page now says draw
+    assert answer.status_code == 200
+    with db.session_scope() as s:
+        assert drafts.counts(s, actor(s, "annotator"), config, store, image_id) == (0, 0)
+    forge(client, dash_app, "annotate-shape-event", "data",
+          {"shapes": [SQUARE], "seq": 2, "_ctx": {"tool": "draw", "cls": 0, "brush": 8}},
+          [{**st, "value": "region"} if st["id"] == "annotate-tool" else st
+           for st in drawn_state(image_id, world["project_id"])])
+    with db.session_scope() as s:
+        assert drafts.counts(s, actor(s, "annotator"), config, store, image_id) == (1, 0)
