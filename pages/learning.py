@@ -101,13 +101,22 @@ def with_validation_counts(points: list[dict], versions) -> list[dict]:
 
 
 def rounds_table(points: list[dict]):
-    head = html.Thead(html.Tr([html.Th(h) for h in ("Model", "Images", "F1", "Dice",
-                                                    "Active model before", "Active")]))
+    """One row per model; a counting model's score is its count error (cells per image,
+    lower is better), in its own column, never beside F1."""
+    counting = any(p.get("mae") is not None for p in points)
+    names = ("Model", "Images", "F1", "Dice") + (("Count error",) if counting else ()) + (
+        "Active model before", "Active")
+    head = html.Thead(html.Tr([html.Th(h) for h in names]))
     fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     rows = [html.Tr([html.Td(f"#{p['version']}"), html.Td(p["n_images"]),
                      html.Td([fmt(p["f1"]), html.Span(_on_images(p), className="small "
                                                       "text-muted")], className="learning-f1"),
-                     html.Td(fmt(p["dice"])), html.Td(fmt(p["previous_active"])),
+                     html.Td(fmt(p["dice"])),
+                     *([html.Td("-" if p.get("mae") is None else f"{p['mae']:.2f}")]
+                       if counting else []),
+                     html.Td(("-" if p["previous_active"] is None else
+                              f"count error {p['previous_active']:.2f}")
+                             if p.get("mae") is not None else fmt(p["previous_active"])),
                      html.Td("✓" if p["active"] else "")]) for p in points]
     return dbc.Table([head, html.Tbody(rows)], size="sm", id="learning-rounds")
 

@@ -208,6 +208,7 @@ def learning_progress(session: Session, actor: Actor, project_id: int) -> list[d
             continue
         out.append({"version": mv.id, "n_images": mv.n_training_images,
                     "f1": mv.metrics.get("f1"), "dice": mv.metrics.get("dice"),
+                    "mae": mv.metrics.get("mae"),          # a counting model's count error
                     "active": mv.is_active, "created_at": mv.created_at,
                     "previous_active": mv.metrics.get("previous_active")})
     return out

@@ -175,3 +175,16 @@ def _links(component):
             walk(child)
     walk(component)
     return found
+
+
+def test_learning_rounds_show_a_counting_models_count_error():
+    """A counting model's score (count error) has its own column and labels the active
+    model's score before it; it is never shown as an F1."""
+    from pages import learning
+    points = [{"version": 4, "n_images": 5, "f1": None, "dice": None, "mae": 1.25,
+               "previous_active": 2.5, "active": True, "n_val": 1}]
+    table = text(learning.rounds_table(points))
+    assert "Count error" in table and "1.25" in table and "count error 2.50" in table
+    assert "Count error" not in text(learning.rounds_table([
+        {"version": 3, "n_images": 5, "f1": 0.7, "dice": None, "previous_active": None,
+         "active": True}]))
