@@ -220,7 +220,6 @@ def layout(project_id=None, queue=None, **_query):
         html.Div(class_badges(project.classes), className="mb-3", id=CLASS_BADGES),
         stats(project),
         effort_section(curve),
-        _counts.section(pid),
         mode_setting(project) if can_manage else None,
         labels_editor(project) if can_manage else None,
         html.H4("Members"),
@@ -228,6 +227,9 @@ def layout(project_id=None, queue=None, **_query):
         html.Div(id=MESSAGE),
         html.Div(member_rows(members or [], can_manage), id=MEMBERS),
         remove_modal() if can_manage else None,
+        # last: its plot draws when plotly.js has loaded, and nothing below it may move
+        # then (a click on the members form landed on a moving page)
+        _counts.section(pid),
     ])
 
 
