@@ -2,6 +2,7 @@
 import pytest
 
 from tests.live.harness import LiveApp
+from tests.live.walker import Walker
 
 
 @pytest.fixture
@@ -11,6 +12,16 @@ def live(tmp_path):
         yield app.start()
     finally:
         app.stop()
+
+
+@pytest.fixture
+def person(live, tmp_path):
+    """A headless Chromium walking `live` (test_journeys.py walks its own shared site)."""
+    walker = Walker(live, tmp_path / "downloads")
+    try:
+        yield walker
+    finally:
+        walker.quit()
 
 
 @pytest.hookimpl(hookwrapper=True)

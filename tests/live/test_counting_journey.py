@@ -12,20 +12,10 @@ import pytest
 import tifffile
 
 from tests.images_data import discs
-from tests.live.walker import Walker
 
 pytestmark = [pytest.mark.journey, pytest.mark.slow]
 
 SMALL = {"steps": 120, "batch": 4, "patch": 64, "width": 8, "depth": 2, "sigma": 2.0}
-
-
-@pytest.fixture
-def person(live, tmp_path):
-    walker = Walker(live, tmp_path / "downloads")
-    try:
-        yield walker
-    finally:
-        walker.quit()
 
 
 def job_of(live, kind: str, pid: int, timeout: float = 30) -> int:

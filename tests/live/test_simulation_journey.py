@@ -4,18 +4,8 @@ paying corrections; the job is queued with those settings, and a viewer cannot s
 Journey tier (`-m journey`)."""
 import pytest
 
-from tests.live.walker import Walker
 
 pytestmark = [pytest.mark.journey, pytest.mark.slow]
-
-
-@pytest.fixture
-def person(live, tmp_path):
-    walker = Walker(live, tmp_path / "downloads")
-    try:
-        yield walker
-    finally:
-        walker.quit()
 
 
 def _fill(person, **numbers):

@@ -6,18 +6,8 @@ import pytest
 import requests
 
 from tests.live.harness import DEMO_PROJECT
-from tests.live.walker import Walker
 
 pytestmark = [pytest.mark.journey, pytest.mark.slow]
-
-
-@pytest.fixture
-def person(live, tmp_path):
-    walker = Walker(live, tmp_path / "downloads")
-    try:
-        yield walker
-    finally:
-        walker.quit()
 
 
 def test_create_use_and_revoke_a_token_in_the_browser(live, person):
