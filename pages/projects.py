@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import Input, Output, State, callback, dcc, html
+from dash import Input, Output, State, callback, clientside_callback, dcc, html
 
 from app.context import current_actor, get_config, state
 from app.services import projects as svc
@@ -94,10 +94,11 @@ def layout(**_query):
     ])
 
 
-@callback(Output(NEW_COLLAPSE, "is_open"), Input(NEW_TOGGLE, "n_clicks"),
-          State(NEW_COLLAPSE, "is_open"), prevent_initial_call=True)
-def toggle_form(_n, is_open):
-    return not is_open
+# Opening the form needs nothing from the server (creating checks permission there): toggle it
+# in the browser, without a round trip.
+clientside_callback("function (_n, isOpen) { return !isOpen; }",
+                    Output(NEW_COLLAPSE, "is_open"), Input(NEW_TOGGLE, "n_clicks"),
+                    State(NEW_COLLAPSE, "is_open"), prevent_initial_call=True)
 
 
 @callback(Output(MESSAGE, "children"), Output(REDIRECT, "href"),

@@ -3,6 +3,7 @@ import socket
 
 import pytest
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import PASSWORD
 
@@ -26,6 +27,13 @@ def browser(dash_duo, dash_app, world):
         dash_duo.find_element("#password").send_keys(password)
         dash_duo.find_element("#login-submit").click()
 
+    def visible(css: str, timeout: float = 10):
+        """The element once it is shown (fields in a collapse exist before they can take keys)."""
+        element = dash_duo.wait_for_element(css, timeout=timeout)
+        WebDriverWait(dash_duo.driver, timeout).until(lambda _d: element.is_displayed())
+        return element
+
     dash_duo.login = login
+    dash_duo.visible = visible
     dash_duo.By = By
     return dash_duo

@@ -19,7 +19,7 @@ def test_owner_creates_project_adds_member_and_logs_out(browser, db):
     browser.wait_for_text_to_equal("h2", "Projects")
     browser.wait_for_contains_text("#projects-list", "Lab")
     browser.find_element("#projects-new-toggle").click()
-    browser.wait_for_element("#projects-new-name").send_keys("Mitochondria")
+    browser.visible("#projects-new-name").send_keys("Mitochondria")
     browser.find_element("#projects-new-description").send_keys("EM membranes")
     # a nuclei model is no start for membranes: the owner picks "None" (issue 20)
     browser.find_element("#projects-new-starting-model").click()

@@ -76,7 +76,7 @@ def test_a_new_project_shows_the_starting_models_cells_on_its_first_image(browse
     browser.driver.set_window_size(1400, 1100)
     browser.login("owner")
     browser.wait_for_element("#projects-new-toggle").click()
-    browser.wait_for_element("#projects-new-name").send_keys("Fresh nuclei")
+    browser.visible("#projects-new-name").send_keys("Fresh nuclei")
     # the dropdown offers the built-in model first, chosen already, with its one-line reason
     browser.wait_for_contains_text("#projects-new-starting-model", "Built-in nuclei model")
     assert "fine-tunes it" in browser.find_element("#projects-new-collapse").text

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from selenium.common.exceptions import (ElementClickInterceptedException,
+                                        ElementNotInteractableException,
                                         StaleElementReferenceException, WebDriverException)
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -103,11 +104,23 @@ class Walker:
                     raise
                 time.sleep(0.3)
 
-    def type(self, css: str, text: str, enter: bool = False) -> None:
-        element = self.wait(css)
-        element.send_keys(Keys.CONTROL, "a")
-        element.send_keys(Keys.DELETE)
-        element.send_keys(text + (Keys.ENTER if enter else ""))
+    def type(self, css: str, text: str, enter: bool = False, timeout: float = 30) -> None:
+        """Type into a field once a person could: it is shown (a form that opens in a collapse
+        is in the page before it is visible) and takes keys."""
+        deadline = time.time() + timeout
+        while True:
+            try:
+                element = self.wait(css, timeout)
+                WebDriverWait(self.driver, timeout).until(
+                    lambda d: element.is_displayed() and element.is_enabled())
+                element.send_keys(Keys.CONTROL, "a")
+                element.send_keys(Keys.DELETE)
+                element.send_keys(text + (Keys.ENTER if enter else ""))
+                return
+            except (ElementNotInteractableException, StaleElementReferenceException):
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.3)
 
     def choose(self, dropdown_css: str, option: str) -> None:
         """Pick `option` in a dcc.Dropdown (Dash 4: a button that opens a list of options)."""
