@@ -213,6 +213,9 @@ class Score(Base):
     value: Mapped[float] = mapped_column(Float)
     # 1 = picked first by a batch strategy (diversity); the queue serves ranked images first
     rank: Mapped[Optional[int]] = mapped_column(Integer)
+    # the project queues regions (loop unit "region"): the image's most useful region,
+    # [y0, x0, y1, x1] in pixels; the value and rank are that region's
+    region: Mapped[Optional[list[Any]]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 

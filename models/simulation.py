@@ -28,11 +28,11 @@ from models.metrics import mean_scores, score
 from models.simulation_plan import (COLUMNS, SimulationPlan, figure, split_test,  # noqa: F401
                                     summarise)
 from models.strategies import get_strategy
+from models.regions import Box, regions_of
 from models.training import TrainConfig, train_model
 
 log = logging.getLogger(__name__)
 
-Box = tuple[int, int, int, int]          # y0, x0, y1, x1
 
 
 def _predict(model, image):
@@ -51,19 +51,6 @@ def test_metrics(model, images, labels, groups: list | None = None) -> dict:
             out[f"f1_{g}"] = float(np.mean([s.f1 for s, gg in zip(scores, groups) if gg == g]))
         out["macro_f1"] = float(np.mean([out[f"f1_{g}"] for g in names]))
     return out
-
-
-def regions_of(shape: tuple[int, int], side: int) -> list[Box]:
-    """Square boxes of `side` covering an image of `shape` without overlap where it divides
-    evenly; the last row and column are shifted in to stay whole (they may overlap)."""
-    h, w = shape
-
-    def starts(n):
-        if n <= side:
-            return [0]
-        out = list(range(0, n - side + 1, side))
-        return out if out[-1] == n - side else out + [n - side]
-    return [(y, x, min(h, y + side), min(w, x + side)) for y in starts(h) for x in starts(w)]
 
 
 def units_of(images: list[np.ndarray], pool: list[int], plan: SimulationPlan

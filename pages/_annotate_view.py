@@ -121,8 +121,10 @@ def newshape(tool: str, color: str, width: float) -> dict:
 
 
 def figure(image_id: int, width: int, height: int, rev, opacity: float, tool: str,
-           color: str, brush: float, views: list[dict] | None = None) -> go.Figure:
-    """`views`: the channels as the user left them (pages._display.view), None: defaults."""
+           color: str, brush: float, views: list[dict] | None = None,
+           zoom: tuple[list, list] | None = None) -> go.Figure:
+    """`views`: the channels as the user left them (pages._display.view), None: defaults.
+    `zoom`: the x and y ranges to open on (the region the queue served), None: all of it."""
     side = side_for(width, height)
     images = [
         dict(source=image_url(image_id, 0, side, views), xref="x", yref="y", x=0, y=0,
@@ -137,8 +139,9 @@ def figure(image_id: int, width: int, height: int, rev, opacity: float, tool: st
                       dragmode=DRAGMODE.get(tool, "pan"), newshape=newshape(tool, color, brush),
                       plot_bgcolor="#000", paper_bgcolor="#fff", showlegend=False,
                       uirevision=f"annotate-{image_id}", autosize=True)
-    fig.update_xaxes(range=[0, width], visible=False, constrain="domain")
-    fig.update_yaxes(range=[height, 0], visible=False, scaleanchor="x", constrain="domain")
+    x_range, y_range = zoom or ([0, width], [height, 0])
+    fig.update_xaxes(range=x_range, visible=False, constrain="domain")
+    fig.update_yaxes(range=y_range, visible=False, scaleanchor="x", constrain="domain")
     return fig
 
 

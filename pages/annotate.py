@@ -29,7 +29,7 @@ from flask import current_app
 from app.background import sign_actor
 from app.context import current_actor, get_config, state
 from app.services import (annotations, cell_review, display_settings, drafts,
-                          starting_models)
+                          region_queue, starting_models)
 from app.states import ReviewState
 from pages import _annotate_view as view
 from pages import _display
@@ -76,6 +76,14 @@ def _notices(ws: annotations.Workspace) -> list:
         out.append(dbc.Alert([html.B(f"Sent back by {ws.latest.reviewer}: "),
                               ws.latest.review_comment], color="warning", className="py-2",
                              id="annotate-returned"))
+    if ws.focus is not None and ws.can_edit:
+        y0, x0, y1, x1 = ws.focus
+        out.append(dbc.Alert(
+            f"Annotate the region the queue chose: {x1 - x0}×{y1 - y0} px at x {x0}, y {y0} "
+            "(outside it is dimmed and not used for training). Outline every cell in it, "
+            "then save; the rest of the image comes back to the queue region by region "
+            "(scroll or the zoom tool shows more of it).", color="info", className="py-2",
+            id="annotate-focus"))
     if ws.draft_stale:
         out.append(dbc.Alert(
             f"Someone saved version {ws.latest.version} after you started this draft "
@@ -191,8 +199,15 @@ def auto_suggests(ws: annotations.Workspace, n_cells, n_points) -> bool:
     return bool(ok)
 
 
+def _zoom(ws: annotations.Workspace):
+    """Open on the region the queue served (region mode), with some context around it."""
+    return (None if ws.focus is None else
+            region_queue.view_range(ws.focus, ws.width, ws.height))
+
+
 def layout(image_id=None, **_query):
-    ws, error = call(annotations.open_workspace, get_config(), to_int(image_id))
+    ws, error = call(annotations.open_workspace, get_config(), to_int(image_id),
+                     state().store)
     if error:
         return error_page(error)
     color = (ws.classes[0].get("color") if ws.classes else None) or "#ffff00"
@@ -229,7 +244,8 @@ def layout(image_id=None, **_query):
             html.Div(_tools(ws), className="annotate-tools"),
             html.Div([view.graph(GRAPH, view.figure(ws.image_id, ws.width, ws.height,
                                                     ws.draft_rev, 0.8, _first_tool(ws), color,
-                                                    8, [_display.view(ch) for ch in channels]),
+                                                    8, [_display.view(ch) for ch in channels],
+                                                    _zoom(ws)),
                                  ws.can_edit),
                       _display.readout(GRAPH, READOUT)], className="graph-frame"),
             html.Div(_panel(ws, channels), className="annotate-panel"),

@@ -21,6 +21,8 @@ PID, MESSAGE, QUEUE, POLL = "learning-project", "learning-message", "learning-qu
 STRATEGY, PASSES, ENSEMBLE, BATCH, RETRAIN, SAVE = (
     "learning-strategy", "learning-passes", "learning-ensemble", "learning-batch",
     "learning-retrain", "learning-save")
+UNIT, REGION = "learning-unit", "learning-region"
+UNIT_LABELS = {"image": "whole images", "region": "regions of images"}
 RESCORE, TRAIN = "learning-rescore", "learning-train"
 SIM = {k: f"learning-sim-{k}" for k in ("strategies", "initial", "batch", "rounds", "seeds",
                                         "test", "start", "figure", "unit", "from", "cost")}
@@ -50,25 +52,41 @@ def settings_card(s: project_settings.LoopSettings, owner: bool) -> dbc.Card:
                                         LOOP_LIMITS["ensemble_size"], ro)),
             ("Batch per round", _number(BATCH, s.batch, LOOP_LIMITS["batch"], ro)),
             ("Retrain after K accepted (0: off)", _number(RETRAIN, s.retrain_after,
-                                                          LOOP_LIMITS["retrain_after"], ro))]
+                                                          LOOP_LIMITS["retrain_after"], ro)),
+            ("The queue serves", dcc.Dropdown(id=UNIT, value=s.unit, clearable=False,
+                                              disabled=ro, options=[
+                                                  {"label": v, "value": k}
+                                                  for k, v in UNIT_LABELS.items()])),
+            ("Region side (px)", _number(REGION, s.region, LOOP_LIMITS["region"], ro, step=32))]
     return dbc.Card(dbc.CardBody([
         html.H5("Selection strategy"),
         *[dbc.Row([dbc.Col(html.Label(label, className="small"), md=6), dbc.Col(control, md=6)],
                   className="mb-2 align-items-center") for label, control in rows],
         dbc.Button("Save settings", id=SAVE, size="sm", color="primary", disabled=ro),
-        html.Span(" Changing the strategy rescores the pool.", className="small text-muted"),
+        html.Span(" Changing the strategy or the unit rescores the pool. By region, each "
+                  "image is annotated one square region at a time (its most useful first); "
+                  "training uses the annotated regions.", className="small text-muted"),
     ]))
+
+
+def region_text(region: list | None) -> str:
+    if not region:
+        return "whole image"
+    y0, x0, y1, x1 = region
+    return f"x {x0}–{x1}, y {y0}–{y1}"
 
 
 def queue_table(items: list[scoring.QueueItem]):
     if not items:
         return html.P("No unannotated images.", className="text-muted", id="learning-queue-empty")
-    head = html.Thead(html.Tr([html.Th(h) for h in ("", "Image", "Score", "Status", "Leased to")]))
+    head = html.Thead(html.Tr([html.Th(h) for h in ("", "Image", "Region", "Score", "Status",
+                                                     "Leased to")]))
     rows = [html.Tr([
         html.Td(html.Img(src=f"/api/images/{i.image_id}/thumbnail.jpg", className="thumb",
                          style={"width": "48px"})),
         html.Td([dcc.Link(i.name, href=f"/annotate/{i.image_id}"), " · ",
                  dcc.Link("viewer", href=f"/images/{i.image_id}", className="small")]),
+        html.Td(region_text(i.region), className="small"),
         html.Td("-" if i.score is None else f"{i.score:.4f}"), html.Td(i.status),
         html.Td(i.leased_to or "")]) for i in items]
     return dbc.Table([head, html.Tbody(rows)], size="sm", hover=True, id="learning-queue-table")
@@ -199,14 +217,18 @@ def refresh_queue(_n, pid):
 @callback(Output(MESSAGE, "children", allow_duplicate=True), Input(SAVE, "n_clicks"),
           State(PID, "data"), State(STRATEGY, "value"), State(PASSES, "value"),
           State(ENSEMBLE, "value"), State(BATCH, "value"), State(RETRAIN, "value"),
-          prevent_initial_call=True)
-def save_settings(_n, pid, strategy, passes, ensemble, batch, retrain):
+          State(UNIT, "value"), State(REGION, "value"), prevent_initial_call=True)
+def save_settings(_n, pid, strategy, passes, ensemble, batch, retrain, unit, region):
     saved, error = call(learning_loop.set_settings, to_int(pid),
                         {"strategy": strategy, "passes": passes, "ensemble_size": ensemble,
-                         "batch": batch, "retrain_after": retrain}, state().enqueue)
+                         "batch": batch, "retrain_after": retrain, "unit": unit,
+                         "region": region}, state().enqueue)
     if error:
         return alert(error)
-    return alert(f"Saved: {STRATEGY_LABELS[saved['strategy']]}.", "success")
+    unit_text = ("whole images" if saved["unit"] == "image"
+                 else f"regions of {saved['region']} px")
+    return alert(f"Saved: {STRATEGY_LABELS[saved['strategy']]}, the queue serves {unit_text}.",
+                 "success")
 
 
 @callback(Output(MESSAGE, "children", allow_duplicate=True), Input(RESCORE, "n_clicks"),

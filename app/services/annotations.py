@@ -18,7 +18,7 @@ from app.config import Config
 from app.db import lock_row
 from app.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.permissions import Actor, Role, require, role_of
-from app.services import drafts, leases, projects
+from app.services import drafts, leases, projects, region_queue
 from app.services.gallery import image_for
 from app.services.imports import count_labels
 from app.services import queries
@@ -74,6 +74,7 @@ class Workspace:
     n_cells: int | None                 # None: not known without replaying the draft
     n_points: int | None
     dtype: str = "uint8"
+    focus: list | None = None           # [y0, x0, y1, x1]: the region the queue serves
 
 
 def _user_name(session: Session, user_id: int | None) -> str | None:
@@ -93,9 +94,12 @@ def _version(session: Session, ann: Annotation | None) -> Version | None:
                    _user_name(session, ann.reviewer_id), ann.effort)
 
 
-def open_workspace(session: Session, actor: Actor, config: Config, image_id: int) -> Workspace:
+def open_workspace(session: Session, actor: Actor, config: Config, image_id: int,
+                   store: BlobStore | None = None) -> Workspace:
     """Open an image to annotate: take the lease when the actor may edit and nobody else
-    holds it; otherwise the workspace is read-only and says why."""
+    holds it; otherwise the workspace is read-only and says why. When the project queues
+    regions, the workspace names the region to annotate (`focus`) and an untouched draft
+    starts with its annotated region widened to it (needs `store`)."""
     image = image_for(session, actor, image_id, "view")
     project = session.get(Project, image.project_id)
     role = role_of(session, actor, project.id)
@@ -113,7 +117,10 @@ def open_workspace(session: Session, actor: Actor, config: Config, image_id: int
         may_edit = False
     # an untouched draft follows versions others saved since it began
     draft = drafts.ensure_draft(session, actor, image) if may_edit else None
+    focus = region_queue.focus(session, image)
     if draft is not None:
+        if focus is not None and store is not None:   # the region queued: to annotate
+            region_queue.widen(session, actor, config, store, draft, image, focus)
         drafts.note_opened(session, draft)        # opening counts for the active time
     latest = queries.newest_annotation(session, image.id)
     base = session.get(Annotation, draft.base_annotation_id) if draft and \
@@ -128,7 +135,8 @@ def open_workspace(session: Session, actor: Actor, config: Config, image_id: int
         _version(session, latest), draft.rev if draft else None, base.version if base else None,
         bool(draft and latest and draft.base_annotation_id != latest.id),
         draft.source if draft else None, bool(draft and draft.edits),
-        bool(draft and draft.undone), image.quality_note, *_counts(draft, latest), image.dtype)
+        bool(draft and draft.undone), image.quality_note, *_counts(draft, latest), image.dtype,
+        focus)
 
 
 
@@ -220,6 +228,7 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
         effort=effort)
     session.add(ann)
     image.status = ImageStatus.annotated
+    region_queue.forget(session, image.id)        # its queued region is done (region mode)
     session.flush()
     # The draft row changes only in checkpoint, whose flush turns a concurrent save of the
     # same draft (its revision moved on) into a Conflict rather than an error.

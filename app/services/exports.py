@@ -1,5 +1,7 @@
 """Export a project: images and masks for napari/Cellpose (TIFF), semantic PNG masks, the HDF5
-sample layout, COCO instance JSON, per-image counts (CSV, JSON), counting-mode points (per
+sample layout, COCO instance JSON, per-image counts (CSV, JSON; `annotated_fraction`: the
+share of the image its annotation covers, below 1 when it was annotated by region, whose
+mask is `tiff/<name>_region.tif`), counting-mode points (per
 image a CSV x,y,class and a napari points-layer CSV, and one Label Studio KeyPointLabels JSON
 for all images; storage.points) and a manifest with the full
 annotation history (who, when, source, from which model version, and each version's
@@ -36,7 +38,7 @@ from storage.hdf5 import Sample, write_samples
 
 FORMATS = ("tiff", "png", "hdf5", "coco", "counts", "points")
 COUNT_COLUMNS = ["image_id", "image", "status", "n_cells", "n_points", "annotation_version", "author",
-                 "source", "created_at"]
+                 "source", "created_at", "annotated_fraction"]
 
 
 @dataclass(frozen=True)
@@ -106,12 +108,19 @@ def export_project(session: Session, actor: Actor, store: BlobStore, project_id:
         labels = (get_array(store, latest.label_blob_key)
                   if latest is not None and latest.label_blob_key else None)
         classes = {int(k): int(v) for k, v in (latest.cell_classes or {}).items()} if latest else {}
+        # a partial annotation (annotated by region): only its region says where there are no
+        # cells; outside it nothing is known
+        region = (get_array(store, latest.region_blob_key) > 0
+                  if latest is not None and latest.region_blob_key else None)
         if "tiff" in formats:
             writers.write_bytes(out / "tiff" / f"{stem}.tif",
                                 writers.image_tiff_bytes(pixels, image.channel_names))
             if labels is not None:
                 writers.write_bytes(out / "tiff" / f"{stem}_masks.tif",
                                     writers.mask_tiff_bytes(labels))
+            if labels is not None and region is not None:
+                writers.write_bytes(out / "tiff" / f"{stem}_region.tif",
+                                    writers.mask_tiff_bytes(region.astype("uint8")))
         if "png" in formats and labels is not None:
             writers.write_bytes(out / "semantic" / f"{stem}.png",
                                 writers.semantic_png_bytes(labels, classes))
@@ -136,7 +145,9 @@ def export_project(session: Session, actor: Actor, store: BlobStore, project_id:
                        "annotation_version": latest.version if latest else "",
                        "author": users.get(latest.author_id, "") if latest else "",
                        "source": latest.source if latest else "",
-                       "created_at": latest.created_at.isoformat() if latest else ""})
+                       "created_at": latest.created_at.isoformat() if latest else "",
+                       "annotated_fraction": ("" if latest is None else 1.0 if region is None
+                                              else round(float(region.mean()), 4))})
         if progress is not None:
             progress(i + 1, len(images))
     if "hdf5" in formats:

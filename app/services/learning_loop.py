@@ -47,7 +47,8 @@ def set_settings(session: Session, actor: Actor, project_id: int, changes: dict,
     clean = clean_loop(current, changes)
     project.settings = {**(project.settings or {}), "active_learning": clean.as_dict()}
     session.flush()
-    rescore = clean.strategy != current.strategy or clean.passes != current.passes
+    rescore = any(getattr(clean, k) != getattr(current, k)
+                  for k in ("strategy", "passes", "unit", "region"))
     if rescore and enqueue is not None and model_versions.active_version(session, project_id):
         scoring.start_scoring(session, actor, project_id, enqueue)
     return clean.as_dict()

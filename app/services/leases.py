@@ -7,7 +7,9 @@ workers handing out images at the same moment cannot both win. Order of the queu
 2. the image the annotator already holds (they come back to it),
 3. unannotated images ranked by the active model's scores under the project's strategy:
    the images a batch strategy picked first (`Score.rank` ascending), then by score (highest
-   first), then new images before started ones, oldest first.
+   first), then new images before started ones, oldest first. When the project queues
+   regions (`region_queue`), a partly annotated image waits too while scoring found one of
+   its regions still open; the score is its best region's.
 """
 from __future__ import annotations
 
@@ -107,15 +109,20 @@ def _ranked(session: Session, project_id: int):
     """Queue-eligible images by the active model's scores under the project's strategy:
     picked by rank first (1 = first), then by value (highest first), then new before
     started, oldest first."""
-    strategy = ProjectSettings.of(session.get(Project, project_id)).loop.strategy
+    loop = ProjectSettings.of(session.get(Project, project_id)).loop
     active = select(ModelVersion.id).where(ModelVersion.project_id == project_id,
                                            ModelVersion.is_active.is_(True))
     score = (select(Score.image_id, func.max(Score.value).label("value"),
-                    func.min(Score.rank).label("rank"))
-             .where(Score.model_version_id.in_(active), Score.strategy == strategy)
+                    func.min(Score.rank).label("rank"),
+                    func.count(Score.region).label("regions"))
+             .where(Score.model_version_id.in_(active), Score.strategy == loop.strategy)
              .group_by(Score.image_id).subquery())
+    waiting = Image.status.in_(QUEUE_STATUSES)
+    if loop.unit == "region":
+        # a partly annotated image waits while scoring found a region of it still open
+        waiting = or_(waiting, (score.c.regions > 0) & (Image.status != ImageStatus.excluded))
     return (select(Image).outerjoin(score, score.c.image_id == Image.id)
-            .where(*queries.live_images(project_id), Image.status.in_(QUEUE_STATUSES))
+            .where(*queries.live_images(project_id), waiting)
             .order_by(score.c.rank.is_(None), score.c.rank, score.c.value.is_(None),
                       score.c.value.desc(), (Image.status != ImageStatus.new), Image.id)
             .add_columns(score.c.value))

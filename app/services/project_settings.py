@@ -49,13 +49,16 @@ class LoopSettings:
     ensemble_size: int = 3        # N models for the ensemble strategy
     batch: int = 5                # images picked per round (strategies that pick in order)
     retrain_after: int = 10       # K accepted annotations start a retraining (0: never)
+    unit: str = "image"           # what the queue serves: whole images, or regions of them
+    region: int = 256             # side of a region in pixels (unit "region")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
 LOOP_LIMITS = {"passes": (2, 64), "ensemble_size": (2, 8), "batch": (1, 100),
-               "retrain_after": (0, 10_000)}
+               "retrain_after": (0, 10_000), "region": (64, 2048)}
+LOOP_UNITS = ("image", "region")
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,10 @@ def clean_loop(current: LoopSettings, changes: dict) -> LoopSettings:
         if key == "strategy":
             if value not in STRATEGY_NAMES:
                 raise ValidationError(f"Strategy must be one of {', '.join(STRATEGY_NAMES)}.")
+            clean[key] = value
+        elif key == "unit":
+            if value not in LOOP_UNITS:
+                raise ValidationError(f"The queue's unit must be one of {', '.join(LOOP_UNITS)}.")
             clean[key] = value
         elif key in LOOP_LIMITS:
             clean[key] = _number(key, value, *LOOP_LIMITS[key])

@@ -23,7 +23,7 @@ from app.config import Config
 from app.db import Database
 from app.errors import NotFound, ValidationError
 from app.permissions import Actor, require
-from app.services import counting, jobs, model_versions, queries
+from app.services import counting, jobs, model_versions, queries, region_queue
 from app.services.leases import ranked_pool
 from app.services.project_settings import ProjectSettings
 from app.states import QUEUE_STATUSES
@@ -102,7 +102,10 @@ def score_project(db: Database, store: BlobStore, config: Config, project_id: in
             models = (ensemble_members(session, store, active, loop.ensemble_size)
                       if strategy.needs_ensemble else
                       [model_versions.load(store, active)] if strategy.needs_model else [])
+        side = region_queue.region_side(session.get(Project, project_id))
         ids = pool_ids(session, project_id)
+        if side is not None:              # partly annotated images keep their open regions
+            ids = sorted({*ids, *region_queue.partial_ids(session, project_id)})
         labelled = (labelled_ids(session, project_id)
                     if strategy.uses_labelled and counter is None else [])
         blobs = dict(session.execute(select(Image.id, Image.blob_key)
@@ -122,6 +125,9 @@ def score_project(db: Database, store: BlobStore, config: Config, project_id: in
         progress(1.0, f"scored {len(scores)} images by count uncertainty", force=True)
         return {"model_version_id": mv_id, "strategy": strategy.name, "n_images": len(scores),
                 "count_uncertainty": True}
+    if side is not None:
+        return _score_regions(db, store, config, strategy, models, loop, mv_id, side, ids,
+                              labelled, blobs, progress, should_stop)
     total = len(ids) + len(labelled)
 
     def pixels(image_id: int):
@@ -155,6 +161,54 @@ def score_project(db: Database, store: BlobStore, config: Config, project_id: in
     return {"model_version_id": mv_id, "strategy": strategy.name, "n_images": len(ids)}
 
 
+def _score_regions(db: Database, store: BlobStore, config: Config, strategy, models, loop,
+                   mv_id: int, side: int, ids: list[int], labelled: list[int], blobs: dict,
+                   progress, should_stop) -> dict:
+    """Region mode (`region_queue`): score every open region of every pool image, let the
+    strategy pick among the regions, and keep each image's best region in its Score row.
+    The image's heat map is its regions' maps put together."""
+    units, scores, known = {}, {}, []
+    total = len(ids) + len(labelled)
+    for n, image_id in enumerate(ids + labelled):
+        if should_stop():
+            raise Cancelled()
+        progress(n / max(1, total), f"scored {n} of {total} images (by region)")
+        pixels = get_array(store, blobs[image_id])[0]
+        if n >= len(ids):                   # an annotated image: only its embedding counts
+            known.append(strategy.score(models, pixels, key=image_id).embedding)
+            continue
+        with db.session_scope() as session:
+            done = region_queue.annotated_region(session, store, image_id)
+        heat = None
+        for index, box in enumerate(region_queue.boxes(pixels.shape[-2:], side, done)):
+            if should_stop():
+                raise Cancelled()
+            y0, x0, y1, x1 = box
+            key = region_queue.unit_key(image_id, index)
+            result = strategy.score(models, pixels[..., y0:y1, x0:x1], key=key)
+            units[key], scores[key] = (image_id, box), result
+            if result.heatmap is not None and result.heatmap.shape == (y1 - y0, x1 - x0):
+                heat = np.zeros(pixels.shape[-2:], np.float32) if heat is None else heat
+                heat[y0:y1, x0:x1] = np.maximum(heat[y0:y1, x0:x1], result.heatmap)
+        if heat is not None:
+            _store_heatmap(_heatmap_path(config, mv_id, strategy.name, image_id), heat)
+    ranks = {}
+    if strategy.ranks:
+        depth = loop.batch if strategy.batch_only else max(loop.batch, RANKED)
+        picked = strategy.select(scores, min(len(scores), depth), labelled=known or None)
+        ranks = {key: k for k, key in enumerate(picked, start=1)}
+    best = region_queue.best_per_image(units, scores, ranks)
+    with db.session_scope() as session:
+        session.execute(delete(Score).where(Score.model_version_id == mv_id,
+                                            Score.strategy == strategy.name))
+        session.add_all([Score(image_id=i, model_version_id=mv_id, strategy=strategy.name,
+                               value=value, rank=rank, region=[int(v) for v in box])
+                         for i, (box, value, rank) in best.items()])
+    progress(1.0, f"scored {len(units)} regions of {len(best)} images", force=True)
+    return {"model_version_id": mv_id, "strategy": strategy.name, "n_images": len(best),
+            "n_regions": len(units), "unit": "region"}
+
+
 def labelled_ids(session: Session, project_id: int, limit: int = LABELLED_EMBEDDINGS
                  ) -> list[int]:
     """The newest annotated live images (for strategies that spread away from them)."""
@@ -170,6 +224,7 @@ class QueueItem:
     status: str
     score: float | None
     leased_to: str | None
+    region: list | None = None        # [y0, x0, y1, x1]: the region served (region mode)
 
 
 def queue(session: Session, actor: Actor, project_id: int, limit: int = 50) -> list[QueueItem]:
@@ -180,7 +235,8 @@ def queue(session: Session, actor: Actor, project_id: int, limit: int = 50) -> l
     now = utcnow()
     return [QueueItem(img.id, img.name, img.status, value,
                       names.get(img.assigned_to_id) if img.lease_expires_at and
-                      img.lease_expires_at > now else None) for img, value in rows]
+                      img.lease_expires_at > now else None, region_queue.focus(session, img))
+            for img, value in rows]
 
 
 def heatmap(session: Session, actor: Actor, config: Config, image_id: int) -> np.ndarray:

@@ -100,11 +100,16 @@ def test_learning_and_jobs_pages_render_per_role(as_user, world, image_id, usern
 def test_learning_settings_callback_refuses_non_owners(as_user, world, image_id):
     from pages import learning
     with as_user("reviewer"):
-        message = text(learning.save_settings(1, world["project_id"], "bald", 8, 3, 5, 10))
+        message = text(learning.save_settings(1, world["project_id"], "bald", 8, 3, 5, 10,
+                                              "region", 128))
     assert "needs owner" in message
     with as_user("owner"):
-        message = text(learning.save_settings(1, world["project_id"], "bald", 8, 3, 5, 10))
-    assert "Saved: BALD" in message
+        message = text(learning.save_settings(1, world["project_id"], "bald", 8, 3, 5, 10,
+                                              "region", 128))
+        assert "Saved: BALD, the queue serves regions of 128 px" in message
+        message = text(learning.save_settings(1, world["project_id"], "bald", 8, 3, 5, 10,
+                                              "tiles", 128))
+        assert "unit must be one of image, region" in message
 
 
 def test_learning_simulation_callback_checks_roles_and_sends_unit_start_cost(as_user, world,

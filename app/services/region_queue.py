@@ -1,0 +1,136 @@
+"""The annotation queue by region (a project whose loop unit is "region").
+
+In region mode a person annotates one square region of an image at a time, not the whole
+image (selection by region halves the labelled pixels for the same model: ViewAL, CVPR 2020):
+
+1. scoring (`app.services.scoring`) scores every open region of every image in the pool with
+   the project's strategy and keeps, per image, its most useful region: `Score.region`
+   ([y0, x0, y1, x1]), with that region's value and rank;
+2. the pool is the unannotated images plus the *partially* annotated ones (the newest version
+   has an annotated region), whose regions under the annotated region are done;
+3. the queue (`leases`) serves images by their best region; the workspace opens zoomed on it
+   with the annotated region widened to it (`focus`, `widen`), and training uses
+   the partial annotation (only the annotated region counts);
+4. saving drops the image's region scores (`forget`), so the image leaves the queue until the
+   next scoring finds what is left of it.
+
+Counting (points) projects queue whole images.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from app.config import Config
+from app.permissions import Actor
+from app.services import drafts, model_versions, queries
+from app.services.project_settings import ProjectSettings
+from app.states import QUEUE_STATUSES
+from app.tables import Annotation, Draft, Image, Project, Score
+from models.regions import Box, box_mask, open_regions
+from storage.blobstore import BlobStore, get_array, put_array
+
+# around the region, the workspace also shows this share of its side on every edge (context)
+CONTEXT = 0.25
+
+
+def region_side(project: Project) -> int | None:
+    """The region side in pixels when `project` queues regions, else None."""
+    settings = ProjectSettings.of(project)
+    if settings.loop.unit != "region" or (project.settings or {}).get(
+            "annotation_mode") == "points":
+        return None
+    return int(settings.loop.region)
+
+
+def partial_ids(session: Session, project_id: int) -> list[int]:
+    """Included images past the queue whose newest annotation covers only a region of them."""
+    newest = queries.newest_annotations().where(Annotation.region_blob_key.is_not(None)
+                                                ).subquery()
+    return session.scalars(select(Image.id).join(newest, newest.c.image_id == Image.id).where(
+        *queries.included_images(project_id), Image.status.notin_(QUEUE_STATUSES))
+        .order_by(Image.id)).all()
+
+
+def annotated_region(session: Session, store: BlobStore, image_id: int) -> np.ndarray | None:
+    """The newest annotation's annotated-region mask (None: none, or the whole image)."""
+    ann = queries.newest_annotation(session, image_id)
+    if ann is None or ann.region_blob_key is None:
+        return None
+    return get_array(store, ann.region_blob_key) > 0
+
+
+def boxes(shape_yx: tuple[int, int], side: int, annotated: np.ndarray | None) -> list[Box]:
+    """The regions of an image still to annotate (all of them when nothing is annotated)."""
+    return open_regions(shape_yx, side, annotated)
+
+
+def unit_key(image_id: int, index: int) -> int:
+    """A stable integer per (image, region) (random strategies draw per key)."""
+    return int(image_id) * 100_003 + int(index)
+
+
+def best_per_image(units: dict, scores: dict, ranks: dict) -> dict:
+    """{image_id: (box, value, rank)}: each image's region picked first (lowest rank), else
+    its highest score. `units`: key -> (image_id, box); `scores`: key -> ImageScore."""
+    best: dict = {}
+    for key, (image_id, box) in units.items():
+        mine = (ranks.get(key) is None, ranks.get(key) or 0, -scores[key].value, key)
+        if image_id not in best or mine < best[image_id][0]:
+            best[image_id] = (mine, box, float(scores[key].value), ranks.get(key))
+    return {i: (box, value, rank) for i, (_m, box, value, rank) in best.items()}
+
+
+def focus(session: Session, image: Image) -> list[int] | None:
+    """The region the queue serves this image for ([y0, x0, y1, x1]), under the project's
+    active model and strategy; None in image mode or when the image has none."""
+    project = session.get(Project, image.project_id)
+    if region_side(project) is None:
+        return None
+    active = model_versions.active_version(session, project.id)
+    if active is None:
+        return None
+    strategy = ProjectSettings.of(project).loop.strategy
+    region = session.scalar(select(Score.region).where(
+        Score.image_id == image.id, Score.model_version_id == active.id,
+        Score.strategy == strategy, Score.region.is_not(None)))
+    return [int(v) for v in region] if region else None
+
+
+def view_range(region: list[int], width: int, height: int) -> tuple[list, list]:
+    """Plotly x and y axis ranges that show `region` with CONTEXT around it (y downwards)."""
+    y0, x0, y1, x1 = region
+    margin = CONTEXT * max(y1 - y0, x1 - x0)
+    return ([max(0.0, x0 - margin), min(float(width), x1 + margin)],
+            [min(float(height), y1 + margin), max(0.0, y0 - margin)])
+
+
+def widen(session: Session, actor: Actor, config: Config, store: BlobStore, draft: Draft,
+          image: Image, region: list[int]) -> None:
+    """Add `region` to the annotated region of an untouched draft, so that saving it
+    annotates that region too. A draft without edits starts from it (its base); one saved
+    before (its edits kept for Undo) gets a "region" edit, undoable like any other. A draft
+    the person is working on, or one whose version covers the whole image, is left alone."""
+    if not drafts.untouched(draft):
+        return
+    shape_yx = tuple(image.shape[-2:])
+    area = box_mask(shape_yx, tuple(region))
+    current = drafts.canvas_for(config, store, draft, image).region
+    if current is None and (draft.base_annotation_id is not None or draft.edits):
+        return                                # the whole image is annotated already
+    if current is not None and current[area].all():
+        return
+    if not draft.edits:
+        draft.base_region_key = put_array(store, (area if current is None else current | area
+                                                  ).astype(np.uint8))
+        session.flush()                       # (bumps the draft's revision)
+        return
+    y0, x0, y1, x1 = region
+    drafts.record_edit(session, actor, config, store, image.id, {
+        "op": "region", "shape": {"type": "rect", "x0": x0, "y0": y0, "x1": x1, "y1": y1}})
+
+
+def forget(session: Session, image_id: int) -> None:
+    """Drop an image's region scores (its served region was just annotated)."""
+    session.execute(delete(Score).where(Score.image_id == image_id, Score.region.is_not(None)))
