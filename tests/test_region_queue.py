@@ -147,6 +147,23 @@ def test_a_region_goes_round_from_the_queue_to_training(db, config, world, lab):
         assert int(canvas.labels.max()) >= 1            # the cell saved before is still there
 
 
+def test_a_suggestion_for_a_region_keeps_the_cells_on_screen_and_adds_the_models_there():
+    current = np.zeros((10, 10), np.int32)
+    current[0:2, 0:2] = 1                        # saved with an earlier region
+    model = np.zeros((10, 10), np.int32)
+    model[0:3, 0:3] = 1                          # touches the cell on screen: left out
+    model[4:6, 4:6] = 2                          # in the region: added as 2 + 1
+    model[5:9, 7:9] = 3                          # reaches into the region: added as 3 + 1
+    model[8:10, 0:2] = 4                         # outside the region: left out
+    region = np.zeros((10, 10), bool)
+    region[3:8, 3:8] = True
+    labels, offset = drafts.suggest_in_region(model, current, region)
+    assert offset == 1
+    assert sorted(np.unique(labels).tolist()) == [0, 1, 3, 4]
+    assert (labels[0:2, 0:2] == 1).all() and (labels[4:6, 4:6] == 3).all()
+    assert (labels[5:9, 7:9] == 4).all() and (labels[8:10, 0:2] == 0).all()
+
+
 def test_the_export_says_what_a_partial_annotation_covers(db, config, world, lab, tmp_path):
     assert train(db, config, world)[0] == "done"
     big = add_big_images(db, lab, world, n=1)
@@ -154,6 +171,13 @@ def test_the_export_says_what_a_partial_annotation_covers(db, config, world, lab
     with db.session_scope() as s:
         anna = actor(s, "annotator")
         ws = annotations.open_workspace(s, anna, config, big[0], lab)
+        # the model's suggestion covers the region only (its cells there are to correct)
+        drafts.use_suggestion(s, anna, config, lab, big[0])
+        image = s.get(Image, big[0])
+        canvas = drafts.current_canvas(s, anna, config, lab, image)
+        y0, x0, y1, x1 = ws.focus
+        inside = set(np.unique(canvas.labels[y0:y1, x0:x1]).tolist()) - {0}
+        assert inside and set(np.unique(canvas.labels).tolist()) - {0} == inside
         drafts.record_edit(s, anna, config, lab, big[0], {"op": "add", "cls": 0,
                                                           "shape": rect(ws.focus)})
         annotations.save(s, anna, config, lab, big[0])

@@ -185,9 +185,15 @@ def annotation_rgba(labels: np.ndarray, max_side: int, class_colors: list[str],
         gap = ((rows + cols) // DASH) % 2 == 1
         out[rows[gap], cols[gap]] = (255, 255, 255, 255)
     if region is not None:
-        outside = ~(region[::factor, ::factor] if factor > 1 else region)
+        inside = region[::factor, ::factor] if factor > 1 else region
+        outside = ~inside
         out[outside] = (out[outside] // 2) if fill_alpha else out[outside]
         out[outside & (out[..., 3] < 110), 3] = 110
+        # the region's edge, dashed black and white: seen on dark and on bright images
+        rows, cols = np.nonzero(outlines(inside.astype(np.int32)) & inside)
+        white = ((rows + cols) // DASH) % 2 == 0
+        out[rows, cols] = (0, 0, 0, 255)
+        out[rows[white], cols[white]] = (255, 255, 255, 255)
     for x, y, *rest in points or []:
         cls = int(rest[0]) if rest else 0
         cx, cy = x / factor, y / factor

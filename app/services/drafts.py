@@ -490,12 +490,36 @@ def use_suggestion(session: Session, actor: Actor, config: Config, store: BlobSt
         labels = labels[0]
     draft = ensure_draft(session, actor, image)
     current = canvas_for(config, store, draft, image)
-    snapshot = _snapshot_edit(put_array(store, labels), _region_key(store, current), {},
+    cells, classes = getattr(predicted, "cells", None), {}
+    if current.region is not None:      # annotating a region: the model's cells there only
+        labels, offset = suggest_in_region(labels, current.labels, current.region)
+        classes = dict(current.classes)
+        if cells and isinstance(cells.get("cells"), dict):
+            present = set(np.unique(labels).tolist())
+            cells = {**cells, "cells": {str(int(k) + offset): v for k, v in
+                                        cells["cells"].items() if int(k) + offset in present}}
+    snapshot = _snapshot_edit(put_array(store, labels), _region_key(store, current), classes,
                               current.points, "model-corrected", predicted.model_version_id)
-    if getattr(predicted, "cells", None):      # per-cell uncertainty (app.services.cell_review)
-        snapshot["uncertainty"] = predicted.cells
+    if cells:                           # per-cell uncertainty (app.services.cell_review)
+        snapshot["uncertainty"] = cells
     return _push_snapshot(session, config, store, draft, image,
                           {**snapshot, "auto": True} if auto else snapshot)
+
+
+def suggest_in_region(model: np.ndarray, current: np.ndarray, region: np.ndarray
+                      ) -> tuple[np.ndarray, int]:
+    """A suggestion for annotating `region`: the cells on screen stay (cells saved with an
+    earlier region), and the model's cells that reach into the region are added where they
+    touch none of them. The model's labels are shifted by the returned offset (the largest
+    label on screen) so they stay apart from the cells kept."""
+    current = np.maximum(current, 0)
+    offset = int(current.max(initial=0))
+    wanted = np.zeros(int(model.max(initial=0)) + 1, bool)
+    wanted[np.unique(model[region])] = True
+    wanted[np.unique(model[current > 0])] = False
+    wanted[0] = False
+    keep = wanted[model]
+    return np.where(keep, model.astype(np.int64) + offset, current).astype(np.int32), offset
 
 
 def _suggest_points(session: Session, actor: Actor, config: Config, store: BlobStore,

@@ -45,3 +45,19 @@ def test_polygons_that_would_take_too_long_to_draw_are_refused_before_drawing():
         labels_from_polygons([whole] * 80_000, (64, 64))
     assert time.perf_counter() - started < 20          # drawing them would take minutes
     assert labels_from_polygons([whole] * 3, (64, 64)).min() == 3
+
+
+def test_the_annotated_region_has_a_dashed_edge_and_the_rest_is_dimmed():
+    import numpy as np
+
+    from app.imaging.render import annotation_rgba
+    labels = np.zeros((40, 40), np.int32)
+    region = np.zeros((40, 40), bool)
+    region[10:30, 10:30] = True
+    out = annotation_rgba(labels, 64, ["#ff0000"], region=region)
+    edge = [tuple(out[10, x]) for x in range(10, 30)]        # the region's top row
+    assert (255, 255, 255, 255) in edge and (0, 0, 0, 255) in edge
+    assert out[20, 20, 3] == 0                                  # inside: the image shows
+    assert out[2, 2, 3] == 110                                   # outside: dimmed
+    whole = annotation_rgba(labels, 64, ["#ff0000"], region=np.ones((40, 40), bool))
+    assert whole[..., 3].max() == 0                              # no edge at the image border

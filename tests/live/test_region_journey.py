@@ -1,0 +1,66 @@
+"""The queue by region, walked in a real headless Chromium against CellLoop started as run.sh
+starts it: the owner switches the demo project's queue to regions on the Learning page, the
+worker rescores the pool region by region, and an annotator's "Annotate" opens an image
+zoomed on its most useful region, with the rest dimmed; the saved version covers that
+region and the image leaves the queue. Journey tier (`-m journey`)."""
+import json
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.journey, pytest.mark.slow]
+
+SIDE = 128
+PLOT = "document.querySelector('#annotate-graph .js-plotly-plot')"
+
+
+def _wait_region_scores(live, timeout=600) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        rows = live.query("SELECT image_id, region FROM score WHERE region IS NOT NULL")
+        if rows:
+            return {image_id: json.loads(region) for image_id, region in rows}
+        time.sleep(1)
+    raise AssertionError(f"no region scores: jobs {live.query('SELECT kind, state, error FROM job')}")
+
+
+def test_owner_queues_regions_and_an_annotator_annotates_one(live, person):
+    pid = live.project_id()
+    person.login("admin")
+    person.go(f"/projects/{pid}/learning", ready="#learning-save")
+    person.choose("#learning-unit", "regions of images")
+    person.type("#learning-region", str(SIDE))
+    person.click("#learning-save")
+    person.wait_text("#learning-message", f"the queue serves regions of {SIDE} px")
+    regions = _wait_region_scores(live)
+    # the queue on the page names each image's region (it refreshes every 5 s)
+    person.wait_text("#learning-queue-table", "x 0–128", timeout=60)
+    person.shot("learning-regions")
+
+    person.login("anna")
+    person.go(f"/projects/{pid}", "#project-annotate-link")
+    person.click("#project-annotate-link")
+    person.wait("#annotate-graph .nsewdrag", timeout=60)
+    image_id = int(person.path.split("/")[2])
+    y0, x0, y1, x1 = regions[image_id]
+    person.wait_text("#annotate-focus", f"{x1 - x0}×{y1 - y0} px at x {x0}, y {y0}")
+    # the figure opens on the region (with a quarter of its side around it), not the image
+    x_range = person.driver.execute_script(f"return {PLOT}.layout.xaxis.range")
+    width = live.query("SELECT shape FROM image WHERE id = ?", image_id)[0][0]
+    width = json.loads(width)[-1]
+    assert x_range[0] <= x0 and x_range[1] >= x1 and x_range[1] - x_range[0] < width
+    # the model's suggestion arrives on its own (the demo starts from the built-in model)
+    person.wait_text("#annotate-message", "suggestion", timeout=180)
+
+    person.keys("r")
+    person.wait_dragmode("drawrect")
+    person.drag((x0 + 20, y0 + 20), (x0 + 50, y0 + 45))
+    person.wait_text("#annotate-counts", "selected")
+    person.shot("annotate-region")
+    person.click("#annotate-save")
+    person.wait_text("#annotate-message", "Saved version")
+    (region_key,) = live.query("SELECT region_blob_key FROM annotation WHERE image_id = ? "
+                               "ORDER BY version DESC LIMIT 1", image_id)[0]
+    assert region_key, "the saved version covers the region only"
+    assert not live.query("SELECT 1 FROM score WHERE image_id = ? AND region IS NOT NULL",
+                          image_id), "the annotated region left the queue"
