@@ -103,6 +103,7 @@ class CountingError(ValueError):
 @dataclass
 class CountingParams:
     steps: int = 400                   # optimiser steps
+    max_seconds: float | None = None   # stop training after this long (at least one step)
     batch: int = 8                     # patches per step
     patch: int = 128                   # patch side (px), a multiple of 2 ** depth
     sigma: float = 3.0                 # Gaussian std of one cell in the target (px)
@@ -420,19 +421,23 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
             if progress is not None:
                 progress({"phase": "train", "step": step, "steps": p.steps, "loss": losses[-1],
                           "seconds": time.perf_counter() - started})
+            if p.max_seconds is not None and time.perf_counter() - started >= p.max_seconds:
+                break                          # the time budget is spent
     finally:
         if p.deterministic and not deterministic_before:
             torch.use_deterministic_algorithms(False)
     seconds = time.perf_counter() - started
     net.eval()
-    every = max(1, p.steps // 50)
+    done = len(losses)                         # fewer than p.steps when the budget ran out
+    every = max(1, done // 50)
     meta = {**base_meta, "kind": KIND, "architecture": net.config,
             "density": {"sigma": p.sigma, "scale": p.scale, "activation": p.activation},
             "peaks": {"threshold": p.peak_threshold,
                       "min_distance": p.min_distance or max(1, int(round(2 * p.sigma)))},
             "params": p.as_dict(), "training_engine": runtime.name,
-            "training": {"steps": p.steps, "seconds": round(seconds, 2),
-                         "patches_per_s": round(p.steps * p.batch / max(seconds, 1e-9), 2),
+            "training": {"steps": done, "steps_planned": p.steps,
+                         "seconds": round(seconds, 2),
+                         "patches_per_s": round(done * p.batch / max(seconds, 1e-9), 2),
                          "n_images": len(samples),
                          "n_points": int(sum(len(s.points) for s in samples)),
                          "annotated_pixels": int(sum(s.weight for s in samples)),
@@ -447,7 +452,7 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
         if chosen is not None:
             model.meta["density"]["count_factor"] = chosen.pop("count_factor")
             model.meta["peaks"].update(chosen)
-    log.info("counting model: %d steps in %.1f s, loss %s -> %s, peaks %s", p.steps, seconds,
+    log.info("counting model: %d steps in %.1f s, loss %s -> %s, peaks %s", done, seconds,
              losses[0] if losses else None, float(np.mean(losses[-every:])) if losses else None,
              model.meta["peaks"])
     return model

@@ -148,3 +148,20 @@ def test_training_a_points_project_without_clicks_is_refused(tmp_path, monkeypat
     capsys.readouterr()
     assert cli.main(["train", "Empty"]) != 0
     assert "Annotate at least one image before training" in capsys.readouterr().err
+
+
+def test_a_counting_training_stops_when_its_time_budget_is_spent(counting_project):
+    db, store, pid, _tmp = counting_project
+    with db.session_scope() as s:
+        project = s.get(Project, pid)
+        project.settings = {**project.settings, "counting": {**SMALL, "steps": 100_000}}
+    seen = []
+    result = counting.train_counting_project(
+        db, store, pid, None, lambda fraction, message, *_: seen.append(message),
+        lambda: False, max_minutes=0.02)            # 1.2 s: 1 s of steps (the floor)
+    with db.session_scope() as s:
+        mv = s.get(ModelVersion, result["model_version_id"])
+        assert 1 <= mv.metrics["steps"] < 100_000 and mv.metrics["steps_planned"] == 100_000
+        assert mv.settings["steps"] == mv.metrics["steps"]
+    assert any("of 100000" in m for m in seen)
+    assert f"Trained {mv.metrics['steps']} steps" in result["outcome"]

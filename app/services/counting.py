@@ -28,6 +28,7 @@ from storage.blobstore import BlobStore, get_array
 
 log = logging.getLogger(__name__)
 KIND = "counting"
+BUDGET_FOR_STEPS = 0.8          # of a time budget: the training steps (the rest: validation)
 ARCHITECTURE = "counting-unet"
 
 
@@ -126,8 +127,10 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
     """Train a counting model on the project's clicked points, store it as a new version
     and activate it unless the active counting model counts the validation images better.
     Same contract as training.train_project (progress, should_stop, the job's result);
-    `epochs` and `max_minutes` (outline training's budget) are not used: a counting model
-    trains the number of steps of the project's counting settings (400 by default)."""
+    A counting model trains the number of steps of the project's counting settings (400 by
+    default), stopping early when `max_minutes` (the time budget the user typed) runs out
+    (most of it for the steps; counting the validation images and saving take the rest).
+    `epochs` (outline training's unit) does not apply to it."""
     from models.counting import counter_to_bytes, train_counter
     from models.training import split
 
@@ -136,6 +139,8 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
         project = session.get(Project, project_id)
         data = gather_points(session, store, project_id)
         params = _params(project, seed, threads)
+        if max_minutes is not None:
+            params.max_seconds = max(1.0, float(max_minutes) * 60 * BUDGET_FOR_STEPS)
         parent = model_versions.active_version(session, project_id)
         parent = parent if is_counting(parent) else None
         parent_id = parent.id if parent else None
@@ -162,6 +167,7 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
                           [data.points[i] for i in train_ids],
                           [data.regions[i] for i in train_ids], params, progress=on_step,
                           cancel=should_stop, init=previous if fine_tune else None)
+    steps_run = int(model.meta["training"]["steps"])
     progress(0.93, f"counting {len(val_ids)} validation image(s)", True)
     new_mae = mae(model, data, val_ids)
     old_mae = mae(previous, data, val_ids) if previous is not None else None
@@ -170,8 +176,8 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
     n_val_cells = float(np.mean([len(data.points[i]) for i in val_ids])) if val_ids else 0.0
     metrics = {"mae": round(new_mae, 3), "n_images": len(val_ids),
                "mean_count": round(n_val_cells, 2), "previous_active": old_mae,
-               "seconds": round(seconds, 1), "steps": int(params.steps),
-               "train_images": len(train_ids)}
+               "seconds": round(seconds, 1), "steps": steps_run,
+               "steps_planned": int(params.steps), "train_images": len(train_ids)}
     progress(0.97, "saving the model", True)
     key = store.put_bytes(counter_to_bytes(model))
     with db.session_scope() as session:
@@ -183,7 +189,7 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
             normalisation=dict(model.meta.get("normalisation") or {}),
             settings={"kind": KIND, "fine_tuned_from": parent_id
                       if fine_tune else None, "seed": seed,
-                      "steps": int(params.steps), "sigma": float(params.sigma)},
+                      "steps": steps_run, "sigma": float(params.sigma)},
             metrics=metrics, curve=list(model.meta.get("curve") or []),
             training_data=data.refs, created_by_id=user_id)
         version_id = mv.id
@@ -193,7 +199,7 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
                f"not activated: the active model's MAE is {old_mae:.2f} on the same images")
     outcome = (f"Counting model #{version_id}: validation mean absolute count error "
                f"{new_mae:.2f} cells per image (mean {n_val_cells:.1f} cells) on {len(val_ids)} "
-               f"image{'s' if len(val_ids) != 1 else ''}; {verdict}. Trained {params.steps} steps "
+               f"image{'s' if len(val_ids) != 1 else ''}; {verdict}. Trained {steps_run} steps "
                f"on {len(train_ids)} image{'s' if len(train_ids) != 1 else ''} in "
                f"{seconds / 60:.1f} min.")
     log.info("project %s: %s", project_id, outcome)
