@@ -157,7 +157,9 @@ def upload_card() -> dbc.Card:
                          id="images-accepted"),
                 html.Div("A label image named like its image plus _masks (a.tif with "
                          "a_masks.tif) comes in as that image's annotation; in a .zip, put "
-                         "label images in a labels/ or masks/ folder.", className=hint),
+                         "label images in a labels/ or masks/ folder, and (counting projects) "
+                         "point CSVs, a.csv or a_points.csv, in a points/ folder.",
+                         className=hint),
             ], md=7),
             dbc.Col([
                 html.H6("Label images (masks)"),

@@ -92,3 +92,32 @@ def test_a_missing_points_folder_is_a_clear_error(env, monkeypatch, capsys, tmp_
     assert run(monkeypatch, ["import", "P", str(tmp_path / "images"), "--points",
                              str(tmp_path / "nope")]) != 0
     assert "--points" in capsys.readouterr().err
+
+
+def test_a_zip_with_a_points_folder_imports_each_images_points(env, monkeypatch, capsys,  # noqa: F811
+                                                              tmp_path):
+    import zipfile
+    images = tmp_path / "images"
+    make_images(images, 3)
+    bundle = tmp_path / "marrow.zip"
+    with zipfile.ZipFile(bundle, "w") as zf:
+        for i in range(3):
+            zf.write(images / f"img{i}.tif", f"marrow/images/img{i}.tif")
+        zf.writestr("marrow/points/img0_points.csv", "x,y\n10,20\n11,30\n")
+        zf.writestr("marrow/points/img1.csv", "x,y\n3,4\n")
+        zf.writestr("marrow/points/img2.csv", "x,y\n999,4\n")          # outside 64x48
+    run(monkeypatch, ["init-db"])
+    run(monkeypatch, ["create-user", "boss", "--admin"], "boss-password\n")
+    run(monkeypatch, ["create-project", "Z", "--owner", "boss", "--mode", "points",
+                      "--starting-model", "none"])
+    capsys.readouterr()
+    assert run(monkeypatch, ["import", "Z", str(bundle), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "imported 2, duplicates 0, rejected 1" in captured.out, captured.out
+    assert "marrow/points/img2.csv: point 1 (999, 4) is outside" in captured.err, captured.err
+    db = Database(f"sqlite:///{env.resolve()}/cellloop.sqlite")
+    with db.session_scope() as s:
+        stored = {s.get(Image, a.image_id).name: a.points for a in s.query(Annotation)}
+    db.dispose()
+    assert stored == {"marrow/images/img0.tif": [[10.0, 20.0, 0], [11.0, 30.0, 0]],
+                      "marrow/images/img1.tif": [[3.0, 4.0, 0]]}

@@ -54,6 +54,7 @@ def mask_index(masks_dir: Path | None) -> dict[str, Path]:
 
 
 POINTS_SUFFIXES = ("_points", "")
+POINTS_FOLDERS = ("points",)
 
 
 def points_index(points_dir: Path | None) -> dict[str, Path]:
@@ -123,17 +124,27 @@ def _listed_zip(path: Path, limit: int, max_image_bytes: int, max_archive_bytes:
 
 
 def _zip_items(path: Path, masks: dict[str, Path], limit: int,
-               max_image_bytes: int = DEFAULT_MAX_BYTES, max_archive_bytes: int = MAX_TOTAL_BYTES
-               ) -> Iterator[ImportFile | str]:
+               max_image_bytes: int = DEFAULT_MAX_BYTES, max_archive_bytes: int = MAX_TOTAL_BYTES,
+               points: dict[str, Path] | None = None) -> Iterator[ImportFile | str]:
     """Items from a zip; entries under a folder named masks/labels are used as ground truth
-    for images of the same stem. Yields problem strings for refused entries; raises
+    for images of the same stem, and CSVs under a folder named points (`a.csv` or
+    `a_points.csv`) as the cell centres of image `a` (counting projects; `points`, a folder
+    outside the zip, also applies). Yields problem strings for refused entries; raises
     ArchiveError for a bomb (judged from the directory, before anything is inflated)."""
     with _listed_zip(path, limit, max_image_bytes, max_archive_bytes) as (archive, entries,
                                                                           problems):
         yield from problems
-        inner_masks = {}
+        inner_masks, inner_points = {}, {}
         images = []
         for e in entries:
+            if (e.name.lower().endswith(".csv")
+                    and posixpath.basename(e.folder).lower() in POINTS_FOLDERS):
+                s = e.name[:-4]
+                if s.endswith("_points") and len(s) > 7:
+                    inner_points[s[:-7]] = e
+                else:
+                    inner_points.setdefault(s, e)
+                continue
             if not _is_image_name(e.name):
                 if not e.name.lower().endswith((".json", ".txt", ".md", ".csv")):
                     yield unsupported(f"{path.name}: {e.path}")
@@ -151,8 +162,14 @@ def _zip_items(path: Path, masks: dict[str, Path], limit: int,
             outer = masks.get(stem(e.name))
             read_labels = (archive.reader(mask, limit) if mask else
                            (outer.read_bytes if outer else None))
+            pts, outer_pts = inner_points.get(stem(e.name)), (points or {}).get(stem(e.name))
+            read_points = (archive.reader(pts, limit) if pts else
+                           outer_pts.read_bytes if outer_pts else None)
             yield ImportFile(e.path, read=archive.reader(e, limit), read_labels=read_labels,
-                             labels_name=(mask.path if mask else outer.name if outer else ""))
+                             labels_name=(mask.path if mask else outer.name if outer else ""),
+                             read_points=read_points,
+                             points_name=(pts.path if pts else outer_pts.name if outer_pts
+                                          else ""))
 
 
 def mask_items(paths: list[Path], limit: int = 4 << 30,
@@ -233,7 +250,8 @@ def iter_import_files(paths: list[Path], masks_dir: Path | None = None,
                     continue
                 if p.suffix.lower() == ".zip" or p.suffix.lower() in (".h5", ".hdf5"):
                     yield from iter_import_files([p], None, max_pixels, max_file_bytes,
-                                                 max_image_bytes, max_archive_bytes)
+                                                 max_image_bytes, max_archive_bytes,
+                                                 points_dir)
                 elif _is_image_name(p.name):
                     yield _file_item(p, masks, str(p.relative_to(path)), points)
                 else:
@@ -243,7 +261,7 @@ def iter_import_files(paths: list[Path], masks_dir: Path | None = None,
         elif path.suffix.lower() == ".zip":
             try:
                 yield from _zip_items(path, masks, max_file_bytes, max_image_bytes,
-                                      max_archive_bytes)
+                                      max_archive_bytes, points)
             except ArchiveError as exc:
                 yield str(exc)
         elif path.suffix.lower() in (".h5", ".hdf5"):
