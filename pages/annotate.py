@@ -174,6 +174,10 @@ def _panel(ws: annotations.Workspace, channels) -> list:
                   _button("clear", "Clear all", ro, "outline-danger"),
                   _button("whole", "Whole image annotated", ro)]),
         dbc.Progress(id=SUGGEST_PROGRESS, value=0, className="my-1"),
+        html.Div("The model's points: a wide orange-and-white ring marks one it is unsure of "
+                 "(found in under half of its MC-dropout samples); check those first.",
+                 className="small text-muted", id="annotate-points-legend")
+        if ws.counting else None,
         html.H6("Overlay opacity", className="mt-3"),
         dcc.Slider(id=OPACITY, min=0, max=1, step=0.05, value=0.8, marks=None),
         _display_controls(ws, channels),

@@ -216,3 +216,16 @@ def test_a_suggestion_made_on_opening_is_scored_afterwards(
     assert cell_review.score_suggestion(session, anna, config, store, image_id) is None
     assert not cell_review.pending(session, anna, image_id)
     assert cell_review.summary(session, anna, config, store, image_id) is None
+
+
+def test_points_a_counting_model_was_unsure_of_are_marked_and_added_ones_are_not():
+    from app.services import cell_review
+    from app.tables import Draft
+    draft = Draft(edits=[{"op": "base", "labels": None, "region": None, "classes": {},
+                          "points": [[5.0, 6.0, 0], [7.5, 8.0, 0], [20.0, 1.0, 0]],
+                          "source": "model-corrected", "model": 1,
+                          "point_confidence": [0.9, 0.2, 0.5]}])
+    on_screen = [[7.5, 8.0, 0], [20.0, 1.0, 0], [5.0, 6.0, 0], [40.0, 40.0, 0]]
+    assert cell_review.unsure_points(draft, on_screen) == [True, False, False, False]
+    assert cell_review.unsure_points(Draft(edits=[]), on_screen) is None
+    assert cell_review.unsure_points(None, on_screen) is None

@@ -150,13 +150,16 @@ def annotation_rgba(labels: np.ndarray, max_side: int, class_colors: list[str],
                     classes: dict[int, int] | None = None, selected: int = 0,
                     region: np.ndarray | None = None, points: list | None = None,
                     fill_alpha: int = 50,
-                    label_styles: dict[int, tuple] | None = None) -> np.ndarray:
+                    label_styles: dict[int, tuple] | None = None,
+                    unsure_points: list[bool] | None = None) -> np.ndarray:
     """RGBA uint8 overlay for the annotation workspace: each cell in its class colour
     (outline opaque, interior light), the selected cell highlighted, everything outside the
     annotated `region` dimmed, counting `points` as dots. `label_styles` {label: (colour,
     fill alpha[, dashed])} overrides the class colour of some cells (suggested cells not
     checked yet, coloured by uncertainty); a dashed outline alternates with white every
-    DASH px, a cue that does not depend on telling colours apart. One pass with a per-label
+    DASH px, a cue that does not depend on telling colours apart. `unsure_points` (one flag
+    per point): a counting model's points it is unsure of get a wider white-and-orange ring
+    instead of the thin black one. One pass with a per-label
     colour table, so the cost does not grow with the number of cells."""
     factor = downsample_factor(labels.shape, max_side)
     small = labels[::factor, ::factor] if factor > 1 else labels
@@ -194,19 +197,29 @@ def annotation_rgba(labels: np.ndarray, max_side: int, class_colors: list[str],
         white = ((rows + cols) // DASH) % 2 == 0
         out[rows, cols] = (0, 0, 0, 255)
         out[rows[white], cols[white]] = (255, 255, 255, 255)
-    for x, y, *rest in points or []:
+    for k, (x, y, *rest) in enumerate(points or []):
         cls = int(rest[0]) if rest else 0
+        unsure = bool(unsure_points and k < len(unsure_points) and unsure_points[k])
         cx, cy = x / factor, y / factor
-        r = 4
+        r = 6 if unsure else 4
         y0, y1 = max(0, int(cy - r)), min(out.shape[0], int(cy + r) + 1)
         x0, x1 = max(0, int(cx - r)), min(out.shape[1], int(cx + r) + 1)
         yy, xx = np.mgrid[y0:y1, x0:x1]
         d = np.hypot(yy + 0.5 - cy, xx + 0.5 - cx)
         rgb = palette[min(cls, len(palette) - 1)]
-        ring, dot = (d <= r) & (d > r - 1.5), d <= r - 1.5
-        out[y0:y1, x0:x1][ring] = (0, 0, 0, 255)
+        ring, dot = (d <= r) & (d > r - (3.0 if unsure else 1.5)), d <= 2.5
+        if unsure:           # alternating white and orange: seen on any background
+            out[y0:y1, x0:x1][ring] = UNSURE_RING
+            half = ring & (((yy + xx) // 2) % 2 == 0)
+            out[y0:y1, x0:x1][half] = (255, 255, 255, 255)
+        else:
+            out[y0:y1, x0:x1][ring] = (0, 0, 0, 255)
+            dot = d <= r - 1.5
         out[y0:y1, x0:x1][dot] = (*rgb, 255)
     return out
+
+
+UNSURE_RING = (255, 140, 0, 255)      # a counting model's unsure point (annotation_rgba)
 
 
 HEAT_STOPS = ((0, 0, 0), (120, 28, 160), (240, 100, 40), (255, 240, 60))  # 0 .. top

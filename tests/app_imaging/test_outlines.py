@@ -61,3 +61,17 @@ def test_the_annotated_region_has_a_dashed_edge_and_the_rest_is_dimmed():
     assert out[2, 2, 3] == 110                                   # outside: dimmed
     whole = annotation_rgba(labels, 64, ["#ff0000"], region=np.ones((40, 40), bool))
     assert whole[..., 3].max() == 0                              # no edge at the image border
+
+
+def test_an_unsure_point_gets_a_wide_orange_and_white_ring():
+    import numpy as np
+
+    from app.imaging.render import UNSURE_RING, annotation_rgba
+    labels = np.zeros((40, 40), np.int32)
+    points = [[10.0, 10.0, 0], [30.0, 30.0, 0]]
+    out = annotation_rgba(labels, 64, ["#ff0000"], points=points, unsure_points=[False, True])
+    sure, unsure = out[4:17, 4:17], out[24:37, 24:37]
+    assert not (sure[..., :3] == UNSURE_RING[:3]).all(-1).any()
+    assert (unsure[..., :3] == UNSURE_RING[:3]).all(-1).any()
+    assert (unsure[..., :3] == 255).all(-1).any()                 # white in the ring too
+    assert (unsure[..., 3] > 0).sum() > (sure[..., 3] > 0).sum()  # wider than a sure one

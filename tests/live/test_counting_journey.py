@@ -94,6 +94,7 @@ def test_a_points_project_is_trained_predicted_and_counted_in_the_browser(live, 
     counted = person.wait_text("#annotate-counts", "points", timeout=60)
     n = int(counted.split("points")[0].split()[-1])
     assert abs(n - 9) <= 2, counted
+    assert "orange-and-white ring" in person.text("#annotate-points-legend")
     person.shot("counting-suggestion")
 
     person.login("victor")
