@@ -238,8 +238,10 @@ def test_a_suggestion_is_an_edit_that_undo_takes_back_and_revert_to_saved(
     assert drafts.undo(session, anna, config, store, image_id, redo=True).n_cells == 2
     # corrections after the suggestion replay on top of it (also from a cold cache)
     drafts.record_edit(session, anna, config, store, image_id, {"op": "delete", "label": 2})
-    for cached in (config.cache_dir / "drafts").glob("*.npz"):
-        cached.unlink()
+    cached = list((config.cache_dir / "drafts").glob("*.mask"))
+    assert cached
+    for path in cached:
+        path.unlink()
     saved = annotations.save(session, anna, config, store, image_id)
     assert saved.n_cells == 1 and saved.source == "model-corrected"
     # revert to last saved: an edit too
@@ -268,3 +270,27 @@ def test_counts_for_people_without_a_draft(session, config, store, world, three_
     annotations.save(session, anna, config, store, image_id)
     assert drafts.counts(session, actor(session, "viewer"), config, store, image_id) == (1, 0)
     assert drafts.counts(session, anna, config, store, three_images[1]) == (0, 0)
+
+
+@pytest.mark.parametrize("top", [9, 70_000])
+def test_the_draft_cache_gives_back_what_it_was_given(tmp_path, top):
+    from app.imaging.shapes import Canvas
+    labels = np.zeros((33, 47), np.int32)
+    labels[3:9, 4:20] = top
+    labels[20:30, 30:40] = 2
+    region = np.zeros((33, 47), bool)
+    region[0:17, 5:44] = True
+    canvas = Canvas(labels, {top: 1, 2: 0}, region, [[1.5, 2.0, 0]])
+    path = tmp_path / "d.mask"
+    drafts._write_cache(path, canvas, 7, "k")
+    back = drafts._read_cache(path, 7, "k")
+    assert back.labels.dtype == np.int32 and np.array_equal(back.labels, labels)
+    assert np.array_equal(back.region, region) and back.points == [[1.5, 2.0, 0]]
+    assert back.classes == {top: 1, 2: 0}
+    assert drafts._read_cache(path, 8, "k") is None            # another revision
+    assert drafts._read_cache(path, 7, "other") is None        # another draft
+    back.labels[0, 0] = 5                                      # a copy: edits do not fail
+    path.write_bytes(path.read_bytes()[:40])                   # cut short: a miss
+    assert drafts._read_cache(path, 7, "k") is None
+    drafts._write_cache(path, Canvas(labels, {}, None, []), 1, "k")
+    assert drafts._read_cache(path, 1, "k").region is None

