@@ -9,6 +9,13 @@ from app.errors import ServiceError
 from app.services import leases
 
 bp = Blueprint("queue", __name__)
+QUEUED = "queue"         # /annotate/<id>?from=queue: the queue handed the image out
+
+
+def queued_url(image_id: int) -> str:
+    """The workspace of an image the queue hands out (in a project that queues regions, it
+    opens on the region; app.services.region_queue)."""
+    return f"/annotate/{int(image_id)}?from={QUEUED}"
 
 
 @bp.get("/projects/<int:project_id>/annotate")
@@ -19,4 +26,4 @@ def annotate_next(project_id: int):
         return redirect("/projects")
     if image_id is None:
         return redirect(f"/projects/{project_id}?queue=empty")
-    return redirect(f"/annotate/{image_id}")
+    return redirect(queued_url(image_id))

@@ -211,7 +211,7 @@ class Annotator(threading.Thread):
         moved = self.timed("next", lambda: self.post(nxt, {
             ("annotate-next", "n_clicks"): 1, ("annotate-info", "data"): info}))
         href = json.dumps(moved or {})
-        target = re.search(r'"/annotate/(\d+)"', href)
+        target = re.search(r'"/annotate/(\d+)[?"]', href)
         if not target:
             if "No images are waiting" in href:
                 self.finished = True          # the queue is empty: this annotator is done

@@ -59,6 +59,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import math
 import logging
 import os
 import time
@@ -397,7 +398,15 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
         net.to(memory_format=torch.channels_last)
     sampler = _Sampler(samples, p.patch, p.point_fraction, rng)
     optimiser = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=max(1, p.steps))
+
+    def anneal(step: int) -> None:
+        """Cosine decay to 0 over the steps, or over the time budget when it runs out
+        first (a budget that stops training early still ends at a small learning rate)."""
+        done = step / max(1, p.steps)
+        if p.max_seconds:
+            done = max(done, (time.perf_counter() - started) / p.max_seconds)
+        for group in optimiser.param_groups:
+            group["lr"] = p.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
     losses: list[float] = []
     started = time.perf_counter()
     net.train()
@@ -416,7 +425,7 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            scheduler.step()
+            anneal(step)
             losses.append(float(loss.detach()))
             if progress is not None:
                 progress({"phase": "train", "step": step, "steps": p.steps, "loss": losses[-1],

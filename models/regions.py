@@ -7,8 +7,10 @@ from __future__ import annotations
 import numpy as np
 
 Box = tuple[int, int, int, int]          # y0, x0, y1, x1
-# a box counts as done when at least this share of it is inside the annotated region
-ANNOTATED_SHARE = 0.5
+# a box still waits while at least this share of it is outside the annotated region (the
+# shifted last row and column of boxes overlap their neighbours: a "half done" rule would
+# never serve the strip they alone cover)
+OPEN_SHARE = 0.05
 
 
 def regions_of(shape: tuple[int, int], side: int) -> list[Box]:
@@ -26,14 +28,14 @@ def regions_of(shape: tuple[int, int], side: int) -> list[Box]:
 
 def open_regions(shape: tuple[int, int], side: int, annotated: np.ndarray | None
                  ) -> list[Box]:
-    """The boxes of `regions_of` that still wait for a person: less than ANNOTATED_SHARE of
-    each lies in `annotated` (the annotated-region mask; None: nothing annotated yet)."""
+    """The boxes of `regions_of` that still wait for a person: at least OPEN_SHARE of each
+    lies outside `annotated` (the annotated-region mask; None: nothing annotated yet)."""
     boxes = regions_of(shape, side)
     if annotated is None:
         return boxes
     done = annotated > 0
     return [b for b in boxes
-            if done[b[0]:b[2], b[1]:b[3]].mean() < ANNOTATED_SHARE]
+            if 1.0 - done[b[0]:b[2], b[1]:b[3]].mean() >= OPEN_SHARE]
 
 
 def box_mask(shape: tuple[int, int], box: Box) -> np.ndarray:

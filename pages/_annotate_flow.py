@@ -12,6 +12,7 @@ from dash import Input, Output, State, callback, clientside_callback, html
 
 from app.background import run_as
 from app.context import get_config, state
+from app.queue_routes import queued_url
 from app.services import annotations, cell_review, drafts, gallery, leases
 from pages import _annotate_view as view
 from pages._annotate_ids import (B, INFO, LEASE, LEASE_TIMER, LOCATION, MESSAGE, SCORE_GO,
@@ -196,7 +197,8 @@ def reload_latest(n, info):
     if not n:
         raise dash.exceptions.PreventUpdate
     _, error = call(drafts.discard, get_config(), info["id"])
-    return (dash.no_update, alert(error)) if error else (f"/annotate/{info['id']}", None)
+    again = queued_url(info["id"]) if info.get("queued") else f"/annotate/{info['id']}"
+    return (dash.no_update, alert(error)) if error else (again, None)
 
 
 # ------------------------------------------------------------------ moving between images
@@ -206,7 +208,7 @@ def _go_next(info, skip: bool):
                            info["id"] if info["can_edit"] else None)
     if error:
         return dash.no_update, alert(error, "info")
-    return f"/annotate/{image_id}", None
+    return queued_url(image_id), None
 
 
 @callback(Output(LOCATION, "href", allow_duplicate=True),

@@ -40,6 +40,7 @@ from pages._annotate_ids import (AUTO, B, BRUSH, BRUSH_BOX, CHANNEL_IDS, CLICK, 
                                  SCORE_GO, SCORED, SHAPE_EVENT, STATE, STATUS, SUGGEST_GO,
                                  SUGGEST_MODAL,
                                  SUGGEST_PROGRESS, SUGGEST_TEXT, TOOL, VERSION, VISITED, Z)
+from app.queue_routes import QUEUED
 from pages._common import alert, call, error_page, to_int
 
 dash.register_page(__name__, path_template="/annotate/<image_id>", title="Annotate · CellLoop")
@@ -209,9 +210,10 @@ def _zoom(ws: annotations.Workspace):
             region_queue.view_range(ws.focus, ws.width, ws.height))
 
 
-def layout(image_id=None, **_query):
+def layout(image_id=None, **query):
+    queued = query.get("from") == QUEUED          # handed out by the annotation queue
     ws, error = call(annotations.open_workspace, get_config(), to_int(image_id),
-                     state().store)
+                     state().store, queued)
     if error:
         return error_page(error)
     color = (ws.classes[0].get("color") if ws.classes else None) or "#ffff00"
@@ -231,7 +233,7 @@ def layout(image_id=None, **_query):
                                  "width": ws.width, "height": ws.height,
                                  "colors": [c.get("color") for c in ws.classes] or [color],
                                  "classes": [c.get("name") for c in ws.classes] or ["cell"],
-                                 "can_edit": ws.can_edit,
+                                 "can_edit": ws.can_edit, "queued": queued,
                                  "auto_suggest": auto_suggests(ws, n_cells, n_points),
                                  "score_pending": ws.can_edit and bool(
                                      call(cell_review.pending, ws.image_id)[0])}),

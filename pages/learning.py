@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, callback, dcc, html
 
 from app.context import state
+from app.queue_routes import queued_url
 from app.services import (learning_loop, model_versions, project_settings, projects, scoring,
                           simulation, training)
 from app.services.project_settings import LOOP_LIMITS, SIMULATION_LIMITS
@@ -42,7 +43,9 @@ def _number(cid, value, limits, disabled, step=1):
                      disabled=disabled, style={"maxWidth": "7rem"})
 
 
-def settings_card(s: project_settings.LoopSettings, owner: bool) -> dbc.Card:
+def settings_card(s: project_settings.LoopSettings, owner: bool, counting: bool = False
+                  ) -> dbc.Card:
+    """The loop's settings; a counting project's queue serves whole images (no unit)."""
     ro = not owner
     rows = [("Strategy", dcc.Dropdown(id=STRATEGY, value=s.strategy, clearable=False,
                                       disabled=ro, options=[{"label": v, "value": k} for k, v
@@ -58,10 +61,17 @@ def settings_card(s: project_settings.LoopSettings, owner: bool) -> dbc.Card:
                                                   {"label": v, "value": k}
                                                   for k, v in UNIT_LABELS.items()])),
             ("Region side (px)", _number(REGION, s.region, LOOP_LIMITS["region"], ro, step=32))]
+    hidden = {"display": "none"}
+    unit_rows = [dbc.Row([dbc.Col(html.Label(label, className="small"), md=6),
+                          dbc.Col(control, md=6)], className="mb-2 align-items-center",
+                         style=hidden if counting else None)
+                 for label, control in rows[-2:]]
+    rows = rows[:-2]
     return dbc.Card(dbc.CardBody([
         html.H5("Selection strategy"),
         *[dbc.Row([dbc.Col(html.Label(label, className="small"), md=6), dbc.Col(control, md=6)],
                   className="mb-2 align-items-center") for label, control in rows],
+        *unit_rows,
         dbc.Button("Save settings", id=SAVE, size="sm", color="primary", disabled=ro),
         html.Span(" Changing the strategy or the unit rescores the pool. By region, each "
                   "image is annotated one square region at a time (its most useful first); "
@@ -84,7 +94,7 @@ def queue_table(items: list[scoring.QueueItem]):
     rows = [html.Tr([
         html.Td(html.Img(src=f"/api/images/{i.image_id}/thumbnail.jpg", className="thumb",
                          style={"width": "48px"})),
-        html.Td([dcc.Link(i.name, href=f"/annotate/{i.image_id}"), " · ",
+        html.Td([dcc.Link(i.name, href=queued_url(i.image_id)), " · ",
                  dcc.Link("viewer", href=f"/images/{i.image_id}", className="small")]),
         html.Td(region_text(i.region), className="small"),
         html.Td("-" if i.score is None else f"{i.score:.4f}"), html.Td(i.status),
@@ -189,7 +199,8 @@ def layout(project_id=None, **_query):
                  className="d-flex align-items-center mb-2"),
         html.Div(id=MESSAGE),
         dbc.Row([
-            dbc.Col([settings_card(settings, project.role == "owner"),
+            dbc.Col([settings_card(settings, project.role == "owner",
+                                   (project.settings or {}).get("annotation_mode") == "points"),
                      html.Div([dbc.Button("Rescore now", id=RESCORE, size="sm",
                                           color="outline-primary", className="me-2",
                                           disabled=not can_train),
@@ -225,8 +236,7 @@ def save_settings(_n, pid, strategy, passes, ensemble, batch, retrain, unit, reg
                          "region": region}, state().enqueue)
     if error:
         return alert(error)
-    unit_text = ("whole images" if saved["unit"] == "image"
-                 else f"regions of {saved['region']} px")
+    unit_text = ("whole images" if saved["unit"] == "image" else f"regions of {saved['region']} px")
     return alert(f"Saved: {STRATEGY_LABELS[saved['strategy']]}, the queue serves {unit_text}.",
                  "success")
 

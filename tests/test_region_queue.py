@@ -66,15 +66,21 @@ def test_region_settings_are_checked_and_only_owners_set_them(db, world):
             learning_loop.set_settings(s, actor(s, "reviewer"), pid, {"unit": "region"})
 
 
-def test_open_regions_leave_out_what_is_annotated():
+def test_open_regions_leave_out_what_is_annotated_and_keep_edge_strips():
     annotated = np.zeros((192, 192), bool)
     annotated[:96, :96] = True                   # the first region, all of it
-    annotated[96:150, 96:] = True                # 54 of the last one's 96 rows: over half
-    annotated[:40, 96:] = True                   # 40 of the second one's: under half
+    annotated[96:, 96:188] = True                # 92 of the last one's 96 columns: done
+    annotated[:40, 96:] = True                   # 40 of the second one's rows: open
     assert regions_of((192, 192), SIDE) == [(0, 0, 96, 96), (0, 96, 96, 192),
                                             (96, 0, 192, 96), (96, 96, 192, 192)]
     assert open_regions((192, 192), SIDE, annotated) == [(0, 96, 96, 192), (96, 0, 192, 96)]
     assert open_regions(BIG, SIDE, None) == regions_of(BIG, SIDE)
+    # the shifted last column of boxes overlaps its neighbour by 88 of 96 px: once the
+    # neighbour is annotated, the 8 px strip only it covers is still served
+    centre = np.zeros(BIG, bool)
+    centre[96:192, 96:192] = True
+    assert (96, 104, 192, 200) in open_regions(BIG, SIDE, centre)
+    assert (96, 96, 192, 192) not in open_regions(BIG, SIDE, centre)
 
 
 def test_a_region_goes_round_from_the_queue_to_training(db, config, world, lab):
@@ -103,7 +109,7 @@ def test_a_region_goes_round_from_the_queue_to_training(db, config, world, lab):
     # the workspace opens on the region, and the draft's annotated region is that region
     with db.session_scope() as s:
         anna = actor(s, "annotator")
-        ws = annotations.open_workspace(s, anna, config, first, lab)
+        ws = annotations.open_workspace(s, anna, config, first, lab, queued=True)
         assert ws.focus == box
         x_range, y_range = region_queue.view_range(box, ws.width, ws.height)
         assert x_range[0] <= box[1] and x_range[1] >= box[3] and y_range[1] <= box[0]
@@ -128,9 +134,9 @@ def test_a_region_goes_round_from_the_queue_to_training(db, config, world, lab):
     state, trained, error = train(db, config, world)
     assert state == "done", error
     assert trained["n_images"] == 6                  # the lab's 5 + the region of `first`
-    # ... and the next scoring brings the image back with one of its eight open regions
+    # ... and the next scoring brings the image back with one of its regions still open
     result = score_now(db, config, world)
-    assert result["n_regions"] == 1 + 9 + 8
+    assert result["n_regions"] == 1 + 9 + len(open_regions(BIG, SIDE, expected))
     with db.session_scope() as s:
         again = s.scalar(select(Score).where(Score.image_id == first,
                                              Score.region.is_not(None)))
@@ -138,7 +144,7 @@ def test_a_region_goes_round_from_the_queue_to_training(db, config, world, lab):
         assert first in [i.image_id for i in scoring.queue(s, actor(s, "viewer"),
                                                             world["project_id"], limit=50)]
         anna = actor(s, "annotator")
-        ws = annotations.open_workspace(s, anna, config, first, lab)
+        ws = annotations.open_workspace(s, anna, config, first, lab, queued=True)
         assert ws.focus == again.region
         canvas = drafts.current_canvas(s, anna, config, lab, s.get(Image, first))
         second = expected.copy()
@@ -170,7 +176,7 @@ def test_the_export_says_what_a_partial_annotation_covers(db, config, world, lab
     by_region(db, config, world)
     with db.session_scope() as s:
         anna = actor(s, "annotator")
-        ws = annotations.open_workspace(s, anna, config, big[0], lab)
+        ws = annotations.open_workspace(s, anna, config, big[0], lab, queued=True)
         # the model's suggestion covers the region only (its cells there are to correct)
         drafts.use_suggestion(s, anna, config, lab, big[0])
         image = s.get(Image, big[0])
@@ -199,7 +205,84 @@ def test_image_mode_queues_whole_images_as_before(db, config, world, lab):
     assert "unit" not in result and result["n_images"] == 2
     with db.session_scope() as s:
         assert all(r.region is None for r in s.scalars(select(Score)).all())
-        ws = annotations.open_workspace(s, actor(s, "annotator"), config, big[0], lab)
+        ws = annotations.open_workspace(s, actor(s, "annotator"), config, big[0], lab,
+                                        queued=True)
         assert ws.focus is None
         assert drafts.current_canvas(s, actor(s, "annotator"), config, lab,
                                      s.get(Image, big[0])).region is None
+
+
+def test_only_the_queue_widens_a_draft_and_an_old_region_is_not_kept(db, config, world, lab):
+    assert train(db, config, world)[0] == "done"
+    (image_id,) = add_big_images(db, lab, world, n=1)
+    by_region(db, config, world)
+    with db.session_scope() as s:
+        row = s.scalar(select(Score).where(Score.image_id == image_id))
+        first = list(row.region)
+        image = s.get(Image, image_id)
+        # a reviewer (or a link) opening the image: no region is added to anything
+        reviewer = actor(s, "reviewer")
+        ws = annotations.open_workspace(s, reviewer, config, image_id, lab)
+        assert ws.focus is None
+        assert drafts.current_canvas(s, reviewer, config, lab, image).region is None
+        leases.release(s, reviewer, image_id)
+        anna = actor(s, "annotator")
+        annotations.open_workspace(s, anna, config, image_id, lab, queued=True)
+        assert drafts.current_canvas(s, anna, config, lab, image).region[
+            first[0], first[1]]
+        # a rescore serves another region before anna drew anything: the first one goes
+        second = next(list(b) for b in regions_of(BIG, SIDE) if list(b) != first)
+        row.region = second
+        s.flush()
+        annotations.open_workspace(s, anna, config, image_id, lab, queued=True)
+        region = drafts.current_canvas(s, anna, config, lab, image).region
+        expected = np.zeros(BIG, bool)
+        expected[second[0]:second[2], second[1]:second[3]] = True
+        assert np.array_equal(region, expected)
+        # a draft holding only the suggestion made on opening starts again for a new region
+        drafts.use_suggestion(s, anna, config, lab, image_id, auto=True)
+        assert drafts.only_auto_suggested(drafts.find_draft(s, anna, image_id))
+        row.region = first
+        s.flush()
+        annotations.open_workspace(s, anna, config, image_id, lab, queued=True)
+        draft = drafts.find_draft(s, anna, image_id)
+        assert not draft.edits
+        expected[:] = False
+        expected[first[0]:first[2], first[1]:first[3]] = True
+        assert np.array_equal(drafts.current_canvas(s, anna, config, lab, image).region,
+                              expected)
+        # a draft with the person's own edits gets the new region added (an undoable edit)
+        drafts.record_edit(s, anna, config, lab, image_id, {"op": "add", "cls": 0,
+                                                            "shape": rect(first)})
+        row.region = second
+        s.flush()
+        annotations.open_workspace(s, anna, config, image_id, lab, queued=True)
+        draft = drafts.find_draft(s, anna, image_id)
+        assert draft.edits[-1]["op"] == "region"
+        expected[second[0]:second[2], second[1]:second[3]] = True
+        assert np.array_equal(drafts.current_canvas(s, anna, config, lab, image).region,
+                              expected)
+
+
+def test_scoring_leaves_out_an_image_saved_while_it_ran(db, config, world, lab, monkeypatch):
+    assert train(db, config, world)[0] == "done"
+    (image_id,) = add_big_images(db, lab, world, n=1)
+    real = region_queue.newest_ids
+
+    def saved_meanwhile(session, image_ids):
+        return {**real(session, image_ids), image_id: 10 ** 6}   # as if saved just now
+    monkeypatch.setattr(region_queue, "newest_ids", saved_meanwhile)
+    result = by_region(db, config, world)
+    assert result["skipped_saved_meanwhile"] == 1
+    with db.session_scope() as s:
+        assert s.scalar(select(Score).where(Score.image_id == image_id)) is None
+        assert s.scalar(select(Score).where(Score.image_id != image_id)) is not None
+
+
+def test_a_counting_projects_queue_serves_whole_images(db, world):
+    from app.services import projects
+    with db.session_scope() as s:
+        projects.set_annotation_mode(s, SYSTEM, world["project_id"], "points")
+        saved = learning_loop.set_settings(s, actor(s, "owner"), world["project_id"],
+                                           {"unit": "region", "region": 128})
+    assert saved["unit"] == "image" and saved["region"] == 128

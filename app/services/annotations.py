@@ -95,11 +95,13 @@ def _version(session: Session, ann: Annotation | None) -> Version | None:
 
 
 def open_workspace(session: Session, actor: Actor, config: Config, image_id: int,
-                   store: BlobStore | None = None) -> Workspace:
+                   store: BlobStore | None = None, queued: bool = False) -> Workspace:
     """Open an image to annotate: take the lease when the actor may edit and nobody else
-    holds it; otherwise the workspace is read-only and says why. When the project queues
-    regions, the workspace names the region to annotate (`focus`) and an untouched draft
-    starts with its annotated region widened to it (needs `store`)."""
+    holds it; otherwise the workspace is read-only and says why. `queued`: the annotation
+    queue handed the image out; when the project queues regions, the workspace then names
+    the region to annotate (`focus`) and the draft's annotated region takes it in
+    (`region_queue.widen`, needs `store`). Opened any other way (a reviewer checking, a
+    link), nothing is added to the draft."""
     image = image_for(session, actor, image_id, "view")
     project = session.get(Project, image.project_id)
     role = role_of(session, actor, project.id)
@@ -117,9 +119,10 @@ def open_workspace(session: Session, actor: Actor, config: Config, image_id: int
         may_edit = False
     # an untouched draft follows versions others saved since it began
     draft = drafts.ensure_draft(session, actor, image) if may_edit else None
-    focus = region_queue.focus(session, image)
+    focus = (region_queue.focus(session, image)
+             if queued and draft is not None and store is not None else None)
     if draft is not None:
-        if focus is not None and store is not None:   # the region queued: to annotate
+        if focus is not None:                     # the region queued: the one to annotate
             region_queue.widen(session, actor, config, store, draft, image, focus)
         drafts.note_opened(session, draft)        # opening counts for the active time
     latest = queries.newest_annotation(session, image.id)

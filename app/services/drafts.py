@@ -88,6 +88,12 @@ def _based_on(draft: Draft, ann: Annotation | None) -> Draft:
     return draft
 
 
+def restart(session: Session, draft: Draft, ann: Annotation | None) -> None:
+    """Start the draft again from `ann` (its edits and redo list dropped)."""
+    _based_on(draft, ann)
+    session.flush()
+
+
 def untouched(draft: Draft) -> bool:
     """Whether the draft shows just the version it builds on: no edits, or none since it
     was saved as that version."""

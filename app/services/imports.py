@@ -157,6 +157,8 @@ def add_imported_annotation(session: Session, actor: Actor, store: BlobStore, im
     session.add(ann)
     if image.status != ImageStatus.excluded:
         image.status = ImageStatus.annotated
+    from app.services.region_queue import forget
+    forget(session, image.id)             # a whole annotation: no region of it is queued
     session.flush()
     return ann
 

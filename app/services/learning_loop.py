@@ -15,6 +15,7 @@ The loop's settings (strategy, MC passes, ensemble size, batch, K) are read and 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Callable
 
@@ -45,10 +46,13 @@ def set_settings(session: Session, actor: Actor, project_id: int, changes: dict,
     project = require(session, actor, project_id, "manage")
     current = loop_settings(project)
     clean = clean_loop(current, changes)
+    if (project.settings or {}).get("annotation_mode") == "points":
+        clean = dataclasses.replace(clean, unit="image")   # counting: whole images only
     project.settings = {**(project.settings or {}), "active_learning": clean.as_dict()}
     session.flush()
-    rescore = any(getattr(clean, k) != getattr(current, k)
-                  for k in ("strategy", "passes", "unit", "region"))
+    rescore = (any(getattr(clean, k) != getattr(current, k)
+                   for k in ("strategy", "passes", "unit"))
+               or (clean.unit == "region" and clean.region != current.region))
     if rescore and enqueue is not None and model_versions.active_version(session, project_id):
         scoring.start_scoring(session, actor, project_id, enqueue)
     return clean.as_dict()

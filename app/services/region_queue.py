@@ -28,7 +28,7 @@ from app.services import drafts, model_versions, queries
 from app.services.project_settings import ProjectSettings
 from app.states import QUEUE_STATUSES
 from app.tables import Annotation, Draft, Image, Project, Score
-from models.regions import Box, box_mask, open_regions
+from models.regions import Box, box_mask, open_regions, regions_of
 from storage.blobstore import BlobStore, get_array, put_array
 
 # around the region, the workspace also shows this share of its side on every edge (context)
@@ -53,12 +53,29 @@ def partial_ids(session: Session, project_id: int) -> list[int]:
         .order_by(Image.id)).all()
 
 
-def annotated_region(session: Session, store: BlobStore, image_id: int) -> np.ndarray | None:
-    """The newest annotation's annotated-region mask (None: none, or the whole image)."""
+def annotated_region(session: Session, store: BlobStore, image_id: int
+                     ) -> tuple[int | None, np.ndarray | None]:
+    """(the newest annotation's id or None, its annotated-region mask: None when there is
+    no annotation or it covers the whole image)."""
     ann = queries.newest_annotation(session, image_id)
-    if ann is None or ann.region_blob_key is None:
-        return None
-    return get_array(store, ann.region_blob_key) > 0
+    if ann is None:
+        return None, None
+    return ann.id, (None if ann.region_blob_key is None
+                    else get_array(store, ann.region_blob_key) > 0)
+
+
+def newest_ids(session: Session, image_ids) -> dict[int, int]:
+    """{image id: its newest annotation's id} for the annotated ones of `image_ids`."""
+    newest = queries.newest_annotations().where(Annotation.image_id.in_(list(image_ids)))
+    return {ann.image_id: ann.id for ann in session.scalars(newest)}
+
+
+def done_boxes(shape_yx: tuple[int, int], side: int, annotated: np.ndarray | None
+               ) -> list[Box]:
+    """The regions of an annotated image that are annotated (all of them when the whole
+    image is): what a coverage strategy spreads away from."""
+    open_ = set(open_regions(shape_yx, side, annotated)) if annotated is not None else set()
+    return [b for b in regions_of(shape_yx, side) if b not in open_]
 
 
 def boxes(shape_yx: tuple[int, int], side: int, annotated: np.ndarray | None) -> list[Box]:
@@ -108,24 +125,35 @@ def view_range(region: list[int], width: int, height: int) -> tuple[list, list]:
 
 def widen(session: Session, actor: Actor, config: Config, store: BlobStore, draft: Draft,
           image: Image, region: list[int]) -> None:
-    """Add `region` to the annotated region of an untouched draft, so that saving it
-    annotates that region too. A draft without edits starts from it (its base); one saved
-    before (its edits kept for Undo) gets a "region" edit, undoable like any other. A draft
-    the person is working on, or one whose version covers the whole image, is left alone."""
-    if not drafts.untouched(draft):
-        return
+    """Make `region` part of the draft's annotated region, so that what the person draws
+    there counts, and saving annotates it:
+
+    - a draft without edits starts from the saved version's region (nothing when none) plus
+      `region`, worked out again at every opening, so a region the queue served earlier and
+      nobody annotated is not kept (it would be saved as "no cells there");
+    - a draft holding only the suggestion made on opening starts again from the saved
+      version (the workspace suggests again), as above;
+    - a draft with the person's edits, or saved before, gets a "region" edit (undoable);
+    - nothing changes when the saved version, or the draft, covers the whole image."""
     shape_yx = tuple(image.shape[-2:])
     area = box_mask(shape_yx, tuple(region))
-    current = drafts.canvas_for(config, store, draft, image).region
-    if current is None and (draft.base_annotation_id is not None or draft.edits):
-        return                                # the whole image is annotated already
-    if current is not None and current[area].all():
-        return
+    base = session.get(Annotation, draft.base_annotation_id) if draft.base_annotation_id \
+        else None
+    if base is not None and base.region_blob_key is None:
+        return                                # the saved version covers the whole image
+    if draft.edits and drafts.only_auto_suggested(draft):
+        drafts.restart(session, draft, base)  # unchecked model cells: suggest them again
     if not draft.edits:
-        draft.base_region_key = put_array(store, (area if current is None else current | area
-                                                  ).astype(np.uint8))
-        session.flush()                       # (bumps the draft's revision)
+        saved = get_array(store, base.region_blob_key) > 0 if base is not None else None
+        target = area if saved is None else saved | area
+        key = put_array(store, target.astype(np.uint8))
+        if key != draft.base_region_key:
+            draft.base_region_key = key
+            session.flush()                   # (bumps the draft's revision)
         return
+    current = drafts.canvas_for(config, store, draft, image).region
+    if current is None or current[area].all():
+        return                                # the whole image, or the region, is in it
     y0, x0, y1, x1 = region
     drafts.record_edit(session, actor, config, store, image.id, {
         "op": "region", "shape": {"type": "rect", "x0": x0, "y0": y0, "x1": x1, "y1": y1}})

@@ -166,32 +166,54 @@ def _score_regions(db: Database, store: BlobStore, config: Config, strategy, mod
                    progress, should_stop) -> dict:
     """Region mode (`region_queue`): score every open region of every pool image, let the
     strategy pick among the regions, and keep each image's best region in its Score row.
-    The image's heat map is its regions' maps put together."""
-    units, scores, known = {}, {}, []
+
+    An uncertainty strategy looks at the whole image once (the network sees the image as it
+    does for suggestions and training, normalised as a whole) and a region's score is the
+    mean of the uncertainty map over it. Strategies that need one embedding per unit
+    (diversity, coverage) and those without a model score crops, as the simulation does;
+    coverage spreads away from crops of the annotated regions. A Score row is not written
+    for an image saved while the job ran (its newest annotation changed)."""
+    from models.strategies import ImageScore
+    units, scores, known, seen = {}, {}, [], {}
+    from_map = strategy.needs_model and not (strategy.uses_labelled or strategy.batch_only)
     total = len(ids) + len(labelled)
     for n, image_id in enumerate(ids + labelled):
         if should_stop():
             raise Cancelled()
         progress(n / max(1, total), f"scored {n} of {total} images (by region)")
         pixels = get_array(store, blobs[image_id])[0]
-        if n >= len(ids):                   # an annotated image: only its embedding counts
-            known.append(strategy.score(models, pixels, key=image_id).embedding)
-            continue
         with db.session_scope() as session:
-            done = region_queue.annotated_region(session, store, image_id)
-        heat = None
-        for index, box in enumerate(region_queue.boxes(pixels.shape[-2:], side, done)):
+            seen[image_id], done = region_queue.annotated_region(session, store, image_id)
+        shape = pixels.shape[-2:]
+        if n >= len(ids):                   # annotated: only its regions' embeddings count
+            for box in region_queue.done_boxes(shape, side, done):
+                if len(known) < LABELLED_EMBEDDINGS:
+                    y0, x0, y1, x1 = box
+                    known.append(strategy.score(models, pixels[..., y0:y1, x0:x1],
+                                                key=image_id).embedding)
+            continue
+        boxes = region_queue.boxes(shape, side, done)
+        whole = strategy.score(models, pixels, key=image_id) if from_map and boxes else None
+        heat = (whole.heatmap if whole is not None and whole.heatmap is not None
+                and whole.heatmap.shape == shape else None)
+        stitched = None
+        for index, box in enumerate(boxes):
             if should_stop():
                 raise Cancelled()
             y0, x0, y1, x1 = box
             key = region_queue.unit_key(image_id, index)
-            result = strategy.score(models, pixels[..., y0:y1, x0:x1], key=key)
+            if heat is not None:
+                result = ImageScore(float(heat[y0:y1, x0:x1].mean()), None, whole.embedding)
+            else:
+                result = strategy.score(models, pixels[..., y0:y1, x0:x1], key=key)
+                if result.heatmap is not None and result.heatmap.shape == (y1 - y0, x1 - x0):
+                    stitched = np.zeros(shape, np.float32) if stitched is None else stitched
+                    stitched[y0:y1, x0:x1] = np.maximum(stitched[y0:y1, x0:x1],
+                                                        result.heatmap)
             units[key], scores[key] = (image_id, box), result
-            if result.heatmap is not None and result.heatmap.shape == (y1 - y0, x1 - x0):
-                heat = np.zeros(pixels.shape[-2:], np.float32) if heat is None else heat
-                heat[y0:y1, x0:x1] = np.maximum(heat[y0:y1, x0:x1], result.heatmap)
-        if heat is not None:
-            _store_heatmap(_heatmap_path(config, mv_id, strategy.name, image_id), heat)
+        if heat is not None or stitched is not None:
+            _store_heatmap(_heatmap_path(config, mv_id, strategy.name, image_id),
+                           heat if heat is not None else stitched)
     ranks = {}
     if strategy.ranks:
         depth = loop.batch if strategy.batch_only else max(loop.batch, RANKED)
@@ -199,14 +221,17 @@ def _score_regions(db: Database, store: BlobStore, config: Config, strategy, mod
         ranks = {key: k for k, key in enumerate(picked, start=1)}
     best = region_queue.best_per_image(units, scores, ranks)
     with db.session_scope() as session:
+        now = region_queue.newest_ids(session, best)
+        stale = [i for i in best if now.get(i) != seen.get(i)]    # saved while we scored
         session.execute(delete(Score).where(Score.model_version_id == mv_id,
                                             Score.strategy == strategy.name))
         session.add_all([Score(image_id=i, model_version_id=mv_id, strategy=strategy.name,
                                value=value, rank=rank, region=[int(v) for v in box])
-                         for i, (box, value, rank) in best.items()])
+                         for i, (box, value, rank) in best.items() if i not in stale])
     progress(1.0, f"scored {len(units)} regions of {len(best)} images", force=True)
-    return {"model_version_id": mv_id, "strategy": strategy.name, "n_images": len(best),
-            "n_regions": len(units), "unit": "region"}
+    return {"model_version_id": mv_id, "strategy": strategy.name,
+            "n_images": len(best) - len(stale), "n_regions": len(units), "unit": "region",
+            "skipped_saved_meanwhile": len(stale)}
 
 
 def labelled_ids(session: Session, project_id: int, limit: int = LABELLED_EMBEDDINGS

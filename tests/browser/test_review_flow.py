@@ -85,7 +85,7 @@ def test_reviewer_sends_back_and_the_annotator_gets_it_first(browser, world, sav
     # Annotate serves the returned image first, not the one the annotator still holds
     browser.find_element("#review-annotate-returned").click()
     browser.wait_for_contains_text("#annotate-returned", "the top cell is missing")
-    assert browser.driver.current_url.endswith(f"/annotate/{second}")
+    assert browser.driver.current_url.endswith(f"/annotate/{second}?from=queue")
     assert held != second
 
 

@@ -62,7 +62,8 @@ class Walker:
 
     @property
     def path(self) -> str:
-        return "/" + self.driver.current_url.split("/", 3)[3]
+        """The page's path, without a query string."""
+        return "/" + self.driver.current_url.split("/", 3)[3].split("?")[0]
 
     def wait(self, css: str, timeout: float = 30):
         return WebDriverWait(self.driver, timeout).until(

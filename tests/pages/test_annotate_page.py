@@ -48,7 +48,8 @@ def test_workspace_layout_refuses_outsiders_and_bad_ids(as_user, world, image_id
 def test_annotate_entry_redirects_to_the_queue(login, world, image_id):
     client = login("annotator")
     response = client.get(f"/projects/{world['project_id']}/annotate")
-    assert response.status_code == 302 and response.location.endswith(f"/annotate/{image_id}")
+    assert response.status_code == 302
+    assert response.location.endswith(f"/annotate/{image_id}?from=queue")
     outsider = login("outsider").get(f"/projects/{world['project_id']}/annotate")
     assert outsider.location.endswith("/projects")
 
