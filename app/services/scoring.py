@@ -257,10 +257,11 @@ def queue(session: Session, actor: Actor, project_id: int, limit: int = 50) -> l
     require(session, actor, project_id, "view")
     rows = ranked_pool(session, project_id, limit)
     names = dict(session.execute(select(User.id, User.username)).all())
+    regions = region_queue.focus_of_many(session, project_id, [img.id for img, _ in rows])
     now = utcnow()
     return [QueueItem(img.id, img.name, img.status, value,
                       names.get(img.assigned_to_id) if img.lease_expires_at and
-                      img.lease_expires_at > now else None, region_queue.focus(session, img))
+                      img.lease_expires_at > now else None, regions.get(img.id))
             for img, value in rows]
 
 
