@@ -13,7 +13,7 @@ from app.jobs.rows import create_job_row
 from app.jobs.runner import run_job
 from app.services import annotations, drafts, learning_loop, leases, scoring, simulation
 from app.services.project_settings import TrainingSettings
-from app.tables import Job, Score
+from app.tables import Job, Project, Score
 from tests.conftest import actor
 from tests.images_data import nuclei
 from tests.training_runs import train
@@ -53,6 +53,13 @@ def test_scoring_ranks_the_pool_and_the_queue_follows(db, config, world, lab, lo
             scoring.start_scoring(s, actor(s, "reviewer"), world["project_id"], lambda _id: None)
     train(db, config, world)
     add_unannotated(db, config, lab, world)
+    with db.session_scope() as s:
+        owner = actor(s, "owner")
+        # a new project ranks with stratified random (issue 21's benchmark); this one is
+        # switched to MC-dropout entropy
+        assert learning_loop.loop_settings(s.get(Project, world["project_id"])).strategy \
+            == "stratified"
+        learning_loop.set_settings(s, owner, world["project_id"], {"strategy": "entropy"})
     result = score_now(db, config, world)
     assert result["strategy"] == "entropy" and result["n_images"] == 4
     with db.session_scope() as s:

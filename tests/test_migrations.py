@@ -15,3 +15,28 @@ def test_migrations_match_the_models(config):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_projects_made_before_the_stratified_default_keep_ranking_by_entropy(config):
+    import json
+
+    import sqlalchemy as sa
+    from alembic import command
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    command.upgrade(migrate.alembic_config(config), "0011")
+    engine = make_engine(config.sqlalchemy_url)
+    with engine.begin() as conn:
+        for pid, settings in ((1, None), (2, {"training": {"epochs": 3}}),
+                              (3, {"active_learning": {"strategy": "bald", "batch": 4}})):
+            conn.execute(sa.text(
+                "INSERT INTO project (id, name, description, channels, classes, settings, "
+                "created_at) VALUES (:id, :name, '', '[]', '[]', :settings, '2026-01-01')"),
+                {"id": pid, "name": f"p{pid}", "settings": json.dumps(settings)})
+    migrate.upgrade(config)
+    with engine.connect() as conn:
+        rows = dict(conn.execute(sa.text("SELECT id, settings FROM project")).all())
+    engine.dispose()
+    stored = {pid: json.loads(v) if isinstance(v, str) else v for pid, v in rows.items()}
+    assert stored[1]["active_learning"] == {"strategy": "entropy"}
+    assert stored[2] == {"training": {"epochs": 3}, "active_learning": {"strategy": "entropy"}}
+    assert stored[3]["active_learning"] == {"strategy": "bald", "batch": 4}
