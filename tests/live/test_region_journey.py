@@ -34,7 +34,7 @@ def test_owner_queues_regions_and_an_annotator_annotates_one(live, person):
     person.wait_text("#learning-message", f"the queue serves regions of {SIDE} px")
     regions = _wait_region_scores(live)
     # the queue on the page names each image's region (it refreshes every 5 s)
-    person.wait_text("#learning-queue-table", "x 0–128", timeout=60)
+    person.wait_text("#learning-queue-table", ", y ", timeout=60)
     person.shot("learning-regions")
 
     person.login("anna")
