@@ -20,7 +20,6 @@ from app.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.permissions import Actor, Role, require, role_of
 from app.services import drafts, leases, projects, region_queue
 from app.services.gallery import image_for
-from app.services.imports import count_labels
 from app.services import queries
 from app.states import ImageStatus, ReviewState
 from app.tables import Annotation, Draft, Image, Project, User
@@ -180,7 +179,7 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
             raise ValidationError("The annotated region is empty; draw it again or mark the "
                                   "whole image.")
         region_key = put_array(store, canvas.region.astype(np.uint8))
-    n_cells = count_labels(labels)
+    n_cells = int(labels.max(initial=0))          # finish() numbers the cells 1..N
     # points without outlines (counting): no mask, so training does not read it as "no cells"
     label_key = None if canvas.points and not n_cells else put_array(store, labels)
     points = [list(p) for p in canvas.points]
