@@ -52,7 +52,7 @@ def test_draw_save_reload_and_select(browser, world, db, config, image_id):
     browser.wait_for_contains_text("#projects-list", "Lab")
     browser.driver.get(f"{browser.server_url}/projects/{world['project_id']}/annotate")
     browser.wait_for_element("#annotate-graph .nsewdrag", timeout=15)
-    assert browser.driver.current_url.endswith(f"/annotate/{image_id}")
+    assert browser.driver.current_url.endswith(f"/annotate/{image_id}?from=queue")
     browser.find_element("body").send_keys("d")          # keyboard shortcut: Draw tool
     browser.wait_for_element("#annotate-tool input[value=draw]:checked")
     wait_for_dragmode(browser, "drawclosedpath")

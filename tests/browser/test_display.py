@@ -123,12 +123,15 @@ def test_contrast_histogram_readout_and_remembered_settings(browser, two_images)
                                  box("high", "annotate")) == "1500"
 
 
-def test_uncertainty_colour_scale(browser, two_images, monkeypatch):
+def test_uncertainty_colour_scale(browser, two_images, monkeypatch, db, world):
     """The heat map switch shows the scale's colours and range (a scored map and an active
     model are stood in for: no training in a browser test)."""
     from types import SimpleNamespace
 
-    from app.services import model_versions, scoring
+    from app.permissions import SYSTEM
+    from app.services import learning_loop, model_versions, scoring
+    with db.session_scope() as s:       # (new projects rank with stratified random)
+        learning_loop.set_settings(s, SYSTEM, world["project_id"], {"strategy": "entropy"})
     values = np.linspace(0, 0.5, 120 * 160, dtype=np.float32).reshape(120, 160)
     monkeypatch.setattr(scoring, "heatmap", lambda s, a, c, image_id: values)
     monkeypatch.setattr(model_versions, "active_version", lambda s, pid: SimpleNamespace(id=3))
