@@ -149,7 +149,12 @@ def test_uncertainty_route_and_scale_agree(login, session, monkeypatch, config, 
     map and the active model are stood in for)."""
     from types import SimpleNamespace
 
-    from app.services import model_versions, scoring
+    from app.permissions import SYSTEM
+    from app.services import learning_loop, model_versions, scoring
+    # new projects rank with stratified random (no map); this one uses entropy
+    learning_loop.set_settings(session, SYSTEM, two_images_project(session, two_images),
+                               {"strategy": "entropy"})
+    session.commit()
     values = np.linspace(0, 0.8, 60 * 80, dtype=np.float32).reshape(60, 80)
     monkeypatch.setattr(scoring, "heatmap", lambda s, a, c, image_id: values)
     monkeypatch.setattr(model_versions, "active_version", lambda s, pid: SimpleNamespace(id=7))
@@ -159,3 +164,8 @@ def test_uncertainty_route_and_scale_agree(login, session, monkeypatch, config, 
     r = login("viewer").get(f"/api/images/{two_images[0]}/uncertainty.png")
     rgba = np.asarray(PILImage.open(io.BytesIO(r.data)))
     assert np.array_equal(rgba, heat_rgba(values, scale.top))
+
+
+def two_images_project(session, image_ids) -> int:
+    from app.tables import Image
+    return session.get(Image, image_ids[0]).project_id

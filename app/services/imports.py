@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,7 @@ from app.permissions import Actor, Role, require, role_of
 from app.services.formats import is_image_file, unsupported
 from app.services import queries
 from app.states import ImageStatus, ReviewState
-from app.tables import Annotation, Image, Project
+from app.tables import Annotation, Image, Project, Score
 from storage.blobstore import BlobStore, array_sha256, put_array, sha256_bytes
 from storage.points import PointsError, RawPoint, from_labelstudio, read_points_csv, resolve
 from storage.readers import (DEFAULT_MAX_BYTES, ImageData, ImageReadError, read_image_bytes,
@@ -157,8 +157,9 @@ def add_imported_annotation(session: Session, actor: Actor, store: BlobStore, im
     session.add(ann)
     if image.status != ImageStatus.excluded:
         image.status = ImageStatus.annotated
-    from app.services.region_queue import forget
-    forget(session, image.id)             # a whole annotation: no region of it is queued
+    # a whole annotation: no region of the image is queued any more (region_queue.forget;
+    # written here, since region_queue builds on the drafts, which build on this module)
+    session.execute(delete(Score).where(Score.image_id == image.id, Score.region.is_not(None)))
     session.flush()
     return ann
 
