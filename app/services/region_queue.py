@@ -78,11 +78,6 @@ def done_boxes(shape_yx: tuple[int, int], side: int, annotated: np.ndarray | Non
     return [b for b in regions_of(shape_yx, side) if b not in open_]
 
 
-def boxes(shape_yx: tuple[int, int], side: int, annotated: np.ndarray | None) -> list[Box]:
-    """The regions of an image still to annotate (all of them when nothing is annotated)."""
-    return open_regions(shape_yx, side, annotated)
-
-
 def unit_key(image_id: int, index: int) -> int:
     """A stable integer per (image, region) (random strategies draw per key)."""
     return int(image_id) * 100_003 + int(index)
@@ -102,17 +97,7 @@ def best_per_image(units: dict, scores: dict, ranks: dict) -> dict:
 def focus(session: Session, image: Image) -> list[int] | None:
     """The region the queue serves this image for ([y0, x0, y1, x1]), under the project's
     active model and strategy; None in image mode or when the image has none."""
-    project = session.get(Project, image.project_id)
-    if region_side(project) is None:
-        return None
-    active = model_versions.active_version(session, project.id)
-    if active is None:
-        return None
-    strategy = ProjectSettings.of(project).loop.strategy
-    region = session.scalar(select(Score.region).where(
-        Score.image_id == image.id, Score.model_version_id == active.id,
-        Score.strategy == strategy, Score.region.is_not(None)))
-    return [int(v) for v in region] if region else None
+    return focus_of_many(session, image.project_id, [image.id]).get(image.id)
 
 
 def focus_of_many(session: Session, project_id: int, image_ids) -> dict[int, list[int]]:

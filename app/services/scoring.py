@@ -30,6 +30,7 @@ from app.states import QUEUE_STATUSES
 from app.tables import Image, ModelVersion, Project, Score, User, utcnow
 from storage.blobstore import BlobStore, get_array
 from models.cancel import Cancelled
+from models.regions import open_regions
 from storage.writers import atomic_path
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ def _score_regions(db: Database, store: BlobStore, config: Config, strategy, mod
                     known.append(strategy.score(models, pixels[..., y0:y1, x0:x1],
                                                 key=image_id).embedding)
             continue
-        boxes = region_queue.boxes(shape, side, done)
+        boxes = open_regions(shape, side, done)
         whole = strategy.score(models, pixels, key=image_id) if from_map and boxes else None
         heat = (whole.heatmap if whole is not None and whole.heatmap is not None
                 and whole.heatmap.shape == shape else None)
