@@ -66,12 +66,18 @@ def points_index(points_dir: Path | None) -> dict[str, Path]:
     index: dict[str, Path] = {}
     for p in sorted(points_dir.rglob("*.csv")):
         if p.is_file() and not p.name.startswith("."):
-            s = p.name[:-4]
-            if s.endswith("_points") and len(s) > 7:
-                index[s[:-7]] = p
-            else:
-                index.setdefault(s, p)
+            _add_points(index, p.name, p)
     return index
+
+
+def _add_points(index: dict, name: str, item) -> None:
+    """File `item` (a points CSV called `name`) under its image's stem: `a_points.csv` is
+    the points of `a` even when `a.csv` is there too."""
+    s = name[:-4]
+    if s.endswith("_points") and len(s) > 7:
+        index[s[:-7]] = item
+    else:
+        index.setdefault(s, item)
 
 
 def _is_image_name(name: str) -> bool:
@@ -139,11 +145,7 @@ def _zip_items(path: Path, masks: dict[str, Path], limit: int,
         for e in entries:
             if (e.name.lower().endswith(".csv")
                     and posixpath.basename(e.folder).lower() in POINTS_FOLDERS):
-                s = e.name[:-4]
-                if s.endswith("_points") and len(s) > 7:
-                    inner_points[s[:-7]] = e
-                else:
-                    inner_points.setdefault(s, e)
+                _add_points(inner_points, e.name, e)
                 continue
             if not _is_image_name(e.name):
                 if not e.name.lower().endswith((".json", ".txt", ".md", ".csv")):
