@@ -61,17 +61,14 @@ def settings_card(s: project_settings.LoopSettings, owner: bool, counting: bool 
                                                   {"label": v, "value": k}
                                                   for k, v in UNIT_LABELS.items()])),
             ("Region side (px)", _number(REGION, s.region, LOOP_LIMITS["region"], ro, step=32))]
-    hidden = {"display": "none"}
-    unit_rows = [dbc.Row([dbc.Col(html.Label(label, className="small"), md=6),
-                          dbc.Col(control, md=6)], className="mb-2 align-items-center",
-                         style=hidden if counting else None)
-                 for label, control in rows[-2:]]
-    rows = rows[:-2]
+    # a counting project's queue serves whole images: its unit controls are hidden
+    hidden = {"The queue serves", "Region side (px)"} if counting else set()
     return dbc.Card(dbc.CardBody([
         html.H5("Selection strategy"),
         *[dbc.Row([dbc.Col(html.Label(label, className="small"), md=6), dbc.Col(control, md=6)],
-                  className="mb-2 align-items-center") for label, control in rows],
-        *unit_rows,
+                  className="mb-2 align-items-center",
+                  style={"display": "none"} if label in hidden else None)
+          for label, control in rows],
         dbc.Button("Save settings", id=SAVE, size="sm", color="primary", disabled=ro),
         html.Span(" Changing the strategy or the unit rescores the pool. By region, each "
                   "image is annotated one square region at a time (its most useful first); "

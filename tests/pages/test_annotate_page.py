@@ -261,3 +261,16 @@ def test_ellipse_is_the_box_dragged_corner_to_corner(dash_app):
     edit = edit_for_drawing({"shapes": [box]}, "ellipse", 0, 8, {})
     assert edit == {"op": "add", "cls": 0, "shape": {**box, "type": "circle"}}
     assert edit_for_drawing({"shapes": [box]}, "rect", 0, 8, {})["shape"]["type"] == "rect"
+
+
+def test_a_counting_projects_learning_settings_hide_the_queue_unit():
+    from app.services.project_settings import LoopSettings
+    from pages import learning
+
+    def unit_row_style(card):
+        rows = card.children.children
+        (row,) = [r for r in rows if "learning-unit" in str(r)]
+        return row.style
+    assert unit_row_style(learning.settings_card(LoopSettings(), True, counting=True)) == {
+        "display": "none"}
+    assert unit_row_style(learning.settings_card(LoopSettings(), True)) is None
