@@ -60,6 +60,45 @@ def test_compare_in_bands_of_rows_counts_as_the_whole_image(monkeypatch):
     assert whole["deleted"] >= 4 and whole["kept"] + whole["reshaped"] > 10
 
 
+def _compare_by_masks(base, new):
+    """The matching rule spelled out cell by cell (IoU of boolean masks, greedy)."""
+    pairs = []
+    for lb in np.unique(base[base > 0]):
+        for ln in np.unique(new[new > 0]):
+            a, b = base == lb, new == ln
+            iou = (a & b).sum() / (a | b).sum()
+            if iou >= 0.5:
+                pairs.append((-iou, int(lb), int(ln)))
+    used_b, used_n, kept, reshaped = set(), set(), 0, 0
+    for neg, lb, ln in sorted(pairs):
+        if lb not in used_b and ln not in used_n:
+            used_b.add(lb), used_n.add(ln)
+            kept, reshaped = (kept + 1, reshaped) if -neg >= 0.9 else (kept, reshaped + 1)
+    n_b, n_n = len(np.unique(base[base > 0])), len(np.unique(new[new > 0]))
+    return {"added": n_n - len(used_n), "deleted": n_b - len(used_b), "reshaped": reshaped,
+            "kept": kept, "reclassified": 0}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_compare_counts_runs_as_the_rule_counts_cells(seed, monkeypatch):
+    """The run-length count equals the rule applied mask by mask, also with bands of rows
+    that cut runs and cells, with cells touching each other and the image edges."""
+    from app.imaging import effort as effort_counts
+    rng = np.random.default_rng(seed)
+    base = np.zeros((61, 47), np.uint16)
+    new = np.zeros((61, 47), np.int32)
+    for k in range(1, 25):
+        y, x, h, w = rng.integers(-4, 58), rng.integers(-4, 44), *rng.integers(3, 14, 2)
+        base[max(0, y):y + h, max(0, x):x + w] = k
+        if rng.random() < 0.8:
+            dy, dx, dh = rng.integers(-2, 3, 3)
+            new[max(0, y + dy):y + dy + h + dh, max(0, x + dx):x + dx + w] = 30 + k
+    expected = _compare_by_masks(base, new)
+    assert compare(base, new) == expected
+    monkeypatch.setattr(effort_counts, "CHUNK_PIXELS", 47 * 5 + 3)   # bands of 5 rows
+    assert effort_counts.compare(base, new) == expected
+
+
 def test_compare_a_cell_cut_in_two_is_one_reshape_and_one_addition():
     base = np.zeros((40, 40), np.uint16)
     _box(base, 1, 10, 20, 10, 30)
