@@ -12,12 +12,15 @@ Python API (torch is imported on first use, not at import time):
     from models import count
     count(["a.tif", "b.tif"], "counter.cellloop")   # counting or segmentation model
     # -> [{"image", "count", "low", "high", "n_points", "points": [[x, y], ...]}, ...]
+    count("a.tif", "counter.onnx")       # an exported counting model (.pt / .onnx) counts the
+    # same; it has no dropout, so no MC samples: its low == high == count
 """
 from __future__ import annotations
 
 
 def load_model(source, expected_sha256: str | None = None):
-    """A `SegmentationModel` from a .cellloop file, bytes, or an exported TorchScript file."""
+    """A `SegmentationModel` from a .cellloop file, bytes, or an exported TorchScript / ONNX
+    file (a counting model's file is refused: `count` takes those)."""
     from models.persist import load_model as _load
     return _load(source, expected_sha256)
 
@@ -30,7 +33,8 @@ def predict(model, image, **kwargs):
 
 def count(images, model, mc_samples: int = 16) -> list[dict]:
     """Counts of `images` (paths or arrays, one or a list) by `model` (a counting or a
-    segmentation model, or its file), one record per image; see models.counts."""
+    segmentation model, or its file: .cellloop, .pt or .onnx), one record per image; see
+    models.counts."""
     from models.counts import count_images
     return count_images(images, model, mc_samples)
 

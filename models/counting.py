@@ -34,7 +34,8 @@ them; points (N, 2) float (y, x) pixel coordinates; regions (Y, X) bool, True = 
     result.count, result.low, result.high                    # float; interval 5-95 %
     result.points, result.confidence                         # (N, 2) int (y, x); (N,)
     sha = save_counter(model, "model.cellloop")              # atomic; returns sha256
-    model = load_counter("model.cellloop", expected_sha256=sha)   # or bytes
+    model = load_counter("model.cellloop", expected_sha256=sha)   # or bytes, or an export:
+    model = load_counter("model.onnx")                       # .pt / .onnx, see below
     counter_to_bytes(model) / counter_from_bytes(data)       # for a blob store
     is_counting_model(data_or_path)                          # True for a counting model file
 
@@ -51,6 +52,13 @@ Persistence: the same torch file layout as `models.persist` (tensors and plain d
 `weights_only=True`), but with its own format marker `FORMAT` and `meta["kind"] ==
 "counting"`, so a counting model is never loaded as a segmentation model
 (`models.persist.load_model` refuses it as "not a CellLoop model file") nor the reverse.
+`models.counting_export` writes a counting model as TorchScript (.pt) or ONNX (.onnx): the
+network in eval mode with the output activation and / scale, so it outputs the density, plus
+a JSON model card (count factor, peak rule, normalisation) embedded and beside the file.
+`load_counter` and `is_counting_model` take those files too; the loaded model's module is the
+exported network (`CountingModel.exported`), which has no dropout: `count_image` counts with
+it as with mc_samples=0 (interval = the count, confidence from the peak heights), and it
+cannot be saved as .cellloop or trained further.
 """
 from __future__ import annotations
 
@@ -161,8 +169,8 @@ class CountResult:
 class CountingModel:
     """A U-Net with one output channel (density x scale) and what it takes to use it."""
 
-    def __init__(self, module: UNet, meta: dict):
-        self.module = module
+    def __init__(self, module, meta: dict):
+        self.module = module          # a UNet; or an export's network (`exported`)
         self.meta = meta
         self._runtime: Runtime | None = None
 
@@ -197,8 +205,22 @@ class CountingModel:
     def min_distance(self) -> int:
         return int(self.meta["peaks"]["min_distance"])
 
+    @property
+    def peak_sigma(self) -> float:
+        """Std (px) of the Gaussian the density is smoothed by before peaks are found."""
+        return peak_smoothing(self.sigma)
+
+    @property
+    def exported(self) -> bool:
+        """Loaded from a TorchScript or ONNX export (`models.counting_export`): the module
+        maps an image to the density directly and has no dropout, so no MC samples."""
+        return not isinstance(self.module, UNet)
+
     def runtime(self, prefer: str = "auto", device: str | None = None) -> Runtime:
         if self._runtime is None or prefer != "auto" or device is not None:
+            if not isinstance(self.module, torch.nn.Module):    # an ONNX Runtime session
+                self._runtime = Runtime(torch.device("cpu"), None, False, "onnxruntime")
+                return self._runtime
             self._runtime = select_runtime(prefer, device)
             self.module.to(self._runtime.device)
             self.module.to(memory_format=torch.channels_last if self._runtime.channels_last
@@ -523,7 +545,10 @@ def _activate(out: torch.Tensor, activation: str, training: bool = False) -> tor
 def _run(model: CountingModel, x: np.ndarray, mc_samples: int, seed: int | None,
          tile: int, overlap: int) -> np.ndarray:
     """(1 + T, Y, X) densities (cells per pixel) of a normalised (C, Y, X) image: the
-    dropout-off prediction, then T samples of the stochastic output layer."""
+    dropout-off prediction, then T samples of the stochastic output layer (an exported
+    model: the prediction only)."""
+    if model.exported:
+        return _run_exported(model, x, tile, overlap)
     runtime = model.runtime()
     net = model.module
     state = {"seed": seed}
@@ -552,11 +577,33 @@ def _run(model: CountingModel, x: np.ndarray, mc_samples: int, seed: int | None,
                        batch=runtime.tile_batch, multiple=model.multiple)
 
 
+def _run_exported(model: CountingModel, x: np.ndarray, tile: int, overlap: int) -> np.ndarray:
+    """(1, Y, X) density of an exported model, whose network gives it directly."""
+    runtime = model.runtime()
+    net = model.module
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        t = t.to(runtime.device)
+        if runtime.channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad():
+            with runtime.autocast():
+                return net(t).float()
+
+    return tiled_apply(x, fn, 1, tile=tile, overlap=overlap, batch=runtime.tile_batch,
+                       multiple=model.multiple)
+
+
+def peak_smoothing(sigma: float) -> float:
+    """The std (px) of the smoothing before peak finding: PEAK_SMOOTHING x sigma (>= 0.5)."""
+    return max(0.5, PEAK_SMOOTHING * sigma)
+
+
 def peak_map(density: np.ndarray, sigma: float) -> np.ndarray:
     """The density the peaks are looked for on: smoothed by PEAK_SMOOTHING x sigma, which
     gives a plateau one maximum."""
     from scipy import ndimage
-    return ndimage.gaussian_filter(density, max(0.5, PEAK_SMOOTHING * sigma), mode="reflect")
+    return ndimage.gaussian_filter(density, peak_smoothing(sigma), mode="reflect")
 
 
 def count_image(model: CountingModel, image: np.ndarray, mc_samples: int = 16,
@@ -567,7 +614,11 @@ def count_image(model: CountingModel, image: np.ndarray, mc_samples: int = 16,
     INTERVAL percentiles of `mc_samples` MC-dropout sampled counts (low = high = count
     when 0); points: peaks of the density; confidence: per point, the share of samples whose
     density there clears the peak threshold (without samples: the peak's height over the
-    threshold's, capped at 1). `seed` makes the samples reproducible (None: random)."""
+    threshold's, capped at 1). `seed` makes the samples reproducible (None: random).
+    An exported model (`CountingModel.exported`) has no dropout: it counts as with
+    mc_samples=0 whatever is asked."""
+    if model.exported:
+        mc_samples = 0
     image = np.asarray(image)
     if image.ndim == 4 and image.shape[0] == 1:
         image = image[0]
@@ -649,17 +700,30 @@ def save_counter(model: CountingModel, path: str | os.PathLike) -> str:
 
 
 def load_counter(source, expected_sha256: str | None = None) -> CountingModel:
-    """A `CountingModel` from a file path or bytes (sha256 checked when given)."""
+    """A `CountingModel` from a file path or bytes (sha256 checked when given): a native
+    .cellloop file, or a TorchScript .pt / ONNX .onnx export (`models.counting_export`;
+    its module is the exported network)."""
     if isinstance(source, (bytes, bytearray)):
         return counter_from_bytes(bytes(source), expected_sha256)
     path = Path(source)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
+    if path.suffix in (".pt", ".onnx"):
+        from models.counting_export import load_exported
+        if expected_sha256 is not None and \
+                hashlib.sha256(path.read_bytes()).hexdigest() != expected_sha256:
+            raise ModelFileError("the model file is corrupt: its checksum does not match")
+        return CountingModel(*load_exported(path))
     return counter_from_bytes(path.read_bytes(), expected_sha256)
 
 
 def is_counting_model(source) -> bool:
-    """Whether bytes or a file hold a counting model (reads the file's marker only)."""
+    """Whether bytes or a file hold a counting model (reads the file's marker, or an
+    export's card, only)."""
+    if not isinstance(source, (bytes, bytearray)) and Path(source).suffix in (".pt", ".onnx"):
+        from models.counting_export import read_card
+        card = read_card(source)
+        return card is not None and card.get("kind") == KIND
     try:
         data = bytes(source) if isinstance(source, (bytes, bytearray)) else \
             Path(source).read_bytes()

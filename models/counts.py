@@ -1,5 +1,6 @@
 """Counts in one format, whatever the model: a counting model (models.counting) gives its
-density's integral, the 5-95% interval of MC-dropout sampled counts and its peaks; a
+density's integral, the 5-95% interval of MC-dropout sampled counts (an exported .pt / .onnx
+counting model has no dropout: its interval is the count itself) and its peaks; a
 segmentation model gives its number of cells (the interval is the count itself) and their
 centroids. Used by `models.count`, the CLI's `predict` (counts.json, counts.csv) and the
 app.
@@ -35,7 +36,8 @@ def centroids(labels: np.ndarray) -> np.ndarray:
 
 
 def load_any(source):
-    """A counting or a segmentation model from a file (or bytes)."""
+    """A counting or a segmentation model from a file (.cellloop, or an exported .pt /
+    .onnx: its model card says which kind) or bytes."""
     from models.counting import is_counting_model, load_counter
     if is_counting_model(source):
         return load_counter(source)

@@ -109,14 +109,26 @@ def versions_table(items: list[model_versions.VersionInfo]):
             html.Td(_post_text(v.settings.get("postprocess", {})), className="small",
                     title="foreground threshold, seed splitting and smallest cell, chosen on "
                           "the validation and fully annotated training images after training"),
-            html.Td([html.A(ext, href=f"/api/models/{v.id}/export.{ext}", className="me-2 small")
-                     for ext in (("cellloop",) if v.settings.get("kind") == "counting"
-                                 else ("cellloop", "pt", "onnx"))]),
+            html.Td(export_links(v)),
         ]))
     head = ["version", "trained", "by", "", "val F1", "val Dice", "images", "time", "from",
             "cells", "export"]
     return dbc.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
                      size="sm", hover=True, id="models-table")
+
+
+def export_links(v: model_versions.VersionInfo) -> list:
+    """Download links: native .cellloop, TorchScript .pt and ONNX .onnx, for outline and
+    counting models alike (a counting model's .pt / .onnx outputs its cell density; the
+    model card inside says how to count and find the points)."""
+    counting = v.settings.get("kind") == "counting"
+    out = "the cell density per pixel (count = its sum x the card's count_factor)" \
+        if counting else "class logits"
+    titles = {"cellloop": "CellLoop's own format (the app, the CLI, the Python API)",
+              "pt": f"TorchScript, with its model card: outputs {out}",
+              "onnx": f"ONNX (opset 17), with its model card: outputs {out}"}
+    return [html.A(ext, href=f"/api/models/{v.id}/export.{ext}", className="me-2 small",
+                   title=title) for ext, title in titles.items()]
 
 
 def rollback_options(items: list[model_versions.VersionInfo]) -> list[dict]:

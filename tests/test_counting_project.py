@@ -65,6 +65,7 @@ def test_points_project_trains_scores_and_predicts_counts(counting_project, monk
         mv = s.scalar(select(ModelVersion))
         assert counting.is_counting(mv) and mv.is_active
         assert mv.metrics["n_images"] == 1 and mv.metrics["mae"] < 1.5, mv.metrics
+        mv_metrics = dict(mv.metrics)
         with pytest.raises(ValidationError, match="is a counting model"):
             model_versions.load(store, mv)
 
@@ -100,14 +101,22 @@ def test_points_project_trains_scores_and_predicts_counts(counting_project, monk
     (tmp_path / "counter.cellloop").write_bytes(store.get_bytes(key))
     [api] = models.count([new / "fresh.tif"], tmp_path / "counter.cellloop")
     assert api == {"image": "fresh.tif", **fresh}
-    # export-model writes the same file (and a card); TorchScript/ONNX are refused clearly
+    # export-model writes the same file (and a card), and TorchScript / ONNX exports (with
+    # their cards) that count the same: no MC samples there, so the interval is the count
     assert cli.main(["export-model", "1", str(tmp_path / "exported"), "--format",
-                     "cellloop"]) == 0
+                     "cellloop,torchscript,onnx"]) == 0
     [exported] = (tmp_path / "exported").glob("*.cellloop")
     assert exported.read_bytes() == store.get_bytes(key)
-    capsys.readouterr()
-    assert cli.main(["export-model", "1", str(tmp_path / "x"), "--format", "onnx"]) != 0
-    assert "exports as .cellloop only" in capsys.readouterr().err
+    [pt] = (tmp_path / "exported").glob("*.pt")
+    [onnx] = (tmp_path / "exported").glob("*.onnx")
+    for path in (pt, onnx):
+        card = json.loads(path.with_suffix(".json").read_text())
+        assert card["kind"] == "counting" and card["version"] == "project 1 model 1"
+        assert card["metrics"]["mae"] == pytest.approx(mv_metrics["mae"])
+        [rec] = models.count([new / "fresh.tif"], path)
+        assert rec["count"] == pytest.approx(fresh["count"], abs=0.1), (path.name, rec)
+        assert rec["low"] == rec["high"] == rec["count"]
+        assert abs(rec["n_points"] - fresh["n_points"]) <= 1, (path.name, rec)
 
     # the workspace's suggestion on an unannotated image is the model's points
     from app.config import Config

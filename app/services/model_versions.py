@@ -173,24 +173,44 @@ def export_version(session: Session, actor: Actor, store: BlobStore, version_id:
 def _export_counting(session: Session, actor: Actor, store: BlobStore, version_id: int,
                      out_dir: str | Path, formats: tuple[str, ...]) -> list[Path]:
     """A counting model exports as its .cellloop file (models.counting reads it; the Python
-    API `models.count` takes it) with a JSON card; TorchScript and ONNX are not built for
-    counting models yet."""
+    API `models.count` takes it) with a JSON card, and/or as TorchScript .pt and ONNX .onnx
+    (`models.counting_export`: the network outputs the density; the card embedded in the
+    file and beside it says how to count and find the points)."""
     import json
-    others = [f for f in formats if f != "cellloop"]
-    if others:
-        raise ValidationError(f"Model #{version_id} is a counting model: it exports as "
-                              ".cellloop only (TorchScript and ONNX are for outline models).")
     mv = version_for(session, actor, version_id, "view")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"cellloop-project{mv.project_id}-model{mv.id}.cellloop"
-    copy_to(store, mv.weights_blob_key, path)
-    path.with_suffix(".json").write_text(json.dumps({
-        "kind": "counting", "version": f"project {mv.project_id} model {mv.id}",
-        "architecture": mv.architecture, "normalisation": mv.normalisation,
-        "settings": mv.settings, "metrics": mv.metrics, "training_data": mv.training_data,
-        "use": "from models import count; count(images, this_file)"}, indent=1, default=str))
-    return [path]
+    stem = f"cellloop-project{mv.project_id}-model{mv.id}"
+    paths = []
+    if "cellloop" in formats:
+        path = out / f"{stem}.cellloop"
+        copy_to(store, mv.weights_blob_key, path)
+        path.with_suffix(".json").write_text(json.dumps({
+            "kind": "counting", "version": f"project {mv.project_id} model {mv.id}",
+            "architecture": mv.architecture, "normalisation": mv.normalisation,
+            "settings": mv.settings, "metrics": mv.metrics, "training_data": mv.training_data,
+            "use": "from models import count; count(images, this_file)"}, indent=1,
+            default=str))
+        paths.append(path)
+    if "torchscript" in formats or "onnx" in formats:
+        from models.counting import counter_from_bytes
+        from models.counting_export import export_onnx, export_torchscript
+        from models.model import ModelFileError
+        try:
+            model = counter_from_bytes(store.get_bytes(mv.weights_blob_key),
+                                       expected_sha256=mv.weights_blob_key)
+        except ModelFileError as exc:
+            raise ValidationError(f"Model #{mv.id} cannot be loaded: {exc}.") from None
+        except KeyError:
+            raise NotFound(f"The weights of model #{mv.id} are missing from storage.") \
+                from None
+        model.meta.update(version=f"project {mv.project_id} model {mv.id}",
+                          metrics=dict(mv.metrics or {}), training_data=mv.training_data)
+        if "torchscript" in formats:
+            paths.append(export_torchscript(model, out / f"{stem}.pt"))
+        if "onnx" in formats:
+            paths.append(export_onnx(model, out / f"{stem}.onnx"))
+    return paths
 
 
 def add_version(session: Session, project_id: int, activate: bool, **fields) -> ModelVersion:

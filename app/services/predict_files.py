@@ -4,7 +4,8 @@ overlay PNG (`<stem>_overlay.png`: outlines, or the points a counting model foun
 segmentation model, an instance mask TIFF (`<stem>_masks.tif`); and for all of them
 `counts.json` and `counts.csv` in one format for both kinds of model: per image its count, an
 interval (low, high: the 5-95% range of MC-dropout sampled counts for a counting model; the
-count itself for a segmentation model), and the cells as points [x, y] (a counting model's
+count itself for a segmentation model and for an exported .pt / .onnx counting model, which
+has no dropout), and the cells as points [x, y] (a counting model's
 peaks; a segmentation model's cell centroids). Files that cannot be read or do not fit the
 model are reported and skipped."""
 from __future__ import annotations

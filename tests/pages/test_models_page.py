@@ -149,17 +149,21 @@ def test_a_finished_job_puts_the_new_version_in_the_plot(as_user, world, db):
     assert [t.y[0] for t in figure.data] == [0.766, 0.7, 0.6]
 
 
-def test_a_counting_version_shows_its_count_error_and_exports_as_cellloop_only():
+def test_a_counting_version_shows_its_count_error_and_offers_every_export():
     """Issue 23: a counting model's table row gives its validation count error, its curve
-    (per step, not per epoch) does not break the plot, and it offers .cellloop only."""
+    (per step, not per epoch) does not break the plot, and it offers .cellloop, TorchScript
+    and ONNX downloads (the exports output its density)."""
     from pages import models
     v = model_versions.VersionInfo(9, 1, None, True, dt.datetime(2026, 1, 1), "owner",
                                    {"mae": 0.5, "n_images": 2}, [{"step": 1, "loss": 0.1}], 8,
                                    {"kind": "counting"}, {})
     row = text(models.versions_table([v]))
     assert "count error 0.50" in row and " cells/image on 2 validation images" in row
-    links = [a.children for a in _links(models.versions_table([v]))]
-    assert links == ["cellloop"]
+    links = _links(models.versions_table([v]))
+    assert [a.children for a in links] == ["cellloop", "pt", "onnx"]
+    assert [a.href for a in links] == [f"/api/models/9/export.{e}" for e in
+                                       ("cellloop", "pt", "onnx")]
+    assert "cell density" in links[1].title and "cell density" in links[2].title
     assert models.curves_figure([v]).data == ()
     assert "count error 0.50" in models.rollback_options([v])[0]["label"]
 
