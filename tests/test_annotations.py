@@ -238,8 +238,9 @@ def test_a_suggestion_is_an_edit_that_undo_takes_back_and_revert_to_saved(
     assert drafts.undo(session, anna, config, store, image_id, redo=True).n_cells == 2
     # corrections after the suggestion replay on top of it (also from a cold cache)
     drafts.record_edit(session, anna, config, store, image_id, {"op": "delete", "label": 2})
-    cached = list((config.cache_dir / "drafts").glob("*.mask"))
-    assert cached
+    cached = list((config.cache_dir / "drafts").rglob("*.mask"))
+    rev = drafts.find_draft(session, anna, image_id).rev
+    assert [p.name for p in cached] == [f"r{rev}.mask"]      # older revisions are pruned
     for path in cached:
         path.unlink()
     saved = annotations.save(session, anna, config, store, image_id)
@@ -294,3 +295,17 @@ def test_the_draft_cache_gives_back_what_it_was_given(tmp_path, top):
     assert drafts._read_cache(path, 7, "k") is None
     drafts._write_cache(path, Canvas(labels, {}, None, []), 1, "k")
     assert drafts._read_cache(path, 1, "k").region is None
+
+
+def test_the_draft_cache_keeps_one_file_per_draft(session, config, store, world, three_images):
+    """Each revision is written under its own name (no replace of the previous file); the
+    older ones are removed, and discarding the draft removes its folder."""
+    anna, image_id = actor(session, "annotator"), three_images[0]
+    for k in range(3):
+        drafts.record_edit(session, anna, config, store, image_id,
+                           {"op": "add", "shape": rect(2 + 10 * k, 2, 9 + 10 * k, 9)})
+    folder = config.cache_dir / "drafts" / str(drafts.find_draft(session, anna, image_id).id)
+    rev = drafts.find_draft(session, anna, image_id).rev
+    assert sorted(p.name for p in folder.iterdir()) == [f"r{rev}.mask"]
+    drafts.discard(session, anna, config, image_id)
+    assert not folder.exists()

@@ -18,6 +18,7 @@ since its save follows versions saved later by others, like an untouched one.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,23 @@ def ensure_draft(session: Session, actor: Actor, image: Image) -> Draft:
 
 # ------------------------------------------------------------------ the current mask
 def _cache_path(config: Config, draft: Draft) -> Path:
-    return config.cache_dir / "drafts" / f"{draft.id}.mask"
+    """The cached mask of the draft's current revision. Each revision has its own file: a
+    rename onto a new name costs about 0.5 ms, where replacing the previous file made ext4
+    flush its data first (auto_da_alloc), about 8 ms on every edit and save."""
+    return config.cache_dir / "drafts" / str(draft.id) / f"r{draft.rev}.mask"
+
+
+def _keep_cache(config: Config, draft: Draft, canvas: Canvas) -> None:
+    """Cache the draft's current revision and remove its older ones."""
+    path = _cache_path(config, draft)
+    _write_cache(path, canvas, draft.rev, _draft_key(draft))
+    for old in path.parent.glob("r*.mask"):
+        if old.name != path.name:
+            old.unlink(missing_ok=True)
+
+
+def _drop_cache(config: Config, draft: Draft) -> None:
+    shutil.rmtree(_cache_path(config, draft).parent, ignore_errors=True)
 
 
 def _snapshot_canvas(store: BlobStore, label_key: str | None, region_key: str | None,
@@ -319,7 +336,7 @@ def canvas_for(config: Config, store: BlobStore, draft: Draft, image: Image) -> 
     if cached is not None:
         return cached
     canvas = _replay(store, draft, tuple(image.shape[-2:]))
-    _write_cache(path, canvas, draft.rev, _draft_key(draft))
+    _keep_cache(config, draft, canvas)
     return canvas
 
 
@@ -414,7 +431,7 @@ def record_edit(session: Session, actor: Actor, config: Config, store: BlobStore
     if image.status == ImageStatus.new:
         image.status = ImageStatus.in_progress
     _commit_rev(session, draft)
-    _write_cache(_cache_path(config, draft), canvas, draft.rev, _draft_key(draft))
+    _keep_cache(config, draft, canvas)
     label = edit.get("label") if edit["op"] in ("add", "brush", "replace", "class") else None
     return _result(draft, canvas, label)
 
@@ -600,14 +617,14 @@ def checkpoint(session: Session, config: Config, draft: Draft, saved: Annotation
     that version and keeps its edits, so Undo still reaches behind the save. A long history
     (over MAX_EDITS / 2) is folded into the saved version instead."""
     if not draft.edits or len(draft.edits) > MAX_EDITS // 2:
-        _cache_path(config, draft).unlink(missing_ok=True)
+        _drop_cache(config, draft)
         _based_on(draft, saved)
         _commit_rev(session, draft)
         return
     draft.edits = [*draft.edits[:-1], {**draft.edits[-1], "saved_as": saved.id}]
     draft.base_annotation_id = saved.id
     _commit_rev(session, draft)
-    _write_cache(_cache_path(config, draft), canvas, draft.rev, _draft_key(draft))
+    _keep_cache(config, draft, canvas)
 
 
 def counts(session: Session, actor: Actor, config: Config, store: BlobStore,
@@ -627,7 +644,7 @@ def discard(session: Session, actor: Actor, config: Config, image_id: int) -> No
     image = image_for(session, actor, image_id, "view")
     draft = find_draft(session, actor, image.id)
     if draft is not None:
-        _cache_path(config, draft).unlink(missing_ok=True)
+        _drop_cache(config, draft)
         session.delete(draft)
         session.flush()
 
