@@ -385,19 +385,28 @@ def apply_edits(canvas: Canvas, edits: list[dict], scale: float = 1.0) -> Canvas
 def finish(canvas: Canvas) -> tuple[np.ndarray, dict[str, int]]:
     """Labels numbered 1..N without gaps (uint16, uint32 above 65535 cells) and the class
     map keyed by the new ids (as strings, for JSON)."""
-    labels = np.maximum(canvas.labels, 0)
-    # one bincount says which ids are used (a save of a 2048² image took 85 ms in
-    # skimage's relabel_sequential and np.unique; this takes about a tenth)
-    ids = np.flatnonzero(np.bincount(labels.ravel())[1:]) + 1 if labels.size else \
-        np.zeros(0, np.int64)
+    labels = canvas.labels
+    # the ids in use, from the runs of equal labels along the rows (a save of a 2048² image
+    # took 85 ms in skimage's relabel_sequential and np.unique, 12 ms in one bincount over
+    # every pixel, 3 ms this way); below 0 is background
+    flat = labels.ravel()
+    if flat.size:
+        starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+        values = np.unique(np.concatenate((flat[:1], flat[starts])))
+    else:
+        values = np.zeros(0, np.int64)
+    ids = values[values > 0].astype(np.int64)
     n = int(ids.size)
     dtype = np.uint16 if n <= 65535 else np.uint32
-    if n == 0 or int(ids[-1]) == n:            # already 1..N: nothing to renumber
+    if n == 0:
+        out, forward = np.zeros(labels.shape, dtype), {}
+    elif int(ids[-1]) == n and int(values[0]) >= 0:    # already 1..N: nothing to renumber
         out, forward = labels.astype(dtype), {int(i): int(i) for i in ids}
     else:
-        table = np.zeros(int(ids[-1]) + 1, dtype)
-        table[ids] = np.arange(1, n + 1, dtype=dtype)
-        out = table[labels]
+        low = min(0, int(values[0]))
+        table = np.zeros(int(ids[-1]) - low + 1, dtype)
+        table[ids - low] = np.arange(1, n + 1, dtype=dtype)
+        out = table[labels - low] if low else table[labels]
         forward = {int(i): k for k, i in enumerate(ids.tolist(), start=1)}
     classes = {str(forward[int(label)]): int(cls) for label, cls in canvas.classes.items()
                if int(label) in forward and cls}

@@ -103,6 +103,15 @@ def test_finish_renumbers_and_keeps_classes_and_uses_uint32_when_needed():
     assert classes == {"2": 2}
     big = Canvas(np.arange(70_000, dtype=np.int32).reshape(1, -1))
     assert finish(big)[0].dtype == np.uint32
+    # below 0 is background; ids already 1..N stay; an image of background only
+    signed = Canvas(np.array([[-3, 4, 4], [0, -1, 7], [7, 7, 0]], np.int32), {7: 1})
+    labels, classes = finish(signed)
+    np.testing.assert_array_equal(labels, [[0, 1, 1], [0, 0, 2], [2, 2, 0]])
+    assert labels.dtype == np.uint16 and classes == {"2": 1}
+    same = np.array([[2, 0], [1, 1]], np.int32)
+    np.testing.assert_array_equal(finish(Canvas(same, {}))[0], same)
+    assert not finish(Canvas(np.full((3, 3), -2, np.int32), {}))[0].any()
+    assert finish(Canvas(np.zeros((0, 4), np.int32), {}))[0].shape == (0, 4)
 
 
 def test_region_replace_and_points():
