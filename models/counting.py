@@ -15,7 +15,10 @@ there (a short training leaves it biased), the threshold so that the number of p
 Uncertainty: Monte Carlo dropout of the U-Net's stochastic output layer (the deterministic
 trunk runs once per tile, the output layer `mc_samples` times, as `models.uncertainty`
 does); the interval is the 5-95% range of the sampled counts, and a point's confidence is
-the share of samples whose density at it still clears the peak threshold.
+the share of samples whose density at it still clears the peak threshold. That interval is
+far too narrow on its own, so a model calibrated on held-out clicks
+(`models.count_interval`, meta["interval"]: a split conformal interval of the relative count
+error) widens it to the calibrated one.
 
 Same conventions as the segmentation models: per-channel percentile normalisation
 (`models.data.normalise`), an optional input mapping (`models.inference.INPUT_MAPPINGS`,
@@ -57,8 +60,9 @@ network in eval mode with the output activation and / scale, so it outputs the d
 a JSON model card (count factor, peak rule, normalisation) embedded and beside the file.
 `load_counter` and `is_counting_model` take those files too; the loaded model's module is the
 exported network (`CountingModel.exported`), which has no dropout: `count_image` counts with
-it as with mc_samples=0 (interval = the count, confidence from the peak heights), and it
-cannot be saved as .cellloop or trained further.
+it as with mc_samples=0 (interval = the calibrated one when the card has it, else the
+count; confidence from the peak heights), and it cannot be saved as .cellloop or trained
+further.
 """
 from __future__ import annotations
 
@@ -80,6 +84,7 @@ import torch
 from torch.nn import functional as F
 
 from models.cancel import Cancelled
+from models.count_interval import calibrated_bounds
 from models.data import normalise
 from models.density import as_points, augment_stack, crop, density_map, find_peaks, \
     peak_height
@@ -146,7 +151,8 @@ class CountingParams:
 @dataclass
 class CountResult:
     count: float                       # integral of the predicted density
-    low: float                         # INTERVAL of the MC-dropout sampled counts
+    low: float                         # INTERVAL of the MC-dropout sampled counts, or
+                                       # the calibrated interval where it is wider
     high: float
     points: np.ndarray                 # (N, 2) int (y, x) peaks
     confidence: np.ndarray             # (N,) in 0..1
@@ -612,7 +618,8 @@ def count_image(model: CountingModel, image: np.ndarray, mc_samples: int = 16,
     """Count the cells of one (C, Y, X) or (Y, X) image (a (1, C, Y, X) stack is taken as its
     plane). count: integral of the density (within `region` if given); low/high: the
     INTERVAL percentiles of `mc_samples` MC-dropout sampled counts (low = high = count
-    when 0); points: peaks of the density; confidence: per point, the share of samples whose
+    when 0), widened to the model's calibrated interval when it has one
+    (`models.count_interval`, meta["interval"]); points: peaks of the density; confidence: per point, the share of samples whose
     density there clears the peak threshold (without samples: the peak's height over the
     threshold's, capped at 1). `seed` makes the samples reproducible (None: random).
     An exported model (`CountingModel.exported`) has no dropout: it counts as with
@@ -644,6 +651,9 @@ def count_image(model: CountingModel, image: np.ndarray, mc_samples: int = 16,
         confidence = np.minimum(1.0, values / (2 * model.threshold)) if len(points) \
             else np.zeros(0)
         std = 0.0
+    calibrated = calibrated_bounds(model.meta, total)
+    if calibrated is not None:     # held-out clicks widen the interval (models.count_interval)
+        low, high = min(low, calibrated[0]), max(high, calibrated[1])
     return CountResult(max(0.0, total), max(0.0, float(min(low, total))),
                        max(0.0, float(max(high, total))), points,
                        np.asarray(confidence, np.float64), std, counts,

@@ -67,6 +67,8 @@ def counting_card(model) -> dict:
                   "min_distance": model.min_distance, "smoothing_sigma": model.peak_sigma},
         "metrics": meta.get("metrics", {}), "training_data": meta.get("training_data", []),
         "version": meta.get("version"),
+        # the interval calibrated on held-out clicks (models.count_interval), if any
+        "interval": meta.get("interval"),
         "input": "float32 (N, C, H, W), per-channel percentile normalised (normalisation "
                  f"low/high percentiles); H and W multiples of {model.multiple}"
                  + (f", after the input mapping {mapping!r}" if mapping else ""),
@@ -74,6 +76,9 @@ def counting_card(model) -> dict:
                   "by scale included; dropout off)",
         "count": f"count = count_factor ({model.count_factor:g}) x the sum of the density "
                  "(over the image, or over a region of it)",
+        "count_interval": "when `interval` is given: [count x (1 + interval.low), count x "
+                          "(1 + interval.high)] holds the true count with probability "
+                          "interval.level (split conformal on held-out clicks)",
         "points": f"cells as points = local maxima of the density smoothed by a Gaussian of "
                   f"std {model.peak_sigma:g} px (smoothing_sigma) that are above "
                   f"{model.threshold:.6g} cells per pixel (peaks.threshold) and at least "
@@ -108,6 +113,8 @@ def meta_from_card(card: dict) -> dict:
                       "min_distance": peaks["min_distance"]},
             "metrics": card.get("metrics") or {}, "version": card.get("version"),
             "exported": True}
+    if card.get("interval"):
+        meta["interval"] = card["interval"]
     if card.get("input_mapping"):
         meta["input_mapping"] = card["input_mapping"]
     return meta

@@ -65,6 +65,10 @@ def test_points_project_trains_scores_and_predicts_counts(counting_project, monk
         mv = s.scalar(select(ModelVersion))
         assert counting.is_counting(mv) and mv.is_active
         assert mv.metrics["n_images"] == 1 and mv.metrics["mae"] < 1.5, mv.metrics
+        # the interval is calibrated on the validation image (one unit: too few for 90%)
+        interval = mv.metrics["interval"]
+        assert (interval["units"], interval["guaranteed"]) == (1, False), interval
+        assert interval["low"] <= 0 <= interval["high"]
         mv_metrics = dict(mv.metrics)
         with pytest.raises(ValidationError, match="is a counting model"):
             model_versions.load(store, mv)
@@ -102,7 +106,8 @@ def test_points_project_trains_scores_and_predicts_counts(counting_project, monk
     [api] = models.count([new / "fresh.tif"], tmp_path / "counter.cellloop")
     assert api == {"image": "fresh.tif", **fresh}
     # export-model writes the same file (and a card), and TorchScript / ONNX exports (with
-    # their cards) that count the same: no MC samples there, so the interval is the count
+    # their cards) that count the same: no MC samples there, so the interval is the
+    # calibrated one the card carries
     assert cli.main(["export-model", "1", str(tmp_path / "exported"), "--format",
                      "cellloop,torchscript,onnx"]) == 0
     [exported] = (tmp_path / "exported").glob("*.cellloop")
@@ -115,7 +120,9 @@ def test_points_project_trains_scores_and_predicts_counts(counting_project, monk
         assert card["metrics"]["mae"] == pytest.approx(mv_metrics["mae"])
         [rec] = models.count([new / "fresh.tif"], path)
         assert rec["count"] == pytest.approx(fresh["count"], abs=0.1), (path.name, rec)
-        assert rec["low"] == rec["high"] == rec["count"]
+        assert card["interval"] == interval
+        assert rec["low"] == pytest.approx(rec["count"] * (1 + interval["low"]), abs=0.01)
+        assert rec["high"] == pytest.approx(rec["count"] * (1 + interval["high"]), abs=0.01)
         assert abs(rec["n_points"] - fresh["n_points"]) <= 1, (path.name, rec)
 
     # the workspace's suggestion on an unannotated image is the model's points

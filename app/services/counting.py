@@ -131,6 +131,7 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
     default), stopping early when `max_minutes` (the time budget the user typed) runs out
     (most of it for the steps; counting the validation images and saving take the rest).
     `epochs` (outline training's unit) does not apply to it."""
+    from models.count_interval import calibrate_interval
     from models.counting import counter_to_bytes, train_counter
     from models.training import split
 
@@ -170,6 +171,11 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
     steps_run = int(model.meta["training"]["steps"])
     progress(0.93, f"counting {len(val_ids)} validation image(s)", True)
     new_mae = mae(model, data, val_ids)
+    interval = calibrate_interval(model, [data.images[i] for i in val_ids],
+                                  [data.points[i] for i in val_ids],
+                                  [data.regions[i] for i in val_ids]) if val_ids else None
+    if interval is not None:       # saved with the model: its counts get this interval
+        model.meta["interval"] = interval
     old_mae = mae(previous, data, val_ids) if previous is not None else None
     activate = old_mae is None or new_mae <= old_mae
     seconds = time.monotonic() - t0
@@ -177,7 +183,8 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
     metrics = {"mae": round(new_mae, 3), "n_images": len(val_ids),
                "mean_count": round(n_val_cells, 2), "previous_active": old_mae,
                "seconds": round(seconds, 1), "steps": steps_run,
-               "steps_planned": int(params.steps), "train_images": len(train_ids)}
+               "steps_planned": int(params.steps), "train_images": len(train_ids),
+               "interval": interval}
     progress(0.97, "saving the model", True)
     key = store.put_bytes(counter_to_bytes(model))
     with db.session_scope() as session:

@@ -3,9 +3,10 @@ model (a model file, a model version, or a project's active model), then write p
 overlay PNG (`<stem>_overlay.png`: outlines, or the points a counting model found) and, for a
 segmentation model, an instance mask TIFF (`<stem>_masks.tif`); and for all of them
 `counts.json` and `counts.csv` in one format for both kinds of model: per image its count, an
-interval (low, high: the 5-95% range of MC-dropout sampled counts for a counting model; the
-count itself for a segmentation model and for an exported .pt / .onnx counting model, which
-has no dropout), and the cells as points [x, y] (a counting model's
+interval (low, high: for a counting model, its interval calibrated on held-out clicks or the
+5-95% range of MC-dropout sampled counts, the wider; an exported .pt / .onnx counting model
+has no dropout, so only the calibrated one; the count itself for a segmentation model), and
+the cells as points [x, y] (a counting model's
 peaks; a segmentation model's cell centroids). Files that cannot be read or do not fit the
 model are reported and skipped."""
 from __future__ import annotations
