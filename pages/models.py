@@ -68,11 +68,25 @@ def f1_cell(metrics: dict):
     n = " ".join(t for t in (_n_val(metrics), metrics.get("measured_on")) if t)
     if isinstance(metrics.get("mae"), (int, float)):
         return html.Td([f"count error {metrics['mae']:.2f}",
-                        html.Span(f" cells/image on {n}", className="small text-muted")],
-                       className="models-f1")
+                        html.Span(f" cells/image on {n}", className="small text-muted"),
+                        _interval_text(metrics.get("interval"))], className="models-f1")
     return html.Td([_fmt(starting_models.version_score(metrics)),
                     html.Span(f" on {n}", className="small text-muted") if n else None],
                    className="models-f1")
+
+
+def _interval_text(interval: dict | None):
+    """A counting model's calibrated interval, as a relative range and what it rests on."""
+    if not interval:
+        return None
+    units = interval["units"]
+    side = interval.get("unit_side")
+    what = f"{units} {'tile' if side else 'image'}{'s' if units != 1 else ''}" + \
+        (f" of {side} px" if side else "")
+    sure = "" if interval.get("guaranteed") else ", too few for the level to hold"
+    return html.Div(f"{100 * interval['level']:.0f}% interval: count {100 * interval['low']:+.0f}% "
+                    f"to {100 * interval['high']:+.0f}% (calibrated on {what}{sure})",
+                    className="small text-muted")
 
 
 def _post_text(post: dict) -> str:

@@ -166,6 +166,14 @@ def test_a_counting_version_shows_its_count_error_and_offers_every_export():
     assert "cell density" in links[1].title and "cell density" in links[2].title
     assert models.curves_figure([v]).data == ()
     assert "count error 0.50" in models.rollback_options([v])[0]["label"]
+    # the interval calibrated on the validation images, and what it rests on
+    v.metrics["interval"] = {"level": 0.9, "low": -0.12, "high": 0.18, "units": 8,
+                             "unit_side": 256, "guaranteed": False}
+    row = text(models.versions_table([v]))
+    assert ("90% interval: count -12% to +18% (calibrated on 8 tiles of 256 px, too few for "
+            "the level to hold)") in row
+    v.metrics["interval"].update(units=20, unit_side=None, guaranteed=True)
+    assert "(calibrated on 20 images)" in text(models.versions_table([v]))
 
 
 def _links(component):
