@@ -239,8 +239,8 @@ def test_a_suggestion_is_an_edit_that_undo_takes_back_and_revert_to_saved(
     # corrections after the suggestion replay on top of it (also from a cold cache)
     drafts.record_edit(session, anna, config, store, image_id, {"op": "delete", "label": 2})
     cached = list((config.cache_dir / "drafts").rglob("*.mask"))
-    rev = drafts.find_draft(session, anna, image_id).rev
-    assert [p.name for p in cached] == [f"r{rev}.mask"]      # older revisions are pruned
+    current = drafts._cache_path(config, drafts.find_draft(session, anna, image_id))
+    assert current in cached and len(cached) == drafts.CACHE_STATES
     for path in cached:
         path.unlink()
     saved = annotations.save(session, anna, config, store, image_id)
@@ -283,29 +283,42 @@ def test_the_draft_cache_gives_back_what_it_was_given(tmp_path, top):
     region[0:17, 5:44] = True
     canvas = Canvas(labels, {top: 1, 2: 0}, region, [[1.5, 2.0, 0]])
     path = tmp_path / "d.mask"
-    drafts._write_cache(path, canvas, 7, "k")
-    back = drafts._read_cache(path, 7, "k")
+    drafts._write_cache(path, canvas, "k")
+    back = drafts._read_cache(path, "k")
     assert back.labels.dtype == np.int32 and np.array_equal(back.labels, labels)
     assert np.array_equal(back.region, region) and back.points == [[1.5, 2.0, 0]]
     assert back.classes == {top: 1, 2: 0}
-    assert drafts._read_cache(path, 8, "k") is None            # another revision
-    assert drafts._read_cache(path, 7, "other") is None        # another draft
+    assert drafts._read_cache(path, "other") is None           # another state
     back.labels[0, 0] = 5                                      # a copy: edits do not fail
     path.write_bytes(path.read_bytes()[:40])                   # cut short: a miss
-    assert drafts._read_cache(path, 7, "k") is None
-    drafts._write_cache(path, Canvas(labels, {}, None, []), 1, "k")
-    assert drafts._read_cache(path, 1, "k").region is None
+    assert drafts._read_cache(path, "k") is None
+    drafts._write_cache(path, Canvas(labels, {}, None, []), "k")
+    assert drafts._read_cache(path, "k").region is None
 
 
-def test_the_draft_cache_keeps_one_file_per_draft(session, config, store, world, three_images):
-    """Each revision is written under its own name (no replace of the previous file); the
-    older ones are removed, and discarding the draft removes its folder."""
+def test_the_draft_cache_keeps_the_last_states_so_undo_replays_nothing(
+        session, config, store, world, three_images, monkeypatch):
+    """Each state is written under its own name (no replace of the previous file); the three
+    newest stay while the draft is edited, so undo and redo read a cached state instead of
+    replaying the edits; a save keeps one; discarding the draft removes its folder."""
     anna, image_id = actor(session, "annotator"), three_images[0]
-    for k in range(3):
+    for k in range(4):
         drafts.record_edit(session, anna, config, store, image_id,
                            {"op": "add", "shape": rect(2 + 10 * k, 2, 9 + 10 * k, 9)})
-    folder = config.cache_dir / "drafts" / str(drafts.find_draft(session, anna, image_id).id)
-    rev = drafts.find_draft(session, anna, image_id).rev
-    assert sorted(p.name for p in folder.iterdir()) == [f"r{rev}.mask"]
+    draft = drafts.find_draft(session, anna, image_id)
+    folder = config.cache_dir / "drafts" / str(draft.id)
+    assert len(list(folder.iterdir())) == 3
+    replays = []
+    real_replay = drafts._replay
+    monkeypatch.setattr(drafts, "_replay", lambda *a: replays.append(1) or real_replay(*a))
+    assert drafts.undo(session, anna, config, store, image_id).n_cells == 3
+    assert drafts.undo(session, anna, config, store, image_id).n_cells == 2
+    assert drafts.undo(session, anna, config, store, image_id, redo=True).n_cells == 3
+    assert replays == []                                       # all three from the cache
+    assert drafts.undo(session, anna, config, store, image_id).n_cells == 2
+    assert drafts.undo(session, anna, config, store, image_id).n_cells == 1   # not kept
+    assert replays == [1]
+    annotations.save(session, anna, config, store, image_id)
+    assert len(list(folder.iterdir())) == 1
     drafts.discard(session, anna, config, image_id)
     assert not folder.exists()

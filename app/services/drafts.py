@@ -17,7 +17,9 @@ since its save follows versions saved later by others, like an untouched one.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -159,20 +161,41 @@ def ensure_draft(session: Session, actor: Actor, image: Image) -> Draft:
 
 
 # ------------------------------------------------------------------ the current mask
+CACHE_STATES = 3        # cached states per draft while it is edited (undo, redo: no replay)
+
+
+def _state(draft: Draft) -> str:
+    """What the draft's mask is made of: its base and its edits (a replay of the same base
+    and edits gives the same mask). Undo goes back to a state cached a moment ago."""
+    text = json.dumps([_draft_key(draft), draft.edits], separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 def _cache_path(config: Config, draft: Draft) -> Path:
-    """The cached mask of the draft's current revision. Each revision has its own file: a
-    rename onto a new name costs about 0.5 ms, where replacing the previous file made ext4
-    flush its data first (auto_da_alloc), about 8 ms on every edit and save."""
-    return config.cache_dir / "drafts" / str(draft.id) / f"r{draft.rev}.mask"
+    """The cached mask of the draft's current state. Each state has its own file: a rename
+    onto a new name costs about 0.5 ms, where replacing the previous file made ext4 flush
+    its data first (auto_da_alloc), about 8 ms on every edit and save."""
+    return config.cache_dir / "drafts" / str(draft.id) / f"{_state(draft)}.mask"
 
 
-def _keep_cache(config: Config, draft: Draft, canvas: Canvas) -> None:
-    """Cache the draft's current revision and remove its older ones."""
+def _keep_cache(config: Config, draft: Draft, canvas: Canvas, keep: int = CACHE_STATES) -> None:
+    """Cache the draft's current state; keep the `keep` newest states of the draft."""
     path = _cache_path(config, draft)
-    _write_cache(path, canvas, draft.rev, _draft_key(draft))
-    for old in path.parent.glob("r*.mask"):
+    if path.is_file():
+        os.utime(path)                    # the same state again (an undo): now the newest
+    else:
+        _write_cache(path, canvas, path.stem)
+    states = sorted(path.parent.glob("*.mask"), key=_mtime, reverse=True)
+    for old in states[keep:]:
         if old.name != path.name:
             old.unlink(missing_ok=True)
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:                       # removed meanwhile by another request
+        return 0
 
 
 def _drop_cache(config: Config, draft: Draft) -> None:
@@ -280,16 +303,16 @@ def start_of(session: Session, draft: Draft) -> Start:
 CACHE_MAGIC = b"CELLLOOP-DRAFT-1\n"
 
 
-def _write_cache(path: Path, canvas: Canvas, rev: int, draft_key: str) -> None:
-    """The draft's current mask as one flat file: a JSON header (revision, key, classes,
+def _write_cache(path: Path, canvas: Canvas, state: str) -> None:
+    """A draft's mask in one state as one flat file: a JSON header (the state, classes,
     points, the arrays' layout), the labels (uint16 when they fit) and the region as bits.
-    No zip and no checksum: it is rewritten on every edit (an npz of a 2048² int32 mask took
+    No zip and no checksum: one is written on every edit (an npz of a 2048² int32 mask took
     about 50 ms to write), and a damaged or stale file is only a cache miss."""
     labels = canvas.labels
     small = (labels.size and int(labels.min()) >= 0 and int(labels.max()) <= 65535)
     stored = labels.astype(np.uint16) if small else labels
     region = None if canvas.region is None else np.packbits(canvas.region.astype(bool))
-    header = json.dumps({"rev": rev, "key": draft_key, "classes": canvas.classes,
+    header = json.dumps({"state": state, "classes": canvas.classes,
                          "points": canvas.points, "dtype": stored.dtype.str,
                          "shape": list(labels.shape), "region": region is not None}).encode()
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -299,7 +322,7 @@ def _write_cache(path: Path, canvas: Canvas, rev: int, draft_key: str) -> None:
             region.tofile(f)
 
 
-def _read_cache(path: Path, rev: int, draft_key: str) -> Canvas | None:
+def _read_cache(path: Path, state: str) -> Canvas | None:
     try:
         data = path.read_bytes()
         if not data.startswith(CACHE_MAGIC):
@@ -307,7 +330,7 @@ def _read_cache(path: Path, rev: int, draft_key: str) -> Canvas | None:
         at = len(CACHE_MAGIC)
         size = int.from_bytes(data[at:at + 8], "little")
         meta = json.loads(data[at + 8:at + 8 + size])
-        if meta["rev"] != rev or meta["key"] != draft_key:
+        if meta["state"] != state:
             return None
         at += 8 + size
         shape, dtype = tuple(meta["shape"]), np.dtype(meta["dtype"])
@@ -324,7 +347,7 @@ def _read_cache(path: Path, rev: int, draft_key: str) -> Canvas | None:
 
 
 def _draft_key(draft: Draft) -> str:
-    """What a cached mask must match besides the revision (ids can be reused by SQLite)."""
+    """What a draft's mask starts from (ids can be reused by SQLite, so more than the id)."""
     return (f"{draft.image_id}:{draft.user_id}:{draft.base_label_key}:"
             f"{draft.base_region_key}:{draft.source_model_version_id}")
 
@@ -332,7 +355,7 @@ def _draft_key(draft: Draft) -> str:
 def canvas_for(config: Config, store: BlobStore, draft: Draft, image: Image) -> Canvas:
     """The draft's current state (from the cache when it is up to date)."""
     path = _cache_path(config, draft)
-    cached = _read_cache(path, draft.rev, _draft_key(draft))
+    cached = _read_cache(path, path.stem)
     if cached is not None:
         return cached
     canvas = _replay(store, draft, tuple(image.shape[-2:]))
@@ -624,7 +647,7 @@ def checkpoint(session: Session, config: Config, draft: Draft, saved: Annotation
     draft.edits = [*draft.edits[:-1], {**draft.edits[-1], "saved_as": saved.id}]
     draft.base_annotation_id = saved.id
     _commit_rev(session, draft)
-    _keep_cache(config, draft, canvas)
+    _keep_cache(config, draft, canvas, keep=1)   # one state per saved draft stays
 
 
 def counts(session: Session, actor: Actor, config: Config, store: BlobStore,
