@@ -3,8 +3,9 @@ closed tab or a crashed browser loses nothing that reached the server.
 
 A draft is a base (the newest annotation when it was started) plus an ordered list of edits
 (`app.imaging.shapes.apply_edit`) and the undone edits (redo). The current mask is recomputed
-from base + edits and cached per (draft, revision) in the cache directory, so one edit costs
-one shape's rasterisation, not a replay.
+from base + edits and cached per draft state (base and edits) in the cache directory, the
+newest few kept, so one edit costs one shape's rasterisation, and an undo a file read, not a
+replay.
 
 Replacing everything on screen is an edit too, so Undo takes it back: a model suggestion or
 "Revert to last saved" appends a `base` edit (a snapshot by blob keys: labels, classes,
