@@ -249,29 +249,56 @@ def _cells_in(labels: np.ndarray, area: np.ndarray, but: int = 0) -> list[int]:
     return [int(v) for v in found if v > 0 and v != but]
 
 
-def _pieces(labels: np.ndarray, cells: list[int]) -> dict[int, tuple]:
+def _window(labels: np.ndarray, cells: list[int], near: tuple[slice, slice] | None,
+            margin: int = 64) -> tuple[slice, slice] | None:
+    """A box around `near` (grown by `margin` px) that holds all of `cells`, or None when a
+    cell reaches its edge (then only the whole image is sure to hold it)."""
+    if near is None:
+        return None
+    h, w = labels.shape
+    box = (slice(max(0, near[0].start - margin), min(h, near[0].stop + margin)),
+           slice(max(0, near[1].start - margin), min(w, near[1].stop + margin)))
+    sub = labels[box]
+    inner = [edge for edge, inside in ((sub[0], box[0].start > 0), (sub[-1], box[0].stop < h),
+                                       (sub[:, 0], box[1].start > 0),
+                                       (sub[:, -1], box[1].stop < w)) if inside]
+    if inner and np.isin(np.concatenate(inner), cells).any():
+        return None
+    return box
+
+
+def _pieces(labels: np.ndarray, cells: list[int],
+            near: tuple[slice, slice] | None = None) -> dict[int, tuple]:
     """For each of `cells`: (bounding box, piece map of the box, number of 8-connected
-    pieces)."""
+    pieces). `near`: a box the cells are around (an edit's), so only a window around it is
+    searched when the cells lie inside it (a whole 2048² image took about 25 ms)."""
     if not cells:
         return {}
-    boxes = ndimage.find_objects(np.where(np.isin(labels, cells), labels, 0))
+    window = _window(labels, cells, near) or (slice(0, labels.shape[0]),
+                                              slice(0, labels.shape[1]))
+    sub = labels[window]
+    boxes = ndimage.find_objects(np.where(np.isin(sub, cells), sub, 0))
     out = {}
     for label in cells:
         box = boxes[label - 1] if label - 1 < len(boxes) else None
         if box is not None:
+            box = (slice(box[0].start + window[0].start, box[0].stop + window[0].start),
+                   slice(box[1].start + window[1].start, box[1].stop + window[1].start))
             pieces, n = ndimage.label(labels[box] == label, structure=_EIGHT)
             out[label] = (box, pieces, n)
     return out
 
 
-def split_cut_cells(canvas: Canvas, before: dict[int, int]) -> list[int]:
+def split_cut_cells(canvas: Canvas, before: dict[int, int],
+                    near: tuple[slice, slice] | None = None) -> list[int]:
     """After an edit: each cell of `before` ({id: pieces it had before the edit}) that now has
     more 8-connected pieces than before becomes one cell per piece. The largest piece keeps
     the id, every other piece gets a new id and the same class, and pieces of `MIN_PIECE`
-    pixels or fewer are cleared. Returns the new ids (ascending, deterministic)."""
+    pixels or fewer are cleared. Returns the new ids (ascending, deterministic). `near`: the
+    edit's box (see `_pieces`)."""
     new_ids: list[int] = []
     next_label = canvas.next_label
-    for label, (box, pieces, n) in sorted(_pieces(canvas.labels, list(before)).items()):
+    for label, (box, pieces, n) in sorted(_pieces(canvas.labels, list(before), near).items()):
         if n <= before[label]:
             continue
         view = canvas.labels[box]
@@ -289,10 +316,18 @@ def split_cut_cells(canvas: Canvas, before: dict[int, int]) -> list[int]:
     return new_ids
 
 
-def _pieces_before(labels: np.ndarray, area: np.ndarray, but: int = 0) -> dict[int, int]:
+def _box_of(area: np.ndarray) -> tuple[slice, slice] | None:
+    rows, cols = np.flatnonzero(area.any(1)), np.flatnonzero(area.any(0))
+    if not rows.size:
+        return None
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def _pieces_before(labels: np.ndarray, area: np.ndarray, near: tuple[slice, slice] | None,
+                   but: int = 0) -> dict[int, int]:
     """{cell id: number of pieces} of the cells an edit over `area` is about to touch."""
-    return {label: n for label, (_b, _p, n) in _pieces(labels, _cells_in(labels, area, but))
-            .items()}
+    return {label: n for label, (_b, _p, n) in
+            _pieces(labels, _cells_in(labels, area, but), near).items()}
 
 
 def _area(edit: dict, shape: tuple[int, int], scale: float) -> np.ndarray:
@@ -326,9 +361,10 @@ def apply_edit(canvas: Canvas, edit: dict, scale: float = 1.0) -> Canvas:
             area = shape_area(edit["shape"], labels.shape, scale)
         else:
             area = _area(edit, labels.shape, scale)
-        before = _pieces_before(labels, area, but=label)
+        near = _box_of(area)
+        before = _pieces_before(labels, area, near, but=label)
         labels[area] = label
-        split_cut_cells(canvas, before)
+        split_cut_cells(canvas, before, near)
         if op == "add":
             cls = int(edit.get("cls") or 0)
             if cls:
@@ -337,9 +373,10 @@ def apply_edit(canvas: Canvas, edit: dict, scale: float = 1.0) -> Canvas:
                 canvas.classes.pop(label, None)
     elif op == "erase":
         area = _area(edit, labels.shape, scale)
-        before = _pieces_before(labels, area)
+        near = _box_of(area)
+        before = _pieces_before(labels, area, near)
         labels[area] = 0
-        split_cut_cells(canvas, before)
+        split_cut_cells(canvas, before, near)
     elif op == "delete":
         labels[labels == int(edit["label"])] = 0
         canvas.classes.pop(int(edit["label"]), None)
@@ -382,19 +419,22 @@ def apply_edits(canvas: Canvas, edits: list[dict], scale: float = 1.0) -> Canvas
     return canvas
 
 
+def label_values(labels: np.ndarray) -> np.ndarray:
+    """The distinct values of a label image, sorted, from its runs of equal values (cells are
+    runs along the rows): on a 2048² image 3 ms, where a bincount over every pixel took 12
+    ms and skimage's relabel_sequential with np.unique 85 ms."""
+    flat = np.ascontiguousarray(labels).ravel()
+    if not flat.size:
+        return np.zeros(0, np.int64)
+    starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    return np.unique(np.concatenate((flat[:1], flat[starts])))
+
+
 def finish(canvas: Canvas) -> tuple[np.ndarray, dict[str, int]]:
     """Labels numbered 1..N without gaps (uint16, uint32 above 65535 cells) and the class
-    map keyed by the new ids (as strings, for JSON)."""
+    map keyed by the new ids (as strings, for JSON). Below 0 is background."""
     labels = canvas.labels
-    # the ids in use, from the runs of equal labels along the rows (a save of a 2048² image
-    # took 85 ms in skimage's relabel_sequential and np.unique, 12 ms in one bincount over
-    # every pixel, 3 ms this way); below 0 is background
-    flat = labels.ravel()
-    if flat.size:
-        starts = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-        values = np.unique(np.concatenate((flat[:1], flat[starts])))
-    else:
-        values = np.zeros(0, np.int64)
+    values = label_values(labels)
     ids = values[values > 0].astype(np.int64)
     n = int(ids.size)
     dtype = np.uint16 if n <= 65535 else np.uint32

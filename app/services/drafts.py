@@ -371,7 +371,7 @@ def annotation_canvas(store: BlobStore, ann: Annotation | None, image: Image) ->
 
 
 def _result(draft: Draft, canvas: Canvas, label: int | None) -> EditResult:
-    return EditResult(draft.rev, label, count_labels(np.maximum(canvas.labels, 0)),
+    return EditResult(draft.rev, label, count_labels(canvas.labels),
                       len(canvas.points), bool(draft.edits), bool(draft.undone))
 
 
@@ -660,7 +660,7 @@ def counts(session: Session, actor: Actor, config: Config, store: BlobStore,
         latest = queries.newest_annotation(session, image.id)
         return (latest.n_cells or 0, len(latest.points or [])) if latest else (0, 0)
     canvas = canvas_for(config, store, draft, image)
-    return count_labels(np.maximum(canvas.labels, 0)), len(canvas.points)
+    return count_labels(canvas.labels), len(canvas.points)
 
 
 def discard(session: Session, actor: Actor, config: Config, image_id: int) -> None:

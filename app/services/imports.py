@@ -31,6 +31,7 @@ from storage.points import PointsError, RawPoint, from_labelstudio, read_points_
 from storage.readers import (DEFAULT_MAX_BYTES, ImageData, ImageReadError, read_image_bytes,
                              read_labels_bytes)
 from app.imaging.render import downsample, downsample_factor
+from app.imaging.shapes import label_values
 
 PREVIEW_SIDE = 2048  # images larger than this also get a downsampled preview blob
 
@@ -66,8 +67,8 @@ class ImportFile:
 
 
 def count_labels(labels: np.ndarray) -> int:
-    """Number of distinct non-zero labels (instances) in a label image."""
-    return int(np.count_nonzero(np.bincount(labels.ravel())[1:])) if labels.size else 0
+    """Number of distinct labels above 0 (instances) in a label image."""
+    return int(np.count_nonzero(label_values(labels) > 0))
 
 
 def _labels_for(item: ImportFile, zcyx_shape: tuple, max_pixels: int,

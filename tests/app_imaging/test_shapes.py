@@ -189,3 +189,39 @@ def test_ellipse_fills_its_corner_to_corner_box_like_the_rectangle():
     rows, cols = np.nonzero(ellipse)
     assert (rows.min(), rows.max(), cols.min(), cols.max()) == (3, 12, 2, 21)
     assert not (ellipse & ~rect).any() and ellipse[8, 12]
+
+
+def test_a_cut_cell_longer_than_the_search_window_is_split_whole():
+    """Cells touched by an edit are looked for in a window around it; a cell that leaves the
+    window is looked for in the whole image, so both halves of a long bar cut in the middle
+    are whole cells."""
+    canvas = apply_edits(Canvas.blank((400, 600)), [_rect_cell(1, 0, 100, 600, 110)])
+    apply_edits(canvas, [{"op": "erase", "width": 4,
+                          "shape": {"type": "path", "path": "M300,90L300,120"}}])
+    left, right = canvas.labels[105, :290], canvas.labels[105, 310:]
+    assert set(np.unique(left)) | set(np.unique(right)) == {1, 2}
+    assert len(np.unique(left)) == 1 and len(np.unique(right)) == 1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_edits_give_the_same_cells_with_and_without_the_search_window(seed, monkeypatch):
+    """Small cells on a large canvas, random strokes that cut, join and cover them: the
+    windowed search gives exactly what searching the whole image gives."""
+    from app.imaging import shapes
+    rng = np.random.default_rng(seed)
+    edits = []
+    for k in range(1, 40):
+        x, y = rng.integers(0, 560), rng.integers(0, 360)
+        edits.append(_rect_cell(k, int(x), int(y), int(x + rng.integers(8, 40)),
+                                int(y + rng.integers(8, 40))))
+    for k in range(12):
+        x0, y0, x1, y1 = (int(v) for v in rng.integers(0, 400, 4))
+        path = {"type": "path", "path": f"M{x0},{y0}L{x1},{y1}"}
+        edits.append({"op": "erase", "width": 3, "shape": path} if k % 2 else
+                     {"op": "add", "label": 100 + k, "shape": {
+                         "type": "rect", "x0": x0, "y0": y0, "x1": x0 + 30, "y1": y0 + 6}})
+    windowed = apply_edits(Canvas.blank((400, 600)), edits)
+    monkeypatch.setattr(shapes, "_window", lambda labels, cells, near, margin=64: None)
+    whole = apply_edits(Canvas.blank((400, 600)), edits)
+    assert np.array_equal(windowed.labels, whole.labels)
+    assert windowed.classes == whole.classes
