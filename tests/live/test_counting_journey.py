@@ -1,7 +1,8 @@
 """Issue 23, walked in headless Chromium against CellLoop started as run.sh starts it: a
 points project made and filled from the command line (create-project --mode points, import
 --points), trained by a reviewer from the Learning page (a counting model, on the job
-worker), predicted from the Models page; the project page then counts every image per
+worker), its calibrated interval shown and its ONNX export downloaded and predicted from
+the Models page; the project page then counts every image per
 group, with a CSV download; an annotator's "Use model suggestion" puts the model's points on
 screen; a viewer cannot train. Journey tier (`-m journey`)."""
 import csv
@@ -68,6 +69,19 @@ def test_a_points_project_is_trained_predicted_and_counted_in_the_browser(live, 
         '"kind": "counting"') >= 0
 
     person.go(f"/projects/{pid}/models", ready="#models-predict-all")
+    # the version's row says its calibrated interval, and its ONNX export downloads: the
+    # network outputs the density, and the card inside says how to count with it
+    row = person.wait_text("#models-table", "count error")
+    assert "90% interval: count " in row and "(calibrated on " in row, row
+    href = person.driver.find_element(
+        "css selector", "#models-table a[href$='export.onnx']").get_attribute("href")
+    answer = live.login("rita").get(href, timeout=120)
+    assert answer.status_code == 200, answer.text[:300]
+    import onnx
+    proto = onnx.load_from_string(answer.content)
+    card = {p.key: p.value for p in proto.metadata_props}["model_card"]
+    assert '"kind": "counting"' in card and '"interval"' in card
+    assert [o.name for o in proto.graph.output] == ["density"]
     person.click("#models-predict-all")
     predict_id = job_of(live, "predict", pid)
     assert live.wait_job(predict_id, timeout=300)["state"] == "done"
