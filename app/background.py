@@ -12,10 +12,14 @@ is refused. The service then checks the user's role in the project, exactly as
 Fork safety: a background callback process is forked from a web worker. Web workers never
 run torch (see docs/architecture.md); if torch was loaded anyway, the child limits torch to
 one thread, since OpenMP thread pools do not survive fork (a child once hung for ever in a
-thread barrier while it held the SQLite write lock)."""
+thread barrier while it held the SQLite write lock). The child also writes its log lines to new
+file objects (`_fork_safe_logging`): a buffered file's lock is copied into the child as it was,
+held for ever when another thread of the worker was writing a log line at the moment of the fork."""
 from __future__ import annotations
 
+import io
 import logging
+import os
 import sys
 from typing import Any, Callable, Mapping
 
@@ -27,6 +31,9 @@ from app.tables import User
 
 log = logging.getLogger(__name__)
 SALT = "cellloop-background-actor"
+_HOME_PID = os.getpid()           # the process that imported this module (the web worker)
+_streams_pid: int | None = None   # the forked process whose log streams are already new
+_inherited: list = []             # the parent's streams, kept: never flushed, closed or freed
 MAX_AGE_S = 12 * 3600
 
 
@@ -68,6 +75,54 @@ def session_user(session, server: Flask, cookies: Mapping[str, str] | None) -> U
     return user
 
 
+def _unshared(stream):
+    """`stream`, or a new text file on a duplicate of its descriptor when it is a buffered file:
+    its buffer's lock may have been held by another thread of the parent at the fork (one writing
+    a request's log line, waiting for the GIL), and the child's copy is then never released
+    (seen: the child's first log line waited for ever in FileHandler.emit -> flush ->
+    BufferedWriter.write, on pytest's /dev/null log file handler). The old object is kept
+    unflushed: flushing or freeing it would wait on that lock (the child ends with os._exit)."""
+    buffer = getattr(stream, "buffer", None)
+    if not isinstance(stream, io.TextIOWrapper) or \
+            not isinstance(buffer, (io.BufferedWriter, io.BufferedRandom)):
+        return stream                 # no lock of its own: StringIO, unbuffered files
+    try:
+        fd = os.dup(buffer.raw.fileno())          # takes no lock, unlike stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return stream
+    _inherited.append(stream)
+    return open(fd, "w", buffering=1 if stream.line_buffering else -1,
+                encoding=stream.encoding, errors=stream.errors)
+
+
+def _fork_safe_logging() -> None:
+    """In a process forked from the web worker, once: new streams for sys.stdout, sys.stderr
+    and every logging handler's stream, on the same files (see `_unshared`)."""
+    global _streams_pid
+    pid = os.getpid()
+    if pid in (_HOME_PID, _streams_pid):
+        return
+    _streams_pid = pid
+    new: dict[int, Any] = {}
+
+    def swap(stream):
+        if id(stream) not in new:
+            new[id(stream)] = _unshared(stream)
+        return new[id(stream)]
+    for name in ("stdout", "stderr"):
+        setattr(sys, name, swap(getattr(sys, name)))
+    loggers = [logging.getLogger()] + [logger for logger in
+                                       list(logging.Logger.manager.loggerDict.values())
+                                       if isinstance(logger, logging.Logger)]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler) and handler.stream is not None:
+                try:
+                    handler.stream = swap(handler.stream)    # not setStream: it flushes the old
+                except AttributeError:    # a read-only stream: logging's own sys.stderr handler
+                    pass
+
+
 def _fork_safe_torch() -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
@@ -80,6 +135,7 @@ def run_as(server: Flask, token: str, cookies: Mapping[str, str] | None,
            fn: Callable[..., Any], *args, **kwargs) -> tuple[Any, str | None]:
     """(result, None) or (None, message): `fn(session, user, *args, **kwargs)` committed, for
     the user whose live session sent the request and whose page signed `token`."""
+    _fork_safe_logging()              # before anything in the child logs
     app_state = server.extensions["cellloop"]
     app_state.db.dispose()            # forked process: never reuse the parent's connections
     _fork_safe_torch()

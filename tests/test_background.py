@@ -68,3 +68,54 @@ def test_a_borrowed_token_or_a_logged_out_session_is_refused(server, db, world, 
     owner.post("/logout", data={"csrf_token": form_token(owner, "/logout")})
     _, error = run_as(server, owner_token, as_owner, projects.get_project, world["project_id"])
     assert error == "Your session has ended; log in again."
+
+
+def test_a_child_forked_while_a_thread_writes_a_log_line_can_still_log(tmp_path):
+    """The flake of test_a_suggestion_shown_without_scores_is_scored_afterwards: a background
+    callback forked while another thread of the worker was inside a log write inherits that
+    stream's lock as held, and its own first log line waited for ever. A writer blocked on a
+    full pipe holds the lock here; the child, after `_fork_safe_logging`, logs and exits."""
+    import logging
+    import os
+    import threading
+    import time
+
+    from app import background
+    read_end, write_end = os.pipe()
+    stream = open(write_end, "w")                                   # buffered, as log files are
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("cellloop-fork-test")
+    logger.addHandler(handler)
+    logger.propagate = False
+    writer = threading.Thread(target=lambda: (stream.write("x" * (1 << 20)), stream.flush()),
+                              daemon=True)
+    writer.start()                       # blocks in the write: the pipe holds 64 KiB
+    time.sleep(0.3)
+    pid = os.fork()
+    if pid == 0:                         # the child: what run_as does first, then a log line
+        try:
+            background._fork_safe_logging()
+            logger.warning("child logged")
+            handler.flush()
+        finally:
+            os._exit(0)
+    drained = []
+    drain = threading.Thread(target=lambda: drained.append(
+        b"".join(iter(lambda: os.read(read_end, 1 << 16), b""))), daemon=True)
+    drain.start()
+    deadline = time.time() + 20
+    status = None
+    while time.time() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on the log stream's lock")
+    writer.join(10)
+    logger.removeHandler(handler)
+    stream.close()
+    drain.join(10)
+    assert status == 0 and b"child logged" in drained[0]
