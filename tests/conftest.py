@@ -256,8 +256,19 @@ def pytest_sessionfinish(session, exitstatus):
         import multiprocess
     except ImportError:
         multiprocess = None
+    import os
+
+    import psutil
     for module in filter(None, (multiprocessing, multiprocess)):
         for child in module.active_children():
+            # Dash may already have reaped it (psutil's wait), so multiprocess still counts it
+            # as alive: only a process that is still this one's child is ended
+            try:
+                ours = psutil.Process(child.pid).ppid() == os.getpid()
+            except psutil.Error:
+                ours = False
+            if not ours:
+                continue
             print(f"\nconftest: ended child process {child.pid} ({child.name}) left running "
                   "at the end of the test run", file=sys.stderr)
             child.kill()
