@@ -182,9 +182,9 @@ def _cache_path(config: Config, draft: Draft) -> Path:
 def _keep_cache(config: Config, draft: Draft, canvas: Canvas, keep: int = CACHE_STATES) -> None:
     """Cache the draft's current state; keep the `keep` newest states of the draft."""
     path = _cache_path(config, draft)
-    if path.is_file():
+    try:
         os.utime(path)                    # the same state again (an undo): now the newest
-    else:
+    except FileNotFoundError:             # (or removed a moment ago by another request)
         _write_cache(path, canvas, path.stem)
     states = sorted(path.parent.glob("*.mask"), key=_mtime, reverse=True)
     for old in states[keep:]:
