@@ -561,9 +561,7 @@ def _run(model: CountingModel, x: np.ndarray, mc_samples: int, seed: int | None,
     activation = model.meta["density"].get("activation", "linear")
 
     def fn(t: torch.Tensor) -> torch.Tensor:
-        t = t.to(runtime.device)
-        if runtime.channels_last:
-            t = t.contiguous(memory_format=torch.channels_last)
+        t = _on(runtime, t)
         with torch.no_grad():
             with runtime.autocast():
                 hidden = net.hidden(t)
@@ -583,15 +581,19 @@ def _run(model: CountingModel, x: np.ndarray, mc_samples: int, seed: int | None,
                        batch=runtime.tile_batch, multiple=model.multiple)
 
 
+def _on(runtime: Runtime, t: torch.Tensor) -> torch.Tensor:
+    """A batch of tiles on the runtime's device, in its memory format."""
+    t = t.to(runtime.device)
+    return t.contiguous(memory_format=torch.channels_last) if runtime.channels_last else t
+
+
 def _run_exported(model: CountingModel, x: np.ndarray, tile: int, overlap: int) -> np.ndarray:
     """(1, Y, X) density of an exported model, whose network gives it directly."""
     runtime = model.runtime()
     net = model.module
 
     def fn(t: torch.Tensor) -> torch.Tensor:
-        t = t.to(runtime.device)
-        if runtime.channels_last:
-            t = t.contiguous(memory_format=torch.channels_last)
+        t = _on(runtime, t)
         with torch.no_grad():
             with runtime.autocast():
                 return net(t).float()
