@@ -172,16 +172,20 @@ def _state(draft: Draft) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def _cache_dir(config: Config, draft: Draft) -> Path:
+    return config.cache_dir / "drafts" / str(draft.id)
+
+
 def _cache_path(config: Config, draft: Draft) -> Path:
     """The cached mask of the draft's current state. Each state has its own file: a rename
     onto a new name costs about 0.5 ms, where replacing the previous file made ext4 flush
     its data first (auto_da_alloc), about 8 ms on every edit and save."""
-    return config.cache_dir / "drafts" / str(draft.id) / f"{_state(draft)}.mask"
+    return _cache_dir(config, draft) / f"{_state(draft)}.mask"
 
 
-def _keep_cache(config: Config, draft: Draft, canvas: Canvas, keep: int = CACHE_STATES) -> None:
-    """Cache the draft's current state; keep the `keep` newest states of the draft."""
-    path = _cache_path(config, draft)
+def _keep_cache(path: Path, canvas: Canvas, keep: int = CACHE_STATES) -> None:
+    """Cache a draft's current state at `path` (`_cache_path`); keep the draft's `keep`
+    newest states."""
     try:
         os.utime(path)                    # the same state again (an undo): now the newest
     except FileNotFoundError:             # (or removed a moment ago by another request)
@@ -200,7 +204,7 @@ def _mtime(path: Path) -> int:
 
 
 def _drop_cache(config: Config, draft: Draft) -> None:
-    shutil.rmtree(_cache_path(config, draft).parent, ignore_errors=True)
+    shutil.rmtree(_cache_dir(config, draft), ignore_errors=True)
 
 
 def _snapshot_canvas(store: BlobStore, label_key: str | None, region_key: str | None,
@@ -360,7 +364,7 @@ def canvas_for(config: Config, store: BlobStore, draft: Draft, image: Image) -> 
     if cached is not None:
         return cached
     canvas = _replay(store, draft, tuple(image.shape[-2:]))
-    _keep_cache(config, draft, canvas)
+    _keep_cache(path, canvas)
     return canvas
 
 
@@ -455,7 +459,7 @@ def record_edit(session: Session, actor: Actor, config: Config, store: BlobStore
     if image.status == ImageStatus.new:
         image.status = ImageStatus.in_progress
     _commit_rev(session, draft)
-    _keep_cache(config, draft, canvas)
+    _keep_cache(_cache_path(config, draft), canvas)
     label = edit.get("label") if edit["op"] in ("add", "brush", "replace", "class") else None
     return _result(draft, canvas, label)
 
@@ -648,7 +652,7 @@ def checkpoint(session: Session, config: Config, draft: Draft, saved: Annotation
     draft.edits = [*draft.edits[:-1], {**draft.edits[-1], "saved_as": saved.id}]
     draft.base_annotation_id = saved.id
     _commit_rev(session, draft)
-    _keep_cache(config, draft, canvas, keep=1)   # one state per saved draft stays
+    _keep_cache(_cache_path(config, draft), canvas, keep=1)   # one state stays once saved
 
 
 def counts(session: Session, actor: Actor, config: Config, store: BlobStore,
