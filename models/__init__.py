@@ -13,7 +13,8 @@ Python API (torch is imported on first use, not at import time):
     count(["a.tif", "b.tif"], "counter.cellloop")   # counting or segmentation model
     # -> [{"image", "count", "low", "high", "n_points", "points": [[x, y], ...]}, ...]
     count("a.tif", "counter.onnx")       # an exported counting model (.pt / .onnx) counts the
-    # same; it has no dropout, so no MC samples: its low == high == count
+    # same; it has no dropout, so no MC samples: low/high are its calibrated interval (card
+    # "interval") or the count itself
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Counts in one format, whatever the model: a counting model (models.counting) gives its
-density's integral, the 5-95% interval of MC-dropout sampled counts (an exported .pt / .onnx
-counting model has no dropout: its interval is the count itself) and its peaks; a
+density's integral, its interval (the 5-95% range of MC-dropout sampled counts, widened to
+the interval calibrated on held-out clicks when the model has one; an exported .pt / .onnx
+counting model has no dropout: only the calibrated one, else the count) and its peaks; a
 segmentation model gives its number of cells (the interval is the count itself) and their
 centroids. Used by `models.count`, the CLI's `predict` (counts.json, counts.csv) and the
 app.
