@@ -13,7 +13,8 @@ as `models.export` does for segmentation models, whose loaders refuse these file
 "counting"); `load_exported` refuses theirs.
 
 An exported model has no dropout left, so it gives no Monte Carlo samples: `count_image`
-counts with it as with `mc_samples=0` (the interval is the count itself).
+counts with it as with `mc_samples=0` (the interval is the calibrated one the card carries,
+`interval`, or the count itself).
 
 Takes any object with `module` (a `models.unet.UNet`), `meta`, `in_channels`, `multiple`,
 `sigma`, `scale`, `count_factor`, `threshold`, `min_distance` and `peak_sigma` (a
