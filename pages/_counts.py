@@ -29,8 +29,9 @@ def section(project_id: int) -> html.Div:
     return html.Div([
         html.H4("Counts"),
         html.P("Cells per image: the annotated count where an image has been annotated, else "
-               "the active model's (after Predict; a counting model's with its 90% interval, "
-               "calibrated on its validation images). Images are grouped by the part of their name the pattern matches "
+               "the active model's (after Predict; a counting model's with its interval: 90%, "
+               "calibrated on its validation images, or for older models the spread of its "
+               "MC-dropout counts). Images are grouped by the part of their name the pattern matches "
                "(its group named 'group', e.g. ^(?P<group>[^_]+) takes \"ctrl\" from "
                "\"ctrl_03.tif\").", className="small text-muted"),
         dbc.Row([
