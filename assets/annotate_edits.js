@@ -20,6 +20,7 @@
     var MASK_ID = "annotate-hide-mask";
     var ACK_TIMEOUT_MS = 20000;         /* no answer by then: the edit is taken back on screen */
     var SHOWN_TIMEOUT_MS = 5000;        /* a kept item leaves the screen by then at the latest */
+    var AFTER_WAIT_MS = 2000;           /* a held click waits for Dash's state this long at most */
     var TARGET = {draw: "annotate-shape-event", polygon: "annotate-polygon-done",
                   reclass: "annotate-reclass", op: "annotate-edit-send"};
     /* buttons that must see every edit first (saving, leaving, replacing the draft) */
@@ -30,7 +31,8 @@
 
     function fresh(page) {
         return {page: page, seq: 0, queue: [], inflight: null, items: [], hist: [], redo: [],
-                histRev: null, paths: {}, info: null, after: [], timer: null, version: 0,
+                histRev: null, unstored: null, paths: {}, info: null, after: [], timer: null,
+                version: 0,
                 view: {shapes: [], hides: [], delta: 0, busy: 0, redo: 0}};
     }
 
@@ -357,16 +359,27 @@
         setProps(it.target, {data: it.payload});
     }
 
+    /* edits on their way, or the last answer not yet in Dash's state */
+    function held() { return busy() > 0 || Q.unstored !== null; }
+
     function drained() {
         if (busy() || !Q.after.length) { return; }
-        var ids = Q.after;
+        var ids = Q.after, until = performance.now() + AFTER_WAIT_MS;
         Q.after = [];
-        setTimeout(function () {
+        /* the buttons' callbacks read the page's state: click once Dash has stored the last
+           answer's (a suggestion clicked right after drawing saw no cell, and did not ask) */
+        function fire() {
+            if (Q.unstored !== null && performance.now() < until) {
+                setTimeout(fire, 16);
+                return;
+            }
+            Q.unstored = null;
             ids.forEach(function (id) {
                 var el = document.getElementById(id);
                 if (el && !el.disabled) { el.click(); }
             });
-        }, 0);
+        }
+        setTimeout(fire, 0);
     }
 
     function forget() { Q.hist = []; Q.redo = []; Q.histRev = null; }
@@ -402,6 +415,7 @@
             it.acked = true;
             it.rev = a.state.rev;
             Q.histRev = a.state.rev;
+            Q.unstored = a.state.rev;
             if (it.shape || it.hide) {
                 setTimeout(function () { if (Q.items.indexOf(it) >= 0) { drop(it); publish(); } },
                            SHOWN_TIMEOUT_MS);
@@ -587,6 +601,7 @@
         st = st || {};
         ensure(info);
         Q.lastSt = st;
+        if (Q.unstored !== null && st.rev === Q.unstored) { Q.unstored = null; }
         window.requestAnimationFrame(watch);
         var p = pending || {}, ro = !(info && info.can_edit), parts = [];
         if (st.n_cells !== null && st.n_cells !== undefined) {
@@ -721,10 +736,11 @@
     /* Saving, leaving or replacing the draft waits for the edits still on their way. */
     document.addEventListener("click", function (ev) {
         var el = ev.target && ev.target.closest ? ev.target.closest("button") : null;
-        if (!el || AFTER_EDITS.indexOf(el.id) < 0 || !busy()) { return; }
+        if (!el || AFTER_EDITS.indexOf(el.id) < 0 || !held()) { return; }
         ev.preventDefault();
         ev.stopImmediatePropagation();
         if (Q.after.indexOf(el.id) < 0) { Q.after.push(el.id); }
+        drained();                      /* nothing on its way: only Dash's state to wait for */
     }, true);
     /* The Select tool chosen (key or button): have the overlay's pixels ready for a click. */
     document.addEventListener("keydown", function (ev) {

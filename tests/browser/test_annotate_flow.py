@@ -225,6 +225,29 @@ def test_suggestion_asks_before_replacing_cells_and_undo_brings_them_back(
     browser.wait_for_contains_text("#annotate-counts", "2 cells", timeout=15)
 
 
+def test_suggestion_clicked_while_a_drawn_cell_is_on_its_way_still_asks(
+        browser, world, db, config, image_id, fake_model, monkeypatch):
+    """The cell count is painted before the server answers; a click on "Use model suggestion"
+    then waits for the answer and Dash's state, so it asks before replacing the cell (it once
+    read the state from before the cell, and replaced it without asking)."""
+    record_edit = drafts.record_edit
+
+    def slow_record_edit(*args, **kwargs):
+        time.sleep(0.8)
+        return record_edit(*args, **kwargs)
+    monkeypatch.setattr(drafts, "record_edit", slow_record_edit)
+    open_workspace(browser, "annotator", image_id)
+    draw_cell(browser)
+    browser.find_element("#annotate-suggest").click()   # at once: the edit is on its way
+    browser.wait_for_contains_text("#annotate-suggest-text", "replaces the 1 cell on screen",
+                                   timeout=15)
+    browser.wait_for_element("#annotate-suggest-keep").click()
+    browser.wait_for_no_elements("#annotate-suggest-keep", timeout=10)
+    browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=10)
+    time.sleep(1)                                       # no suggestion arrives behind it
+    assert browser.find_element("#annotate-counts").text.startswith("1 cells")
+
+
 def import_more(db, config, world, names):
     store = LocalBlobStore(config.blob_dir)
     with db.session_scope() as s:
