@@ -20,6 +20,7 @@
     var MASK_ID = "annotate-hide-mask";
     var ACK_TIMEOUT_MS = 20000;         /* no answer by then: the edit is taken back on screen */
     var SHOWN_TIMEOUT_MS = 5000;        /* a kept item leaves the screen by then at the latest */
+    var HOLD_MAX_MS = 150;              /* a Delete/Undo/Redo click reaches Dash by then */
     var AFTER_WAIT_MS = 2000;           /* a held click waits for Dash's state this long at most */
     var TARGET = {draw: "annotate-shape-event", polygon: "annotate-polygon-done",
                   reclass: "annotate-reclass", op: "annotate-edit-send"};
@@ -725,12 +726,37 @@
         }
     }
 
+    /* The click reaches Dash (its callbacks, the figure redrawn, the request) only once the
+     * browser has shown the painted edit: two frames later. Dash's work in between held the
+     * frame that shows it by 30-60 ms. Clicks keep their order: a later one first lets the
+     * held ones through. */
+    var heldClicks = [], replaying = false;
+
+    function release() {
+        var els = heldClicks;
+        heldClicks = [];
+        replaying = true;
+        try {
+            els.forEach(function (el) { if (!el.disabled) { el.click(); } });
+        } finally { replaying = false; }
+    }
+
     document.addEventListener("click", function (ev) {
+        if (replaying) { return; }
         var el = ev.target && ev.target.closest ? ev.target.closest("button") : null;
         if (!el || el.disabled) { return; }
         var kind = {"annotate-delete": "delete", "annotate-undo": "undo",
                     "annotate-redo": "redo"}[el.id];
-        if (kind) { fast(kind); }
+        if (!kind) { return; }
+        if (heldClicks.length) { release(); }
+        fast(kind);
+        ev.preventDefault();
+        ev.stopImmediatePropagation();
+        heldClicks.push(el);
+        window.requestAnimationFrame(function () {
+            window.requestAnimationFrame(function () { setTimeout(release, 0); });
+        });
+        setTimeout(release, HOLD_MAX_MS);           /* no frames in a hidden tab */
     }, true);
 
     /* Saving, leaving or replacing the draft waits for the edits still on their way. */
