@@ -318,7 +318,12 @@ def test_the_draft_cache_keeps_the_last_states_so_undo_replays_nothing(
     assert drafts.undo(session, anna, config, store, image_id).n_cells == 2
     assert drafts.undo(session, anna, config, store, image_id).n_cells == 1   # not kept
     assert replays == [1]
+    before = drafts._cache_path(config, drafts.find_draft(session, anna, image_id))
+    written = []
+    real_write = drafts._write_cache
+    monkeypatch.setattr(drafts, "_write_cache", lambda *a: written.append(1) or real_write(*a))
     annotations.save(session, anna, config, store, image_id)
-    assert len(list(folder.iterdir())) == 1
+    assert list(folder.iterdir()) == [before]                  # a save does not change the mask
+    assert written == [] and replays == [1]                    # nor write or replay it
     drafts.discard(session, anna, config, image_id)
     assert not folder.exists()
