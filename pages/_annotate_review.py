@@ -75,7 +75,9 @@ def score_suggestion(go, info):
 clientside_callback(
     """function(scored, st) {
         if (!scored || !st) { return dash_clientside.no_update; }
-        return Object.assign({}, st, {rev: Math.max(st.rev || 0, scored.rev)});
+        /* after a save the page's rev is "v<version>", which is no number */
+        var rev = typeof st.rev === "number" ? Math.max(st.rev, scored.rev) : scored.rev;
+        return Object.assign({}, st, {rev: rev});
     }""",
     Output(STATE, "data", allow_duplicate=True), Input(SCORED, "data"), State(STATE, "data"),
     prevent_initial_call=True)
