@@ -551,7 +551,11 @@
         if (!ask || !st) { return [nu(), nu()]; }
         ensure(info);
         validate(st);
+        /* the cell's outline in its new class's colour until the overlay shows it */
+        var path = st.selected ? (st.path || Q.paths[st.selected] || null) : null;
         var it = make("class", {hist: {kind: "other"},
+                                shape: path ? pendingShape({type: "path", path: path},
+                                                           colour(info, ask.cls)) : null,
                                 rollback: {selected: st.selected, selected_cls: st.selected_cls}});
         var v = submit(it, TARGET.reclass, {cls: ask.cls, t: ask.t, label: st.selected || 0});
         return [st.selected ? Object.assign({}, st, {selected_cls: ask.cls}) : nu(), v];

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.permissions import SYSTEM
 from app.services import drafts, projects
-from app.tables import Draft, Image
+from app.tables import Draft, Image, Project
 from storage.blobstore import LocalBlobStore
 from tests.browser.test_annotate_flow import (click_image_at, open_workspace, press,
                                               wait_for_dragmode)
@@ -190,6 +190,43 @@ def test_a_clicked_cell_is_highlighted_before_the_server_answers(browser, world,
     wait_text(browser, lambda t: "selected" not in t)
     assert not browser.driver.execute_script(
         "return !!document.querySelector('#annotate-graph image.annotate-fast-selected')")
+
+
+PENDING_COLOURS = (f"return ({GD}.layout.shapes || []).filter(function (s) {{"
+                   " return s.name === 'annotate-pending'; }).map(function (s) {"
+                   " return s.line.color; });")
+
+
+def test_a_reclassified_cell_shows_its_new_colour_before_the_server_answers(
+        browser, world, db, config, image_id, monkeypatch):
+    with db.session_scope() as s:
+        s.get(Project, world["project_id"]).classes = [{"name": "nucleus", "color": "#ff0000"},
+                                                       {"name": "mitosis", "color": "#00ff00"}]
+        drafts.record_edit(s, actor(s, "annotator"), config, LocalBlobStore(config.blob_dir),
+                           image_id, {"op": "add", "shape": {"type": "rect", "x0": 20,
+                                                             "y0": 20, "x1": 60, "y1": 50}})
+    open_workspace(browser, "annotator", image_id)
+    wait_text(browser, lambda t: "1 cells" in t)
+    press(browser, "s")
+    wait_for_dragmode(browser, "pan")
+    click_image_at(browser, 40, 35)
+    wait_text(browser, lambda t: "cell 1 selected (nucleus)" in t)
+    slow(monkeypatch, 1.5)
+    t0 = time.perf_counter()
+    press(browser, "2", modifier=Keys.SHIFT)
+    WebDriverWait(browser.driver, 5, poll_frequency=0.02).until(
+        lambda d: d.execute_script(PENDING_COLOURS) == ["#00ff00"])
+    assert time.perf_counter() - t0 < 1.0
+    assert "saving" in counts_text(browser)                      # not answered yet
+    with db.session_scope() as s:
+        assert drafts.cell_at(s, actor(s, "annotator"), config, LocalBlobStore(config.blob_dir),
+                              image_id, 40, 35)[2] == 0
+    wait_text(browser, lambda t: "saving" not in t and "(mitosis)" in t)
+    with db.session_scope() as s:
+        assert drafts.cell_at(s, actor(s, "annotator"), config, LocalBlobStore(config.blob_dir),
+                              image_id, 40, 35)[2] == 1
+    # the server's overlay, in the new colour, takes over from the dotted outline
+    WebDriverWait(browser.driver, 10).until(lambda d: d.execute_script(PENDING_COLOURS) == [])
 
 
 def test_save_waits_for_the_edits_still_on_their_way(browser, world, db, config, image_id,
