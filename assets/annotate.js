@@ -27,6 +27,13 @@
         return false;
     }
 
+    /* Undo, Redo, Delete keys: through the edit queue, which lets a key wait for a button
+     * that Dash has not enabled yet (Redo pressed right after Undo). */
+    function edit(id) {
+        var E = window.CellLoopEdits;
+        return E && E.press ? E.press(id) : click(id);
+    }
+
     document.addEventListener("mousedown", function (ev) {
         var gd = plot();
         down = null;
@@ -76,9 +83,9 @@
         if (ctrl && key === "s") { ev.preventDefault(); click("annotate-save"); return; }
         if (typing) { return; }
         if (ctrl && (key === "y" || (key === "z" && ev.shiftKey))) {
-            ev.preventDefault(); click("annotate-redo"); return;
+            ev.preventDefault(); edit("annotate-redo"); return;
         }
-        if (ctrl && key === "z") { ev.preventDefault(); click("annotate-undo"); return; }
+        if (ctrl && key === "z") { ev.preventDefault(); edit("annotate-undo"); return; }
         if (ctrl || ev.altKey) { return; }
         var n = digit(ev);
         if (n >= 0) {
@@ -99,7 +106,7 @@
             return;
         }
         if (key === "delete" || key === "backspace") {
-            if (click("annotate-delete")) { ev.preventDefault(); }
+            if (edit("annotate-delete")) { ev.preventDefault(); }
             return;
         }
         if (key === "escape") { click("annotate-deselect"); return; }

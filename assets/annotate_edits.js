@@ -20,6 +20,7 @@
     var MASK_ID = "annotate-hide-mask";
     var ACK_TIMEOUT_MS = 20000;         /* no answer by then: the edit is taken back on screen */
     var SHOWN_TIMEOUT_MS = 5000;        /* a kept item leaves the screen by then at the latest */
+    var LATE_KEY_MS = 600;              /* a key waits this long for its button */
     var HOLD_MAX_MS = 150;              /* a Delete/Undo/Redo click reaches Dash by then */
     var AFTER_WAIT_MS = 2000;           /* a held click waits for Dash's state this long at most */
     var TARGET = {draw: "annotate-shape-event", polygon: "annotate-polygon-done",
@@ -340,7 +341,7 @@
     function submit(it, target, payload) {
         it.target = target;
         it.payload = Object.assign({}, payload, {seq: it.seq});
-        it.t = performance.now();
+        it.t = touched = performance.now();
         Q.items.push(it);
         Q.queue.push(it);
         if (it.hist) {                     /* a new edit: what Undo would take back */
@@ -745,6 +746,42 @@
         } finally { replaying = false; }
     }
 
+    /* A key for a button Dash has not enabled yet, pressed while the page catches up with an
+     * edit made a moment ago (Redo right after Undo: the Redo button is enabled only once
+     * Dash has the Undo), waits for the button, in the order the keys came, LATE_KEY_MS at
+     * most. Before, such a key was dropped. */
+    var lateKeys = [], touched = -1e9;
+
+    function catchingUp() {
+        return heldClicks.length > 0 || busy() > 0 || performance.now() - touched < LATE_KEY_MS;
+    }
+
+    function press(id) {
+        var el = document.getElementById(id);
+        if (!el) { return false; }
+        if (!el.disabled && !lateKeys.length) { el.click(); return true; }
+        if (!lateKeys.length && !catchingUp()) { return false; }   /* disabled for real */
+        lateKeys.push({id: id, until: performance.now() + LATE_KEY_MS});
+        if (lateKeys.length === 1) { setTimeout(pressLate, 0); }
+        return true;
+    }
+
+    function pressLate() {
+        if (heldClicks.length) { release(); }
+        while (lateKeys.length) {
+            var k = lateKeys[0], el = document.getElementById(k.id);
+            if (el && !el.disabled) {
+                lateKeys.shift();
+                el.click();
+            } else if (!el || performance.now() > k.until) {
+                lateKeys.shift();
+            } else {
+                setTimeout(pressLate, 16);
+                return;
+            }
+        }
+    }
+
     document.addEventListener("click", function (ev) {
         if (replaying) { return; }
         var el = ev.target && ev.target.closest ? ev.target.closest("button") : null;
@@ -753,6 +790,7 @@
                     "annotate-redo": "redo"}[el.id];
         if (!kind) { return; }
         if (heldClicks.length) { release(); }
+        touched = performance.now();
         fast(kind);
         ev.preventDefault();
         ev.stopImmediatePropagation();
@@ -784,7 +822,7 @@
     });
 
     window.CellLoopEdits = {op: op, polygon: polygon, reclass: reclass, busy: busy,
-                            selectAt: selectAt,
+                            selectAt: selectAt, press: press,
                             state: function () { return Q; }};
     window.dash_clientside = window.dash_clientside || {};
     window.dash_clientside.cellloop_annotate = {render: render, counts: counts,

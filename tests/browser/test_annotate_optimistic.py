@@ -5,6 +5,7 @@ screen shows."""
 import time
 
 import pytest
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import select
@@ -163,6 +164,28 @@ def test_a_burst_of_edits_lands_in_order_with_the_count_on_screen(browser, world
     last = int(canvas.labels[34, 42])
     assert last and last == int(canvas.labels.max())           # the later cell is on top
     WebDriverWait(browser.driver, 15).until(lambda d: d.execute_script(PENDING_SHAPES) == 0)
+
+
+def test_undo_then_redo_pressed_back_to_back_both_land(browser, world, db, config,
+                                                      image_id):
+    """Ctrl+Z then Ctrl+Y at once: Redo is pressed before Dash has seen the Undo (its click
+    reaches Dash after the undo is painted), while the Redo button is still disabled; the
+    key waits for it instead of being dropped."""
+    open_workspace(browser, "annotator", image_id)
+    wait_text(browser, lambda t: "0 cells" in t)
+    press(browser, "d")
+    wait_for_dragmode(browser, "drawclosedpath")
+    draw(browser, square(10, 10, 20))
+    wait_text(browser, lambda t: "1 cells" in t and "saving" not in t)
+    assert browser.find_element("#annotate-redo").get_attribute("disabled") is not None
+    ActionChains(browser.driver).key_down(Keys.CONTROL).send_keys("z").send_keys("y") \
+        .key_up(Keys.CONTROL).perform()
+    text = wait_text(browser, lambda t: "saving" not in t, timeout=15)
+    assert "1 cells" in text, text
+    assert server_counts(db, config, image_id) == (1, 0)
+    with db.session_scope() as s:
+        draft = s.scalar(select(Draft).where(Draft.image_id == image_id))
+        assert [e.get("op") for e in draft.edits] == ["add"] and not draft.undone
 
 
 def test_a_clicked_cell_is_highlighted_before_the_server_answers(browser, world, db, config,
