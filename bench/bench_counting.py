@@ -25,7 +25,15 @@ the seed; the point model trained (same steps) on the first n tiles only, each a
 annotated region with its clicks (the loss is computed inside the tiles only), for growing
 n; the clicks at which the test MAE first comes within 10% of the full-data model's.
 
+Cross-validation (`--folds K`): the fixed split has only 3 test images, too few to tell
+settings apart, so every image is also a test image once: the patients (the id without its
+last `_NN` part) dealt in sorted order to K folds; per fold the point model is trained and
+LoG tuned on the other folds' images only, and both count the fold's images (whole and
+quarters). MAE +- sd over all 11 images / 44 quarters.
+
     python bench/bench_counting.py                 # writes docs/benchmarks.md
+    python bench/bench_counting.py --folds 3       # + cross-validation, writes it too
+    python bench/bench_counting.py --folds 3 --folds-only   # CV only: prints, writes nothing
     python bench/bench_counting.py --quick         # smoke run: prints, writes nothing
 """
 from __future__ import annotations
@@ -183,6 +191,112 @@ def subset(images, chosen):
             [per[k][0] for k in keys])
 
 
+def patient(image_id: str) -> str:
+    """BM_GRAZ_HE_0001_02 -> BM_GRAZ_HE_0001 (two images of one patient share it)."""
+    return image_id.rsplit("_", 1)[0]
+
+
+def folds_of(ids, k: int) -> list[list[int]]:
+    """Image indices per fold: the sorted patients dealt round-robin to k folds."""
+    patients = sorted({patient(i) for i in ids})
+    fold_of = {p: n % k for n, p in enumerate(patients)}
+    return [[j for j, i in enumerate(ids) if fold_of[patient(i)] == f] for f in range(k)]
+
+
+def cross_validate(ids, images, points, params, k: int, init=None, log=print) -> dict:
+    """Leave-patients-out CV: per fold, LoG tuned and the point model trained on the other
+    folds' images; both count the fold's images, whole and in quarters."""
+    per = {m: {"whole": [None] * len(ids), "quarters": [None] * len(ids)}
+           for m in ("point", "raw", "peaks", "log")}
+    f1s = {"point": [None] * len(ids), "log": [None] * len(ids)}
+    folds, fold_info = folds_of(ids, k), []
+    started = time.perf_counter()
+    for f, test_idx in enumerate(folds):
+        train_idx = [j for j in range(len(ids)) if j not in test_idx]
+        tr_img, tr_pts = [images[j] for j in train_idx], [points[j] for j in train_idx]
+        log_params, _ = count_baseline.tune(tr_img, tr_pts)
+        t = time.perf_counter()
+        model = train_counter(tr_img, tr_pts, params=params, init=init)
+        seconds = time.perf_counter() - t
+        fold_info.append({"fold": f, "test": [ids[j].replace("BM_GRAZ_HE_", "")
+                                              for j in test_idx],
+                          "factor": model.count_factor,
+                          "threshold": model.meta["peaks"]["threshold"],
+                          "selected_step": model.meta["training"].get("selected_step"),
+                          "log": f"{log_params.min_sigma}-{log_params.max_sigma}/"
+                                 f"{log_params.threshold}", "seconds": round(seconds)})
+        for j in test_idx:
+            units = {"whole": [(images[j], points[j])],
+                     "quarters": quarters(images[j], points[j])}
+            for unit, items in units.items():
+                rows = {m: [] for m in per}
+                for image, pts in items:
+                    r = count_image(model, image, mc_samples=0)
+                    found = count_baseline.detect(image, log_params)
+                    rows["point"].append(r.count)
+                    rows["raw"].append(r.count / model.count_factor)
+                    rows["peaks"].append(r.n_points)
+                    rows["log"].append(len(found))
+                    if unit == "whole":
+                        f1s["point"][j], f1s["log"][j] = f1(r.points, pts), f1(found, pts)
+                for m in per:
+                    per[m][unit][j] = rows[m]
+        log(f"fold {fold_info[-1]}: " + "; ".join(
+            f"{ids[j][-7:]} true {len(points[j])} point {per['point']['whole'][j][0]:.0f} "
+            f"LoG {per['log']['whole'][j][0]}" for j in test_idx))
+    truth = {"whole": [len(p) for p in points],
+             "quarters": [len(q) for img, p in zip(images, points)
+                          for _i, q in quarters(img, p)]}
+    out = {"folds": fold_info, "truth": truth, "seconds": time.perf_counter() - started,
+           "f1": {m: float(np.mean(v)) for m, v in f1s.items()}}
+    for m in per:
+        out[m] = {}
+        for unit in ("whole", "quarters"):
+            counts = [c for j in range(len(ids)) for c in per[m][unit][j]]
+            out[m][unit] = {**summary(counts, truth[unit]), "counts": counts}
+    err = {m: np.abs(np.subtract(out[m]["whole"]["counts"], truth["whole"]))
+           for m in ("point", "log")}
+    out["point_better"] = int((err["point"] < err["log"]).sum())
+    log(f"CV point {out['point']['whole']['mae']:.1f} ± {out['point']['whole']['sd']:.1f} "
+        f"({out['point']['quarters']['mae']:.1f} per 600²), raw "
+        f"{out['raw']['whole']['mae']:.1f}, LoG {out['log']['whole']['mae']:.1f} ± "
+        f"{out['log']['whole']['sd']:.1f} ({out['log']['quarters']['mae']:.1f} per 600²), "
+        f"point better on {out['point_better']}/{len(ids)}")
+    return out
+
+
+def cv_lines(cv: dict, ids, k: int) -> list[str]:
+    n, nq = len(cv["truth"]["whole"]), len(cv["truth"]["quarters"])
+    lines = [f"Leave-patients-out cross-validation, {k} folds (patients dealt in sorted order; "
+             "per fold the point model trained and LoG tuned on the other folds' images "
+             f"only, same settings as (a)); every image a test image once. "
+             f"{cv['seconds'] / 60:.1f} min.", "",
+             "| fold | test images | count factor | peak threshold | checkpoint step | "
+             "LoG sigma/threshold | training s |", "|---|---|---|---|---|---|---|"]
+    for f in cv["folds"]:
+        lines.append(f"| {f['fold']} | {', '.join(f['test'])} | {f['factor']:.4f} | "
+                     f"{f['threshold']} | {f['selected_step'] or 'last'} | {f['log']} | "
+                     f"{f['seconds']} |")
+    lines += ["", "| method | images | MAE ± sd | relative error | bias |", "|---|---|---|---|---|"]
+    labels = {"point": "(a) point model, density integral x count factor",
+              "raw": "(a) point model, density integral (factor 1)",
+              "peaks": "(a) point model, number of points found",
+              "log": "(c) LoG blobs, tuned on the fold's training images"}
+    for m, label in labels.items():
+        for unit, name in (("whole", f"{n} x 1200²"), ("quarters", f"{nq} x 600²")):
+            r = cv[m][unit]
+            lines.append(f"| {label} | {name} | {r['mae']:.1f} ± {r['sd']:.1f} | "
+                         f"{100 * r['rel']:.1f}% | {r['bias']:+.1f} |")
+    lines += ["", f"Point F1 (10 px), mean over the {n} images: point model "
+              f"{cv['f1']['point']:.3f}, LoG {cv['f1']['log']:.3f}. The point model's count "
+              f"error is smaller than LoG's on {cv['point_better']} of {n} images.", "",
+              "Per image, true / (a) / (c): " + "; ".join(
+                  f"{i.replace('BM_GRAZ_HE_', '')} {t} / {a:.0f} / {c}" for i, t, a, c in zip(
+                      ids, cv["truth"]["whole"], cv["point"]["whole"]["counts"],
+                      cv["log"]["whole"]["counts"])) + "."]
+    return lines
+
+
 def fmt(r: dict, interval: bool = False) -> str:
     cells = f"{r['mae']:.1f} ± {r['sd']:.1f} | {100 * r['rel']:.1f}% | {r['bias']:+.1f} | " \
         f"{r['f1']:.3f}"
@@ -211,6 +325,10 @@ def main(argv=None) -> None:
                     help="torch threads (1: the machine is shared; 2 threads measured "
                          "10-25x slower under load)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--folds", type=int, default=0,
+                    help="also leave-patients-out cross-validation with this many folds")
+    ap.add_argument("--folds-only", action="store_true",
+                    help="the cross-validation only: prints, writes nothing")
     ap.add_argument("--quick", action="store_true", help="a few steps; prints, writes nothing")
     ap.add_argument("--no-builtin", action="store_true")
     ap.add_argument("--init", choices=("scratch", "builtin"), default="scratch",
@@ -234,6 +352,17 @@ def main(argv=None) -> None:
                             seed=args.seed, threads=args.threads)
     log = print
     timings = {}
+    init = None
+    if args.init == "builtin":
+        from models.builtin import load_builtin
+        init = load_builtin()
+    cv = None
+    if args.folds:
+        cv = cross_validate(ids, images, points, params, args.folds, init, log)
+        timings[f"cross-validation ({args.folds} folds)"] = cv["seconds"]
+        if args.folds_only:
+            print("\n".join(cv_lines(cv, ids, args.folds)))
+            return
 
     t = time.perf_counter()
     log_params, _table = count_baseline.tune(train_images, train_points)
@@ -249,10 +378,6 @@ def main(argv=None) -> None:
         timings["built-in model, test images"] = time.perf_counter() - t
         log(f"builtin {builtin_result['whole']}")
 
-    init = None
-    if args.init == "builtin":
-        from models.builtin import load_builtin
-        init = load_builtin()
     t = time.perf_counter()
     model = train_counter(train_images, train_points, params=params, init=init)
     timings[f"point model training ({args.steps} steps)"] = time.perf_counter() - t
@@ -378,6 +503,8 @@ def main(argv=None) -> None:
     for c in curve:
         body.append(f"| {c['tiles']}{' (all)' if c.get('full') else ''} | {c['clicks']} | "
                     f"{c['whole']:.1f} | {c['quarters']:.1f} | {c['f1']:.3f} |")
+    if cv is not None:
+        body += [""] + cv_lines(cv, ids, args.folds)
     body += ["", (f"Within 10% of the full-data MAE ({target:.1f} or less per 1200² image): "
                   f"first reached at {reached['clicks']} clicks ({reached['tiles']} tiles)."
                   if reached else "Within 10% of the full-data MAE: not reached."), "",
