@@ -317,6 +317,12 @@ def main(argv=None) -> None:
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--holdout", type=float, default=0.0,
+                    help="share of the 256x256 training tiles held out to choose the count "
+                         "factor and peak threshold (and the checkpoint, --select-every)")
+    ap.add_argument("--select-every", type=int, default=0)
+    ap.add_argument("--colour", type=float, default=0.0, help="per-channel colour jitter")
+    ap.add_argument("--count-weight", type=float, default=0.01)
     ap.add_argument("--mc", type=int, default=16)
     ap.add_argument("--curve", default="4,8,16,32,64",
                     help="tiles of 300x300 per learning-curve point (all 128 = full data)")
@@ -349,7 +355,9 @@ def main(argv=None) -> None:
     sets = {"whole": test, "quarters": [q for img, pts in test for q in quarters(img, pts)]}
     params = CountingParams(steps=args.steps, batch=args.batch, patch=args.patch,
                             sigma=args.sigma, width=args.width, depth=args.depth, lr=args.lr,
-                            seed=args.seed, threads=args.threads)
+                            seed=args.seed, threads=args.threads, holdout=args.holdout,
+                            select_every=args.select_every, colour_jitter=args.colour,
+                            count_weight=args.count_weight)
     log = print
     timings = {}
     init = None

@@ -12,6 +12,11 @@ taught as "no cell". The count of an image is the integral of the predicted dens
 `peak_map`) above a threshold, at least 2 sigma apart (`models.density.find_peaks`). Both the factor and the threshold are fitted after training
 on the training regions (`calibrate`): the factor so that the integral matches the clicks
 there (a short training leaves it biased), the threshold so that the number of peaks does.
+With `holdout` > 0 a share of the annotated `holdout_tile` px tiles is kept out of training
+and both are fitted on those tiles instead (a net fits its own training clicks too well for
+the factor fitted there to carry over); with `select_every` the held-out tiles are also
+counted during training and the weights that count them best are kept
+(meta["training"]["selected_step"], ["holdout"]).
 Uncertainty: Monte Carlo dropout of the U-Net's stochastic output layer (the deterministic
 trunk runs once per tile, the output layer `mc_samples` times, as `models.uncertainty`
 does); the interval is the 5-95% range of the sampled counts, and a point's confidence is
@@ -137,6 +142,14 @@ class CountingParams:
     peak_threshold: float = 0.3        # x one isolated cell's peak height, if not calibrated
     calibrate: bool = True             # choose the peak threshold and the count factor on
                                        # the training regions (`calibrate`)
+    colour_jitter: float = 0.0         # per-channel gain/offset jitter (augment_stack)
+    holdout: float = 0.0               # share of the annotated tiles (holdout_tile px square)
+                                       # kept out of training: the count factor and the peak
+                                       # threshold are chosen on them, not on the training
+                                       # regions (which a trained net fits too well)
+    holdout_tile: int = 256
+    select_every: int = 0              # with a holdout: count the held-out tiles every this
+                                       # many steps and keep the weights that count them best
     normalisation: tuple = (1.0, 99.8)
     input_mapping: str | None = None   # e.g. "nuclei-v1" (inherited from `init`)
     precision: str = "auto"            # "auto", "fp32" or "bf16" (models.device)
@@ -276,9 +289,10 @@ class _Sampler:
     (jittered by up to a quarter patch), the rest anywhere in the region."""
 
     def __init__(self, samples: list[_Sample], patch: int, point_fraction: float,
-                 rng: np.random.Generator):
+                 rng: np.random.Generator, colour: float = 0.0):
         self.samples, self.patch, self.point_fraction, self.rng = \
             samples, patch, point_fraction, rng
+        self.colour = colour
         weights = np.array([s.weight for s in samples], np.float64)
         self.p = weights / weights.sum()
         self.valid = [None if s.region is None else np.flatnonzero(s.region.ravel())
@@ -308,7 +322,7 @@ class _Sampler:
                 s.region.astype(np.float32)
             planes = np.stack([crop(s.target, cy, cx, self.patch),
                                crop(mask, cy, cx, self.patch)])
-            img, planes = augment_stack(img, planes, self.rng)
+            img, planes = augment_stack(img, planes, self.rng, self.colour)
             images.append(img)
             targets.append(planes)
         return np.stack(images), np.stack(targets)
@@ -349,6 +363,73 @@ def _samples(images, points, regions, p: CountingParams, mapping_meta: dict) -> 
         weight = float(h * w if region is None else region.sum())
         out.append(_Sample(x, target, region, rc, weight))
     return out
+
+
+HOLDOUT_MARGIN = 32                    # context (px) around a held-out tile when counted
+
+
+def _hold_out(samples: list[_Sample], p: CountingParams, rng: np.random.Generator
+              ) -> tuple[list[_Sample], list[_Sample]]:
+    """Split the annotated area into training samples and held-out tiles: the
+    `holdout_tile` px squares of the images' grids that are mostly (>= half) annotated, a
+    `holdout` share of them drawn at random. A held-out tile becomes a sample of its own
+    (the image cropped with HOLDOUT_MARGIN px of context, the tile as its region, the clicks
+    in it); its pixels leave the training regions. No holdout (the samples unchanged, no
+    tiles) when fewer than 2 tiles would be held out or none would stay for training."""
+    t = int(p.holdout_tile)
+    candidates = []
+    for k, s in enumerate(samples):
+        h, w = s.target.shape
+        for y0 in range(0, h - t + 1, t):
+            for x0 in range(0, w - t + 1, t):
+                annotated = t * t if s.region is None else \
+                    int(s.region[y0:y0 + t, x0:x0 + t].sum())
+                if annotated >= t * t // 2:
+                    candidates.append((k, y0, x0))
+    n = int(round(p.holdout * len(candidates)))
+    if n < 2 or n >= len(candidates):
+        return samples, []
+    held = [candidates[i] for i in sorted(rng.choice(len(candidates), n, replace=False))]
+    removed = [np.zeros(s.target.shape, bool) for s in samples]
+    tiles = []
+    m = HOLDOUT_MARGIN
+    for k, y0, x0 in held:
+        s = samples[k]
+        h, w = s.target.shape
+        removed[k][y0:y0 + t, x0:x0 + t] = True
+        ya, xa, yb, xb = max(0, y0 - m), max(0, x0 - m), min(h, y0 + t + m), min(w, x0 + t + m)
+        region = np.zeros((yb - ya, xb - xa), bool)
+        region[y0 - ya:y0 - ya + t, x0 - xa:x0 - xa + t] = True
+        if s.region is not None:
+            region &= s.region[ya:yb, xa:xb]
+        pts = s.points - [ya, xa]
+        pts = pts[(pts[:, 0] >= 0) & (pts[:, 0] < yb - ya) & (pts[:, 1] >= 0) &
+                  (pts[:, 1] < xb - xa)]
+        pts = pts[region[pts[:, 0], pts[:, 1]]] if len(pts) else pts
+        tiles.append(_Sample(np.ascontiguousarray(s.image[:, ya:yb, xa:xb]),
+                             s.target[ya:yb, xa:xb], region, pts, float(region.sum())))
+    kept = []
+    for s, out in zip(samples, removed):
+        if not out.any():
+            kept.append(s)
+            continue
+        region = (np.ones(out.shape, bool) if s.region is None else s.region) & ~out
+        pts = s.points[region[s.points[:, 0], s.points[:, 1]]] if len(s.points) else s.points
+        if region.any():
+            kept.append(_Sample(s.image, s.target, region, pts, float(region.sum())))
+    return kept, tiles
+
+
+def _count_error(model: "CountingModel", tiles: list[_Sample]) -> tuple[float, float]:
+    """(mean absolute count error over the tiles, factor) with the factor (clicks / integral,
+    clipped as `calibrate` clips it) fitted on the same tiles: how well the density ranks
+    and scales the tiles' counts, whatever its overall bias."""
+    integrals = np.array([float(_run(model, s.image, 0, 0, 512, 64)[0][s.region].sum())
+                          for s in tiles])
+    clicks = np.array([len(s.points) for s in tiles], np.float64)
+    factor = float(np.clip(clicks.sum() / integrals.sum(), 0.5, 2.0)) \
+        if integrals.sum() > 0 else 1.0
+    return float(np.abs(factor * integrals - clicks).mean()), factor
 
 
 def _initial_net(p: CountingParams, in_channels: int, init) -> UNet:
@@ -412,6 +493,11 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
         raise CountingError("all images must have the same number of channels")
     if sum(s.weight for s in samples) == 0:
         raise CountingError("No annotated pixels to train on (every region is empty).")
+    held: list[_Sample] = []
+    if p.holdout > 0:
+        samples, held = _hold_out(samples, p, rng)
+        if held and not sum(len(s.points) for s in held):
+            samples, held = _samples(images, points, regions, p, base_meta), []
     net = _initial_net(p, in_channels, init)
     if p.patch % net.multiple:
         raise CountingError(f"patch {p.patch} is not a multiple of {net.multiple}")
@@ -424,7 +510,7 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
     net.to(runtime.device)
     if runtime.channels_last:
         net.to(memory_format=torch.channels_last)
-    sampler = _Sampler(samples, p.patch, p.point_fraction, rng)
+    sampler = _Sampler(samples, p.patch, p.point_fraction, rng, p.colour_jitter)
     optimiser = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
 
     def anneal(step: int) -> None:
@@ -436,6 +522,21 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
         for group in optimiser.param_groups:
             group["lr"] = p.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, done)))
     losses: list[float] = []
+    selection: list[dict] = []
+    best = {"error": math.inf, "step": None, "state": None}
+    probe = CountingModel(net, {"architecture": net.config,
+                                "density": {"sigma": p.sigma, "scale": p.scale,
+                                            "activation": p.activation}})
+    probe._runtime = runtime
+
+    def select(step: int) -> None:
+        """Count the held-out tiles with the weights now; keep them if they count best."""
+        net.eval()
+        error, factor = _count_error(probe, held)
+        net.train()
+        selection.append({"step": step, "mae": round(error, 3), "factor": round(factor, 4)})
+        if error < best["error"]:
+            best.update(error=error, step=step, state=copy.deepcopy(net.state_dict()))
     started = time.perf_counter()
     net.train()
     try:
@@ -458,12 +559,19 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
             if progress is not None:
                 progress({"phase": "train", "step": step, "steps": p.steps, "loss": losses[-1],
                           "seconds": time.perf_counter() - started})
-            if p.max_seconds is not None and time.perf_counter() - started >= p.max_seconds:
+            out_of_time = p.max_seconds is not None and \
+                time.perf_counter() - started >= p.max_seconds
+            if held and p.select_every > 0 and (step % p.select_every == 0 or
+                                                step == p.steps or out_of_time):
+                select(step)
+            if out_of_time:
                 break                          # the time budget is spent
     finally:
         if p.deterministic and not deterministic_before:
             torch.use_deterministic_algorithms(False)
     seconds = time.perf_counter() - started
+    if best["state"] is not None:              # the checkpoint that counted held-out best
+        net.load_state_dict(best["state"])
     net.eval()
     done = len(losses)                         # fewer than p.steps when the budget ran out
     every = max(1, done // 50)
@@ -475,6 +583,10 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
             "training": {"steps": done, "steps_planned": p.steps,
                          "seconds": round(seconds, 2),
                          "patches_per_s": round(done * p.batch / max(seconds, 1e-9), 2),
+                         "selected_step": best["step"],
+                         "holdout": {"tiles": len(held),
+                                     "clicks": int(sum(len(s.points) for s in held)),
+                                     "selection": selection} if held else None,
                          "n_images": len(samples),
                          "n_points": int(sum(len(s.points) for s in samples)),
                          "annotated_pixels": int(sum(s.weight for s in samples)),
@@ -485,7 +597,7 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
     model = CountingModel(net, json.loads(json.dumps(meta)))     # plain data, as when loaded
     model._runtime = runtime
     if p.calibrate:
-        chosen = calibrate(model, samples, progress)
+        chosen = calibrate(model, held or samples, progress)
         if chosen is not None:
             model.meta["density"]["count_factor"] = chosen.pop("count_factor")
             model.meta["peaks"].update(chosen)

@@ -61,15 +61,21 @@ def find_peaks(density: np.ndarray, threshold: float, min_distance: int,
     return coords.astype(np.int64), density[coords[:, 0], coords[:, 1]]
 
 
-def augment_stack(image: np.ndarray, planes: np.ndarray, rng: np.random.Generator
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def augment_stack(image: np.ndarray, planes: np.ndarray, rng: np.random.Generator,
+                  colour: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(C, P, P) image and (K, P, P) target planes turned and flipped alike; the image's
-    intensity scaled, shifted and gamma-corrected (the targets are not)."""
+    intensity scaled, shifted and gamma-corrected (the targets are not). `colour` > 0 also
+    scales each channel by its own 1 +- colour and shifts it by +- colour / 2 (stain and
+    scanner variation of a colour image; with 0 the random stream is as before)."""
     k = int(rng.integers(4))
     image, planes = np.rot90(image, k, axes=(1, 2)), np.rot90(planes, k, axes=(1, 2))
     if rng.random() < 0.5:
         image, planes = image[:, :, ::-1], planes[:, :, ::-1]
     image = image * rng.uniform(0.8, 1.2) + rng.uniform(-0.1, 0.1)
+    if colour > 0 and image.shape[0] > 1:
+        c = image.shape[0]
+        image = image * rng.uniform(1 - colour, 1 + colour, (c, 1, 1)) + \
+            rng.uniform(-colour / 2, colour / 2, (c, 1, 1))
     if rng.random() < 0.5:
         image = np.sign(image) * np.abs(image) ** rng.uniform(0.7, 1.4)
     return np.ascontiguousarray(image, np.float32), np.ascontiguousarray(planes, np.float32)
