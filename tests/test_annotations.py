@@ -327,3 +327,60 @@ def test_the_draft_cache_keeps_the_last_states_so_undo_replays_nothing(
     assert written == [] and replays == [1]                    # nor write or replay it
     drafts.discard(session, anna, config, image_id)
     assert not folder.exists()
+
+
+def test_a_workspace_save_says_whether_the_overlay_changed(session, config, store, world,
+                                                           three_images, monkeypatch):
+    """A save keeps the draft's edits, so its picture stays (the page keeps the overlay);
+    saving "no cells", or a long history folded into the version, changes it."""
+    anna, first = actor(session, "annotator"), three_images[0]
+    drafts.record_edit(session, anna, config, store, first, {"op": "add", "shape": rect(2, 2, 9, 9)})
+    saved = annotations.save_in_workspace(session, anna, config, store, first)
+    assert saved.version.version == 1 and saved.version.n_cells == 1
+    assert saved.can_undo and not saved.can_redo and not saved.redraw
+    drafts.record_edit(session, anna, config, store, first, {"op": "add", "shape": rect(12, 2, 19, 9)})
+    drafts.undo(session, anna, config, store, first)
+    saved = annotations.save_in_workspace(session, anna, config, store, first)
+    assert saved.version.n_cells == 1 and saved.can_undo and saved.can_redo and not saved.redraw
+    saved = annotations.save_in_workspace(session, anna, config, store, first, empty=True)
+    assert saved.redraw and saved.can_undo and saved.version.n_cells == 0
+    # a history longer than MAX_EDITS / 2 is folded into the saved version: nothing to undo
+    monkeypatch.setattr(drafts, "MAX_EDITS", 6)
+    for k in range(3):
+        drafts.record_edit(session, anna, config, store, first,
+                           {"op": "add", "shape": rect(2 + 4 * k, 12, 5 + 4 * k, 15)})
+    saved = annotations.save_in_workspace(session, anna, config, store, first)
+    assert saved.version.n_cells == 3 and saved.redraw and not saved.can_undo
+
+
+def test_saves_compare_against_the_version_they_build_on_from_memory(session, config, store,
+                                                                     world, three_images):
+    """The mask a save writes is kept decoded (read-only), so the next save's effort count
+    reads it from memory; the counts are the same as from the blob."""
+    from storage import array_cache
+    anna, first = actor(session, "annotator"), three_images[0]
+    drafts.record_edit(session, anna, config, store, first, {"op": "add", "shape": rect(2, 2, 9, 9)})
+    v1 = annotations.save(session, anna, config, store, first)
+    key = session.get(Annotation, v1.id).label_blob_key
+    assert key in array_cache.labels
+    kept = array_cache.labels.get(store, key)
+    assert not kept.flags.writeable and np.array_equal(kept, get_array(store, key))
+    drafts.record_edit(session, anna, config, store, first, {"op": "add", "shape": rect(12, 2, 19, 9)})
+    v2 = annotations.save(session, anna, config, store, first)
+    assert v2.effort["added"] == 1 and v2.effort["kept"] == 1 and v2.effort["deleted"] == 0
+
+
+def test_the_array_cache_is_bounded_and_hands_out_read_only_arrays(store):
+    from storage.array_cache import ArrayCache
+    from storage.blobstore import put_array
+    cache = ArrayCache(max_bytes=2 * 400)
+    keys = [put_array(store, np.full((10, 10), k, np.int32)) for k in range(3)]  # 400 B each
+    for key in keys:
+        cache.get(store, key)
+    assert keys[0] not in cache and keys[1] in cache and keys[2] in cache   # oldest out
+    got = cache.get(store, keys[0])                                        # read again
+    assert (got == 0).all() and keys[1] not in cache
+    with pytest.raises(ValueError):
+        got[0, 0] = 5
+    big = np.zeros((30, 30), np.int32)                  # larger than the whole cache
+    assert cache.remember("k", big) is big and "k" not in cache

@@ -340,3 +340,67 @@ def test_project_page_plots_f1_against_corrections_and_minutes(as_user, db, worl
         figure = page.effort_figure(page.call(effort.effort_curve, pid)[0])
     assert [list(t.x) for t in figure.data] == [[0, 7], [0.0, 3.0]]
     assert list(figure.data[0].y) == [0.4, 0.8]
+
+
+def _cells(rng, shape, n, start=1):
+    labels = np.zeros(shape, np.uint16)
+    for k in range(start, start + n):
+        y, x = rng.integers(0, shape[0] - 12), rng.integers(0, shape[1] - 12)
+        h, w = rng.integers(4, 12, 2)
+        labels[y:y + h, x:x + w] = k
+    return labels
+
+
+def test_comparing_only_the_changed_rows_counts_as_the_whole_image(monkeypatch):
+    """Given the areas of the base's cells, only the bands of changed rows are compared; the
+    counts equal the whole comparison's for every kind of edit: cells added, deleted (ids
+    kept or renumbered), reshaped, moved, cut in two pieces far apart, re-classified only,
+    nothing changed."""
+    from app.imaging import effort as effort_counts
+    from app.imaging.effort import compare_with_areas
+    rows_compared = []
+    whole = effort_counts._compare
+    monkeypatch.setattr(effort_counts, "_compare", lambda b, n, *a: (
+        rows_compared.append(b.shape[0]), whole(b, n, *a))[1])
+    rng = np.random.default_rng(26)
+    fast_used = 0
+    for trial in range(60):
+        base = _cells(rng, (160, 120), int(rng.integers(5, 40)))
+        new = base.copy()
+        kind = trial % 6
+        top = int(base.max())
+        if kind == 0:                                        # a few cells added
+            for k in range(int(rng.integers(1, 4))):
+                y, x = rng.integers(0, 150), rng.integers(0, 110)
+                new[y:y + 8, x:x + 8] = top + 1 + k
+        elif kind == 1 and top:                              # a cell deleted, ids as they were
+            new[new == rng.integers(1, top + 1)] = 0
+        elif kind == 2 and top:                              # reshaped (grown) and moved
+            cell = new == rng.integers(1, top + 1)
+            new[np.roll(cell, int(rng.integers(1, 6)), axis=1)] = top + 5
+        elif kind == 3 and top:                              # one id, two pieces far apart
+            label = int(rng.integers(1, top + 1))
+            new[150:156, 100:110] = label
+        elif kind == 4 and top:                              # renumbered after a deletion
+            new[new == 1] = 0
+            new[new > 1] -= 1
+        base_classes = {str(k): int(rng.integers(0, 3)) for k in range(1, top + 1, 3)}
+        new_classes = dict(base_classes)
+        if top and kind in (2, 5):                           # class changes, pixels or not
+            new_classes[str(int(rng.integers(1, top + 1)))] = 2
+        expected, areas = compare_with_areas(base, new, base_classes, new_classes)
+        assert expected == compare(base, new, base_classes, new_classes)
+        assert np.array_equal(areas, np.bincount(new.ravel(), minlength=int(new.max()) + 1))
+        base_areas = np.bincount(base.ravel(), minlength=int(base.max()) + 1)
+        rows_compared.clear()
+        got, got_areas = compare_with_areas(base, new, base_classes, new_classes, base_areas)
+        assert got == expected, (trial, kind)
+        assert np.array_equal(got_areas, areas)
+        fast_used += rows_compared[0] < base.shape[0]
+    assert fast_used > 20                  # most edits compared fewer rows than the image
+    # areas that are not the base's are noticed: the whole image is compared instead
+    base = _cells(rng, (160, 120), 20)
+    new = base.copy()
+    new[5:9, 5:9] = 99
+    wrong = np.bincount(base.ravel(), minlength=int(base.max()) + 1) + 3
+    assert compare_with_areas(base, new, base_areas=wrong)[0] == compare(base, new)

@@ -43,19 +43,49 @@ def compare(base: np.ndarray | None, new: np.ndarray | None,
     bounded on huge images, and counts and sorts only the runs of equal (base, new) label
     pairs along the rows, not the pixels (2048², 1,000 cells: 10 ms, where counting every
     pixel took 43 ms)."""
+    return compare_with_areas(base, new, base_classes, new_classes)[0]
+
+
+def compare_with_areas(base: np.ndarray | None, new: np.ndarray | None,
+                       base_classes: dict | None = None, new_classes: dict | None = None,
+                       base_areas: np.ndarray | None = None) -> tuple[dict, np.ndarray | None]:
+    """`compare`, and the pixel area of every label of `new` (index = label id), which the
+    next comparison against `new` may take as its `base_areas`.
+
+    With `base_areas` (the areas of `base`'s labels, as this function returned them), only
+    the rows where the two images differ are compared, widened until they hold every cell
+    that changed: a save after a few edits compares a few bands of rows, not the whole
+    image (2048², 5,000 cells, one cell added: 1-3 ms instead of 16-25 ms). Cells outside
+    those bands are the same pixels under the same id in both images: kept. The result is
+    exactly the whole comparison's; where it cannot be sure (a changed cell with pieces
+    outside the bands, areas that do not add up), it compares the whole image."""
     base, new = _plane(base), _plane(new)
     if base is None and new is None:
-        return dict.fromkeys(KEYS, 0)
+        return dict.fromkeys(KEYS, 0), None
     if base is None:
         base = np.zeros_like(new)
     if new is None:
         new = np.zeros_like(base)
     if base.shape != new.shape:
         raise ValueError(f"Label images differ in shape: {base.shape} vs {new.shape}.")
-    if (base < 0).any() or (new < 0).any():
-        raise ValueError("Label images must not have negative labels.")
-    width = int(new.max()) + 1
-    size_b = int(base.max()) + 1
+    for image in (base, new):
+        if image.dtype.kind != "u" and (image < 0).any():
+            raise ValueError("Label images must not have negative labels.")
+    cls_b = {int(k): int(v) for k, v in (base_classes or {}).items()}
+    cls_n = {int(k): int(v) for k, v in (new_classes or {}).items()}
+    if base_areas is not None and base.ndim == 2:
+        fast = _compare_changed_rows(base, new, cls_b, cls_n, np.asarray(base_areas, np.int64))
+        if fast is not None:
+            return fast
+    counts, _area_b, area_n = _compare(base, new, cls_b, cls_n)
+    return counts, area_n
+
+
+def _compare(base: np.ndarray, new: np.ndarray, cls_b: dict, cls_n: dict
+             ) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The comparison of two whole label images; also the areas of their labels."""
+    width = int(new.max(initial=0)) + 1
+    size_b = int(base.max(initial=0)) + 1
     area_b = np.zeros(size_b, np.int64)
     area_n = np.zeros(width, np.int64)
     found_pairs, found_inter = [], []
@@ -64,6 +94,8 @@ def compare(base: np.ndarray | None, new: np.ndarray | None,
     for y in range(0, base.shape[0], rows):
         b = np.ascontiguousarray(base[y:y + rows]).ravel()
         n = np.ascontiguousarray(new[y:y + rows]).ravel()
+        if not b.size:
+            continue
         # runs of pixels with the same (base, new) label pair, along the rows (a cell is a
         # few runs per row): only the runs are counted and sorted, never every pixel, and
         # the labels are compared in their own (small) dtype
@@ -79,8 +111,12 @@ def compare(base: np.ndarray | None, new: np.ndarray | None,
         found_pairs.append(pairs)
         found_inter.append(np.bincount(where.ravel(), weights=lengths[both],
                                        minlength=pairs.size))
-    pairs, where = np.unique(np.concatenate(found_pairs), return_inverse=True)
-    inter = np.bincount(where.ravel(), weights=np.concatenate(found_inter), minlength=pairs.size)
+    if found_pairs:
+        pairs, where = np.unique(np.concatenate(found_pairs), return_inverse=True)
+        inter = np.bincount(where.ravel(), weights=np.concatenate(found_inter),
+                            minlength=pairs.size)
+    else:
+        pairs, inter = np.zeros(0, np.int64), np.zeros(0)
     cells_b = np.flatnonzero(area_b[1:]) + 1
     cells_n = np.flatnonzero(area_n[1:]) + 1
     pb, pn = pairs // width, pairs % width
@@ -90,8 +126,6 @@ def compare(base: np.ndarray | None, new: np.ndarray | None,
     order = np.argsort(-iou, kind="stable")
     used_b, used_n = set(), set()
     kept = reshaped = reclassified = 0
-    cls_b = {int(k): int(v) for k, v in (base_classes or {}).items()}
-    cls_n = {int(k): int(v) for k, v in (new_classes or {}).items()}
     for i in order:
         lb, ln = int(pb[i]), int(pn[i])
         if lb in used_b or ln in used_n:
@@ -105,8 +139,70 @@ def compare(base: np.ndarray | None, new: np.ndarray | None,
         if cls_b.get(lb, 0) != cls_n.get(ln, 0):
             reclassified += 1
     matched = len(used_b)
-    return {"added": int(cells_n.size - matched), "deleted": int(cells_b.size - matched),
-            "reshaped": reshaped, "kept": kept, "reclassified": reclassified}
+    return ({"added": int(cells_n.size - matched), "deleted": int(cells_b.size - matched),
+             "reshaped": reshaped, "kept": kept, "reclassified": reclassified}, area_b, area_n)
+
+
+GROW_ROWS = 8          # a changed row band grows this many rows at a time
+
+
+def _compare_changed_rows(base: np.ndarray, new: np.ndarray, cls_b: dict, cls_n: dict,
+                          base_areas: np.ndarray) -> tuple[dict, np.ndarray] | None:
+    """`compare_with_areas` on the bands of changed rows only; None where the whole image
+    has to be compared (see there)."""
+    height = base.shape[0]
+    changed = np.flatnonzero((base != new).any(axis=1))
+    width, size_b = int(new.max(initial=0)) + 1, int(base.max(initial=0)) + 1
+    if base_areas.ndim != 1 or base_areas.size != size_b or changed.size > height // 2:
+        return None
+    size = max(width, size_b)
+    in_base = np.bincount(base[changed].ravel(), minlength=size)
+    in_new = np.bincount(new[changed].ravel(), minlength=size)
+    areas = np.zeros(size, np.int64)
+    areas[:size_b] = base_areas
+    areas += in_new - in_base                     # new's areas: base's, changed rows swapped
+    if (areas < 0).any() or areas[width:].any():
+        return None                               # base_areas are not base's
+    area_n = areas[:width]
+    touched = (in_base > 0) | (in_new > 0)        # labels on a changed row, in either image
+    touched[0] = False
+
+    def holds(a: int, b: int) -> bool:            # a changed cell on rows a..b-1
+        return bool(touched[base[a:b]].any() or touched[new[a:b]].any())
+
+    bands = []
+    for run in np.split(changed, np.flatnonzero(np.diff(changed) > GROW_ROWS) + 1):
+        if not run.size:
+            continue
+        top, bottom = int(run[0]), int(run[-1]) + 1
+        while top > 0 and holds(max(0, top - GROW_ROWS), top):
+            top = max(0, top - GROW_ROWS)
+        while bottom < height and holds(bottom, min(height, bottom + GROW_ROWS)):
+            bottom = min(height, bottom + GROW_ROWS)
+        if bands and top <= bands[-1][1]:
+            bands[-1][1] = max(bands[-1][1], bottom)
+        else:
+            bands.append([top, bottom])
+    rows = np.concatenate([np.arange(a, b) for a, b in bands]) if bands else changed
+    counts, band_b, band_n = _compare(base[rows], new[rows], cls_b, cls_n)
+    # every changed cell lies wholly in the bands (else, e.g. a cell in two pieces, compare
+    # it all)
+    t = np.flatnonzero(touched)
+    tb, tn = t[t < size_b], t[t < width]
+    got_b = np.zeros(size_b, np.int64)
+    got_b[:band_b.size] = band_b
+    got_n = np.zeros(width, np.int64)
+    got_n[:band_n.size] = band_n
+    if (got_b[tb] != base_areas[tb]).any() or (got_n[tn] != area_n[tn]).any():
+        return None
+    # the cells outside the bands: the same pixels under the same id in both, so kept
+    outside = (area_n > 0) & (got_n == 0)
+    outside[0] = False
+    counts["kept"] += int(outside.sum())
+    for label in set(cls_b) | set(cls_n):
+        if 0 < label < width and outside[label] and cls_b.get(label, 0) != cls_n.get(label, 0):
+            counts["reclassified"] += 1
+    return counts, area_n
 
 
 def compare_points(base: list | None, new: list | None,

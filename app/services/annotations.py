@@ -8,6 +8,7 @@ a Conflict unless the user asks to save theirs on top (`force`)."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,8 +25,35 @@ from app.services import queries
 from app.states import ImageStatus, ReviewState
 from app.tables import Annotation, Draft, Image, Project, User
 from app.imaging import effort as effort_counts
-from app.imaging.shapes import finish
+from app.imaging.shapes import finish, label_values
+from storage import array_cache
 from storage.blobstore import BlobStore, get_array, put_array
+
+
+
+class _InThread:
+    """`fn(*args)` run in a thread of its own (one per call, not a pool: a pool's idle
+    threads can be stopped under it, as Dash's test server stops every thread it did not
+    start); `result()` waits and answers it, or raises its error."""
+
+    def __init__(self, fn, *args):
+        self._out: tuple = (None, None)
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True,
+                                        name="cellloop-save")
+        self._thread.start()
+
+    def _run(self, fn, args) -> None:
+        try:
+            self._out = (fn(*args), None)
+        except BaseException as error:          # handed to result()
+            self._out = (None, error)
+
+    def result(self):
+        self._thread.join()
+        value, error = self._out
+        if error is not None:
+            raise error
+        return value
 
 
 @dataclass(frozen=True)
@@ -180,16 +208,21 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
                                   "whole image.")
         region_key = put_array(store, canvas.region.astype(np.uint8))
     n_cells = int(labels.max(initial=0))          # finish() numbers the cells 1..N
-    # points without outlines (counting): no mask, so training does not read it as "no cells"
-    label_key = None if canvas.points and not n_cells else put_array(store, labels)
+    # points without outlines (counting): no mask, so training does not read it as "no cells".
+    # The mask is compressed and written (fsync) in a thread while the effort is counted.
+    writing = None if canvas.points and not n_cells else _InThread(put_array, store, labels)
     points = [list(p) for p in canvas.points]
     now = drafts.clock()                          # the save is an activity event
     activity = drafts.activity_after(draft, now)
     # an untouched draft shows the newest version itself: no new version, nothing to count
     unchanged = (not empty and latest is not None and draft.base_annotation_id == latest.id
                  and drafts.untouched(draft))
-    effort = None if unchanged else _effort(session, store, draft, labels, classes, points,
-                                            activity["seconds"])
+    try:
+        effort = None if unchanged else _effort(session, store, draft, labels, classes, points,
+                                                activity["seconds"])
+    finally:
+        label_key = None if writing is None else writing.result()
+    _remember(label_key, labels, effort)
     # The slow part (replaying the draft, compressing and writing blobs) is done; only now is
     # the lease written, so the write transaction lasts no longer than the inserts below.
     # Two saves of this image (two web workers, two hosts) go one after the other from here:
@@ -220,6 +253,8 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
                        "as a new version.")
     if effort is None:                            # (an untouched draft that still differs)
         effort = _effort(session, store, draft, labels, classes, points, activity["seconds"])
+        _remember(label_key, labels, effort)
+    effort = {k: v for k, v in effort.items() if k != AREAS}
     source, model_version_id = drafts.source_of(session, draft)
     ann = Annotation(
         image_id=image.id, version=queries.next_version(session, image.id),
@@ -239,22 +274,63 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
     return _version(session, ann)
 
 
+@dataclass(frozen=True)
+class Saved:
+    """A save from the workspace: the version, and what the page shows of the draft after."""
+    version: Version
+    can_undo: bool
+    can_redo: bool
+    redraw: bool            # the draft's overlay changed (saved empty, or its history folded)
+
+
+def save_in_workspace(session: Session, actor: Actor, config: Config, store: BlobStore,
+                      image_id: int, force: bool = False, empty: bool = False) -> Saved:
+    """`save`, and the draft's undo/redo state after it. A save keeps the draft's edits
+    (`drafts.checkpoint`), so its overlay looks the same and the page need not load it
+    again, unless the save cleared the draft (`empty`) or folded a long history into the
+    version (then a suggestion's colours for unchecked cells are gone too)."""
+    before = drafts.find_draft(session, actor, image_id)
+    had_edits = bool(before is not None and before.edits)
+    version = save(session, actor, config, store, image_id, force=force, empty=empty)
+    draft = drafts.find_draft(session, actor, image_id)
+    edits = bool(draft is not None and draft.edits)
+    return Saved(version, edits, bool(draft is not None and draft.undone),
+                 empty or (had_edits and not edits))
+
+
+AREAS = "_areas"         # (in `_effort`'s answer only) the saved mask's cell areas
+
+
+def _remember(label_key: str | None, labels: np.ndarray, effort: dict | None) -> None:
+    """Keep the mask just written (and its cells' areas) in memory: the next save of this
+    image compares against it."""
+    if label_key is None:
+        return
+    array_cache.labels.remember(label_key, labels)
+    if effort is not None and effort.get(AREAS) is not None:
+        array_cache.areas.remember(label_key, effort[AREAS])
+
+
 def _effort(session: Session, store: BlobStore, draft: Draft, labels: np.ndarray,
             classes: dict, points: list, active_seconds: float) -> dict:
     """What this save changes against what the annotator started from (the suggestion or
-    the version the draft builds on; `app.imaging.effort` has the matching rule)."""
+    the version the draft builds on; `app.imaging.effort` has the matching rule). With the
+    start's cell areas in memory (the previous save of this image left them), only the rows
+    that changed are compared. The answer also holds the new mask's cell areas (AREAS)."""
     start = drafts.start_of(session, draft)
-    base = get_array(store, start.label_key) if start.label_key else None
+    base = array_cache.labels.get(store, start.label_key) if start.label_key else None
+    base_areas = None
     if base is not None:
+        base_areas = array_cache.areas.peek(start.label_key) if base.ndim == 2 else None
         base = base if base.ndim == 2 else base.reshape(-1, *base.shape[-2:])[0]
         if base.shape != labels.shape:        # not comparable: counted as from empty
-            base = None
-    counts = effort_counts.combine(
-        effort_counts.compare(base, labels, start.classes, classes),
-        effort_counts.compare_points(start.points, points))
+            base, base_areas = None, None
+    cells, areas = effort_counts.compare_with_areas(base, labels, start.classes, classes,
+                                                    base_areas)
+    counts = effort_counts.combine(cells, effort_counts.compare_points(start.points, points))
     return {**counts, "corrections": counts["added"] + counts["deleted"] + counts["reshaped"],
             "active_seconds": round(float(active_seconds), 1), "base": start.kind,
-            "base_model_version_id": start.model_version_id}
+            "base_model_version_id": start.model_version_id, AREAS: areas}
 
 
 def _same_content(store: BlobStore, ann: Annotation, labels: np.ndarray | None,
@@ -263,7 +339,6 @@ def _same_content(store: BlobStore, ann: Annotation, labels: np.ndarray | None,
     Compared as arrays, not blob keys: keys of versions saved by an older release (plain
     .npy blobs) differ from today's, and imported masks may number their cells with gaps
     (`finish` renumbers 1..N), so equal content can have different keys."""
-    from skimage.segmentation import relabel_sequential
     if [list(p) for p in (ann.points or [])] != points:
         return False
     if (ann.region_blob_key is None) != (region is None):
@@ -277,10 +352,10 @@ def _same_content(store: BlobStore, ann: Annotation, labels: np.ndarray | None,
         return True
     if int(labels.max(initial=0)) != (ann.n_cells or 0):   # finish() numbers cells 1..N
         return False                                        # (most saves stop here, unread)
-    stored = get_array(store, ann.label_blob_key)
+    stored = array_cache.labels.get(store, ann.label_blob_key)
     if stored.shape != labels.shape:
         return False
-    relabelled, forward, _ = relabel_sequential(stored)
+    relabelled, forward = _sequential(stored)
     if not np.array_equal(relabelled, labels):
         return False
     stored_classes = {}
@@ -289,6 +364,18 @@ def _same_content(store: BlobStore, ann: Annotation, labels: np.ndarray | None,
         if 0 < label < len(forward) and forward[label] and cls:
             stored_classes[str(int(forward[label]))] = int(cls)
     return stored_classes == {str(k): int(v) for k, v in (classes or {}).items() if v}
+
+
+def _sequential(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`labels` numbered 1..N in the order of their ids (as `finish` numbers a draft's cells),
+    and the table old id -> new id. Labels already numbered so come back as they are."""
+    values = label_values(labels)
+    ids = values[values > 0].astype(np.int64)
+    if not ids.size or int(ids[-1]) == ids.size:
+        return labels, np.arange(int(ids[-1]) + 1 if ids.size else 1)
+    table = np.zeros(int(ids[-1]) + 1, np.int64)
+    table[ids] = np.arange(1, ids.size + 1)
+    return table[labels], table
 
 
 def history(session: Session, actor: Actor, image_id: int) -> list[Version]:

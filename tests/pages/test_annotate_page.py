@@ -197,6 +197,7 @@ def test_header_and_counts_follow_a_save(as_user, world, image_id, db, config):
         new, message, status, version = _annotate_flow.on_save(1, st, info)
     assert "Saved version 1" in text(message) and status == "annotated"
     assert version.startswith("version 1 by annotator") and new["can_undo"]
+    assert new["rev"] == st["rev"]           # the overlay looks the same: not loaded again
     for who in ("annotator", "viewer"):
         with as_user(who):
             page = annotate.layout(str(image_id))
@@ -204,6 +205,10 @@ def test_header_and_counts_follow_a_save(as_user, world, image_id, db, config):
     with as_user("annotator"):
         first = _find(annotate.layout(str(image_id)), "annotate-state").data
     assert first["can_undo"]                                  # item 10: history kept
+    with as_user("annotator"):                                # "no cells" changes the overlay
+        emptied, message, _status, _version = _annotate_flow.on_empty(1, new, info)
+    assert "Saved version 2 (0 cells)" in text(message)
+    assert emptied["rev"] == "v2" and emptied["n_cells"] == 0 and emptied["can_undo"]
 
 
 def test_viewer_gets_no_edit_affordance(as_user, world, image_id, db, config):
