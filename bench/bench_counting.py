@@ -277,7 +277,8 @@ def cv_lines(cv: dict, ids, k: int) -> list[str]:
         lines.append(f"| {f['fold']} | {', '.join(f['test'])} | {f['factor']:.4f} | "
                      f"{f['threshold']} | {f['selected_step'] or 'last'} | {f['log']} | "
                      f"{f['seconds']} |")
-    lines += ["", "| method | images | MAE ± sd | relative error | bias |", "|---|---|---|---|---|"]
+    lines += ["", "| method | images | MAE ± sd | relative error | bias |",
+              "|---|---|---|---|---|"]
     labels = {"point": "(a) point model, density integral x count factor",
               "raw": "(a) point model, density integral (factor 1)",
               "peaks": "(a) point model, number of points found",
@@ -472,9 +473,14 @@ def main(argv=None) -> None:
         f"Gaussian density sigma {args.sigma} px, "
         f"{args.steps} steps of {args.batch} patches of {args.patch} px "
         f"({model.meta['training']['seconds']:.0f} s, "
-        f"{model.meta['training']['patches_per_s']:.1f} patches/s); peak threshold "
-        f"{model.meta['peaks']['threshold']} x one cell's peak and count factor "
-        f"{model.meta['density'].get('count_factor')} chosen on the training images; "
+        f"{model.meta['training']['patches_per_s']:.1f} patches/s); augmentation: flips, "
+        f"90° turns, intensity gain/offset/gamma"
+        f"{f', per-channel colour jitter ±{args.colour}' if args.colour else ''}; "
+        f"peak threshold {model.meta['peaks']['threshold']} x one cell's peak and count "
+        f"factor {model.meta['density'].get('count_factor')} chosen on the "
+        + (f"{model.meta['training']['holdout']['tiles']} held-out 256² tiles of the "
+           f"training images (checkpoint step {model.meta['training']['selected_step']})"
+           if model.meta["training"].get("holdout") else "training images") + "; "
         f"interval: 5-95% of {args.mc} MC-dropout samples. (a') the same model trained on "
         f"{len(kept)} of the {len(all_tiles)} 300x300 training tiles (each an annotated "
         f"region), its 90% interval calibrated on the other {len(held)} (split conformal on "
@@ -504,19 +510,23 @@ def main(argv=None) -> None:
             log_result["whole"]["counts"])) + ".",
         f"LoG parameters chosen: sigma {log_params.min_sigma}-{log_params.max_sigma} px, "
         f"threshold {log_params.threshold}.", ""]
-    body += ["Learning curve in clicks (the point model trained on the first n 300x300 tiles "
-             "of the shuffled training tiles, each an annotated region; same steps; MAE on "
-             "the test images):", "",
-             "| tiles | clicks | MAE 1200² | MAE 600² | point F1 |", "|---|---|---|---|---|"]
-    for c in curve:
-        body.append(f"| {c['tiles']}{' (all)' if c.get('full') else ''} | {c['clicks']} | "
-                    f"{c['whole']:.1f} | {c['quarters']:.1f} | {c['f1']:.3f} |")
+    if len(curve) == 1:
+        body += ["Learning curve: not run in this run (`--curve ''`).", ""]
+    else:
+        body += ["Learning curve in clicks (the point model trained on the first n 300x300 "
+                 "tiles of the shuffled training tiles, each an annotated region; same steps; "
+                 "MAE on the test images):", "",
+                 "| tiles | clicks | MAE 1200² | MAE 600² | point F1 |", "|---|---|---|---|---|"]
+        for c in curve:
+            body.append(f"| {c['tiles']}{' (all)' if c.get('full') else ''} | {c['clicks']} | "
+                        f"{c['whole']:.1f} | {c['quarters']:.1f} | {c['f1']:.3f} |")
+        body += ["", (f"Within 10% of the full-data MAE ({target:.1f} or less per 1200² "
+                      f"image): first reached at {reached['clicks']} clicks "
+                      f"({reached['tiles']} tiles)." if reached else
+                      "Within 10% of the full-data MAE: not reached."), ""]
     if cv is not None:
-        body += [""] + cv_lines(cv, ids, args.folds)
-    body += ["", (f"Within 10% of the full-data MAE ({target:.1f} or less per 1200² image): "
-                  f"first reached at {reached['clicks']} clicks ({reached['tiles']} tiles)."
-                  if reached else "Within 10% of the full-data MAE: not reached."), "",
-             "Time: " + "; ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + "."]
+        body += cv_lines(cv, ids, args.folds) + [""]
+    body += ["Time: " + "; ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + "."]
     text = "\n".join(body)
     if args.quick:
         print(text)

@@ -365,7 +365,7 @@ def _samples(images, points, regions, p: CountingParams, mapping_meta: dict) -> 
     return out
 
 
-HOLDOUT_MARGIN = 32                    # context (px) around a held-out tile when counted
+HOLDOUT_MARGIN = 64                    # context (px) around a held-out tile when counted
 
 
 def _hold_out(samples: list[_Sample], p: CountingParams, rng: np.random.Generator
