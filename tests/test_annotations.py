@@ -384,3 +384,22 @@ def test_the_array_cache_is_bounded_and_hands_out_read_only_arrays(store):
         got[0, 0] = 5
     big = np.zeros((30, 30), np.int32)                  # larger than the whole cache
     assert cache.remember("k", big) is big and "k" not in cache
+
+
+def test_opening_the_workspace_prepares_what_the_first_save_compares_against(
+        session, config, store, world, three_images):
+    import time
+    from storage import array_cache
+    anna, first = actor(session, "annotator"), three_images[0]
+    drafts.record_edit(session, anna, config, store, first, {"op": "add", "shape": rect(2, 2, 9, 9)})
+    key = session.get(Annotation, annotations.save(session, anna, config, store, first).id) \
+        .label_blob_key
+    array_cache.labels.clear()
+    array_cache.areas.clear()
+    annotations.open_workspace(session, anna, config, first, store)
+    deadline = time.time() + 10
+    while key not in array_cache.areas and time.time() < deadline:
+        time.sleep(0.01)
+    assert key in array_cache.labels
+    assert np.array_equal(array_cache.areas.peek(key),
+                          np.bincount(get_array(store, key).ravel()))

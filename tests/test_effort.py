@@ -404,3 +404,10 @@ def test_comparing_only_the_changed_rows_counts_as_the_whole_image(monkeypatch):
     new[5:9, 5:9] = 99
     wrong = np.bincount(base.ravel(), minlength=int(base.max()) + 1) + 3
     assert compare_with_areas(base, new, base_areas=wrong)[0] == compare(base, new)
+
+
+def test_label_areas_are_the_pixel_counts_of_each_label():
+    from app.imaging.effort import label_areas
+    labels = _cells(np.random.default_rng(3), (50, 40), 12)
+    assert np.array_equal(label_areas(labels), np.bincount(labels.ravel()))
+    assert np.array_equal(label_areas(np.zeros((0, 5), np.uint16)), [0])

@@ -81,6 +81,18 @@ def compare_with_areas(base: np.ndarray | None, new: np.ndarray | None,
     return counts, area_n
 
 
+def label_areas(labels: np.ndarray) -> np.ndarray:
+    """The pixel area of every label of a 2-D label image (index = label id; labels must
+    not be negative), counted over its runs along the rows: what `compare_with_areas` takes
+    as `base_areas`."""
+    flat = np.ascontiguousarray(labels).ravel()
+    if not flat.size:
+        return np.zeros(1, np.int64)
+    starts = np.concatenate(([0], np.flatnonzero(flat[1:] != flat[:-1]) + 1))
+    lengths = np.diff(np.append(starts, flat.size))
+    return np.bincount(flat[starts].astype(np.int64), weights=lengths).astype(np.int64)
+
+
 def _compare(base: np.ndarray, new: np.ndarray, cls_b: dict, cls_n: dict
              ) -> tuple[dict, np.ndarray, np.ndarray]:
     """The comparison of two whole label images; also the areas of their labels."""
@@ -209,12 +221,12 @@ def compare_points(base: list | None, new: list | None,
                    tolerance: float = POINT_TOLERANCE) -> dict:
     """Counts of points added, deleted and kept (moved by at most `tolerance` px) going from
     `base` to `new` ([x, y, class] lists); a kept point whose class changed is reclassified."""
-    from scipy.spatial import cKDTree
     base, new = list(base or []), list(new or [])
     out = dict.fromkeys(KEYS, 0)
     if not base or not new:
         out["added"], out["deleted"] = len(new), len(base)
         return out
+    from scipy.spatial import cKDTree      # (imported here: 0.1 s, only points need it)
     xb = np.asarray([p[:2] for p in base], np.float64)
     xn = np.asarray([p[:2] for p in new], np.float64)
     near = cKDTree(xb).sparse_distance_matrix(cKDTree(xn), tolerance, output_type="ndarray")

@@ -8,7 +8,6 @@ a Conflict unless the user asks to save theirs on top (`force`)."""
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +18,7 @@ from app.config import Config
 from app.db import lock_row
 from app.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.permissions import Actor, Role, require, role_of
-from app.services import drafts, leases, projects, region_queue
+from app.services import drafts, leases, projects, region_queue, save_prep
 from app.services.gallery import image_for
 from app.services import queries
 from app.states import ImageStatus, ReviewState
@@ -30,30 +29,6 @@ from storage import array_cache
 from storage.blobstore import BlobStore, get_array, put_array
 
 
-
-class _InThread:
-    """`fn(*args)` run in a thread of its own (one per call, not a pool: a pool's idle
-    threads can be stopped under it, as Dash's test server stops every thread it did not
-    start); `result()` waits and answers it, or raises its error."""
-
-    def __init__(self, fn, *args):
-        self._out: tuple = (None, None)
-        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True,
-                                        name="cellloop-save")
-        self._thread.start()
-
-    def _run(self, fn, args) -> None:
-        try:
-            self._out = (fn(*args), None)
-        except BaseException as error:          # handed to result()
-            self._out = (None, error)
-
-    def result(self):
-        self._thread.join()
-        value, error = self._out
-        if error is not None:
-            raise error
-        return value
 
 
 @dataclass(frozen=True)
@@ -152,6 +127,8 @@ def open_workspace(session: Session, actor: Actor, config: Config, image_id: int
         if focus is not None:                     # the region queued: the one to annotate
             region_queue.widen(session, actor, config, store, draft, image, focus)
         drafts.note_opened(session, draft)        # opening counts for the active time
+        if store is not None:                     # the first save compares against it
+            save_prep.prepare_later(store, drafts.start_of(session, draft).label_key)
     latest = queries.newest_annotation(session, image.id)
     base = session.get(Annotation, draft.base_annotation_id) if draft and \
         draft.base_annotation_id else None
@@ -210,7 +187,8 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
     n_cells = int(labels.max(initial=0))          # finish() numbers the cells 1..N
     # points without outlines (counting): no mask, so training does not read it as "no cells".
     # The mask is compressed and written (fsync) in a thread while the effort is counted.
-    writing = None if canvas.points and not n_cells else _InThread(put_array, store, labels)
+    writing = (None if canvas.points and not n_cells
+               else save_prep.InThread(put_array, store, labels))
     points = [list(p) for p in canvas.points]
     now = drafts.clock()                          # the save is an activity event
     activity = drafts.activity_after(draft, now)

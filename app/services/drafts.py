@@ -40,11 +40,12 @@ from app.permissions import Actor
 from app.services import leases
 from app.services.gallery import image_for
 from app.services.imports import count_labels
-from app.services import model_versions, queries
+from app.services import model_versions, queries, save_prep
 from app.states import ImageStatus
 from app.tables import Annotation, Draft, Image, ModelVersion, Project, utcnow
 from app.imaging.shapes import (POINT_RADIUS, Canvas, ShapeError, apply_edit, apply_edits,
                             cell_polygon, finish)
+from storage import array_cache
 from storage.blobstore import BlobStore, get_array, put_array
 from storage.writers import atomic_path
 
@@ -215,7 +216,7 @@ def _snapshot_canvas(store: BlobStore, label_key: str | None, region_key: str | 
                      classes: dict | None, points: list | None,
                      shape_yx: tuple[int, int]) -> Canvas:
     if label_key:
-        labels = get_array(store, label_key)
+        labels = array_cache.labels.get(store, label_key)       # (read-only: copied below)
         labels = (labels if labels.ndim == 2 else labels.reshape(-1, *labels.shape[-2:])[0])
         canvas = Canvas(labels.astype(np.int32))
     else:
@@ -464,6 +465,7 @@ def record_edit(session: Session, actor: Actor, config: Config, store: BlobStore
         image.status = ImageStatus.in_progress
     _commit_rev(session, draft)
     _keep_cache(_cache_path(config, draft), canvas)
+    save_prep.prepare_later(store, start_of(session, draft).label_key)   # for the save
     label = edit.get("label") if edit["op"] in ("add", "brush", "replace", "class") else None
     return _result(draft, canvas, label)
 

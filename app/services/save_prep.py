@@ -1,0 +1,58 @@
+"""Getting the next save ready while the annotator works: the mask a draft starts from,
+decoded and with its cells' areas counted (`storage.array_cache`), so that a save compares
+only the rows that changed (`app.imaging.effort.compare_with_areas`). Done in a background
+thread when the workspace opens and after an edit; each web worker keeps its own copy, so
+whichever worker takes the save finds it ready."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from app.imaging.effort import label_areas
+from storage import array_cache
+from storage.blobstore import BlobStore
+
+log = logging.getLogger(__name__)
+
+
+class InThread:
+    """`fn(*args)` run in a thread of its own (one per call, not a pool: a pool's idle
+    threads can be stopped under it, as Dash's test server stops every thread it did not
+    start); `result()` waits and answers it, or raises its error."""
+
+    def __init__(self, fn, *args):
+        self._out: tuple = (None, None)
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True,
+                                        name="cellloop-save")
+        self._thread.start()
+
+    def _run(self, fn, args) -> None:
+        try:
+            self._out = (fn(*args), None)
+        except BaseException as error:          # handed to result()
+            self._out = (None, error)
+
+    def result(self):
+        self._thread.join()
+        value, error = self._out
+        if error is not None:
+            raise error
+        return value
+
+
+def prepare(store: BlobStore, label_key: str | None) -> None:
+    """Decode the mask `label_key` and count its cells' areas (a no-op once done)."""
+    if label_key is None or label_key in array_cache.areas:
+        return
+    try:
+        labels = array_cache.labels.get(store, label_key)
+        if labels.ndim == 2 and (labels.dtype.kind == "u" or labels.min(initial=0) >= 0):
+            array_cache.areas.remember(label_key, label_areas(labels))
+    except Exception:               # a missing or unreadable blob: the save says why
+        log.warning("could not prepare the start of a draft (%s)", label_key, exc_info=True)
+
+
+def prepare_later(store: BlobStore, label_key: str | None) -> None:
+    """`prepare` in the background, unless it is done already."""
+    if label_key is not None and label_key not in array_cache.areas:
+        InThread(prepare, store, label_key)
