@@ -29,8 +29,6 @@ from storage import array_cache
 from storage.blobstore import BlobStore, get_array, put_array
 
 
-
-
 @dataclass(frozen=True)
 class Version:
     id: int
@@ -346,8 +344,11 @@ def _same_content(store: BlobStore, ann: Annotation, labels: np.ndarray | None,
 
 def _sequential(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`labels` numbered 1..N in the order of their ids (as `finish` numbers a draft's cells),
-    and the table old id -> new id. Labels already numbered so come back as they are."""
+    and the table old id -> new id. Labels already numbered so come back as they are;
+    below 0 is background (as `finish` reads it)."""
     values = label_values(labels)
+    if values.size and values[0] < 0:
+        labels, values = np.maximum(labels, 0), np.maximum(values, 0)
     ids = values[values > 0].astype(np.int64)
     if not ids.size or int(ids[-1]) == ids.size:
         return labels, np.arange(int(ids[-1]) + 1 if ids.size else 1)
