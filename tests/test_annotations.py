@@ -387,7 +387,7 @@ def test_the_array_cache_is_bounded_and_hands_out_read_only_arrays(store):
 
 
 def test_opening_the_workspace_prepares_what_the_first_save_compares_against(
-        session, config, store, world, three_images):
+        session, config, store, world, three_images, monkeypatch):
     import time
     from storage import array_cache
     anna, first = actor(session, "annotator"), three_images[0]
@@ -396,7 +396,9 @@ def test_opening_the_workspace_prepares_what_the_first_save_compares_against(
         .label_blob_key
     array_cache.labels.clear()
     array_cache.areas.clear()
+    monkeypatch.setattr(annotations, "OPEN_PREPARE_DELAY", 0.2)
     annotations.open_workspace(session, anna, config, first, store)
+    assert key not in array_cache.labels                     # not at once: after a while
     deadline = time.time() + 10
     while key not in array_cache.areas and time.time() < deadline:
         time.sleep(0.01)

@@ -44,6 +44,9 @@ class Version:
     effort: dict | None = None          # see Annotation.effort; None for imported versions
 
 
+OPEN_PREPARE_DELAY = 2.0         # s after opening: the page's image and overlay load first
+
+
 @dataclass(frozen=True)
 class Workspace:
     image_id: int
@@ -125,8 +128,9 @@ def open_workspace(session: Session, actor: Actor, config: Config, image_id: int
         if focus is not None:                     # the region queued: the one to annotate
             region_queue.widen(session, actor, config, store, draft, image, focus)
         drafts.note_opened(session, draft)        # opening counts for the active time
-        if store is not None:                     # the first save compares against it
-            save_prep.prepare_later(store, drafts.start_of(session, draft).label_key)
+        if store is not None:     # the first save compares against it (prepared once the
+            save_prep.prepare_later(store, drafts.start_of(session, draft).label_key,
+                                    OPEN_PREPARE_DELAY)    # page's overlay has loaded)
     latest = queries.newest_annotation(session, image.id)
     base = session.get(Annotation, draft.base_annotation_id) if draft and \
         draft.base_annotation_id else None

@@ -1,12 +1,14 @@
 """Getting the next save ready while the annotator works: the mask a draft starts from,
 decoded and with its cells' areas counted (`storage.array_cache`), so that a save compares
 only the rows that changed (`app.imaging.effort.compare_with_areas`). Done in a background
-thread when the workspace opens and after an edit; each web worker keeps its own copy, so
-whichever worker takes the save finds it ready."""
+thread after the workspace opened (once the page's own requests are answered) and after an
+edit; each web worker keeps its own copy, so whichever worker takes the save finds it
+ready."""
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from app.imaging.effort import label_areas
 from storage import array_cache
@@ -40,19 +42,31 @@ class InThread:
         return value
 
 
-def prepare(store: BlobStore, label_key: str | None) -> None:
-    """Decode the mask `label_key` and count its cells' areas (a no-op once done)."""
-    if label_key is None or label_key in array_cache.areas:
-        return
+_busy: set[str] = set()              # keys being prepared now (by this process)
+_busy_lock = threading.Lock()
+
+
+def prepare(store: BlobStore, label_key: str | None, delay: float = 0.0) -> None:
+    """Decode the mask `label_key` and count its cells' areas (a no-op once done, or while
+    another thread does it), after `delay` seconds."""
+    if delay > 0:
+        time.sleep(delay)
+    with _busy_lock:
+        if label_key is None or label_key in array_cache.areas or label_key in _busy:
+            return
+        _busy.add(label_key)
     try:
         labels = array_cache.labels.get(store, label_key)
         if labels.ndim == 2 and (labels.dtype.kind == "u" or labels.min(initial=0) >= 0):
             array_cache.areas.remember(label_key, label_areas(labels))
     except Exception:               # a missing or unreadable blob: the save says why
         log.warning("could not prepare the start of a draft (%s)", label_key, exc_info=True)
+    finally:
+        with _busy_lock:
+            _busy.discard(label_key)
 
 
-def prepare_later(store: BlobStore, label_key: str | None) -> None:
-    """`prepare` in the background, unless it is done already."""
+def prepare_later(store: BlobStore, label_key: str | None, delay: float = 0.0) -> None:
+    """`prepare` in the background (after `delay` seconds), unless it is done already."""
     if label_key is not None and label_key not in array_cache.areas:
-        InThread(prepare, store, label_key)
+        InThread(prepare, store, label_key, delay)
