@@ -9,6 +9,7 @@ Arrays handed out are read-only (shared between callers); take a copy to change 
 cache is bounded by bytes, least recently used out first, and safe across threads."""
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 
@@ -71,5 +72,11 @@ class ArrayCache:
             self._bytes = 0
 
 
+def _after_fork() -> None:   # a forked child has none of its parent's threads: new locks
+    for cache in (labels, areas):
+        cache._lock = threading.Lock()
+
+
 labels = ArrayCache()       # saved label masks (annotation versions, suggestion snapshots)
 areas = ArrayCache(8 << 20)  # the pixel area of each cell of a saved mask, by the mask's key
+os.register_at_fork(after_in_child=_after_fork)

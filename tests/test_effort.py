@@ -411,3 +411,23 @@ def test_label_areas_are_the_pixel_counts_of_each_label():
     labels = _cells(np.random.default_rng(3), (50, 40), 12)
     assert np.array_equal(label_areas(labels), np.bincount(labels.ravel()))
     assert np.array_equal(label_areas(np.zeros((0, 5), np.uint16)), [0])
+
+
+def test_a_tall_cell_changed_in_many_places_is_compared_in_one_band(monkeypatch):
+    """Several runs of changed rows on one tall cell grow into one band (each row read a
+    bounded number of times, none dropped), and the counts are the whole comparison's."""
+    from app.imaging import effort as effort_counts
+    rows_compared = []
+    whole = effort_counts._compare
+    monkeypatch.setattr(effort_counts, "_compare", lambda b, n, *a: (
+        rows_compared.append(b.shape[0]), whole(b, n, *a))[1])
+    base = _cells(np.random.default_rng(8), (400, 120), 30, start=2)
+    base[40:300, 50:60] = 1                                  # a tall cell
+    new = base.copy()
+    for y in (60, 120, 180, 240):                           # cut in four places
+        new[y:y + 2, 50:60] = 0
+    new[380:384, 5:9] = 77                                   # and a cell added far below
+    areas = np.bincount(base.ravel(), minlength=int(base.max()) + 1)
+    counts, _ = effort_counts.compare_with_areas(base, new, base_areas=areas)
+    assert len(rows_compared) == 1 and rows_compared[0] < base.shape[0]   # no fallback
+    assert counts == compare(base, new)

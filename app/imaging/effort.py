@@ -165,7 +165,8 @@ def _compare_changed_rows(base: np.ndarray, new: np.ndarray, cls_b: dict, cls_n:
     height = base.shape[0]
     changed = np.flatnonzero((base != new).any(axis=1))
     width, size_b = int(new.max(initial=0)) + 1, int(base.max(initial=0)) + 1
-    if base_areas.ndim != 1 or base_areas.size != size_b or changed.size > height // 2:
+    if (base_areas.ndim != 1 or base_areas.size != size_b or changed.size > height // 2
+            or int(base_areas.sum()) != base.size):
         return None
     size = max(width, size_b)
     in_base = np.bincount(base[changed].ravel(), minlength=size)
@@ -182,19 +183,22 @@ def _compare_changed_rows(base: np.ndarray, new: np.ndarray, cls_b: dict, cls_n:
     def holds(a: int, b: int) -> bool:            # a changed cell on rows a..b-1
         return bool(touched[base[a:b]].any() or touched[new[a:b]].any())
 
-    bands = []
+    bands: list[list[int]] = []                  # [top, bottom), top to bottom, disjoint
     for run in np.split(changed, np.flatnonzero(np.diff(changed) > GROW_ROWS) + 1):
         if not run.size:
             continue
         top, bottom = int(run[0]), int(run[-1]) + 1
-        while top > 0 and holds(max(0, top - GROW_ROWS), top):
-            top = max(0, top - GROW_ROWS)
-        while bottom < height and holds(bottom, min(height, bottom + GROW_ROWS)):
-            bottom = min(height, bottom + GROW_ROWS)
+        floor = bands[-1][1] if bands else 0      # rows above it are in a band already
+        while top > floor and holds(max(floor, top - GROW_ROWS), top):
+            top = max(floor, top - GROW_ROWS)
         if bands and top <= bands[-1][1]:
-            bands[-1][1] = max(bands[-1][1], bottom)
+            band = bands[-1]
+            band[1] = max(band[1], bottom)
         else:
-            bands.append([top, bottom])
+            band = [top, bottom]
+            bands.append(band)
+        while band[1] < height and holds(band[1], min(height, band[1] + GROW_ROWS)):
+            band[1] = min(height, band[1] + GROW_ROWS)
     rows = np.concatenate([np.arange(a, b) for a, b in bands]) if bands else changed
     counts, band_b, band_n = _compare(base[rows], new[rows], cls_b, cls_n)
     # every changed cell lies wholly in the bands (else, e.g. a cell in two pieces, compare

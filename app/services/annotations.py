@@ -268,14 +268,16 @@ def save_in_workspace(session: Session, actor: Actor, config: Config, store: Blo
     """`save`, and the draft's undo/redo state after it. A save keeps the draft's edits
     (`drafts.checkpoint`), so its overlay looks the same and the page need not load it
     again, unless the save cleared the draft (`empty`) or folded a long history into the
-    version (then a suggestion's colours for unchecked cells are gone too)."""
+    version (then a suggestion's colours for unchecked cells are gone too, and the page's
+    redo list with the draft's)."""
     before = drafts.find_draft(session, actor, image_id)
     had_edits = bool(before is not None and before.edits)
     version = save(session, actor, config, store, image_id, force=force, empty=empty)
     draft = drafts.find_draft(session, actor, image_id)
     edits = bool(draft is not None and draft.edits)
+    # a draft without edits (all undone) is folded too, and its redo list goes with it
     return Saved(version, edits, bool(draft is not None and draft.undone),
-                 empty or (had_edits and not edits))
+                 empty or not (had_edits and edits))
 
 
 AREAS = "_areas"         # (in `_effort`'s answer only) the saved mask's cell areas

@@ -7,6 +7,7 @@ ready."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -15,6 +16,7 @@ from storage import array_cache
 from storage.blobstore import BlobStore
 
 log = logging.getLogger(__name__)
+MAX_LABEL = 1 << 18                  # masks with larger ids are compared whole (no areas)
 
 
 class InThread:
@@ -43,7 +45,17 @@ class InThread:
 
 
 _busy: set[str] = set()              # keys being prepared now (by this process)
+_tried: set[str] = set()             # keys whose areas cannot be kept (3-D, too many ids)
 _busy_lock = threading.Lock()
+
+
+def _after_fork() -> None:           # a forked child has none of its parent's threads
+    global _busy_lock
+    _busy_lock = threading.Lock()
+    _busy.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def prepare(store: BlobStore, label_key: str | None, delay: float = 0.0) -> None:
@@ -52,13 +64,21 @@ def prepare(store: BlobStore, label_key: str | None, delay: float = 0.0) -> None
     if delay > 0:
         time.sleep(delay)
     with _busy_lock:
-        if label_key is None or label_key in array_cache.areas or label_key in _busy:
+        if (label_key is None or label_key in array_cache.areas or label_key in _busy
+                or label_key in _tried):
             return
         _busy.add(label_key)
     try:
         labels = array_cache.labels.get(store, label_key)
-        if labels.ndim == 2 and (labels.dtype.kind == "u" or labels.min(initial=0) >= 0):
+        kept = labels.ndim == 2 and labels.dtype.kind in "ui" and \
+            int(labels.max(initial=0)) < MAX_LABEL and int(labels.min(initial=0)) >= 0
+        if kept:
             array_cache.areas.remember(label_key, label_areas(labels))
+        else:
+            with _busy_lock:
+                if len(_tried) > 10_000:
+                    _tried.clear()
+                _tried.add(label_key)
     except Exception:               # a missing or unreadable blob: the save says why
         log.warning("could not prepare the start of a draft (%s)", label_key, exc_info=True)
     finally:
