@@ -170,11 +170,25 @@ def test_annotator_annotates_two_images(site, person, story):
     assert cells(person) == drawn, person.text("#annotate-counts")
     person.shot("annotate")
     person.click("#annotate-save")
-    person.wait_text("#annotate-message", "Saved version")
+    saved = person.wait_text("#annotate-message", "Saved version")
     person.wait_text("#annotate-status", "annotated")
     ann = site.query("SELECT cell_classes FROM annotation a JOIN image i ON i.id=a.image_id "
                      "WHERE i.id=? ORDER BY a.version DESC", first)[0][0]
     assert '1' in ann                                     # one cell of the second class
+    # the page keeps its overlay after a save: a cell drawn next still lands, is drawn and
+    # counted, and the next save is the next version
+    version = int(saved.split("Saved version")[1].split()[0])
+    person.keys("r")
+    person.wait_dragmode("drawrect")
+    person.drag((80, 30), (110, 55))
+    WebDriverWait(person.driver, 30).until(
+        lambda d: "saving" not in person.text("#annotate-counts") and not d.execute_script(
+            "return window.CellLoopEdits.busy();"))
+    shown = cells(person)
+    person.click("#annotate-save")
+    person.wait_text("#annotate-message", f"Saved version {version + 1} ({shown} cells)")
+    assert site.query("SELECT n_cells FROM annotation WHERE image_id=? ORDER BY version DESC",
+                      first)[0][0] == shown
 
     person.click("#annotate-save-next")
     WebDriverWait(person.driver, 60).until(lambda d: f"/annotate/{first}" not in d.current_url)
