@@ -430,24 +430,28 @@ def label_values(labels: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate((flat[:1], flat[starts])))
 
 
-def finish(canvas: Canvas) -> tuple[np.ndarray, dict[str, int]]:
-    """Labels numbered 1..N without gaps (uint16, uint32 above 65535 cells) and the class
-    map keyed by the new ids (as strings, for JSON). Below 0 is background."""
-    labels = canvas.labels
+def renumber(labels: np.ndarray) -> tuple[np.ndarray, dict[int, int]]:
+    """Labels numbered 1..N without gaps, in the order of their ids (uint16, uint32 above
+    65535 cells), and the map old id -> new id. Below 0 is background."""
     values = label_values(labels)
     ids = values[values > 0].astype(np.int64)
     n = int(ids.size)
     dtype = np.uint16 if n <= 65535 else np.uint32
     if n == 0:
-        out, forward = np.zeros(labels.shape, dtype), {}
-    elif int(ids[-1]) == n and int(values[0]) >= 0:    # already 1..N: nothing to renumber
-        out, forward = labels.astype(dtype), {int(i): int(i) for i in ids}
-    else:
-        low = min(0, int(values[0]))
-        table = np.zeros(int(ids[-1]) - low + 1, dtype)
-        table[ids - low] = np.arange(1, n + 1, dtype=dtype)
-        out = table[labels - low] if low else table[labels]
-        forward = {int(i): k for k, i in enumerate(ids.tolist(), start=1)}
+        return np.zeros(labels.shape, dtype), {}
+    if int(ids[-1]) == n and int(values[0]) >= 0:      # already 1..N: nothing to renumber
+        return labels.astype(dtype), {int(i): int(i) for i in ids}
+    low = min(0, int(values[0]))
+    table = np.zeros(int(ids[-1]) - low + 1, dtype)
+    table[ids - low] = np.arange(1, n + 1, dtype=dtype)
+    out = table[labels - low] if low else table[labels]
+    return out, {int(i): k for k, i in enumerate(ids.tolist(), start=1)}
+
+
+def finish(canvas: Canvas) -> tuple[np.ndarray, dict[str, int]]:
+    """Labels numbered 1..N without gaps (`renumber`) and the class map keyed by the new ids
+    (as strings, for JSON)."""
+    out, forward = renumber(canvas.labels)
     classes = {str(forward[int(label)]): int(cls) for label, cls in canvas.classes.items()
                if int(label) in forward and cls}
     return out, classes

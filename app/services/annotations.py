@@ -24,7 +24,7 @@ from app.services import queries
 from app.states import ImageStatus, ReviewState
 from app.tables import Annotation, Draft, Image, Project, User
 from app.imaging import effort as effort_counts
-from app.imaging.shapes import finish, label_values
+from app.imaging.shapes import finish, renumber
 from storage import array_cache
 from storage.blobstore import BlobStore, get_array, put_array
 
@@ -198,11 +198,11 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
     unchanged = (not empty and latest is not None and draft.base_annotation_id == latest.id
                  and drafts.untouched(draft))
     try:
-        effort = None if unchanged else _effort(session, store, draft, labels, classes, points,
-                                                activity["seconds"])
+        effort, areas = (None, None) if unchanged else _effort(
+            session, store, draft, labels, classes, points, activity["seconds"])
     finally:
         label_key = None if writing is None else writing.result()
-    _remember(label_key, labels, effort)
+    _remember(label_key, labels, areas)
     # The slow part (replaying the draft, compressing and writing blobs) is done; only now is
     # the lease written, so the write transaction lasts no longer than the inserts below.
     # Two saves of this image (two web workers, two hosts) go one after the other from here:
@@ -232,9 +232,9 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
                        f"{latest.created_at:%H:%M} UTC. Reload to see it, or save yours "
                        "as a new version.")
     if effort is None:                            # (an untouched draft that still differs)
-        effort = _effort(session, store, draft, labels, classes, points, activity["seconds"])
-        _remember(label_key, labels, effort)
-    effort = {k: v for k, v in effort.items() if k != AREAS}
+        effort, areas = _effort(session, store, draft, labels, classes, points,
+                                activity["seconds"])
+        _remember(label_key, labels, areas)
     source, model_version_id = drafts.source_of(session, draft)
     ann = Annotation(
         image_id=image.id, version=queries.next_version(session, image.id),
@@ -280,25 +280,23 @@ def save_in_workspace(session: Session, actor: Actor, config: Config, store: Blo
                  empty or not (had_edits and edits))
 
 
-AREAS = "_areas"         # (in `_effort`'s answer only) the saved mask's cell areas
-
-
-def _remember(label_key: str | None, labels: np.ndarray, effort: dict | None) -> None:
+def _remember(label_key: str | None, labels: np.ndarray, areas: np.ndarray | None) -> None:
     """Keep the mask just written (and its cells' areas) in memory: the next save of this
     image compares against it."""
     if label_key is None:
         return
     array_cache.labels.remember(label_key, labels)
-    if effort is not None and effort.get(AREAS) is not None:
-        array_cache.areas.remember(label_key, effort[AREAS])
+    if areas is not None:
+        array_cache.areas.remember(label_key, areas)
 
 
 def _effort(session: Session, store: BlobStore, draft: Draft, labels: np.ndarray,
-            classes: dict, points: list, active_seconds: float) -> dict:
+            classes: dict, points: list, active_seconds: float
+            ) -> tuple[dict, np.ndarray | None]:
     """What this save changes against what the annotator started from (the suggestion or
     the version the draft builds on; `app.imaging.effort` has the matching rule). With the
     start's cell areas in memory (the previous save of this image left them), only the rows
-    that changed are compared. The answer also holds the new mask's cell areas (AREAS)."""
+    that changed are compared. Also answers the new mask's cell areas."""
     start = drafts.start_of(session, draft)
     base = array_cache.labels.get(store, start.label_key) if start.label_key else None
     base_areas = None
@@ -312,7 +310,7 @@ def _effort(session: Session, store: BlobStore, draft: Draft, labels: np.ndarray
     counts = effort_counts.combine(cells, effort_counts.compare_points(start.points, points))
     return {**counts, "corrections": counts["added"] + counts["deleted"] + counts["reshaped"],
             "active_seconds": round(float(active_seconds), 1), "base": start.kind,
-            "base_model_version_id": start.model_version_id, AREAS: areas}
+            "base_model_version_id": start.model_version_id}, areas
 
 
 def _same_content(store: BlobStore, ann: Annotation, labels: np.ndarray | None,
@@ -337,30 +335,13 @@ def _same_content(store: BlobStore, ann: Annotation, labels: np.ndarray | None,
     stored = array_cache.labels.get(store, ann.label_blob_key)
     if stored.shape != labels.shape:
         return False
-    relabelled, forward = _sequential(stored)
+    relabelled, forward = renumber(stored)
     if not np.array_equal(relabelled, labels):
         return False
-    stored_classes = {}
-    for key, cls in (ann.cell_classes or {}).items():
-        label = int(key)
-        if 0 < label < len(forward) and forward[label] and cls:
-            stored_classes[str(int(forward[label]))] = int(cls)
+    stored_classes = {str(forward[int(key)]): int(cls)
+                      for key, cls in (ann.cell_classes or {}).items()
+                      if int(key) in forward and cls}
     return stored_classes == {str(k): int(v) for k, v in (classes or {}).items() if v}
-
-
-def _sequential(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`labels` numbered 1..N in the order of their ids (as `finish` numbers a draft's cells),
-    and the table old id -> new id. Labels already numbered so come back as they are;
-    below 0 is background (as `finish` reads it)."""
-    values = label_values(labels)
-    if values.size and values[0] < 0:
-        labels, values = np.maximum(labels, 0), np.maximum(values, 0)
-    ids = values[values > 0].astype(np.int64)
-    if not ids.size or int(ids[-1]) == ids.size:
-        return labels, np.arange(int(ids[-1]) + 1 if ids.size else 1)
-    table = np.zeros(int(ids[-1]) + 1, np.int64)
-    table[ids] = np.arange(1, ids.size + 1)
-    return table[labels], table
 
 
 def history(session: Session, actor: Actor, image_id: int) -> list[Version]:
