@@ -16,10 +16,10 @@ import json
 from urllib.parse import urlencode
 
 import dash_bootstrap_components as dbc
-import plotly.graph_objects as go
 from dash import dcc, html
 
 from app.services import gallery
+from pages import _figures as figures
 from pages._annotate_ids import B, REVIEW
 
 DISPLAY_SIDE = 2048
@@ -122,9 +122,10 @@ def newshape(tool: str, color: str, width: float) -> dict:
 
 def figure(image_id: int, width: int, height: int, rev, opacity: float, tool: str,
            color: str, brush: float, views: list[dict] | None = None,
-           zoom: tuple[list, list] | None = None) -> go.Figure:
+           zoom: tuple[list, list] | None = None) -> dict:
     """`views`: the channels as the user left them (pages._display.view), None: defaults.
-    `zoom`: the x and y ranges to open on (the region the queue served), None: all of it."""
+    `zoom`: the x and y ranges to open on (the region the queue served), None: all of it.
+    A plain figure (pages._figures): built on every open."""
     side = side_for(width, height)
     images = [
         dict(source=image_url(image_id, 0, side, views), xref="x", yref="y", x=0, y=0,
@@ -132,17 +133,17 @@ def figure(image_id: int, width: int, height: int, rev, opacity: float, tool: st
         dict(source=draft_url(image_id, rev, 0, side), xref="x", yref="y", x=0, y=0,
              sizex=width, sizey=height, sizing="stretch", opacity=opacity, layer="above"),
     ]
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, width], y=[0, height], mode="markers",
-                             marker={"opacity": 0}, hoverinfo="none"))
-    fig.update_layout(images=images, shapes=[], margin=dict(l=0, r=0, t=0, b=0),
-                      dragmode=DRAGMODE.get(tool, "pan"), newshape=newshape(tool, color, brush),
-                      plot_bgcolor="#000", paper_bgcolor="#fff", showlegend=False,
-                      uirevision=f"annotate-{image_id}", autosize=True)
     x_range, y_range = zoom or ([0, width], [height, 0])
-    fig.update_xaxes(range=x_range, visible=False, constrain="domain")
-    fig.update_yaxes(range=y_range, visible=False, scaleanchor="x", constrain="domain")
-    return fig
+    return figures.figure(
+        [dict(type="scatter", x=[0, width], y=[0, height], mode="markers",
+              marker={"opacity": 0}, hoverinfo="none")],
+        dict(images=images, margin=dict(l=0, r=0, t=0, b=0),
+             dragmode=DRAGMODE.get(tool, "pan"), newshape=newshape(tool, color, brush),
+             plot_bgcolor="#000", paper_bgcolor="#fff", showlegend=False,
+             uirevision=f"annotate-{image_id}", autosize=True,
+             xaxis=dict(range=list(x_range), visible=False, constrain="domain"),
+             yaxis=dict(range=list(y_range), visible=False, scaleanchor="x",
+                        constrain="domain")))
 
 
 def tool_buttons(ids: dict, disabled: bool, tool: str = "select",
@@ -197,7 +198,7 @@ def review_box(can_edit: bool) -> html.Div:
     ], id=REVIEW, className="annotate-review mt-2", style=HIDDEN)
 
 
-def graph(graph_id: str, fig: go.Figure, editable: bool = True) -> dcc.Graph:
+def graph(graph_id: str, fig: dict, editable: bool = True) -> dcc.Graph:
     """The figure fills its frame (sized to the viewport by assets/style.css); no plotly
     tips ("double-click to zoom back out" covered the header's Next button)."""
     return dcc.Graph(id=graph_id, figure=fig, className="annotate-graph",

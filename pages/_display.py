@@ -11,12 +11,12 @@ assets/display.js from `/api/images/<id>/pixel.json` into the `pixel-readout` el
 from __future__ import annotations
 
 import dash_bootstrap_components as dbc
-import plotly.graph_objects as go
 from dash import ALL, MATCH, Input, Output, State, callback, clientside_callback, dcc, html
 from dash.exceptions import PreventUpdate
 
 from app.context import state
 from app.services import display, display_settings
+from pages import _figures as figures
 from pages._common import call
 
 KINDS = ("visible", "colour", "range", "low", "high", "hist", "meta")
@@ -43,19 +43,20 @@ def limit_lines(low: float, high: float) -> list[dict]:
                  line=dict(color=HIST_LIMIT, width=2)) for x in (low, high)]
 
 
-def histogram_figure(ch: display_settings.ChannelDisplay) -> go.Figure:
-    """The channel's histogram (log counts) over the slider's range, limits marked."""
+def histogram_figure(ch: display_settings.ChannelDisplay) -> dict:
+    """The channel's histogram (log counts) over the slider's range, limits marked (a
+    plain figure, pages._figures: built for every channel on every open)."""
     edges = ch.edges
     centres = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
     widths = [b - a for a, b in zip(edges[:-1], edges[1:])]
-    fig = go.Figure(go.Bar(x=centres, y=[c or None for c in ch.counts], width=widths,
-                           marker=dict(color=HIST_BAR, line=dict(width=0)), hoverinfo="skip"))
-    fig.update_layout(margin=dict(l=0, r=0, t=0, b=0), height=44, bargap=0,
-                      paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#f1f3f5",
-                      shapes=limit_lines(ch.low, ch.high), showlegend=False)
-    fig.update_xaxes(range=[ch.range_min, ch.range_max], visible=False, fixedrange=True)
-    fig.update_yaxes(type="log", visible=False, fixedrange=True)
-    return fig
+    return figures.figure(
+        [dict(type="bar", x=centres, y=[c or None for c in ch.counts], width=widths,
+              marker=dict(color=HIST_BAR, line=dict(width=0)), hoverinfo="skip")],
+        dict(margin=dict(l=0, r=0, t=0, b=0), height=44, bargap=0,
+             paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="#f1f3f5",
+             shapes=limit_lines(ch.low, ch.high), showlegend=False,
+             xaxis=dict(range=[ch.range_min, ch.range_max], visible=False, fixedrange=True),
+             yaxis=dict(type="log", visible=False, fixedrange=True)))
 
 
 def _limits_boxes(ch, ids: dict, c: int) -> dbc.InputGroup:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.imaging.quantiles import percentiles
 from app.imaging.render import auto_limits
 
 SAMPLE = 1 << 18          # values looked at per channel
@@ -45,7 +46,7 @@ def slider_range(flat: np.ndarray, integer: bool) -> tuple[float, float]:
     if flat.size == 0:
         return 0.0, 1.0
     low, top = float(flat.min()), float(flat.max())
-    p999 = float(np.percentile(flat, 99.9))
+    p999 = float(percentiles(flat, 99.9))
     high = min(top, p999 + 0.5 * (p999 - low))
     if integer:
         low, high = float(np.floor(low)), float(np.ceil(high))
@@ -59,10 +60,12 @@ def histogram(flat: np.ndarray, low: float, high: float, integer: bool,
     """Counts over [low, high]; an integer image with fewer distinct values than `bins`
     gets one bin per value."""
     if integer and high - low + 1 <= bins:
-        edges = np.arange(low - 0.5, high + 1.0, 1.0)
+        bins, span = int(high - low + 1), (low - 0.5, high + 0.5)     # a bin per value
     else:
-        edges = np.linspace(low, high, bins + 1)
-    counts, edges = np.histogram(flat, bins=edges)
+        span = (low, high)
+    # equal bins by count and range, not by their edges: numpy then bins in one pass
+    # instead of sorting the values (the edges and counts are the same)
+    counts, edges = np.histogram(flat, bins=bins, range=span)
     return [int(c) for c in counts], [float(e) for e in edges]
 
 

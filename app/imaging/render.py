@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from app.imaging import quantiles
+
 DEFAULT_PERCENTILES = (0.5, 99.5)
 
 
@@ -66,7 +68,7 @@ def auto_limits(channel: np.ndarray, percentiles=DEFAULT_PERCENTILES) -> tuple[f
         flat = flat[np.isfinite(flat)]      # NaN/Inf (older imports) never give null limits
         if flat.size == 0:
             return 0.0, 1.0
-    low, high = np.percentile(flat, percentiles)
+    low, high = quantiles.percentiles(flat, percentiles)
     if high <= low:
         high = low + 1
     return float(low), float(high)
