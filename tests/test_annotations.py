@@ -416,3 +416,38 @@ def test_opening_the_workspace_prepares_what_the_first_save_compares_against(
     assert key in array_cache.labels
     assert np.array_equal(array_cache.areas.peek(key),
                           np.bincount(get_array(store, key).ravel()))
+
+
+def test_edits_renew_a_lease_only_when_half_of_it_is_gone_and_saves_always(
+        session, config, store, world, three_images):
+    """Issue 22: an edit or an open keeps a fresh lease of one's own without a write (no
+    write lock on SQLite); past half its length it is renewed; a save always writes it, and
+    is refused once someone else holds the image."""
+    pid, anna, rita = world["project_id"], actor(session, "annotator"), actor(session, "reviewer")
+    first = leases.next_image(session, anna, config, pid)
+    image = session.get(Image, first)
+    length = dt.timedelta(minutes=config.lease_minutes)
+    fresh = utcnow() + length * 0.6                       # more than half left
+    image.lease_expires_at = fresh
+    session.flush()
+    drafts.record_edit(session, anna, config, store, first, {"op": "add", "shape": rect(2, 2, 9, 9)})
+    assert annotations.open_workspace(session, anna, config, first).can_edit
+    assert session.get(Image, first).lease_expires_at == fresh           # not written
+    stale = utcnow() + length * 0.4                       # less than half left
+    image.lease_expires_at = stale
+    session.flush()
+    drafts.record_edit(session, anna, config, store, first, {"op": "add", "shape": rect(12, 2, 19, 9)})
+    assert session.get(Image, first).lease_expires_at > utcnow() + length * 0.9   # renewed
+    image.lease_expires_at = fresh
+    session.flush()
+    annotations.save(session, anna, config, store, first)
+    assert session.get(Image, first).lease_expires_at > fresh            # a save writes it
+    # someone else takes the image once anna's lease is over: anna's edits and saves stop
+    image.lease_expires_at = utcnow() - dt.timedelta(seconds=1)
+    session.flush()
+    assert annotations.open_workspace(session, rita, config, first).can_edit
+    with pytest.raises(Conflict):
+        drafts.record_edit(session, anna, config, store, first,
+                           {"op": "add", "shape": rect(22, 2, 29, 9)})
+    with pytest.raises(Conflict):
+        annotations.save(session, anna, config, store, first)

@@ -211,7 +211,8 @@ def save(session: Session, actor: Actor, config: Config, store: BlobStore, image
     # hold (a version saved meanwhile with the same content is this save, done twice; any
     # other is a Conflict, or the parent when `force`).
     lock_row(session, Image, image.id)
-    leases.renew(session, actor, config, image.id)   # (on SQLite this write takes the lock)
+    # always written, even when fresh (on SQLite this write takes the lock)
+    leases.renew(session, actor, config, image.id, always=True)
     newest = queries.newest_annotation(session, image.id)
     raced = newest is not None and (latest is None or newest.id != latest.id)
     if raced:

@@ -52,12 +52,22 @@ def _free_or_ours(actor: Actor, now: dt.datetime):
                Image.lease_expires_at <= now, Image.assigned_to_id == actor.id)
 
 
-def try_lease(session: Session, actor: Actor, config: Config, image: Image) -> bool:
-    """Take or renew the lease on `image` for `actor`; False when someone else holds it."""
+def try_lease(session: Session, actor: Actor, config: Config, image: Image,
+              always: bool = False) -> bool:
+    """Take or renew the lease on `image` for `actor`; False when someone else holds it.
+
+    A lease of the actor's with more than half its length left is kept as it is, without a
+    write (unless `always`): edits and opens then take no write lock for it, which on SQLite
+    is one lock for every writer of every web worker. A save writes it always: its
+    conditional UPDATE is what keeps a save out when someone else took the image."""
     if actor.id is None:
         return False
     now = utcnow()
-    until = now + dt.timedelta(minutes=config.lease_minutes)
+    length = dt.timedelta(minutes=config.lease_minutes)
+    if (not always and image.assigned_to_id == actor.id and image.lease_expires_at is not None
+            and image.lease_expires_at - now > length / 2):
+        return True
+    until = now + length
     result = session.execute(
         update(Image).where(Image.id == image.id, _free_or_ours(actor, now))
         .values(assigned_to_id=actor.id, lease_expires_at=until)
@@ -78,13 +88,15 @@ def check(session: Session, actor: Actor, config: Config, image: Image) -> None:
                        f"{lease.expires_at:%H:%M} UTC).")
 
 
-def renew(session: Session, actor: Actor, config: Config, image_id: int) -> Lease:
-    """Keep the lease while the annotator works (called on edits and by the page's timer)."""
+def renew(session: Session, actor: Actor, config: Config, image_id: int,
+          always: bool = False) -> Lease:
+    """Keep the lease while the annotator works (called on edits, by the page's timer and,
+    `always`, by a save)."""
     image = session.get(Image, image_id)
     if image is None or image.deleted_at is not None:
         raise NotFound("No such image.")
     require(session, actor, image.project_id, "annotate")
-    if not try_lease(session, actor, config, image):
+    if not try_lease(session, actor, config, image, always):
         lease = lease_of(session, image)
         raise Conflict(f"{lease.username} is annotating this image now (until "
                        f"{lease.expires_at:%H:%M} UTC).")
@@ -161,11 +173,15 @@ def next_image(session: Session, actor: Actor, config: Config, project_id: int,
                skip=(), release_id: int | None = None) -> int:
     """Lease and return the next image for `actor` (after giving back `release_id`)."""
     require(session, actor, project_id, "annotate")
+    skip = {int(s) for s in skip} | ({int(release_id)} if release_id is not None else set())
+    ids = candidates(session, actor, project_id, skip)
+    # the reads come first, the writes (release, lease) last: a write transaction (on SQLite
+    # the one write lock) lasts no longer than the writes
     if release_id is not None:
         release(session, actor, int(release_id))
-    skip = {int(s) for s in skip} | ({int(release_id)} if release_id is not None else set())
-    for _attempt in range(5):
-        ids = candidates(session, actor, project_id, skip)
+    for attempt in range(5):
+        if attempt:
+            ids = candidates(session, actor, project_id, skip)
         if not ids:
             break
         for image_id in ids:
