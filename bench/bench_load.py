@@ -11,7 +11,16 @@ with the same callback requests the browser sends (`/_dash-update-component`):
 - save:  the Save button's callback (a new annotation version);
 - next:  the Next button's callback (releases the image, picks the next one of the queue).
 
-Figures per setup and N: p50/p95 of each step, cycles per second, errors; then checks on
+With `--think T` (seconds; a list runs each) an annotator pauses before each edit, save and
+next for a time drawn from an exponential distribution of mean T, as a person drawing a cell
+and deciding to save would, and the annotators start at random moments over the first
+3 T seconds (people do not all open the workspace in the same instant); T = 0 sends the
+requests back to back from the start (a closed loop: the figures are then those of a
+saturated machine, not of N people). Like a browser, a client sends a request again once
+when the server had closed the kept-alive connection it went out on before answering
+(gunicorn closes a connection idle for 2 s; the report counts these retries).
+
+Figures per setup, T and N: p50/p95 of each step, cycles per second, errors; then checks on
 the database: every "Saved version" answer is one stored version (none lost or doubled),
 versions of an image are numbered 1..k without gaps, and no image was saved by two
 annotators (the queue's leases kept them apart). The load generator runs on the same
@@ -19,13 +28,14 @@ annotators (the queue's leases kept them apart). The load generator runs on the 
 average is given).
 
     python bench/bench_load.py [--users 5,20,50] [--seconds 40] [--setups embedded,postgres]
-                               [--dry-run]
+                               [--think 0,2] [--dry-run]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import random
 import re
 import sys
 import tempfile
@@ -121,21 +131,37 @@ def find_component(tree, component_id: str):
 
 class Annotator(threading.Thread):
     def __init__(self, base: str, name: str, callbacks: Callbacks, start_path: str,
-                 until: float, log: dict, lock: threading.Lock):
+                 until: float, log: dict, lock: threading.Lock, think: float = 0.0):
         super().__init__(daemon=True)
         self.base, self.name, self.cb = base, name, callbacks
         self.path, self.until = start_path, until
+        self.think, self.rng = think, random.Random(name)
         self.log, self.lock = log, lock
         self.session = requests.Session()
         self.finished = False
 
     def post(self, dep: dict, values: dict) -> dict:
-        r = self.session.post(self.base + "/_dash-update-component",
-                              json=Callbacks.body(dep, values), timeout=120)
+        url, body = self.base + "/_dash-update-component", Callbacks.body(dep, values)
+        try:
+            r = self.session.post(url, json=body, timeout=120)
+        except requests.ConnectionError as exc:
+            # a kept-alive connection the server closed as the request went out: nothing
+            # was answered, and a browser sends it again on a new connection
+            if "RemoteDisconnected" not in repr(exc):
+                raise
+            with self.lock:
+                self.log["retried"] += 1
+            r = self.session.post(url, json=body, timeout=120)
         if r.status_code == 204:
             return {}
         r.raise_for_status()
         return r.json().get("response", {})
+
+    def pause(self) -> None:
+        """A person's time before the next action (none in a closed loop)."""
+        if self.think > 0:
+            time.sleep(min(self.rng.expovariate(1.0 / self.think),
+                           max(0.0, self.until - time.time())))
 
     def timed(self, step: str, fn):
         t0 = time.perf_counter()
@@ -184,6 +210,7 @@ class Annotator(threading.Thread):
                 self.log["leased"] += 1
             return self.move(info)
         polygon = self.cb.find("annotate-polygon-done", "data")
+        self.pause()
         acked = self.timed("edit", lambda: self.post(polygon, {
             ("annotate-polygon-done", "data"): {"corners": SQUARE, "t": time.time(),
                                                "seq": seq, "cls": 0},
@@ -192,6 +219,7 @@ class Annotator(threading.Thread):
         if acked is None:
             return False
         save = self.cb.find("annotate-save", "n_clicks")
+        self.pause()
         saved = self.timed("save", lambda: self.post(save, {
             ("annotate-save", "n_clicks"): 1, ("annotate-state", "data"): state,
             ("annotate-info", "data"): info}))
@@ -208,6 +236,7 @@ class Annotator(threading.Thread):
 
     def move(self, info: dict) -> bool:
         nxt = self.cb.find("annotate-next", "n_clicks")
+        self.pause()
         moved = self.timed("next", lambda: self.post(nxt, {
             ("annotate-next", "n_clicks"): 1, ("annotate-info", "data"): info}))
         href = json.dumps(moved or {})
@@ -223,6 +252,8 @@ class Annotator(threading.Thread):
         return True
 
     def run(self) -> None:
+        if self.think > 0:
+            time.sleep(self.rng.uniform(0, 3 * self.think))
         try:
             self.login()
         except Exception as exc:   # noqa: BLE001
@@ -276,7 +307,8 @@ def check(app: LiveApp, saves: list[tuple]) -> dict:
             "gaps": len(gaps), "shared": sum(1 for s in savers.values() if len(s) > 1)}
 
 
-def run_one(setup: str, users: int, seconds: float, env: dict, folder: Path) -> dict:
+def run_one(setup: str, users: int, seconds: float, env: dict, folder: Path,
+            think: float = 0.0) -> dict:
     app = LoadApp(folder, extra_env=env)
     try:
         prepare(app, users, images=int(max(100, seconds * 15, users * 4)))
@@ -285,13 +317,13 @@ def run_one(setup: str, users: int, seconds: float, env: dict, folder: Path) -> 
         deps.raise_for_status()
         callbacks = Callbacks(deps.json())
         log = {step: [] for step in STEPS}
-        log.update(errors=[], saves=[], leased=0)
+        log.update(errors=[], saves=[], leased=0, retried=0)
         lock = threading.Lock()
         starts = [r[0] for r in app.query("SELECT id FROM image ORDER BY id")][:users]
         until = time.time() + seconds
         load0 = os.getloadavg()
         team = [Annotator(app.base, f"ann{k:02d}", callbacks, f"/annotate/{starts[k]}",
-                          until, log, lock) for k in range(users)]
+                          until, log, lock, think) for k in range(users)]
         t0 = time.perf_counter()
         for a in team:
             a.start()
@@ -299,8 +331,9 @@ def run_one(setup: str, users: int, seconds: float, env: dict, folder: Path) -> 
             a.join(timeout=seconds + 300)
         wall = time.perf_counter() - t0
         load1 = os.getloadavg()
-        result = {"setup": setup, "users": users, "wall": wall, "load": (load0, load1),
-                  "errors": log["errors"], "leased": log["leased"],
+        result = {"setup": setup, "users": users, "think": think, "wall": wall,
+                  "load": (load0, load1),
+                  "errors": log["errors"], "leased": log["leased"], "retried": log["retried"],
                   "check": check(app, log["saves"])}
         for step in STEPS:
             times = sorted(log[step])
@@ -339,12 +372,14 @@ def fresh_database(server_url: str, name: str) -> str:
 def report(results: list[dict], seconds: float) -> str:
     lines = [f"Each annotator repeats open → edit (one polygon) → save → next for {seconds:g} s "
              "after logging in; client threads on the same 2 cores as gunicorn (2 web "
-             "workers × 4 threads), its database and Redis. Times in ms (p50 / p95); "
+             "workers × 4 threads), its database and Redis. *Think*: the mean pause (s, "
+             "exponential) before each edit, save and next; 0 = requests back to back (a "
+             "closed loop, which saturates the machine at any N). Times in ms (p50 / p95); "
              "load average (1 min) before → after.", "",
-             "| setup | annotators | cycles/s | open | edit | save | next | errors | "
-             "leased to another | versions stored / answered | lost · unanswered · doubled · "
-             "gaps · shared | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| setup | think | annotators | cycles/s | open | edit | save | next | errors | "
+             "sent again | leased to another | versions stored / answered | lost · "
+             "unanswered · doubled · gaps · shared | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         c = r["check"]
 
@@ -352,8 +387,10 @@ def report(results: list[dict], seconds: float) -> str:
             n, p50, p95 = r[step]
             return f"{p50:.0f} / {p95:.0f}" if n else "-"
         lines.append(
-            f"| {r['setup']} | {r['users']} | {r['cycles_per_s']:.2f} | {cell('open')} | "
+            f"| {r['setup']} | {r['think']:g} | {r['users']} | {r['cycles_per_s']:.2f} | "
+            f"{cell('open')} | "
             f"{cell('edit')} | {cell('save')} | {cell('next')} | {len(r['errors'])} | "
+            f"{r['retried']} | "
             f"{r['leased']} | {c['stored']} / {c['answered']} | {c['lost']} · "
             f"{c['unanswered']} · {c['doubled']} · {c['gaps']} · {c['shared']} | "
             f"{r['load'][0][0]:.1f} → {r['load'][1][0]:.1f} |")
@@ -362,7 +399,9 @@ def report(results: list[dict], seconds: float) -> str:
               "named; *doubled* = two rows with one (image, version); *gaps* = images whose "
               "versions are not 1..k; *shared* = images saved by two annotators (a lease not "
               "honoured). *Leased to another*: the image an annotator was sent to was held by "
-              "another's lease (the workspace opened read-only; the annotator moved on).",
+              "another's lease (the workspace opened read-only; the annotator moved on). "
+              "*Sent again*: requests a client sent a second time because the server had "
+              "closed the idle connection as it went out (as a browser does).",
               "", "Goal at 20 annotators: p95 save ≤ 300 ms, p95 open ≤ 1 s, nothing lost or "
               "doubled, every lease honoured."]
     errors = [e for r in results for e in r["errors"]][:8]
@@ -376,6 +415,8 @@ def main() -> None:
     ap.add_argument("--users", default="5,20,50")
     ap.add_argument("--seconds", type=float, default=40)
     ap.add_argument("--setups", default="embedded,postgres")
+    ap.add_argument("--think", default="0",
+                    help="mean pause before each edit, save and next (s); a list runs each")
     ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args()
     results = []
@@ -387,12 +428,15 @@ def main() -> None:
                 env = {}
                 if setup == "postgres":
                     env, servers = scaleout_env(root / "servers")
-                for n in (int(u) for u in args.users.split(",")):
+                runs = [(float(t), int(u)) for t in args.think.split(",")
+                        for u in args.users.split(",")]
+                for think, n in runs:
                     run_env = dict(env)
                     if setup == "postgres":
                         run_env["DATABASE_URL"] = fresh_database(env["DATABASE_URL"],
                                                                  f"load_{n}_{int(time.time())}")
-                    r = run_one(setup, n, args.seconds, run_env, root / f"{setup}-{n}")
+                    r = run_one(setup, n, args.seconds, run_env,
+                                root / f"{setup}-{think:g}-{n}", think)
                     print(json.dumps({k: v for k, v in r.items() if k != "errors"},
                                      default=str), f"errors={len(r['errors'])}", flush=True)
                     results.append(r)
