@@ -323,6 +323,9 @@ def main(argv=None) -> None:
                          "factor and peak threshold (and the checkpoint, --select-every)")
     ap.add_argument("--select-every", type=int, default=0)
     ap.add_argument("--colour", type=float, default=0.0, help="per-channel colour jitter")
+    ap.add_argument("--input-mapping", default=None,
+                    help="the point model reads the image through this mapping, e.g. "
+                         "nucleus-contrast-v1 (the haematoxylin channel LoG reads)")
     ap.add_argument("--count-weight", type=float, default=0.01)
     ap.add_argument("--mc", type=int, default=16)
     ap.add_argument("--curve", default="4,8,16,32,64",
@@ -358,7 +361,7 @@ def main(argv=None) -> None:
                             sigma=args.sigma, width=args.width, depth=args.depth, lr=args.lr,
                             seed=args.seed, threads=args.threads, holdout=args.holdout,
                             select_every=args.select_every, colour_jitter=args.colour,
-                            count_weight=args.count_weight)
+                            count_weight=args.count_weight, input_mapping=args.input_mapping)
     log = print
     timings = {}
     init = None
@@ -470,7 +473,8 @@ def main(argv=None) -> None:
         "count each 600x600 quarter of the test images as an image, their unit.",
         "",
         f"Point model: U-Net width {arch['width']}, depth {arch['depth']}, {start}, "
-        f"Gaussian density sigma {args.sigma} px, "
+        + (f"input through the {args.input_mapping!r} mapping, " if args.input_mapping else "")
+        + f"Gaussian density sigma {args.sigma} px, "
         f"{args.steps} steps of {args.batch} patches of {args.patch} px "
         f"({model.meta['training']['seconds']:.0f} s, "
         f"{model.meta['training']['patches_per_s']:.1f} patches/s); augmentation: flips, "

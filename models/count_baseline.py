@@ -27,6 +27,7 @@ from skimage.color import rgb2hed
 from models.builtin_data import to_network_input
 from models.density import as_points, find_peaks
 
+NUCLEUS_CONTRAST = "nucleus-contrast-v1"   # `nucleus_channel` as a model's input mapping
 SIGMA_RANGES = ((2.0, 4.0), (3.0, 6.0), (4.0, 8.0), (5.0, 10.0), (6.0, 12.0))
 THRESHOLDS = tuple(np.round(np.arange(0.02, 0.42, 0.02), 3))
 

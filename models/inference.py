@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.builtin_data import INPUT_MAPPING, to_network_input
+from models.count_baseline import NUCLEUS_CONTRAST, nucleus_channel
 from models.model import ModelInputError, SegmentationModel
 from storage.readers import read_image
 
@@ -25,7 +26,10 @@ class PredictResult:
     per_plane_counts: list = field(default_factory=list)
 
 
-INPUT_MAPPINGS = {INPUT_MAPPING: to_network_input}
+# "nucleus-contrast-v1": one channel with nuclei bright (the haematoxylin channel of an RGB
+# H&E image, by colour deconvolution; the built-in mapping for anything else), as the LoG
+# counting baseline reads it; a counting model may be trained on it (`CountingParams`).
+INPUT_MAPPINGS = {INPUT_MAPPING: to_network_input, NUCLEUS_CONTRAST: nucleus_channel}
 
 
 def input_mapping(meta: dict | None):

@@ -195,3 +195,32 @@ def test_a_counting_model_can_start_from_a_segmentation_models_unet():
     assert torch.all(state["head.out.weight"] == 0)      # a new output layer, alive (bias > 0)
     assert float(state["head.out.bias"]) > 0
     assert count_image(model, np.stack([image] * 3), mc_samples=0).count > 0   # RGB is mapped
+
+
+def _stained(image: np.ndarray, tint: tuple) -> np.ndarray:
+    """An RGB 'H&E-like' image: dark purple nuclei where `image` is bright, on a pale pink
+    background tinted by `tint` (a different stain per slide)."""
+    signal = image.astype(np.float64) / image.max()
+    rgb = [np.clip(250 - signal * (250 - 250 * t), 0, 255) for t in tint]
+    return np.stack(rgb).astype(np.uint8)
+
+
+def test_a_model_can_read_the_nucleus_contrast_channel_and_keeps_it(tmp_path):
+    """Issue 23: a counting model trained through the "nucleus-contrast-v1" mapping (the
+    haematoxylin channel LoG reads) takes RGB slides as one channel, counts a slide of
+    another stain, and its file names the mapping."""
+    pairs = [discs(seed=s) for s in range(4)]
+    tints = [(0.35, 0.15, 0.55), (0.45, 0.2, 0.6), (0.3, 0.1, 0.5), (0.4, 0.25, 0.65)]
+    model = train_counter([_stained(p[0], t) for p, t in zip(pairs, tints)],
+                          [p[1] for p in pairs],
+                          params=CountingParams(steps=160, input_mapping="nucleus-contrast-v1",
+                                                **TINY))
+    assert model.meta["input_mapping"] == "nucleus-contrast-v1"
+    assert model.in_channels == 1
+    path = tmp_path / "counter.cellloop"
+    save_counter(model, path)
+    loaded = load_counter(path)
+    image, centres = discs(seed=100)
+    result = count_image(loaded, _stained(image, (0.5, 0.3, 0.7)), mc_samples=0)
+    assert abs(result.count - len(centres)) <= 1, result.count
+    assert matched(result.points, centres) >= len(centres) - 1
