@@ -311,7 +311,8 @@ def run_one(setup: str, users: int, seconds: float, env: dict, folder: Path,
             think: float = 0.0) -> dict:
     app = LoadApp(folder, extra_env=env)
     try:
-        prepare(app, users, images=int(max(100, seconds * 15, users * 4)))
+        # more images than a closed loop can annotate in `seconds` (about 18 a second here)
+        prepare(app, users, images=int(max(100, seconds * 30, users * 4)))
         app.start_web()
         deps = login_session(app).get(app.url("/_dash-dependencies"), timeout=60)
         deps.raise_for_status()
