@@ -26,9 +26,10 @@ class PredictResult:
     per_plane_counts: list = field(default_factory=list)
 
 
-# "nucleus-contrast-v1": one channel with nuclei bright (the haematoxylin channel of an RGB
-# H&E image, by colour deconvolution; the built-in mapping for anything else), as the LoG
-# counting baseline reads it; a counting model may be trained on it (`CountingParams`).
+# "nucleus-contrast-v1": one channel with nuclei bright, as the LoG counting baseline reads
+# it: for any 3- or 4-channel image whose channels differ, the haematoxylin channel of a
+# colour deconvolution (meant for RGB H&E); the built-in mapping for grey and other images.
+# A counting model may be trained on it (`CountingParams.input_mapping`).
 INPUT_MAPPINGS = {INPUT_MAPPING: to_network_input, NUCLEUS_CONTRAST: nucleus_channel}
 
 

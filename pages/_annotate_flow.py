@@ -278,7 +278,9 @@ clientside_callback(
 @callback(Output(LEASE, "children"), Output(MESSAGE, "children", allow_duplicate=True),
           Input(LEASE_TIMER, "n_intervals"), State(INFO, "data"), prevent_initial_call=True)
 def keep_lease(_n, info):
-    lease, error = call(leases.renew, get_config(), info["id"])
+    # always written: edits and opens keep a fresh lease without writing it, so this tick
+    # (every few minutes) is what keeps a lease from running out while the page is open
+    lease, error = call(leases.renew, get_config(), info["id"], always=True)
     if error:
         return "", alert(error, "warning")
     return f"leased to you until {lease.expires_at:%H:%M} UTC", dash.no_update

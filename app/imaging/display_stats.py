@@ -63,6 +63,8 @@ def histogram(flat: np.ndarray, low: float, high: float, integer: bool,
         bins, span = int(high - low + 1), (low - 0.5, high + 0.5)     # a bin per value
     else:
         span = (low, high)
+    if flat.dtype.kind == "f" and flat.dtype != np.float64:
+        flat = flat.astype(np.float64)      # numpy makes the edges in the values' type
     # equal bins by count and range, not by their edges: numpy then bins in one pass
     # instead of sorting the values (the edges and counts are the same)
     counts, edges = np.histogram(flat, bins=bins, range=span)

@@ -17,10 +17,11 @@ def percentiles(flat: np.ndarray, q) -> np.ndarray:
     """`np.percentile(flat, q)` for a 1-D array (q in percent, scalar or sequence)."""
     flat = np.asarray(flat).ravel()
     qs = np.asarray(q, dtype=np.float64)
-    if flat.size == 0 or flat.dtype.kind not in "iu":
-        return np.percentile(flat, q)
+    if (flat.size == 0 or flat.dtype.kind not in "iu" or qs.size == 0
+            or not np.all((qs >= 0) & (qs <= 100))):
+        return np.percentile(flat, q)         # numpy's answer, or numpy's error
     low, high = int(flat.min()), int(flat.max())
-    if high - low >= MAX_SPAN:
+    if high - low >= MAX_SPAN or high >= 2 ** 62:
         return np.percentile(flat, q)
     shifted = flat if low == 0 and flat.dtype.kind == "u" else flat.astype(np.int64) - low
     cumulative = np.cumsum(np.bincount(shifted.astype(np.intp, copy=False)))

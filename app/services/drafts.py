@@ -34,7 +34,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.config import Config
-from app.db import end_transaction
+from app.db import end_transaction, lock_row
 from app.errors import Conflict, ValidationError
 from app.permissions import Actor
 from app.services import leases
@@ -436,6 +436,10 @@ def clean_edit(edit: dict, project: Project) -> dict:
 def _editable(session: Session, actor: Actor, config: Config, image_id: int) -> Image:
     image = image_for(session, actor, image_id, "annotate")
     leases.renew(session, actor, config, image.id)
+    # the image row locked (PostgreSQL; a no-op on SQLite): two edits of one draft (two tabs)
+    # go one after the other instead of one failing on the draft's version; a fresh lease is
+    # no longer written, and that write used to take this lock
+    lock_row(session, Image, image.id)
     return image
 
 

@@ -90,8 +90,8 @@ def check(session: Session, actor: Actor, config: Config, image: Image) -> None:
 
 def renew(session: Session, actor: Actor, config: Config, image_id: int,
           always: bool = False) -> Lease:
-    """Keep the lease while the annotator works (called on edits, by the page's timer and,
-    `always`, by a save)."""
+    """Keep the lease while the annotator works (called on edits, and `always` by the page's
+    timer and by a save)."""
     image = session.get(Image, image_id)
     if image is None or image.deleted_at is not None:
         raise NotFound("No such image.")

@@ -49,3 +49,25 @@ def test_histogram_counts_what_sorted_binning_counts(integer, low, high):
     expected, _ = np.histogram(flat, bins=expected_edges)
     assert edges == [float(e) for e in expected_edges]
     assert counts == [int(c) for c in expected] and sum(counts) == flat.size
+
+
+def test_a_float32_histogram_keeps_float64_edges_and_sorted_counts():
+    """The edges are the float64 ones the slider's ends give (numpy would make them in the
+    values' own type), and the counts are what binning by those edges counts."""
+    flat = np.random.default_rng(5).gamma(2.0, 300.0, 40_000).astype(np.float32)
+    low, high = float(flat.min()), 1429.788806259632
+    counts, edges = histogram(flat, low, high, False)
+    expected_edges = np.linspace(low, high, 65)
+    expected, _ = np.histogram(flat.astype(np.float64), bins=expected_edges)
+    assert edges == [float(e) for e in expected_edges] and edges[-1] == high
+    assert counts == [int(c) for c in expected]
+
+
+def test_percentiles_refuse_what_numpy_refuses_and_do_not_overflow():
+    values = np.array([0, 1, 2, 3], np.uint16)
+    for bad in (-1, 101, [50, 100.5], float("nan")):
+        with pytest.raises(ValueError):
+            percentiles(values, bad)
+    huge = np.array([2 ** 63, 2 ** 63 + 10, 2 ** 64 - 1], np.uint64)
+    np.testing.assert_array_equal(percentiles(huge, [0, 50, 100]),
+                                  np.percentile(huge, [0, 50, 100]))

@@ -279,3 +279,25 @@ def test_a_counting_projects_learning_settings_hide_the_queue_unit():
     assert unit_row_style(learning.settings_card(LoopSettings(), True, counting=True)) == {
         "display": "none"}
     assert unit_row_style(learning.settings_card(LoopSettings(), True)) is None
+
+
+def test_the_pages_lease_timer_always_renews_the_lease(as_user, world, image_id, db, config):
+    """Edits and opens keep a fresh lease without writing it, so the page's timer must push
+    it out on every tick, or a short LEASE_MINUTES could lapse while the page is open."""
+    import datetime as dt
+
+    from app.tables import Image, utcnow
+    from pages import _annotate_flow, annotate
+    with as_user("annotator"):
+        annotate.layout(str(image_id))                         # opening takes the lease
+    length = dt.timedelta(minutes=config.lease_minutes)
+    fresh = utcnow() + length * 0.6                            # over half left
+    with db.session_scope() as s:
+        s.get(Image, image_id).lease_expires_at = fresh
+    info = {"id": image_id, "project": world["project_id"], "can_edit": True}
+    with as_user("annotator"):
+        shown, message = _annotate_flow.keep_lease(1, info)
+    import dash
+    assert "leased to you until" in shown and message is dash.no_update
+    with db.session_scope() as s:
+        assert s.get(Image, image_id).lease_expires_at > utcnow() + length * 0.9
