@@ -14,6 +14,7 @@ one strategy's whole run.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import statistics
@@ -41,6 +42,12 @@ def add_arguments(ap) -> None:
                    help="with --start builtin: a model file (e.g. a generalist trained "
                         "without one group, from bench/bench_from_builtin.py's cache); "
                         "default the shipped nuclei-v1")
+    g.add_argument("--leave-out", default=None, choices=GROUPS,
+                   help="with --start builtin: start from a generalist trained (600 steps, "
+                        "cached as in bench/bench_from_builtin.py) on every DSB training "
+                        "image outside this group, so that group is new to the start model")
+    g.add_argument("--cache", default="/tmp/cellloop-bench-from-builtin",
+                   help="where --leave-out's generalist is cached")
     g.add_argument("--mixed-strategies", default="random,stratified,power,coverage")
     g.add_argument("--quick", action="store_true", help="smoke run; prints, writes nothing")
 
@@ -77,8 +84,11 @@ def run(args, write_section, machine) -> None:
                       steps_per_epoch=args.steps, patience=2, lr=2e-3, calibrate=False)
     if args.start == "builtin":
         from models.persist import model_from_bytes
-        start_model = (model_from_bytes(Path(args.start_model).read_bytes())
-                       if args.start_model else builtin.load_builtin())
+        if args.leave_out:
+            start_model = _left_out_generalist(args)
+        else:
+            start_model = (model_from_bytes(Path(args.start_model).read_bytes())
+                           if args.start_model else builtin.load_builtin())
         arch = start_model.meta["architecture"]
         cfg = dataclasses.replace(cfg, width=arch["width"], depth=arch["depth"])
     t0 = time.perf_counter()
@@ -108,7 +118,7 @@ def run(args, write_section, machine) -> None:
     if args.quick:
         print(body)
         return
-    stem = f"mixed_{args.unit}_{args.start}"
+    stem = _stem(args)
     OUT.mkdir(parents=True, exist_ok=True)
     from models.simulation_plan import columns
     writers.write_csv(OUT / f"{stem}.csv", rows, columns(rows))
@@ -117,7 +127,31 @@ def run(args, write_section, machine) -> None:
     writers.write_json(OUT / f"{stem}_summary.json", {"target": target, "reference": ref,
                                                       "strategies": summary})
     write_section(f"active_learning_{stem}", "Active learning on a mixed DSB pool, in "
-                  f"corrections ({args.unit} units, from {args.start}; issue 21)", body)
+                  f"corrections ({args.unit} units, from {_start_name(args)}; issue 21)", body)
+
+
+def _start_name(args) -> str:
+    return (f"{args.start} without {args.leave_out}"
+            if args.start == "builtin" and args.leave_out else args.start)
+
+
+def _stem(args) -> str:
+    return f"mixed_{args.unit}_{_start_name(args).replace(' ', '_')}"
+
+
+def _left_out_generalist(args):
+    """The built-in architecture trained on every DSB training image outside
+    args.leave_out (the same settings and cache as bench/bench_from_builtin.py)."""
+    from bench.bench_from_builtin import cached_group_model
+    data_dir = builtin.require_data()
+    parts = split(data_dir)
+    others = {g: tr for g, (tr, _) in parts.items() if g != args.leave_out}
+    settings = argparse.Namespace(patch=256, batch=8, epochs_big=4)
+    if args.quick:
+        others = {g: ids[:6] for g, ids in others.items()}
+        settings = argparse.Namespace(patch=128, batch=4, epochs_big=1)
+    return cached_group_model(Path(args.cache), data_dir, others, 4 if args.quick else 600,
+                              settings, f"without-{args.leave_out}")
 
 
 def _load() -> float:
@@ -151,7 +185,7 @@ def report(args, rows, summary, ref, target, full_s, sim_s, n_pool, n_test, grou
 Pool: {n_pool} DSB training images of all four groups (random, seed 0); test: {n_test} images
 ({', '.join(f'{g} {n}' for g, n in per_group.items())}) from the test split. Grey input (the
 built-in model's input mapping). Unit: {args.unit}{f' ({args.region_size} px)' if args.unit == 'region' else ''};
-start: {args.start}{f' ({Path(args.start_model).name})' if args.start_model else ''}. One shared random start
+start: {_start_name(args)}{f' ({Path(args.start_model).name})' if args.start_model and not args.leave_out else ''}. One shared random start
 unit per seed, {args.rounds} rounds of {args.batch}, {args.seeds} seeds; each round fine-tunes the
 previous round's U-Net ({args.steps} steps of 8 x 128 px patches, default post-processing);
 MC dropout T={args.passes}. Cost: corrections of the current model's suggestion (redrawn +
@@ -166,5 +200,5 @@ Simulation {sim_s / 60:.1f} min; load average during it {statistics.median(load)
 {chr(10).join(lines)}
 
 {half or 'Random did not reach the target, so no ratio of corrections.'}
-Curves: `docs/active_learning/mixed_{args.unit}_{args.start}.csv` and `.html`.
+Curves: `docs/active_learning/{_stem(args)}.csv` and `.html`.
 """
