@@ -93,6 +93,19 @@ def test_review_walks_uncertain_cells_and_accepts_confident_ones(
     assert annotations.save(session, anna, config, store, image_id).n_cells == 3
 
 
+def test_a_deleted_suggested_cell_leaves_the_figures_adding_up_to_the_cells_on_screen(
+        session, config, store, world, image_id, fake_suggest):
+    anna = actor(session, "annotator")
+    drafts.use_suggestion(session, anna, config, store, image_id)
+    cell_review.keep_cell(session, anna, config, store, image_id, 2)
+    result = drafts.record_edit(session, anna, config, store, image_id,
+                                {"op": "delete", "label": 3})
+    s = cell_review.summary(session, anna, config, store, image_id)
+    assert result.n_cells == 2
+    assert (s.uncertain, s.confident, s.checked) == (0, 1, 1)
+    assert s.uncertain + s.confident + s.checked == result.n_cells
+
+
 def test_the_review_is_the_annotators_own(session, config, store, world, image_id,
                                           fake_suggest):
     anna = actor(session, "annotator")

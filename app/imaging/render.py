@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.imaging import quantiles
+from app.imaging.shapes import POINT_SCALE
 
 DEFAULT_PERCENTILES = (0.5, 99.5)
 
@@ -199,24 +200,28 @@ def annotation_rgba(labels: np.ndarray, max_side: int, class_colors: list[str],
         white = ((rows + cols) // DASH) % 2 == 0
         out[rows, cols] = (0, 0, 0, 255)
         out[rows[white], cols[white]] = (255, 255, 255, 255)
+    # The browser fits the overlay to a graph some 700-900 px wide: the dots grow with the
+    # overlay so a point stays about 10 screen px across on a large image.
+    base = max(4.0, max(out.shape[:2]) / POINT_SCALE)
     for k, (x, y, *rest) in enumerate(points or []):
         cls = int(rest[0]) if rest else 0
         unsure = bool(unsure_points and k < len(unsure_points) and unsure_points[k])
         cx, cy = x / factor, y / factor
-        r = 6 if unsure else 4
+        r = base * 1.5 if unsure else base
         y0, y1 = max(0, int(cy - r)), min(out.shape[0], int(cy + r) + 1)
         x0, x1 = max(0, int(cx - r)), min(out.shape[1], int(cx + r) + 1)
         yy, xx = np.mgrid[y0:y1, x0:x1]
         d = np.hypot(yy + 0.5 - cy, xx + 0.5 - cx)
         rgb = palette[min(cls, len(palette) - 1)]
-        ring, dot = (d <= r) & (d > r - (3.0 if unsure else 1.5)), d <= 2.5
+        edge = max(1.5, r / (2.0 if unsure else 3.0))
+        ring, dot = (d <= r) & (d > r - edge), d <= r - edge - 0.5
         if unsure:           # alternating white and orange: seen on any background
             out[y0:y1, x0:x1][ring] = UNSURE_RING
             half = ring & (((yy + xx) // 2) % 2 == 0)
             out[y0:y1, x0:x1][half] = (255, 255, 255, 255)
         else:
             out[y0:y1, x0:x1][ring] = (0, 0, 0, 255)
-            dot = d <= r - 1.5
+            dot = d <= r - edge
         out[y0:y1, x0:x1][dot] = (*rgb, 255)
     return out
 

@@ -240,6 +240,14 @@ class Canvas:
 
 
 POINT_RADIUS = 6.0
+POINT_SCALE = 150.0        # a point is drawn (app.imaging.render) with radius side / this
+
+
+def point_pick_radius(shape: tuple[int, ...], scale: float = 1.0) -> float:
+    """How near a click must be to a point to remove it (px of a canvas of `shape`, which is
+    the image scaled by `scale`): POINT_RADIUS, or the radius the point is drawn with on a
+    large image, so a click anywhere on the dot takes it away."""
+    return max(POINT_RADIUS * scale, max(shape[:2]) / POINT_SCALE)
 MIN_PIECE = 4              # pixels: smaller pieces left by a cut are cleared, not made cells
 _EIGHT = np.ones((3, 3), bool)
 
@@ -346,7 +354,7 @@ def apply_edit(canvas: Canvas, edit: dict, scale: float = 1.0) -> Canvas:
     - {"op": "delete", "label": L}; {"op": "class", "label": L, "cls": k}; {"op": "clear"}
     - {"op": "region", "shape": S} add S to the annotated region; {"op": "region_all"}
     - {"op": "point", "x", "y", "cls"} add a counting point; {"op": "unpoint", "x", "y"}
-      remove the point nearest to (x, y) within POINT_RADIUS
+      remove the point nearest to (x, y) within point_pick_radius
     - {"op": "check", "labels": [L, ...]} the user accepted these suggested cells as they
       are (changes no pixel; app.services.cell_review reads it)
     """
@@ -405,7 +413,7 @@ def apply_edit(canvas: Canvas, edit: dict, scale: float = 1.0) -> Canvas:
             pts = np.asarray([p[:2] for p in canvas.points])
             d = np.hypot(pts[:, 0] - float(edit["x"]) * scale, pts[:, 1] - float(edit["y"]) * scale)
             nearest = int(d.argmin())
-            if d[nearest] <= POINT_RADIUS * scale:
+            if d[nearest] <= point_pick_radius(canvas.labels.shape, scale):
                 canvas.points.pop(nearest)
     else:
         raise ShapeError(f"Unknown edit {op!r}.")

@@ -188,10 +188,13 @@ def summary(session: Session, actor: Actor, config: Config, store: BlobStore,
     _image, review, canvas = _draft_review(session, actor, config, store, image_id, "view")
     if review is None:
         return None
-    open_ = review.unchecked(_present(canvas))
+    present = _present(canvas)
+    open_ = review.unchecked(present)
     uncertain = sum(v >= review.uncertain_at for v in open_.values())
+    # a deleted cell was looked at, but it is no longer one of the cells on screen: the
+    # three figures add up to the suggested cells still there
     return Summary(uncertain, len(open_) - uncertain,
-                   len(review.checked & set(review.scores)), review.uncertain_at)
+                   len(review.checked & set(review.scores) & present), review.uncertain_at)
 
 
 @dataclass(frozen=True)

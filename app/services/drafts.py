@@ -43,8 +43,8 @@ from app.services.imports import count_labels
 from app.services import model_versions, queries, save_prep
 from app.states import ImageStatus
 from app.tables import Annotation, Draft, Image, ModelVersion, Project, utcnow
-from app.imaging.shapes import (POINT_RADIUS, Canvas, ShapeError, apply_edit, apply_edits,
-                            cell_polygon, finish)
+from app.imaging.shapes import (Canvas, ShapeError, apply_edit, apply_edits,
+                                cell_polygon, finish, point_pick_radius)
 from storage import array_cache
 from storage.blobstore import BlobStore, get_array, put_array
 from storage.writers import atomic_path
@@ -692,6 +692,7 @@ def toggle_point(session: Session, actor: Actor, config: Config, store: BlobStor
     """Counting mode: a click adds a point, a click on an existing point removes it."""
     image = image_for(session, actor, image_id, "annotate")
     canvas = current_canvas(session, actor, config, store, image)
-    near = any(np.hypot(p[0] - float(x), p[1] - float(y)) <= POINT_RADIUS for p in canvas.points)
+    reach = point_pick_radius(canvas.labels.shape)
+    near = any(np.hypot(p[0] - float(x), p[1] - float(y)) <= reach for p in canvas.points)
     return record_edit(session, actor, config, store, image.id,
                        {"op": "unpoint" if near else "point", "x": x, "y": y, "cls": cls})

@@ -75,3 +75,27 @@ def test_an_unsure_point_gets_a_wide_orange_and_white_ring():
     assert (unsure[..., :3] == UNSURE_RING[:3]).all(-1).any()
     assert (unsure[..., :3] == 255).all(-1).any()                 # white in the ring too
     assert (unsure[..., 3] > 0).sum() > (sure[..., 3] > 0).sum()  # wider than a sure one
+
+
+def test_points_grow_with_the_overlay_so_they_stay_visible_on_a_large_image():
+    """The browser fits the overlay to the graph: a 1200 px overlay shown some 750 px wide
+    would shrink a 4 px dot to 2.5 px. A point's radius is the overlay side / POINT_SCALE,
+    at least 4 px, so small overlays keep their 4 px dots."""
+    import numpy as np
+
+    from app.imaging.render import POINT_SCALE, annotation_rgba
+
+    def drawn_radius(side):
+        out = annotation_rgba(np.zeros((side, side), np.int32), side, ["#ff0000"],
+                              points=[[side / 2, side / 2, 0]])
+        rows = np.nonzero(out[..., 3].any(1))[0]
+        return (rows.max() - rows.min() + 1) / 2
+
+    assert 3.5 <= drawn_radius(64) <= 4.5
+    assert 3.5 <= drawn_radius(400) <= 4.5                        # 400 / 150 < 4
+    big = drawn_radius(1200)
+    assert abs(big - 1200 / POINT_SCALE) <= 1.0 and big >= 7.5
+    out = annotation_rgba(np.zeros((1200, 1200), np.int32), 1200, ["#ff0000"],
+                          points=[[600.0, 600.0, 0]])
+    assert tuple(out[600, 600]) == (255, 0, 0, 255)              # the class colour inside
+    assert tuple(out[600, 600 + int(big) - 1]) == (0, 0, 0, 255)  # a black ring round it

@@ -129,6 +129,22 @@ def test_region_replace_and_points():
     assert canvas.points == [[6.5, 6.5, 1]]
 
 
+def test_a_click_anywhere_on_a_large_images_drawn_point_removes_it():
+    """On a 1200 px image a point is drawn 8 px wide in radius (1200 / POINT_SCALE): a click
+    7 px from its centre takes it away; on a small image the reach stays POINT_RADIUS."""
+    from app.imaging.shapes import POINT_RADIUS, point_pick_radius
+    assert point_pick_radius((64, 64)) == POINT_RADIUS
+    assert point_pick_radius((1200, 900)) == 8.0
+    big = Canvas.blank((1200, 900))
+    apply_edits(big, [{"op": "point", "x": 100, "y": 100, "cls": 0},
+                      {"op": "unpoint", "x": 107, "y": 100}])
+    assert big.points == []
+    small = Canvas.blank((64, 64))
+    apply_edits(small, [{"op": "point", "x": 10, "y": 10, "cls": 0},
+                        {"op": "unpoint", "x": 17, "y": 10}])
+    assert small.points == [[10.0, 10.0, 0]]
+
+
 def test_cell_polygon_round_trips_through_the_rasteriser():
     labels = np.zeros((40, 40), np.int32)
     yy, xx = np.mgrid[:40, :40]
