@@ -203,15 +203,19 @@ def folds_of(ids, k: int) -> list[list[int]]:
     return [[j for j, i in enumerate(ids) if fold_of[patient(i)] == f] for f in range(k)]
 
 
-def cross_validate(ids, images, points, params, k: int, init=None, log=print) -> dict:
+def cross_validate(ids, images, points, params, k: int, init=None, log=print,
+                   only: list[int] | None = None) -> dict:
     """Leave-patients-out CV: per fold, LoG tuned and the point model trained on the other
-    folds' images; both count the fold's images, whole and in quarters."""
+    folds' images; both count the fold's images, whole and in quarters. `only`: run just
+    these folds (the figures then cover their images only)."""
     per = {m: {"whole": [None] * len(ids), "quarters": [None] * len(ids)}
            for m in ("point", "raw", "peaks", "log")}
     f1s = {"point": [None] * len(ids), "log": [None] * len(ids)}
     folds, fold_info = folds_of(ids, k), []
     started = time.perf_counter()
     for f, test_idx in enumerate(folds):
+        if only is not None and f not in only:
+            continue
         train_idx = [j for j in range(len(ids)) if j not in test_idx]
         tr_img, tr_pts = [images[j] for j in train_idx], [points[j] for j in train_idx]
         log_params, _ = count_baseline.tune(tr_img, tr_pts)
@@ -244,15 +248,16 @@ def cross_validate(ids, images, points, params, k: int, init=None, log=print) ->
         log(f"fold {fold_info[-1]}: " + "; ".join(
             f"{ids[j][-7:]} true {len(points[j])} point {per['point']['whole'][j][0]:.0f} "
             f"LoG {per['log']['whole'][j][0]}" for j in test_idx))
-    truth = {"whole": [len(p) for p in points],
-             "quarters": [len(q) for img, p in zip(images, points)
-                          for _i, q in quarters(img, p)]}
+    done = [j for j in range(len(ids)) if per["point"]["whole"][j] is not None]
+    truth = {"whole": [len(points[j]) for j in done],
+             "quarters": [len(q) for j in done for _i, q in quarters(images[j], points[j])]}
     out = {"folds": fold_info, "truth": truth, "seconds": time.perf_counter() - started,
-           "f1": {m: float(np.mean(v)) for m, v in f1s.items()}}
+           "images": done, "f1": {m: float(np.mean([v[j] for j in done]))
+                                  for m, v in f1s.items()}}
     for m in per:
         out[m] = {}
         for unit in ("whole", "quarters"):
-            counts = [c for j in range(len(ids)) for c in per[m][unit][j]]
+            counts = [c for j in done for c in per[m][unit][j]]
             out[m][unit] = {**summary(counts, truth[unit]), "counts": counts}
     err = {m: np.abs(np.subtract(out[m]["whole"]["counts"], truth["whole"]))
            for m in ("point", "log")}
@@ -261,7 +266,7 @@ def cross_validate(ids, images, points, params, k: int, init=None, log=print) ->
         f"({out['point']['quarters']['mae']:.1f} per 600²), raw "
         f"{out['raw']['whole']['mae']:.1f}, LoG {out['log']['whole']['mae']:.1f} ± "
         f"{out['log']['whole']['sd']:.1f} ({out['log']['quarters']['mae']:.1f} per 600²), "
-        f"point better on {out['point_better']}/{len(ids)}")
+        f"point better on {out['point_better']}/{len(done)}")
     return out
 
 
@@ -269,8 +274,10 @@ def cv_lines(cv: dict, ids, k: int) -> list[str]:
     n, nq = len(cv["truth"]["whole"]), len(cv["truth"]["quarters"])
     lines = [f"Leave-patients-out cross-validation, {k} folds (patients dealt in sorted order; "
              "per fold the point model trained and LoG tuned on the other folds' images "
-             f"only, same settings as (a)); every image a test image once. "
-             f"{cv['seconds'] / 60:.1f} min.", "",
+             f"only, same settings as (a)); "
+             + ("every image a test image once. " if len(cv["folds"]) == k else
+                f"only fold(s) {', '.join(str(f['fold']) for f in cv['folds'])} run. ")
+             + f"{cv['seconds'] / 60:.1f} min.", "",
              "| fold | test images | count factor | peak threshold | checkpoint step | "
              "LoG sigma/threshold | training s |", "|---|---|---|---|---|---|---|"]
     for f in cv["folds"]:
@@ -293,7 +300,8 @@ def cv_lines(cv: dict, ids, k: int) -> list[str]:
               f"error is smaller than LoG's on {cv['point_better']} of {n} images.", "",
               "Per image, true / (a) / (c): " + "; ".join(
                   f"{i.replace('BM_GRAZ_HE_', '')} {t} / {a:.0f} / {c}" for i, t, a, c in zip(
-                      ids, cv["truth"]["whole"], cv["point"]["whole"]["counts"],
+                      [ids[j] for j in cv["images"]], cv["truth"]["whole"],
+                      cv["point"]["whole"]["counts"],
                       cv["log"]["whole"]["counts"])) + "."]
     return lines
 
@@ -337,6 +345,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--folds", type=int, default=0,
                     help="also leave-patients-out cross-validation with this many folds")
+    ap.add_argument("--only-folds", default=None,
+                    help="with --folds: run just these folds (comma list, e.g. 2)")
     ap.add_argument("--folds-only", action="store_true",
                     help="the cross-validation only: prints, writes nothing")
     ap.add_argument("--quick", action="store_true", help="a few steps; prints, writes nothing")
@@ -370,7 +380,8 @@ def main(argv=None) -> None:
         init = load_builtin()
     cv = None
     if args.folds:
-        cv = cross_validate(ids, images, points, params, args.folds, init, log)
+        only = [int(f) for f in args.only_folds.split(",")] if args.only_folds else None
+        cv = cross_validate(ids, images, points, params, args.folds, init, log, only)
         timings[f"cross-validation ({args.folds} folds)"] = cv["seconds"]
         if args.folds_only:
             print("\n".join(cv_lines(cv, ids, args.folds)))

@@ -194,7 +194,8 @@ def auto_suggests(ws: annotations.Workspace, n_cells, n_points) -> bool:
     """Whether the workspace shows the active model's cells on its own when it opens: an
     editable image nobody saved a version of, the user's draft untouched (no edits, nothing
     undone, no cells or points) and a model to ask. Never over cells already on screen, and
-    not in counting projects (points are marked by hand; the button still offers cells)."""
+    not in counting projects (points are marked by hand; the button offers the model's
+    points, or the centres of its cells when it draws outlines)."""
     if (not ws.can_edit or ws.counting or ws.latest is not None or ws.can_undo
             or ws.can_redo):
         return False

@@ -563,9 +563,12 @@ def use_suggestion(session: Session, actor: Actor, config: Config, store: BlobSt
     from app.services import counting, prediction
     image = _editable(session, actor, config, image_id)
     active = model_versions.active_version(session, image.project_id)
+    points_project = counting.is_points_project(session.get(Project, image.project_id))
     end_transaction(session)      # commit the lease now: no transaction across inference
     if counting.is_counting(active):
         return _suggest_points(session, actor, config, store, image, auto)
+    if points_project:            # an outline model in a counting project: its cells' centres
+        return _suggest_centres(session, actor, config, store, image, auto)
     # on opening, a cached prediction is taken as it is (scored or not): no model load
     predicted = (prediction.suggest(session, actor, store, config, image.id, score_cells=False)
                  if auto else prediction.suggest(session, actor, store, config, image.id))
@@ -620,6 +623,50 @@ def _suggest_points(session: Session, actor: Actor, config: Config, store: BlobS
     snapshot["point_confidence"] = found.confidence
     return _push_snapshot(session, config, store, draft, image,
                           {**snapshot, "auto": True} if auto else snapshot)
+
+
+def _suggest_centres(session: Session, actor: Actor, config: Config, store: BlobStore,
+                     image: Image, auto: bool) -> EditResult:
+    """A counting project whose active model draws outlines (e.g. the built-in nuclei model
+    it started from): one point at the centre of each of the model's cells replaces the
+    points on screen, so what is saved is counted. Outlines already on screen and the
+    annotated region stay; a point's cell-level uncertainty is not carried (no unsure
+    rings), and the empty `point_confidence` marks the snapshot as points, not cells to
+    score."""
+    from app.services import prediction
+    predicted = prediction.suggest(session, actor, store, config, image.id, score_cells=False)
+    labels = predicted.labels[0] if predicted.labels.ndim == 3 else predicted.labels
+    points = [[x, y, 0] for x, y in cell_centres(labels)]
+    draft = ensure_draft(session, actor, image)
+    current = canvas_for(config, store, draft, image)
+    snapshot = _snapshot_edit(put_array(store, current.labels), _region_key(store, current),
+                              dict(current.classes or {}), points, "model-corrected",
+                              predicted.model_version_id)
+    snapshot["point_confidence"] = []
+    return _push_snapshot(session, config, store, draft, image,
+                          {**snapshot, "auto": True} if auto else snapshot)
+
+
+def cell_centres(labels: np.ndarray) -> list[tuple[float, float]]:
+    """(x, y) of each cell's centroid in image coordinates (pixel i spans [i, i + 1), as
+    clicks do), or of the pixel deepest inside the cell when the centroid falls outside it
+    (a crescent): a point always lands on its own cell."""
+    from scipy import ndimage
+    ids = np.unique(labels)
+    ids = ids[ids > 0]
+    if not len(ids):
+        return []
+    found = ndimage.center_of_mass(np.ones(labels.shape, np.float32), labels, ids)
+    depth = None
+    out = []
+    for k, (cy, cx) in zip(ids.tolist(), found):
+        if labels[int(round(cy)), int(round(cx))] != k:
+            if depth is None:
+                depth = ndimage.distance_transform_edt(labels > 0)
+            cy, cx = np.unravel_index(np.argmax(np.where(labels == k, depth, -1)),
+                                      labels.shape)
+        out.append((round(float(cx) + 0.5, 2), round(float(cy) + 0.5, 2)))
+    return out
 
 
 def _same_canvas(a: Canvas, b: Canvas) -> bool:

@@ -124,7 +124,10 @@ def project_counts(session: Session, actor: Actor, config: Config, project_id: i
         ann = newest.get(image.id)
         annotated = None
         if ann is not None:
-            annotated = len(ann.points or []) if points else int(ann.n_cells or 0)
+            # a counting project counts points; a version saved there with outlines only
+            # (drawn before the project switched to points) counts its cells
+            annotated = ((len(ann.points or []) or int(ann.n_cells or 0)) if points
+                         else int(ann.n_cells or 0))
         model = low = high = None
         if annotated is None:
             model, low, high = _model_count(config, active, image)

@@ -262,5 +262,5 @@ def test_save_waits_for_the_edits_still_on_their_way(browser, world, db, config,
     draw(browser, "M20,20L60,20L60,50L20,50Z")
     wait_text(browser, lambda t: "1 cells" in t and "saving" in t, timeout=5)
     press(browser, "s", modifier=Keys.CONTROL)          # while the cell is on its way
-    browser.wait_for_contains_text("#annotate-message", "Saved version 1 (1 cells)",
+    browser.wait_for_contains_text("#annotate-message", "Saved version 1 (1 cell)",
                                    timeout=20)

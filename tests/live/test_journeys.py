@@ -189,7 +189,7 @@ def test_annotator_annotates_two_images(site, person, story):
             "return window.CellLoopEdits.busy();"))
     shown = cells(person)
     person.click("#annotate-save")
-    person.wait_text("#annotate-message", f"Saved version {version + 1} ({shown} cells)")
+    person.wait_text("#annotate-message", f"Saved version {version + 1} ({shown} cell")
     assert site.query("SELECT n_cells FROM annotation WHERE image_id=? ORDER BY version DESC",
                       first)[0][0] == shown
 

@@ -301,3 +301,13 @@ def test_the_pages_lease_timer_always_renews_the_lease(as_user, world, image_id,
     assert "leased to you until" in shown and message is dash.no_update
     with db.session_scope() as s:
         assert s.get(Image, image_id).lease_expires_at > utcnow() + length * 0.9
+
+
+def test_the_save_message_says_points_in_a_counting_project():
+    """"Saved version 1 (0 cells)" after six clicks read as "my clicks were lost"."""
+    from pages._annotate_flow import what_is_saved
+    assert what_is_saved(0, 6) == "6 points"
+    assert what_is_saved(1, 0) == "1 cell"
+    assert what_is_saved(26, 0) == "26 cells"
+    assert what_is_saved(3, 1) == "3 cells, 1 point"
+    assert what_is_saved(0, 0) == "0 cells"
