@@ -10,6 +10,13 @@ from app.services import leases
 
 bp = Blueprint("queue", __name__)
 QUEUED = "queue"         # /annotate/<id>?from=queue: the queue handed the image out
+REVIEWING = "review"     # /annotate/<id>?from=review: opened from the review list
+
+
+def review_url(image_id: int) -> str:
+    """The workspace of an image waiting for review, opened by a reviewer working through
+    the review list: its Next goes on to the next image waiting for review."""
+    return f"/annotate/{int(image_id)}?from={REVIEWING}"
 
 
 def queued_url(image_id: int) -> str:

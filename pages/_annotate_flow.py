@@ -12,7 +12,7 @@ from dash import Input, Output, State, callback, clientside_callback, html
 
 from app.background import run_as
 from app.context import get_config, state
-from app.queue_routes import queued_url
+from app.queue_routes import queued_url, review_url
 from app.services import annotations, cell_review, drafts, gallery, leases
 from pages import _annotate_view as view
 from pages._annotate_ids import (B, INFO, LEASE, LEASE_TIMER, LOCATION, MESSAGE, SCORE_GO,
@@ -215,6 +215,13 @@ def reload_latest(n, info):
 
 # ------------------------------------------------------------------ moving between images
 def _go_next(info, skip: bool):
+    if info.get("reviewing"):     # a reviewer's Next: the next image waiting for review
+        image_id, error = call(annotations.next_to_review, info["project"], [info["id"]])
+        if error:
+            return dash.no_update, alert(error, "info")
+        if image_id is None:
+            return f"/projects/{info['project']}/review", None
+        return review_url(image_id), None
     skipped = [info["id"]] if skip else []
     image_id, error = call(leases.next_image, get_config(), info["project"], skipped,
                            info["id"] if info["can_edit"] else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+from app.queue_routes import review_url
 from app.services import annotations
 from app.states import ReviewState
 
@@ -18,7 +19,8 @@ def saved_at(item: annotations.ReviewItem) -> str:
 
 def open_link(item: annotations.ReviewItem, label: str, workspace: bool, kind: str):
     """A link into the annotation workspace (or the viewer, for viewers)."""
-    href = f"/annotate/{item.image_id}" if workspace else f"/images/{item.image_id}"
+    href = ((review_url(item.image_id) if kind == ReviewState.submitted
+             else f"/annotate/{item.image_id}") if workspace else f"/images/{item.image_id}")
     return dcc.Link(label, href=href, id={"type": f"review-open-{kind}", "image": item.image_id})
 
 

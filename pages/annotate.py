@@ -40,7 +40,7 @@ from pages._annotate_ids import (AUTO, B, BRUSH, BRUSH_BOX, CHANNEL_IDS, CLICK, 
                                  SCORE_GO, SCORED, SHAPE_EVENT, STATE, STATUS, SUGGEST_GO,
                                  SUGGEST_MODAL,
                                  SUGGEST_PROGRESS, SUGGEST_TEXT, TOOL, VERSION, VISITED, Z)
-from app.queue_routes import QUEUED
+from app.queue_routes import QUEUED, REVIEWING
 from pages._common import alert, call, error_page, to_int
 
 dash.register_page(__name__, path_template="/annotate/<image_id>", title="Annotate · CellLoop")
@@ -235,6 +235,8 @@ def layout(image_id=None, **query):
                                  "colors": [c.get("color") for c in ws.classes] or [color],
                                  "classes": [c.get("name") for c in ws.classes] or ["cell"],
                                  "can_edit": ws.can_edit, "queued": queued,
+                                 # opened from the review list: Next goes on through it
+                                 "reviewing": query.get("from") == REVIEWING,
                                  "auto_suggest": auto_suggests(ws, n_cells, n_points),
                                  "score_pending": ws.can_edit and bool(
                                      call(cell_review.pending, ws.image_id)[0])}),

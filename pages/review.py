@@ -10,6 +10,7 @@ from dash import dcc, html
 
 from app.context import current_actor
 from app.permissions import Role
+from app.queue_routes import review_url
 from app.services import annotations, projects
 from app.states import ReviewState
 from pages._common import call, error_page, to_int
@@ -80,7 +81,7 @@ def layout(project_id=None, **_query):
                "annotator's queue.", className="text-muted"),
         returned_to_me_section(pid, mine) if workspace else None,
         html.Div([html.H4(f"Waiting for review ({len(waiting)})", className="me-3 mb-0"),
-                  dbc.Button("Review the oldest", href=f"/annotate/{first.image_id}",
+                  dbc.Button("Review the oldest", href=review_url(first.image_id),
                              color="primary", size="sm", id=NEXT)
                   if can_review and first else None],
                  className="d-flex align-items-center mt-3 mb-2"),

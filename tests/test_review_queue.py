@@ -109,3 +109,25 @@ def test_reviewing_in_the_workspace_leaves_no_lease_behind(session, config, stor
         assert session.get(Image, image_id).assigned_to_id == reviewer.id
         annotations.review(session, reviewer, image_id, accept=accept, comment="redo")
         assert session.get(Image, image_id).assigned_to_id is None
+
+
+def test_a_reviewers_next_goes_through_the_review_list_not_the_annotation_queue(
+        session, config, store, world, three_images):
+    """A new user's walk: after Accept, a reviewer's Next opened a fresh unannotated image
+    and leased it away from the annotators for 30 minutes. From the review list, Next is the
+    oldest other image waiting for review, someone else's before the reviewer's own."""
+    pid = world["project_id"]
+    a, b, c = three_images
+    draw_and_save(session, config, store, "annotator", a)
+    draw_and_save(session, config, store, "reviewer", b)            # the reviewer's own
+    reviewer = actor(session, "reviewer")
+    assert annotations.next_to_review(session, reviewer, pid, [a]) == b   # only b is left
+    draw_and_save(session, config, store, "annotator", c)
+    assert annotations.next_to_review(session, reviewer, pid, [a]) == c   # others' first
+    assert annotations.next_to_review(session, reviewer, pid, []) == a    # oldest first
+    annotations.review(session, reviewer, a, accept=True)
+    assert annotations.next_to_review(session, reviewer, pid, [c]) == b
+    assert annotations.next_to_review(session, reviewer, pid, [b, c]) is None
+    from app.errors import PermissionDenied
+    with pytest.raises(PermissionDenied):
+        annotations.next_to_review(session, actor(session, "annotator"), pid, [])

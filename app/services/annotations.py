@@ -428,6 +428,20 @@ def review_list(session: Session, actor: Actor, project_id: int,
     return [_item(session, img, ann) for img, ann in rows]
 
 
+def next_to_review(session: Session, actor: Actor, project_id: int,
+                   passed: list[int] | tuple = ()) -> int | None:
+    """For a reviewer working through the review list: the oldest image waiting for review
+    that is not among `passed` (the one on screen, those skipped), preferring versions
+    someone else saved (reviewing one's own needs the project's permission); None when
+    nothing else is waiting. Reviewers and owners only."""
+    require(session, actor, project_id, "review")
+    waiting = [i for i in review_list(session, actor, project_id, ReviewState.submitted)
+               if i.image_id not in set(passed)]
+    theirs = [i for i in waiting if i.author_id != actor.id]
+    chosen = (theirs or waiting)[:1]
+    return chosen[0].image_id if chosen else None
+
+
 def returned_to_me(session: Session, actor: Actor, project_id: int,
                    limit: int = 200) -> list[ReviewItem]:
     """The actor's images whose newest version a reviewer sent back, with the reviewer's

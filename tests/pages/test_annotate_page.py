@@ -311,3 +311,26 @@ def test_the_save_message_says_points_in_a_counting_project():
     assert what_is_saved(26, 0) == "26 cells"
     assert what_is_saved(3, 1) == "3 cells, 1 point"
     assert what_is_saved(0, 0) == "0 cells"
+
+
+def test_opened_from_the_review_list_next_goes_to_the_next_review(as_user, world, image_id,
+                                                                    db, config, store):
+    """Review links open /annotate/<id>?from=review; there Next is the next image waiting
+    for review (none: back to the Review page), never the annotation queue's next image."""
+    from app.services import annotations, drafts
+    from pages import _annotate_flow, annotate, review
+    from tests.conftest import actor
+    from tests.images_data import rect
+    with db.session_scope() as s:
+        anna = actor(s, "annotator")
+        drafts.record_edit(s, anna, config, store, image_id, {"op": "add", "shape": rect(2, 2, 9, 9)})
+        annotations.save(s, anna, config, store, image_id)
+    with as_user("reviewer"):
+        listed = str(review.layout(str(world["project_id"])))
+        assert f"/annotate/{image_id}?from=review" in listed
+        page = annotate.layout(str(image_id), **{"from": "review"})
+    info = next(c.data for c in page._traverse() if getattr(c, "id", None) == "annotate-info")
+    assert info["reviewing"] is True
+    with as_user("reviewer"):
+        where, message = _annotate_flow._go_next(info, skip=False)
+    assert where == f"/projects/{world['project_id']}/review" and message is None
