@@ -54,7 +54,10 @@ def _button(name: str, label: str, disabled: bool, color="outline-secondary", **
                       className="me-1 mb-1", **kw)
 
 
-def _header(ws: annotations.Workspace) -> html.Div:
+def _header(ws: annotations.Workspace, reviewing: bool = False) -> html.Div:
+    """Name, status, version, lease and moving on. `reviewing` (opened from the review
+    list): Skip and Next go through the review list, so they work on an image the reviewer
+    cannot edit (leased to its annotator) too."""
     lease = (f"leased to {ws.lease_holder} until {ws.lease_expires_at:%H:%M} UTC"
              if ws.lease_holder else "")
     return html.Div([
@@ -62,8 +65,9 @@ def _header(ws: annotations.Workspace) -> html.Div:
         dbc.Badge(ws.status, color="secondary", className="me-2", id=STATUS),
         html.Span(view.version_text(ws.latest), className="small text-muted me-3", id=VERSION),
         html.Span(lease, className="small text-muted me-auto", id=LEASE),
-        _button("prev", "← Previous", True), _button("skip", "Skip", not ws.can_edit),
-        _button("next", "Next →", not ws.can_edit),
+        _button("prev", "← Previous", True),
+        _button("skip", "Skip", not (ws.can_edit or reviewing)),
+        _button("next", "Next →", not (ws.can_edit or reviewing)),
         dcc.Link("project", href=f"/projects/{ws.project_id}", className="ms-2 small"),
     ], className="d-flex align-items-center flex-wrap mb-2 annotate-header")
 
@@ -248,7 +252,7 @@ def layout(image_id=None, **query):
         dcc.Store(id=VISITED, storage_type="session"),
         dcc.Location(id=LOCATION, refresh="callback-nav"),
         dcc.Interval(id=LEASE_TIMER, interval=5 * 60 * 1000, disabled=not ws.can_edit),
-        _suggest_modal(), _header(ws), *_notices(ws),
+        _suggest_modal(), _header(ws, query.get("from") == REVIEWING), *_notices(ws),
         html.Div([
             html.Div(_tools(ws), className="annotate-tools"),
             html.Div([view.graph(GRAPH, view.figure(ws.image_id, ws.width, ws.height,

@@ -4,6 +4,7 @@ a reviewer sends an image back from the queue with a comment, the annotator find
 the viewer links into the workspace; removing a member asks first and Cancel keeps them."""
 import pytest
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
 
 from app.services import annotations, drafts, imports, leases, projects
 from storage.blobstore import LocalBlobStore
@@ -65,12 +66,16 @@ def test_reviewer_sends_back_and_the_annotator_gets_it_first(browser, world, sav
     browser.wait_for_contains_text("#review-submitted", "img0.tif")
     assert "img1.tif" in browser.find_element("#review-submitted").text
     review_link = browser.find_element(
-        f'#review-submitted a[href="/annotate/{second}"]')
+        f'#review-submitted a[href="/annotate/{second}?from=review"]')
     assert review_link.text == "Review"
     review_link.click()
     browser.wait_for_element("#annotate-comment").send_keys("the top cell is missing")
     browser.find_element("#annotate-send-back").click()
     browser.wait_for_contains_text("#annotate-message", "Sent back to the annotator")
+    # Next goes on through the review list (it used to lease a fresh unannotated image)
+    browser.find_element("#annotate-next").click()
+    WebDriverWait(browser.driver, 15).until(
+        lambda d: d.current_url.endswith(f"/annotate/{first}?from=review"))
 
     browser.driver.get(f"{browser.server_url}/projects/{pid}/review")
     browser.wait_for_contains_text("#review-returned", "the top cell is missing")
