@@ -20,9 +20,10 @@ from flask import current_app
 
 from app.background import run_as, sign_actor
 from app.context import current_actor, get_config, state
-from app.services import display, display_settings, gallery, prediction, projects
+from app.services import annotations, display, display_settings, gallery, prediction, projects
 from app.states import ImageStatus
 from pages import _display
+from pages._history import history_table
 from pages._common import alert, call, error_page, to_int
 
 dash.register_page(__name__, path_template="/images/<image_id>", title="Viewer · CellLoop")
@@ -152,6 +153,7 @@ def layout(image_id=None, **_query):
                 html.Div(id=MESSAGE),
             ], lg=3, className="viewer-panel"),
         ]),
+        history_table(call(annotations.history, iid)[0] or []),
     ])
 
 

@@ -334,3 +334,24 @@ def test_opened_from_the_review_list_next_goes_to_the_next_review(as_user, world
     with as_user("reviewer"):
         where, message = _annotate_flow._go_next(info, skip=False)
     assert where == f"/projects/{world['project_id']}/review" and message is None
+
+
+def test_the_viewer_lists_every_saved_version_with_its_review(as_user, world, image_id, db,
+                                                              config):
+    """A new user's walk: once a reviewer saved over an accepted version, nothing on screen
+    said who had saved, accepted or sent back what; the viewer now lists the history."""
+    from app.services import annotations
+    from pages import viewer
+    from tests.conftest import actor
+    with as_user("viewer"):
+        assert "No saved version yet" in text(viewer.layout(str(image_id)))
+    _draw_and_save(db, config, image_id)
+    with db.session_scope() as s:
+        annotations.review(s, actor(s, "reviewer"), image_id, accept=False,
+                           comment="the top cell is missing")
+    with as_user("viewer"):
+        table = _find(viewer.layout(str(image_id)), "viewer-history")
+    shown = text(table)
+    assert "History (1 saved version)" in shown and "v1" in shown
+    assert "sent back" in shown and "the top cell is missing" in shown
+    assert "reviewer" in shown and "annotator" in shown
