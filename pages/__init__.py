@@ -29,11 +29,32 @@ PAGE_MODULES = ("projects", "project", "images", "viewer", "annotate", "review",
 def _load_pages() -> None:
     """Import each page module under its normal name (`pages.account`; Dash's own folder
     scan would name it `pages..account`), so it registers its page and its callbacks."""
+    not_found = importlib.import_module(f"{__name__}.not_found_404").layout
     for name in PAGE_MODULES:
         module = f"{__name__}.{name}"
         loaded = importlib.import_module(module)
-        dash.page_registry[module]["layout"] = loaded.layout
+        page = dash.page_registry[module]
+        page["layout"] = (_one_segment(loaded.layout, _path_variables(page), not_found)
+                          if page.get("path_template") else loaded.layout)
     _order_routes()
+
+
+def _path_variables(page: dict) -> set[str]:
+    template = page.get("path_template") or ""
+    return {part[1:-1] for part in template.split("/") if part.startswith("<")}
+
+
+def _one_segment(layout, names: set[str], not_found):
+    """A template's `<var>` matches across "/" (see `_order_routes`): `/projects/1/settings`
+    reached the project page with project_id "1/settings" and said "No such project, or you
+    are not a member of it" to a member. A variable with a "/" in it is the 404 page."""
+    def guarded(**kwargs):
+        if any("/" in str(kwargs.get(name) or "") for name in names):
+            return not_found()
+        return layout(**kwargs)
+    guarded.__name__ = getattr(layout, "__name__", "layout")
+    guarded.__doc__ = layout.__doc__
+    return guarded
 
 
 def _route_key(page: dict) -> tuple:

@@ -49,3 +49,18 @@ def render(client, pathname: str) -> str:
 def test_each_project_url_renders_its_own_page(login, world, sub, marker):
     text = render(login("owner"), f"/projects/{world['project_id']}{sub}")
     assert "No such project" not in text and marker in text
+
+
+@pytest.mark.parametrize("path", ["/projects/{pid}/settings", "/projects/{pid}/members/3",
+                                  "/images/{image_id}/history", "/annotate/{image_id}/x"])
+def test_an_address_with_no_page_is_page_not_found_not_no_such_project(login, world, image_id,
+                                                                       path):
+    """A new user's walk: a member opening /projects/1/settings was told "No such project,
+    or you are not a member of it" (the template's <project_id> took "1/settings")."""
+    text = render(login("viewer"), path.format(pid=world["project_id"], image_id=image_id))
+    assert "Page not found" in text and "No such project" not in text
+
+
+def test_real_pages_still_take_their_variables(login, world, image_id):
+    text = render(login("viewer"), f"/images/{image_id}")
+    assert "viewer-name" in text and "Page not found" not in text
