@@ -82,7 +82,8 @@ SUGGEST_POLL_MS = 200
           Input(SUGGEST_GO, "data"), State(INFO, "data"), prevent_initial_call=True,
           background=True,
           running=[(Output(B["suggest"], "disabled"), True, False),
-                   (Output(B["cancel-suggest"], "style"), {}, {"display": "none"})],
+                   (Output(B["cancel-suggest"], "style"), {}, {"display": "none"}),
+                   (Output(SUGGEST_PROGRESS, "style"), {}, {"display": "none"})],
           cancel=[Input(B["cancel-suggest"], "n_clicks")],
           progress=[Output(SUGGEST_PROGRESS, "value"), Output(SUGGEST_PROGRESS, "label")],
           interval=SUGGEST_POLL_MS)

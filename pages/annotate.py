@@ -178,7 +178,8 @@ def _panel(ws: annotations.Workspace, channels) -> list:
                   _button("revert", "Revert to last saved", ro),
                   _button("clear", "Clear all", ro, "outline-danger"),
                   _button("whole", "Whole image annotated", ro)]),
-        dbc.Progress(id=SUGGEST_PROGRESS, value=0, className="my-1"),
+        # shown only while the model is suggesting (pages._annotate_flow.suggest)
+        dbc.Progress(id=SUGGEST_PROGRESS, value=0, className="my-1", style=hidden),
         html.Div("The model's points: a wide orange-and-white ring marks one it is unsure of "
                  "(found in under half of its MC-dropout samples); check those first.",
                  className="small text-muted", id="annotate-points-legend")

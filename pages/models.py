@@ -233,8 +233,12 @@ def layout(project_id=None, **_query):
         ]), className="mb-3") if can_train else None,
         html.Div(id=MESSAGE),
         html.Div([html.Div(id=JOB_VIEW),
-                  dbc.Button("Cancel", id=CANCEL, color="outline-danger", size="sm",
-                             className="mt-1")], className="mb-3"),
+                  # shown while a job runs (poll), and only to those who may train
+                  html.Div(dbc.Button("Cancel", id=CANCEL, color="outline-danger", size="sm",
+                                      className="mt-1",
+                                      style={} if running else {"display": "none"}),
+                           style={} if can_train else {"display": "none"})],
+                 className="mb-3"),
         html.H4("Versions"),
         html.Div(versions_table(items or []), id=VERSIONS),
         dbc.Row([
@@ -300,17 +304,18 @@ def predict_all(_n, project_id):
 
 
 @callback(Output(JOB_VIEW, "children"), Output(POLL, "disabled", allow_duplicate=True),
-          Output(REFRESH, "data"), Input(POLL, "n_intervals"), State(JOB, "data"),
-          State(REFRESH, "data"), prevent_initial_call="initial_duplicate")
+          Output(REFRESH, "data"), Output(CANCEL, "style"), Input(POLL, "n_intervals"),
+          State(JOB, "data"), State(REFRESH, "data"), prevent_initial_call="initial_duplicate")
 def poll(_n, job_id, refresh):
+    hidden = {"display": "none"}
     if job_id is None:
-        return None, True, dash.no_update
+        return None, True, dash.no_update, hidden
     job, error = call(jobs.get_job, int(job_id))
     if error:
-        return alert(error), True, dash.no_update
+        return alert(error), True, dash.no_update, hidden
     done = job.state not in ACTIVE_JOB_STATES
     return (job_progress(job), done,
-            (refresh or 0) + 1 if done else dash.no_update)
+            (refresh or 0) + 1 if done else dash.no_update, hidden if done else {})
 
 
 @callback(Output(MESSAGE, "children", allow_duplicate=True), Input(CANCEL, "n_clicks"),

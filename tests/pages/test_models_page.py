@@ -112,12 +112,17 @@ def test_poll_shows_the_outcome_of_a_finished_training(as_user, world, db):
         s.flush()
         job_id = job.id
     with as_user("owner"):
-        view, poll_off, refresh = models.poll(1, job_id, 0)
+        view, poll_off, refresh, cancel_style = models.poll(1, job_id, 0)
     assert poll_off is True and refresh == 1
+    assert cancel_style == {"display": "none"}        # no Cancel once the job has ended
     assert "Model #9: validation F1 0.700 on 2 validation images" in text(view)
     assert "Done." not in text(view)
     with as_user("owner"):
         assert models.poll(1, None, 0)[2] is dash.no_update
+    with db.session_scope() as s:
+        s.get(Job, job_id).state = "running"
+    with as_user("owner"):
+        assert models.poll(1, job_id, 0)[3] == {}     # Cancel while it runs
 
 
 def test_learning_page_gives_the_validation_images_next_to_f1(dash_app):
