@@ -129,7 +129,7 @@ def layout(project_id=None, **_query):
         html.Hr(),
         html.H5("Export"),
         dbc.Row([
-            dbc.Col(dbc.Checklist(id=FORMATS, inline=True, value=list(exports.FORMATS),
+            dbc.Col(dbc.Checklist(id=FORMATS, inline=True, value=default_formats(project),
                                   options=[{"label": {"tiff": "TIFF images + masks",
                                                       "png": "semantic PNG", "hdf5": "HDF5",
                                                       "coco": "COCO JSON",
@@ -143,6 +143,13 @@ def layout(project_id=None, **_query):
                            href=f"/api/projects/{pid}/export.zip"), md="auto"),
         ], className="align-items-center mb-4"),
     ])
+
+
+def default_formats(project) -> list[str]:
+    """The export formats ticked at first: all of them in a counting project; in an outline
+    project all but points (they would export nothing there)."""
+    points = (project.settings or {}).get("annotation_mode") == "points"
+    return [f for f in exports.FORMATS if points or f != "points"]
 
 
 def upload_card() -> dbc.Card:

@@ -107,3 +107,19 @@ def test_a_slow_pattern_is_refused_and_excluded_images_are_left_out(login, world
     names = [r["image"] for r in rows]
     assert "drug_01.tif" not in names
     assert "'=" + "a" * 40 + ".tif" in names          # not a spreadsheet formula
+
+
+def test_the_export_ticks_points_only_in_a_counting_project(as_user, world, db):
+    """A new user's walk: an outline project's export ticked "points" and its zip had none."""
+    from app.permissions import SYSTEM
+    from app.services import projects
+    from pages import images
+    from tests.conftest import component_text
+    with as_user("owner"):
+        shown = component_text(images.layout(str(world["project_id"])))
+    assert '"value": ["tiff", "png", "hdf5", "coco", "counts"]' in shown
+    with db.session_scope() as s:
+        projects.set_annotation_mode(s, SYSTEM, world["project_id"], "points")
+    with as_user("owner"):
+        shown = component_text(images.layout(str(world["project_id"])))
+    assert '"value": ["tiff", "png", "hdf5", "coco", "counts", "points"]' in shown
