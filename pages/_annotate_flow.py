@@ -19,7 +19,7 @@ from pages._annotate_ids import (B, INFO, LEASE, LEASE_TIMER, LOCATION, MESSAGE,
                                  STATE, STATUS,
                                  SUGGEST_GO, SUGGEST_MODAL, SUGGEST_PROGRESS, SUGGEST_TEXT,
                                  VERSION, VISITED)
-from pages._common import alert, call
+from pages._common import alert, call, status_word
 
 
 # ------------------------------------------------------------------ model suggestion
@@ -313,7 +313,7 @@ def exclude(_n, note, info):
     detail, error = call(gallery.set_excluded, info["id"], True, note or "")
     if error:
         return alert(error), dash.no_update
-    return alert("Image excluded from training and the queue.", "success"), detail.status
+    return alert("Image excluded from training and the queue.", "success"), status_word(detail.status)
 
 
 def _review_callback(button: str, accept: bool):

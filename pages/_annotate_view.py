@@ -21,6 +21,7 @@ from dash import dcc, html
 from app.services import gallery
 from pages import _figures as figures
 from pages._annotate_ids import B, REVIEW
+from pages._common import status_word
 
 DISPLAY_SIDE = 2048
 TOOLS = [  # (value, label, shortcut, plotly dragmode)
@@ -76,7 +77,7 @@ def version_text(version) -> str:
 
 def status_after_save(version) -> str:
     """The image status a save leaves (as gallery.status_from_history derives it)."""
-    return gallery.status_after_review(version.review_state)
+    return status_word(gallery.status_after_review(version.review_state))
 
 
 def state_from(result, selected: int = 0, path: str | None = None, cls: int = 0) -> dict:

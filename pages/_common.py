@@ -51,3 +51,8 @@ def to_int(value) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def status_word(status) -> str:
+    """An image status as a person reads it: "in progress", not the stored "in_progress"."""
+    return str(status or "").replace("_", " ")

@@ -41,7 +41,7 @@ from pages._annotate_ids import (AUTO, B, BRUSH, BRUSH_BOX, CHANNEL_IDS, CLICK, 
                                  SUGGEST_MODAL,
                                  SUGGEST_PROGRESS, SUGGEST_TEXT, TOOL, VERSION, VISITED, Z)
 from app.queue_routes import QUEUED, REVIEWING
-from pages._common import alert, call, error_page, to_int
+from pages._common import alert, call, error_page, to_int, status_word
 
 dash.register_page(__name__, path_template="/annotate/<image_id>", title="Annotate · CellLoop")
 
@@ -62,7 +62,7 @@ def _header(ws: annotations.Workspace, reviewing: bool = False) -> html.Div:
              if ws.lease_holder else "")
     return html.Div([
         html.H5(ws.name, className="me-3 mb-0 text-truncate"),
-        dbc.Badge(ws.status, color="secondary", className="me-2", id=STATUS),
+        dbc.Badge(status_word(ws.status), color="secondary", className="me-2", id=STATUS),
         html.Span(view.version_text(ws.latest), className="small text-muted me-3", id=VERSION),
         html.Span(lease, className="small text-muted me-auto", id=LEASE),
         _button("prev", "← Previous", True),

@@ -13,7 +13,7 @@ from app.context import get_config, state
 from app.services import exports, gallery, jobs, projects, uploads
 from app.services.formats import MASK_UPLOAD_SUFFIXES, accepted_text
 from app.states import ACTIVE_JOB_STATES, ImageStatus
-from pages._common import alert, call, error_page, to_int
+from pages._common import alert, call, error_page, to_int, status_word
 from pages._imports import CANCEL, job_block, result_table, rows_of
 
 dash.register_page(__name__, path_template="/projects/<project_id>/images",
@@ -60,7 +60,7 @@ def gallery_grid(page: gallery.ImagePage, can_delete: bool, can_annotate: bool):
             dbc.CardBody([
                 html.Div(dcc.Link(im.name, href=f"/images/{im.id}"), className="small text-truncate",
                          title=im.name),
-                html.Div([dbc.Badge(im.status, color=STATUS_COLOURS.get(im.status, "light"),
+                html.Div([dbc.Badge(status_word(im.status), color=STATUS_COLOURS.get(im.status, "light"),
                                     className="me-1"),
                           html.Span(f"{im.width}x{im.height}"
                                     + (f"x{im.n_planes}z" if im.n_planes > 1 else "")

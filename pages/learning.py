@@ -13,7 +13,7 @@ from app.queue_routes import queued_url
 from app.services import (learning_loop, model_versions, project_settings, projects, scoring,
                           simulation, training)
 from app.services.project_settings import LOOP_LIMITS, SIMULATION_LIMITS
-from pages._common import alert, call, error_page, to_int
+from pages._common import alert, call, error_page, to_int, status_word
 
 dash.register_page(__name__, path_template="/projects/<project_id>/learning",
                    title="Active learning · CellLoop")
@@ -94,7 +94,7 @@ def queue_table(items: list[scoring.QueueItem]):
         html.Td([dcc.Link(i.name, href=queued_url(i.image_id)), " · ",
                  dcc.Link("viewer", href=f"/images/{i.image_id}", className="small")]),
         html.Td(region_text(i.region), className="small"),
-        html.Td("-" if i.score is None else f"{i.score:.4f}"), html.Td(i.status),
+        html.Td("-" if i.score is None else f"{i.score:.4f}"), html.Td(status_word(i.status)),
         html.Td(i.leased_to or "")]) for i in items]
     return dbc.Table([head, html.Tbody(rows)], size="sm", hover=True, id="learning-queue-table")
 

@@ -24,7 +24,7 @@ from app.services import annotations, display, display_settings, gallery, predic
 from app.states import ImageStatus
 from pages import _display
 from pages._history import history_table
-from pages._common import alert, call, error_page, to_int
+from pages._common import alert, call, error_page, to_int, status_word
 
 dash.register_page(__name__, path_template="/images/<image_id>", title="Viewer · CellLoop")
 
@@ -109,7 +109,8 @@ def layout(image_id=None, **_query):
                                      "version": detail.annotation_version}),
         dcc.Store(id=PREDICTION),
         html.Div([html.H4(detail.name, className="me-3 mb-0 text-truncate", id="viewer-name"),
-                  dbc.Badge(detail.status, color="secondary", id="viewer-status", className="me-2"),
+                  dbc.Badge(status_word(detail.status), color="secondary", id="viewer-status",
+                            className="me-2"),
                   dbc.Button("Annotate", href=f"/annotate/{iid}", id="viewer-annotate", size="sm",
                              color="success", className="me-2") if can_suggest else None,
                   dcc.Link("← images", href=f"/projects/{detail.project_id}/images")],
@@ -214,4 +215,4 @@ def toggle_excluded(_n, note, status, info):
     if error:
         return alert(error), dash.no_update, dash.no_update
     label = "Include again" if detail.status == ImageStatus.excluded else "Exclude image"
-    return alert(f"Status: {detail.status}", "success"), label, detail.status
+    return alert(f"Status: {status_word(detail.status)}", "success"), label, status_word(detail.status)

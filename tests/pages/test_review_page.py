@@ -30,7 +30,7 @@ def test_review_page_per_role(as_user, world, reviewed):
     pid = str(world["project_id"])
     with as_user("reviewer"):
         out = text(page.layout(project_id=pid))
-        assert "Waiting for review (1)" in out and f'"href": "/annotate/{a}"' in out
+        assert "Waiting for review (1)" in out and f'"href": "/annotate/{a}?from=review"' in out
         assert '"children": "Review"' in out and '"id": "review-next"' in out
         assert "outline the dim cell too" in out and f'"href": "/annotate/{b}"' not in out
     with as_user("annotator"):
