@@ -46,7 +46,9 @@ def _read_password(prompt: str = "Password: ") -> str:
 # ----------------------------------------------------------------------- commands
 def cmd_init_db(config: Config, _args) -> None:
     from app import migrate
+    from app.jobs.celery_app import prepare_broker
     migrate.upgrade(config)
+    prepare_broker(config)
     print(f"database ready: {config.sqlalchemy_url}")
 
 

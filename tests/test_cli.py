@@ -46,6 +46,18 @@ def test_user_project_member_flow(env, monkeypatch, capsys):
     db.dispose()
 
 
+def test_init_db_prepares_the_embedded_broker_before_workers_start(env, monkeypatch):
+    """run.sh starts two workers side by side after init-db; each used to create the SQLite
+    broker's tables and one logged "table kombu_queue already exists"."""
+    import sqlite3
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert run(monkeypatch, ["init-db"]) == 0
+    assert run(monkeypatch, ["init-db"]) == 0                  # again: nothing to do
+    with sqlite3.connect(env / "celery-broker.sqlite") as broker:
+        tables = {r[0] for r in broker.execute("SELECT name FROM sqlite_master")}
+    assert {"kombu_queue", "kombu_message"} <= tables
+
+
 @pytest.mark.parametrize("argv,stdin,message", [
     (["create-user", "x1"], "", "no password on standard input"),
     (["create-user", "bob"], "short\n", "at least 8 characters"),

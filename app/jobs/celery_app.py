@@ -45,6 +45,17 @@ def make_celery(config: Config) -> Celery:
     return celery
 
 
+def prepare_broker(config: Config) -> None:
+    """Create the embedded (SQLite) broker's tables now, from `init-db`: the workers that
+    run.sh starts side by side each tried to create them at once, and one logged
+    "table kombu_queue already exists" and "Connection to broker lost" before retrying.
+    Nothing to do with Redis."""
+    if config.redis_url:
+        return
+    with make_celery(config).connection_for_write() as connection:
+        connection.default_channel.session.close()
+
+
 def send_job(config: Config, db: Database, job_id: int, celery=None) -> None:
     """Hand job `job_id` to Celery on its kind's queue and note when it was sent (a new
     Celery app is built when none is given: pass the process's own, see `app.deps.Deps`)."""
