@@ -114,3 +114,39 @@ def test_a_points_project_is_trained_predicted_and_counted_in_the_browser(live, 
     person.login("victor")
     person.go(f"/projects/{pid}/learning", ready="#learning-train")
     assert person.disabled("#learning-train")
+
+
+def test_the_built_in_models_suggestion_in_a_points_project_is_points_that_count(live, person):
+    """A new user's walk: in a points project started from the built-in nuclei model (the
+    default), Use model suggestion loaded outlines, saved as "1258 cells" and counted as 0.
+    Now it is a point per cell, saved and counted as points."""
+    images = live.folder / "fresh-smears"
+    images.mkdir()
+    tifffile.imwrite(images / "ctrl_9.tif", discs(9, 9, (160, 160))[0])
+    live.cli("create-project", "Smears", "--owner", "admin", "--mode", "points",
+             "--starting-model", "builtin", "--classes", "cell:#ff0000")
+    live.cli("add-member", "Smears", "anna", "annotator")
+    assert "imported 1" in live.cli("import", "Smears", str(images), "--quiet").stdout
+    pid = live.project_id("Smears")
+    (image_id,) = [r[0] for r in live.query("SELECT id FROM image WHERE project_id = ?", pid)]
+
+    person.login("anna")
+    person.go(f"/annotate/{image_id}", ready="#annotate-suggest")
+    person.click("#annotate-suggest")
+    message = person.wait_text("#annotate-message", "Model suggestion loaded: ", timeout=180)
+    assert " points. Click a point to remove it" in message, message
+    n = int(message.split("Model suggestion loaded: ")[1].split()[0])
+    assert n >= 1
+    person.wait_text("#annotate-counts", f"{n} points", timeout=60)
+    person.shot("points-from-the-built-in-model")
+    person.click("#annotate-save")
+    saved = person.wait_text("#annotate-message", "Saved version 1", timeout=60)
+    assert f"({n} point" in saved, saved
+    assert live.query("SELECT n_cells FROM annotation WHERE image_id = ?", image_id)[0][0] == 0
+
+    person.go(f"/projects/{pid}", ready="#project-counts-groups")
+    href = person.driver.find_element("css selector", "#project-counts-download") \
+        .get_attribute("href")
+    rows = list(csv.DictReader(io.StringIO(live.login("anna").get(href, timeout=60).text)))
+    assert [(r["image"], r["count"], r["source"]) for r in rows] == [
+        ("ctrl_9.tif", str(n), "annotation")]
