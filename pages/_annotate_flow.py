@@ -36,18 +36,20 @@ clientside_callback(
     Output(SUGGEST_GO, "data", allow_duplicate=True), Input(INFO, "data"), State(STATE, "data"),
     prevent_initial_call="initial_duplicate")
 clientside_callback(
-    """function(n, st) {
-        var nu = dash_clientside.no_update;
-        var cells = (st && st.n_cells) || 0, points = (st && st.n_points) || 0;
-        if (!cells && !points) { return [nu, nu, {t: Date.now()}]; }
-        var what = cells ? cells + (cells === 1 ? ' cell' : ' cells') : '';
-        if (points) { what += (what ? ' and ' : '') + points + (points === 1 ? ' point' : ' points'); }
-        return [true, 'The suggestion replaces the ' + what + ' on screen with the model\\'s ' +
-                'cells. Undo (Ctrl+Z) brings yours back.', nu];
+    """function(n, st, info) {
+        // a counting project's suggestion replaces the points (outlines stay), an outline
+        // project's the cells (points stay): ask only when it would replace something
+        var nu = dash_clientside.no_update, counting = info && info.counting;
+        var k = (counting ? (st && st.n_points) : (st && st.n_cells)) || 0;
+        if (!k) { return [nu, nu, {t: Date.now()}]; }
+        var word = counting ? (k === 1 ? ' point' : ' points') : (k === 1 ? ' cell' : ' cells');
+        return [true, 'The suggestion replaces the ' + k + word + ' on screen with the ' +
+                'model\\'s' + (counting ? ' points' : ' cells') +
+                '. Undo (Ctrl+Z) brings yours back.', nu];
     }""",
     Output(SUGGEST_MODAL, "is_open"), Output(SUGGEST_TEXT, "children"),
     Output(SUGGEST_GO, "data"), Input(B["suggest"], "n_clicks"), State(STATE, "data"),
-    prevent_initial_call=True)
+    State(INFO, "data"), prevent_initial_call=True)
 clientside_callback(
     "function(n) { return [false, {t: Date.now()}]; }",
     Output(SUGGEST_MODAL, "is_open", allow_duplicate=True),
@@ -116,7 +118,7 @@ def suggest(set_progress, go, info):
             f"These {result.n_cells} cells are the model's suggestion, not yet checked: "
             "correct them (click a cell to reshape or delete it, draw to add one), then save. "
             "Undo (Ctrl+Z) clears them.", "info", id="annotate-auto-suggested"), score
-    if result.n_points and not result.n_cells:       # a counting model suggests points
+    if info.get("counting"):                         # the model's points, or its cells' centres
         return view.state_from(result), alert(
             f"Model suggestion loaded: {result.n_points} points. Click a point to remove it, "
             "click a cell it missed to add one; Undo (Ctrl+Z) brings back what was there "
@@ -210,16 +212,19 @@ def reload_latest(n, info):
     if not n:
         raise dash.exceptions.PreventUpdate
     _, error = call(drafts.discard, get_config(), info["id"])
-    again = queued_url(info["id"]) if info.get("queued") else f"/annotate/{info['id']}"
+    again = (queued_url(info["id"]) if info.get("queued") else review_url(info["id"])
+             if info.get("reviewing") else f"/annotate/{info['id']}")
     return (dash.no_update, alert(error)) if error else (again, None)
 
 
 # ------------------------------------------------------------------ moving between images
 def _go_next(info, skip: bool):
     if info.get("reviewing"):     # a reviewer's Next: the next image waiting for review
-        image_id, error = call(annotations.next_to_review, info["project"], [info["id"]])
+        image_id, error = call(annotations.next_to_review, info["project"], info["id"])
         if error:
             return dash.no_update, alert(error, "info")
+        if info["can_edit"]:      # opening it leased it to the reviewer: give it back
+            call(leases.release, info["id"])
         if image_id is None:
             return f"/projects/{info['project']}/review", None
         return review_url(image_id), None
@@ -286,7 +291,8 @@ clientside_callback(
         if (h.pos <= 0) {{ return [dash_clientside.no_update, dash_clientside.no_update]; }}
         h.pos -= 1;
         h.back = h.stack[h.pos];
-        return [h, '/annotate/' + h.back];
+        // a reviewer stays in review mode (their Next goes on through the review list)
+        return [h, '/annotate/' + h.back + (info && info.reviewing ? '?from=review' : '')];
     }}""",
     Output(VISITED, "data", allow_duplicate=True),
     Output(LOCATION, "href", allow_duplicate=True), Input(B["prev"], "n_clicks"),

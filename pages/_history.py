@@ -11,6 +11,14 @@ REVIEW_WORDS = {"submitted": "waiting for review", "accepted": "accepted",
                 "returned": "sent back"}
 
 
+def review_word(version, newest: bool) -> str:
+    """What review made of a version; an older one saved over before anyone reviewed it
+    will never be: "not reviewed", not "waiting for review"."""
+    if version.review_state == "submitted" and not newest:
+        return "not reviewed"
+    return REVIEW_WORDS.get(version.review_state, version.review_state)
+
+
 def history_table(versions: list) -> html.Div:
     """`versions`: app.services.annotations.history (annotations.Version, newest first)."""
     if not versions:
@@ -23,9 +31,9 @@ def history_table(versions: list) -> html.Div:
     rows = [html.Tr([html.Td(f"v{v.version}"), html.Td(f"{v.created_at:%Y-%m-%d %H:%M}"),
                      html.Td(v.author or "-"), html.Td(v.source), html.Td(v.n_cells)]
                     + ([html.Td(v.n_points)] if points else [])
-                    + [html.Td(REVIEW_WORDS.get(v.review_state, v.review_state)),
+                    + [html.Td(review_word(v, newest=k == 0)),
                        html.Td(v.reviewer or "-"), html.Td(v.review_comment or "")])
-            for v in versions]
+            for k, v in enumerate(versions)]
     return html.Div([
         html.H6(f"History ({len(versions)} saved version{'s' if len(versions) != 1 else ''})"),
         dbc.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],

@@ -242,6 +242,7 @@ def layout(image_id=None, **query):
                                  "can_edit": ws.can_edit, "queued": queued,
                                  # opened from the review list: Next goes on through it
                                  "reviewing": query.get("from") == REVIEWING,
+                                 "counting": ws.counting,      # a points project
                                  "auto_suggest": auto_suggests(ws, n_cells, n_points),
                                  "score_pending": ws.can_edit and bool(
                                      call(cell_review.pending, ws.image_id)[0])}),

@@ -103,7 +103,7 @@ def layout(project_id=None, **_query):
         upload_card() if can_import else None,
         dbc.Row([
             dbc.Col(dcc.Dropdown([{"label": "all statuses", "value": ""}]
-                                 + [{"label": s, "value": s} for s in ImageStatus],
+                                 + [{"label": status_word(s), "value": s} for s in ImageStatus],
                                  "", id=STATUS, clearable=False), md=3),
             dbc.Col(dcc.Dropdown([{"label": "oldest first", "value": "created"},
                                   {"label": "newest first", "value": "-created"},

@@ -233,11 +233,9 @@ def layout(project_id=None, **_query):
         ]), className="mb-3") if can_train else None,
         html.Div(id=MESSAGE),
         html.Div([html.Div(id=JOB_VIEW),
-                  # shown while a job runs (poll), and only to those who may train
-                  html.Div(dbc.Button("Cancel", id=CANCEL, color="outline-danger", size="sm",
-                                      className="mt-1",
-                                      style={} if running else {"display": "none"}),
-                           style={} if can_train else {"display": "none"})],
+                  # shown by `poll` while a job runs, to those who may cancel it
+                  dbc.Button("Cancel", id=CANCEL, color="outline-danger", size="sm",
+                             className="mt-1", style={"display": "none"})],
                  className="mb-3"),
         html.H4("Versions"),
         html.Div(versions_table(items or []), id=VERSIONS),
@@ -314,8 +312,9 @@ def poll(_n, job_id, refresh):
     if error:
         return alert(error), True, dash.no_update, hidden
     done = job.state not in ACTIVE_JOB_STATES
+    may_cancel = not done and bool(call(jobs.may_cancel, int(job_id))[0])
     return (job_progress(job), done,
-            (refresh or 0) + 1 if done else dash.no_update, hidden if done else {})
+            (refresh or 0) + 1 if done else dash.no_update, {} if may_cancel else hidden)
 
 
 @callback(Output(MESSAGE, "children", allow_duplicate=True), Input(CANCEL, "n_clicks"),

@@ -5,6 +5,7 @@ counts read a version saved with outlines only by its cells. The model is faked 
 real built-in model's suggestion is tested in tests/test_starting_models.py."""
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from app.permissions import SYSTEM
 from app.services import annotations, cell_review, drafts, prediction, project_counts, projects
@@ -64,3 +65,30 @@ def test_a_version_saved_with_outlines_only_counts_its_cells_in_a_points_project
     projects.set_annotation_mode(session, SYSTEM, world["project_id"], "points")
     rows = project_counts.project_counts(session, anna, config, world["project_id"])
     assert [r.annotated for r in rows if r.image_id == image_id] == [3]
+
+
+def test_a_click_on_an_unsure_points_ring_removes_it_on_a_large_image(
+        session, config, store, world, monkeypatch):
+    """An unsure point is drawn 1.5x wider (its orange-and-white ring): on a 1200 px image a
+    click 11 px from its centre is on the ring and takes it away; 11 px from a sure point is
+    outside it and adds a point."""
+    from app.services import counting, imports
+    from app.tables import ModelVersion
+    from tests.images_data import tiff
+    pid = world["project_id"]
+    projects.set_annotation_mode(session, SYSTEM, pid, "points")
+    imports.import_files(session, actor(session, "owner"), store, pid,
+                         [imports.ImportFile("big.tif", read=lambda: tiff(
+                             np.zeros((1200, 1200), np.uint8)))], 1 << 28)
+    image_id = session.scalar(select(Image.id).where(Image.name == "big.tif"))
+    session.add(ModelVersion(project_id=pid, weights_blob_key="f" * 64, is_active=True,
+                             settings={"kind": counting.KIND}))
+    session.flush()
+    monkeypatch.setattr(prediction, "suggest_points", lambda *a, **k: prediction.PointSuggestion(
+        1, [[100.0, 100.0, 0], [300.0, 300.0, 0]], [0.2, 0.9], 2.0, 1.0, 3.0))
+    anna = actor(session, "annotator")
+    assert drafts.use_suggestion(session, anna, config, store, image_id).n_points == 2
+    assert drafts.toggle_point(session, anna, config, store, image_id, 311, 300).n_points == 3
+    assert drafts.toggle_point(session, anna, config, store, image_id, 111, 100).n_points == 2
+    canvas = drafts.current_canvas(session, anna, config, store, session.get(Image, image_id))
+    assert [100.0, 100.0, 0] not in canvas.points and [300.0, 300.0, 0] in canvas.points

@@ -115,19 +115,28 @@ def test_a_reviewers_next_goes_through_the_review_list_not_the_annotation_queue(
         session, config, store, world, three_images):
     """A new user's walk: after Accept, a reviewer's Next opened a fresh unannotated image
     and leased it away from the annotators for 30 minutes. From the review list, Next is the
-    oldest other image waiting for review, someone else's before the reviewer's own."""
+    image after the current one in the waiting list (wrapping round, so Skip reaches every
+    one), the reviewer's own versions left out unless they may accept them."""
+    from app.errors import PermissionDenied
+    from app.permissions import SYSTEM
+    from app.services import projects
     pid = world["project_id"]
     a, b, c = three_images
+    reviewer = actor(session, "reviewer")
+    assert annotations.next_to_review(session, reviewer, pid, None) is None
     draw_and_save(session, config, store, "annotator", a)
     draw_and_save(session, config, store, "reviewer", b)            # the reviewer's own
-    reviewer = actor(session, "reviewer")
-    assert annotations.next_to_review(session, reviewer, pid, [a]) == b   # only b is left
     draw_and_save(session, config, store, "annotator", c)
-    assert annotations.next_to_review(session, reviewer, pid, [a]) == c   # others' first
-    assert annotations.next_to_review(session, reviewer, pid, []) == a    # oldest first
+    assert annotations.next_to_review(session, reviewer, pid, None) == a     # the oldest
+    assert annotations.next_to_review(session, reviewer, pid, a) == c        # b is theirs
+    assert annotations.next_to_review(session, reviewer, pid, c) == a        # wraps round
+    projects.set_self_review(session, SYSTEM, pid, True)
+    walked = [annotations.next_to_review(session, reviewer, pid, x) for x in (a, b, c)]
+    assert walked == [b, c, a]                                  # every one, in order
     annotations.review(session, reviewer, a, accept=True)
-    assert annotations.next_to_review(session, reviewer, pid, [c]) == b
-    assert annotations.next_to_review(session, reviewer, pid, [b, c]) is None
-    from app.errors import PermissionDenied
+    assert annotations.next_to_review(session, reviewer, pid, a) == b  # a left: the oldest
+    assert annotations.next_to_review(session, reviewer, pid, b) == c
+    annotations.review(session, reviewer, c, accept=True)
+    assert annotations.next_to_review(session, reviewer, pid, b) is None     # only itself
     with pytest.raises(PermissionDenied):
-        annotations.next_to_review(session, actor(session, "annotator"), pid, [])
+        annotations.next_to_review(session, actor(session, "annotator"), pid, None)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.imaging import quantiles
-from app.imaging.shapes import POINT_SCALE
+from app.imaging.shapes import POINT_SCALE, UNSURE_POINT_SCALE
 
 DEFAULT_PERCENTILES = (0.5, 99.5)
 
@@ -207,7 +207,7 @@ def annotation_rgba(labels: np.ndarray, max_side: int, class_colors: list[str],
         cls = int(rest[0]) if rest else 0
         unsure = bool(unsure_points and k < len(unsure_points) and unsure_points[k])
         cx, cy = x / factor, y / factor
-        r = base * 1.5 if unsure else base
+        r = base * UNSURE_POINT_SCALE if unsure else base
         y0, y1 = max(0, int(cy - r)), min(out.shape[0], int(cy + r) + 1)
         x0, x1 = max(0, int(cx - r)), min(out.shape[1], int(cx + r) + 1)
         yy, xx = np.mgrid[y0:y1, x0:x1]

@@ -243,11 +243,17 @@ POINT_RADIUS = 6.0
 POINT_SCALE = 150.0        # a point is drawn (app.imaging.render) with radius side / this
 
 
-def point_pick_radius(shape: tuple[int, ...], scale: float = 1.0) -> float:
+UNSURE_POINT_SCALE = 1.5   # a model's unsure point is drawn this much wider (its ring)
+
+
+def point_pick_radius(shape: tuple[int, ...], scale: float = 1.0,
+                      unsure: bool = False) -> float:
     """How near a click must be to a point to remove it (px of a canvas of `shape`, which is
     the image scaled by `scale`): POINT_RADIUS, or the radius the point is drawn with on a
-    large image, so a click anywhere on the dot takes it away."""
-    return max(POINT_RADIUS * scale, max(shape[:2]) / POINT_SCALE)
+    large image (wider for a model's unsure point, `unsure`), so a click anywhere on the dot
+    or its ring takes it away."""
+    drawn = max(shape[:2]) / POINT_SCALE * (UNSURE_POINT_SCALE if unsure else 1.0)
+    return max(POINT_RADIUS * scale, drawn)
 MIN_PIECE = 4              # pixels: smaller pieces left by a cut are cleared, not made cells
 _EIGHT = np.ones((3, 3), bool)
 
@@ -413,7 +419,8 @@ def apply_edit(canvas: Canvas, edit: dict, scale: float = 1.0) -> Canvas:
             pts = np.asarray([p[:2] for p in canvas.points])
             d = np.hypot(pts[:, 0] - float(edit["x"]) * scale, pts[:, 1] - float(edit["y"]) * scale)
             nearest = int(d.argmin())
-            if d[nearest] <= point_pick_radius(canvas.labels.shape, scale):
+            # the widest reach: the page already chose "unpoint" by each point's own reach
+            if d[nearest] <= point_pick_radius(canvas.labels.shape, scale, unsure=True):
                 canvas.points.pop(nearest)
     else:
         raise ShapeError(f"Unknown edit {op!r}.")

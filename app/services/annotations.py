@@ -429,17 +429,21 @@ def review_list(session: Session, actor: Actor, project_id: int,
 
 
 def next_to_review(session: Session, actor: Actor, project_id: int,
-                   passed: list[int] | tuple = ()) -> int | None:
-    """For a reviewer working through the review list: the oldest image waiting for review
-    that is not among `passed` (the one on screen, those skipped), preferring versions
-    someone else saved (reviewing one's own needs the project's permission); None when
-    nothing else is waiting. Reviewers and owners only."""
+                   current: int | None = None) -> int | None:
+    """For a reviewer working through the review list: the image waiting for review that
+    comes after `current` in the list (oldest first, wrapping round; the oldest when
+    `current` is not waiting any more, e.g. just accepted), so Next and Skip walk the whole
+    list. Versions the reviewer saved are left out unless they may accept them
+    (self-review allowed, or a site admin). None when nothing else is waiting."""
     require(session, actor, project_id, "review")
-    waiting = [i for i in review_list(session, actor, project_id, ReviewState.submitted)
-               if i.image_id not in set(passed)]
-    theirs = [i for i in waiting if i.author_id != actor.id]
-    chosen = (theirs or waiting)[:1]
-    return chosen[0].image_id if chosen else None
+    own_ok = actor.is_admin or projects.allows_self_review(session.get(Project, project_id))
+    waiting = [i.image_id for i in review_list(session, actor, project_id,
+                                                ReviewState.submitted)
+               if own_ok or i.author_id != actor.id]
+    if current in waiting:
+        k = waiting.index(current)
+        waiting = waiting[k + 1:] + waiting[:k]
+    return waiting[0] if waiting else None
 
 
 def returned_to_me(session: Session, actor: Actor, project_id: int,

@@ -657,16 +657,15 @@ def cell_centres(labels: np.ndarray) -> list[tuple[float, float]]:
     if not len(ids):
         return []
     found = ndimage.center_of_mass(np.ones(labels.shape, np.float32), labels, ids)
-    depth = None
-    out = []
-    for k, (cy, cx) in zip(ids.tolist(), found):
-        if labels[int(round(cy)), int(round(cx))] != k:
-            if depth is None:
-                depth = ndimage.distance_transform_edt(labels > 0)
-            cy, cx = np.unravel_index(np.argmax(np.where(labels == k, depth, -1)),
-                                      labels.shape)
-        out.append((round(float(cx) + 0.5, 2), round(float(cy) + 0.5, 2)))
-    return out
+    off = [j for j, (k, (cy, cx)) in enumerate(zip(ids.tolist(), found))
+           if labels[int(round(cy)), int(round(cx))] != k]
+    if off:                       # one pass for all of them: the deepest pixel of each
+        depth = ndimage.distance_transform_edt(labels > 0)
+        deepest = ndimage.maximum_position(depth, labels, ids[off])
+        found = list(found)
+        for j, position in zip(off, deepest):
+            found[j] = position
+    return [(round(float(cx) + 0.5, 2), round(float(cy) + 0.5, 2)) for cy, cx in found]
 
 
 def _same_canvas(a: Canvas, b: Canvas) -> bool:
@@ -737,9 +736,12 @@ def discard(session: Session, actor: Actor, config: Config, image_id: int) -> No
 def toggle_point(session: Session, actor: Actor, config: Config, store: BlobStore,
                  image_id: int, x: float, y: float, cls: int = 0) -> EditResult:
     """Counting mode: a click adds a point, a click on an existing point removes it."""
+    from app.services.cell_review import unsure_points
     image = image_for(session, actor, image_id, "annotate")
     canvas = current_canvas(session, actor, config, store, image)
-    reach = point_pick_radius(canvas.labels.shape)
-    near = any(np.hypot(p[0] - float(x), p[1] - float(y)) <= reach for p in canvas.points)
+    unsure = unsure_points(find_draft(session, actor, image.id), canvas.points) or []
+    near = any(np.hypot(p[0] - float(x), p[1] - float(y)) <= point_pick_radius(
+        canvas.labels.shape, unsure=k < len(unsure) and unsure[k])
+        for k, p in enumerate(canvas.points))
     return record_edit(session, actor, config, store, image.id,
                        {"op": "unpoint" if near else "point", "x": x, "y": y, "cls": cls})

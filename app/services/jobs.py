@@ -189,15 +189,24 @@ def get_job(session: Session, actor: Actor, job_id: int) -> JobInfo:
     return _info(job, row[1] or "?", waiting.get(job.id, ""))
 
 
+def _may_cancel(session: Session, actor: Actor, job: Job) -> bool:
+    if actor.is_admin or (actor.id is not None and job.user_id == actor.id):
+        return True
+    role = role_of(session, actor, job.project_id) if job.project_id is not None else None
+    return role is not None and role >= Role.owner
+
+
+def may_cancel(session: Session, actor: Actor, job_id: int) -> bool:
+    """Whether `actor` may cancel the job (the page shows Cancel only then)."""
+    get_job(session, actor, job_id)                   # members only
+    return _may_cancel(session, actor, session.get(Job, job_id))
+
+
 def cancel_job(session: Session, actor: Actor, job_id: int) -> JobInfo:
     """Ask a job to stop: its handler stops at the next step; a queued job never starts."""
     info = get_job(session, actor, job_id)
     job = session.get(Job, job_id)
-    may = actor.is_admin or (actor.id is not None and job.user_id == actor.id)
-    if not may and job.project_id is not None:
-        role = role_of(session, actor, job.project_id)
-        may = role is not None and role >= Role.owner
-    if not may:
+    if not _may_cancel(session, actor, job):
         raise PermissionDenied("Only the person who started a job, project owners and site "
                                "admins can cancel it.")
     if job.state == JobState.queued:

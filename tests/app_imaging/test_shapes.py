@@ -135,9 +135,13 @@ def test_a_click_anywhere_on_a_large_images_drawn_point_removes_it():
     from app.imaging.shapes import POINT_RADIUS, point_pick_radius
     assert point_pick_radius((64, 64)) == POINT_RADIUS
     assert point_pick_radius((1200, 900)) == 8.0
+    assert point_pick_radius((1200, 900), unsure=True) == 12.0   # its wider ring
     big = Canvas.blank((1200, 900))
     apply_edits(big, [{"op": "point", "x": 100, "y": 100, "cls": 0},
                       {"op": "unpoint", "x": 107, "y": 100}])
+    assert big.points == []
+    apply_edits(big, [{"op": "point", "x": 100, "y": 100, "cls": 0},
+                      {"op": "unpoint", "x": 111, "y": 100}])   # on an unsure point's ring
     assert big.points == []
     small = Canvas.blank((64, 64))
     apply_edits(small, [{"op": "point", "x": 10, "y": 10, "cls": 0},

@@ -321,19 +321,26 @@ def test_opened_from_the_review_list_next_goes_to_the_next_review(as_user, world
     from pages import _annotate_flow, annotate, review
     from tests.conftest import actor
     from tests.images_data import rect
+    from app.services import leases
+    from app.tables import Image
     with db.session_scope() as s:
         anna = actor(s, "annotator")
         drafts.record_edit(s, anna, config, store, image_id, {"op": "add", "shape": rect(2, 2, 9, 9)})
         annotations.save(s, anna, config, store, image_id)
+        leases.release(s, anna, image_id)
     with as_user("reviewer"):
         listed = str(review.layout(str(world["project_id"])))
         assert f"/annotate/{image_id}?from=review" in listed
         page = annotate.layout(str(image_id), **{"from": "review"})
     info = next(c.data for c in page._traverse() if getattr(c, "id", None) == "annotate-info")
-    assert info["reviewing"] is True
+    assert info["reviewing"] is True and info["can_edit"] is True
+    with db.session_scope() as s:                       # opening it leased it to the reviewer
+        assert s.get(Image, image_id).assigned_to_id == world["reviewer"]
     with as_user("reviewer"):
-        where, message = _annotate_flow._go_next(info, skip=False)
+        where, message = _annotate_flow._go_next(info, skip=True)
     assert where == f"/projects/{world['project_id']}/review" and message is None
+    with db.session_scope() as s:                       # ... and moving on gives it back
+        assert s.get(Image, image_id).assigned_to_id is None
 
 
 def test_the_viewer_lists_every_saved_version_with_its_review(as_user, world, image_id, db,
@@ -355,3 +362,16 @@ def test_the_viewer_lists_every_saved_version_with_its_review(as_user, world, im
     assert "History (1 saved version)" in shown and "v1" in shown
     assert "sent back" in shown and "the top cell is missing" in shown
     assert "reviewer" in shown and "annotator" in shown
+    from app.services import drafts
+    from storage.blobstore import LocalBlobStore
+    from tests.images_data import rect
+    for box in ((20, 20, 30, 30), (40, 40, 50, 50)):   # v2 (v1 was sent back), then v3
+        with db.session_scope() as s:
+            anna = actor(s, "annotator")
+            drafts.record_edit(s, anna, config, LocalBlobStore(config.blob_dir), image_id,
+                               {"op": "add", "shape": rect(*box)})
+            annotations.save(s, anna, config, LocalBlobStore(config.blob_dir), image_id)
+    with as_user("viewer"):
+        rows = _find(viewer.layout(str(image_id)), "viewer-history").children[1].children[1]
+    states = [r.children[5].children for r in rows.children]
+    assert states == ["waiting for review", "not reviewed", "sent back"]   # v3, v2, v1

@@ -123,6 +123,8 @@ def test_poll_shows_the_outcome_of_a_finished_training(as_user, world, db):
         s.get(Job, job_id).state = "running"
     with as_user("owner"):
         assert models.poll(1, job_id, 0)[3] == {}     # Cancel while it runs
+    with as_user("reviewer"):                         # may follow it, may not cancel it
+        assert models.poll(1, job_id, 0)[3] == {"display": "none"}
 
 
 def test_learning_page_gives_the_validation_images_next_to_f1(dash_app):
