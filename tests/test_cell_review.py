@@ -239,6 +239,6 @@ def test_points_a_counting_model_was_unsure_of_are_marked_and_added_ones_are_not
                           "source": "model-corrected", "model": 1,
                           "point_confidence": [0.9, 0.2, 0.5]}])
     on_screen = [[7.5, 8.0, 0], [20.0, 1.0, 0], [5.0, 6.0, 0], [40.0, 40.0, 0]]
-    assert cell_review.unsure_points(draft, on_screen) == [True, False, False, False]
-    assert cell_review.unsure_points(Draft(edits=[]), on_screen) is None
-    assert cell_review.unsure_points(None, on_screen) is None
+    assert drafts.unsure_points(draft, on_screen) == [True, False, False, False]
+    assert drafts.unsure_points(Draft(edits=[]), on_screen) is None
+    assert drafts.unsure_points(None, on_screen) is None

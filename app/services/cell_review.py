@@ -82,24 +82,6 @@ def review_of(draft: Draft | None) -> Review | None:
     return Review(float(uncertainty.get("uncertain_at", 0.35)), scores, frozenset(checked))
 
 
-UNSURE_POINT = 0.5     # a counting model's point under this confidence is shown as unsure
-
-
-def unsure_points(draft: Draft | None, points: list) -> list[bool] | None:
-    """Per point on screen, whether the counting model that suggested it was unsure of it
-    (its confidence, the share of MC-dropout samples that find a cell there, is under
-    UNSURE_POINT); points a person added are not. None: no counting suggestion."""
-    snapshot = drafts.newest_snapshot(draft)
-    confidence = (snapshot or {}).get("point_confidence")
-    if not confidence:
-        return None
-
-    def key(p):
-        return round(float(p[0]), 2), round(float(p[1]), 2)
-    known = {key(p): float(c) for p, c in zip(snapshot.get("points") or [], confidence)}
-    return [known.get(key(p), 1.0) < UNSURE_POINT for p in points]
-
-
 def unscored(draft: Draft | None) -> dict | None:
     """The draft's newest snapshot when it is a model suggestion nobody has tried to score
     yet (made on opening, or before per-cell uncertainty existed), else None."""

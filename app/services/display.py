@@ -149,7 +149,7 @@ def render_draft(session: Session, actor: Actor, config, store: BlobStore, image
                  selected: int = 0, max_side: int = 1024) -> Rendered:
     """The annotation workspace overlay: the actor's draft (or the newest version when they
     have no draft), in class colours, selected cell highlighted, region and points shown."""
-    from app.services.cell_review import review_of, unsure_points
+    from app.services.cell_review import review_of
     image = image_for(session, actor, image_id, "view")
     canvas = drafts.current_canvas(session, actor, config, store, image)
     colors = [c.get("color", "#ffff00") for c in
@@ -159,7 +159,7 @@ def render_draft(session: Session, actor: Actor, config, store: BlobStore, image
     rgba = annotation_rgba(canvas.labels, int(np.clip(max_side, 16, MAX_SIDE)), colors,
                            canvas.classes, int(selected or 0), canvas.region, canvas.points,
                            label_styles=review.styles() if review else None,
-                           unsure_points=unsure_points(draft, canvas.points))
+                           unsure_points=drafts.unsure_points(draft, canvas.points))
     return Rendered(encode(rgba, "PNG"), "image/png", "")
 
 

@@ -733,10 +733,27 @@ def discard(session: Session, actor: Actor, config: Config, image_id: int) -> No
         session.flush()
 
 
+UNSURE_POINT = 0.5     # a counting model's point under this confidence is shown as unsure
+
+
+def unsure_points(draft: Draft | None, points: list) -> list[bool] | None:
+    """Per point on screen, whether the counting model that suggested it was unsure of it
+    (its confidence, the share of MC-dropout samples that find a cell there, is under
+    UNSURE_POINT); points a person added are not. None: no counting suggestion."""
+    snapshot = newest_snapshot(draft)
+    confidence = (snapshot or {}).get("point_confidence")
+    if not confidence:
+        return None
+
+    def key(p):
+        return round(float(p[0]), 2), round(float(p[1]), 2)
+    known = {key(p): float(c) for p, c in zip(snapshot.get("points") or [], confidence)}
+    return [known.get(key(p), 1.0) < UNSURE_POINT for p in points]
+
+
 def toggle_point(session: Session, actor: Actor, config: Config, store: BlobStore,
                  image_id: int, x: float, y: float, cls: int = 0) -> EditResult:
     """Counting mode: a click adds a point, a click on an existing point removes it."""
-    from app.services.cell_review import unsure_points
     image = image_for(session, actor, image_id, "annotate")
     canvas = current_canvas(session, actor, config, store, image)
     unsure = unsure_points(find_draft(session, actor, image.id), canvas.points) or []
