@@ -220,11 +220,10 @@ def reload_latest(n, info):
 # ------------------------------------------------------------------ moving between images
 def _go_next(info, skip: bool):
     if info.get("reviewing"):     # a reviewer's Next: the next image waiting for review
-        image_id, error = call(annotations.next_to_review, info["project"], info["id"])
+        image_id, error = call(annotations.next_to_review, info["project"], info["id"],
+                               release=bool(info["can_edit"]))
         if error:
             return dash.no_update, alert(error, "info")
-        if info["can_edit"]:      # opening it leased it to the reviewer: give it back
-            call(leases.release, info["id"])
         if image_id is None:
             return f"/projects/{info['project']}/review", None
         return review_url(image_id), None

@@ -10,7 +10,7 @@ import dash_bootstrap_components as dbc
 from dash import ALL, MATCH, Input, Output, State, callback, dcc, html
 
 from app.context import get_config, state
-from app.services import exports, gallery, jobs, projects, uploads
+from app.services import counting, exports, gallery, jobs, projects, uploads
 from app.services.formats import MASK_UPLOAD_SUFFIXES, accepted_text
 from app.states import ACTIVE_JOB_STATES, ImageStatus
 from pages._common import alert, call, error_page, to_int, status_word
@@ -148,7 +148,7 @@ def layout(project_id=None, **_query):
 def default_formats(project) -> list[str]:
     """The export formats ticked at first: all of them in a counting project; in an outline
     project all but points (they would export nothing there)."""
-    points = (project.settings or {}).get("annotation_mode") == "points"
+    points = counting.is_points_project(project)
     return [f for f in exports.FORMATS if points or f != "points"]
 
 

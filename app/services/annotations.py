@@ -429,12 +429,14 @@ def review_list(session: Session, actor: Actor, project_id: int,
 
 
 def next_to_review(session: Session, actor: Actor, project_id: int,
-                   current: int | None = None) -> int | None:
+                   current: int | None = None, release: bool = False) -> int | None:
     """For a reviewer working through the review list: the image waiting for review that
     comes after `current` in the list (oldest first, wrapping round; the oldest when
     `current` is not waiting any more, e.g. just accepted), so Next and Skip walk the whole
     list. Versions the reviewer saved are left out unless they may accept them
-    (self-review allowed, or a site admin). None when nothing else is waiting."""
+    (self-review allowed, or a site admin). None when nothing else is waiting. `release`:
+    give back the actor's lease on `current` (opening it in the workspace took one), as
+    `leases.next_image` does for the annotation queue."""
     require(session, actor, project_id, "review")
     own_ok = actor.is_admin or projects.allows_self_review(session.get(Project, project_id))
     waiting = [i.image_id for i in review_list(session, actor, project_id,
@@ -443,6 +445,8 @@ def next_to_review(session: Session, actor: Actor, project_id: int,
     if current in waiting:
         k = waiting.index(current)
         waiting = waiting[k + 1:] + waiting[:k]
+    if release and current is not None:
+        leases.release(session, actor, current)
     return waiting[0] if waiting else None
 
 
