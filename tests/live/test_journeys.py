@@ -222,11 +222,14 @@ def test_reviewer_accepts_one_and_sends_one_back(site, person, story):
     person.go(f"/projects/{pid}/review", "#review-submitted")
     person.wait_text("#review-submitted", "Review")
     person.shot("review")
-    person.go(f"/annotate/{first}")
-    annotate_page(person)
+    person.click("#review-next")                        # "Review the oldest"
+    assert annotate_page(person) == first
     person.click("#annotate-accept")
     person.wait_text("#annotate-message", "Accepted.")
-    person.go(f"/annotate/{second}")
+    # Next goes on through the review list (it used to lease a fresh image from the queue)
+    person.click("#annotate-next")
+    WebDriverWait(person.driver, 30).until(
+        lambda d: d.current_url.endswith(f"/annotate/{second}?from=review"))
     annotate_page(person)
     person.type("#annotate-comment", "Two nuclei at the top edge are merged; split them.")
     person.click("#annotate-send-back")
