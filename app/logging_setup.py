@@ -1,13 +1,10 @@
 """Logging: one format for the web server, the worker and the CLI; a request log line with
-the user and the duration of each request."""
+the user and the duration of each request. Flask is imported only by the request log: a
+worker on a GPU host configures its logging without the web tier's packages."""
 from __future__ import annotations
 
 import logging
 import time
-
-from flask import Flask, g, request
-
-from app.context import current_actor
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 request_log = logging.getLogger("cellloop.request")
@@ -24,7 +21,11 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level)
 
 
-def init_request_log(server: Flask) -> None:
+def init_request_log(server) -> None:
+    from flask import g, request
+
+    from app.context import current_actor
+
     @server.before_request
     def _start_timer():
         g.request_started = time.perf_counter()

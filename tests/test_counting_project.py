@@ -135,7 +135,10 @@ def test_points_project_trains_scores_and_predicts_counts(counting_project, monk
         assert abs(shown.n_points - 8) <= 1, shown
     # the predict job keeps each unannotated image's count for the project page, where
     # annotated images show their clicks; groups come from the names (c… and u…)
-    prediction.predict_project(db, store, config, pid, lambda *a, **k: None, lambda: False)
+    done = prediction.predict_project(db, store, config, pid, lambda *a, **k: None,
+                                      lambda: False)
+    # the result names where it ran (no GPU here: the CPU, in fp32 or bf16)
+    assert done["engine"].startswith("cpu/"), done
     with db.session_scope() as s:
         rows = project_counts.project_counts(s, SYSTEM, config, pid, r"^(?P<group>[a-z])")
     by_name = {r.name: r for r in rows}

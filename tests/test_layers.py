@@ -167,3 +167,39 @@ def test_only_the_composition_root_imports_pages():
     importers = sorted(m for m, deps in import_graph().items() if not m.startswith("pages")
                        and any(d.split(".")[0] == "pages" for d in deps))
     assert importers == ["app.wsgi"]
+
+
+WEB_PACKAGES = ("flask", "flask_login", "flask_bootstrap", "dash", "dash_bootstrap_components",
+                "plotly", "werkzeug.serving", "gunicorn")
+BLOCK_WEB = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {[p.split('.')[0] for p in WEB_PACKAGES if '.' not in p]!r}:
+            raise ImportError('web package imported by the worker: ' + name)
+sys.meta_path.insert(0, Block())
+"""
+
+
+def test_a_gpu_worker_runs_without_the_web_packages(tmp_path):
+    """A GPU host runs `python -m app worker --queues gpu` with the model code and the job
+    system only: the CLI's start, its logging, the Celery app, the task and every job
+    handler import no web package (a GPU image without Flask failed at `init-db` on
+    app.logging_setup's `import flask`)."""
+    import subprocess
+    import sys
+    code = BLOCK_WEB + """
+from app.cli import build_parser
+from app.logging_setup import configure_logging
+configure_logging('INFO')
+import app.jobs.celery_app, app.jobs.tasks, app.jobs.handlers, app.jobs.reaper, app.migrate
+import celery.bin.celery, celery.bin.worker, kombu.transport.sqlalchemy
+from app.cli import main
+sys.exit(main(['init-db']))
+"""
+    env = {"PATH": "/usr/bin:/bin", "CELLLOOP_DATA_DIR": str(tmp_path / "data"),
+           "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "data").is_dir()
