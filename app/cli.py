@@ -18,6 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.config import Config, ConfigError
 from app.errors import ServiceError
+from app.wording import plural
 
 log = logging.getLogger("cellloop.cli")
 
@@ -316,7 +317,7 @@ def cmd_predict(config: Config, args) -> None:
         if done.error:
             print(f"skipped: {done.name}: {done.error}", file=sys.stderr)
         else:
-            print(f"{done.name}: {done.count} cells")
+            print(f"{done.name}: {plural(done.count, 'cell')}")
 
     out = Path(args.out)
     results = predict_files.predict_files(model, predict_files.image_files(args.images), out,

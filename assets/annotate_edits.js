@@ -611,9 +611,10 @@
         window.requestAnimationFrame(watch);
         var p = pending || {}, ro = !(info && info.can_edit), parts = [];
         if (st.n_cells !== null && st.n_cells !== undefined) {
-            parts.push(Math.max(0, st.n_cells + (p.delta || 0)) + " cells");
+            var n = Math.max(0, st.n_cells + (p.delta || 0));
+            parts.push(n + (n === 1 ? " cell" : " cells"));
         }
-        if (st.n_points) { parts.push(st.n_points + " points"); }
+        if (st.n_points) { parts.push(st.n_points + (st.n_points === 1 ? " point" : " points")); }
         if (st.selected) {
             var names = (info && info.classes) || [], cls = st.selected_cls || 0;
             var name = cls >= 0 && cls < names.length ? names[cls] : "class " + (cls + 1);

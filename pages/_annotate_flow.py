@@ -20,6 +20,7 @@ from pages._annotate_ids import (B, INFO, LEASE, LEASE_TIMER, LOCATION, MESSAGE,
                                  SUGGEST_GO, SUGGEST_MODAL, SUGGEST_PROGRESS, SUGGEST_TEXT,
                                  VERSION, VISITED)
 from pages._common import alert, call, status_word
+from app.wording import plural
 
 
 # ------------------------------------------------------------------ model suggestion
@@ -115,16 +116,16 @@ def suggest(set_progress, go, info):
                 "The model's suggestion came after you started drawing, so it was set aside: "
                 "Redo (Ctrl+Y) or Use model suggestion brings it.", "info"), dash.no_update
         return view.state_from(result), alert(
-            f"These {result.n_cells} cells are the model's suggestion, not yet checked: "
+            f"These {plural(result.n_cells, 'cell')} are the model's suggestion, not yet checked: "
             "correct them (click a cell to reshape or delete it, draw to add one), then save. "
             "Undo (Ctrl+Z) clears them.", "info", id="annotate-auto-suggested"), score
     if info.get("counting"):                         # the model's points, or its cells' centres
         return view.state_from(result), alert(
-            f"Model suggestion loaded: {result.n_points} points. Click a point to remove it, "
+            f"Model suggestion loaded: {plural(result.n_points, 'point')}. Click a point to remove it, "
             "click a cell it missed to add one; Undo (Ctrl+Z) brings back what was there "
             "before.", "info"), score
     return view.state_from(result), alert(
-        f"Model suggestion loaded: {result.n_cells} cells. Click a cell to reshape or delete "
+        f"Model suggestion loaded: {plural(result.n_cells, 'cell')}. Click a cell to reshape or delete "
         "it; draw to add; Undo (Ctrl+Z) brings back what was there before.", "info"), score
 
 

@@ -13,6 +13,7 @@ from dash import dcc, html
 from app.services.jobs import JobInfo
 from app.states import ACTIVE_JOB_STATES, JobState
 from pages._jobs import job_progress
+from app.wording import plural
 
 CANCEL = "images-job-cancel"    # pattern id type, keyed by job
 COLOURS = {"imported": "success", "restored": "info", "duplicate": "secondary",
@@ -39,7 +40,7 @@ def _row(r: dict) -> html.Tr:
     status = "restored" if r.get("restored") else r["status"]
     name = (dcc.Link(r["name"], href=f"/images/{r['image_id']}")
             if r.get("image_id") and r["status"] != "rejected" else r["name"])
-    message = r.get("message") or (f"{r['n_cells']} cells" if r.get("n_cells") is not None
+    message = r.get("message") or (plural(r['n_cells'], "cell") if r.get("n_cells") is not None
                                    else "")
     return html.Tr([html.Td(name), html.Td(dbc.Badge(status, color=COLOURS.get(status, "light"))),
                     html.Td(message, className="small")])

@@ -15,6 +15,7 @@ from app.services.formats import MASK_UPLOAD_SUFFIXES, accepted_text
 from app.states import ACTIVE_JOB_STATES, ImageStatus
 from pages._common import alert, call, error_page, to_int, status_word
 from pages._imports import CANCEL, job_block, result_table, rows_of
+from app.wording import plural
 
 dash.register_page(__name__, path_template="/projects/<project_id>/images",
                    title="Images · CellLoop")
@@ -66,7 +67,7 @@ def gallery_grid(page: gallery.ImagePage, can_delete: bool, can_annotate: bool):
                                     + (f"x{im.n_planes}z" if im.n_planes > 1 else "")
                                     + (f" · {im.n_channels}ch" if im.n_channels > 1 else ""),
                                     className="small text-muted")]),
-                html.Div([f"{im.n_cells} cells" if im.n_cells is not None else "",
+                html.Div([plural(im.n_cells, "cell") if im.n_cells is not None else "",
                           f" · {im.annotator}" if im.annotator else "",
                           f" · score {im.score:.3f}" if im.score is not None else ""],
                          className="small text-muted"),

@@ -25,6 +25,7 @@ from app.states import ImageStatus
 from pages import _display
 from pages._history import history_table
 from pages._common import alert, call, error_page, to_int, status_word
+from app.wording import plural
 
 dash.register_page(__name__, path_template="/images/<image_id>", title="Viewer · CellLoop")
 
@@ -135,7 +136,7 @@ def layout(image_id=None, **_query):
                          style={} if z_count > 1 else {"display": "none"}),
                 html.H6("Annotation overlay"),
                 dbc.Switch(id=OVERLAY, value=True,
-                           label=(f"version {detail.annotation_version}, {detail.n_cells} cells"
+                           label=(f"version {detail.annotation_version}, {plural(detail.n_cells, 'cell')}"
                                   if detail.annotation_version else "no annotation yet")),
                 dcc.Slider(id=OPACITY, min=0, max=1, step=0.05, value=0.6, marks=None),
                 dbc.Switch(id=HEAT, value=False,
@@ -187,7 +188,7 @@ def suggest(_n, info):
     if error:
         return dash.no_update, html.Span(error, className="text-danger")
     return ({"model": result.model_version_id, "n_cells": result.n_cells},
-            html.Span(f"model #{result.model_version_id}: {result.n_cells} cells (cyan)",
+            html.Span(f"model #{result.model_version_id}: {plural(result.n_cells, 'cell')} (cyan)",
                       className="text-info"))
 
 

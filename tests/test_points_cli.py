@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import tifffile
+from PIL import Image as PILImage
 
 from app.db import Database
 from app.services import projects
@@ -57,6 +58,11 @@ def test_points_project_import_and_export_round_trip(env, monkeypatch, capsys, t
     napari = read_points_csv((out / "points" / "napari" / "img1.csv").read_bytes())
     assert resolve(napari, 64, 48, classes) == stored["img1.tif"]
     tasks = json.loads((out / "points" / "labelstudio.json").read_text())
+    # each task names a PNG beside it that Label Studio can show (TIFFs it cannot)
+    assert [t["data"]["image"] for t in tasks] == ["images/img0.png", "images/img1.png"]
+    for name in ("img0", "img1"):
+        shown = np.asarray(PILImage.open(out / "points" / "images" / f"{name}.png"))
+        assert shown.shape == (48, 64, 3) and shown.dtype == np.uint8 and shown.std() > 0
     assert [resolve(from_labelstudio(labelstudio.parse_task(t).points), 64, 48, classes)
             for t in tasks] == [stored["img0.tif"], stored["img1.tif"]]
     counts = {c["image"]: c["n_points"] for c in json.loads((out / "counts.json").read_text())}

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import ValidationError
+from app.imaging.render import ChannelView, composite, encode
 from app.permissions import Actor, require
 from app.services import effort
 from app.states import ReviewState
@@ -59,6 +60,22 @@ def parse_formats(text: str) -> tuple[str, ...]:
         raise ValidationError(f"Unknown export format(s) {', '.join(bad) or '(none)'}; choose "
                               f"from {', '.join(FORMATS)} or all.")
     return tuple(names)
+
+
+def viewable_png(pixels, channels: list[dict]) -> bytes:
+    """An 8-bit PNG of the first plane as the viewer shows it by default (each channel in its
+    colour; 8-bit images as they are, others stretched to their 0.5-99.5 percentiles), at
+    full size, for tools that cannot read the image's own TIFF (Label Studio)."""
+    full = pixels.dtype == "uint8"
+    n = pixels.shape[1]
+    colours = [c.get("color") or "#ffffff" for c in channels[:n]]
+    if len(colours) < n:       # channels the project does not describe: RGB, else white
+        colours = ["#ff0000", "#00ff00", "#0000ff"] if n == 3 else colours + ["#ffffff"] * n
+    views = [ChannelView(str(colours[c]), 0.0 if full else None, 255.0 if full else None)
+             for c in range(n)]
+    if pixels.shape[1] == 1:
+        views = [ChannelView("#ffffff", views[0].low, views[0].high)]
+    return encode(composite(pixels, 0, views, max(pixels.shape[-2:])), "PNG")
 
 
 def _safe_stem(name: str, image_id: int, used: set[str]) -> str:
@@ -137,8 +154,11 @@ def export_project(session: Session, actor: Actor, store: BlobStore, project_id:
                                 point_files.write_points_csv(latest.points, class_names))
             writers.write_bytes(out / "points" / "napari" / f"{stem}.csv",
                                 point_files.write_napari_csv(latest.points))
-            keypoint_images.append((f"{stem}.tif", int(pixels.shape[3]), int(pixels.shape[2]),
-                                    latest.points))
+            # Label Studio shows PNG, not TIFF: the tasks name a viewable copy beside them
+            writers.write_bytes(out / "points" / "images" / f"{stem}.png",
+                                viewable_png(pixels, project.channels))
+            keypoint_images.append((f"images/{stem}.png", int(pixels.shape[3]),
+                                    int(pixels.shape[2]), latest.points))
         counts.append({"image_id": image.id, "image": image.name, "status": image.status,
                        "n_cells": latest.n_cells if latest and latest.label_blob_key else "",
                        "n_points": len(latest.points or []) if latest else "",

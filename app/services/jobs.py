@@ -24,6 +24,7 @@ from app.jobs.kinds import kind_of, queue_for
 from app.jobs.rows import create_job_row, reap_lost
 from app.states import ACTIVE_JOB_STATES, JobState
 from app.tables import Job, Membership, User, utcnow
+from app.wording import plural
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,6 @@ def _info(job: Job, username: str, waiting: str = "") -> JobInfo:
                    job.started_at, job.finished_at, _queue(job))
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
 def outcome(kind: str, result: dict, message: str = "") -> str:
     """One line on what a finished job did: the handler's own `outcome`, or one made from
     the result of the kinds that give none."""
@@ -91,16 +88,16 @@ def outcome(kind: str, result: dict, message: str = "") -> str:
             follow = (f" The model's suggestions for the new images are being predicted "
                       f"(job #{result['prediction_job']})." if result.get("prediction_job")
                       else "")
-            return ", ".join(_plural(v, k) if k == "duplicate" else f"{v} {k}"
+            return ", ".join(plural(v, k) if k == "duplicate" else f"{v} {k}"
                              for k, v in counts) + "." + follow
     if kind == "score" and "n_images" in result:
-        return (f"Scored {_plural(result['n_images'], 'image')} with {result.get('strategy')} "
+        return (f"Scored {plural(result['n_images'], 'image')} with {result.get('strategy')} "
                 f"under model #{result.get('model_version_id')}.")
     if kind == "predict" and "n_images" in result:
-        return (f"Predicted {_plural(result['n_images'], 'image')} with model "
+        return (f"Predicted {plural(result['n_images'], 'image')} with model "
                 f"#{result.get('model_version_id')}.")
     if kind == "simulate" and "n_images" in result:
-        return f"Simulation finished on {_plural(result['n_images'], 'image')}."
+        return f"Simulation finished on {plural(result['n_images'], 'image')}."
     return message or "Done."
 
 

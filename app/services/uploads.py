@@ -40,6 +40,7 @@ from app.tables import Job
 from storage.archive import ArchiveError, check_directory, open_zip
 from storage.blobstore import BlobStore
 from storage.readers import declared_size
+from app.wording import plural
 
 INLINE_MAX_FILES = 50
 INLINE_MAX_BYTES = 64 << 20         # upload bytes imported in the web worker
@@ -168,7 +169,7 @@ def _with_labels(result: ImportResult, labels_name: str) -> ImportResult:
     if not labels_name or result.status != "imported" or result.restored:
         return result
     return dataclasses.replace(result, message=f"with labels {labels_name} "
-                                               f"({result.n_cells} cells)")
+                                               f"({plural(result.n_cells, 'cell')})")
 
 
 def _pair_labels(names: list[str], candidates: list[int]

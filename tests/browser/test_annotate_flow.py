@@ -59,7 +59,7 @@ def test_draw_save_reload_and_select(browser, world, db, config, image_id):
     browser.driver.execute_script(DRAW)
     # the first callback of a freshly started server can be slow
     try:
-        browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=30)
+        browser.wait_for_contains_text("#annotate-counts", "1 cell", timeout=30)
     except Exception as err:     # say what the page said, so a failure can be diagnosed
         raise AssertionError("the drawn cell was not counted; page message: "
                              f"{browser.find_element('#annotate-message').text!r}") from err
@@ -97,7 +97,7 @@ def test_polygon_corners_clicked_quickly_all_count(browser, world, db, config, i
     browser.wait_for_element("#annotate-tool input[value=polygon]:checked")
     for x, y in [(20, 20), (60, 20), (60, 50), (20, 50), (20, 20)]:   # no waiting between
         click_image_at(browser, x, y)
-    browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=30)
+    browser.wait_for_contains_text("#annotate-counts", "1 cell", timeout=30)
     ActionChains(browser.driver).key_down(Keys.CONTROL).send_keys("s").key_up(Keys.CONTROL) \
         .perform()
     browser.wait_for_contains_text("#annotate-message", "Saved version 1", timeout=10)
@@ -199,12 +199,12 @@ def test_suggestion_asks_before_replacing_cells_and_undo_brings_them_back(
     Replace, Undo brings the drawn cell back; Revert to last saved is an undoable edit."""
     open_workspace(browser, "annotator", image_id)
     draw_cell(browser)
-    browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=30)
+    browser.wait_for_contains_text("#annotate-counts", "1 cell", timeout=30)
     browser.find_element("#annotate-suggest").click()
     browser.wait_for_contains_text("#annotate-suggest-text", "replaces the 1 cell on screen")
     browser.wait_for_element("#annotate-suggest-keep").click()
     browser.wait_for_no_elements("#annotate-suggest-keep", timeout=10)
-    assert browser.find_element("#annotate-counts").text.startswith("1 cells")
+    assert browser.find_element("#annotate-counts").text.startswith("1 cell")
     browser.find_element("#annotate-suggest").click()
     browser.wait_for_element("#annotate-suggest-confirm").click()
     browser.wait_for_contains_text("#annotate-message", "Model suggestion loaded: 2 cells",
@@ -212,7 +212,7 @@ def test_suggestion_asks_before_replacing_cells_and_undo_brings_them_back(
     browser.wait_for_contains_text("#annotate-counts", "2 cells", timeout=10)
     assert browser.find_element("#annotate-undo").get_attribute("disabled") is None
     press(browser, "z", modifier=Keys.CONTROL)
-    browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=15)
+    browser.wait_for_contains_text("#annotate-counts", "1 cell", timeout=15)
     assert cell_class(db, config, image_id) == 0              # the drawn cell is back
     press(browser, "s", modifier=Keys.CONTROL)
     browser.wait_for_contains_text("#annotate-message", "Saved version 1", timeout=15)
@@ -220,7 +220,7 @@ def test_suggestion_asks_before_replacing_cells_and_undo_brings_them_back(
     browser.wait_for_contains_text("#annotate-counts", "2 cells", timeout=15)
     browser.find_element("#annotate-revert").click()
     browser.wait_for_contains_text("#annotate-message", "Back to saved version 1", timeout=15)
-    browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=10)
+    browser.wait_for_contains_text("#annotate-counts", "1 cell", timeout=10)
     press(browser, "z", modifier=Keys.CONTROL)
     browser.wait_for_contains_text("#annotate-counts", "2 cells", timeout=15)
 
@@ -243,9 +243,9 @@ def test_suggestion_clicked_while_a_drawn_cell_is_on_its_way_still_asks(
                                    timeout=15)
     browser.wait_for_element("#annotate-suggest-keep").click()
     browser.wait_for_no_elements("#annotate-suggest-keep", timeout=10)
-    browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=10)
+    browser.wait_for_contains_text("#annotate-counts", "1 cell", timeout=10)
     time.sleep(1)                                       # no suggestion arrives behind it
-    assert browser.find_element("#annotate-counts").text.startswith("1 cells")
+    assert browser.find_element("#annotate-counts").text.startswith("1 cell")
 
 
 def import_more(db, config, world, names):
@@ -292,7 +292,7 @@ def test_previous_walks_back_and_the_header_follows_a_save(browser, world, db, c
     assert browser.find_element("#annotate-status").text == "new"
     assert "not annotated yet" in browser.find_element("#annotate-version").text
     draw_cell(browser)
-    browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=30)
+    browser.wait_for_contains_text("#annotate-counts", "1 cell", timeout=30)
     press(browser, "s", modifier=Keys.CONTROL)
     browser.wait_for_contains_text("#annotate-message", "Saved version 1", timeout=15)
     browser.wait_for_text_to_equal("#annotate-status", "annotated", timeout=5)
@@ -340,7 +340,7 @@ def test_ellipse_is_dragged_corner_to_corner_like_the_rectangle(browser, world, 
             "return e && [+e.getAttribute('rx'), +e.getAttribute('ry')];"))
     drag_image(browser, (20, 15), (60, 45), look)
     assert preview[0] and preview[0][0] > 10 and preview[0][1] > 5, preview
-    browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=30)
+    browser.wait_for_contains_text("#annotate-counts", "1 cell", timeout=30)
     with db.session_scope() as s:
         canvas = drafts.current_canvas(s, actor(s, "annotator"), config,
                                        LocalBlobStore(config.blob_dir), s.get(Image, image_id))
@@ -362,7 +362,7 @@ def test_viewer_finds_nothing_editable(browser, world, db, config, image_id):
         annotations.save(s, actor(s, "annotator"), config, store, image_id)
     open_workspace(browser, "viewer", image_id)
     assert "viewer" in browser.find_element("#annotate-read-only").text
-    browser.wait_for_contains_text("#annotate-counts", "1 cells", timeout=10)
+    browser.wait_for_contains_text("#annotate-counts", "1 cell", timeout=10)
     for control in ("#annotate-save", "#annotate-save-next", "#annotate-delete",
                     "#annotate-suggest", "#annotate-empty", "#annotate-exclude",
                     "#annotate-revert", "#annotate-set-class", "#annotate-undo",

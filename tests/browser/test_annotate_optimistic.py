@@ -75,13 +75,13 @@ def test_add_delete_undo_show_before_the_server_answers(browser, world, db, conf
 
     t0 = time.perf_counter()
     draw(browser, "M20,20L60,20L60,50L20,50Z")
-    text = wait_text(browser, lambda t: "1 cells" in t, timeout=5)
+    text = wait_text(browser, lambda t: "1 cell" in t, timeout=5)
     shown_after = time.perf_counter() - t0
     assert shown_after < 1.0 and "saving 1 edit" in text, (shown_after, text)
     assert browser.driver.execute_script(PENDING_SHAPES) == 1
     assert server_counts(db, config, image_id) == (0, 0)      # not stored yet
     text = wait_text(browser, lambda t: "saving" not in t)
-    assert "1 cells" in text and "cell 1 selected" in text
+    assert "1 cell" in text and "cell 1 selected" in text
     assert server_counts(db, config, image_id) == (1, 0)
     # the dotted outline gives way to the server's overlay once that is loaded
     WebDriverWait(browser.driver, 10).until(lambda d: d.execute_script(PENDING_SHAPES) == 0)
@@ -105,10 +105,10 @@ def test_add_delete_undo_show_before_the_server_answers(browser, world, db, conf
     # undo brings the deleted cell back on screen at once (its outline, dotted)
     t0 = time.perf_counter()
     press(browser, "z", modifier=Keys.CONTROL)
-    text = wait_text(browser, lambda t: "1 cells" in t, timeout=5)
+    text = wait_text(browser, lambda t: "1 cell" in t, timeout=5)
     assert time.perf_counter() - t0 < 1.0 and "saving" in text
     assert browser.driver.execute_script(PENDING_SHAPES) == 1
-    wait_text(browser, lambda t: "saving" not in t and "1 cells" in t)
+    wait_text(browser, lambda t: "saving" not in t and "1 cell" in t)
     assert server_counts(db, config, image_id) == (1, 0)
 
 
@@ -122,7 +122,7 @@ def test_a_refused_edit_is_taken_back_with_the_reason(browser, world, db, config
         projects.set_member(s, SYSTEM, world["project_id"], "annotator", "viewer")
     slow(monkeypatch, 1.0)
     draw(browser, "M20,20L60,20L60,50L20,50Z")
-    text = wait_text(browser, lambda t: "1 cells" in t, timeout=5)
+    text = wait_text(browser, lambda t: "1 cell" in t, timeout=5)
     assert "saving" in text                                  # shown while the server checks
     text = wait_text(browser, lambda t: "saving" not in t)
     assert "0 cells" in text, text                           # taken back
@@ -176,12 +176,12 @@ def test_undo_then_redo_pressed_back_to_back_both_land(browser, world, db, confi
     press(browser, "d")
     wait_for_dragmode(browser, "drawclosedpath")
     draw(browser, square(10, 10, 20))
-    wait_text(browser, lambda t: "1 cells" in t and "saving" not in t)
+    wait_text(browser, lambda t: "1 cell" in t and "saving" not in t)
     assert browser.find_element("#annotate-redo").get_attribute("disabled") is not None
     ActionChains(browser.driver).key_down(Keys.CONTROL).send_keys("z").send_keys("y") \
         .key_up(Keys.CONTROL).perform()
     text = wait_text(browser, lambda t: "saving" not in t, timeout=15)
-    assert "1 cells" in text, text
+    assert "1 cell" in text, text
     assert server_counts(db, config, image_id) == (1, 0)
     with db.session_scope() as s:
         draft = s.scalar(select(Draft).where(Draft.image_id == image_id))
@@ -195,7 +195,7 @@ def test_a_clicked_cell_is_highlighted_before_the_server_answers(browser, world,
                            image_id, {"op": "add", "shape": {"type": "rect", "x0": 20,
                                                              "y0": 20, "x1": 60, "y1": 50}})
     open_workspace(browser, "annotator", image_id)
-    wait_text(browser, lambda t: "1 cells" in t)
+    wait_text(browser, lambda t: "1 cell" in t)
     time.sleep(1.5)                       # the page copies the overlay's pixels meanwhile
     slow(monkeypatch, 1.5, "cell_at")
     t0 = time.perf_counter()
@@ -205,7 +205,7 @@ def test_a_clicked_cell_is_highlighted_before_the_server_answers(browser, world,
     assert time.perf_counter() - t0 < 1.0
     assert "selected" not in counts_text(browser)              # the server has not answered
     text = wait_text(browser, lambda t: "cell 1 selected" in t)
-    assert "1 cells" in text
+    assert "1 cell" in text
     # clicking the background highlights nothing
     WebDriverWait(browser.driver, 5).until(lambda d: not d.execute_script(
         "return !!document.querySelector('#annotate-graph image.annotate-fast-selected')"))
@@ -229,7 +229,7 @@ def test_a_reclassified_cell_shows_its_new_colour_before_the_server_answers(
                            image_id, {"op": "add", "shape": {"type": "rect", "x0": 20,
                                                              "y0": 20, "x1": 60, "y1": 50}})
     open_workspace(browser, "annotator", image_id)
-    wait_text(browser, lambda t: "1 cells" in t)
+    wait_text(browser, lambda t: "1 cell" in t)
     press(browser, "s")
     wait_for_dragmode(browser, "pan")
     click_image_at(browser, 40, 35)
@@ -260,7 +260,7 @@ def test_save_waits_for_the_edits_still_on_their_way(browser, world, db, config,
     wait_for_dragmode(browser, "drawclosedpath")
     slow(monkeypatch, 1.0)
     draw(browser, "M20,20L60,20L60,50L20,50Z")
-    wait_text(browser, lambda t: "1 cells" in t and "saving" in t, timeout=5)
+    wait_text(browser, lambda t: "1 cell" in t and "saving" in t, timeout=5)
     press(browser, "s", modifier=Keys.CONTROL)          # while the cell is on its way
     browser.wait_for_contains_text("#annotate-message", "Saved version 1 (1 cell)",
                                    timeout=20)
