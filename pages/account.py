@@ -6,7 +6,8 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import MATCH, Input, Output, State, callback, dcc, html
 
-from app.context import current_actor
+from app.context import current_actor, get_config
+from app.services import projects
 from app.services import tokens as token_svc
 from app.services import users as svc
 from pages._common import alert, call, to_int
@@ -52,7 +53,18 @@ def tokens_table(items: list[token_svc.TokenInfo]):
         html.Tbody(rows)], hover=True, size="sm")
 
 
-def tokens_card(items) -> dbc.Card:
+def write_choice(writes: bool):
+    """The read-write box, or (for someone who is a viewer in every project and may not
+    create one) a note that a token of theirs reads only: the server would refuse its writes."""
+    if writes:
+        return dbc.Checkbox(id=TOKEN_WRITE, label="read-write", value=False)
+    return html.Div([dbc.Checkbox(id=TOKEN_WRITE, value=False, disabled=True,
+                                  style={"display": "none"}),
+                     html.Span("read only (you are a viewer in every project)",
+                               className="small text-muted")])
+
+
+def tokens_card(items, writes: bool = True) -> dbc.Card:
     return dbc.Card(dbc.CardBody([
         html.H5("API tokens"),
         html.P(["Scripts and notebooks use the HTTP API (",
@@ -62,7 +74,7 @@ def tokens_card(items) -> dbc.Card:
         dbc.Row([
             dbc.Col(dbc.Input(id=TOKEN_NAME, placeholder="what it is for, e.g. microscope",
                               maxLength=100, autoComplete="off"), md=4),
-            dbc.Col(dbc.Checkbox(id=TOKEN_WRITE, label="read-write", value=False), md="auto"),
+            dbc.Col(write_choice(writes), md="auto"),
             dbc.Col(dcc.Dropdown(id=TOKEN_EXPIRY, options=EXPIRY_OPTIONS, value="90",
                                  clearable=False), md=3),
             dbc.Col(dbc.Button("Create token", id=TOKEN_CREATE, color="primary"), md="auto"),
@@ -89,8 +101,14 @@ def layout(**_query):
             dbc.Button("Change password", id=SAVE, color="primary", className="mt-3"),
             html.Div(id=MESSAGE),
         ]), style={"maxWidth": "28rem"}),
-        tokens_card(call(token_svc.list_tokens)[0] or []),
+        tokens_card(call(token_svc.list_tokens)[0] or [], _write_would_act(user)),
     ])
+
+
+def _write_would_act(user) -> bool:
+    creates = user is not None and projects.may_create_projects(
+        user, get_config().project_creators)
+    return bool(call(token_svc.write_would_act, creates)[0])
 
 
 @callback(Output(MESSAGE, "children"), Input(SAVE, "n_clicks"),

@@ -28,9 +28,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound, RateLimited, ServiceError, ValidationError
-from app.permissions import Actor, require_admin
+from app.permissions import Actor, Role, require_admin
 from app.services import users
-from app.tables import ApiToken, LoginAttempt, User, utcnow
+from app.tables import ApiToken, LoginAttempt, Membership, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,18 @@ def create_token_for(session: Session, actor: Actor, username: str, name: str,
     if not user.is_active:
         raise ValidationError(f"{user.username} is deactivated.")
     return _issue(session, user, name, write, expires_days)
+
+
+def write_would_act(session: Session, actor: Actor, may_create_projects: bool) -> bool:
+    """Whether a read-write token of the actor could change anything: site admins, those who
+    may create projects, and members above viewer in some project. (A viewer's read-write
+    token is refused every write; the account page does not offer one.)"""
+    if actor.id is None:
+        return False
+    if actor.is_admin or may_create_projects:
+        return True
+    return session.scalar(select(Membership.id).where(
+        Membership.user_id == actor.id, Membership.role != Role.viewer.name).limit(1)) is not None
 
 
 def list_tokens(session: Session, actor: Actor) -> list[TokenInfo]:

@@ -34,3 +34,21 @@ def test_create_list_and_revoke_a_token_on_the_account_page(as_user, world, serv
     with as_user("annotator"):
         assert page.revoke_token(1, {"type": "x", "token": info.id}) == "revoked"
     assert client.get("/api/v1/me", headers=bearer(token)).status_code == 401
+
+
+def test_a_viewer_who_may_not_create_projects_is_offered_a_read_token_only(as_user, world):
+    """A viewer's read-write token would be refused every write, so the page offers such a
+    user a read token only (unless the site lets them create projects, where writes act)."""
+    from pages import account as page
+    from app.context import get_session
+    from app.services import tokens
+    from tests.conftest import actor
+    with as_user("viewer"):
+        s = get_session()
+        viewer, annotator = actor(s, "viewer"), actor(s, "annotator")
+        assert tokens.write_would_act(s, viewer, may_create_projects=False) is False
+        assert tokens.write_would_act(s, viewer, may_create_projects=True) is True
+        assert tokens.write_would_act(s, annotator, may_create_projects=False) is True
+    assert "read only (you are a viewer" in text(page.write_choice(False))
+    assert "read-write" in text(page.write_choice(True))
+    assert "read only" not in text(page.write_choice(True))
