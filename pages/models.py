@@ -161,6 +161,15 @@ def rollback_options(items: list[model_versions.VersionInfo]) -> list[dict]:
     return options
 
 
+def _why_empty(items) -> str:
+    if not items:
+        return "Choose versions to compare."
+    if any((v.settings or {}).get("kind") == "counting" for v in items):
+        return "Counting models are compared by their count error, in the table above."
+    return ("No validation scores to plot: a starting model (e.g. the built-in one) was not "
+            "trained in this project. Train one to see its curve here.")
+
+
 def curves_figure(items: list[model_versions.VersionInfo]) -> go.Figure:
     """Per version: the validation score after each epoch (dotted: measured with the
     default way of cutting cells, before training chose its own) and, as a large marker at
@@ -187,6 +196,9 @@ def curves_figure(items: list[model_versions.VersionInfo]) -> go.Figure:
                               + (f" on {n}" if n else "") + "<extra></extra>"))
     fig.update_layout(xaxis_title="epoch", yaxis_title="validation F1 / Dice", height=320,
                       margin=dict(l=40, r=10, t=10, b=40), yaxis_range=[0, 1.08])
+    if not fig.data:        # e.g. only the built-in model: it was not trained here
+        fig.add_annotation(text=_why_empty(items), x=0.5, y=0.5, xref="paper", yref="paper",
+                           showarrow=False)
     return fig
 
 

@@ -171,7 +171,9 @@ def test_a_counting_version_shows_its_count_error_and_offers_every_export():
     assert [a.href for a in links] == [f"/api/models/9/export.{e}" for e in
                                        ("cellloop", "pt", "onnx")]
     assert "cell density" in links[1].title and "cell density" in links[2].title
-    assert models.curves_figure([v]).data == ()
+    empty = models.curves_figure([v])
+    assert empty.data == ()
+    assert "compared by their count error" in empty.layout.annotations[0].text
     assert "count error 0.50" in models.rollback_options([v])[0]["label"]
     # the interval calibrated on the validation images, and what it rests on
     v.metrics["interval"] = {"level": 0.9, "low": -0.12, "high": 0.18, "units": 8,
@@ -207,3 +209,14 @@ def test_learning_rounds_show_a_counting_models_count_error():
     assert "Count error" not in text(learning.rounds_table([
         {"version": 3, "n_images": 5, "f1": 0.7, "dice": None, "previous_active": None,
          "active": True}]))
+
+
+def test_the_compare_chart_says_why_a_starting_model_has_no_curve():
+    """The built-in model a project starts from has no validation curve of this project: the
+    chart says so instead of showing empty axes."""
+    from pages import models
+    builtin = model_versions.VersionInfo(1, 1, None, True, dt.datetime(2026, 1, 1), "system",
+                                         {}, [], 0, {"starting_model": "builtin:nuclei-v1"}, {})
+    fig = models.curves_figure([builtin])
+    assert fig.data == () and "starting model" in fig.layout.annotations[0].text
+    assert "Choose versions" in models.curves_figure([]).layout.annotations[0].text
