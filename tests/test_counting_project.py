@@ -184,3 +184,26 @@ def test_a_counting_training_stops_when_its_time_budget_is_spent(counting_projec
         assert mv.settings["steps"] == mv.metrics["steps"]
     assert any("of 100000" in m for m in seen)
     assert f"Trained {mv.metrics['steps']} steps" in result["outcome"]
+
+
+def test_the_owners_counting_input_is_what_the_next_model_reads(counting_project):
+    """The project's counting input (colour or the nuclear stain) becomes the trained model's
+    input mapping; after the owner switches back, the next model starts from scratch on the
+    colours instead of fine-tuning (and so inheriting the input of) the active one."""
+    db, store, pid, _tmp = counting_project
+
+    def train() -> dict:
+        result = counting.train_counting_project(db, store, pid, None, lambda *_a: None,
+                                                 lambda: False)
+        with db.session_scope() as s:
+            mv = s.get(ModelVersion, result["model_version_id"])
+            return counting.load_counter(store, mv).meta
+    with db.session_scope() as s:
+        project = s.get(Project, pid)
+        project.settings = {**project.settings, "counting": {**SMALL, "steps": 20}}
+        projects.set_counting_input(s, SYSTEM, pid, "nuclear-stain")
+    assert train().get("input_mapping") == "nucleus-contrast-v1"
+    with db.session_scope() as s:
+        projects.set_counting_input(s, SYSTEM, pid, "colour")
+        assert projects.counting_input(s.get(Project, pid)) == "colour"
+    assert train().get("input_mapping") is None

@@ -152,6 +152,10 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
     if (previous is not None and not previous.meta.get("input_mapping")
             and previous.in_channels != _channels(data.images[0])):
         previous = None      # the channel layout changed: train from scratch, compare nothing
+    # the owner changed what the model reads (colour or the nuclear stain): the active model
+    # is still compared, but the new one starts from scratch on the new input
+    init = previous if (fine_tune and previous is not None and
+                        previous.meta.get("input_mapping") == params.input_mapping) else None
     train_ids, val_ids = split(len(data.images), 0.2, seed)
     t0 = time.monotonic()
 
@@ -167,7 +171,7 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
     model = train_counter([data.images[i] for i in train_ids],
                           [data.points[i] for i in train_ids],
                           [data.regions[i] for i in train_ids], params, progress=on_step,
-                          cancel=should_stop, init=previous if fine_tune else None)
+                          cancel=should_stop, init=init)
     steps_run = int(model.meta["training"]["steps"])
     progress(0.93, f"counting {len(val_ids)} validation image(s)", True)
     new_mae = mae(model, data, val_ids)

@@ -77,3 +77,46 @@ def test_self_review_switch_is_for_owners(as_user, world, db):
         assert "self-review allowed" in text(page.change_self_review(True, pid))
     with db.session_scope() as s:
         assert s.get(Project, pid).settings["allow_self_review"] is True
+
+
+def test_the_counting_input_is_the_owners_choice(as_user, world, db):
+    """Owners choose whether the counting model reads the colours or the nuclear stain; the
+    choice is the model code's input mapping; forged values and other roles are refused."""
+    from pages import project as page
+    from app.tables import Project
+    pid = world["project_id"]
+    with as_user("reviewer"):
+        assert "needs owner" in text(page.change_counting_input("nuclear-stain", pid))
+    with as_user("owner"):
+        assert "must be one of" in text(page.change_counting_input("rgb2hed!", pid))
+        assert "reads the nuclear stain" in text(page.change_counting_input("nuclear-stain",
+                                                                             pid))
+        shown = page.mode_setting(db_project(db, pid))
+        assert _find(shown, page.COUNT_INPUT).value == "nuclear-stain"
+    with db.session_scope() as s:
+        assert s.get(Project, pid).settings["counting"]["input_mapping"] == "nucleus-contrast-v1"
+    with as_user("owner"):
+        assert "reads the colours" in text(page.change_counting_input("colour", pid))
+    with db.session_scope() as s:
+        assert s.get(Project, pid).settings["counting"]["input_mapping"] is None
+
+
+def db_project(db, pid):
+    from app.tables import Project
+    with db.session_scope() as s:
+        project = s.get(Project, pid)
+        s.expunge(project)
+    return project
+
+
+def _find(component, component_id):
+    """The component of a layout with this id (depth first), or None."""
+    if getattr(component, "id", None) == component_id:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, (list, tuple)) else [children]:
+        if child is not None and hasattr(child, "to_plotly_json"):
+            found = _find(child, component_id)
+            if found is not None:
+                return found
+    return None
