@@ -32,7 +32,6 @@ ROLE = "project-member-role"        # pattern id type, keyed by user
 REMOVE = "project-member-remove"    # pattern id type
 ROW_STATUS = "project-member-status"  # pattern id type
 MODE, MODE_STATUS = "project-annotation-mode", "project-annotation-mode-status"
-COUNT_INPUT, COUNT_INPUT_STATUS = "project-counting-input", "project-counting-input-status"
 SELF_REVIEW, SELF_REVIEW_STATUS = "project-self-review", "project-self-review-status"
 REMOVE_MODAL, REMOVE_TEXT = "project-remove-modal", "project-remove-text"
 REMOVE_TARGET = "project-remove-target"
@@ -169,15 +168,6 @@ def mode_setting(project) -> html.Div:
             {"label": "Outlines (segmentation)", "value": "outlines"},
             {"label": "Points (counting)", "value": "points"}]),
         html.Div(id=MODE_STATUS, className="small"),
-        html.Div([
-            dbc.Label("The counting model reads (points projects, next training):",
-                      html_for=COUNT_INPUT, className="small mb-0 mt-2"),
-            dbc.RadioItems(id=COUNT_INPUT, value=svc.counting_input(project), inline=True,
-                           options=[{"label": "the colours as they are", "value": "colour"},
-                                    {"label": "the nuclear stain (H&E, other stained tissue)",
-                                     "value": "nuclear-stain"}]),
-            html.Div(id=COUNT_INPUT_STATUS, className="small"),
-        ]),
         dbc.Switch(id=SELF_REVIEW, value=svc.allows_self_review(project), className="mt-2",
                    label="Reviewers may accept versions they saved themselves (e.g. a lab of "
                          "one; off: a second person accepts)"),
@@ -343,17 +333,6 @@ def change_mode(mode, project_id):
     if error:
         return html.Span(error, className="text-danger")
     return html.Span(f"saved: {saved}", className="text-success")
-
-
-@callback(Output(COUNT_INPUT_STATUS, "children"), Input(COUNT_INPUT, "value"),
-          State(PROJECT_ID, "data"), prevent_initial_call=True)
-def change_counting_input(choice, project_id):
-    saved, error = call(svc.set_counting_input, to_int(project_id), choice or "")
-    if error:
-        return html.Span(error, className="text-danger")
-    return html.Span("saved: the next counting model reads " + (
-        "the nuclear stain" if saved == "nuclear-stain" else "the colours"),
-        className="text-success")
 
 
 @callback(Output(SELF_REVIEW_STATUS, "children"), Input(SELF_REVIEW, "value"),

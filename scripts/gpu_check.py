@@ -70,7 +70,8 @@ def job_system(args, work: Path) -> dict:
     from app.db import Database
     from app.deps import Deps
     from app.permissions import SYSTEM
-    from app.services import model_versions, prediction, projects, scoring, training
+    from app.services import (learning_loop, model_versions, prediction, projects, scoring,
+                              training)
     from app.deps import open_store
     config = Config.from_env()
     db = Database(config.sqlalchemy_url)
@@ -103,6 +104,8 @@ def job_system(args, work: Path) -> dict:
                                                           image_ids=pool).id
         out["predict"] = wait_job(db, predict, args.job_timeout)
         with db.session_scope() as s:
+            # an MC-dropout strategy, which runs the model (the default, stratified, does not)
+            learning_loop.set_settings(s, SYSTEM, pid, {"strategy": "bald"})
             score = scoring.start_scoring(s, SYSTEM, pid, deps.enqueue).id
         out["score"] = wait_job(db, score, args.job_timeout)
     finally:
@@ -123,7 +126,6 @@ def throughput() -> dict:
     import numpy as np
     import torch
 
-    from models.device import Runtime
     from models.model import SegmentationModel
     from models.training import TrainConfig, loss_fn
     from models.unet import UNet
@@ -164,8 +166,8 @@ def throughput() -> dict:
         net = UNet(**arch).eval()
         model = SegmentationModel(net, {"architecture": net.config,
                                         "normalisation": {"low": 1, "high": 99.8}}, module=net)
-        model.runtime(prefer="bf16" if dtype else "fp32", device=device)
-        model._runtime = Runtime(torch.device(device), dtype, True)
+        runtime = model.runtime(prefer="bf16" if dtype else "fp32", device=device)
+        assert runtime.device.type == device and runtime.dtype == dtype, runtime
         model.probabilities(image, normalised=True)
         times = []
         for _ in range(3 if device == "cuda" else 1):
@@ -216,6 +218,7 @@ def main() -> int:
     jobs = report["jobs"]
     want = "cuda/bf16" if cuda else "cpu/"
     ok = all(jobs[k]["state"] == "done" for k in ("train", "predict", "score")) and \
+        (jobs["score"].get("result") or {}).get("strategy") == "bald" and \
         str(jobs["train"].get("training_engine", "")).startswith(want) and \
         str((jobs["predict"].get("result") or {}).get("engine", "")).startswith(want)
     print(json.dumps({k: v for k, v in report.items() if k != "jobs"}, indent=1))

@@ -186,10 +186,11 @@ def test_a_counting_training_stops_when_its_time_budget_is_spent(counting_projec
     assert f"Trained {mv.metrics['steps']} steps" in result["outcome"]
 
 
-def test_the_owners_counting_input_is_what_the_next_model_reads(counting_project):
-    """The project's counting input (colour or the nuclear stain) becomes the trained model's
-    input mapping; after the owner switches back, the next model starts from scratch on the
-    colours instead of fine-tuning (and so inheriting the input of) the active one."""
+def test_the_projects_counting_input_is_what_the_next_model_reads(counting_project):
+    """The project's counting input mapping (settings["counting"]["input_mapping"]: the
+    colours, or the nuclear stain) becomes the trained model's; after it is changed back, the
+    next model starts from scratch on the colours instead of fine-tuning (and so inheriting
+    the input of) the active one, and is not recorded as fine-tuned from it."""
     db, store, pid, _tmp = counting_project
 
     def train() -> dict:
@@ -197,13 +198,16 @@ def test_the_owners_counting_input_is_what_the_next_model_reads(counting_project
                                                  lambda: False)
         with db.session_scope() as s:
             mv = s.get(ModelVersion, result["model_version_id"])
-            return counting.load_counter(store, mv).meta
+            meta = counting.load_counter(store, mv).meta
+            assert mv.settings["input_mapping"] == meta.get("input_mapping")
+            return {**meta, "fine_tuned_from": mv.settings["fine_tuned_from"]}
+    with db.session_scope() as s:
+        project = s.get(Project, pid)
+        project.settings = {**project.settings, "counting": {
+            **SMALL, "steps": 20, "input_mapping": "nucleus-contrast-v1"}}
+    assert train().get("input_mapping") == "nucleus-contrast-v1"
     with db.session_scope() as s:
         project = s.get(Project, pid)
         project.settings = {**project.settings, "counting": {**SMALL, "steps": 20}}
-        projects.set_counting_input(s, SYSTEM, pid, "nuclear-stain")
-    assert train().get("input_mapping") == "nucleus-contrast-v1"
-    with db.session_scope() as s:
-        projects.set_counting_input(s, SYSTEM, pid, "colour")
-        assert projects.counting_input(s.get(Project, pid)) == "colour"
-    assert train().get("input_mapping") is None
+    second = train()
+    assert second.get("input_mapping") is None and second["fine_tuned_from"] is None

@@ -192,15 +192,16 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
     progress(0.97, "saving the model", True)
     key = store.put_bytes(counter_to_bytes(model))
     with db.session_scope() as session:
+        tuned_from = parent_id if init is not None else None
         mv = model_versions.add_version(
-            session, project_id, activate, parent_id=parent_id if fine_tune else None,
+            session, project_id, activate, parent_id=tuned_from,
             weights_blob_key=key,
             architecture={"name": ARCHITECTURE,
                           **dict(model.meta.get("architecture") or {})},
             normalisation=dict(model.meta.get("normalisation") or {}),
-            settings={"kind": KIND, "fine_tuned_from": parent_id
-                      if fine_tune else None, "seed": seed,
-                      "steps": steps_run, "sigma": float(params.sigma)},
+            settings={"kind": KIND, "fine_tuned_from": tuned_from, "seed": seed,
+                      "steps": steps_run, "sigma": float(params.sigma),
+                      "input_mapping": model.meta.get("input_mapping")},
             metrics=metrics, curve=list(model.meta.get("curve") or []),
             training_data=data.refs, created_by_id=user_id)
         version_id = mv.id

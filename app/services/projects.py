@@ -399,33 +399,6 @@ def set_annotation_mode(session: Session, actor: Actor, project_id: int, mode: s
     return mode
 
 
-# How a counting model reads a colour image: as it is (RGB), or the nuclear stain's channel
-# of a colour deconvolution (haematoxylin of H&E), as the LoG baseline reads it. On the
-# bone-marrow H&E set the stain channel counted better in cross-validation (docs/benchmarks.md,
-# runs E6 and L3); for fluorescence or unstained colour images keep "colour".
-COUNTING_INPUTS = {"colour": None, "nuclear-stain": "nucleus-contrast-v1"}
-
-
-def counting_input(project) -> str:
-    mapping = ((project.settings or {}).get("counting") or {}).get("input_mapping")
-    return next((k for k, v in COUNTING_INPUTS.items() if v == mapping), "colour")
-
-
-def set_counting_input(session: Session, actor: Actor, project_id: int, choice: str) -> str:
-    """Owners choose what the counting model reads: "colour" or "nuclear-stain" (the
-    haematoxylin channel of stained tissue). The next training uses it; a model trained on
-    the other input is not fine-tuned but replaced by one trained from scratch."""
-    project = require(session, actor, project_id, "manage")
-    if choice not in COUNTING_INPUTS:
-        raise ValidationError("The counting input must be one of "
-                              f"{', '.join(COUNTING_INPUTS)}.")
-    counting = {**((project.settings or {}).get("counting") or {}),
-                "input_mapping": COUNTING_INPUTS[choice]}
-    project.settings = {**(project.settings or {}), "counting": counting}
-    session.flush()
-    return choice
-
-
 def set_self_review(session: Session, actor: Actor, project_id: int, allowed: bool) -> bool:
     """Owners choose whether a reviewer may accept a version they saved themselves (off by
     default: a second pair of eyes)."""
