@@ -121,12 +121,12 @@ def suggest(set_progress, go, info):
             "Undo (Ctrl+Z) clears them.", "info", id="annotate-auto-suggested"), score
     if info.get("counting"):                         # the model's points, or its cells' centres
         return view.state_from(result), alert(
-            f"Model suggestion loaded: {plural(result.n_points, 'point')}. Click a point to remove it, "
-            "click a cell it missed to add one; Undo (Ctrl+Z) brings back what was there "
+            f"Model suggestion loaded: {plural(result.n_points, 'point')}. Click a point to "
+            "remove it, click a cell it missed to add one; Undo (Ctrl+Z) brings back what was there "
             "before.", "info"), score
     return view.state_from(result), alert(
-        f"Model suggestion loaded: {plural(result.n_cells, 'cell')}. Click a cell to reshape or delete "
-        "it; draw to add; Undo (Ctrl+Z) brings back what was there before.", "info"), score
+        f"Model suggestion loaded: {plural(result.n_cells, 'cell')}. Click a cell to reshape "
+        "or delete it; draw to add; Undo (Ctrl+Z) brings back what was there before.", "info"), score
 
 
 @callback(Output(STATE, "data", allow_duplicate=True),

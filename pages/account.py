@@ -7,7 +7,6 @@ import dash_bootstrap_components as dbc
 from dash import MATCH, Input, Output, State, callback, dcc, html
 
 from app.context import current_actor, get_config
-from app.services import projects
 from app.services import tokens as token_svc
 from app.services import users as svc
 from pages._common import alert, call, to_int
@@ -54,13 +53,13 @@ def tokens_table(items: list[token_svc.TokenInfo]):
 
 
 def write_choice(writes: bool):
-    """The read-write box, or (for someone who is a viewer in every project and may not
-    create one) a note that a token of theirs reads only: the server would refuse its writes."""
+    """The read-write box, or (for someone who is no more than a viewer anywhere and may not
+    create projects) a note that a token of theirs reads only."""
     if writes:
         return dbc.Checkbox(id=TOKEN_WRITE, label="read-write", value=False)
     return html.Div([dbc.Checkbox(id=TOKEN_WRITE, value=False, disabled=True,
                                   style={"display": "none"}),
-                     html.Span("read only (you are a viewer in every project)",
+                     html.Span("read only (your roles allow no changes)",
                                className="small text-muted")])
 
 
@@ -101,14 +100,9 @@ def layout(**_query):
             dbc.Button("Change password", id=SAVE, color="primary", className="mt-3"),
             html.Div(id=MESSAGE),
         ]), style={"maxWidth": "28rem"}),
-        tokens_card(call(token_svc.list_tokens)[0] or [], _write_would_act(user)),
+        tokens_card(call(token_svc.list_tokens)[0] or [],
+                    bool(call(token_svc.write_would_act, get_config().project_creators)[0])),
     ])
-
-
-def _write_would_act(user) -> bool:
-    creates = user is not None and projects.may_create_projects(
-        user, get_config().project_creators)
-    return bool(call(token_svc.write_would_act, creates)[0])
 
 
 @callback(Output(MESSAGE, "children"), Input(SAVE, "n_clicks"),

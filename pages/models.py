@@ -163,7 +163,7 @@ def rollback_options(items: list[model_versions.VersionInfo]) -> list[dict]:
 
 def _why_empty(items) -> str:
     if not items:
-        return "Choose versions to compare."
+        return "Choose versions to compare (none yet? train a model first)."
     if any((v.settings or {}).get("kind") == "counting" for v in items):
         return "Counting models are compared by their count error, in the table above."
     return ("No validation scores to plot: a starting model (e.g. the built-in one) was not "

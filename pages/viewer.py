@@ -136,7 +136,8 @@ def layout(image_id=None, **_query):
                          style={} if z_count > 1 else {"display": "none"}),
                 html.H6("Annotation overlay"),
                 dbc.Switch(id=OVERLAY, value=True,
-                           label=(f"version {detail.annotation_version}, {plural(detail.n_cells, 'cell')}"
+                           label=(f"version {detail.annotation_version}, "
+                                  f"{plural(detail.n_cells, 'cell')}"
                                   if detail.annotation_version else "no annotation yet")),
                 dcc.Slider(id=OPACITY, min=0, max=1, step=0.05, value=0.6, marks=None),
                 dbc.Switch(id=HEAT, value=False,

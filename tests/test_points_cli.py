@@ -1,9 +1,11 @@
 """Counting projects from the command line (issue 23 item 4): create a points project, import
 images with their point CSVs (matched by stem), export the points as CSV, napari CSV and
 Label Studio JSON, and read them back unchanged; a bad points file rejects its image only."""
+import io
 import json
 
 import numpy as np
+import pytest
 import tifffile
 from PIL import Image as PILImage
 
@@ -51,7 +53,7 @@ def test_points_project_import_and_export_round_trip(env, monkeypatch, capsys, t
     assert stored == {"img0.tif": [[10.0, 20.0, 0], [30.5, 40.0, 1]], "img1.tif": [[7.0, 5.0, 0]]}
 
     out = tmp_path / "export"
-    assert run(monkeypatch, ["export", "Marrow", str(out), "--format", "points,counts"]) == 0
+    assert run(monkeypatch, ["export", "Marrow", str(out), "--format", "points,counts,tiff"]) == 0
     classes = ["nucleus", "mitotic"]
     again = resolve(read_points_csv((out / "points" / "img0.csv").read_bytes()), 64, 48, classes)
     assert again == stored["img0.tif"]
@@ -67,6 +69,23 @@ def test_points_project_import_and_export_round_trip(env, monkeypatch, capsys, t
             for t in tasks] == [stored["img0.tif"], stored["img1.tif"]]
     counts = {c["image"]: c["n_points"] for c in json.loads((out / "counts.json").read_text())}
     assert counts == {"img0.tif": 2, "img1.tif": 1}
+
+    # the Label Studio export comes back in: its tasks name the PNG copies, and the import
+    # matches them by stem to the full 16-bit TIFFs of the export's tiff/ folder
+    assert run(monkeypatch, ["create-project", "Again", "--owner", "boss", "--mode", "points",
+                             "--classes", "nucleus:#ff0000,mitotic:#00ff00",
+                             "--starting-model", "none"]) == 0
+    assert run(monkeypatch, ["import", "Again", str(out / "tiff"), "--labelstudio",
+                             str(out / "points" / "labelstudio.json"), "--quiet"]) == 0
+    assert "imported 2, duplicates 0, rejected 0" in capsys.readouterr().out
+    db = Database(f"sqlite:///{env.resolve()}/cellloop.sqlite")
+    with db.session_scope() as s:
+        again = projects.find_project_id(s, "Again")
+        back = {i.name: (i.dtype, a.points) for a, i in s.query(Annotation, Image).join(
+            Image, Annotation.image_id == Image.id).filter(Image.project_id == again)}
+    db.dispose()
+    assert back == {"img0.tif": ("uint16", stored["img0.tif"]),
+                    "img1.tif": ("uint16", stored["img1.tif"])}, back
 
 
 def test_labelstudio_keypoints_are_stored_as_points_of_the_projects_classes(
@@ -127,3 +146,20 @@ def test_a_zip_with_a_points_folder_imports_each_images_points(env, monkeypatch,
     db.dispose()
     assert stored == {"marrow/images/img0.tif": [[10.0, 20.0, 0], [11.0, 30.0, 0]],
                       "marrow/images/img1.tif": [[3.0, 4.0, 0]]}
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "float32"])
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_the_viewable_png_of_any_image_is_8_bit_rgb_at_full_size(dtype, channels):
+    from app.services.exports import viewable_png
+    rng = np.random.default_rng(channels)
+    pixels = (rng.random((2, channels, 30, 41)) * (200 if dtype == "uint8" else 3000)
+              ).astype(dtype)
+    colours = [{"name": f"c{k}", "color": c} for k, c in
+               enumerate(["#0000ff", "#00ff00", "#ff0000", "#ff00ff"][:channels])]
+    shown = np.asarray(PILImage.open(io.BytesIO(viewable_png(pixels, colours))))
+    assert shown.shape == (30, 41, 3) and shown.dtype == np.uint8
+    if channels == 1:                   # one channel: grey, whatever its colour
+        assert (shown[..., 0] == shown[..., 2]).all() and shown.std() > 0
+    if channels == 3 and dtype == "uint8":     # 8-bit colour keeps its values (R, G, B here)
+        assert (shown[..., 0] == pixels[0, 2]).all() and (shown[..., 2] == pixels[0, 0]).all()

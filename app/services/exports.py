@@ -63,9 +63,10 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 
 def viewable_png(pixels, channels: list[dict]) -> bytes:
-    """An 8-bit PNG of the first plane as the viewer shows it by default (each channel in its
-    colour; 8-bit images as they are, others stretched to their 0.5-99.5 percentiles), at
-    full size, for tools that cannot read the image's own TIFF (Label Studio)."""
+    """An 8-bit RGB PNG of the first plane, at full size, for tools that cannot read the
+    image's own TIFF (Label Studio): 8-bit images keep their values (an H&E photo looks as
+    taken); others are stretched to their 0.5-99.5 percentiles per channel, as the viewer
+    does. Several channels are drawn in the project's colours; one channel in grey."""
     full = pixels.dtype == "uint8"
     n = pixels.shape[1]
     colours = [c.get("color") or "#ffffff" for c in channels[:n]]

@@ -309,6 +309,10 @@ def labelstudio_items(export_path: Path, image_dir: Path, max_pixels: int = 1 <<
                    "export; fix or remove that task and import it again.")
             return
     files = {p.name: p for p in image_dir.rglob("*") if p.is_file()}
+    by_stem: dict[str, list[Path]] = {}
+    for p in sorted(files.values(), key=lambda p: (not p.name.lower().endswith(
+            (".tif", ".tiff")), p.name)):      # a TIFF first: it has the full data
+        by_stem.setdefault(stem(p.name), []).append(p)
     for i, task in enumerate(tasks):
         try:
             parsed = parse_task(task, max_pixels, max_bytes=max_image_bytes)
@@ -317,6 +321,13 @@ def labelstudio_items(export_path: Path, image_dir: Path, max_pixels: int = 1 <<
             continue
         base = posixpath.basename(parsed.image.split("?")[0])
         path = files.get(base) or files.get(base.split("-", 1)[-1])
+        if path is None:
+            # the same image under another format: CellLoop's export names a PNG copy
+            # (images/<stem>.png) of the image its tiff/ folder holds as <stem>.tif
+            for key in (stem(base), stem(base.split("-", 1)[-1])):
+                if by_stem.get(key):
+                    path = by_stem[key][0]
+                    break
         if path is None:
             yield f"{name}: image {base!r} is not in {image_dir}."
             continue

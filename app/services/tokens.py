@@ -134,13 +134,15 @@ def create_token_for(session: Session, actor: Actor, username: str, name: str,
     return _issue(session, user, name, write, expires_days)
 
 
-def write_would_act(session: Session, actor: Actor, may_create_projects: bool) -> bool:
-    """Whether a read-write token of the actor could change anything: site admins, those who
-    may create projects, and members above viewer in some project. (A viewer's read-write
-    token is refused every write; the account page does not offer one.)"""
+def write_would_act(session: Session, actor: Actor, project_creators: str) -> bool:
+    """Whether a read-write token of the actor could change more than a read token:
+    site admins, those who may create projects (`project_creators`, the site setting), and
+    members above viewer in some project. (A viewer's read-write token is refused every
+    change to a project; the account page offers such a person a read token only.)"""
+    from app.services.projects import may_create_projects
     if actor.id is None:
         return False
-    if actor.is_admin or may_create_projects:
+    if actor.is_admin or may_create_projects(actor, project_creators):
         return True
     return session.scalar(select(Membership.id).where(
         Membership.user_id == actor.id, Membership.role != Role.viewer.name).limit(1)) is not None

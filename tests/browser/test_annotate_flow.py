@@ -204,7 +204,7 @@ def test_suggestion_asks_before_replacing_cells_and_undo_brings_them_back(
     browser.wait_for_contains_text("#annotate-suggest-text", "replaces the 1 cell on screen")
     browser.wait_for_element("#annotate-suggest-keep").click()
     browser.wait_for_no_elements("#annotate-suggest-keep", timeout=10)
-    assert browser.find_element("#annotate-counts").text.startswith("1 cell")
+    assert browser.find_element("#annotate-counts").text.split(" · ")[0] == "1 cell"
     browser.find_element("#annotate-suggest").click()
     browser.wait_for_element("#annotate-suggest-confirm").click()
     browser.wait_for_contains_text("#annotate-message", "Model suggestion loaded: 2 cells",
@@ -245,7 +245,7 @@ def test_suggestion_clicked_while_a_drawn_cell_is_on_its_way_still_asks(
     browser.wait_for_no_elements("#annotate-suggest-keep", timeout=10)
     browser.wait_for_contains_text("#annotate-counts", "1 cell", timeout=10)
     time.sleep(1)                                       # no suggestion arrives behind it
-    assert browser.find_element("#annotate-counts").text.startswith("1 cell")
+    assert browser.find_element("#annotate-counts").text.split(" · ")[0] == "1 cell"
 
 
 def import_more(db, config, world, names):

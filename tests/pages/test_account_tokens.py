@@ -46,9 +46,12 @@ def test_a_viewer_who_may_not_create_projects_is_offered_a_read_token_only(as_us
     with as_user("viewer"):
         s = get_session()
         viewer, annotator = actor(s, "viewer"), actor(s, "annotator")
-        assert tokens.write_would_act(s, viewer, may_create_projects=False) is False
-        assert tokens.write_would_act(s, viewer, may_create_projects=True) is True
-        assert tokens.write_would_act(s, annotator, may_create_projects=False) is True
-    assert "read only (you are a viewer" in text(page.write_choice(False))
+        admin, outsider = actor(s, "admin"), actor(s, "outsider")
+        assert tokens.write_would_act(s, viewer, "admins") is False
+        assert tokens.write_would_act(s, outsider, "admins") is False     # no project at all
+        assert tokens.write_would_act(s, viewer, "everyone") is True      # may create one
+        assert tokens.write_would_act(s, annotator, "admins") is True
+        assert tokens.write_would_act(s, admin, "admins") is True
+    assert "read only (your roles allow no changes)" in text(page.write_choice(False))
     assert "read-write" in text(page.write_choice(True))
     assert "read only" not in text(page.write_choice(True))
