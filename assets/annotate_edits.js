@@ -612,9 +612,11 @@
         var p = pending || {}, ro = !(info && info.can_edit), parts = [];
         if (st.n_cells !== null && st.n_cells !== undefined) {
             var n = Math.max(0, st.n_cells + (p.delta || 0));
-            parts.push(n + (n === 1 ? " cell" : " cells"));
+            /* a counting image says its points; "0 cells" there is noise */
+            if (n || !(info && info.counting)) { parts.push(n + (n === 1 ? " cell" : " cells")); }
         }
-        if (st.n_points) { parts.push(st.n_points + (st.n_points === 1 ? " point" : " points")); }
+        var np = st.n_points || 0;
+        if (np || (info && info.counting)) { parts.push(np + (np === 1 ? " point" : " points")); }
         if (st.selected) {
             var names = (info && info.classes) || [], cls = st.selected_cls || 0;
             var name = cls >= 0 && cls < names.length ? names[cls] : "class " + (cls + 1);

@@ -20,7 +20,7 @@ from pages._annotate_ids import (B, INFO, LEASE, LEASE_TIMER, LOCATION, MESSAGE,
                                  SUGGEST_GO, SUGGEST_MODAL, SUGGEST_PROGRESS, SUGGEST_TEXT,
                                  VERSION, VISITED)
 from pages._common import alert, call, status_word
-from app.wording import plural
+from app.wording import cells_and_points, plural
 
 
 # ------------------------------------------------------------------ model suggestion
@@ -145,7 +145,7 @@ def revert(_n, info):
 def _saved_message(version, image_id: int | None = None) -> html.Div:
     """"Saved version 3 (26 cells)", and how many uncertain suggested cells nobody checked
     (they are saved as the model drew them)."""
-    saved = what_is_saved(version.n_cells, version.n_points or 0)
+    saved = cells_and_points(version.n_cells, version.n_points)
     text = f"Saved version {version.version} ({saved})."
     if image_id is not None:
         summary, _ = call(cell_review.summary, get_config(), state().store, image_id)
@@ -154,15 +154,6 @@ def _saved_message(version, image_id: int | None = None) -> html.Div:
             text += (f" {n} uncertain suggested {'cell was' if n == 1 else 'cells were'} "
                      "not checked (kept as the model drew them; U goes to them).")
     return alert(text, "success")
-
-
-def what_is_saved(n_cells: int, n_points: int) -> str:
-    """"26 cells", "6 points" (a counting image), or "3 cells, 6 points"."""
-    def n(k, word):
-        return f"{k} {word}" + ("" if k == 1 else "s")
-    if n_points and n_cells:
-        return f"{n(n_cells, 'cell')}, {n(n_points, 'point')}"
-    return n(n_points, "point") if n_points else n(n_cells, "cell")
 
 
 def _save_error(error: str):

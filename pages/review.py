@@ -13,6 +13,7 @@ from app.permissions import Role
 from app.queue_routes import review_url
 from app.services import annotations, projects
 from app.states import ReviewState
+from app.wording import cells_and_points
 from pages._common import call, error_page, to_int
 from pages._review_lists import open_link, returned_table, returned_to_me_section, saved_at
 
@@ -38,9 +39,10 @@ def waiting_table(items: list[annotations.ReviewItem], table_id: str, can_review
                   else open_link(i, "View", False, ReviewState.submitted))
         author = f"{i.author} (you)" if i.author == me else (i.author or "-")
         rows.append(html.Tr([html.Td(dcc.Link(i.name, href=f"/images/{i.image_id}")),
-                             html.Td(f"v{i.version}"), html.Td(author), html.Td(i.n_cells),
+                             html.Td(f"v{i.version}"), html.Td(author),
+                             html.Td(cells_and_points(i.n_cells, i.n_points)),
                              html.Td(saved_at(i)), html.Td(action)]))
-    head = ["Image", "Version", "Annotator", "Cells", "Saved (UTC)", ""]
+    head = ["Image", "Version", "Annotator", "Marked", "Saved (UTC)", ""]
     return dbc.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
                      size="sm", hover=True, id=table_id)
 
@@ -50,9 +52,10 @@ def accepted_table(items: list[annotations.ReviewItem], table_id: str):
         return html.P("None.", className="text-muted", id=table_id)
     rows = [html.Tr([html.Td(dcc.Link(i.name, href=f"/images/{i.image_id}")),
                      html.Td(f"v{i.version}"), html.Td(i.author or "-"),
-                     html.Td(i.reviewer or "-"), html.Td(i.n_cells), html.Td(saved_at(i))])
+                     html.Td(i.reviewer or "-"),
+                     html.Td(cells_and_points(i.n_cells, i.n_points)), html.Td(saved_at(i))])
             for i in items[:ACCEPTED_SHOWN]]
-    head = ["Image", "Version", "Annotator", "Accepted by", "Cells", "Saved (UTC)"]
+    head = ["Image", "Version", "Annotator", "Accepted by", "Marked", "Saved (UTC)"]
     return dbc.Table([html.Thead(html.Tr([html.Th(h) for h in head])), html.Tbody(rows)],
                      size="sm", hover=True, id=table_id)
 

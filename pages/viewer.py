@@ -25,7 +25,7 @@ from app.states import ImageStatus
 from pages import _display
 from pages._history import history_table
 from pages._common import alert, call, error_page, to_int, status_word
-from app.wording import plural
+from app.wording import cells_and_points, plural
 
 dash.register_page(__name__, path_template="/images/<image_id>", title="Viewer · CellLoop")
 
@@ -137,7 +137,7 @@ def layout(image_id=None, **_query):
                 html.H6("Annotation overlay"),
                 dbc.Switch(id=OVERLAY, value=True,
                            label=(f"version {detail.annotation_version}, "
-                                  f"{plural(detail.n_cells, 'cell')}"
+                                  f"{cells_and_points(detail.n_cells, detail.n_points)}"
                                   if detail.annotation_version else "no annotation yet")),
                 dcc.Slider(id=OPACITY, min=0, max=1, step=0.05, value=0.6, marks=None),
                 dbc.Switch(id=HEAT, value=False,

@@ -161,5 +161,8 @@ def test_the_viewable_png_of_any_image_is_8_bit_rgb_at_full_size(dtype, channels
     assert shown.shape == (30, 41, 3) and shown.dtype == np.uint8
     if channels == 1:                   # one channel: grey, whatever its colour
         assert (shown[..., 0] == shown[..., 2]).all() and shown.std() > 0
-    if channels == 3 and dtype == "uint8":     # 8-bit colour keeps its values (R, G, B here)
-        assert (shown[..., 0] == pixels[0, 2]).all() and (shown[..., 2] == pixels[0, 0]).all()
+    # stretched as the viewer shows it: a dim image (at most 200 of 255, or 3000 of 65535)
+    # fills the 8 bits; in colour, each channel in its colour (3 channels: c2 is red)
+    assert shown.max() == 255
+    if channels == 3:
+        assert np.corrcoef(shown[..., 0].ravel(), pixels[0, 2].ravel())[0, 1] > 0.9

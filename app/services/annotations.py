@@ -398,6 +398,7 @@ class ReviewItem:
     review_comment: str = ""
     reviewer: str | None = None
     author_id: int | None = None
+    n_points: int = 0
 
 
 REVIEW_STATES = tuple(ReviewState)
@@ -407,7 +408,7 @@ def _item(session: Session, img: Image, ann: Annotation) -> ReviewItem:
     return ReviewItem(img.id, img.name, ann.version, _user_name(session, ann.author_id),
                       ann.created_at, ann.n_cells or 0, ann.review_state,
                       ann.review_comment or "", _user_name(session, ann.reviewer_id),
-                      ann.author_id)
+                      ann.author_id, len(ann.points or []))
 
 
 def review_list(session: Session, actor: Actor, project_id: int,

@@ -64,18 +64,14 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 def viewable_png(pixels, channels: list[dict]) -> bytes:
     """An 8-bit RGB PNG of the first plane, at full size, for tools that cannot read the
-    image's own TIFF (Label Studio): 8-bit images keep their values (an H&E photo looks as
-    taken); others are stretched to their 0.5-99.5 percentiles per channel, as the viewer
-    does. Several channels are drawn in the project's colours; one channel in grey."""
-    full = pixels.dtype == "uint8"
+    image's own TIFF (Label Studio), as the viewer shows it by default: each channel
+    stretched to its 0.5-99.5 percentiles (so a dim 8-bit fluorescence image is as legible
+    as on screen), several channels in the project's colours, one channel in grey."""
     n = pixels.shape[1]
     colours = [c.get("color") or "#ffffff" for c in channels[:n]]
     if len(colours) < n:       # channels the project does not describe: RGB, else white
         colours = ["#ff0000", "#00ff00", "#0000ff"] if n == 3 else colours + ["#ffffff"] * n
-    views = [ChannelView(str(colours[c]), 0.0 if full else None, 255.0 if full else None)
-             for c in range(n)]
-    if pixels.shape[1] == 1:
-        views = [ChannelView("#ffffff", views[0].low, views[0].high)]
+    views = [ChannelView("#ffffff" if n == 1 else str(colours[c])) for c in range(n)]
     return encode(composite(pixels, 0, views, max(pixels.shape[-2:])), "PNG")
 
 

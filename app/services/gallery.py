@@ -61,6 +61,7 @@ class ImageDetail:
     label_blob_key: str | None
     blob_key: str
     preview_blob_key: str | None
+    n_points: int = 0               # of the newest annotation (a counting image's clicks)
 
 
 def list_images(session: Session, actor: Actor, project_id: int, page: int = 1,
@@ -124,7 +125,7 @@ def get_image(session: Session, actor: Actor, image_id: int) -> ImageDetail:
                        image.dtype, list(project.channels), image.quality_note,
                        ann.version if ann else None, ann.n_cells if ann else None,
                        ann.label_blob_key if ann else None, image.blob_key,
-                       image.preview_blob_key)
+                       image.preview_blob_key, len(ann.points or []) if ann else 0)
 
 
 def status_from_history(session: Session, image_id: int) -> str:

@@ -305,7 +305,7 @@ def test_the_pages_lease_timer_always_renews_the_lease(as_user, world, image_id,
 
 def test_the_save_message_says_points_in_a_counting_project():
     """"Saved version 1 (0 cells)" after six clicks read as "my clicks were lost"."""
-    from pages._annotate_flow import what_is_saved
+    from app.wording import cells_and_points as what_is_saved
     assert what_is_saved(0, 6) == "6 points"
     assert what_is_saved(1, 0) == "1 cell"
     assert what_is_saved(26, 0) == "26 cells"

@@ -55,3 +55,17 @@ def test_project_page_shows_returned_to_me_and_the_waiting_count(as_user, world,
     with as_user("reviewer"):
         out = text(page.layout(project_id=pid))
         assert "Review (1 waiting)" in out and "Returned to me" not in out
+
+
+def test_review_lists_say_points_for_a_counting_image():
+    """A points annotation (no outlines) reads "2 points" in the review lists, not "0"."""
+    import datetime as dt
+    from app.services.annotations import ReviewItem
+    from pages import review
+    from tests.conftest import component_text
+    item = ReviewItem(7, "smear.tif", 1, "anna", dt.datetime(2026, 11, 30), 0, "submitted",
+                      n_points=2)
+    waiting = component_text(review.waiting_table([item], "t", True, "rita"))
+    assert "2 points" in waiting and "Marked" in waiting
+    outlined = ReviewItem(8, "nuclei.tif", 1, "anna", dt.datetime(2026, 11, 30), 1, "accepted")
+    assert "1 cell" in component_text(review.accepted_table([outlined], "t"))
