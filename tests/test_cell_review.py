@@ -106,6 +106,17 @@ def test_a_deleted_suggested_cell_leaves_the_figures_adding_up_to_the_cells_on_s
     assert s.uncertain + s.confident + s.checked == result.n_cells
 
 
+def test_after_clear_all_there_is_no_review_box(session, config, store, world, image_id,
+                                               fake_suggest):
+    """Clear all removes every suggested cell: nothing is left to check, so the workspace's
+    review box (hidden when the summary is None) goes, instead of showing zeros."""
+    anna = actor(session, "annotator")
+    drafts.use_suggestion(session, anna, config, store, image_id)
+    assert cell_review.summary(session, anna, config, store, image_id) is not None
+    drafts.record_edit(session, anna, config, store, image_id, {"op": "clear"})
+    assert cell_review.summary(session, anna, config, store, image_id) is None
+
+
 def test_the_review_is_the_annotators_own(session, config, store, world, image_id,
                                           fake_suggest):
     anna = actor(session, "annotator")

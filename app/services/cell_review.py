@@ -166,7 +166,9 @@ def _draft_review(session: Session, actor: Actor, config: Config, store: BlobSto
 
 def summary(session: Session, actor: Actor, config: Config, store: BlobStore,
             image_id: int) -> Summary | None:
-    """How many suggested cells are left to check, or None when there is no review."""
+    """How many suggested cells are left to check, or None when there is no review: no
+    suggestion with per-cell uncertainty, or none of its cells still on screen (e.g. after
+    Clear all)."""
     _image, review, canvas = _draft_review(session, actor, config, store, image_id, "view")
     if review is None:
         return None
@@ -175,8 +177,10 @@ def summary(session: Session, actor: Actor, config: Config, store: BlobStore,
     uncertain = sum(v >= review.uncertain_at for v in open_.values())
     # a deleted cell was looked at, but it is no longer one of the cells on screen: the
     # three figures add up to the suggested cells still there
-    return Summary(uncertain, len(open_) - uncertain,
-                   len(review.checked & set(review.scores) & present), review.uncertain_at)
+    checked = len(review.checked & set(review.scores) & present)
+    if not open_ and not checked:
+        return None
+    return Summary(uncertain, len(open_) - uncertain, checked, review.uncertain_at)
 
 
 @dataclass(frozen=True)
