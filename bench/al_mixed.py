@@ -42,6 +42,9 @@ def add_arguments(ap) -> None:
                    help="with --start builtin: a model file (e.g. a generalist trained "
                         "without one group, from bench/bench_from_builtin.py's cache); "
                         "default the shipped nuclei-v1")
+    g.add_argument("--reference-steps", type=int, default=0,
+                   help="training steps of the whole-pool reference (default: as many as "
+                        "one strategy's whole run, (rounds + 1) x steps)")
     g.add_argument("--leave-out", default=None, choices=GROUPS,
                    help="with --start builtin: start from a generalist trained (600 steps, "
                         "cached as in bench/bench_from_builtin.py) on every DSB training "
@@ -75,6 +78,7 @@ def data(args) -> tuple[list, list, list, list[int]]:
 def run(args, write_section, machine) -> None:
     if args.quick:
         args.pool, args.test, args.rounds, args.seeds, args.steps = 12, 1, 1, 1, 4
+        args.reference_steps = 0
         args.batch = 1
     images, labels, groups, test = data(args)
     pool = [i for i in range(len(images)) if i not in set(test)]
@@ -92,9 +96,10 @@ def run(args, write_section, machine) -> None:
         arch = start_model.meta["architecture"]
         cfg = dataclasses.replace(cfg, width=arch["width"], depth=arch["depth"])
     t0 = time.perf_counter()
-    full = train_model([images[i] for i in pool], [labels[i] for i in pool], config=dataclasses
-                       .replace(cfg, epochs=args.rounds + 1), meta=meta,
-                       init=start_model).model
+    ref_cfg = (dataclasses.replace(cfg, epochs=1, steps_per_epoch=args.reference_steps)
+               if args.reference_steps else dataclasses.replace(cfg, epochs=args.rounds + 1))
+    full = train_model([images[i] for i in pool], [labels[i] for i in pool], config=ref_cfg,
+                       meta=meta, init=start_model).model
     ref = test_metrics(full, [images[i] for i in test], [labels[i] for i in test],
                        [groups[i] for i in test])
     full_s = time.perf_counter() - t0
@@ -113,8 +118,13 @@ def run(args, write_section, machine) -> None:
                                                    print("round", json.dumps(r), flush=True)))
     sim_s = time.perf_counter() - t1
     summary = summarise(rows, target=target)
+    left_out = None
+    if args.leave_out:      # the group the start never saw: its own target and costs
+        metric = f"f1_{args.leave_out}"
+        left_out = {"metric": metric, "target": 0.95 * ref[metric],
+                    "strategies": summarise(rows, target=0.95 * ref[metric], metric=metric)}
     body = report(args, rows, summary, ref, target, full_s, sim_s, len(pool), len(test),
-                  groups, test, load)
+                  groups, test, load, left_out)
     if args.quick:
         print(body)
         return
@@ -125,7 +135,8 @@ def run(args, write_section, machine) -> None:
     figure(rows, cost="corrections", unit=args.unit).write_html(OUT / f"{stem}.html",
                                                                 include_plotlyjs="cdn")
     writers.write_json(OUT / f"{stem}_summary.json", {"target": target, "reference": ref,
-                                                      "strategies": summary})
+                                                      "strategies": summary,
+                                                      "left_out": left_out})
     write_section(f"active_learning_{stem}", "Active learning on a mixed DSB pool, in "
                   f"corrections ({args.unit} units, from {_start_name(args)}; issue 21)", body)
 
@@ -159,8 +170,28 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+def left_out_lines(left_out: dict | None) -> str:
+    """The left-out group's own table: its final F1, the corrections each strategy paid to
+    reach 95% of the reference's F1 on that group, and the area under its curve."""
+    if not left_out:
+        return ""
+    group = left_out["metric"][3:]
+    rows = [f"| {s['strategy']} | {s['final_f1']:.3f} ± {s['final_sd']:.3f} | {s['auc_vs_random']}"
+            f" | {s['cost_to_target'] if s['cost_to_target'] is not None else 'not reached'} ("
+            + ", ".join("–" if v is None else f"{v:g}" for v in s["cost_to_target_per_seed"])
+            + ") |" for s in left_out["strategies"]]
+    return f"""
+The left-out group, {group} (the start model never saw it): target 95% of the reference's
+{group} F1 = {left_out['target']:.3f}.
+
+| strategy | final {group} F1 | area vs random ({group}) | corrections to the {group} target (median; per seed) |
+|---|---|---|---|
+{chr(10).join(rows)}
+"""
+
+
 def report(args, rows, summary, ref, target, full_s, sim_s, n_pool, n_test, groups, test,
-           load) -> str:
+           load, left_out: dict | None = None) -> str:
     by = {s["strategy"]: s for s in summary}
     per_group = {g: sum(1 for i in test if groups[i] == g) for g in GROUPS}
     lines = []
@@ -189,7 +220,7 @@ start: {_start_name(args)}{f' ({Path(args.start_model).name})' if args.start_mod
 unit per seed, {args.rounds} rounds of {args.batch}, {args.seeds} seeds; each round fine-tunes the
 previous round's U-Net ({args.steps} steps of 8 x 128 px patches, default post-processing);
 MC dropout T={args.passes}. Cost: corrections of the current model's suggestion (redrawn +
-missed + false cells). Reference (whole pool, {(args.rounds + 1) * args.steps} steps,
+missed + false cells). Reference (whole pool, {args.reference_steps or (args.rounds + 1) * args.steps} steps,
 {full_s / 60:.1f} min): macro-F1 **{ref['macro_f1']:.3f}**
 ({', '.join(f"{g} {ref[f'f1_{g}']:.3f}" for g in GROUPS)}); target (95%) {target:.3f}.
 Simulation {sim_s / 60:.1f} min; load average during it {statistics.median(load) if load else 0:g}
@@ -200,5 +231,6 @@ Simulation {sim_s / 60:.1f} min; load average during it {statistics.median(load)
 {chr(10).join(lines)}
 
 {half or 'Random did not reach the target, so no ratio of corrections.'}
+{left_out_lines(left_out)}
 Curves: `docs/active_learning/{_stem(args)}.csv` and `.html`.
 """

@@ -100,15 +100,16 @@ def seed_area(curve: list[dict], lo: float, hi: float, metric: str, x: str) -> f
 
 
 def summarise(rows: list[dict], target_fraction: float = 0.95,
-              target: float | None = None) -> list[dict]:
+              target: float | None = None, metric: str | None = None) -> list[dict]:
     """Per strategy: mean final metric (macro-F1 with groups, else F1) and its sd over
     seeds; the area under the metric-vs-cost curve (mean over seeds; each seed's area over
     the cost range every strategy covers in that seed) and its ratio to random's, overall
     and per seed; the labels (units) and the cost to reach the target (`target`, default
     `target_fraction` of the best final mean of any strategy): labels on the mean curve,
     cost as the median over seeds of each seed's first cost at or above the target (None
-    when the median seed does not reach it)."""
-    metric, x = metric_of(rows), _x(rows)
+    when the median seed does not reach it). `metric`: another column to summarise (e.g.
+    one group's F1, "f1_<group>"); default macro-F1 with groups, else F1."""
+    metric, x = metric or metric_of(rows), _x(rows)
     by: dict = {}
     for r in rows:
         by.setdefault(r["strategy"], {}).setdefault(r["seed"], []).append(r)

@@ -139,6 +139,15 @@ def test_summary_cost_to_target_is_the_median_over_seeds():
     assert s["cost_to_target"] is None
 
 
+def test_summary_of_one_groups_f1():
+    """The left-out group's own column can be summarised, with its own target."""
+    rows = [{"strategy": "random", "seed": 0, "round": r, "n_labelled": r, "cost": 10 * r,
+             "macro_f1": 0.5, "f1_he": f} for r, f in enumerate([0.2, 0.4, 0.8])]
+    s = summarise(rows, target=0.7, metric="f1_he")[0]
+    assert s["metric"] == "f1_he" and s["final_f1"] == 0.8 and s["cost_to_target"] == 20.0
+    assert summarise(rows, target=0.7)[0]["cost_to_target"] is None    # macro-F1 stays 0.5
+
+
 def test_summary_area_is_against_cost_over_the_range_both_cover():
     rows = []
     for name, points in (("random", [(0, 0.2), (100, 0.6)]),
