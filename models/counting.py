@@ -235,6 +235,12 @@ class CountingModel:
         maps an image to the density directly and has no dropout, so no MC samples."""
         return not isinstance(self.module, UNet)
 
+    @property
+    def ran_on(self) -> str | None:
+        """The name of the runtime the model has run on (`Runtime.name`), None before it
+        ran: reading it chooses nothing and builds no engine."""
+        return self._runtime.name if self._runtime is not None else None
+
     def runtime(self, prefer: str = "auto", device: str | None = None) -> Runtime:
         if self._runtime is None or prefer != "auto" or device is not None:
             if not isinstance(self.module, torch.nn.Module):    # an ONNX Runtime session

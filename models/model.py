@@ -57,6 +57,12 @@ class SegmentationModel:
     def multiple(self) -> int:
         return 2 ** int(self.meta["architecture"].get("depth", 4))
 
+    @property
+    def ran_on(self) -> str | None:
+        """The name of the runtime the model has run on (`Runtime.name`), None before it
+        ran: reading it chooses nothing and builds no engine."""
+        return self._runtime.name if self._runtime is not None else None
+
     def runtime(self, prefer: str = "auto", device: str | None = None) -> Runtime:
         if self._runtime is None or prefer != "auto" or device is not None:
             if self.frozen and self.module is not None and device is None:

@@ -14,13 +14,13 @@ from app.background import run_as
 from app.context import get_config, state
 from app.queue_routes import queued_url, review_url
 from app.services import annotations, cell_review, drafts, gallery, leases
+from app.wording import cells_and_points, plural
 from pages import _annotate_view as view
 from pages._annotate_ids import (B, INFO, LEASE, LEASE_TIMER, LOCATION, MESSAGE, SCORE_GO,
                                  STATE, STATUS,
                                  SUGGEST_GO, SUGGEST_MODAL, SUGGEST_PROGRESS, SUGGEST_TEXT,
                                  VERSION, VISITED)
 from pages._common import alert, call, status_word
-from app.wording import cells_and_points, plural
 
 
 # ------------------------------------------------------------------ model suggestion
@@ -116,17 +116,19 @@ def suggest(set_progress, go, info):
                 "The model's suggestion came after you started drawing, so it was set aside: "
                 "Redo (Ctrl+Y) or Use model suggestion brings it.", "info"), dash.no_update
         return view.state_from(result), alert(
-            f"These {plural(result.n_cells, 'cell')} are the model's suggestion, not yet checked: "
+            f"These {plural(result.n_cells, 'cell')} are the model's suggestion, not yet "
+            "checked: "
             "correct them (click a cell to reshape or delete it, draw to add one), then save. "
             "Undo (Ctrl+Z) clears them.", "info", id="annotate-auto-suggested"), score
     if info.get("counting"):                         # the model's points, or its cells' centres
         return view.state_from(result), alert(
             f"Model suggestion loaded: {plural(result.n_points, 'point')}. Click a point to "
-            "remove it, click a cell it missed to add one; Undo (Ctrl+Z) brings back what was there "
-            "before.", "info"), score
+            "remove it, click a cell it missed to add one; Undo (Ctrl+Z) brings back what was "
+            "there before.", "info"), score
     return view.state_from(result), alert(
         f"Model suggestion loaded: {plural(result.n_cells, 'cell')}. Click a cell to reshape "
-        "or delete it; draw to add; Undo (Ctrl+Z) brings back what was there before.", "info"), score
+        "or delete it; draw to add; Undo (Ctrl+Z) brings back what was there before.", "info"
+    ), score
 
 
 @callback(Output(STATE, "data", allow_duplicate=True),

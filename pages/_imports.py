@@ -12,8 +12,8 @@ from dash import dcc, html
 
 from app.services.jobs import JobInfo
 from app.states import ACTIVE_JOB_STATES, JobState
-from pages._jobs import job_progress
 from app.wording import plural
+from pages._jobs import job_progress
 
 CANCEL = "images-job-cancel"    # pattern id type, keyed by job
 COLOURS = {"imported": "success", "restored": "info", "duplicate": "secondary",

@@ -13,9 +13,9 @@ from app.context import get_config, state
 from app.services import counting, exports, gallery, jobs, projects, uploads
 from app.services.formats import MASK_UPLOAD_SUFFIXES, accepted_text
 from app.states import ACTIVE_JOB_STATES, ImageStatus
+from app.wording import plural
 from pages._common import alert, call, error_page, to_int, status_word
 from pages._imports import CANCEL, job_block, result_table, rows_of
-from app.wording import plural
 
 dash.register_page(__name__, path_template="/projects/<project_id>/images",
                    title="Images · CellLoop")

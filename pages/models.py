@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, callback, dcc, html
 
 from app.context import state
-from app.services import (jobs, model_versions, prediction, projects, starting_models,
+from app.services import (counting, jobs, model_versions, prediction, projects, starting_models,
                           training, training_params)
 from app.states import ACTIVE_JOB_STATES
 from pages._common import alert, call, error_page, to_int
@@ -164,7 +164,7 @@ def rollback_options(items: list[model_versions.VersionInfo]) -> list[dict]:
 def _why_empty(items) -> str:
     if not items:
         return "Choose versions to compare (none yet? train a model first)."
-    if any((v.settings or {}).get("kind") == "counting" for v in items):
+    if any((v.settings or {}).get("kind") == counting.KIND for v in items):
         return "Counting models are compared by their count error, in the table above."
     return ("No validation scores to plot: a starting model (e.g. the built-in one) was not "
             "trained in this project. Train one to see its curve here.")

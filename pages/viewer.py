@@ -22,10 +22,10 @@ from app.background import run_as, sign_actor
 from app.context import current_actor, get_config, state
 from app.services import annotations, display, display_settings, gallery, prediction, projects
 from app.states import ImageStatus
+from app.wording import cells_and_points, plural
 from pages import _display
 from pages._history import history_table
 from pages._common import alert, call, error_page, to_int, status_word
-from app.wording import cells_and_points, plural
 
 dash.register_page(__name__, path_template="/images/<image_id>", title="Viewer · CellLoop")
 
@@ -189,7 +189,8 @@ def suggest(_n, info):
     if error:
         return dash.no_update, html.Span(error, className="text-danger")
     return ({"model": result.model_version_id, "n_cells": result.n_cells},
-            html.Span(f"model #{result.model_version_id}: {plural(result.n_cells, 'cell')} (cyan)",
+            html.Span(f"model #{result.model_version_id}: "
+                      f"{plural(result.n_cells, 'cell')} (cyan)",
                       className="text-info"))
 
 

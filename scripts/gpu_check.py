@@ -209,8 +209,8 @@ def main() -> int:
         report["jobs"] = job_system(args, work)
     finally:
         report["jobs_seconds"] = round(time.time() - t0, 1)
-        shutil.copy(work / "worker.log", out / "worker.log") if (work / "worker.log").exists() \
-            else None
+        if (work / "worker.log").exists():
+            shutil.copy(work / "worker.log", out / "worker.log")
         (out / "gpu_check.json").write_text(json.dumps(report, indent=1))
     if not args.skip_throughput:
         report["throughput"] = throughput()

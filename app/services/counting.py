@@ -152,8 +152,8 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
     if (previous is not None and not previous.meta.get("input_mapping")
             and previous.in_channels != _channels(data.images[0])):
         previous = None      # the channel layout changed: train from scratch, compare nothing
-    # the owner changed what the model reads (colour or the nuclear stain): the active model
-    # is still compared, but the new one starts from scratch on the new input
+    # the project's input mapping changed (e.g. the colours -> the nuclear stain): the active
+    # model is still compared, but the new one starts from scratch on the new input
     init = previous if (fine_tune and previous is not None and
                         previous.meta.get("input_mapping") == params.input_mapping) else None
     train_ids, val_ids = split(len(data.images), 0.2, seed)

@@ -284,7 +284,7 @@ def predict_project(db: Database, store: BlobStore, config: Config, project_id: 
         store_count(config, mv, image, {"image": image.name, "count": n, "low": n, "high": n})
         progress(i / len(images), f"{i}/{len(images)} images predicted")
     return {"model_version_id": mv.id, "counts": counts, "n_images": len(images),
-            "engine": model.runtime().name}
+            "engine": model.ran_on}
 
 
 def _count_project(store: BlobStore, config: Config, mv: ModelVersion, images: list,
@@ -311,7 +311,7 @@ def _count_project(store: BlobStore, config: Config, mv: ModelVersion, images: l
         counts[image.name] = found["count"]
         progress(i / len(images), f"{i}/{len(images)} images counted")
     return {"model_version_id": mv.id, "counts": counts, "n_images": len(counts),
-            "skipped_z_stacks": skipped, "engine": model.runtime().name}
+            "skipped_z_stacks": skipped, "engine": model.ran_on}
 
 
 @dataclass(frozen=True)

@@ -310,8 +310,9 @@ def labelstudio_items(export_path: Path, image_dir: Path, max_pixels: int = 1 <<
             return
     files = {p.name: p for p in image_dir.rglob("*") if p.is_file()}
     by_stem: dict[str, list[Path]] = {}
-    for p in sorted(files.values(), key=lambda p: (not p.name.lower().endswith(
-            (".tif", ".tiff")), p.name)):      # a TIFF first: it has the full data
+    tiff_first = sorted(files.values(),        # a TIFF first: it has the full data
+                        key=lambda p: (p.suffix.lower() not in (".tif", ".tiff"), p.name))
+    for p in tiff_first:
         by_stem.setdefault(stem(p.name), []).append(p)
     for i, task in enumerate(tasks):
         try:

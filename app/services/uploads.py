@@ -37,10 +37,10 @@ from app.services.formats import (ACCEPTED_SUFFIXES, MASK_UPLOAD_SUFFIXES, image
 from app.services.imports import ImportFile, ImportResult, import_files
 from app.states import JobState
 from app.tables import Job
+from app.wording import plural
 from storage.archive import ArchiveError, check_directory, open_zip
 from storage.blobstore import BlobStore
 from storage.readers import declared_size
-from app.wording import plural
 
 INLINE_MAX_FILES = 50
 INLINE_MAX_BYTES = 64 << 20         # upload bytes imported in the web worker
