@@ -151,3 +151,11 @@ def test_the_built_in_models_suggestion_in_a_points_project_is_points_that_count
     rows = list(csv.DictReader(io.StringIO(live.login("anna").get(href, timeout=60).text)))
     assert [(r["image"], r["count"], r["source"]) for r in rows] == [
         ("ctrl_9.tif", str(n), "annotation")]
+
+    # the owner reviews it: the review list and the viewer say its points, not "0 cells"
+    person.login("admin")
+    person.go(f"/projects/{pid}/review", ready="#review-submitted")
+    waiting = person.wait_text("#review-submitted", f"{n} point")
+    assert "Marked" in waiting and "0 cells" not in waiting, waiting
+    person.go(f"/images/{image_id}", ready="#viewer-history")
+    assert f"version 1, {n} point" in person.driver.page_source
