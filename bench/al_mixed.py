@@ -147,6 +147,11 @@ def _start_name(args) -> str:
 
 
 def _stem(args) -> str:
+    """The curve files' name, and the docs section's after "active_learning_": from the
+    unit and the start, or from --section when one is given (a run with other settings
+    then replaces nothing)."""
+    if getattr(args, "section", "active_learning") != "active_learning":
+        return args.section.removeprefix("active_learning_")
     return f"mixed_{args.unit}_{_start_name(args).replace(' ', '_')}"
 
 
