@@ -52,6 +52,9 @@ def add_arguments(ap) -> None:
     g.add_argument("--cache", default="/tmp/cellloop-bench-from-builtin",
                    help="where --leave-out's generalist is cached")
     g.add_argument("--mixed-strategies", default="random,stratified,power,coverage")
+    g.add_argument("--round-lr", type=float, default=2e-3,
+                   help="learning rate of each round's fine-tune (the whole-pool reference "
+                        "keeps 2e-3); lower forgets less of the start model")
     g.add_argument("--quick", action="store_true", help="smoke run; prints, writes nothing")
 
 
@@ -98,6 +101,7 @@ def run(args, write_section, machine) -> None:
     t0 = time.perf_counter()
     ref_cfg = (dataclasses.replace(cfg, epochs=1, steps_per_epoch=args.reference_steps)
                if args.reference_steps else dataclasses.replace(cfg, epochs=args.rounds + 1))
+    cfg = dataclasses.replace(cfg, lr=args.round_lr)
     full = train_model([images[i] for i in pool], [labels[i] for i in pool], config=ref_cfg,
                        meta=meta, init=start_model).model
     ref = test_metrics(full, [images[i] for i in test], [labels[i] for i in test],
@@ -223,7 +227,8 @@ Pool: {n_pool} DSB training images of all four groups (random, seed 0); test: {n
 built-in model's input mapping). Unit: {args.unit}{f' ({args.region_size} px)' if args.unit == 'region' else ''};
 start: {_start_name(args)}{f' ({Path(args.start_model).name})' if args.start_model and not args.leave_out else ''}. One shared random start
 unit per seed, {args.rounds} rounds of {args.batch}, {args.seeds} seeds; each round fine-tunes the
-previous round's U-Net ({args.steps} steps of 8 x 128 px patches, default post-processing);
+previous round's U-Net ({args.steps} steps of 8 x 128 px patches at learning rate
+{args.round_lr:g}, default post-processing);
 MC dropout T={args.passes}. Cost: corrections of the current model's suggestion (redrawn +
 missed + false cells). Reference (whole pool, {args.reference_steps or (args.rounds + 1) * args.steps} steps,
 {full_s / 60:.1f} min): macro-F1 **{ref['macro_f1']:.3f}**

@@ -54,7 +54,9 @@ from bench._report import machine, write_section  # noqa: E402
 
 from models import count_baseline  # noqa: E402
 from models.count_interval import calibrate_interval  # noqa: E402
-from models.counting import CountingParams, count_image, train_counter  # noqa: E402
+from models.counting import CountingParams, count_image, peak_map, points_for, \
+    train_counter  # noqa: E402
+from models.density import find_peaks, strongest_peaks  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "points_bonemarrow_kainz2015" / "data" / "BM_GRAZ"
 N_TRAIN = 8
@@ -86,14 +88,41 @@ def quarters(image, pts):
     return out
 
 
-def f1(found, truth, radius: float = MATCH_PX) -> float:
+def matched(found, truth, radius: float = MATCH_PX) -> int:
+    """Found points paired one-to-one with clicked cells within `radius` px."""
     found, truth = np.asarray(found, float).reshape(-1, 2), np.asarray(truth, float)
     if not len(found) or not len(truth):
-        return float(len(found) == len(truth))
+        return 0
     d = np.hypot(*(truth[:, None, :] - found[None, :, :]).transpose(2, 0, 1))
     rows, cols = linear_sum_assignment(np.where(d <= radius, d, 1e6))
-    tp = int((d[rows, cols] <= radius).sum())
-    return 2 * tp / (len(found) + len(truth))
+    return int((d[rows, cols] <= radius).sum())
+
+
+def f1(found, truth, radius: float = MATCH_PX) -> float:
+    n, t = len(np.asarray(found).reshape(-1, 2)), len(truth)
+    if not n or not t:
+        return float(n == t)
+    return 2 * matched(found, truth, radius) / (n + t)
+
+
+def corrections(found, truth, radius: float = MATCH_PX) -> int:
+    """Clicks to turn the found points into the clicked ones: remove each unmatched point,
+    add each unmatched cell."""
+    n, t = len(np.asarray(found).reshape(-1, 2)), len(truth)
+    return n + t - 2 * matched(found, truth, radius)
+
+
+def read_outs(model, r) -> dict:
+    """The points of one count under each rule, whichever the model uses (r from
+    count_image(keep_density=True)): "threshold", the peaks above the calibrated threshold;
+    "count", the round(count) highest peaks above the grid's lowest threshold; "topped",
+    the threshold's peaks topped up with the next highest to round(count)."""
+    k = points_for(r.count)
+    pm = peak_map(r.density, model.sigma)
+    above, _ = find_peaks(pm, model.threshold, model.min_distance)
+    by_count, _ = strongest_peaks(pm, k, model.floor, model.min_distance)
+    topped, _ = strongest_peaks(pm, max(k, len(above)), model.floor, model.min_distance)
+    return {"threshold": above, "count": by_count, "topped": topped}
 
 
 def summary(pred, truth) -> dict:
@@ -110,9 +139,9 @@ def evaluate_point_model(model, sets, mc: int) -> dict:
         counts, f1s, inside, widths, truth, peaks = [], [], [], [], [], []
         started = time.perf_counter()
         for image, pts in items:
-            r = count_image(model, image, mc_samples=mc)
+            r = count_image(model, image, mc_samples=mc, keep_density=True)
             counts.append(r.count)
-            peaks.append(r.n_points)
+            peaks.append(len(read_outs(model, r)["threshold"]))
             truth.append(len(pts))
             f1s.append(f1(r.points, pts))
             inside.append(r.low <= len(pts) <= r.high)
@@ -209,8 +238,9 @@ def cross_validate(ids, images, points, params, k: int, init=None, log=print,
     folds' images; both count the fold's images, whole and in quarters. `only`: run just
     these folds (the figures then cover their images only)."""
     per = {m: {"whole": [None] * len(ids), "quarters": [None] * len(ids)}
-           for m in ("point", "raw", "peaks", "log")}
-    f1s = {"point": [None] * len(ids), "log": [None] * len(ids)}
+           for m in ("point", "raw", "peaks", "topped", "log")}
+    f1s = {m: [None] * len(ids) for m in ("point", "threshold", "count", "topped", "log")}
+    fixes = {m: [None] * len(ids) for m in ("threshold", "count", "topped", "log")}
     folds, fold_info = folds_of(ids, k), []
     started = time.perf_counter()
     for f, test_idx in enumerate(folds):
@@ -235,14 +265,20 @@ def cross_validate(ids, images, points, params, k: int, init=None, log=print,
             for unit, items in units.items():
                 rows = {m: [] for m in per}
                 for image, pts in items:
-                    r = count_image(model, image, mc_samples=0)
+                    r = count_image(model, image, mc_samples=0, keep_density=True)
                     found = count_baseline.detect(image, log_params)
+                    rules = read_outs(model, r)
                     rows["point"].append(r.count)
                     rows["raw"].append(r.count / model.count_factor)
-                    rows["peaks"].append(r.n_points)
+                    rows["peaks"].append(len(rules["threshold"]))
+                    rows["topped"].append(len(rules["topped"]))
                     rows["log"].append(len(found))
                     if unit == "whole":
                         f1s["point"][j], f1s["log"][j] = f1(r.points, pts), f1(found, pts)
+                        fixes["log"][j] = corrections(found, pts)
+                        for rule, found_points in rules.items():
+                            f1s[rule][j] = f1(found_points, pts)
+                            fixes[rule][j] = corrections(found_points, pts)
                 for m in per:
                     per[m][unit][j] = rows[m]
         log(f"fold {fold_info[-1]}: " + "; ".join(
@@ -253,7 +289,8 @@ def cross_validate(ids, images, points, params, k: int, init=None, log=print,
              "quarters": [len(q) for j in done for _i, q in quarters(images[j], points[j])]}
     out = {"folds": fold_info, "truth": truth, "seconds": time.perf_counter() - started,
            "images": done, "f1": {m: float(np.mean([v[j] for j in done]))
-                                  for m, v in f1s.items()}}
+                                  for m, v in f1s.items()},
+           "corrections": {m: float(np.mean([v[j] for j in done])) for m, v in fixes.items()}}
     for m in per:
         out[m] = {}
         for unit in ("whole", "quarters"):
@@ -266,7 +303,11 @@ def cross_validate(ids, images, points, params, k: int, init=None, log=print,
         f"({out['point']['quarters']['mae']:.1f} per 600²), raw "
         f"{out['raw']['whole']['mae']:.1f}, LoG {out['log']['whole']['mae']:.1f} ± "
         f"{out['log']['whole']['sd']:.1f} ({out['log']['quarters']['mae']:.1f} per 600²), "
-        f"point better on {out['point_better']}/{len(done)}")
+        f"point better on {out['point_better']}/{len(done)}; point F1 {out['f1']['point']:.3f} "
+        f"(threshold {out['f1']['threshold']:.3f}, the count's highest peaks "
+        f"{out['f1']['count']:.3f}, topped up {out['f1']['topped']:.3f}), LoG "
+        f"{out['f1']['log']:.3f}; corrections per image " + ", ".join(
+            f"{m} {v:.1f}" for m, v in out["corrections"].items()))
     return out
 
 
@@ -288,7 +329,8 @@ def cv_lines(cv: dict, ids, k: int) -> list[str]:
               "|---|---|---|---|---|"]
     labels = {"point": "(a) point model, density integral x count factor",
               "raw": "(a) point model, density integral (factor 1)",
-              "peaks": "(a) point model, number of points found",
+              "peaks": "(a) point model, number of peaks above the calibrated threshold",
+              "topped": "(a) point model, points found, topped up to the count",
               "log": "(c) LoG blobs, tuned on the fold's training images"}
     for m, label in labels.items():
         for unit, name in (("whole", f"{n} x 1200²"), ("quarters", f"{nq} x 600²")):
@@ -296,7 +338,13 @@ def cv_lines(cv: dict, ids, k: int) -> list[str]:
             lines.append(f"| {label} | {name} | {r['mae']:.1f} ± {r['sd']:.1f} | "
                          f"{100 * r['rel']:.1f}% | {r['bias']:+.1f} |")
     lines += ["", f"Point F1 (10 px), mean over the {n} images: point model "
-              f"{cv['f1']['point']:.3f}, LoG {cv['f1']['log']:.3f}. The point model's count "
+              f"{cv['f1']['point']:.3f} (by rule: the peaks above the calibrated threshold "
+              f"{cv['f1']['threshold']:.3f}; the count's round(count) highest peaks "
+              f"{cv['f1']['count']:.3f}; the threshold's peaks topped up to the count "
+              f"{cv['f1']['topped']:.3f}), "
+              f"LoG {cv['f1']['log']:.3f}. Corrections per image (points to remove + cells to "
+              "add, 10 px): " + ", ".join(f"{m} {v:.1f}" for m, v in cv["corrections"].items())
+              + ". The point model's count "
               f"error is smaller than LoG's on {cv['point_better']} of {n} images.", "",
               "Per image, true / (a) / (c): " + "; ".join(
                   f"{i.replace('BM_GRAZ_HE_', '')} {t} / {a:.0f} / {c}" for i, t, a, c in zip(
@@ -512,7 +560,8 @@ def main(argv=None) -> None:
         for unit, name in (("whole", f"{len(sets['whole'])} x 1200²"),
                            ("quarters", f"{len(sets['quarters'])} x 600²")):
             body.append(f"| {label} | {name} | {fmt(r[unit], interval)} |")
-    body += ["", "Counted as the number of points found instead of the density's integral: "
+    body += ["", "Counted as the number of peaks above the calibrated threshold instead of the "
+             "density's integral: "
              + "; ".join(f"{label.split(' ')[0]} MAE {r['whole']['peaks']['mae']:.1f} ± "
                          f"{r['whole']['peaks']['sd']:.1f} per 1200², "
                          f"{r['quarters']['peaks']['mae']:.1f} ± "

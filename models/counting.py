@@ -8,10 +8,15 @@ the numbers near 1; a ReLU output, so the background can be exactly 0) with a me
 error, plus a small penalty on each patch's count error, over the annotated region only:
 with a region mask, pixels outside it carry no loss, so cells nobody clicked there are not
 taught as "no cell". The count of an image is the integral of the predicted density times
-`count_factor`; the points are the local maxima of the density (smoothed a little,
-`peak_map`) above a threshold, at least 2 sigma apart (`models.density.find_peaks`). Both the factor and the threshold are fitted after training
-on the training regions (`calibrate`): the factor so that the integral matches the clicks
-there (a short training leaves it biased), the threshold so that the number of peaks does.
+`count_factor`; the points are local maxima of the density (smoothed a little,
+`peak_map`), at least 2 sigma apart: the round(count) highest of them (`points="count"`,
+`models.density.strongest_peaks`), so the points agree with the count, or (models saved
+before that rule, `points="threshold"`) all above a threshold (`models.density.find_peaks`).
+Both the factor and the threshold are fitted after training on the training regions
+(`calibrate`): the factor so that the integral matches the clicks there (a short training
+leaves it biased), the threshold so that the number of peaks does. The threshold did not
+carry over to new patients for a model reading the nuclear stain (it found a third of the
+cells), which is why the count chooses the points now; it still sets the points' confidence.
 With `holdout` > 0 a share of the annotated `holdout_tile` px tiles is kept out of training
 and both are fitted on those tiles instead (a net fits its own training clicks too well for
 the factor fitted there to carry over); with `select_every` the held-out tiles are also
@@ -92,7 +97,7 @@ from models.cancel import Cancelled
 from models.count_interval import calibrated_bounds
 from models.data import normalise
 from models.density import as_points, augment_stack, crop, density_map, find_peaks, \
-    peak_height
+    peak_height, strongest_peaks
 from models.device import Runtime, select_runtime, set_threads
 from models.inference import input_mapping
 from models.model import ModelFileError, ModelInputError
@@ -112,6 +117,7 @@ THRESHOLD_GRID = (0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4,
 # goes low and peaks are looked for on the density smoothed by PEAK_SMOOTHING x sigma.
 PEAK_SMOOTHING = 0.5
 CALIBRATION_PIXELS = 6_000_000         # annotated pixels the peak threshold is chosen on
+POINT_RULES = ("count", "threshold")   # CountingParams.points
 OUTPUT_BIAS = 0.05                     # a new output layer's bias (density x scale)
 
 
@@ -140,6 +146,10 @@ class CountingParams:
     min_distance: int = 0              # between two peaks (px); 0: round(2 * sigma) (two
                                        # Gaussians closer than 2 sigma merge into one peak)
     peak_threshold: float = 0.3        # x one isolated cell's peak height, if not calibrated
+    points: str = "count"              # which peaks are the cells: "count", the round(count)
+                                       # highest (above the grid's lowest threshold), so the
+                                       # points agree with the count; "threshold", every
+                                       # peak above the calibrated threshold
     calibrate: bool = True             # choose the peak threshold and the count factor on
                                        # the training regions (`calibrate`)
     colour_jitter: float = 0.0         # per-channel gain/offset jitter (augment_stack)
@@ -219,6 +229,22 @@ class CountingModel:
     def threshold(self) -> float:
         """Absolute peak threshold in density units (cells per pixel)."""
         return float(self.meta["peaks"]["threshold"]) * peak_height(self.sigma)
+
+    @property
+    def point_rule(self) -> str:
+        """"count" (the count's highest peaks) or "threshold" (models saved before the rule
+        existed: every peak above the calibrated threshold)."""
+        rule = str(self.meta["peaks"].get("select", "threshold"))
+        if rule not in POINT_RULES:
+            raise ModelFileError(f"unknown point rule peaks.select={rule!r} (expected one of "
+                                 f"{', '.join(POINT_RULES)})")
+        return rule
+
+    @property
+    def floor(self) -> float:
+        """The lowest peak (cells per pixel) the "count" rule takes as a cell."""
+        return float(self.meta["peaks"].get("floor", min(THRESHOLD_GRID))) * \
+            peak_height(self.sigma)
 
     @property
     def min_distance(self) -> int:
@@ -481,6 +507,8 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
     model. Returns a `CountingModel` whose meta holds the params, the loss curve and the
     training time."""
     p = params or CountingParams()
+    if p.points not in POINT_RULES:
+        raise CountingError(f"points must be one of {', '.join(POINT_RULES)}, not {p.points!r}")
     if not len(images):
         raise CountingError("There are no point-annotated images to train on.")
     if len(points) != len(images) or (regions is not None and len(regions) != len(images)):
@@ -583,7 +611,8 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
     every = max(1, done // 50)
     meta = {**base_meta, "kind": KIND, "architecture": net.config,
             "density": {"sigma": p.sigma, "scale": p.scale, "activation": p.activation},
-            "peaks": {"threshold": p.peak_threshold,
+            "peaks": {"threshold": p.peak_threshold, "select": p.points,
+                      "floor": min(THRESHOLD_GRID),
                       "min_distance": p.min_distance or max(1, int(round(2 * p.sigma)))},
             "params": p.as_dict(), "training_engine": runtime.name,
             "training": {"steps": done, "steps_planned": p.steps,
@@ -720,6 +749,11 @@ def _run_exported(model: CountingModel, x: np.ndarray, tile: int, overlap: int) 
                        multiple=model.multiple)
 
 
+def points_for(count: float) -> int:
+    """How many points the "count" rule takes for a count: rounded half up (2.5 -> 3)."""
+    return max(0, int(np.floor(count + 0.5)))
+
+
 def peak_smoothing(sigma: float) -> float:
     """The std (px) of the smoothing before peak finding: PEAK_SMOOTHING x sigma (>= 0.5)."""
     return max(0.5, PEAK_SMOOTHING * sigma)
@@ -739,9 +773,12 @@ def count_image(model: CountingModel, image: np.ndarray, mc_samples: int = 16,
     plane). count: integral of the density (within `region` if given); low/high: the
     INTERVAL percentiles of `mc_samples` MC-dropout sampled counts (low = high = count
     when 0), widened to the model's calibrated interval when it has one
-    (`models.count_interval`, meta["interval"]); points: peaks of the density; confidence: per point, the share of samples whose
-    density there clears the peak threshold (without samples: the peak's height over the
-    threshold's, capped at 1). `seed` makes the samples reproducible (None: random).
+    (`models.count_interval`, meta["interval"]); points: peaks of the density, chosen by the
+    model's `point_rule` (with "count": at most `points_for(count)`, fewer where fewer
+    maxima clear the floor); confidence: per point, the share of samples whose density
+    there still reaches the cut-off that made it a cell (the calibrated threshold, or the
+    lowest peak the count took when lower; without samples: the peak's height over twice
+    the cut-off, capped at 1). `seed` makes the samples reproducible (None: random).
     An exported model (`CountingModel.exported`) has no dropout: it counts as with
     mc_samples=0 whatever is asked."""
     if model.exported:
@@ -755,21 +792,28 @@ def count_image(model: CountingModel, image: np.ndarray, mc_samples: int = 16,
     factor = model.count_factor
     mask = None if region is None else np.asarray(region, bool)
     total = factor * float(density.sum() if mask is None else density[mask].sum())
-    points, values = find_peaks(peak_map(density, model.sigma), model.threshold,
-                                model.min_distance, mask)
+    if model.point_rule == "count":
+        points, values = strongest_peaks(peak_map(density, model.sigma), points_for(total),
+                                         model.floor, model.min_distance, mask)
+    else:
+        points, values = find_peaks(peak_map(density, model.sigma), model.threshold,
+                                    model.min_distance, mask)
+    # the height that made a peak a cell here: the calibrated threshold, or the lowest peak
+    # the count took when that is lower, so points taken below the threshold are not all
+    # marked unsure for that alone
+    cut = min(model.threshold, float(values.min())) if len(points) else model.threshold
     if mc_samples > 0:
         sampled = out[1:]
         counts = factor * (sampled.reshape(len(sampled), -1).sum(1) if mask is None else
                            sampled[:, mask].sum(1))
         low, high = np.percentile(counts, INTERVAL)
-        confidence = (sampled[:, points[:, 0], points[:, 1]] >= model.threshold).mean(0) \
+        confidence = (sampled[:, points[:, 0], points[:, 1]] >= cut).mean(0) \
             if len(points) else np.zeros(0)
         std = float(counts.std())
     else:
         counts = np.zeros(0)
         low = high = total
-        confidence = np.minimum(1.0, values / (2 * model.threshold)) if len(points) \
-            else np.zeros(0)
+        confidence = np.minimum(1.0, values / (2 * cut)) if len(points) else np.zeros(0)
         std = 0.0
     calibrated = calibrated_bounds(model.meta, total)
     if calibrated is not None:     # held-out clicks widen the interval (models.count_interval)

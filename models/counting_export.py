@@ -6,8 +6,9 @@ The exported graph is the U-Net in eval mode (no dropout) with the output activa
 division by `scale`: normalised (N, C, H, W) float32 in ("image"; H, W multiples of
 2**depth), the density in cells per pixel out ("density", (N, 1, H, W)). The card says how
 to read it: count = count_factor x the density's sum; points = local maxima of the density
-smoothed by a Gaussian (`peaks.smoothing_sigma` px) above `peaks.threshold` (cells per
-pixel), at least `peaks.min_distance` px apart. It is embedded (TorchScript extra file
+smoothed by a Gaussian (`peaks.smoothing_sigma` px), at least `peaks.min_distance` px apart:
+with `peaks.select` "count" the highest above `peaks.floor` (cells per pixel), as many as
+the count rounded half up, with "threshold" all above `peaks.threshold`. It is embedded (TorchScript extra file
 `model_card.json`, ONNX metadata `model_card`) and written beside the file (`<name>.json`),
 as `models.export` does for segmentation models, whose loaders refuse these files (card kind
 "counting"); `load_exported` refuses theirs.
@@ -17,8 +18,8 @@ counts with it as with `mc_samples=0` (the interval is the calibrated one the ca
 `interval`, or the count itself).
 
 Takes any object with `module` (a `models.unet.UNet`), `meta`, `in_channels`, `multiple`,
-`sigma`, `scale`, `count_factor`, `threshold`, `min_distance` and `peak_sigma` (a
-`CountingModel`), so it does not import the model class.
+`sigma`, `scale`, `count_factor`, `threshold`, `point_rule`, `floor`, `min_distance` and
+`peak_sigma` (a `CountingModel`), so it does not import the model class.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from torch.nn import functional as F
 from models.engines import OnnxNet, example_input
 from models.export import COUNTING, CARD_FORMAT, _cpu_eval, read_onnx_card, read_torchscript, \
     write_onnx, write_torchscript
+from models.density import peak_height
 from models.model import ModelFileError
 
 SUFFIXES = (".pt", ".onnx")
@@ -65,6 +67,8 @@ def counting_card(model) -> dict:
         "count_factor": model.count_factor,
         "peaks": {"threshold": model.threshold,            # cells per pixel
                   "threshold_x_peak_height": float(meta["peaks"]["threshold"]),
+                  "select": model.point_rule, "floor": model.floor,   # cells per pixel
+                  "floor_x_peak_height": model.floor / peak_height(model.sigma),
                   "min_distance": model.min_distance, "smoothing_sigma": model.peak_sigma},
         "metrics": meta.get("metrics", {}), "training_data": meta.get("training_data", []),
         "version": meta.get("version"),
@@ -80,11 +84,20 @@ def counting_card(model) -> dict:
         "count_interval": "when `interval` is given: [count x (1 + interval.low), count x "
                           "(1 + interval.high)] holds the true count with probability "
                           "interval.level (split conformal on held-out clicks)",
-        "points": f"cells as points = local maxima of the density smoothed by a Gaussian of "
-                  f"std {model.peak_sigma:g} px (smoothing_sigma) that are above "
-                  f"{model.threshold:.6g} cells per pixel (peaks.threshold) and at least "
-                  f"{model.min_distance} px apart (peaks.min_distance)",
+        "points": _points_text(model),
     }
+
+
+def _points_text(model) -> str:
+    maxima = (f"local maxima of the density smoothed by a Gaussian of std "
+              f"{model.peak_sigma:g} px (smoothing_sigma), at least {model.min_distance} px "
+              "apart (peaks.min_distance)")
+    if model.point_rule == "count":
+        return (f"cells as points (peaks.select 'count') = the highest {maxima} that are "
+                f"above {model.floor:.6g} cells per pixel (peaks.floor), as many as the count "
+                "rounded half up (fewer where fewer maxima clear the floor)")
+    return (f"cells as points (peaks.select 'threshold') = the {maxima} that are above "
+            f"{model.threshold:.6g} cells per pixel (peaks.threshold)")
 
 
 def _density_net(model) -> DensityNet:
@@ -111,9 +124,12 @@ def meta_from_card(card: dict) -> dict:
             "density": {k: density[k] for k in ("sigma", "scale", "activation",
                                                 "count_factor")},
             "peaks": {"threshold": peaks["threshold_x_peak_height"],
+                      "select": peaks.get("select", "threshold"),
                       "min_distance": peaks["min_distance"]},
             "metrics": card.get("metrics") or {}, "version": card.get("version"),
             "exported": True}
+    if "floor_x_peak_height" in peaks:          # cards written before the "count" rule: none
+        meta["peaks"]["floor"] = peaks["floor_x_peak_height"]
     if card.get("interval"):
         meta["interval"] = card["interval"]
     if card.get("input_mapping"):

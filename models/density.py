@@ -5,7 +5,8 @@ All numpy; used by `models.counting`.
 - `density_map`: the regression target, one Gaussian of mass 1 per point (sigma in pixels),
   so the integral over a region is the number of cells in it. The image border reflects, so
   a cell clicked at the edge still adds exactly 1 to the whole image's integral.
-- `find_peaks`: points as local maxima of a density above a threshold.
+- `find_peaks`: points as local maxima of a density above a threshold;
+  `strongest_peaks`: the k highest of them.
 - `augment_stack`: flips, 90-degree rotations and intensity jitter of an image patch together
   with its target planes (density, annotated-region mask).
 """
@@ -59,6 +60,15 @@ def find_peaks(density: np.ndarray, threshold: float, min_distance: int,
     if region is not None and len(coords):
         coords = coords[np.asarray(region, bool)[coords[:, 0], coords[:, 1]]]
     return coords.astype(np.int64), density[coords[:, 0], coords[:, 1]]
+
+
+def strongest_peaks(density: np.ndarray, k: int, floor: float, min_distance: int,
+                    region: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` highest local maxima of a (Y, X) density above `floor` (as `find_peaks`),
+    highest first: points read out to agree with a count rather than with a fixed height."""
+    coords, values = find_peaks(density, floor, min_distance, region)
+    order = np.argsort(-values, kind="stable")[:max(0, int(k))]
+    return coords[order], values[order]
 
 
 def augment_stack(image: np.ndarray, planes: np.ndarray, rng: np.random.Generator,

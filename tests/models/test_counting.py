@@ -9,8 +9,8 @@ from models import count_baseline
 from models.cancel import Cancelled
 from models.counting import CountingError, CountingModel, CountingParams, count_image, \
     counter_from_bytes, counter_to_bytes, is_counting_model, load_counter, masked_loss, \
-    save_counter, train_counter
-from models.density import density_map, find_peaks, peak_height
+    points_for, save_counter, train_counter
+from models.density import density_map, find_peaks, peak_height, strongest_peaks
 from models.model import ModelFileError
 
 TINY = dict(batch=4, patch=48, width=8, depth=2, sigma=3.0, lr=3e-3, threads=1)  # 1 thread:
@@ -67,6 +67,46 @@ def test_a_briefly_trained_model_counts_the_discs_exactly(counter):
         assert np.all((result.confidence >= 0) & (result.confidence <= 1))
         assert result.low <= result.count <= result.high
         assert len(result.samples) == 8
+
+
+def test_a_count_gives_its_points_rounded_half_up():
+    assert [points_for(c) for c in (-0.4, 0.49, 0.5, 2.5, 3.49)] == [0, 0, 1, 3, 3]
+
+
+def test_the_strongest_peaks_are_taken_highest_first():
+    d = density_map([[10, 10]], (64, 64), 3.0) + 0.8 * density_map([[10, 40]], (64, 64), 3.0) \
+        + 0.5 * density_map([[40, 25]], (64, 64), 3.0)           # three heights
+    peaks, values = strongest_peaks(d, 2, 0.01 * peak_height(3.0), 3)
+    assert peaks.tolist() == [[10, 10], [10, 40]] and values[0] > values[1]
+    assert len(strongest_peaks(d, 10, 0.01 * peak_height(3.0), 3)[0]) == 3
+    assert len(strongest_peaks(d, 0, 0.01 * peak_height(3.0), 3)[0]) == 0
+
+
+def test_the_points_agree_with_the_count_even_when_the_threshold_does_not_carry(counter):
+    """A threshold chosen on the training images can sit above every peak of a new image (a
+    model reading another stain found a third of the cells); the count's highest peaks do
+    not depend on it. Models saved before the rule keep the threshold."""
+    image, centres = discs(seed=102)
+    assert counter.point_rule == "count"
+    high = CountingModel(counter.module, {**counter.meta,
+                                          "peaks": {**counter.meta["peaks"], "threshold": 50.0}})
+    by_count = count_image(high, image, mc_samples=0)
+    assert by_count.n_points == points_for(by_count.count) == len(centres)
+    assert matched(by_count.points, centres) == len(centres)
+    # under the threshold that did not carry, the points are still not unsure for that alone
+    assert np.all(count_image(high, image, mc_samples=8).confidence >= 0.5)
+    region = np.zeros(image.shape, bool)
+    region[:, :48] = True                                          # the left half
+    inside = count_image(high, image, mc_samples=0, region=region)
+    assert inside.n_points == points_for(inside.count) == int((centres[:, 1] < 48).sum())
+    assert region[inside.points[:, 0], inside.points[:, 1]].all()
+    old = {**high.meta["peaks"]}
+    del old["select"]
+    by_threshold = count_image(CountingModel(counter.module, {**high.meta, "peaks": old}),
+                               image, mc_samples=0)
+    assert by_threshold.n_points == 0 and by_threshold.count == pytest.approx(by_count.count)
+    with pytest.raises(CountingError, match="points must be one of"):
+        train_counter([image], [centres], params=CountingParams(steps=1, points="all", **TINY))
 
 
 def test_the_loss_ignores_everything_outside_the_region():

@@ -12,9 +12,9 @@ import torch
 
 from models.counting import PEAK_SMOOTHING, CountingModel, CountingParams, count_image, \
     is_counting_model, load_counter, train_counter
-from models.counting_export import export_onnx, export_torchscript, read_card
+from models.counting_export import export_onnx, export_torchscript, meta_from_card, read_card
 from models.counts import load_any
-from models.density import find_peaks, peak_height
+from models.density import peak_height, strongest_peaks
 from models.model import ModelFileError, SegmentationModel
 from models.unet import UNet
 from tests.models.test_counting import TINY, discs
@@ -64,12 +64,28 @@ def test_an_export_counts_as_the_native_model(exported, suffix):
     assert result.low == result.high == result.count and len(result.samples) == 0
     assert np.allclose(result.confidence, reference.confidence, atol=1e-3)
     # the peak rule and count factor came from the card
-    for name in ("count_factor", "threshold", "min_distance", "sigma", "peak_sigma",
-                 "multiple", "in_channels"):
+    for name in ("count_factor", "threshold", "point_rule", "floor", "min_distance", "sigma",
+                 "peak_sigma", "multiple", "in_channels"):
         assert getattr(loaded, name) == pytest.approx(getattr(model, name)), name
     # the native model still counts with samples after being exported
     again = count_image(model, image, mc_samples=4)
     assert len(again.samples) == 4 and again.low <= again.count <= again.high
+
+
+def test_a_card_keeps_its_point_rule_and_an_old_card_keeps_the_threshold(exported):
+    model, paths = exported
+    card = read_card(paths[".pt"])
+    assert card["peaks"]["select"] == "count"
+    assert meta_from_card(card)["peaks"]["floor"] == pytest.approx(
+        model.meta["peaks"]["floor"])
+    old = json.loads(json.dumps(card))                  # written before the "count" rule
+    for key in ("select", "floor", "floor_x_peak_height"):
+        del old["peaks"][key]
+    assert CountingModel(model.module, meta_from_card(old)).point_rule == "threshold"
+    odd = json.loads(json.dumps(card))
+    odd["peaks"]["select"] = "Count"
+    with pytest.raises(ModelFileError, match="unknown point rule"):
+        CountingModel(model.module, meta_from_card(odd)).point_rule
 
 
 def test_the_card_is_embedded_beside_the_file_and_enough_to_count_without_cellloop(exported):
@@ -94,6 +110,8 @@ def test_the_card_is_embedded_beside_the_file_and_enough_to_count_without_celllo
             ("test model 1", {"mae": 0.25}, [{"image": "a.tif"}])
         assert "cells per pixel" in card["output"] and "multiples of 4" in card["input"]
         assert "sum of the density" in card["count"] and "local maxima" in card["points"]
+        assert "as many as the count rounded half up" in card["points"]
+        assert meta_from_card(card)["peaks"]["select"] == "count"
     # plain ONNX Runtime and the card: input "image", output "density", any N, H, W
     session = ort.InferenceSession(str(paths[".onnx"]), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["image"]
@@ -107,7 +125,12 @@ def test_the_card_is_embedded_beside_the_file_and_enough_to_count_without_celllo
     count = card["count_factor"] * float(density[0, 0].sum())
     smoothed = ndimage.gaussian_filter(density[0, 0], card["peaks"]["smoothing_sigma"],
                                        mode="reflect")
-    points, _ = find_peaks(smoothed, card["peaks"]["threshold"], card["peaks"]["min_distance"])
+    # the card's rule: the round(count) highest maxima above the floor ("count")
+    assert card["peaks"]["select"] == "count"
+    half_up = int(np.floor(count + 0.5))
+    points, _ = strongest_peaks(smoothed, half_up, card["peaks"]["floor"],
+                                card["peaks"]["min_distance"])
+    assert len(points) == half_up
     reference = native_fp32(model, image, mc_samples=0)
     assert count == pytest.approx(reference.count, rel=1e-4)
     assert np.array_equal(points, reference.points)
