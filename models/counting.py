@@ -9,9 +9,10 @@ error, plus a small penalty on each patch's count error, over the annotated regi
 with a region mask, pixels outside it carry no loss, so cells nobody clicked there are not
 taught as "no cell". The count of an image is the integral of the predicted density times
 `count_factor`; the points are local maxima of the density (smoothed a little,
-`peak_map`), at least 2 sigma apart: the round(count) highest of them (`points="count"`,
-`models.density.strongest_peaks`), so the points agree with the count, or (models saved
-before that rule, `points="threshold"`) all above a threshold (`models.density.find_peaks`).
+`peak_map`), at least 2 sigma apart: as many of the highest as the count, rounded half up
+(`points="count"`, `models.density.strongest_peaks`), so the points agree with the count,
+or (models saved before that rule, `points="threshold"`) all above a threshold
+(`models.density.find_peaks`).
 Both the factor and the threshold are fitted after training on the training regions
 (`calibrate`): the factor so that the integral matches the clicks there (a short training
 leaves it biased), the threshold so that the number of peaks does. The threshold did not

@@ -8,10 +8,10 @@ division by `scale`: normalised (N, C, H, W) float32 in ("image"; H, W multiples
 to read it: count = count_factor x the density's sum; points = local maxima of the density
 smoothed by a Gaussian (`peaks.smoothing_sigma` px), at least `peaks.min_distance` px apart:
 with `peaks.select` "count" the highest above `peaks.floor` (cells per pixel), as many as
-the count rounded half up, with "threshold" all above `peaks.threshold`. It is embedded (TorchScript extra file
-`model_card.json`, ONNX metadata `model_card`) and written beside the file (`<name>.json`),
-as `models.export` does for segmentation models, whose loaders refuse these files (card kind
-"counting"); `load_exported` refuses theirs.
+the count rounded half up, with "threshold" all above `peaks.threshold`. It is embedded
+(TorchScript extra file `model_card.json`, ONNX metadata `model_card`) and written beside
+the file (`<name>.json`), as `models.export` does for segmentation models, whose loaders
+refuse these files (card kind "counting"); `load_exported` refuses theirs.
 
 An exported model has no dropout left, so it gives no Monte Carlo samples: `count_image`
 counts with it as with `mc_samples=0` (the interval is the calibrated one the card carries,
@@ -30,10 +30,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from models.density import peak_height
 from models.engines import OnnxNet, example_input
 from models.export import COUNTING, CARD_FORMAT, _cpu_eval, read_onnx_card, read_torchscript, \
     write_onnx, write_torchscript
-from models.density import peak_height
 from models.model import ModelFileError
 
 SUFFIXES = (".pt", ".onnx")
