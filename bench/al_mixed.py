@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import statistics
 import time
@@ -50,7 +51,8 @@ def add_arguments(ap) -> None:
                         "cached as in bench/bench_from_builtin.py) on every DSB training "
                         "image outside this group, so that group is new to the start model")
     g.add_argument("--cache", default="/tmp/cellloop-bench-from-builtin",
-                   help="where --leave-out's generalist is cached")
+                   help="where --leave-out's generalist and the whole-pool reference's "
+                        "metrics are cached")
     g.add_argument("--mixed-strategies", default="random,stratified,power,coverage")
     g.add_argument("--round-lr", type=float, default=2e-3,
                    help="learning rate of each round's fine-tune (the whole-pool reference "
@@ -98,15 +100,11 @@ def run(args, write_section, machine) -> None:
                            if args.start_model else builtin.load_builtin())
         arch = start_model.meta["architecture"]
         cfg = dataclasses.replace(cfg, width=arch["width"], depth=arch["depth"])
-    t0 = time.perf_counter()
     ref_cfg = (dataclasses.replace(cfg, epochs=1, steps_per_epoch=args.reference_steps)
                if args.reference_steps else dataclasses.replace(cfg, epochs=args.rounds + 1))
     cfg = dataclasses.replace(cfg, lr=args.round_lr)
-    full = train_model([images[i] for i in pool], [labels[i] for i in pool], config=ref_cfg,
-                       meta=meta, init=start_model).model
-    ref = test_metrics(full, [images[i] for i in test], [labels[i] for i in test],
-                       [groups[i] for i in test])
-    full_s = time.perf_counter() - t0
+    ref, full_s = _reference(args, ref_cfg, images, labels, groups, pool, test, meta,
+                             start_model)
     target = 0.95 * ref["macro_f1"]
     print(f"reference macro-F1 {ref['macro_f1']:.3f} ({full_s:.0f} s); target {target:.3f}",
           flush=True)
@@ -172,6 +170,28 @@ def _left_out_generalist(args):
         settings = argparse.Namespace(patch=128, batch=4, epochs_big=1)
     return cached_group_model(Path(args.cache), data_dir, others, 4 if args.quick else 600,
                               settings, f"without-{args.leave_out}")
+
+
+def _reference(args, ref_cfg, images, labels, groups, pool, test, meta, start_model):
+    """The whole-pool reference's test metrics and training seconds, cached in --cache by
+    everything that decides them (a run with other round settings reuses it)."""
+    key = json.dumps([dataclasses.asdict(ref_cfg), args.pool, args.test, args.start,
+                      args.start_model, args.leave_out, args.quick, "reference-v1"],
+                     sort_keys=True, default=str)
+    path = Path(args.cache) / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        print(f"reference: cached {path}", flush=True)
+        return cached["metrics"], cached["seconds"]
+    t0 = time.perf_counter()
+    full = train_model([images[i] for i in pool], [labels[i] for i in pool], config=ref_cfg,
+                       meta=meta, init=start_model).model
+    ref = test_metrics(full, [images[i] for i in test], [labels[i] for i in test],
+                       [groups[i] for i in test])
+    seconds = time.perf_counter() - t0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writers.write_json(path, {"metrics": ref, "seconds": seconds})
+    return ref, seconds
 
 
 def _load() -> float:
