@@ -793,12 +793,12 @@ def count_image(model: CountingModel, image: np.ndarray, mc_samples: int = 16,
     factor = model.count_factor
     mask = None if region is None else np.asarray(region, bool)
     total = factor * float(density.sum() if mask is None else density[mask].sum())
+    peaks = peak_map(density, model.sigma)
     if model.point_rule == "count":
-        points, values = strongest_peaks(peak_map(density, model.sigma), points_for(total),
-                                         model.floor, model.min_distance, mask)
+        points, values = strongest_peaks(peaks, points_for(total), model.floor,
+                                         model.min_distance, mask)
     else:
-        points, values = find_peaks(peak_map(density, model.sigma), model.threshold,
-                                    model.min_distance, mask)
+        points, values = find_peaks(peaks, model.threshold, model.min_distance, mask)
     # the height that made a peak a cell here: the calibrated threshold, or the lowest peak
     # the count took when that is lower, so points taken below the threshold are not all
     # marked unsure for that alone

@@ -82,6 +82,7 @@ def test_a_points_project_is_trained_predicted_and_counted_in_the_browser(live, 
     proto = onnx.load_from_string(answer.content)
     card = {p.key: p.value for p in proto.metadata_props}["model_card"]
     assert '"kind": "counting"' in card and '"interval"' in card
+    assert '"select": "count"' in card                 # the points follow the count
     assert [o.name for o in proto.graph.output] == ["density"]
     person.click("#models-predict-all")
     predict_id = job_of(live, "predict", pid)
@@ -109,6 +110,9 @@ def test_a_points_project_is_trained_predicted_and_counted_in_the_browser(live, 
     counted = person.wait_text("#annotate-counts", "points", timeout=60)
     n = int(counted.split("points")[0].split()[-1])
     assert abs(n - 9) <= 2, counted
+    # as many points as the model counted for this image (rounded half up)
+    counted_by_model = by_name["drug_6.tif"]
+    assert n == int(float(counted_by_model["count"]) + 0.5), (counted, counted_by_model)
     assert "orange-and-white ring" in person.text("#annotate-points-legend")
     person.shot("counting-suggestion")
 
