@@ -57,6 +57,9 @@ def add_arguments(ap) -> None:
     g.add_argument("--round-lr", type=float, default=2e-3,
                    help="learning rate of each round's fine-tune (the whole-pool reference "
                         "keeps 2e-3); lower forgets less of the start model")
+    g.add_argument("--round-pull", type=float, default=0.0,
+                   help="each round's fine-tune pulls the weights back to the previous "
+                        "model's (TrainConfig.pull, decoupled L2-SP); 0: no pull")
     g.add_argument("--quick", action="store_true", help="smoke run; prints, writes nothing")
 
 
@@ -102,7 +105,7 @@ def run(args, write_section, machine) -> None:
         cfg = dataclasses.replace(cfg, width=arch["width"], depth=arch["depth"])
     ref_cfg = (dataclasses.replace(cfg, epochs=1, steps_per_epoch=args.reference_steps)
                if args.reference_steps else dataclasses.replace(cfg, epochs=args.rounds + 1))
-    cfg = dataclasses.replace(cfg, lr=args.round_lr)
+    cfg = dataclasses.replace(cfg, lr=args.round_lr, pull=args.round_pull)
     ref, full_s = _reference(args, ref_cfg, images, labels, groups, pool, test, meta,
                              start_model)
     target = 0.95 * ref["macro_f1"]
@@ -175,7 +178,9 @@ def _left_out_generalist(args):
 def _reference(args, ref_cfg, images, labels, groups, pool, test, meta, start_model):
     """The whole-pool reference's test metrics and training seconds, cached in --cache by
     everything that decides them (a run with other round settings reuses it)."""
-    key = json.dumps([dataclasses.asdict(ref_cfg), args.pool, args.test, args.start,
+    settings = {k: v for k, v in dataclasses.asdict(ref_cfg).items()
+                if k != "pull" or v}     # no pull: the key it had before the option existed
+    key = json.dumps([settings, args.pool, args.test, args.start,
                       args.start_model, args.leave_out, args.quick, "reference-v1"],
                      sort_keys=True, default=str)
     path = Path(args.cache) / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
@@ -248,7 +253,7 @@ built-in model's input mapping). Unit: {args.unit}{f' ({args.region_size} px)' i
 start: {_start_name(args)}{f' ({Path(args.start_model).name})' if args.start_model and not args.leave_out else ''}. One shared random start
 unit per seed, {args.rounds} rounds of {args.batch}, {args.seeds} seeds; each round fine-tunes the
 previous round's U-Net ({args.steps} steps of 8 x 128 px patches at learning rate
-{args.round_lr:g}, default post-processing);
+{args.round_lr:g}{f', pulled back to the previous model at {args.round_pull:g}' if args.round_pull else ''}, default post-processing);
 MC dropout T={args.passes}. Cost: corrections of the current model's suggestion (redrawn +
 missed + false cells). Reference (whole pool, {args.reference_steps or (args.rounds + 1) * args.steps} steps,
 {full_s / 60:.1f} min): macro-F1 **{ref['macro_f1']:.3f}**

@@ -65,6 +65,8 @@ class TrainConfig:
     touch_width: int = 0             # widen the boundary target where cells touch (pixels)
     dice_weight: float = 1.0
     ema: float = 0.0                 # > 0: evaluate and keep an EMA of the weights (decay)
+    pull: float = 0.0                # fine-tuning: > 0 pulls the weights back to `init`'s
+                                     # after every step (decoupled L2-SP, see _pull_to_start)
     min_size: int = 12
     calibrate: bool = True          # choose the post-processing on annotated images
     semantic: bool = False          # labels are class maps, not instances
@@ -231,6 +233,22 @@ def _planned_run(planned: int, cfg: TrainConfig) -> int:
     return min(cfg.epochs * per_epoch, -(-planned // per_epoch) * per_epoch)
 
 
+class _PullToStart:
+    """Decoupled L2-SP (Li et al., ICML 2018, applied like AdamW's decay): after each step,
+    w <- w - lr * pull * (w - w_start). Adam moves a weight by about lr a step, so a weight
+    settles within about 1/pull of where fine-tuning started: a few labelled images can
+    adjust the start model without overwriting what it knew of the images not labelled."""
+
+    def __init__(self, net: torch.nn.Module, pull: float):
+        self.pull = pull
+        self.start = [p.detach().clone() for p in net.parameters()]
+
+    @torch.no_grad()
+    def __call__(self, net: torch.nn.Module, lr: float) -> None:
+        for p, p0 in zip(net.parameters(), self.start):
+            p.sub_(p - p0, alpha=min(1.0, lr * self.pull))
+
+
 def fully_annotated(ids, regions, seed: int) -> list[int]:
     """The ids whose whole image is annotated, in a seeded random order."""
     ids = [i for i in ids if regions is None or regions[i] is None or bool(np.all(regions[i]))]
@@ -250,7 +268,7 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
                 image_weights: list[float] | None = None) -> TrainResult:
     """Train a U-Net. images: (C, Y, X) or (Y, X) raw arrays; labels: (Y, X) instance labels
     (class maps if `config.semantic`); regions: (Y, X) bool annotated masks or None. Without
-    val_* a validation split is taken from the data. `init` fine-tunes an existing model.
+    val_* a validation split is taken from the data. `init` fine-tunes an existing model (`config.pull` keeps it near its start).
     `progress(dict)` is called after each epoch, and once more (with "phase": "calibration")
     before the post-processing is chosen; `should_stop()` between steps cancels.
     `on_step(dict)` follows the work as it goes, for progress bars (it changes nothing in
@@ -330,6 +348,9 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     budget = cfg.max_seconds and cfg.max_seconds * (1 - (CALIBRATION_FRACTION if calibrating else 0))
     scheduler = None
     ema = WeightAverage(net, cfg.ema) if cfg.ema > 0 else None
+    if cfg.pull < 0:
+        raise TrainingError(f"pull must be 0 or more, not {cfg.pull}")
+    pull = _PullToStart(net, cfg.pull) if cfg.pull > 0 and init is not None else None
     history, best, best_state, best_epoch, bad_epochs = [], -1.0, None, 0, 0
     tolerance = 0.0
     started, steps, stopped = time.perf_counter(), 0, "epochs"
@@ -351,6 +372,8 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
+                if pull is not None:
+                    pull(net, optimiser.param_groups[0]["lr"])
                 if ema is not None:
                     ema.update(net)
                 steps += 1
