@@ -268,7 +268,8 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
                 image_weights: list[float] | None = None) -> TrainResult:
     """Train a U-Net. images: (C, Y, X) or (Y, X) raw arrays; labels: (Y, X) instance labels
     (class maps if `config.semantic`); regions: (Y, X) bool annotated masks or None. Without
-    val_* a validation split is taken from the data. `init` fine-tunes an existing model (`config.pull` keeps it near its start).
+    val_* a validation split is taken from the data. `init` fine-tunes an existing model
+    (`config.pull` keeps it near its start).
     `progress(dict)` is called after each epoch, and once more (with "phase": "calibration")
     before the post-processing is chosen; `should_stop()` between steps cancels.
     `on_step(dict)` follows the work as it goes, for progress bars (it changes nothing in
