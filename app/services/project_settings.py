@@ -31,6 +31,8 @@ class TrainingSettings:
     patience: int = 8
     lr: float = 2e-3
     dropout: float = 0.2
+    pull: float = 0.0             # fine-tuning: pull back to the previous model's weights
+                                  # (models.training.TrainConfig.pull; 0: none)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -38,7 +40,7 @@ class TrainingSettings:
 
 TRAINING_LIMITS = {"width": (4, 128), "depth": (2, 6), "patch": (32, 1024), "batch": (1, 128),
                    "epochs": (1, 1000), "steps_per_epoch": (1, 10000), "patience": (1, 1000),
-                   "lr": (1e-6, 1.0), "dropout": (0.0, 0.9)}
+                   "lr": (1e-6, 1.0), "dropout": (0.0, 0.9), "pull": (0.0, 10_000.0)}
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,54 @@
+"""The project's `pull` training setting (decoupled L2-SP, models.training.TrainConfig.pull):
+owners set it like the other training settings, bad values are refused with a message, and a
+fine-tuning job trains with it."""
+import pytest
+from sqlalchemy import select
+
+from app.errors import ValidationError
+from app.jobs.runner import run_job
+from app.permissions import SYSTEM
+from app.services import imports, model_versions, projects, training
+from app.services.project_settings import clean_training
+from app.tables import ModelVersion
+from storage.blobstore import LocalBlobStore
+from tests.conftest import actor
+from tests.images_data import nuclei, tiff
+
+TINY = {"width": 8, "depth": 2, "patch": 64, "batch": 4, "steps_per_epoch": 4, "epochs": 1,
+        "patience": 20}
+
+
+@pytest.mark.parametrize("typed,pull", [("50", 50.0), (0, 0.0), ("12.5", 12.5)])
+def test_a_pull_is_a_number_from_zero(typed, pull):
+    assert clean_training({"pull": typed}) == {"pull": pull}
+
+
+@pytest.mark.parametrize("typed", ["-1", "x", "20000"])
+def test_a_bad_pull_is_refused_with_a_message(typed):
+    with pytest.raises(ValidationError, match="pull must be"):
+        clean_training({"pull": typed})
+
+
+def test_a_fine_tuning_job_trains_with_the_projects_pull(db, config, world):
+    store = LocalBlobStore(config.blob_dir)
+    items = []
+    for k in range(3):
+        img, lab = nuclei(shape=(96, 96), n=8, seed=k)
+        items.append(imports.ImportFile(f"p{k}.tif", read=lambda img=img: tiff(img),
+                                       read_labels=lambda lab=lab: tiff(lab)))
+    pid = world["project_id"]
+    with db.session_scope() as s:
+        imports.import_files(s, SYSTEM, store, pid, items, 1 << 28)
+        projects.set_training_settings(s, actor(s, "owner"), pid, {**TINY, "pull": "40"})
+    pulls = []
+    for _ in range(2):                     # the second training fine-tunes the first
+        with db.session_scope() as s:
+            job = training.start_training(s, actor(s, "owner"), pid, {}, lambda _id: None)
+        assert run_job(db, config, job.id) == "done"
+        with db.session_scope() as s:
+            newest = s.scalars(select(ModelVersion).where(ModelVersion.project_id == pid)
+                               .order_by(ModelVersion.id.desc())).first()
+            pulls.append((newest.parent_id,
+                          model_versions.load(store, newest).meta["train_config"]["pull"]))
+    assert pulls[0] == (None, 40.0)
+    assert pulls[1][0] is not None and pulls[1][1] == 40.0
