@@ -136,6 +136,29 @@ def cmd_add_member(config: Config, args) -> None:
     print(f"{m.username} is {m.role} in project {args.project}")
 
 
+def cmd_training_settings(config: Config, args) -> None:
+    """Show a project's training settings; KEY=VALUE pairs change them first (owners'
+    settings, checked against project_settings.TRAINING_LIMITS)."""
+    from app.permissions import SYSTEM
+    from app.services import projects
+    from app.services.project_settings import TRAINING_LIMITS, ProjectSettings
+    from app.tables import Project
+    changes = {}
+    for pair in args.changes:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"{pair!r}: write KEY=VALUE, e.g. pull=50 (keys: "
+                           f"{', '.join(TRAINING_LIMITS)})")
+        changes[key.strip()] = value.strip()
+    with _db(config).session_scope() as s:
+        pid = projects.find_project_id(s, args.project)
+        if changes:
+            projects.set_training_settings(s, SYSTEM, pid, changes)
+        current = ProjectSettings.of(s.get(Project, pid)).training.as_dict()
+    for key, value in current.items():
+        print(f"{key:16s} {value:g}{'  (changed)' if key in changes else ''}")
+
+
 def cmd_demo(config: Config, _args) -> None:
     from app import migrate
     from app.demo import load_demo
@@ -478,6 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("username")
     c.add_argument("role", help="owner, reviewer, annotator or viewer")
     c.set_defaults(fn=cmd_add_member)
+    c = sub.add_parser("training-settings", help="show or change a project's training "
+                       "settings (KEY=VALUE ..., e.g. epochs=60 pull=50)")
+    c.add_argument("project", help="project name or id")
+    c.add_argument("changes", nargs="*", metavar="KEY=VALUE")
+    c.set_defaults(fn=cmd_training_settings)
     sub.add_parser("demo", help="load the demo project and accounts").set_defaults(fn=cmd_demo)
     c = sub.add_parser("import", help="import images (files, folders, .zip, .h5) into a project")
     c.add_argument("project", help="project name or id")

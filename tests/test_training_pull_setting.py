@@ -52,3 +52,33 @@ def test_a_fine_tuning_job_trains_with_the_projects_pull(db, config, world):
                           model_versions.load(store, newest).meta["train_config"]["pull"]))
     assert pulls[0] == (None, 40.0)
     assert pulls[1][0] is not None and pulls[1][1] == 40.0
+
+
+def test_the_cli_shows_and_changes_the_training_settings(tmp_path, monkeypatch, capsys):
+    from app import cli
+    from app.db import Database
+    from app.services import users
+    data = tmp_path / "data"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CELLLOOP_DATA_DIR", str(data))
+    monkeypatch.setenv("CELLLOOP_ENV", "development")
+    assert cli.main(["init-db"]) == 0
+    db = Database(f"sqlite:///{data.resolve()}/cellloop.sqlite")
+    with db.session_scope() as s:
+        owner = users.create_user(s, SYSTEM, "boss", "boss-password")
+        projects.create_project(s, SYSTEM, "Nuclei", owner_id=owner.id, starting_model="none")
+    db.dispose()
+    capsys.readouterr()
+    assert cli.main(["training-settings", "Nuclei"]) == 0
+    shown = dict(line.split()[:2] for line in capsys.readouterr().out.splitlines())
+    assert shown["pull"] == "0" and shown["epochs"] == "40"
+    assert cli.main(["training-settings", "Nuclei", "pull=50", "epochs=60"]) == 0
+    out = capsys.readouterr().out
+    assert "pull             50  (changed)" in out and "epochs           60  (changed)" in out
+    assert "lr               0.002\n" in out
+    assert cli.main(["training-settings", "Nuclei", "pull=-3"]) == 2
+    assert "pull must be between 0.0 and 10000.0" in capsys.readouterr().err
+    assert cli.main(["training-settings", "Nuclei", "pull"]) == 2
+    assert "write KEY=VALUE" in capsys.readouterr().err
+    assert cli.main(["training-settings", "Nuclei"]) == 0     # the refused changes left it
+    assert "pull             50\n" in capsys.readouterr().out
