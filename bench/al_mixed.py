@@ -91,36 +91,22 @@ def run(args, write_section, machine) -> None:
     images, labels, groups, test = data(args)
     pool = [i for i in range(len(images)) if i not in set(test)]
     meta = {"input_mapping": INPUT_MAPPING}
-    start_model = None
-    cfg = TrainConfig(width=16, depth=4, patch=128, batch=8, epochs=1,
-                      steps_per_epoch=args.steps, patience=2, lr=2e-3, calibrate=False)
-    if args.start == "builtin":
-        from models.persist import model_from_bytes
-        if args.leave_out:
-            start_model = _left_out_generalist(args)
-        else:
-            start_model = (model_from_bytes(Path(args.start_model).read_bytes())
-                           if args.start_model else builtin.load_builtin())
-        arch = start_model.meta["architecture"]
-        cfg = dataclasses.replace(cfg, width=arch["width"], depth=arch["depth"])
-    ref_cfg = (dataclasses.replace(cfg, epochs=1, steps_per_epoch=args.reference_steps)
-               if args.reference_steps else dataclasses.replace(cfg, epochs=args.rounds + 1))
-    cfg = dataclasses.replace(cfg, lr=args.round_lr, pull=args.round_pull)
+    start_model = _start_model(args)
+    cfg, ref_cfg = configs(args, start_model)
     ref, full_s = _reference(args, ref_cfg, images, labels, groups, pool, test, meta,
                              start_model)
     target = 0.95 * ref["macro_f1"]
     print(f"reference macro-F1 {ref['macro_f1']:.3f} ({full_s:.0f} s); target {target:.3f}",
           flush=True)
-    plan = SimulationPlan(args.mixed_strategies.split(","), initial=1, batch=args.batch,
-                          rounds=args.rounds, seeds=list(range(args.seeds)),
-                          passes=args.passes, test_indices=test, unit=args.unit,
-                          region=args.region_size, start=args.start, cost="corrections",
-                          target_f1=target)
     t1 = time.perf_counter()
-    load = []
-    rows = simulate(images, labels, plan, cfg, groups=groups, start_model=start_model,
-                    meta=meta, progress=lambda r: (load.append(_load()),
-                                                   print("round", json.dumps(r), flush=True)))
+    load, rows = [], []
+    for seed in range(args.seeds):      # one (seed, strategy) at a time, cached: a run with
+        for name in args.mixed_strategies.split(","):       # more seeds redoes none of these
+            plan = one_plan(args, name, seed, test, target)
+            rows += _cached_rows(args, cfg, plan, lambda plan=plan: simulate(
+                images, labels, plan, cfg, groups=groups, start_model=start_model, meta=meta,
+                progress=lambda r: (load.append(_load()),
+                                    print("round", json.dumps(r), flush=True))))
     sim_s = time.perf_counter() - t1
     summary = summarise(rows, target=target)
     left_out = None
@@ -144,6 +130,29 @@ def run(args, write_section, machine) -> None:
                                                       "left_out": left_out})
     write_section(f"active_learning_{stem}", "Active learning on a mixed DSB pool, in "
                   f"corrections ({args.unit} units, from {_start_name(args)}; issue 21)", body)
+
+
+def _start_model(args):
+    """The first model (None from scratch)."""
+    if args.start != "builtin":
+        return None
+    from models.persist import model_from_bytes
+    if args.leave_out:
+        return _left_out_generalist(args)
+    return (model_from_bytes(Path(args.start_model).read_bytes())
+            if args.start_model else builtin.load_builtin())
+
+
+def configs(args, start_model) -> tuple[TrainConfig, TrainConfig]:
+    """Each round's fine-tuning settings and the whole-pool reference's."""
+    cfg = TrainConfig(width=16, depth=4, patch=128, batch=8, epochs=1,
+                      steps_per_epoch=args.steps, patience=2, lr=2e-3, calibrate=False)
+    if start_model is not None:
+        arch = start_model.meta["architecture"]
+        cfg = dataclasses.replace(cfg, width=arch["width"], depth=arch["depth"])
+    ref_cfg = (dataclasses.replace(cfg, epochs=1, steps_per_epoch=args.reference_steps)
+               if args.reference_steps else dataclasses.replace(cfg, epochs=args.rounds + 1))
+    return dataclasses.replace(cfg, lr=args.round_lr, pull=args.round_pull), ref_cfg
 
 
 def _start_name(args) -> str:
@@ -197,6 +206,33 @@ def _reference(args, ref_cfg, images, labels, groups, pool, test, meta, start_mo
     path.parent.mkdir(parents=True, exist_ok=True)
     writers.write_json(path, {"metrics": ref, "seconds": seconds})
     return ref, seconds
+
+
+def one_plan(args, strategy: str, seed: int, test: list[int],
+             target: float | None = None) -> SimulationPlan:
+    """The simulation of one strategy and one seed."""
+    return SimulationPlan([strategy], initial=1, batch=args.batch, rounds=args.rounds,
+                          seeds=[seed], passes=args.passes, test_indices=test, unit=args.unit,
+                          region=args.region_size, start=args.start, cost="corrections",
+                          target_f1=target)
+
+
+def _cached_rows(args, cfg, plan, run) -> list[dict]:
+    """One (seed, strategy)'s rows, from --cache when a run with everything that decides
+    them (the round settings, the plan, the data and the start) left them there."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "pull" or v}
+    what = {k: v for k, v in dataclasses.asdict(plan).items() if k != "target_f1"}
+    key = json.dumps([settings, what, args.pool, args.test, args.start_model, args.leave_out,
+                      args.quick, "rows-v1"], sort_keys=True, default=str)
+    path = Path(args.cache) / f"rows-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.exists() and not args.quick:
+        print(f"{plan.strategies[0]} seed {plan.seeds[0]}: cached {path}", flush=True)
+        return json.loads(path.read_text())
+    rows = run()
+    if not args.quick:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writers.write_json(path, rows)
+    return rows
 
 
 def _load() -> float:
