@@ -141,8 +141,7 @@ def cmd_training_settings(config: Config, args) -> None:
     settings, checked against project_settings.TRAINING_LIMITS)."""
     from app.permissions import SYSTEM
     from app.services import projects
-    from app.services.project_settings import TRAINING_LIMITS, ProjectSettings
-    from app.tables import Project
+    from app.services.project_settings import TRAINING_LIMITS
     changes = {}
     for pair in args.changes:
         key, sep, value = pair.partition("=")
@@ -152,11 +151,12 @@ def cmd_training_settings(config: Config, args) -> None:
         changes[key.strip()] = value.strip()
     with _db(config).session_scope() as s:
         pid = projects.find_project_id(s, args.project)
+        before = projects.training_settings(s, SYSTEM, pid)
         if changes:
             projects.set_training_settings(s, SYSTEM, pid, changes)
-        current = ProjectSettings.of(s.get(Project, pid)).training.as_dict()
+        current = projects.training_settings(s, SYSTEM, pid)
     for key, value in current.items():
-        print(f"{key:16s} {value:g}{'  (changed)' if key in changes else ''}")
+        print(f"{key:16s} {value:g}{'  (changed)' if value != before[key] else ''}")
 
 
 def cmd_demo(config: Config, _args) -> None:

@@ -27,7 +27,8 @@ import numpy as np
 from models import builtin
 from models.builtin_data import GROUPS, INPUT_MAPPING, split
 from models.simulation import SimulationPlan, figure, simulate, summarise, test_metrics
-from models.training import TrainConfig, train_model
+from models.strategies import get_strategy
+from models.training import TrainConfig, check_pull, train_model
 from storage import writers
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "active_learning"
@@ -51,8 +52,9 @@ def add_arguments(ap) -> None:
                         "cached as in bench/bench_from_builtin.py) on every DSB training "
                         "image outside this group, so that group is new to the start model")
     g.add_argument("--cache", default="/tmp/cellloop-bench-from-builtin",
-                   help="where --leave-out's generalist and the whole-pool reference's "
-                        "metrics are cached")
+                   help="where --leave-out's generalist, the whole-pool reference's metrics "
+                        "(keyed by its settings) and each (strategy, seed)'s rows (keyed by "
+                        "the settings, the start weights and the code in models/) are cached")
     g.add_argument("--mixed-strategies", default="random,stratified,power,coverage")
     g.add_argument("--round-lr", type=float, default=2e-3,
                    help="learning rate of each round's fine-tune (the whole-pool reference "
@@ -60,6 +62,8 @@ def add_arguments(ap) -> None:
     g.add_argument("--round-pull", type=float, default=0.0,
                    help="each round's fine-tune pulls the weights back to the previous "
                         "model's (TrainConfig.pull, decoupled L2-SP); 0: no pull")
+    g.add_argument("--fresh", action="store_true",
+                   help="run every (strategy, seed) and the reference again, ignoring --cache")
     g.add_argument("--quick", action="store_true", help="smoke run; prints, writes nothing")
 
 
@@ -88,6 +92,10 @@ def run(args, write_section, machine) -> None:
         args.pool, args.test, args.rounds, args.seeds, args.steps = 12, 1, 1, 1, 4
         args.reference_steps = 0
         args.batch = 1
+    strategies = args.mixed_strategies.split(",")
+    for name in strategies:
+        get_strategy(name)          # a misspelt name fails now, not after an hour of others
+    check_pull(args.round_pull, args.round_lr)
     images, labels, groups, test = data(args)
     pool = [i for i in range(len(images)) if i not in set(test)]
     meta = {"input_mapping": INPUT_MAPPING}
@@ -99,15 +107,23 @@ def run(args, write_section, machine) -> None:
     print(f"reference macro-F1 {ref['macro_f1']:.3f} ({full_s:.0f} s); target {target:.3f}",
           flush=True)
     t1 = time.perf_counter()
-    load, rows = [], []
+    load, rows, sim_s, cached = [], [], 0.0, 0
+    fingerprint = _fingerprint(start_model)
     for seed in range(args.seeds):      # one (seed, strategy) at a time, cached: a run with
-        for name in args.mixed_strategies.split(","):       # more seeds redoes none of these
+        for name in strategies:         # more seeds redoes none of these
             plan = one_plan(args, name, seed, test, target)
-            rows += _cached_rows(args, cfg, plan, lambda plan=plan: simulate(
+            done = _cached_rows(args, cfg, plan, fingerprint, lambda load, plan=plan: simulate(
                 images, labels, plan, cfg, groups=groups, start_model=start_model, meta=meta,
                 progress=lambda r: (load.append(_load()),
                                     print("round", json.dumps(r), flush=True))))
-    sim_s = time.perf_counter() - t1
+            rows += done["rows"]
+            sim_s += done["seconds"]
+            load += done["load"]
+            cached += done["cached"]
+    runs = f"{args.seeds * len(strategies)} (strategy, seed) runs"
+    made = (f"{runs}, {cached} of them read from --cache" if cached else runs)
+    print(f"{made}; simulation {sim_s / 60:.1f} min ({(time.perf_counter() - t1) / 60:.1f} in "
+          "this run)", flush=True)
     summary = summarise(rows, target=target)
     left_out = None
     if args.leave_out:      # the group the start never saw: its own target and costs
@@ -115,7 +131,7 @@ def run(args, write_section, machine) -> None:
         left_out = {"metric": metric, "target": 0.95 * ref[metric],
                     "strategies": summarise(rows, target=0.95 * ref[metric], metric=metric)}
     body = report(args, rows, summary, ref, target, full_s, sim_s, len(pool), len(test),
-                  groups, test, load, left_out)
+                  groups, test, load, left_out, made)
     if args.quick:
         print(body)
         return
@@ -193,7 +209,7 @@ def _reference(args, ref_cfg, images, labels, groups, pool, test, meta, start_mo
                       args.start_model, args.leave_out, args.quick, "reference-v1"],
                      sort_keys=True, default=str)
     path = Path(args.cache) / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-    if path.exists():
+    if path.exists() and not args.fresh:
         cached = json.loads(path.read_text())
         print(f"reference: cached {path}", flush=True)
         return cached["metrics"], cached["seconds"]
@@ -217,22 +233,36 @@ def one_plan(args, strategy: str, seed: int, test: list[int],
                           target_f1=target)
 
 
-def _cached_rows(args, cfg, plan, run) -> list[dict]:
-    """One (seed, strategy)'s rows, from --cache when a run with everything that decides
-    them (the round settings, the plan, the data and the start) left them there."""
+def _fingerprint(start_model) -> str:
+    """What else decides a simulation's rows: the code in models/ and the start weights."""
+    digest = hashlib.sha256()
+    for path in sorted((Path(__file__).resolve().parent.parent / "models").glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    if start_model is not None:
+        for name, tensor in start_model.module.state_dict().items():
+            digest.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _cached_rows(args, cfg, plan, fingerprint: str, run) -> dict:
+    """One (seed, strategy)'s rows, its seconds and load averages, and whether they came
+    from --cache, where a run with everything that decides them (the round settings, the
+    plan, the data, the start weights and the code in models/) left them; --fresh reruns."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "pull" or v}
     what = {k: v for k, v in dataclasses.asdict(plan).items() if k != "target_f1"}
     key = json.dumps([settings, what, args.pool, args.test, args.start_model, args.leave_out,
-                      args.quick, "rows-v1"], sort_keys=True, default=str)
+                      args.quick, fingerprint, "rows-v2"], sort_keys=True, default=str)
     path = Path(args.cache) / f"rows-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-    if path.exists() and not args.quick:
+    if path.exists() and not (args.quick or args.fresh):
         print(f"{plan.strategies[0]} seed {plan.seeds[0]}: cached {path}", flush=True)
-        return json.loads(path.read_text())
-    rows = run()
+        return {**json.loads(path.read_text()), "cached": True}
+    t0, load = time.perf_counter(), []
+    rows = run(load)            # `load` gets the load average after each round
+    done = {"rows": rows, "seconds": time.perf_counter() - t0, "load": load}
     if not args.quick:
         path.parent.mkdir(parents=True, exist_ok=True)
-        writers.write_json(path, rows)
-    return rows
+        writers.write_json(path, done)
+    return {**done, "cached": False}
 
 
 def _load() -> float:
@@ -261,7 +291,7 @@ The left-out group, {group} (the start model never saw it): target 95% of the re
 
 
 def report(args, rows, summary, ref, target, full_s, sim_s, n_pool, n_test, groups, test,
-           load, left_out: dict | None = None) -> str:
+           load, left_out: dict | None = None, runs: str = "") -> str:
     by = {s["strategy"]: s for s in summary}
     per_group = {g: sum(1 for i in test if groups[i] == g) for g in GROUPS}
     lines = []
@@ -294,7 +324,7 @@ MC dropout T={args.passes}. Cost: corrections of the current model's suggestion 
 missed + false cells). Reference (whole pool, {args.reference_steps or (args.rounds + 1) * args.steps} steps,
 {full_s / 60:.1f} min): macro-F1 **{ref['macro_f1']:.3f}**
 ({', '.join(f"{g} {ref[f'f1_{g}']:.3f}" for g in GROUPS)}); target (95%) {target:.3f}.
-Simulation {sim_s / 60:.1f} min; load average during it {statistics.median(load) if load else 0:g}
+Simulation {sim_s / 60:.1f} min{f' ({runs}; times from the runs that made them)' if 'cache' in runs else ''}; load average during it {statistics.median(load) if load else 0:g}
 (median of the rounds); final cumulative corrections {min(costs)}–{max(costs)}.
 
 | strategy | final macro-F1 | {' | '.join(GROUPS)} | area vs cost | area vs random | per seed | corrections to target (median; per seed) |

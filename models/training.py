@@ -66,7 +66,8 @@ class TrainConfig:
     dice_weight: float = 1.0
     ema: float = 0.0                 # > 0: evaluate and keep an EMA of the weights (decay)
     pull: float = 0.0                # fine-tuning: > 0 pulls the weights back to `init`'s
-                                     # after every step (decoupled L2-SP, see _pull_to_start)
+                                     # after every step (decoupled L2-SP, see _PullToStart);
+                                     # lr x pull must stay below 1
     min_size: int = 12
     calibrate: bool = True          # choose the post-processing on annotated images
     semantic: bool = False          # labels are class maps, not instances
@@ -233,6 +234,16 @@ def _planned_run(planned: int, cfg: TrainConfig) -> int:
     return min(cfg.epochs * per_epoch, -(-planned // per_epoch) * per_epoch)
 
 
+def check_pull(pull: float, lr: float) -> None:
+    """Raise TrainingError unless 0 <= pull and lr x pull < 1 (at 1 or more every step would
+    put the weights back where they started: no fine-tuning at all)."""
+    if not pull >= 0:
+        raise TrainingError(f"pull must be 0 or more, not {pull}")
+    if lr * pull >= 1:
+        raise TrainingError(f"pull ({pull:g}) times the learning rate ({lr:g}) must be below 1; "
+                            f"at 1 or more fine-tuning would change nothing")
+
+
 class _PullToStart:
     """Decoupled L2-SP (Li et al., ICML 2018, applied like AdamW's decay): after each step,
     w <- w - lr * pull * (w - w_start). Adam moves a weight by about lr a step, so a weight
@@ -287,6 +298,9 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     cfg = config or TrainConfig()
     if not images:
         raise TrainingError("There are no annotated images to train on.")
+    check_pull(cfg.pull, cfg.lr)
+    if cfg.pull and init is None:           # nothing to pull back to: say so in the meta
+        cfg = dataclasses.replace(cfg, pull=0.0)
     if len(images) != len(labels):
         raise TrainingError("images and labels differ in number")
     if image_weights is not None and len(image_weights) != len(images):
@@ -349,8 +363,6 @@ def train_model(images: list[np.ndarray], labels: list[np.ndarray],
     budget = cfg.max_seconds and cfg.max_seconds * (1 - (CALIBRATION_FRACTION if calibrating else 0))
     scheduler = None
     ema = WeightAverage(net, cfg.ema) if cfg.ema > 0 else None
-    if cfg.pull < 0:
-        raise TrainingError(f"pull must be 0 or more, not {cfg.pull}")
     pull = _PullToStart(net, cfg.pull) if cfg.pull > 0 and init is not None else None
     history, best, best_state, best_epoch, bad_epochs = [], -1.0, None, 0, 0
     tolerance = 0.0

@@ -10,6 +10,7 @@ from app.permissions import SYSTEM
 from app.services import imports, model_versions, projects, training
 from app.services.project_settings import clean_training
 from app.tables import ModelVersion
+from models import training as training_module
 from storage.blobstore import LocalBlobStore
 from tests.conftest import actor
 from tests.images_data import nuclei, tiff
@@ -23,13 +24,13 @@ def test_a_pull_is_a_number_from_zero(typed, pull):
     assert clean_training({"pull": typed}) == {"pull": pull}
 
 
-@pytest.mark.parametrize("typed", ["-1", "x", "20000"])
+@pytest.mark.parametrize("typed", ["-1", "x", "2000"])
 def test_a_bad_pull_is_refused_with_a_message(typed):
     with pytest.raises(ValidationError, match="pull must be"):
         clean_training({"pull": typed})
 
 
-def test_a_fine_tuning_job_trains_with_the_projects_pull(db, config, world):
+def test_a_fine_tuning_job_trains_with_the_projects_pull(db, config, world, monkeypatch):
     store = LocalBlobStore(config.blob_dir)
     items = []
     for k in range(3):
@@ -40,6 +41,19 @@ def test_a_fine_tuning_job_trains_with_the_projects_pull(db, config, world):
     with db.session_scope() as s:
         imports.import_files(s, SYSTEM, store, pid, items, 1 << 28)
         projects.set_training_settings(s, actor(s, "owner"), pid, {**TINY, "pull": "40"})
+    built = []
+
+    class Recording(training_module._PullToStart):
+        def __init__(self, net, pull):
+            super().__init__(net, pull)
+            self.calls = 0
+            built.append(self)
+
+        def __call__(self, net, lr):
+            self.calls += 1
+            super().__call__(net, lr)
+
+    monkeypatch.setattr(training_module, "_PullToStart", Recording)
     pulls = []
     for _ in range(2):                     # the second training fine-tunes the first
         with db.session_scope() as s:
@@ -50,8 +64,10 @@ def test_a_fine_tuning_job_trains_with_the_projects_pull(db, config, world):
                                .order_by(ModelVersion.id.desc())).first()
             pulls.append((newest.parent_id,
                           model_versions.load(store, newest).meta["train_config"]["pull"]))
-    assert pulls[0] == (None, 40.0)
+    assert pulls[0] == (None, 0.0)         # from scratch: nothing to pull back to
     assert pulls[1][0] is not None and pulls[1][1] == 40.0
+    assert len(built) == 1 and built[0].pull == 40.0
+    assert built[0].calls == TINY["steps_per_epoch"] * TINY["epochs"]   # after every step
 
 
 def test_the_cli_shows_and_changes_the_training_settings(tmp_path, monkeypatch, capsys):
@@ -77,8 +93,12 @@ def test_the_cli_shows_and_changes_the_training_settings(tmp_path, monkeypatch, 
     assert "pull             50  (changed)" in out and "epochs           60  (changed)" in out
     assert "lr               0.002\n" in out
     assert cli.main(["training-settings", "Nuclei", "pull=-3"]) == 2
-    assert "pull must be between 0.0 and 10000.0" in capsys.readouterr().err
+    assert "pull must be between 0.0 and 1000.0" in capsys.readouterr().err
+    assert cli.main(["training-settings", "Nuclei", "pull=600"]) == 2     # x lr 0.002 = 1.2
+    assert "pull (600) times the learning rate (0.002) must be below 1" in capsys.readouterr().err
+    assert cli.main(["training-settings", "Nuclei", "pulll=6"]) == 2
+    assert "Unknown training setting 'pulll' (settings: width, depth" in capsys.readouterr().err
     assert cli.main(["training-settings", "Nuclei", "pull"]) == 2
     assert "write KEY=VALUE" in capsys.readouterr().err
-    assert cli.main(["training-settings", "Nuclei"]) == 0     # the refused changes left it
-    assert "pull             50\n" in capsys.readouterr().out
+    assert cli.main(["training-settings", "Nuclei", "pull=50"]) == 0   # the refused changes
+    assert "pull             50\n" in capsys.readouterr().out            # left it; not changed

@@ -40,7 +40,7 @@ class TrainingSettings:
 
 TRAINING_LIMITS = {"width": (4, 128), "depth": (2, 6), "patch": (32, 1024), "batch": (1, 128),
                    "epochs": (1, 1000), "steps_per_epoch": (1, 10000), "patience": (1, 1000),
-                   "lr": (1e-6, 1.0), "dropout": (0.0, 0.9), "pull": (0.0, 10_000.0)}
+                   "lr": (1e-6, 1.0), "dropout": (0.0, 0.9), "pull": (0.0, 1000.0)}
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,11 @@ class ProjectSettings:
                    loop=_known(LoopSettings, stored.get("active_learning") or {}))
 
 
+def training_from(values: dict) -> TrainingSettings:
+    """Stored training settings over the defaults (unknown keys ignored)."""
+    return _known(TrainingSettings, values)
+
+
 def _known(kind, values: dict):
     names = {f.name for f in dataclasses.fields(kind)}
     return kind(**{k: v for k, v in values.items() if k in names})
@@ -122,7 +127,8 @@ def clean_training(changes: dict) -> dict:
     clean = {}
     for key, value in changes.items():
         if key not in TRAINING_LIMITS:
-            raise ValidationError(f"Unknown training setting {key!r}.")
+            raise ValidationError(f"Unknown training setting {key!r} (settings: "
+                                  f"{', '.join(TRAINING_LIMITS)}).")
         clean[key] = _number(key, value, *TRAINING_LIMITS[key])
     return clean
 

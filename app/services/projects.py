@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.permissions import ROLE_NAMES, Actor, Role, require, role_of
-from app.services.project_settings import clean_training
+from app.services.project_settings import clean_training, training_from
 from app.states import ImageStatus
 from app.tables import Annotation, Draft, Image, Membership, Project, User
 from app.services import queries, starting_models
@@ -380,10 +380,20 @@ def set_training_settings(session: Session, actor: Actor, project_id: int,
     `project_settings.TRAINING_LIMITS`)."""
     project = require(session, actor, project_id, "manage")
     clean = clean_training(settings)
-    project.settings = {**(project.settings or {}),
-                        "training": {**(project.settings or {}).get("training", {}), **clean}}
+    merged = {**(project.settings or {}).get("training", {}), **clean}
+    after = training_from(merged)
+    if after.lr * after.pull >= 1:
+        raise ValidationError(f"pull ({after.pull:g}) times the learning rate ({after.lr:g}) "
+                              "must be below 1; at 1 or more fine-tuning would change nothing.")
+    project.settings = {**(project.settings or {}), "training": merged}
     session.flush()
     return project.settings["training"]
+
+
+def training_settings(session: Session, actor: Actor, project_id: int) -> dict:
+    """The project's training settings: the defaults with what its owners changed."""
+    project = require(session, actor, project_id, "view")
+    return training_from((project.settings or {}).get("training") or {}).as_dict()
 
 
 ANNOTATION_MODES = ("outlines", "points")
