@@ -244,15 +244,20 @@ def _fingerprint(start_model) -> str:
     return digest.hexdigest()[:16]
 
 
-def _cached_rows(args, cfg, plan, fingerprint: str, run) -> dict:
-    """One (seed, strategy)'s rows, its seconds and load averages, and whether they came
-    from --cache, where a run with everything that decides them (the round settings, the
-    plan, the data, the start weights and the code in models/) left them; --fresh reruns."""
+def rows_path(args, cfg, plan, fingerprint: str) -> Path:
+    """Where one (strategy, seed)'s rows are cached: named by everything that decides them."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "pull" or v}
     what = {k: v for k, v in dataclasses.asdict(plan).items() if k != "target_f1"}
     key = json.dumps([settings, what, args.pool, args.test, args.start_model, args.leave_out,
                       args.quick, fingerprint, "rows-v2"], sort_keys=True, default=str)
-    path = Path(args.cache) / f"rows-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    return Path(args.cache) / f"rows-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def _cached_rows(args, cfg, plan, fingerprint: str, run) -> dict:
+    """One (seed, strategy)'s rows, its seconds and load averages, and whether they came
+    from --cache, where a run with everything that decides them (the round settings, the
+    plan, the data, the start weights and the code in models/) left them; --fresh reruns."""
+    path = rows_path(args, cfg, plan, fingerprint)
     if path.exists() and not (args.quick or args.fresh):
         print(f"{plan.strategies[0]} seed {plan.seeds[0]}: cached {path}", flush=True)
         return {**json.loads(path.read_text()), "cached": True}
