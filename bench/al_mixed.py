@@ -246,9 +246,8 @@ def _fingerprint(start_model) -> str:
 
 def rows_path(args, cfg, plan, fingerprint: str) -> Path:
     """Where one (strategy, seed)'s rows are cached: named by everything that decides them."""
-    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "pull" or v}
     what = {k: v for k, v in dataclasses.asdict(plan).items() if k != "target_f1"}
-    key = json.dumps([settings, what, args.pool, args.test, args.start_model, args.leave_out,
+    key = json.dumps([dataclasses.asdict(cfg), what, args.pool, args.test, args.start_model, args.leave_out,
                       args.quick, fingerprint, "rows-v2"], sort_keys=True, default=str)
     return Path(args.cache) / f"rows-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
