@@ -9,12 +9,14 @@ state for that user. Both must name the same user: a token copied from another u
 is refused. The service then checks the user's role in the project, exactly as
 `pages._common.call` does inside a request.
 
-Fork safety: a background callback process is forked from a web worker. Web workers never
-run torch (see docs/architecture.md); if torch was loaded anyway, the child limits torch to
-one thread, since OpenMP thread pools do not survive fork (a child once hung for ever in a
-thread barrier while it held the SQLite write lock). The child also writes its log lines to new
-file objects (`_fork_safe_logging`): a buffered file's lock is copied into the child as it was,
-held for ever when another thread of the worker was writing a log line at the moment of the fork."""
+Fork safety: a background callback process is forked from a job server with one thread
+(pages._background), no longer from the threaded web worker. The guards of that time stay, for
+any process forked from one with threads (a Celery worker's pool): if torch was loaded, the
+child limits torch to one thread, since OpenMP thread pools do not survive fork (a child once
+hung for ever in a thread barrier while it held the SQLite write lock); and the child writes its
+log lines to new file objects (`_fork_safe_logging`): a buffered file's lock is copied into the
+child as it was, held for ever when another thread was writing a log line at the moment of the
+fork."""
 from __future__ import annotations
 
 import io

@@ -76,17 +76,19 @@ def _order_routes() -> None:
 def _background_manager(server: Flask):
     """Where background callbacks run: Celery with Redis when REDIS_URL is set (every web
     worker and machine shares it), else a disk cache in the data directory (shared by the
-    gunicorn workers of one machine)."""
+    gunicorn workers of one machine) and, per worker, a job server that forks the jobs
+    (`pages._background`: never a fork of the threaded worker itself)."""
     config = server.extensions["cellloop"].config
     if config.redis_url:
         from app.jobs.celery_app import make_celery
         return dash.CeleryManager(make_celery(config))
     import diskcache
-    from pages._background import BoundedDiskcacheManager
+    from pages._background import JobServerManager
     folder = config.cache_dir / "dash-background"
     folder.mkdir(parents=True, exist_ok=True)
-    return BoundedDiskcacheManager(diskcache.Cache(str(folder)),
-                                   deadline_s=config.background_deadline_s)
+    return JobServerManager(diskcache.Cache(str(folder)), config,
+                            current_config=lambda: server.extensions["cellloop"].config,
+                            deadline_s=config.background_deadline_s)
 
 
 def init_dash(server: Flask) -> dash.Dash:

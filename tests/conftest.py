@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import types
 
 import pytest
 from selenium.webdriver.chrome.options import Options as ChromeOptions
@@ -108,6 +109,21 @@ def server(config, serve):
 @pytest.fixture
 def dash_app(server):
     return server.extensions["dash_app"]
+
+
+@pytest.fixture
+def patch_jobs(monkeypatch, dash_app):
+    """patch_jobs(module, name, value): monkeypatch.setattr in this process and in every
+    background callback's process, which a job server forks and which never sees this
+    process's patches (pages._background)."""
+    manager = dash_app._background_manager
+
+    def patch(module, name, value):
+        assert isinstance(module, types.ModuleType), "patch a module's attribute"
+        monkeypatch.setattr(module, name, value)
+        monkeypatch.setattr(manager, "job_patches",
+                            [*manager.job_patches, (module.__name__, name, value)])
+    return patch
 
 
 @pytest.fixture

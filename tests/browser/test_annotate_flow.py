@@ -181,16 +181,16 @@ def test_class_keys_choose_the_next_class_and_shift_digit_reclassifies(browser, 
 
 
 @pytest.fixture
-def fake_model(monkeypatch):
-    """A suggestion without a trained model (the background process is forked from this
-    one, so it sees the patch): two square cells."""
+def fake_model(patch_jobs):
+    """A suggestion without a trained model (patched in the background callbacks' processes
+    too): two square cells."""
     from app.services import prediction
 
     def suggest(session, actor, store, config, image_id, model_version_id=None):
         labels = np.zeros((60, 80), np.int32)
         labels[5:15, 5:15], labels[40:50, 60:70] = 1, 2
         return prediction.Prediction(image_id, 1, 2, labels)
-    monkeypatch.setattr(prediction, "suggest", suggest)
+    patch_jobs(prediction, "suggest", suggest)
 
 
 def test_suggestion_asks_before_replacing_cells_and_undo_brings_them_back(

@@ -23,15 +23,15 @@ fetch(href, {credentials: 'same-origin'}).then(r => r.blob()).then(createImageBi
 
 
 @pytest.fixture
-def scored_suggestion(monkeypatch):
-    """A suggestion with scores, without a trained model (the background process is forked
-    from this one, so it sees the patch): cell 1 confident, 2 and 3 uncertain."""
+def scored_suggestion(patch_jobs):
+    """A suggestion with scores, without a trained model (patched in the background
+    callbacks' processes too): cell 1 confident, 2 and 3 uncertain."""
     from app.services import prediction
 
     def suggest(session, actor, store, config, image_id, model_version_id=None,
                 score_cells=True):
         return prediction.Prediction(image_id, 1, 3, suggestion_labels(), uncertainty())
-    monkeypatch.setattr(prediction, "suggest", suggest)
+    patch_jobs(prediction, "suggest", suggest)
 
 
 def outline_colours(browser):
@@ -83,7 +83,7 @@ def test_uncertain_cells_coloured_walked_and_confident_ones_accepted(browser, wo
 
 
 def test_a_suggestion_shown_without_scores_is_scored_afterwards(browser, world, db, image_id,
-                                                                monkeypatch):
+                                                                patch_jobs):
     """The suggestion on opening does not wait for scores; the page then asks for them once
     (a background callback) and the legend and colours follow."""
     from app.services import prediction
@@ -93,10 +93,10 @@ def test_a_suggestion_shown_without_scores_is_scored_afterwards(browser, world, 
         s.add(mv)
         s.flush()
         mv_id = mv.id
-    monkeypatch.setattr(prediction, "suggest", lambda *a, **k: prediction.Prediction(
+    patch_jobs(prediction, "suggest", lambda *a, **k: prediction.Prediction(
         image_id, mv_id, 3, suggestion_labels(), None))
-    monkeypatch.setattr(prediction, "score_labels",
-                        lambda config, store, image, mv, labels: uncertainty())
+    patch_jobs(prediction, "score_labels",
+               lambda config, store, image, mv, labels: uncertainty())
     open_workspace(browser, "annotator", image_id)
     browser.driver.execute_script("document.getElementById('annotate-suggest').click()")
     browser.wait_for_contains_text("#annotate-message", "Model suggestion loaded: 3 cells",

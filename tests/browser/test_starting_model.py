@@ -19,15 +19,14 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def builtin(tmp_path, monkeypatch):
-    """The shipped built-in model when this checkout has it, else a stand-in (the server
-    runs in this process and the background callback is forked from it: both see the
-    patch)."""
+def builtin(tmp_path, patch_jobs):
+    """The shipped built-in model when this checkout has it, else a stand-in (patched in
+    the background callbacks' processes too)."""
     if starting_models.builtin_available():
         return "shipped nuclei-v1"
     folder = tmp_path / "pretrained"
     write_standin(folder)
-    monkeypatch.setattr(starting_models, "BUILTIN_DIR", folder)
+    patch_jobs(starting_models, "BUILTIN_DIR", folder)
     return "stand-in (models/pretrained/nuclei-v1 not in this checkout)"
 
 

@@ -1,0 +1,105 @@
+"""Background callbacks run in children of a job server with one thread, never in a fork of
+the threaded web process (pages._background): the child sees the current configuration and
+the patches sent with the job, a dead server is replaced, and the deadline ends a job."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from types import SimpleNamespace
+
+import diskcache
+import pytest
+from dash.background_callback.managers import BaseBackgroundCallbackManager
+
+from pages import _annotate_review
+from pages._background import JobServerManager
+
+
+def where_it_ran(server, token, cookies, fn, config, store, image_id):
+    """Stands in for app.background.run_as in the child: says where the job ran."""
+    return SimpleNamespace(rev={"pid": os.getpid(), "ppid": os.getppid(),
+                                "data_dir": str(config.data_dir), "image": image_id}), None
+
+
+def sleeps(server, token, cookies, fn, config, store, image_id):
+    time.sleep(60)
+    return SimpleNamespace(rev=0), None
+
+
+def score_suggestion_key() -> str:
+    return next(key for key, fn, _progress in BaseBackgroundCallbackManager.functions
+                if fn.__name__ == "score_suggestion")
+
+
+def run_job(manager, key: str, image_id: int = 7) -> int:
+    return manager.call_job_fn(key, manager.func_registry[score_suggestion_key()],
+                               [{"image": image_id}, {"id": image_id, "token": "t"}],
+                               {"cookies": {}})
+
+
+def wait_result(manager, key: str, pid: int, timeout_s: float = 60):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if manager.result_ready(key):
+            return manager.get_result(key, pid)
+        if not manager.job_running(pid):
+            time.sleep(0.5)                     # the result is written just before the end
+            return manager.get_result(key, pid) if manager.result_ready(key) else None
+        time.sleep(0.1)
+    raise AssertionError(f"job {pid} still running after {timeout_s} s")
+
+
+def threads_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("Threads:"))
+
+
+def test_a_job_is_forked_by_the_one_thread_job_server_with_the_current_config(
+        server, dash_app, config, patch_jobs):
+    manager = dash_app._background_manager
+    assert isinstance(manager, JobServerManager)
+    patch_jobs(_annotate_review, "run_as", where_it_ran)
+    busy = threading.Event()
+    worker = threading.Thread(target=busy.wait, daemon=True)   # this process has threads
+    worker.start()
+    try:
+        key = f"test-job-{time.time_ns()}"
+        pid = run_job(manager, key, image_id=11)
+        result = wait_result(manager, key, pid)
+    finally:
+        busy.set()
+    job_server = manager.server._process.pid
+    assert result == {"rev": {"pid": pid, "ppid": job_server,
+                              "data_dir": str(config.data_dir), "image": 11}}
+    assert job_server != os.getpid()
+    assert threads_of(job_server) == 1
+
+
+def test_a_dead_job_server_is_replaced(server, dash_app, patch_jobs):
+    manager = dash_app._background_manager
+    patch_jobs(_annotate_review, "run_as", where_it_ran)
+    manager.server.ensure_started()
+    old = manager.server._process
+    old.kill()
+    old.wait()
+    key = f"test-job-{time.time_ns()}"
+    pid = run_job(manager, key)
+    result = wait_result(manager, key, pid)
+    assert result["rev"]["ppid"] == manager.server._process.pid != old.pid
+
+
+@pytest.mark.timeout(120)
+def test_the_deadline_ends_a_job_without_a_result(server, tmp_path):
+    config = server.extensions["cellloop"].config
+    manager = JobServerManager(diskcache.Cache(str(tmp_path / "cache")), config, deadline_s=2)
+    manager.job_patches = [("pages._annotate_review", "run_as", sleeps)]
+    try:
+        key = f"test-job-{time.time_ns()}"
+        started = time.time()
+        pid = run_job(manager, key)
+        assert wait_result(manager, key, pid, timeout_s=50) is None
+        assert time.time() - started < 40
+    finally:
+        manager.server.stop()
+        BaseBackgroundCallbackManager.managers.remove(manager)
