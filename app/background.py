@@ -33,7 +33,7 @@ from app.tables import User
 
 log = logging.getLogger(__name__)
 SALT = "cellloop-background-actor"
-_HOME_PID = os.getpid()           # the process that imported this module (the web worker)
+_HOME_PID = os.getpid()           # the process that imported this module (never a fork)
 _streams_pid: int | None = None   # the forked process whose log streams are already new
 _inherited: list = []             # the parent's streams, kept: never flushed, closed or freed
 MAX_AGE_S = 12 * 3600
@@ -98,8 +98,9 @@ def _unshared(stream):
 
 
 def _fork_safe_logging() -> None:
-    """In a process forked from the web worker, once: new streams for sys.stdout, sys.stderr
-    and every logging handler's stream, on the same files (see `_unshared`)."""
+    """In a forked process (one that did not import this module itself), once: new streams
+    for sys.stdout, sys.stderr and every logging handler's stream, on the same files (see
+    `_unshared`)."""
     global _streams_pid
     pid = os.getpid()
     if pid in (_HOME_PID, _streams_pid):
@@ -128,8 +129,8 @@ def _fork_safe_logging() -> None:
 def _fork_safe_torch() -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
-        log.warning("torch was loaded in the web worker before this background callback was "
-                    "forked; running it on one thread")
+        log.warning("torch was loaded in the process this background callback was forked "
+                    "from; running it on one thread")
         torch.set_num_threads(1)
 
 

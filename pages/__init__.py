@@ -86,9 +86,18 @@ def _background_manager(server: Flask):
     from pages._background import JobServerManager
     folder = config.cache_dir / "dash-background"
     folder.mkdir(parents=True, exist_ok=True)
-    return JobServerManager(diskcache.Cache(str(folder)), config,
-                            current_config=lambda: server.extensions["cellloop"].config,
-                            deadline_s=config.background_deadline_s)
+    manager = JobServerManager(diskcache.Cache(str(folder)), config,
+                               current_config=lambda: server.extensions["cellloop"].config)
+    warmed = []
+
+    @server.before_request
+    def _warm_job_server():
+        """The worker's first request starts its job server, which builds the app while the
+        user logs in: the first suggestion does not wait for it."""
+        if not warmed:
+            warmed.append(True)
+            manager.warm()
+    return manager
 
 
 def init_dash(server: Flask) -> dash.Dash:

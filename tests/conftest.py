@@ -82,7 +82,9 @@ def _process_server(tmp_path_factory):
     base = Config(env="testing", secret_key="test-secret-key-0123456789",
                   data_dir=tmp_path_factory.mktemp("web") / "data",
                   background_deadline_s=45).validated()
-    return create_app(base)
+    server = create_app(base)
+    yield server
+    server.extensions["dash_app"]._background_manager.server.stop()
 
 
 @pytest.fixture
@@ -264,8 +266,10 @@ def lab(db, world, store):
 
 def pytest_sessionfinish(session, exitstatus):
     """Python joins every non-daemonic child process at exit, so one child left hanging
-    (a background callback forked from a test's server) would keep the run from ever
-    ending. End any that are left, and say so: that is a defect to look into."""
+    (a process a test started with multiprocessing) would keep the run from ever ending.
+    End any that are left, and say so: that is a defect to look into. (Background callbacks
+    are children of the job server, which the `_process_server` fixture stops: it kills
+    the jobs still running.)"""
     import multiprocessing
     import sys
     try:

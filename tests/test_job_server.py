@@ -1,19 +1,24 @@
 """Background callbacks run in children of a job server with one thread, never in a fork of
 the threaded web process (pages._background): the child sees the current configuration and
-the patches sent with the job, a dead server is replaced, and the deadline ends a job."""
+the patches sent with the job; a dead server is replaced; results reach the manager's cache;
+the deadline ends a hung job; the worker's exit ends its jobs; only a job is ever killed."""
 from __future__ import annotations
 
+import dataclasses
 import os
+import subprocess
 import threading
 import time
 from types import SimpleNamespace
 
 import diskcache
+import psutil
 import pytest
 from dash.background_callback.managers import BaseBackgroundCallbackManager
 
 from pages import _annotate_review
-from pages._background import JobServerManager
+from pages import _background as background
+from pages._background import JobServerManager, is_job_of_a_job_server
 
 
 def where_it_ran(server, token, cookies, fn, config, store, image_id):
@@ -69,14 +74,15 @@ def test_a_job_is_forked_by_the_one_thread_job_server_with_the_current_config(
         result = wait_result(manager, key, pid)
     finally:
         busy.set()
-    job_server = manager.server._process.pid
+    job_server = manager.server.pid
     assert result == {"rev": {"pid": pid, "ppid": job_server,
                               "data_dir": str(config.data_dir), "image": 11}}
     assert job_server != os.getpid()
     assert threads_of(job_server) == 1
 
 
-def test_a_dead_job_server_is_replaced(server, dash_app, patch_jobs):
+def test_a_dead_job_server_is_replaced(server, dash_app, patch_jobs, monkeypatch):
+    monkeypatch.setattr(background, "RESTART_EVERY_S", 0)
     manager = dash_app._background_manager
     patch_jobs(_annotate_review, "run_as", where_it_ran)
     manager.server.ensure_started()
@@ -86,20 +92,55 @@ def test_a_dead_job_server_is_replaced(server, dash_app, patch_jobs):
     key = f"test-job-{time.time_ns()}"
     pid = run_job(manager, key)
     result = wait_result(manager, key, pid)
-    assert result["rev"]["ppid"] == manager.server._process.pid != old.pid
+    assert result["rev"]["ppid"] == manager.server.pid != old.pid
 
 
-@pytest.mark.timeout(120)
-def test_the_deadline_ends_a_job_without_a_result(server, tmp_path):
+@pytest.fixture
+def own_manager(server, tmp_path):
+    """A second manager (and job server) on its own cache, whose jobs get a 2 s deadline (the
+    configuration's own floor is 10 s) and the stand-ins in `patches`."""
     config = server.extensions["cellloop"].config
-    manager = JobServerManager(diskcache.Cache(str(tmp_path / "cache")), config, deadline_s=2)
-    manager.job_patches = [("pages._annotate_review", "run_as", sleeps)]
+    short = dataclasses.replace(config, background_deadline_s=2)
+    manager = JobServerManager(diskcache.Cache(str(tmp_path / "cache")), config,
+                               current_config=lambda: short)
+    yield manager
+    manager.server.stop()
+    BaseBackgroundCallbackManager.managers.remove(manager)
+
+
+@pytest.mark.timeout(180)
+def test_results_reach_the_managers_cache_and_the_deadline_ends_a_hung_job(own_manager):
+    own_manager.job_patches = [("pages._annotate_review", "run_as", where_it_ran)]
+    key = f"test-job-{time.time_ns()}"
+    pid = run_job(own_manager, key, image_id=5)
+    assert wait_result(own_manager, key, pid)["rev"]["image"] == 5
+    own_manager.job_patches = [("pages._annotate_review", "run_as", sleeps)]
+    key = f"test-job-{time.time_ns()}"
+    started = time.monotonic()
+    pid = run_job(own_manager, key)
+    assert own_manager.job_running(pid)
+    assert wait_result(own_manager, key, pid, timeout_s=50) is None
+    assert 2 <= time.monotonic() - started < 40
+
+
+@pytest.mark.timeout(180)
+def test_a_workers_exit_ends_its_running_jobs(own_manager):
+    own_manager.job_patches = [("pages._annotate_review", "run_as", sleeps)]
+    pid = run_job(own_manager, f"test-job-{time.time_ns()}")
+    job = psutil.Process(pid)
+    assert job.is_running() and is_job_of_a_job_server(pid)
+    own_manager.server.stop()            # what the worker's exit does: its pipe closes
+    job.wait(timeout=15)                 # psutil.TimeoutExpired: the job outlived the worker
+    assert not own_manager.job_running(pid)
+
+
+def test_only_a_job_servers_child_is_killed(dash_app):
+    other = subprocess.Popen(["sleep", "30"])
     try:
-        key = f"test-job-{time.time_ns()}"
-        started = time.time()
-        pid = run_job(manager, key)
-        assert wait_result(manager, key, pid, timeout_s=50) is None
-        assert time.time() - started < 40
+        assert not is_job_of_a_job_server(other.pid)
+        dash_app._background_manager.terminate_job(other.pid)
+        time.sleep(0.5)
+        assert other.poll() is None
     finally:
-        manager.server.stop()
-        BaseBackgroundCallbackManager.managers.remove(manager)
+        other.kill()
+        other.wait()

@@ -1,7 +1,7 @@
-"""The web tier never loads torch: a gunicorn worker that has run torch must not fork a Dash
-background callback (OpenMP thread pools do not survive fork; a forked child once hung for
-ever holding the SQLite write lock). Every page and pixel route is exercised in a fresh
-interpreter, which must end without torch in sys.modules."""
+"""The web tier never loads torch (a worker that had run torch once forked a background
+callback that hung for ever holding the SQLite write lock; callbacks now come from a job
+server, pages._background, but the web tier stays light). Every page and pixel route is
+exercised in a fresh interpreter, which must end without torch in sys.modules."""
 import subprocess
 import sys
 import textwrap

@@ -53,8 +53,9 @@ def test_downloads_work_with_a_relative_data_directory(live):
 
 def test_a_model_download_then_a_suggestion_keeps_the_app_writable(live):
     """The probe: a model download ran torch in a gunicorn worker; the next background
-    callback forked from it hung in an OpenMP barrier holding the SQLite write lock, so
-    logins answered 500 and /healthz still said 200."""
+    callback, then forked from that worker, hung in an OpenMP barrier holding the SQLite
+    write lock, so logins answered 500 and /healthz still said 200. (Callbacks now come from
+    a job server, pages._background; the downloads still run torch outside the worker.)"""
     model_id = train_tiny(live)
     member = live.login("anna")
     for _ in range(3):            # reach both web workers
