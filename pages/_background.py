@@ -115,7 +115,8 @@ class JobServer:
         self.cache_dir = cache_dir        # where its jobs write their results
         self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
-        self._started_at = float("-inf")
+        self._started_at = float("-inf")      # no server yet, or stopped: start at once
+        self._exit_code: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -123,12 +124,14 @@ class JobServer:
 
     def _start(self) -> None:
         if self._process is not None:
-            code = self._process.poll()
+            self._exit_code = self._process.poll()
             self._close()
-            if time.monotonic() - self._started_at < RESTART_EVERY_S:
-                raise RuntimeError(f"the background job server exited (code {code}) soon "
-                                   "after it started; see the log above")
-            log.warning("background job server exited (code %s); starting a new one", code)
+        if time.monotonic() - self._started_at < RESTART_EVERY_S:
+            raise RuntimeError(f"the background job server exited (code {self._exit_code}) "
+                               "soon after it started; see the log above")
+        if self._started_at > float("-inf"):
+            log.warning("background job server exited (code %s); starting a new one",
+                        self._exit_code)
         # One BLAS thread: numpy's and scipy's OpenBLAS start a pool at import, and the server
         # must have one thread when it forks (the children's heavy work is torch's, not BLAS).
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p),
@@ -200,6 +203,7 @@ class JobServer:
         with self._lock:
             process = self._process
             self._close()
+            self._started_at = float("-inf")
             if process is None:
                 return
             try:
@@ -249,6 +253,8 @@ class JobServerManager(dash.DiskcacheManager):
             "patches": list(self.job_patches)})
 
     def job_running(self, job):
+        if job is None or not is_job_of_a_job_server(job):   # ended (a reaped pid is reused)
+            return False
         try:
             return super().job_running(job)
         except psutil.NoSuchProcess:              # it ended (and was reaped) meanwhile

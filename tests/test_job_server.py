@@ -95,6 +95,24 @@ def test_a_dead_job_server_is_replaced(server, dash_app, patch_jobs, monkeypatch
     assert result["rev"]["ppid"] == manager.server.pid != old.pid
 
 
+def test_a_server_that_keeps_dying_is_not_restarted_at_every_call(server, dash_app,
+                                                                  monkeypatch):
+    monkeypatch.setattr(background, "RESTART_EVERY_S", 3600)
+    manager = dash_app._background_manager
+    manager.server.ensure_started()
+    manager.server._started_at = time.monotonic()      # as if it had only just started
+    old = manager.server._process
+    old.kill()
+    old.wait()
+    for _ in range(2):                                   # refused each time, none started
+        with pytest.raises(RuntimeError, match="soon after it started"):
+            run_job(manager, f"test-job-{time.time_ns()}")
+        assert manager.server.pid is None
+    manager.server.stop()                                # a stop allows a start at once
+    manager.server.ensure_started()
+    assert manager.server.pid not in (None, old.pid)
+
+
 @pytest.fixture
 def own_manager(server, tmp_path):
     """A second manager (and job server) on its own cache, whose jobs get a 2 s deadline (the
