@@ -146,7 +146,7 @@ def cmd_training_settings(config: Config, args) -> None:
     for pair in args.changes:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise CLIError(f"{pair!r}: write KEY=VALUE, e.g. pull=50 (keys: "
+            raise CLIError(f"{pair!r}: write KEY=VALUE, e.g. pull=20 (keys: "
                            f"{', '.join(TRAINING_LIMITS)})")
         changes[key.strip()] = value.strip()
     with _db(config).session_scope() as s:
@@ -301,6 +301,7 @@ def cmd_simulate(config: Config, args) -> None:
     plan = simulation.parse_plan(args.strategies, args.initial, args.batch, args.rounds,
                                  args.seeds, args.test_fraction, args.passes, args.unit,
                                  args.start, args.cost, args.region_size)
+    training = {}
     if Path(args.data).is_dir():
         images, labels, names = simulation.load_folder(args.data, config.max_image_pixels)
     else:
@@ -310,8 +311,10 @@ def cmd_simulate(config: Config, args) -> None:
         with _db(config).session_scope() as s:
             pid = projects.find_project_id(s, args.data)
             images, labels, names = simulation.load_project(s, store, pid)
+            training = simulation.round_settings(s, pid)    # fine-tune as the project does
     groups = simulation.load_groups(args.groups, names) if args.groups else None
-    training = {"steps_per_epoch": max(1, args.steps // 2)} if args.steps else None
+    if args.steps:
+        training = {**training, "steps_per_epoch": max(1, args.steps // 2)}
     print(f"{len(images)} images; strategies {', '.join(plan.strategies)}; "
           f"{len(plan.seeds)} seed(s) x {plan.rounds} rounds of {plan.batch} {plan.unit}(s), "
           f"from {plan.start}, cost in {plan.cost}", flush=True)
@@ -502,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("role", help="owner, reviewer, annotator or viewer")
     c.set_defaults(fn=cmd_add_member)
     c = sub.add_parser("training-settings", help="show or change a project's training "
-                       "settings (KEY=VALUE ..., e.g. epochs=60 pull=50)")
+                       "settings (KEY=VALUE ..., e.g. epochs=60 pull=20)")
     c.add_argument("project", help="project name or id")
     c.add_argument("changes", nargs="*", metavar="KEY=VALUE")
     c.set_defaults(fn=cmd_training_settings)

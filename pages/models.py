@@ -99,9 +99,11 @@ def _post_text(post: dict) -> str:
 
 
 def _origin(v: model_versions.VersionInfo) -> str:
-    """Where a version started: its parent, a starting model (built-in, copied) or scratch."""
+    """Where a version started: its parent (and the pull back to it), a starting model
+    (built-in, copied) or scratch."""
     if v.parent_id:
-        return f"#{v.parent_id}"
+        pull = v.settings.get("pull") or 0
+        return f"#{v.parent_id}" + (f" · pull {pull:g}" if pull else "")
     return starting_models.describe(v.settings) or "scratch"
 
 

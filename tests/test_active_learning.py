@@ -11,7 +11,8 @@ from app.cli import main as cli_main
 from app.errors import PermissionDenied, ValidationError
 from app.jobs.rows import create_job_row
 from app.jobs.runner import run_job
-from app.services import annotations, drafts, learning_loop, leases, scoring, simulation
+from app.services import (annotations, drafts, learning_loop, leases, projects, scoring,
+                          simulation)
 from app.services.project_settings import TrainingSettings
 from app.tables import Job, Project, Score
 from tests.conftest import actor
@@ -289,3 +290,34 @@ def test_a_cancelled_simulation_ends_cancelled(db, config, world, lab, monkeypat
     with db.session_scope() as s:
         assert s.get(Job, info.id).state == "cancelled"
     assert not (config.data_dir / "simulations" / f"job-{info.id}" / "summary.json").exists()
+
+
+def test_a_project_simulation_fine_tunes_its_rounds_as_the_project_does(
+        db, config, world, lab, monkeypatch):  # noqa: F811
+    """The simulation of a project's loop trains each round with the project's pull and
+    learning rate (a project that turned the pull off simulates without it)."""
+    import models.simulation as sim_models
+    monkeypatch.setattr("app.services.project_settings.SIMULATION_TRAINING",
+                        TrainingSettings(width=8, depth=2, patch=64, batch=2, epochs=1,
+                                         steps_per_epoch=2, patience=1))
+    used = []
+    trained = sim_models._train
+
+    def recording(images, labels, regions, cfg, *args, **kwargs):
+        used.append((cfg.lr, cfg.pull, cfg.width, cfg.steps_per_epoch))
+        return trained(images, labels, regions, cfg, *args, **kwargs)
+
+    monkeypatch.setattr(sim_models, "_train", recording)
+    for changes, expected in (({}, (2e-3, 50.0)), ({"pull": "0", "lr": "0.001"}, (1e-3, 0.0))):
+        with db.session_scope() as s:
+            if changes:
+                projects.set_training_settings(s, actor(s, "owner"), world["project_id"],
+                                               changes)
+            info = simulation.start_simulation(
+                s, actor(s, "reviewer"), world["project_id"],
+                {"strategies": ["random"], "initial": 2, "batch": 1, "rounds": 1, "seeds": 1,
+                 "test_fraction": 0.25}, lambda _id: None)
+        used.clear()
+        assert run_job(db, config, info.id) == "done"
+        assert used and {u[:2] for u in used} == {expected}
+        assert {u[2:] for u in used} == {(8, 2)}     # the simulation's own small budget

@@ -1,5 +1,5 @@
 """The project's `pull` training setting (decoupled L2-SP, models.training.TrainConfig.pull):
-owners set it like the other training settings, bad values are refused with a message, and a
+50 by default, owners set it like the other training settings, bad values are refused with a message, and a
 fine-tuning job trains with it."""
 import pytest
 from sqlalchemy import select
@@ -8,7 +8,7 @@ from app.errors import ValidationError
 from app.jobs.runner import run_job
 from app.permissions import SYSTEM
 from app.services import imports, model_versions, projects, training
-from app.services.project_settings import clean_training
+from app.services.project_settings import ProjectSettings, clean_training, training_from
 from app.tables import ModelVersion
 from models import training as training_module
 from storage.blobstore import LocalBlobStore
@@ -28,6 +28,28 @@ def test_a_pull_is_a_number_from_zero(typed, pull):
 def test_a_bad_pull_is_refused_with_a_message(typed):
     with pytest.raises(ValidationError, match="pull must be"):
         clean_training({"pull": typed})
+
+
+def test_fine_tuning_pulls_at_50_by_default_and_less_at_a_higher_learning_rate():
+    """The default pull (50) holds lr x pull at 0.1 for learning rates above the default, so a
+    faster learning rate alone is never refused or left unable to train; a pull the owners
+    set is kept as set."""
+    assert ProjectSettings().training.pull == 50.0
+    assert training_from({}).pull == 50.0 and training_from({"lr": 5e-4}).pull == 50.0
+    assert training_from({"lr": 0.05}).pull == pytest.approx(2.0)
+    assert training_from({"lr": 0.05, "pull": 0}).pull == 0.0
+    assert training_from({"pull": 7.5}).pull == 7.5
+    for lr in (1e-6, 2e-3, 0.02, 0.5, 1.0):
+        training_module.check_pull(training_from({"lr": lr}).pull, lr)     # raises if not
+
+
+def test_a_project_changing_only_its_learning_rate_keeps_a_pull_it_can_train_with(db, world):
+    with db.session_scope() as s:
+        stored = projects.set_training_settings(s, actor(s, "owner"), world["project_id"],
+                                                {"lr": "0.05"})
+        assert stored == {"lr": 0.05}                  # the default is not written down
+        shown = projects.training_settings(s, actor(s, "owner"), world["project_id"])
+    assert shown["lr"] == 0.05 and shown["pull"] == pytest.approx(2.0)
 
 
 def test_a_fine_tuning_job_trains_with_the_projects_pull(db, config, world, monkeypatch):
@@ -87,10 +109,10 @@ def test_the_cli_shows_and_changes_the_training_settings(tmp_path, monkeypatch, 
     capsys.readouterr()
     assert cli.main(["training-settings", "Nuclei"]) == 0
     shown = dict(line.split()[:2] for line in capsys.readouterr().out.splitlines())
-    assert shown["pull"] == "0" and shown["epochs"] == "40"
-    assert cli.main(["training-settings", "Nuclei", "pull=50", "epochs=60"]) == 0
+    assert shown["pull"] == "50" and shown["epochs"] == "40"      # the defaults
+    assert cli.main(["training-settings", "Nuclei", "pull=20", "epochs=60"]) == 0
     out = capsys.readouterr().out
-    assert "pull             50  (changed)" in out and "epochs           60  (changed)" in out
+    assert "pull             20  (changed)" in out and "epochs           60  (changed)" in out
     assert "lr               0.002\n" in out
     assert cli.main(["training-settings", "Nuclei", "pull=-3"]) == 2
     assert "pull must be between 0.0 and 1000.0" in capsys.readouterr().err
@@ -100,5 +122,5 @@ def test_the_cli_shows_and_changes_the_training_settings(tmp_path, monkeypatch, 
     assert "Unknown training setting 'pulll' (settings: width, depth" in capsys.readouterr().err
     assert cli.main(["training-settings", "Nuclei", "pull"]) == 2
     assert "write KEY=VALUE" in capsys.readouterr().err
-    assert cli.main(["training-settings", "Nuclei", "pull=50"]) == 0   # the refused changes
-    assert "pull             50\n" in capsys.readouterr().out            # left it; not changed
+    assert cli.main(["training-settings", "Nuclei", "pull=20"]) == 0   # the refused changes
+    assert "pull             20\n" in capsys.readouterr().out            # left it; not changed

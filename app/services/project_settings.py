@@ -31,8 +31,9 @@ class TrainingSettings:
     patience: int = 8
     lr: float = 2e-3
     dropout: float = 0.2
-    pull: float = 0.0             # fine-tuning: pull back to the previous model's weights
-                                  # (models.training.TrainConfig.pull; 0: none)
+    pull: float = 50.0            # fine-tuning: pull back to the previous model's weights
+                                  # (models.training.TrainConfig.pull; 0: none). Unless set,
+                                  # `default_pull(lr)`: 50 at the default learning rate
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -96,13 +97,28 @@ class ProjectSettings:
     def of(cls, project) -> "ProjectSettings":
         """What `project` stored over the defaults (unknown stored keys are ignored)."""
         stored = project.settings or {}
-        return cls(training=_known(TrainingSettings, stored.get("training") or {}),
+        return cls(training=training_from(stored.get("training") or {}),
                    loop=_known(LoopSettings, stored.get("active_learning") or {}))
 
 
+PULL_PER_STEP = 0.1   # the default pull's lr x pull: each step moves a weight a tenth of the
+                      # way back (on the mixed DSB benchmark, docs/benchmarks.md, issue 21,
+                      # fine-tuning rounds stayed steady with it and forgot less)
+
+
+def default_pull(lr: float) -> float:
+    """The pull a project gets unless its owners set one: 50 at learning rates up to the
+    default (2e-3), lower above it so that lr x pull stays at PULL_PER_STEP."""
+    return min(TrainingSettings.pull, PULL_PER_STEP / lr)
+
+
 def training_from(values: dict) -> TrainingSettings:
-    """Stored training settings over the defaults (unknown keys ignored)."""
-    return _known(TrainingSettings, values)
+    """Stored training settings over the defaults (unknown keys ignored); without a stored
+    pull, the learning rate's `default_pull`."""
+    settings = _known(TrainingSettings, values)
+    if "pull" not in values:
+        settings = dataclasses.replace(settings, pull=default_pull(settings.lr))
+    return settings
 
 
 def _known(kind, values: dict):

@@ -20,6 +20,7 @@ from app.permissions import Actor, require
 from app.services import jobs, project_settings
 from app.services.training import gather
 from app.states import JobState
+from app.tables import Project
 from storage import writers
 from storage.blobstore import BlobStore
 
@@ -60,6 +61,13 @@ def load_project(session: Session, store, project_id: int):
     if not data.images:
         raise ValidationError("This project has no annotated images to simulate with.")
     return data.images, data.labels, [str(r["image_id"]) for r in data.refs]
+
+
+def round_settings(session: Session, project_id: int) -> dict:
+    """How the project fine-tunes (learning rate and pull), for a simulation of its loop;
+    the rest of the training stays the simulation's small budget."""
+    training = project_settings.ProjectSettings.of(session.get(Project, project_id)).training
+    return {"lr": training.lr, "pull": training.pull}
 
 
 def load_groups(path: str | Path, names: list[str]) -> list[str | None]:
@@ -191,6 +199,7 @@ def simulate_project(db: Database, store: BlobStore, project_id: int, out: Path,
     models.simulation) when `should_stop()` says so."""
     with db.session_scope() as session:
         images, labels, names = load_project(session, store, project_id)
+        training = round_settings(session, project_id)
     plan = parse_plan(strategies, initial, batch, rounds, seeds, test_fraction, passes, unit,
                       start, cost, region)
     total = len(plan.strategies) * len(plan.seeds) * (plan.rounds + 1)
@@ -202,7 +211,7 @@ def simulate_project(db: Database, store: BlobStore, project_id: int, out: Path,
                                     f"{row['round']}: cost {row['cost']}, F1 {row['f1']:.3f}",
                  True)
 
-    rows, summary = run(images, labels, names, plan, out, progress=report,
+    rows, summary = run(images, labels, names, plan, out, training, progress=report,
                         should_stop=should_stop)
     return {"rows": rows, "summary": summary["strategies"], "folder": str(out),
             "n_images": len(images), "plan": {"unit": plan.unit, "start": plan.start,

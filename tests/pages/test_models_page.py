@@ -220,3 +220,15 @@ def test_the_compare_chart_says_why_a_starting_model_has_no_curve():
     fig = models.curves_figure([builtin])
     assert fig.data == () and "starting model" in fig.layout.annotations[0].text
     assert "Choose versions" in models.curves_figure([]).layout.annotations[0].text
+
+
+def test_a_fine_tuned_version_shows_its_parent_and_the_pull_back_to_it(dash_app):
+    from pages import models
+
+    def version(vid, parent, settings):
+        return model_versions.VersionInfo(vid, 1, parent, False, dt.datetime(2026, 1, 1),
+                                          "owner", {"f1": 0.5}, [], 3, settings, {})
+    pulled, not_pulled = version(5, 4, {"pull": 50.0}), version(6, 4, {"pull": 0.0})
+    assert models._origin(pulled) == "#4 · pull 50" and models._origin(not_pulled) == "#4"
+    assert "pull 50" in text(models.versions_table([pulled]))
+    assert "pull" not in text(models.versions_table([not_pulled]))
