@@ -299,7 +299,7 @@ def test_a_project_simulation_fine_tunes_its_rounds_as_the_project_does(
     import models.simulation as sim_models
     monkeypatch.setattr("app.services.project_settings.SIMULATION_TRAINING",
                         TrainingSettings(width=8, depth=2, patch=64, batch=2, epochs=1,
-                                         steps_per_epoch=2, patience=1))
+                                         steps_per_epoch=2, patience=1, lr=0.01, pull=0.0))
     used = []
     trained = sim_models._train
 

@@ -1,6 +1,6 @@
-"""The project's `pull` training setting (decoupled L2-SP, models.training.TrainConfig.pull):
-50 by default, owners set it like the other training settings, bad values are refused with a message, and a
-fine-tuning job trains with it."""
+"""The project's `pull` training setting (decoupled L2-SP, TrainConfig.pull): 50 by
+default, owners set it like the other training settings, bad values are refused with a
+message, and a fine-tuning job trains with it and records the pull it used."""
 import pytest
 from sqlalchemy import select
 
@@ -37,6 +37,7 @@ def test_fine_tuning_pulls_at_50_by_default_and_less_at_a_higher_learning_rate()
     assert ProjectSettings().training.pull == 50.0
     assert training_from({}).pull == 50.0 and training_from({"lr": 5e-4}).pull == 50.0
     assert training_from({"lr": 0.05}).pull == pytest.approx(2.0)
+    assert training_from({"lr": 3e-3}).pull == 33.3            # shown rounded
     assert training_from({"lr": 0.05, "pull": 0}).pull == 0.0
     assert training_from({"pull": 7.5}).pull == 7.5
     for lr in (1e-6, 2e-3, 0.02, 0.5, 1.0):
@@ -85,9 +86,10 @@ def test_a_fine_tuning_job_trains_with_the_projects_pull(db, config, world, monk
             newest = s.scalars(select(ModelVersion).where(ModelVersion.project_id == pid)
                                .order_by(ModelVersion.id.desc())).first()
             pulls.append((newest.parent_id,
-                          model_versions.load(store, newest).meta["train_config"]["pull"]))
-    assert pulls[0] == (None, 0.0)         # from scratch: nothing to pull back to
-    assert pulls[1][0] is not None and pulls[1][1] == 40.0
+                          model_versions.load(store, newest).meta["train_config"]["pull"],
+                          newest.settings["pull"]))
+    assert pulls[0] == (None, 0.0, 0.0)    # from scratch: nothing to pull back to
+    assert pulls[1][0] is not None and pulls[1][1:] == (40.0, 40.0)
     assert len(built) == 1 and built[0].pull == 40.0
     assert built[0].calls == TINY["steps_per_epoch"] * TINY["epochs"]   # after every step
 

@@ -32,8 +32,8 @@ class TrainingSettings:
     lr: float = 2e-3
     dropout: float = 0.2
     pull: float = 50.0            # fine-tuning: pull back to the previous model's weights
-                                  # (models.training.TrainConfig.pull; 0: none). Unless set,
-                                  # `default_pull(lr)`: 50 at the default learning rate
+                                  # (models.training.TrainConfig.pull; 0: none). A project
+                                  # that stored none gets `default_pull(lr)` (training_from)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -85,7 +85,10 @@ class SimulationSettings:
 SIMULATION_LIMITS = {"initial": (1, 1000), "batch": (1, 1000), "rounds": (1, 1000),
                      "seeds": (1, 1000), "test_fraction": (0.05, 0.9), "passes": (2, 64)}
 # Simulations train many small models: a lighter schedule than a project's own training.
-SIMULATION_TRAINING = TrainingSettings(batch=8, epochs=2, steps_per_epoch=30, patience=2)
+# a simulation's rounds fine-tune as a project does by default (pull 50 at lr 2e-3); one of a
+# project's own loop takes the project's lr and pull (app.services.simulation.round_settings)
+SIMULATION_TRAINING = TrainingSettings(batch=8, epochs=2, steps_per_epoch=30, patience=2,
+                                       lr=2e-3, pull=50.0)
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ PULL_PER_STEP = 0.1   # the default pull's lr x pull: each step moves a weight a
 def default_pull(lr: float) -> float:
     """The pull a project gets unless its owners set one: 50 at learning rates up to the
     default (2e-3), lower above it so that lr x pull stays at PULL_PER_STEP."""
-    return min(TrainingSettings.pull, PULL_PER_STEP / lr)
+    return min(TrainingSettings.pull, float(f"{PULL_PER_STEP / lr:.3g}"))
 
 
 def training_from(values: dict) -> TrainingSettings:

@@ -161,7 +161,8 @@ def train_project(db: Database, store: BlobStore, project_id: int, user_id: int 
             session, project_id, activate, parent_id=parent_id if init else None,
             weights_blob_key=key, architecture=result.model.meta["architecture"],
             normalisation=result.model.meta["normalisation"],
-            settings={**cfg.as_dict(), "fine_tuned_from": parent_id if init else None,
+            settings={**cfg.as_dict(), "pull": result.model.meta["train_config"]["pull"],
+                      "fine_tuned_from": parent_id if init else None,
                       "postprocess": result.model.meta.get("postprocess", {})},
             metrics={**result.metrics, "previous_active": old_f1,
                      "seconds": round(result.seconds, 1), "steps": result.steps,
@@ -222,7 +223,8 @@ def _train_members(db: Database, store: BlobStore, project_id: int, user_id: int
             mv = ModelVersion(project_id=project_id, weights_blob_key=store.put_bytes(
                 model_to_bytes(member)), architecture=member.meta["architecture"],
                 normalisation=member.meta["normalisation"],
-                settings={**cfg.as_dict(), "seed": cfg.seed + 1000 * m, "ensemble_of": version_id},
+                settings={**cfg.as_dict(), "seed": cfg.seed + 1000 * m, "ensemble_of": version_id,
+                          "pull": member.meta["train_config"]["pull"]},    # from scratch: 0
                 metrics=dict(member.meta.get("metrics", {})), is_active=False,
                 training_data=data.refs, created_by_id=user_id)
             session.add(mv)
