@@ -12,6 +12,7 @@ project zip and the model's .onnx, which open · viewer: finds nothing editable.
 With CELLLOOP_SCREENSHOTS=docs/screenshots the pages are saved there at 1600x1000 and
 1280x720."""
 import io
+import json
 import time
 import zipfile
 from pathlib import Path
@@ -114,6 +115,13 @@ def test_owner_trains_with_a_budget_typed_as_1_and_watches_it_move(site, person,
     job = site.query("SELECT params, state FROM job WHERE kind='train' ORDER BY id DESC")[0]
     assert '"max_minutes": 1' in job[0] and job[1] == "done"
     person.wait("#models-table")
+    # the new version fine-tuned the project's built-in starting model, pulled back to it at
+    # the default 50, and its row says so
+    parent, settings = site.query("SELECT parent_id, settings FROM model_version "
+                                  "ORDER BY id DESC")[0]
+    row = person.text("#models-table tbody tr")
+    assert parent and json.loads(settings)["pull"] == 50, (parent, settings)
+    assert f"#{parent} · pull 50" in row, row
     person.shot("models")
 
 
