@@ -133,7 +133,7 @@ def simulate(images: list[np.ndarray], labels: list[np.ndarray], plan: Simulatio
             strategy = get_strategy(name, passes=plan.passes, seed=seed)
             members = plan.ensemble_size if strategy.needs_ensemble else 1
             models = [first] * members if first is not None else None
-            labelled, cost = [], 0
+            labelled, cost, memo = [], 0, {}
             batch = list(initial)
             for rnd in range(plan.rounds + 1):
                 if should_stop is not None and should_stop():
@@ -152,7 +152,8 @@ def simulate(images: list[np.ndarray], labels: list[np.ndarray], plan: Simulatio
                             if k == "macro_f1" or k.startswith("f1_")})
                 batch = []
                 if rnd < plan.rounds:
-                    batch = _select(strategy, models, images, units, labelled, plan.batch)
+                    batch = _select(strategy, models, images, units, labelled, plan.batch,
+                                    memo)
                 row["seconds"] = round(time.perf_counter() - t0, 2)
                 rows.append(row)
                 log.info("simulation %s", row)
@@ -170,12 +171,16 @@ def _pay(kind: str, images, labels, unit, models) -> int:
     return unit_cost(kind, truth, suggestion)
 
 
-def _select(strategy, models, images, units, labelled, batch) -> list[int]:
+def _select(strategy, models, images, units, labelled, batch, memo: dict) -> list[int]:
+    """The next batch of unit indices. A strategy that scores without a model (random,
+    stratified) gives a unit the same score every round: `memo` keeps them."""
+    def score(u):
+        if strategy.needs_model:
+            return strategy.score(models, _crop(images[units[u][0]], units[u][1]), key=u)
+        if u not in memo:
+            memo[u] = strategy.score(models, _crop(images[units[u][0]], units[u][1]), key=u)
+        return memo[u]
     taken = set(labelled)
-    scores = {u: strategy.score(models, _crop(images[units[u][0]], units[u][1]), key=u)
-              for u in range(len(units)) if u not in taken}
-    known = None
-    if strategy.uses_labelled:
-        known = [strategy.score(models, _crop(images[units[u][0]], units[u][1]), key=u)
-                 .embedding for u in labelled]
+    scores = {u: score(u) for u in range(len(units)) if u not in taken}
+    known = [score(u).embedding for u in labelled] if strategy.uses_labelled else None
     return strategy.select(scores, batch, labelled=known)

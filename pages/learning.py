@@ -32,6 +32,7 @@ SIM_CHOICES = {"unit": ("Unit", {"image": "whole images", "region": "regions (25
                "cost": ("Cost", {"images": "images / regions", "cells": "cells drawn",
                                  "corrections": "corrections"})}
 STRATEGY_LABELS = {"random": "Random", "stratified": "Stratified random (no model)",
+                   "stratified-cheap": "Stratified random, fewer cells first (no model)",
                    "entropy": "MC-dropout entropy", "bald": "BALD",
                    "power": "BALD, power sampling", "ensemble": "Ensemble disagreement",
                    "diversity": "Entropy + diversity", "coverage": "Coverage (k-centre)"}

@@ -166,7 +166,7 @@ def render_draft(session: Session, actor: Actor, config, store: BlobStore, image
 STRATEGY_TITLES = {"entropy": "predictive entropy", "bald": "BALD (mutual information)",
                    "power": "BALD (mutual information)", "ensemble": "ensemble disagreement",
                    "diversity": "predictive entropy", "coverage": "predictive entropy",
-                   "random": "random", "stratified": "random"}
+                   "random": "random", "stratified": "random", "stratified-cheap": "random"}
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ import pytest
 
 from models.simulation import regions_of, simulate, units_of
 from models.simulation_plan import SimulationPlan, columns, figure, summarise
-from models.strategies import CLASSES, ImageScore, get_strategy, image_statistics, \
-    power_sample
+from models.strategies import CLASSES, ImageScore, estimated_cells, get_strategy, \
+    image_statistics, power_sample
 from models.training import TrainConfig
 from tests.models.conftest import TINY, disc_data
 
@@ -161,3 +161,50 @@ def test_summary_area_is_against_cost_over_the_range_both_cover():
     assert s["power"]["auc"] == pytest.approx(0.55, abs=1e-3)
     assert s["power"]["auc_vs_random"] == pytest.approx(1.375, abs=1e-3)
     assert s["power"]["auc_vs_random_per_seed"] == {0: pytest.approx(1.375, abs=1e-3)}
+
+
+def test_estimated_cells_counts_blobs_without_a_model():
+    yy, xx = np.mgrid[:128, :128]
+    image = np.zeros((128, 128), np.float32)
+    centres = [(20 + 28 * i, 20 + 28 * j) for i in range(4) for j in range(4)]   # 16 nuclei
+    for cy, cx in centres[:11]:
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 36] = 200.0
+    assert estimated_cells(image) == 11
+    for cy, cx in centres[11:]:
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 <= 36] = 200.0
+    assert estimated_cells(image) == 16
+
+
+def test_stratified_cheap_draws_fewer_cells_first_in_proportion():
+    # one cluster (fewer than four units) of 0, 1 and 3 estimated cells: the first pick is
+    # drawn ~ (1 + cells) ** -2, i.e. 16/21, 4/21, 1/21 over seeds (~ 1 / (1 + cells),
+    # 4/7, 2/7, 1/7, with cost_beta=1)
+    scores = {k: ImageScore(0.5, embedding=np.zeros(9), cost=c) for k, c in enumerate((0, 1, 3))}
+    trials = 6000
+    for beta, expected in ((None, [16, 4, 1]), (1.0, [4, 2, 1])):
+        options = {} if beta is None else {"cost_beta": beta}
+        firsts = np.bincount([get_strategy("stratified-cheap", seed=s, **options)
+                              .select(scores, 1)[0] for s in range(trials)], minlength=3)
+        assert firsts / trials == pytest.approx(np.array(expected) / sum(expected), abs=0.02)
+    # plain stratified ignores the cost: its first pick is the lowest random value
+    plain = {k: ImageScore(v, embedding=np.zeros(9), cost=c)
+             for k, (v, c) in enumerate(((0.9, 0), (0.1, 9), (0.5, 3)))}
+    assert get_strategy("stratified").select(plain, 3) == [1, 2, 0]
+
+
+def test_stratified_cheap_still_takes_the_clusters_in_turn_and_scores_the_cost():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    dark = [rng.normal(10, 1, (64, 64)) for _ in range(30)]
+    bright = []
+    for n in range(6):                      # bright, textured images with n + 1 nuclei
+        img = rng.normal(100, 1, (64, 64))
+        for i in range(n + 1):
+            img[(yy - 10 - 9 * i) ** 2 + (xx - 32) ** 2 <= 9] += 150
+        bright.append(img)
+    s = get_strategy("stratified-cheap", seed=1)
+    scores = {k: s.score([], img, key=k) for k, img in enumerate(dark + bright)}
+    assert [scores[30 + n].cost for n in range(6)] == [n + 1 for n in range(6)]
+    picked = s.select(scores, 4)
+    assert len(picked) == len(set(picked)) == 4
+    assert any(k >= 30 for k in picked[:2]) and any(k < 30 for k in picked[:2]), picked

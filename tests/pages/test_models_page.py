@@ -232,3 +232,12 @@ def test_a_fine_tuned_version_shows_its_parent_and_the_pull_back_to_it(dash_app)
     assert models._origin(pulled) == "#4 · pull 50" and models._origin(not_pulled) == "#4"
     assert "pull 50" in text(models.versions_table([pulled]))
     assert "pull" not in text(models.versions_table([not_pulled]))
+
+
+def test_the_learning_page_names_every_strategy_and_the_heat_map_title_too(dash_app):
+    from app.services.display import STRATEGY_TITLES
+    from models.strategies import CLASSES
+    from pages import learning
+    assert set(learning.STRATEGY_LABELS) == set(CLASSES)
+    assert set(STRATEGY_TITLES) == set(CLASSES)
+    assert learning.STRATEGY_LABELS["stratified-cheap"].startswith("Stratified random, fewer")
