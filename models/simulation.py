@@ -172,10 +172,10 @@ def _pay(kind: str, images, labels, unit, models) -> int:
 
 
 def _select(strategy, models, images, units, labelled, batch, memo: dict) -> list[int]:
-    """The next batch of unit indices. A strategy that scores without a model (random,
-    stratified) gives a unit the same score every round: `memo` keeps them."""
+    """The next batch of unit indices. A strategy with `fixed_scores` (random, stratified)
+    gives a unit the same score every round: `memo` keeps them."""
     def score(u):
-        if strategy.needs_model:
+        if not strategy.fixed_scores:
             return strategy.score(models, _crop(images[units[u][0]], units[u][1]), key=u)
         if u not in memo:
             memo[u] = strategy.score(models, _crop(images[units[u][0]], units[u][1]), key=u)

@@ -6,12 +6,15 @@ rows); selection only reads them. A strategy whose pick is not simply "highest s
 (`ranks = True`) gives the order it picked in, which the app stores as `Score.rank`.
 
     random      a reproducible pseudo-random number per unit (the baseline)
-    stratified  random, but stratified: units are clustered on cheap image statistics
-                (intensity percentiles, contrast, texture, colour, size; no model needed)
-                and the clusters are taken in turn, so a mixed pool's rare kinds of image
+    stratified  random, but stratified: units are clustered on image statistics (quick to
+                compute; no model)
+                (intensity percentiles, contrast, texture, colour, size) and the
+                clusters are taken in turn, so a mixed pool's rare kinds of image
                 are not under-drawn
-    stratified-cheap  stratified, but within a cluster units with fewer cells (estimated
-                by blob detection) tend to come first (drawn ~ (1 + cells) ** -2)
+    stratified-cheap  stratified, but within a cluster the units that are cheaper to
+                annotate, with fewer cells (counted by blob detection), tend to come first
+                (drawn ~ (1 + cells) ** -2; a unit with no cells found counts as the
+                cluster's median)
     entropy     mean MC-dropout predictive entropy, highest first
     bald        mean MC-dropout mutual information (Bayesian active learning by
                 disagreement), highest first
@@ -46,6 +49,8 @@ class Strategy:
     name = ""
     description = ""
     needs_model = True          # False: scores without a model (random, stratified)
+    fixed_scores = False        # True: a unit's score depends only on the seed, its key and
+                                # its pixels, never on the round (a simulation keeps them)
     needs_pixels = True         # False: scores without reading the image (random)
     needs_ensemble = False      # True: `models` holds the ensemble members
     ranks = False               # True: `select` gives an order that is stored as a rank
@@ -79,6 +84,7 @@ class Random(Strategy):
     description = "Random order (baseline)."
     needs_model = False
     needs_pixels = False
+    fixed_scores = True
 
     def score(self, models, image, key=0):
         return ImageScore(float(self._rng(key).random()))
@@ -89,6 +95,7 @@ class Stratified(Strategy):
     description = ("Random, stratified by clusters of image statistics (no model needed): "
                    "every kind of image in a mixed pool gets its turn.")
     needs_model = False
+    fixed_scores = True
     ranks = True
     max_clusters = 8
 
@@ -122,8 +129,8 @@ class Stratified(Strategy):
 class StratifiedCheap(Stratified):
     name = "stratified-cheap"
     description = ("Stratified random, but within each kind of image the units with fewer "
-                   "cells (counted by blob detection, no model) tend to come first: "
-                   "every kind gets its turn at less correcting.")
+                   "cells (counted by blob detection, no model) tend to come first, so each "
+                   "kind is first met where there is less to correct.")
 
     def score(self, models, image, key=0):
         result = super().score(models, image, key)
@@ -133,10 +140,13 @@ class StratifiedCheap(Stratified):
     def _order(self, members, scores, c):
         """Drawn without replacement with probability ~ (1 + estimated cells) ** -beta
         (Gumbel top-k; option `cost_beta`, default 2), so cheap units tend to come first
-        but any can."""
+        but any can. A unit where no cell was found (background, or a stain the blob
+        detector misses) counts as the cluster's median, so empty tiles are not served
+        first."""
         beta = float(self.options.get("cost_beta", 2.0))
-        members = sorted(members)
         cost = np.array([max(float(scores[k].cost or 0.0), 0.0) for k in members])
+        if (cost > 0).any():
+            cost[cost == 0] = np.median(cost[cost > 0])
         noise = self._rng(len(scores), 11, c).gumbel(size=len(members))
         return [members[i] for i in np.argsort(-(noise - beta * np.log1p(cost)),
                                                kind="stable")]
@@ -286,8 +296,9 @@ def image_statistics(image: np.ndarray) -> np.ndarray:
 def estimated_cells(image: np.ndarray) -> int:
     """About how many cells a (C, Y, X) or (Y, X) image holds, without a model: blobs of a
     Laplacian-of-Gaussian on its nucleus-contrast channel (models.count_baseline, default
-    parameters). Rank-correlated 0.6 (H&E, brightfield) to 0.99 (small fluorescence) with
-    the true count on the DSB pool."""
+    parameters, full resolution). A 3-channel image whose channels differ is read as H&E
+    (haematoxylin by colour deconvolution); on a 3-channel fluorescence stack the count
+    means little, and the strategy falls back to about plain stratified order."""
     from models.count_baseline import LogParams, detect
     return len(detect(np.asarray(image), LogParams()))
 
@@ -304,8 +315,8 @@ def cluster(features: np.ndarray, max_clusters: int, seed: int) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=4, random_state=seed).fit_predict(x)
 
 
-CLASSES = {cls.name: cls for cls in (Random, Stratified, StratifiedCheap, Entropy, Bald, Power, Ensemble,
-                                     Diversity, Coverage)}
+CLASSES = {cls.name: cls for cls in (Random, Stratified, StratifiedCheap, Entropy, Bald, Power,
+                                     Ensemble, Diversity, Coverage)}
 STRATEGIES = {name: cls.description for name, cls in CLASSES.items()}
 
 

@@ -106,11 +106,11 @@ def test_strategy_setting_rescores_and_checks_roles(db, config, world, lab):  # 
 
 
 def test_ranking_strategies_order_the_whole_pool(db, config, world, lab):  # noqa: F811
-    """stratified, power and coverage store their pick order for every pool image (up to
-    scoring.RANKED); the queue serves exactly that order."""
+    """stratified, stratified-cheap, power and coverage store their pick order for every
+    pool image (up to scoring.RANKED); the queue serves exactly that order."""
     train(db, config, world)
     add_unannotated(db, config, lab, world, n=4)
-    for name in ("stratified", "power", "coverage"):
+    for name in ("stratified", "stratified-cheap", "power", "coverage"):
         with db.session_scope() as s:
             learning_loop.set_settings(s, actor(s, "owner"), world["project_id"],
                                        {"strategy": name, "batch": 1})

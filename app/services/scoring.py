@@ -83,9 +83,9 @@ def score_project(db: Database, store: BlobStore, config: Config, project_id: in
                   progress: Callable[..., None], should_stop: Callable[[], bool]) -> dict:
     """Score every unannotated image with the project's strategy under the active model and
     replace that model's Score rows for the strategy. A strategy that picks in an order of
-    its own (`ranks`: stratified, power, coverage; diversity for one batch) also stores that
-    order in `Score.rank` (1 = first) for the first RANKED images; the queue serves them
-    first.
+    its own (`ranks`: stratified, stratified-cheap, power, coverage; diversity for one
+    batch) also stores that order in `Score.rank` (1 = first) for the first RANKED images;
+    the queue serves them first.
     `progress(fraction, message)` after each image; `should_stop()` stops the work (raises
     `models.cancel.Cancelled`)."""
     from models.strategies import get_strategy

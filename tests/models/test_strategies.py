@@ -6,8 +6,8 @@ import pytest
 
 from models.simulation import regions_of, simulate, units_of
 from models.simulation_plan import SimulationPlan, columns, figure, summarise
-from models.strategies import CLASSES, ImageScore, estimated_cells, get_strategy, \
-    image_statistics, power_sample
+from models.strategies import CLASSES, ImageScore, Stratified, cluster, estimated_cells, \
+    get_strategy, image_statistics, power_sample
 from models.training import TrainConfig
 from tests.models.conftest import TINY, disc_data
 
@@ -176,10 +176,10 @@ def test_estimated_cells_counts_blobs_without_a_model():
 
 
 def test_stratified_cheap_draws_fewer_cells_first_in_proportion():
-    # one cluster (fewer than four units) of 0, 1 and 3 estimated cells: the first pick is
+    # one cluster (fewer than four units) of 1, 3 and 7 estimated cells: the first pick is
     # drawn ~ (1 + cells) ** -2, i.e. 16/21, 4/21, 1/21 over seeds (~ 1 / (1 + cells),
     # 4/7, 2/7, 1/7, with cost_beta=1)
-    scores = {k: ImageScore(0.5, embedding=np.zeros(9), cost=c) for k, c in enumerate((0, 1, 3))}
+    scores = {k: ImageScore(0.5, embedding=np.zeros(9), cost=c) for k, c in enumerate((1, 3, 7))}
     trials = 6000
     for beta, expected in ((None, [16, 4, 1]), (1.0, [4, 2, 1])):
         options = {} if beta is None else {"cost_beta": beta}
@@ -202,9 +202,50 @@ def test_stratified_cheap_still_takes_the_clusters_in_turn_and_scores_the_cost()
         for i in range(n + 1):
             img[(yy - 10 - 9 * i) ** 2 + (xx - 32) ** 2 <= 9] += 150
         bright.append(img)
-    s = get_strategy("stratified-cheap", seed=1)
-    scores = {k: s.score([], img, key=k) for k, img in enumerate(dark + bright)}
+    scores = {k: get_strategy("stratified-cheap").score([], img, key=k)
+              for k, img in enumerate(dark + bright)}
     assert [scores[30 + n].cost for n in range(6)] == [n + 1 for n in range(6)]
-    picked = s.select(scores, 4)
-    assert len(picked) == len(set(picked)) == 4
-    assert any(k >= 30 for k in picked[:2]) and any(k < 30 for k in picked[:2]), picked
+    features = np.stack([scores[k].embedding for k in sorted(scores)])
+    for seed in range(5):
+        labels = cluster(features, Stratified.max_clusters, seed)
+        n = len(set(labels.tolist()))
+        assert n >= 2
+        picked = get_strategy("stratified-cheap", seed=seed).select(scores, 2 * n)
+        assert len(picked) == len(set(picked)) == 2 * n
+        assert sorted(labels[picked[:n]]) == list(range(n))   # every cluster once first
+
+
+def test_stratified_cheap_does_not_serve_units_without_cells_first():
+    # no cell found (an empty tile) counts as the cluster's median (here of 20 and 1: 10.5),
+    # not as 0 (one cluster: fewer than four units)
+    scores = {k: ImageScore(0.5, embedding=np.zeros(9), cost=c) for k, c in enumerate((0, 20, 1))}
+    trials = 4000
+    firsts = np.bincount([get_strategy("stratified-cheap", seed=s).select(scores, 1)[0]
+                          for s in range(trials)], minlength=3) / trials
+    weights = np.array([11.5, 21, 2]) ** -2
+    assert firsts == pytest.approx(weights / weights.sum(), abs=0.02)
+    assert firsts[2] > 0.9
+
+
+def test_a_simulation_scores_fixed_scores_once_and_the_others_every_round():
+    from models.simulation import _select
+    from models.strategies import Random
+
+    class Counting(Random):
+        calls = 0
+
+        def score(self, models, image, key=0):
+            type(self).calls += 1
+            return super().score(models, image, key)
+
+    class Rescored(Counting):
+        fixed_scores = False
+        calls = 0
+
+    images = [np.zeros((8, 8), np.float32)] * 6
+    units = [(i, None) for i in range(6)]
+    for cls, expected in ((Counting, 6), (Rescored, 6 + 5 + 4)):
+        strategy, memo, labelled = cls(seed=0), {}, []
+        for _ in range(3):
+            labelled += _select(strategy, None, images, units, labelled, 1, memo)
+        assert cls.calls == expected and len(set(labelled)) == 3
