@@ -1,6 +1,7 @@
 """The queue by region, walked in a real headless Chromium against CellLoop started as run.sh
-starts it: the owner switches the demo project's queue to regions on the Learning page, the
-worker rescores the pool region by region, and an annotator's "Annotate" opens an image
+starts it: the owner switches the demo project's queue to regions on the Learning page, with
+stratified random that serves regions with fewer cells first, the worker rescores the pool
+region by region, and an annotator's "Annotate" opens an image
 zoomed on its most useful region, with the rest dimmed; the saved version covers that
 region and the image leaves the queue. Journey tier (`-m journey`)."""
 import json
@@ -17,7 +18,8 @@ PLOT = "document.querySelector('#annotate-graph .js-plotly-plot')"
 def _wait_region_scores(live, timeout=600) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        rows = live.query("SELECT image_id, region FROM score WHERE region IS NOT NULL")
+        rows = live.query("SELECT image_id, region FROM score WHERE region IS NOT NULL "
+                          "AND strategy = 'stratified-cheap'")
         if rows:
             return {image_id: json.loads(region) for image_id, region in rows}
         time.sleep(1)
@@ -28,11 +30,17 @@ def test_owner_queues_regions_and_an_annotator_annotates_one(live, person):
     pid = live.project_id()
     person.login("admin")
     person.go(f"/projects/{pid}/learning", ready="#learning-save")
+    person.choose("#learning-strategy", "Stratified random, fewer cells first (no model)")
     person.choose("#learning-unit", "regions of images")
     person.type("#learning-region", str(SIDE))
     person.click("#learning-save")
-    person.wait_text("#learning-message", f"the queue serves regions of {SIDE} px")
+    person.wait_text("#learning-message", "Saved: Stratified random, fewer cells first (no "
+                     f"model), the queue serves regions of {SIDE} px")
     regions = _wait_region_scores(live)
+    # the strategy ranks the regions in the order it picked them (one best region per image)
+    ranks = [r for (r,) in live.query("SELECT rank FROM score WHERE region IS NOT NULL AND "
+                                      "strategy = 'stratified-cheap'")]
+    assert ranks and all(r is not None for r in ranks), ranks
     # the queue on the page names each image's region (it refreshes every 5 s)
     person.wait_text("#learning-queue-table", ", y ", timeout=60)
     person.shot("learning-regions")
