@@ -6,11 +6,10 @@ rows); selection only reads them. A strategy whose pick is not simply "highest s
 (`ranks = True`) gives the order it picked in, which the app stores as `Score.rank`.
 
     random      a reproducible pseudo-random number per unit (the baseline)
-    stratified  random, but stratified: units are clustered on image statistics (quick to
-                compute; no model)
-                (intensity percentiles, contrast, texture, colour, size) and the
-                clusters are taken in turn, so a mixed pool's rare kinds of image
-                are not under-drawn
+    stratified  random, but stratified: units are clustered on image statistics that are
+                quick to compute (intensity percentiles, contrast, texture, colour, size;
+                no model) and the clusters are taken in turn, so a mixed pool's rare kinds
+                of image are not under-drawn
     stratified-cheap  stratified, but within a cluster the units that are cheaper to
                 annotate, with fewer cells (counted by blob detection), tend to come first
                 (drawn ~ (1 + cells) ** -2; a unit with no cells found counts as the
