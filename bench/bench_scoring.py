@@ -8,6 +8,12 @@ machine, in one run:
   training images, cycled) with the entropy strategy, T=8.
 
     python bench/bench_scoring.py
+
+With --model-free: the model-free strategies' scoring of the same pool instead: stratified
+(quick image statistics on a subsample) = the baseline, against stratified-cheap (those
+statistics plus a full-resolution LoG blob count per image).
+
+    python bench/bench_scoring.py --model-free
 """
 from __future__ import annotations
 
@@ -49,9 +55,14 @@ def main() -> None:
     import argparse
     ap = argparse.ArgumentParser()
     ap.add_argument("--pool", type=int, default=1000, help="images in the scored pool")
-    n_pool = ap.parse_args().pool
+    ap.add_argument("--model-free", action="store_true",
+                    help="time stratified against stratified-cheap instead")
+    args = ap.parse_args()
+    n_pool = args.pool
     train_ids, _ = fluorescence_split()
     images, _labels = load(train_ids)
+    if args.model_free:
+        return model_free(images, n_pool)
     image = crop_512(images)
     model = make_model()
     plain_ms = median_ms(lambda: model.probabilities(image))
@@ -84,6 +95,31 @@ Scoring a {n_pool}-image pool (DSB fluorescence training images cycled; sides
 **{n_pool / pool_s:.1f} images/s** ({megapixels / pool_s:.2f} MP/s, {pool_s:.0f} s in all).
 """
     write_section("scoring", "Uncertainty scoring cost (MC dropout)", body)
+
+
+def model_free(images: list[np.ndarray], n_pool: int) -> None:
+    pool = [images[i % len(images)] for i in range(n_pool)]
+    megapixels = sum(im.shape[-1] * im.shape[-2] for im in pool) / 1e6
+    seconds = {}
+    for name in ("stratified", "stratified-cheap"):
+        strategy = get_strategy(name)
+        t = time.perf_counter()
+        scores = {k: strategy.score([], im, key=k) for k, im in enumerate(pool)}
+        strategy.select(scores, min(500, n_pool))
+        seconds[name] = time.perf_counter() - t
+    base = seconds["stratified"]
+    rows = "\n".join(f"| {name} | {s:.1f} s | {1000 * s / n_pool:.0f} ms | {s / megapixels:.2f} s "
+                     f"| {s / base:.1f}x |" for name, s in seconds.items())
+    body = f"""
+Scoring and ranking (the first 500) a {n_pool}-image pool without a model (DSB fluorescence
+training images cycled, {megapixels:.0f} megapixels in all), one process:
+
+| strategy | pool | per image | per megapixel | vs stratified |
+|---|---|---|---|---|
+{rows}
+"""
+    write_section("scoring_model_free", "Scoring cost without a model (stratified, "
+                  "stratified-cheap)", body)
 
 
 if __name__ == "__main__":
