@@ -146,9 +146,8 @@ class StratifiedCheap(Stratified):
         cost = np.array([max(float(scores[k].cost or 0.0), 0.0) for k in members])
         if (cost > 0).any():
             cost[cost == 0] = np.median(cost[cost > 0])
-        noise = self._rng(len(scores), 11, c).gumbel(size=len(members))
-        return [members[i] for i in np.argsort(-(noise - beta * np.log1p(cost)),
-                                               kind="stable")]
+        order = gumbel_order(-beta * np.log1p(cost), self._rng(len(scores), 11, c))
+        return [members[i] for i in order]
 
 
 class Uncertainty(Strategy):
@@ -238,8 +237,14 @@ def power_sample(scores: dict, batch: int, beta: float, rng: np.random.Generator
     if not keys:
         return []
     values = np.array([max(float(scores[k].value), 1e-12) for k in keys])
-    noisy = beta * np.log(values) + rng.gumbel(size=len(keys))
-    return [keys[i] for i in np.argsort(-noisy, kind="stable")[:batch]]
+    return [keys[i] for i in gumbel_order(beta * np.log(values), rng)[:batch]]
+
+
+def gumbel_order(log_weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices in the order of a draw without replacement with probability ~
+    exp(log_weights) (Gumbel top-k: sorted by log weight + Gumbel noise)."""
+    noisy = log_weights + rng.gumbel(size=len(log_weights))
+    return np.argsort(-noisy, kind="stable")
 
 
 def k_center_greedy(points: np.ndarray, k: int, first: int = 0,
