@@ -218,6 +218,29 @@ def test_the_log_baseline_finds_the_discs():
     assert len(count_baseline.detect(rgb_like.astype(np.uint16), params)) == len(centres)
 
 
+def test_block_mean_averages_whole_blocks_and_drops_the_remainder():
+    channel = np.arange(5 * 7, dtype=np.float32).reshape(5, 7)
+    shrunk = count_baseline.block_mean(channel, 2)
+    assert shrunk.shape == (2, 3)
+    assert shrunk[1, 2] == pytest.approx(channel[2:4, 4:6].mean())
+    assert count_baseline.block_mean(channel, 1) is channel
+
+
+def test_a_half_resolution_count_agrees_with_the_full_one():
+    params = count_baseline.LogParams()
+    for seed in (40, 41, 42):
+        image, centres = discs(shape=(192, 160), n=14, seed=seed)
+        assert count_baseline.count_blobs(image, params) == len(
+            count_baseline.detect(image, params)) == len(centres)
+        assert count_baseline.count_blobs(image, params, factor=2) == len(centres)
+    # a row of four small nuclei 7 px apart: counted at full and half resolution, but two
+    # of them merge at a quarter (the factor is used, and it has a limit)
+    row = np.full((64, 64), 400, np.uint16)
+    for k in range(4):
+        row[disk((20, 12 + 7 * k), 2, shape=row.shape)] = 3000
+    assert [count_baseline.count_blobs(row, params, f) for f in (1, 2, 4)] == [4, 4, 3]
+
+
 def test_a_counting_model_can_start_from_a_segmentation_models_unet():
     from models.training import TrainConfig, train_model
     image, centres = discs(seed=11)
