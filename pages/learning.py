@@ -64,9 +64,11 @@ def settings_card(s: project_settings.LoopSettings, owner: bool, counting: bool 
             ("Region side (px)", _number(REGION, s.region, LOOP_LIMITS["region"], ro, step=32))]
     # a counting project's queue serves whole images: its unit controls are hidden
     hidden = {"The queue serves", "Region side (px)"} if counting else set()
+    wide = {"Strategy"}     # its label above it: the longest strategy name is shown whole
     return dbc.Card(dbc.CardBody([
         html.H5("Selection strategy"),
-        *[dbc.Row([dbc.Col(html.Label(label, className="small"), md=6), dbc.Col(control, md=6)],
+        *[dbc.Row([dbc.Col(html.Label(label, className="small"), md=12 if label in wide else 6),
+                   dbc.Col(control, md=12 if label in wide else 6)],
                   className="mb-2 align-items-center",
                   style={"display": "none"} if label in hidden else None)
           for label, control in rows],

@@ -151,7 +151,7 @@ def test_uncertainty_route_and_scale_agree(login, session, monkeypatch, config, 
 
     from app.permissions import SYSTEM
     from app.services import learning_loop, model_versions, scoring
-    # new projects rank with stratified random (no map); this one uses entropy
+    # new projects rank with stratified random, fewer cells first (no map); this one uses entropy
     learning_loop.set_settings(session, SYSTEM, two_images_project(session, two_images),
                                {"strategy": "entropy"})
     session.commit()

@@ -130,7 +130,7 @@ def test_uncertainty_colour_scale(browser, two_images, monkeypatch, db, world):
 
     from app.permissions import SYSTEM
     from app.services import learning_loop, model_versions, scoring
-    with db.session_scope() as s:       # (new projects rank with stratified random)
+    with db.session_scope() as s:       # (new projects: stratified, fewer cells first)
         learning_loop.set_settings(s, SYSTEM, world["project_id"], {"strategy": "entropy"})
     values = np.linspace(0, 0.5, 120 * 160, dtype=np.float32).reshape(120, 160)
     monkeypatch.setattr(scoring, "heatmap", lambda s, a, c, image_id: values)

@@ -6,10 +6,9 @@ Revision ID: 0012
 Revises: 0011
 Create Date: 2026-11-29
 """
-import json
-
 from alembic import op
-import sqlalchemy as sa
+
+from app.migrations.keep_setting import keep_loop_setting
 
 
 revision = '0012'
@@ -20,23 +19,8 @@ depends_on = None
 OLD_DEFAULT = "entropy"
 
 
-def _settings(value) -> dict:
-    if value is None:
-        return {}
-    return json.loads(value) if isinstance(value, str) else dict(value)
-
-
 def upgrade() -> None:
-    project = sa.table("project", sa.column("id", sa.Integer), sa.column("settings", sa.JSON))
-    bind = op.get_bind()
-    for pid, raw in bind.execute(sa.select(project.c.id, project.c.settings)).all():
-        settings = _settings(raw)
-        loop = dict(settings.get("active_learning") or {})
-        if "strategy" in loop:
-            continue
-        loop["strategy"] = OLD_DEFAULT
-        bind.execute(project.update().where(project.c.id == pid)
-                     .values(settings={**settings, "active_learning": loop}))
+    keep_loop_setting(op.get_bind(), "strategy", OLD_DEFAULT)
 
 
 def downgrade() -> None:
