@@ -84,22 +84,31 @@ def _blobs(channel: np.ndarray, params: LogParams, factor: int,
 
 
 def block_mean(channel: np.ndarray, factor: int) -> np.ndarray:
-    """(Y, X) -> (Y // factor, X // factor): the means of factor x factor blocks (a last
-    partial row or column of blocks is dropped)."""
+    """(..., Y, X) -> (..., Y // factor, X // factor): the means of factor x factor blocks (a
+    last partial row or column of blocks is dropped)."""
     f = int(factor)
     if f <= 1:
         return channel
-    y, x = (channel.shape[0] // f) * f, (channel.shape[1] // f) * f
-    return channel[:y, :x].reshape(y // f, f, x // f, f).mean(axis=(1, 3))
+    *lead, y, x = channel.shape
+    y, x = (y // f) * f, (x // f) * f
+    return channel[..., :y, :x].reshape(*lead, y // f, f, x // f, f).mean(axis=(-3, -1))
+
+
+SHRUNK_MIN_SIDE = 32        # count_blobs shrinks an image only while both sides stay this long
 
 
 def count_blobs(image: np.ndarray, params: LogParams, factor: int = 1) -> int:
     """How many blobs `detect` finds, counted on the nucleus channel averaged over
-    factor x factor blocks, with the scales and the spacing divided by `factor`: about
-    1/factor² of the work, for a count (not positions). Factor 2 counts within a few per
-    cent of full resolution on DSB 2018 (bench/bench_scoring.py --model-free)."""
+    factor x factor blocks, with the scales and the spacing divided by `factor`: the LoG,
+    the bulk of the work, on 1/factor² of the pixels, for a count (not positions). An
+    image that would shrink below SHRUNK_MIN_SIDE px is counted at full resolution. Factor
+    2 counts within a few per cent of full resolution on DSB 2018 (bench/bench_scoring.py
+    --model-free)."""
+    channel = nucleus_channel(image)
     f = max(1, int(factor))
-    return len(_blobs(block_mean(nucleus_channel(image), f), params, f))
+    if min(channel.shape) // f < SHRUNK_MIN_SIDE:
+        f = 1
+    return len(_blobs(block_mean(channel, f), params, f))
 
 
 def tune(images, points, regions=None, sigma_ranges=SIGMA_RANGES, thresholds=THRESHOLDS,

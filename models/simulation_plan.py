@@ -107,7 +107,7 @@ def summarise(rows: list[dict], target_fraction: float = 0.95,
     and per seed; the labels (units) and the cost to reach the target (`target`, default
     `target_fraction` of the best final mean of any strategy): labels on the mean curve,
     cost as the median over seeds of each seed's first cost at or above the target (None
-    when the median seed does not reach it). `metric`: another column to summarise (e.g.
+    when the median seed does not reach it; `cost_to_target_per_seed` in seed order). `metric`: another column to summarise (e.g.
     one group's F1, "f1_<group>"); default macro-F1 with groups, else F1."""
     metric, x = metric or metric_of(rows), _x(rows)
     by: dict = {}
@@ -137,9 +137,10 @@ def summarise(rows: list[dict], target_fraction: float = 0.95,
     for name, seeds in by.items():
         finals = [c[-1][metric] for c in seeds.values()]
         reached = [x_ for x_, y in means[name] if y >= target]
-        costs = sorted([next((r[x] for r in c if r[metric] >= target), None)
-                        for c in seeds.values()], key=lambda v: (v is None, v or 0))
-        median_cost = costs[(len(costs) - 1) // 2] if costs else None
+        costs = [next((r[x] for r in seeds[s] if r[metric] >= target), None)
+                 for s in sorted(seeds)]            # in seed order
+        ordered = sorted(costs, key=lambda v: (v is None, v or 0))
+        median_cost = ordered[(len(ordered) - 1) // 2] if ordered else None
         per_seed = {s: round(areas[name][s] / areas["random"][s], 3)
                     for s in areas[name] if "random" in areas and s in areas["random"]
                     and areas["random"][s] > 0}

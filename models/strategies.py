@@ -297,21 +297,18 @@ def image_statistics(image: np.ndarray) -> np.ndarray:
                      float((norm > 0.5).mean()), colour], np.float64)
 
 
-COUNT_FACTOR = 2         # estimated_cells counts on 2x2 block means (a quarter of the work)
-COUNT_MIN_SIDE = 64      # below this side, at full resolution
+COUNT_FACTOR = 2         # estimated_cells counts on 2x2 block means (a quarter of the LoG)
 
 
 def estimated_cells(image: np.ndarray) -> int:
     """About how many cells a (C, Y, X) or (Y, X) image holds, without a model: blobs of a
     Laplacian-of-Gaussian on its nucleus-contrast channel (models.count_baseline, default
     parameters), counted at half resolution (`count_blobs`, scales halved; full resolution
-    for a side under COUNT_MIN_SIDE). A 3-channel image whose channels differ is read as
+    for a side under 64 px). A 3-channel image whose channels differ is read as
     H&E (haematoxylin by colour deconvolution); on a 3-channel fluorescence stack the count
     means little, and the strategy falls back to about plain stratified order."""
     from models.count_baseline import LogParams, count_blobs
-    image = np.asarray(image)
-    factor = COUNT_FACTOR if min(image.shape[-2:]) >= COUNT_MIN_SIDE else 1
-    return count_blobs(image, LogParams(), factor)
+    return count_blobs(np.asarray(image), LogParams(), COUNT_FACTOR)
 
 
 def cluster(features: np.ndarray, max_clusters: int, seed: int) -> np.ndarray:

@@ -224,6 +224,21 @@ def test_block_mean_averages_whole_blocks_and_drops_the_remainder():
     assert shrunk.shape == (2, 3)
     assert shrunk[1, 2] == pytest.approx(channel[2:4, 4:6].mean())
     assert count_baseline.block_mean(channel, 1) is channel
+    stack = np.stack([channel, 2 * channel])            # leading axes are kept
+    assert count_baseline.block_mean(stack, 2).shape == (2, 2, 3)
+    assert count_baseline.block_mean(stack, 2)[1, 1, 2] == pytest.approx(2 * shrunk[1, 2])
+
+
+def test_an_image_too_small_to_shrink_is_counted_at_full_resolution(monkeypatch):
+    from models.strategies import estimated_cells
+    seen = []
+    real = count_baseline._blobs
+    monkeypatch.setattr(count_baseline, "_blobs",
+                        lambda channel, params, factor, region=None:
+                        seen.append((channel.shape, factor)) or real(channel, params, factor))
+    for side in (63, 64):
+        estimated_cells(np.zeros((side, side + 10), np.uint16))
+    assert seen == [((63, 73), 1), ((32, 37), 2)]
 
 
 def test_a_half_resolution_count_agrees_with_the_full_one():
@@ -235,7 +250,7 @@ def test_a_half_resolution_count_agrees_with_the_full_one():
         assert count_baseline.count_blobs(image, params, factor=2) == len(centres)
     # a row of four small nuclei 7 px apart: counted at full and half resolution, but two
     # of them merge at a quarter (the factor is used, and it has a limit)
-    row = np.full((64, 64), 400, np.uint16)
+    row = np.full((128, 128), 400, np.uint16)
     for k in range(4):
         row[disk((20, 12 + 7 * k), 2, shape=row.shape)] = 3000
     assert [count_baseline.count_blobs(row, params, f) for f in (1, 2, 4)] == [4, 4, 3]
