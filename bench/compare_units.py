@@ -92,7 +92,8 @@ run's own section above gives its round settings (units a round, steps). Target 
 whole-pool reference): macro-F1 {target:.3f}. Budget: what the region run paid in all, per strategy and
 seed; the image column is the macro-F1 of the last image round finished within that budget
 (the rounds counted, start unit included, in brackets; – when not even the start unit fits).
-Area: region over image, macro-F1 against corrections over the range both cover.
+Area: region over image, macro-F1 against corrections over the range both cover. The
+budget is the region run's, so a pair where no image round fits in it counts for regions.
 
 | strategy | seed | budget (corrections) | region macro-F1 | image macro-F1 within it (rounds) | area region / image | region corrections to target | image corrections to target |
 |---|---|---|---|---|---|---|---|

@@ -104,7 +104,7 @@ def job_system(args, work: Path) -> dict:
                                                           image_ids=pool).id
         out["predict"] = wait_job(db, predict, args.job_timeout)
         with db.session_scope() as s:
-            # an MC-dropout strategy, which runs the model (the default, stratified, does not)
+            # an MC-dropout strategy, which runs the model (the default, stratified-cheap, does not)
             learning_loop.set_settings(s, SYSTEM, pid, {"strategy": "bald"})
             score = scoring.start_scoring(s, SYSTEM, pid, deps.enqueue).id
         out["score"] = wait_job(db, score, args.job_timeout)

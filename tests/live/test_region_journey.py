@@ -30,7 +30,7 @@ def test_owner_queues_regions_and_an_annotator_annotates_one(live, person):
     pid = live.project_id()
     person.login("admin")
     person.go(f"/projects/{pid}/learning", ready="#learning-save")
-    # a new project's default strategy, shown whole above its own row
+    # a new project's default strategy (on its own row: the screenshot shows its whole name)
     person.wait_text("#learning-strategy", "Stratified random, fewer cells first (no model)")
     person.shot("learning-settings")
     person.choose("#learning-unit", "regions of images")
