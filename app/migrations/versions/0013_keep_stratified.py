@@ -1,6 +1,7 @@
 """New projects rank their queue with stratified random, fewer cells first, by default
 (issue 21: on the mixed DSB benchmark it reached 95% of the whole-pool model in 3 of 3 seeds
-from scratch and from a start model that never saw H&E, plain stratified in 1 and 2 of 3).
+from scratch and 2 of 3 from a start model that never saw H&E, plain stratified in 1 and 2
+of 3, each time with fewer corrections).
 Projects made before keep plain stratified random, written into their settings.
 
 Revision ID: 0013
