@@ -107,8 +107,9 @@ def summarise(rows: list[dict], target_fraction: float = 0.95,
     and per seed; the labels (units) and the cost to reach the target (`target`, default
     `target_fraction` of the best final mean of any strategy): labels on the mean curve,
     cost as the median over seeds of each seed's first cost at or above the target (None
-    when the median seed does not reach it; `cost_to_target_per_seed` in seed order). `metric`: another column to summarise (e.g.
-    one group's F1, "f1_<group>"); default macro-F1 with groups, else F1."""
+    when the median seed does not reach it; `cost_to_target_per_seed` in seed order).
+    `metric`: another column to summarise (e.g. one group's F1, "f1_<group>"); default
+    macro-F1 with groups, else F1."""
     metric, x = metric or metric_of(rows), _x(rows)
     by: dict = {}
     for r in rows:
