@@ -3,7 +3,8 @@ starts it: the owner switches the demo project's queue to regions on the Learnin
 stratified random that serves regions with fewer cells first, the worker rescores the pool
 region by region, and an annotator's "Annotate" opens an image
 zoomed on its most useful region, with the rest dimmed; the saved version covers that
-region and the image leaves the queue. Journey tier (`-m journey`)."""
+region and the image leaves the queue. A viewer sees the same settings (the new projects'
+default strategy) but cannot change them. Journey tier (`-m journey`)."""
 import json
 import time
 
@@ -74,3 +75,11 @@ def test_owner_queues_regions_and_an_annotator_annotates_one(live, person):
     assert region_key, "the saved version covers the region only"
     assert not live.query("SELECT 1 FROM score WHERE image_id = ? AND region IS NOT NULL",
                           image_id), "the annotated region left the queue"
+
+
+def test_a_viewer_sees_the_queue_settings_but_cannot_change_them(live, person):
+    person.login("victor")
+    person.go(f"/projects/{live.project_id()}/learning", ready="#learning-save")
+    person.wait_text("#learning-strategy", "Stratified random, fewer cells first (no model)")
+    for css in ("#learning-save", "#learning-batch", "#learning-region"):
+        assert person.driver.find_element("css selector", css).get_attribute("disabled"), css
