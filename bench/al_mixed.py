@@ -203,12 +203,7 @@ def _left_out_generalist(args):
 def _reference(args, ref_cfg, images, labels, groups, pool, test, meta, start_model):
     """The whole-pool reference's test metrics and training seconds, cached in --cache by
     everything that decides them (a run with other round settings reuses it)."""
-    settings = {k: v for k, v in dataclasses.asdict(ref_cfg).items()
-                if k != "pull" or v}     # no pull: the key it had before the option existed
-    key = json.dumps([settings, args.pool, args.test, args.start,
-                      args.start_model, args.leave_out, args.quick, "reference-v1"],
-                     sort_keys=True, default=str)
-    path = Path(args.cache) / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    path = reference_path(args, ref_cfg)
     if path.exists() and not args.fresh:
         cached = json.loads(path.read_text())
         print(f"reference: cached {path}", flush=True)
@@ -222,6 +217,16 @@ def _reference(args, ref_cfg, images, labels, groups, pool, test, meta, start_mo
     path.parent.mkdir(parents=True, exist_ok=True)
     writers.write_json(path, {"metrics": ref, "seconds": seconds})
     return ref, seconds
+
+
+def reference_path(args, ref_cfg: TrainConfig) -> Path:
+    """Where the whole-pool reference is cached: named by everything that decides it."""
+    settings = {k: v for k, v in dataclasses.asdict(ref_cfg).items()
+                if k != "pull" or v}     # no pull: the key it had before the option existed
+    key = json.dumps([settings, args.pool, args.test, args.start,
+                      args.start_model, args.leave_out, args.quick, "reference-v1"],
+                     sort_keys=True, default=str)
+    return Path(args.cache) / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 def one_plan(args, strategy: str, seed: int, test: list[int],

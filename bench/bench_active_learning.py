@@ -41,7 +41,8 @@ from storage import writers  # noqa: E402
 OUT = Path(__file__).resolve().parent.parent / "docs" / "active_learning"
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """This benchmark's arguments (bench/reuse_rows.py reads a run's the same way)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--strategies", default="random,entropy,bald")
     ap.add_argument("--pool", type=int, default=120)
@@ -58,7 +59,11 @@ def main() -> None:
     ap.add_argument("--report-log", help="only report the 'round {...}' lines a run printed "
                     "(e.g. a run stopped early); no simulation")
     al_mixed.add_arguments(ap)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     if args.mixed:
         return al_mixed.run(args, write_section, machine)
     if args.report_log:

@@ -101,25 +101,20 @@ Scoring a {n_pool}-image pool (DSB fluorescence training images cycled; sides
 def model_free(images: list[np.ndarray], n_pool: int) -> None:
     from scipy.stats import spearmanr
 
-    from models import strategies
     pool = [images[i % len(images)] for i in range(n_pool)]
     megapixels = sum(im.shape[-1] * im.shape[-2] for im in pool) / 1e6
     seconds, picks, counts = {}, {}, {}
-    shipped = strategies.COUNT_FACTOR
-    runs = (("stratified", "stratified", shipped),
-            ("stratified-cheap (shipped: count at half resolution)", "stratified-cheap", shipped),
-            ("stratified-cheap, count at full resolution", "stratified-cheap", 1))
-    try:
-        for label, name, factor in runs:
-            strategies.COUNT_FACTOR = factor
-            strategy = get_strategy(name)
-            t = time.perf_counter()
-            scores = {k: strategy.score([], im, key=k) for k, im in enumerate(pool)}
-            picks[label] = strategy.select(scores, min(500, n_pool))
-            seconds[label] = time.perf_counter() - t
-            counts[label] = [scores[k].cost for k in range(min(len(images), n_pool))]
-    finally:
-        strategies.COUNT_FACTOR = shipped
+    runs = (("stratified", "stratified", {}),
+            ("stratified-cheap (shipped: count at half resolution)", "stratified-cheap", {}),
+            ("stratified-cheap, count at full resolution", "stratified-cheap",
+             {"count_factor": 1}))
+    for label, name, options in runs:
+        strategy = get_strategy(name, **options)
+        t = time.perf_counter()
+        scores = {k: strategy.score([], im, key=k) for k, im in enumerate(pool)}
+        picks[label] = strategy.select(scores, min(500, n_pool))
+        seconds[label] = time.perf_counter() - t
+        counts[label] = [scores[k].cost for k in range(min(len(images), n_pool))]
     base = seconds["stratified"]
     rows = "\n".join(f"| {name} | {s:.1f} s | {1000 * s / n_pool:.0f} ms | {s / megapixels:.2f} s "
                      f"| {s / base:.1f}x |" for name, s in seconds.items())

@@ -22,10 +22,10 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._report import write_section  # noqa: E402
 from bench.al_mixed import data, one_plan  # noqa: E402
-from models import strategies  # noqa: E402
 from models.builtin_data import GROUPS  # noqa: E402
 from models.count_baseline import LogParams, count_blobs  # noqa: E402
 from models.simulation import _select, units_of  # noqa: E402
+from models.strategies import get_strategy  # noqa: E402
 
 ROUNDS = 5
 
@@ -50,18 +50,13 @@ def picks(images, test, unit: str, batch: int, seed: int, factor: int) -> list[l
     plan = one_plan(args, "stratified-cheap", seed, test)
     pool, _ = plan.split(len(images))
     units = units_of(images, pool, plan)
-    shipped = strategies.COUNT_FACTOR
-    strategies.COUNT_FACTOR = factor
-    try:
-        strategy = strategies.get_strategy("stratified-cheap", passes=8, seed=seed)
-        labelled = np.random.default_rng(seed).choice(len(units), 1, replace=False).tolist()
-        rounds, memo = [list(labelled)], {}
-        for _ in range(ROUNDS):
-            batch_picks = _select(strategy, None, images, units, labelled, batch, memo)
-            labelled += batch_picks
-            rounds.append(batch_picks)
-    finally:
-        strategies.COUNT_FACTOR = shipped
+    strategy = get_strategy("stratified-cheap", passes=8, seed=seed, count_factor=factor)
+    labelled = np.random.default_rng(seed).choice(len(units), 1, replace=False).tolist()
+    rounds, memo = [list(labelled)], {}
+    for _ in range(ROUNDS):
+        batch_picks = _select(strategy, None, images, units, labelled, batch, memo)
+        labelled += batch_picks
+        rounds.append(batch_picks)
     return rounds
 
 

@@ -18,10 +18,7 @@ start model is trained first if the cache lacks it.
 """
 from __future__ import annotations
 
-import argparse
 import csv
-import dataclasses
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -29,40 +26,21 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import al_mixed  # noqa: E402
+from bench.bench_active_learning import parser  # noqa: E402
 from storage import writers  # noqa: E402
 
 INT = {"seed", "round", "n_labelled", "cost"}
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    """The new run's arguments, as bench/bench_active_learning.py reads them."""
-    ap = argparse.ArgumentParser()
-    for name, default in (("--pool", 120), ("--test", 40), ("--batch", 5), ("--rounds", 6),
-                          ("--seeds", 3), ("--steps", 60), ("--passes", 8), ("--initial", 5)):
-        ap.add_argument(name, type=int, default=default)
-    ap.add_argument("--section", default="active_learning")
-    ap.add_argument("--strategies", default="")
-    al_mixed.add_arguments(ap)
-    return ap.parse_args(argv)
-
-
-def reference_path(args, ref_cfg) -> Path:
-    """Where al_mixed._reference caches the reference (the same key)."""
-    settings = {k: v for k, v in dataclasses.asdict(ref_cfg).items() if k != "pull" or v}
-    key = json.dumps([settings, args.pool, args.test, args.start, args.start_model,
-                      args.leave_out, args.quick, "reference-v1"], sort_keys=True, default=str)
-    return Path(args.cache) / f"reference-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
-
-
 def main() -> None:
     split = sys.argv.index("--")
     source, strategies, minutes = sys.argv[1], sys.argv[2].split(","), float(sys.argv[3])
-    args = parse(sys.argv[split + 1:])
+    args = parser().parse_args(sys.argv[split + 1:])
     src = al_mixed.OUT / source
     summary = json.loads(Path(f"{src}_summary.json").read_text())
     start = al_mixed._start_model(args)
     cfg, ref_cfg = al_mixed.configs(args, start)
-    path = reference_path(args, ref_cfg)
+    path = al_mixed.reference_path(args, ref_cfg)
     if not path.exists():
         writers.write_json(path, {"metrics": summary["reference"], "seconds": minutes * 60})
         print("reference", path, flush=True)

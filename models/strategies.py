@@ -133,7 +133,8 @@ class StratifiedCheap(Stratified):
 
     def score(self, models, image, key=0):
         result = super().score(models, image, key)
-        result.cost = float(estimated_cells(image))
+        result.cost = float(estimated_cells(image, self.options.get("count_factor",
+                                                                  COUNT_FACTOR)))
         return result
 
     def _order(self, members, scores, c):
@@ -300,15 +301,15 @@ def image_statistics(image: np.ndarray) -> np.ndarray:
 COUNT_FACTOR = 2         # estimated_cells counts on 2x2 block means (a quarter of the LoG)
 
 
-def estimated_cells(image: np.ndarray) -> int:
+def estimated_cells(image: np.ndarray, factor: int = COUNT_FACTOR) -> int:
     """About how many cells a (C, Y, X) or (Y, X) image holds, without a model: blobs of a
     Laplacian-of-Gaussian on its nucleus-contrast channel (models.count_baseline, default
-    parameters), counted at half resolution (`count_blobs`, scales halved; full resolution
-    for a side under 64 px). A 3-channel image whose channels differ is read as
+    parameters), counted at half resolution (`count_blobs` with `factor` 2, scales halved;
+    full resolution for a side under 64 px; stratified-cheap's option `count_factor`). A 3-channel image whose channels differ is read as
     H&E (haematoxylin by colour deconvolution); on a 3-channel fluorescence stack the count
     means little, and the strategy falls back to about plain stratified order."""
     from models.count_baseline import LogParams, count_blobs
-    return count_blobs(np.asarray(image), LogParams(), COUNT_FACTOR)
+    return count_blobs(np.asarray(image), LogParams(), factor)
 
 
 def cluster(features: np.ndarray, max_clusters: int, seed: int) -> np.ndarray:

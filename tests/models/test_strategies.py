@@ -175,6 +175,18 @@ def test_estimated_cells_counts_blobs_without_a_model():
     assert estimated_cells(image) == 16
 
 
+def test_stratified_cheap_can_count_at_full_resolution(monkeypatch):
+    from models import count_baseline
+    factors = []
+    real = count_baseline.count_blobs
+    monkeypatch.setattr(count_baseline, "count_blobs", lambda image, params, factor=1:
+                        factors.append(factor) or real(image, params, factor))
+    image = np.zeros((128, 128), np.float32)
+    for options in ({}, {"count_factor": 1}):
+        CLASSES["stratified-cheap"](**options).score([], image)
+    assert factors == [2, 1]
+
+
 def test_stratified_cheap_draws_fewer_cells_first_in_proportion():
     # one cluster (fewer than four units) of 1, 3 and 7 estimated cells: the first pick is
     # drawn ~ (1 + cells) ** -2, i.e. 16/21, 4/21, 1/21 over seeds (~ 1 / (1 + cells),
