@@ -33,6 +33,9 @@ INT = {"seed", "round", "n_labelled", "cost"}
 
 
 def main() -> None:
+    if "--" not in sys.argv or sys.argv.index("--") != 4:
+        raise SystemExit("usage: python bench/reuse_rows.py SOURCE_STEM STRATEGIES "
+                         "REFERENCE_MINUTES -- (the new run's arguments)")
     split = sys.argv.index("--")
     source, strategies, minutes = sys.argv[1], sys.argv[2].split(","), float(sys.argv[3])
     args = parser().parse_args(sys.argv[split + 1:])
