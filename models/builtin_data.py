@@ -87,20 +87,43 @@ def split(data_dir: str | Path) -> dict[str, tuple[list[str], list[str]]]:
 def to_network_input(image: np.ndarray) -> np.ndarray:
     """A (C, Y, X) image of any modality as the (1, Y, X) float32 channel the built-in
     model reads (see the module docstring)."""
-    img = np.asarray(image, dtype=np.float32)
+    img = as_channels(image).astype(np.float32, copy=False)
+    grey = grey_of(img, same_channels(img))
+    invert, lo, hi = bright_background(grey[::4, ::4])
+    if invert:                                  # bright background: nuclei are dark
+        grey = hi + lo - grey
+    return grey[None].astype(np.float32)
+
+
+def as_channels(image: np.ndarray) -> np.ndarray:
+    """A (Y, X) or (C, Y, X) image as (C, Y, X) in its own dtype, an alpha channel dropped."""
+    img = np.asarray(image)
     if img.ndim == 2:
         img = img[None]
     if img.ndim != 3:
         raise ValueError(f"expected a (C, Y, X) image, got shape {img.shape}")
-    if img.shape[0] == 4:                       # RGBA: drop alpha
-        img = img[:3]
-    if img.shape[0] == 1 or np.allclose(img[0], img[1:], atol=1e-3):
-        grey = img[0]
-    elif img.shape[0] >= 3:
-        grey = 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]
-    else:
-        grey = img.mean(axis=0)
-    lo, mid, hi = np.percentile(grey[::4, ::4], (1, 50, 99))
-    if hi > lo and (mid - lo) > (hi - mid):     # bright background: nuclei are dark
-        grey = hi + lo - grey
-    return grey[None].astype(np.float32)
+    return img[:3] if img.shape[0] == 4 else img
+
+
+def same_channels(img: np.ndarray) -> bool:
+    """Whether a float32 (C, Y, X) image is one channel, or grey stored as several."""
+    return img.shape[0] == 1 or bool(np.allclose(img[0], img[1:], atol=1e-3))
+
+
+def grey_of(img: np.ndarray, same: bool) -> np.ndarray:
+    """(Y, X) grey of a float32 (C, Y, X) image: the first channel when the channels are the
+    same, the luminance of colour, else the channels' mean. Per pixel, so a strip of an
+    image gives that strip of its grey."""
+    if same:
+        return img[0]
+    if img.shape[0] >= 3:
+        return 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]
+    return img.mean(axis=0)
+
+
+def bright_background(sample: np.ndarray) -> tuple[bool, float, float]:
+    """Whether a grey image (given as a subsample of its pixels) has a bright background
+    (its median nearer the 99th percentile than the 1st), and that 1st and 99th percentile;
+    such an image is inverted as hi + lo - grey."""
+    lo, mid, hi = np.percentile(sample, (1, 50, 99))
+    return bool(hi > lo and (mid - lo) > (hi - mid)), lo, hi

@@ -1,10 +1,9 @@
 """Classical counting baseline: Laplacian-of-Gaussian (LoG) blob detection on a nucleus-contrast
 channel, its parameters tuned by grid search on training images only. No learning, no torch.
 
-- `nucleus_channel`: (Y, X) float32, nuclei bright: for an RGB H&E image the haematoxylin
-  channel of the colour deconvolution (`skimage.color.rgb2hed`); for anything else the
-  built-in model's input mapping (`models.builtin_data.to_network_input`: luminance,
-  inverted on a bright background); then percentile-normalised to about 0..1.
+- `nucleus_channel` (models.nucleus_contrast): (Y, X) float32, nuclei bright: for an RGB H&E
+  image the haematoxylin channel of the colour deconvolution, for anything else the built-in
+  model's input mapping; then percentile-normalised to about 0..1; computed in row strips.
 - `log_response`: the scale-normalised LoG response (-sigma^2 * LoG), its maximum over a
   range of scales (`LogParams.min_sigma` .. `max_sigma`, `num_sigma` steps).
 - `detect`: blobs = local maxima of that response above `threshold`, at least `min_sigma`
@@ -22,12 +21,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage
-from skimage.color import rgb2hed
 
-from models.builtin_data import to_network_input
 from models.density import as_points, find_peaks
+from models.nucleus_contrast import (NUCLEUS_CONTRAST, block_mean, nucleus_channel,
+                                     shrunk_nucleus_channel)
 
-NUCLEUS_CONTRAST = "nucleus-contrast-v1"   # `nucleus_channel` as a model's input mapping
 SIGMA_RANGES = ((2.0, 4.0), (3.0, 6.0), (4.0, 8.0), (5.0, 10.0), (6.0, 12.0))
 THRESHOLDS = tuple(np.round(np.arange(0.02, 0.42, 0.02), 3))
 
@@ -41,19 +39,6 @@ class LogParams:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def nucleus_channel(image: np.ndarray) -> np.ndarray:
-    """(C, Y, X) or (Y, X) image -> (Y, X) float32 with nuclei bright, about 0..1."""
-    img = np.asarray(image)
-    if img.ndim == 3 and img.shape[0] in (3, 4) and not np.allclose(img[0], img[1]):
-        rgb = np.moveaxis(img[:3], 0, -1).astype(np.float64)
-        rgb = rgb / (255.0 if rgb.max() > 1.0 else 1.0)
-        channel = rgb2hed(np.clip(rgb, 0, 1))[..., 0]
-    else:
-        channel = to_network_input(img)[0]
-    lo, hi = np.percentile(channel[::2, ::2], (1.0, 99.8))
-    return np.clip((channel - lo) / max(float(hi - lo), 1e-6), 0, 1).astype(np.float32)
 
 
 def log_response(channel: np.ndarray, min_sigma: float, max_sigma: float,
@@ -83,17 +68,6 @@ def _blobs(channel: np.ndarray, params: LogParams, factor: int,
     return points
 
 
-def block_mean(channel: np.ndarray, factor: int) -> np.ndarray:
-    """(..., Y, X) -> (..., Y // factor, X // factor): the means of factor x factor blocks (a
-    last partial row or column of blocks is dropped)."""
-    f = int(factor)
-    if f <= 1:
-        return channel
-    *lead, y, x = channel.shape
-    y, x = (y // f) * f, (x // f) * f
-    return channel[..., :y, :x].reshape(*lead, y // f, f, x // f, f).mean(axis=(-3, -1))
-
-
 SHRUNK_MIN_SIDE = 32        # count_blobs shrinks an image only while both sides stay this long
 
 
@@ -104,11 +78,10 @@ def count_blobs(image: np.ndarray, params: LogParams, factor: int = 1) -> int:
     image that would shrink below SHRUNK_MIN_SIDE px is counted at full resolution. Factor
     2 keeps the order of the counts on DSB 2018 (Spearman 0.98-1.00 in each group; the
     values move most on H&E, 9% median: bench/count_agreement.py)."""
-    channel = nucleus_channel(image)
     f = max(1, int(factor))
-    if min(channel.shape) // f < SHRUNK_MIN_SIDE:
+    if min(np.shape(image)[-2:]) // f < SHRUNK_MIN_SIDE:
         f = 1
-    return len(_blobs(block_mean(channel, f), params, f))
+    return len(_blobs(shrunk_nucleus_channel(image, f), params, f))
 
 
 def tune(images, points, regions=None, sigma_ranges=SIGMA_RANGES, thresholds=THRESHOLDS,
@@ -140,5 +113,6 @@ def tune(images, points, regions=None, sigma_ranges=SIGMA_RANGES, thresholds=THR
     return LogParams(best["min_sigma"], best["max_sigma"], num_sigma, best["threshold"]), table
 
 
-__all__ = ["LogParams", "detect", "log_response", "nucleus_channel", "tune",
+__all__ = ["LogParams", "NUCLEUS_CONTRAST", "block_mean", "count_blobs", "detect",
+           "log_response", "nucleus_channel", "tune",
            "SIGMA_RANGES", "THRESHOLDS"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from models.builtin_data import INPUT_MAPPING, to_network_input
-from models.count_baseline import NUCLEUS_CONTRAST, nucleus_channel
+from models.nucleus_contrast import NUCLEUS_CONTRAST, nucleus_channel
 from models.model import ModelInputError, SegmentationModel
 from storage.readers import read_image
 

@@ -281,12 +281,12 @@ def image_statistics(image: np.ndarray) -> np.ndarray:
     channels, the 1/50/99th percentiles and their spread relative to the range, the mean
     gradient (texture), the share of bright pixels and the colourfulness. Comparable
     across bit depths (percentiles are taken relative to the image's own range)."""
-    img = np.asarray(image, np.float32)
+    img = np.asarray(image)
     if img.ndim == 2:
         img = img[None]
     c, h, w = img.shape[-3:]
     step = max(1, int(np.sqrt(h * w / 65536)))
-    sub = img[:, ::step, ::step]
+    sub = img[:, ::step, ::step].astype(np.float32)     # only the subsample becomes float
     grey = sub.mean(axis=0)
     lo, p5, mid, p95, hi = np.percentile(grey, (0.5, 5, 50, 95, 99.5))
     span = float(hi - lo) or 1.0
@@ -305,9 +305,11 @@ def estimated_cells(image: np.ndarray, factor: int = COUNT_FACTOR) -> int:
     """About how many cells a (C, Y, X) or (Y, X) image holds, without a model: blobs of a
     Laplacian-of-Gaussian on its nucleus-contrast channel (models.count_baseline, default
     parameters), counted at half resolution (`count_blobs` with `factor` 2, scales halved;
-    full resolution for a side under 64 px; stratified-cheap's option `count_factor`). A 3-channel image whose channels differ is read as
-    H&E (haematoxylin by colour deconvolution); on a 3-channel fluorescence stack the count
-    means little, and the strategy falls back to about plain stratified order."""
+    full resolution for a side under 64 px; stratified-cheap's option `count_factor`). The
+    channel is built in row strips (models.nucleus_contrast), so a big image costs about 8
+    bytes a pixel. A 3-channel image whose channels differ is read as H&E (haematoxylin by
+    colour deconvolution); on a 3-channel fluorescence stack the count means little, and the
+    strategy falls back to about plain stratified order."""
     from models.count_baseline import LogParams, count_blobs
     return count_blobs(np.asarray(image), LogParams(), factor)
 
