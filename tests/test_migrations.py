@@ -44,25 +44,15 @@ def test_projects_made_before_the_stratified_default_keep_ranking_by_entropy(con
     stored = _settings_after_upgrade(config, "0011", {
         1: None, 2: {"training": {"epochs": 3}},
         3: {"active_learning": {"strategy": "bald", "batch": 4}}})
-    assert stored[1]["active_learning"] == {"strategy": "entropy", "unit": "image"}
-    assert stored[2] == {"training": {"epochs": 3},
-                         "active_learning": {"strategy": "entropy", "unit": "image"}}
-    assert stored[3]["active_learning"] == {"strategy": "bald", "batch": 4, "unit": "image"}
+    assert stored[1]["active_learning"] == {"strategy": "entropy"}
+    assert stored[2] == {"training": {"epochs": 3}, "active_learning": {"strategy": "entropy"}}
+    assert stored[3]["active_learning"] == {"strategy": "bald", "batch": 4}
 
 
 def test_projects_made_before_the_fewer_cells_first_default_keep_plain_stratified(config):
     stored = _settings_after_upgrade(config, "0012", {
         1: None, 2: {"active_learning": {"batch": 4}},
         3: {"active_learning": {"strategy": "entropy"}}})
-    assert stored[1]["active_learning"] == {"strategy": "stratified", "unit": "image"}
-    assert stored[2]["active_learning"] == {"batch": 4, "strategy": "stratified", "unit": "image"}
-    assert stored[3]["active_learning"] == {"strategy": "entropy", "unit": "image"}
-
-
-def test_projects_made_before_the_region_default_keep_whole_images(config):
-    stored = _settings_after_upgrade(config, "0013", {
-        1: None, 2: {"active_learning": {"strategy": "random", "region": 512}},
-        3: {"active_learning": {"unit": "region", "region": 128}}})
-    assert stored[1]["active_learning"] == {"unit": "image"}
-    assert stored[2]["active_learning"] == {"strategy": "random", "region": 512, "unit": "image"}
-    assert stored[3]["active_learning"] == {"unit": "region", "region": 128}
+    assert stored[1]["active_learning"] == {"strategy": "stratified"}
+    assert stored[2]["active_learning"] == {"batch": 4, "strategy": "stratified"}
+    assert stored[3]["active_learning"] == {"strategy": "entropy"}

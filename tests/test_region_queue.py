@@ -14,7 +14,7 @@ from app.services import (annotations, drafts, exports, imports, learning_loop, 
                           region_queue, scoring)
 from app.states import ImageStatus
 from app.jobs.runner import run_job
-from app.tables import Annotation, Image, Job, Project, Score
+from app.tables import Annotation, Image, Job, Score
 from models.regions import open_regions, regions_of
 from storage.blobstore import get_array
 from tests.conftest import actor
@@ -198,11 +198,7 @@ def test_the_export_says_what_a_partial_annotation_covers(db, config, world, lab
     assert counts["d5.tif"]["annotated_fraction"] == ""
 
 
-def test_new_projects_queue_regions_and_image_mode_queues_whole_images(db, config, world, lab):
-    with db.session_scope() as s:
-        project = s.get(Project, world["project_id"])
-        assert learning_loop.loop_settings(project).unit == "region"      # the default
-        learning_loop.set_settings(s, actor(s, "owner"), world["project_id"], {"unit": "image"})
+def test_image_mode_queues_whole_images_as_before(db, config, world, lab):
     assert train(db, config, world)[0] == "done"
     big = add_big_images(db, lab, world, n=1)
     result = score_now(db, config, world)

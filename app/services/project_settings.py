@@ -57,11 +57,7 @@ class LoopSettings:
     ensemble_size: int = 3        # N models for the ensemble strategy
     batch: int = 5                # images picked per round (strategies that pick in order)
     retrain_after: int = 10       # K accepted annotations start a retraining (0: never)
-    # what the queue serves: whole images, or regions of them. Regions by default: from a
-    # start model that never saw H&E (the built-in start a new project gets), 256 px regions
-    # reached 95% of the whole-pool model in 6 of 6 (strategy, seed) runs, whole images in
-    # 2 of 6 (docs/benchmarks.md, units_...; issue 21). Points projects queue whole images.
-    unit: str = "region"
+    unit: str = "image"           # what the queue serves: whole images, or regions of them
     region: int = 256             # side of a region in pixels (unit "region")
 
     def as_dict(self) -> dict:
