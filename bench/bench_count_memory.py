@@ -1,6 +1,7 @@
 """Memory and time of stratified-cheap's cell count on big images: the nucleus-contrast
-channel built in row strips (models.nucleus_contrast, as shipped) against the same channel
-built from the whole image at once (one strip: how it was built before), in the same run.
+channel built in row strips (models.nucleus_contrast, as shipped) against the same function
+given one strip (the whole image at once, as the code before the strips built it), in the
+same run.
 
 Images: mosaics of real DSB 2018 images (../shared/data/dsb2018), tiled to SIDE x SIDE: an
 H&E one (RGB uint8: the float64 colour deconvolution is the costly case) and a grey
@@ -76,7 +77,7 @@ def main() -> None:
     rows = []
     for name, image in test_images(args.side).items():
         px = image.shape[-2] * image.shape[-1]
-        arms = {"one strip (whole image at once; before)": px,
+        arms = {"one strip (the whole image at once)": px,
                 f"strips of {STRIP_PIXELS:,} px (shipped)": STRIP_PIXELS}
         results = {}
         for arm, strip in arms.items():
@@ -93,8 +94,9 @@ def main() -> None:
         rows.append(f"| {name} | the whole count (`estimated_cells`, shipped) | {peak / px:.1f} "
                     f"| {peak / base_peak:.2f} | {seconds:.2f} | – | {cells} |")
     body = f"""Images: {args.side} x {args.side} mosaics of real DSB 2018 images ({args.side ** 2 / 1e6:.1f} Mpx). The
-half-resolution nucleus-contrast channel (factor {COUNT_FACTOR}) built from the whole image at once
-(the baseline: how it was built before) and in row strips; then the whole count as
+half-resolution nucleus-contrast channel (factor {COUNT_FACTOR}) built in one strip, the whole image
+at once (the baseline: the code before strips did the same in one pass), and in row strips;
+then the whole count as
 stratified-cheap runs it (the channel, then the LoG and its peaks at half resolution; its
 time is not compared). Peak: tracemalloc's peak during the call, per image pixel.
 

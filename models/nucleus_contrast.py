@@ -5,9 +5,11 @@ deconvolution (`skimage.color.rgb2hed`); for anything else the built-in model's 
 is clipped to its 1st..99.8th percentiles.
 
 It is computed in row strips of about STRIP_PIXELS pixels. A big image then costs its output
-(4 bytes a pixel, 4 / factor² when shrunk by block means) and one strip at a time, instead of
-a whole-image float64 colour deconvolution (about 50 bytes a pixel at its peak). Every
-decision that needs the whole image is taken on the whole image first:
+(4 bytes a pixel, 4 / factor² when shrunk by block means), a subsample of every 2nd pixel of
+every 2nd row (float64 for H&E: 2 bytes a pixel) and one strip's temporaries, instead of a
+whole-image float64 colour deconvolution (121 bytes a pixel at its peak, by tracemalloc:
+bench/bench_count_memory.py). Every decision that needs the whole image is taken on the whole
+image first:
 - H&E or not (the first two channels differ anywhere) and the scale (0..255 or 0..1);
 - whether the background is bright (percentiles of every 4th pixel);
 - the normalisation (percentiles of every 2nd pixel, computed on those pixels only).
@@ -40,6 +42,8 @@ def shrunk_nucleus_channel(image: np.ndarray, factor: int = 1,
     """block_mean(nucleus_channel(image), factor), without holding the full-resolution
     channel: (Y // factor, X // factor) float32."""
     img = np.asarray(image)
+    if img.ndim not in (2, 3):
+        raise ValueError(f"expected a (C, Y, X) or (Y, X) image, got shape {img.shape}")
     f = max(1, int(factor))
     strips = _strips(img.shape[-2:], math.lcm(2, f), strip_pixels)
     if _is_colour(img, strips):
@@ -47,21 +51,40 @@ def shrunk_nucleus_channel(image: np.ndarray, factor: int = 1,
 
         def pixels(a, b, step=1):
             return _haematoxylin(img[:3, a:b:step, ::step], scale)
+        sample = _every_second(pixels, strips, img.shape[-2])
     else:
         chans = as_channels(img)
-        same = all(same_channels(chans[:, a:b].astype(np.float32, copy=False))
-                   for a, b in strips)
-        sample = np.concatenate([grey_of(chans[:, a:b:2, ::2].astype(np.float32, copy=False),
-                                         same) for a, b in strips])
+        same = chans.shape[0] == 1 or all(
+            same_channels(chans[:, a:b].astype(np.float32)) for a, b in strips)
+
+        def grey(a, b, step=1):
+            return grey_of(chans[:, a:b:step, ::step].astype(np.float32, copy=False), same)
+        sample = _every_second(grey, strips, img.shape[-2])
         invert, lo4, hi4 = bright_background(sample[::2, ::2])
 
+        def finish(g):
+            return (hi4 + lo4 - g if invert else g).astype(np.float32)
+
         def pixels(a, b, step=1):
-            grey = grey_of(chans[:, a:b:step, ::step].astype(np.float32, copy=False), same)
-            return (hi4 + lo4 - grey if invert else grey).astype(np.float32)
-    lo, hi = np.percentile(np.concatenate([pixels(a, b, 2) for a, b in strips]), (1.0, 99.8))
+            return finish(grey(a, b, step))
+        sample = finish(sample)
+    lo, hi = np.percentile(sample, (1.0, 99.8), overwrite_input=True)
+    del sample
     out = np.empty((img.shape[-2] // f, img.shape[-1] // f), np.float32)
     for a, b in strips:
         out[a // f:b // f] = block_mean(_normalise(pixels(a, b), lo, hi), f)
+    return out
+
+
+def _every_second(pixels, strips, height: int) -> np.ndarray:
+    """channel[::2, ::2], gathered strip by strip (every strip starts on an even row)."""
+    out, row = None, 0
+    for a, b in strips:
+        part = pixels(a, b, 2)
+        if out is None:
+            out = np.empty(((height + 1) // 2, part.shape[1]), part.dtype)
+        out[row:row + len(part)] = part
+        row += len(part)
     return out
 
 
@@ -93,7 +116,7 @@ def _is_colour(img: np.ndarray, strips) -> bool:
 def _haematoxylin(rgb: np.ndarray, scale: float) -> np.ndarray:
     """(3, y, x) RGB -> (y, x) float64 haematoxylin density (per pixel)."""
     rgb = np.moveaxis(rgb, 0, -1).astype(np.float64) / scale
-    return rgb2hed(np.clip(rgb, 0, 1))[..., 0]
+    return np.ascontiguousarray(rgb2hed(np.clip(rgb, 0, 1))[..., 0])   # not a view of all 3
 
 
 def _normalise(channel: np.ndarray, lo: float, hi: float) -> np.ndarray:

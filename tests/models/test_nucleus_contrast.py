@@ -18,9 +18,29 @@ def whole_image_channel(image: np.ndarray) -> np.ndarray:
         rgb = np.moveaxis(img[:3], 0, -1).astype(np.float64)
         channel = rgb2hed(np.clip(rgb / (255.0 if rgb.max() > 1.0 else 1.0), 0, 1))[..., 0]
     else:
-        channel = to_network_input(img)[0]
+        channel = whole_image_network_input(img)[0]
     lo, hi = np.percentile(channel[::2, ::2], (1.0, 99.8))
     return np.clip((channel - lo) / max(float(hi - lo), 1e-6), 0, 1).astype(np.float32)
+
+
+def whole_image_network_input(image: np.ndarray) -> np.ndarray:
+    """The built-in model's input mapping as it was written before its helpers were split
+    out for the strips."""
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim == 2:
+        img = img[None]
+    if img.shape[0] == 4:
+        img = img[:3]
+    if img.shape[0] == 1 or np.allclose(img[0], img[1:], atol=1e-3):
+        grey = img[0]
+    elif img.shape[0] >= 3:
+        grey = 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]
+    else:
+        grey = img.mean(axis=0)
+    lo, mid, hi = np.percentile(grey[::4, ::4], (1, 50, 99))
+    if hi > lo and (mid - lo) > (hi - mid):
+        grey = hi + lo - grey
+    return grey[None].astype(np.float32)
 
 
 def kinds_of_image():
@@ -36,23 +56,50 @@ def kinds_of_image():
                                           np.full((1, 101, 87), 255, np.uint8)]),
         "grey stored as RGB": np.stack([grey] * 3),
         "two channels": np.stack([grey, grey // 2 + 100]).astype(np.float32),
+        "first two channels equal, third not": np.stack([grey, grey, grey // 3]),
+        "grey RGBA": np.concatenate([np.stack([grey] * 3), np.full((1, 101, 87), 9, np.uint16)]),
+        "colour in the last rows only": np.concatenate(
+            [np.stack([(he[0] * 255).astype(np.uint8)] * 3)[:, :90],
+             (he * 255).astype(np.uint8)[:, 90:]], axis=1),
+        "one row": grey[40:41],
     }
+
+
+COLOUR = {"H&E uint8", "H&E float 0..1", "H&E with alpha", "colour in the last rows only"}
+
+
+def assert_same(got, expected, kind):
+    """Bit for bit where the channel is made by elementwise arithmetic. The colour
+    deconvolution is a small matrix product (BLAS), which another CPU's kernels may round
+    differently in the last bit, so colour images are allowed 1e-6."""
+    if kind in COLOUR:
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6, err_msg=kind)
+    else:
+        np.testing.assert_array_equal(got, expected, err_msg=kind)
 
 
 @pytest.mark.parametrize("kind", list(kinds_of_image()))
 def test_strips_give_the_whole_images_channel_exactly(kind):
     image = kinds_of_image()[kind]
     expected = whole_image_channel(image)
-    for strip_pixels in (1, 300, 2000, 10 ** 9):      # one or two rows a strip, ..., one strip
+    for strip_pixels in (1, 400, 2000, 10 ** 9):      # strips of 2, 4 and 22 rows; one strip
         got = nucleus_channel(image, strip_pixels)
         assert got.dtype == np.float32 and got.shape == expected.shape
-        np.testing.assert_array_equal(got, expected)
+        assert_same(got, expected, kind)
     assert expected.max() == 1.0 and expected.min() == 0.0
 
 
-@pytest.mark.parametrize("factor", [2, 3])
+@pytest.mark.parametrize("kind", [k for k in kinds_of_image() if k not in COLOUR])
+def test_the_split_input_mapping_is_the_one_written_before(kind):
+    image = kinds_of_image()[kind]
+    np.testing.assert_array_equal(to_network_input(image), whole_image_network_input(image))
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
 def test_shrunk_strips_are_the_block_means_of_the_channel(factor):
     for kind, image in kinds_of_image().items():
+        if min(np.shape(image)[-2:]) < factor:
+            continue
         expected = block_mean(whole_image_channel(image), factor)
         for strip_pixels in (1, 700, 10 ** 9):
             got = shrunk_nucleus_channel(image, factor, strip_pixels)
@@ -61,8 +108,8 @@ def test_shrunk_strips_are_the_block_means_of_the_channel(factor):
 
 
 def test_a_big_colour_image_costs_a_few_bytes_a_pixel():
-    """A 12 Mpx RGB image: the whole-image deconvolution peaks at about 120 bytes a pixel;
-    the strips at under 12 (measured: about 8 for the half-resolution channel)."""
+    """A 4 Mpx RGB image: the whole image at once (one strip) peaks at about 120 bytes a
+    pixel; the strips at under 12."""
     rng = np.random.default_rng(0)
     image = rng.integers(120, 255, (3, 2000, 2000), dtype=np.uint8)
     image[1] //= 2
@@ -77,5 +124,6 @@ def test_a_big_colour_image_costs_a_few_bytes_a_pixel():
 
 
 def test_an_image_that_is_not_2d_or_channels_first_is_refused():
-    with pytest.raises(ValueError, match="expected a"):
-        nucleus_channel(np.zeros((2, 2, 8, 8), np.uint8))
+    for shape in ((2, 2, 8, 8), (8,), ()):
+        with pytest.raises(ValueError, match="expected a"):
+            nucleus_channel(np.zeros(shape, np.uint8))
