@@ -99,6 +99,7 @@ def cmd_create_project(config: Config, args) -> None:
     from app.deps import open_store
     from app.permissions import SYSTEM
     from app.services import projects, starting_models, users
+    from app.services.project_settings import LoopSettings
     with _db(config).session_scope() as s:
         owner = users.find_user(s, args.owner)
         if owner is None:
@@ -115,8 +116,12 @@ def cmd_create_project(config: Config, args) -> None:
         if args.mode != "outlines":
             projects.set_annotation_mode(s, SYSTEM, p.id, args.mode)
     started = p.settings.get("starting_model", "none")
+    loop = {**LoopSettings().as_dict(), **(p.settings.get("active_learning") or {})}
+    queue = (", cells marked by points (counting)" if args.mode == "points" else
+             f", the queue serves {'regions' if loop['unit'] == 'region' else 'whole images'}"
+             f" ({loop['strategy']})")
     print(f"created project {p.name!r} (id {p.id}), owner {args.owner}, starting model "
-          f"{started}" + (", cells marked by points (counting)" if args.mode == "points" else ""))
+          f"{started}{queue}")
 
 
 def cmd_list_projects(config: Config, _args) -> None:
@@ -165,8 +170,13 @@ def cmd_demo(config: Config, _args) -> None:
     from app.deps import open_store
     migrate.upgrade(config)
     store = open_store(config)
-    with _db(config).session_scope() as s:
+    db = _db(config)
+    with db.session_scope() as s:
         out = load_demo(s, store, config)
+    if out["ranking_job"] is not None:      # rank the queue here, before the server starts
+        from app.jobs.runner import run_job
+        state = run_job(db, config, out["ranking_job"], worker="cli", send=lambda _id: None)
+        print(f"demo queue ranked (job {out['ranking_job']}: {state})")
     print(f"demo project ready (id {out['project_id']}, {out['imported']} new images)")
     print("demo accounts (username / password / role):")
     for username, password, is_admin, role in out["accounts"]:

@@ -7,7 +7,8 @@ in production refuses these accounts at login until their passwords are changed
 (`python -m app set-password USERNAME`).
 
 The project starts from the default starting model (the built-in nuclei model when it is
-installed), so its first image opens with the model's cells as suggestions.
+installed), so its first image opens with the model's cells as suggestions, and its queue
+serves regions ranked by stratified random (`load_demo` returns the ranking job to run).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.config import Config
 from app.errors import ConfigurationError
 from app.permissions import SYSTEM
-from app.services import imports, projects, users
+from app.services import imports, learning_loop, projects, users
 from app.tables import Project
 from storage.blobstore import BlobStore
 
@@ -71,5 +72,11 @@ def load_demo(session: Session, store: BlobStore, config: Config) -> dict:
     results = imports.import_files(session, SYSTEM, store, pid, files, config.max_image_pixels,
                                   max_bytes=config.max_image_bytes, restore_deleted=False)
     imported = sum(r.status == "imported" for r in results)
+    unannotated = sum(r.status == "imported" and r.n_cells is None for r in results)
+    # a scoring job that ranks the queue before the first annotator opens it (`python -m app
+    # demo` runs it in its own process; nothing is sent to a worker)
+    ranked = learning_loop.after_import(session, pid, None, unannotated, lambda _id: None)
+    session.commit()
     log.info("demo project %r: %d new images", DEMO_PROJECT, imported)
-    return {"project_id": pid, "imported": imported, "accounts": DEMO_ACCOUNTS}
+    return {"project_id": pid, "imported": imported, "accounts": DEMO_ACCOUNTS,
+            "ranking_job": ranked.get("scoring_job")}

@@ -111,6 +111,32 @@ def test_none_gives_no_version(session, world, store, standin):
     assert model_versions.list_versions(session, actor(session, "owner"), p.id) == []
 
 
+def test_the_queue_follows_the_start(session, world, store, standin):
+    """From a model (built-in or copied) the queue serves regions ranked by stratified random;
+    from none, whole images with stratified-cheap (the best measured for each start)."""
+    from app.services.learning_loop import loop_settings
+    from app.services.region_queue import region_side
+    built = _new(session, "owner", "From the built-in", store=store)
+    copied = _new(session, "owner", "Copied", store=store,
+                  starting_model=f"project:{built.id}")
+    plain = _new(session, "owner", "From none", store=store, starting_model="none")
+    for p in (built, copied):
+        project = session.get(Project, p.id)
+        loop = loop_settings(project)
+        assert (loop.unit, loop.strategy, loop.region) == ("region", "stratified", 256)
+        assert region_side(project) == 256
+        assert project.settings["active_learning"] == {"unit": "region",
+                                                       "strategy": "stratified"}
+    project = session.get(Project, plain.id)
+    assert "active_learning" not in project.settings
+    assert (loop_settings(project).unit, loop_settings(project).strategy) == (
+        "image", "stratified-cheap")
+    assert region_side(project) is None
+    # owners may change it; a points project's queue serves whole images whatever it stored
+    projects.set_annotation_mode(session, actor(session, "owner"), built.id, "points")
+    assert region_side(session.get(Project, built.id)) is None
+
+
 @pytest.mark.parametrize("choice", ["builtin:nuclei-v9", "project:abc", "scratch", "project:"])
 def test_a_bad_choice_is_refused_with_a_clear_message(session, world, store, standin, choice):
     with pytest.raises(ValidationError, match="Unknown starting model"):
@@ -258,9 +284,10 @@ def test_cli_create_project_with_a_starting_model(tmp_path, monkeypatch, capsys)
     assert cli.main(["create-project", "E", "--owner", "boss",
                      "--starting-model", "pretrained"]) == 2
     captured = capsys.readouterr()
-    assert "created project 'A' (id 1), owner boss, starting model builtin:nuclei-v1" in \
-        captured.out
-    assert "starting model none" in captured.out and "starting model project:1" in captured.out
+    assert ("created project 'A' (id 1), owner boss, starting model builtin:nuclei-v1, the "
+            "queue serves regions (stratified)") in captured.out
+    assert "starting model none, the queue serves whole images (stratified-cheap)" in \
+        captured.out and "starting model project:1, the queue serves regions" in captured.out
     assert "No project called 'Nope'" in captured.err
     assert "Unknown starting model 'pretrained'" in captured.err
     db = Database(f"sqlite:///{(tmp_path / 'data').resolve()}/cellloop.sqlite")

@@ -97,7 +97,7 @@ def _import(ctx, folder: Path) -> dict:
     # suggestion on opening: only the unannotated ones are predicted ahead
     new_ids = [r.image_id for r in results if r.status == "imported" and r.image_id
                and r.n_cells is None and not r.restored]
-    return {**summary, **_prefill(ctx, new_ids)}
+    return {**summary, **_prefill(ctx, new_ids), **_rank(ctx, len(new_ids))}
 
 
 def _prefill(ctx, image_ids: list[int]) -> dict:
@@ -113,6 +113,18 @@ def _prefill(ctx, image_ids: list[int]) -> dict:
         log.warning("suggestions not prefilled after import job %s: %s", ctx.job_id, exc)
         return {}
     return {"prediction_job": job_id} if job_id else {}
+
+
+def _rank(ctx, n_new: int) -> dict:
+    """Rank the pool with the new images when the strategy needs no model
+    (`learning_loop.after_import`)."""
+    try:
+        with ctx.db.session_scope() as session:
+            return learning_loop.after_import(session, ctx.project_id, ctx.user_id, n_new,
+                                              ctx.deps.enqueue)
+    except Exception as exc:  # noqa: BLE001 - the import itself succeeded
+        log.warning("pool not ranked after import job %s: %s", ctx.job_id, exc)
+        return {}
 
 
 def _attach(ctx, folder: Path, replace: bool) -> dict:

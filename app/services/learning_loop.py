@@ -9,6 +9,11 @@
    was activated (a model that was not activated ranks nothing).
 3. The scoring job writes Score rows; the annotation queue (`leases`) serves the images in
    their order.
+4. An import into a project with a model and a strategy that needs none (random,
+   stratified): `after_import` ranks the pool at once, so the first image (or region) served
+   is already the one the strategy picks. A strategy that runs the model waits for the next
+   retraining (or the Learning page's rescoring): scoring a large import under MC dropout
+   would hold the project's training for a long time on a CPU.
 
 The loop's settings (strategy, MC passes, ensemble size, batch, K) are read and written here
 (`loop_settings`, `set_settings`); their defaults and limits live in `project_settings`.
@@ -114,4 +119,36 @@ def after_training(session: Session, project_id: int, user_id: int | None, activ
     except PermissionDenied as exc:
         session.rollback()
         return {"scoring_job": None, "scoring_note": f"Not rescored: {exc}"}
+    return {"scoring_job": info.id}
+
+
+def after_import(session: Session, project_id: int, user_id: int | None, n_new: int,
+                 enqueue: Callable[[int], None]) -> dict:
+    """Step 4: after an import that added `n_new` unannotated images, rank the pool when the
+    project has an active model and its strategy scores without one. The job runs as the
+    importer, who needs the right to train (`score` is a training action); a scoring or
+    training job already queued or running is left to do it. Returns what goes into the
+    import job's result: {"scoring_job": id} or {"scoring_note": why not}, or {} when there
+    is nothing to rank."""
+    from models.strategies import CLASSES
+    project = session.get(Project, project_id)
+    if not n_new or project is None or model_versions.active_version(session, project_id) is None:
+        return {}
+    strategy = CLASSES.get(loop_settings(project).strategy)
+    if strategy is None or strategy.needs_model:
+        return {}
+    busy = session.scalar(select(Job.id).where(Job.project_id == project_id,
+                                               Job.kind.in_(LOOP_KINDS),
+                                               Job.state.in_(ACTIVE_JOB_STATES)))
+    if busy is not None:
+        return {"scoring_note": f"Job #{busy} of the learning loop was already queued or "
+                                "running: it ranks the new images when it ends."}
+    actor = SYSTEM if user_id is None else session.get(User, user_id)
+    if actor is None:
+        return {"scoring_note": "The user who imported no longer exists: not ranked."}
+    try:
+        info = jobs.submit_job(session, actor, project_id, "score", {}, enqueue)
+    except (Conflict, PermissionDenied) as exc:
+        session.rollback()
+        return {"scoring_note": f"Not ranked: {exc}"}
     return {"scoring_job": info.id}

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from app.errors import NotFound, PermissionDenied, ValidationError
 from app.permissions import Actor, require
 from app.services import model_versions
+from app.services.project_settings import loop_for_start
 from app.tables import Membership, ModelVersion, Project
 from storage.blobstore import BlobStore
 
@@ -293,7 +294,9 @@ def _apply_copy(session: Session, actor: Actor, project: Project, source_id: int
 def apply(session: Session, actor: Actor, store: BlobStore | None, project_id: int,
           choice: str | None) -> int | None:
     """Give project `project_id` its starting model (owners): the id of the new active
-    version, or None for "none". Records the choice in the project's settings."""
+    version, or None for "none". Records the choice in the project's settings and, with a
+    model and no loop settings stored yet, the loop's settings for a start from a model
+    (`project_settings.STARTED_LOOP`: regions, stratified random)."""
     project = require(session, actor, project_id, "manage")
     choice = normalise(choice)
     mv = None
@@ -307,7 +310,11 @@ def apply(session: Session, actor: Actor, store: BlobStore | None, project_id: i
             mv = _apply_copy(session, actor, project, source_id)
         except NotFound:
             raise NotFound(f"No project with id {source_id} that you can see.") from None
-    project.settings = {**(project.settings or {}), "starting_model": choice}
+    settings = {**(project.settings or {}), "starting_model": choice}
+    if mv is not None and "active_learning" not in settings:
+        # a model to correct from the start: the queue serves regions (STARTED_LOOP)
+        settings["active_learning"] = loop_for_start(True)
+    project.settings = settings
     session.flush()
     return mv.id if mv is not None else None
 

@@ -2,8 +2,10 @@
 started as `run.sh` starts it (fresh relative data directory, gunicorn with two workers, a
 worker per queue, the demo accounts). The steps run in order and share one site:
 
-owner: create a project with two classes, upload a zip of images and masks, add members,
-train with a budget typed as "1" and watch it move · annotator: draw with a class key,
+owner: create a project with two classes (it starts from the built-in model, so its queue
+serves regions), upload a zip of images and masks (the upload ranks the regions), add
+members, train with a budget typed as "1" and watch it move · annotator: opens a region,
+draws in it with a class key,
 re-classify it and back, Undo and Redo pressed back to back, save,
 take a model suggestion, undo and redo it, save · reviewer: accept one, send one back with a
 comment · annotator: gets the returned image first, with the comment · owner: downloads the
@@ -81,6 +83,14 @@ def test_owner_creates_a_project_uploads_a_zip_and_adds_members(site, person, st
     person.wait("#images-upload input[type=file]").send_keys(str(demo_zip(tmp_path)))
     person.wait_text(".images-job-outcome", "12 imported", timeout=240)
     person.shot("images")
+    # the upload ranked the 8 unannotated images by region (stratified random needs no model)
+    deadline = time.time() + 240
+    while site.query("SELECT state FROM job WHERE kind='score'") != [("done",)]:
+        assert time.time() < deadline, site.query("SELECT kind, state, error FROM job")
+        time.sleep(1)
+    regions = site.query("SELECT region FROM score WHERE strategy='stratified'")
+    assert len(regions) == 8 and all(json.loads(r)[2] - json.loads(r)[0] == 256
+                                     for (r,) in regions), regions
 
     person.go(f"/projects/{pid}", "#project-add-username")
     for name, role in (("anna", "annotator"), ("rita", "reviewer"), ("victor", "viewer")):
@@ -130,6 +140,14 @@ def annotate_page(person):
     return int(person.path.split("/")[2])
 
 
+def region_origin(person) -> tuple[int, int]:
+    """Where the region the queue served starts (x, y): the project starts from the built-in
+    model, so its queue serves regions and the workspace opens on one."""
+    text = person.wait_text("#annotate-focus", " px at x ")
+    x, rest = text.split(" px at x ")[1].split(", y ", 1)
+    return int(x), int(rest.split()[0])
+
+
 def cells(person) -> int:
     text = person.text("#annotate-counts")
     return int(text.split()[0]) if text and text.split()[0].isdigit() else 0
@@ -155,6 +173,7 @@ def test_annotator_annotates_two_images(site, person, story):
     person.go(f"/projects/{pid}", "#project-annotate-link")
     person.click("#project-annotate-link")
     first = annotate_page(person)
+    ox, oy = region_origin(person)
     suggested = auto_suggestion(person)      # the project starts from the built-in model
     if suggested is not None:
         person.wait_text("#annotate-counts", f"{suggested} cells")
@@ -162,7 +181,7 @@ def test_annotator_annotates_two_images(site, person, story):
     person.keys("2")                                      # class 2 for the next cell
     person.keys("r")
     person.wait_dragmode("drawrect")
-    person.drag((30, 30), (70, 60))
+    person.drag((ox + 30, oy + 30), (ox + 70, oy + 60))
     # the new cell is selected; over suggested cells it may cover one, so the count can stay
     person.wait_text("#annotate-counts", "selected (mitotic)")
     drawn = cells(person)
@@ -191,7 +210,7 @@ def test_annotator_annotates_two_images(site, person, story):
     version = int(saved.split("Saved version")[1].split()[0])
     person.keys("r")
     person.wait_dragmode("drawrect")
-    person.drag((80, 30), (110, 55))
+    person.drag((ox + 80, oy + 30), (ox + 110, oy + 55))
     WebDriverWait(person.driver, 30).until(
         lambda d: "saving" not in person.text("#annotate-counts") and not d.execute_script(
             "return window.CellLoopEdits.busy();"))
@@ -204,7 +223,8 @@ def test_annotator_annotates_two_images(site, person, story):
     person.click("#annotate-save-next")
     WebDriverWait(person.driver, 60).until(lambda d: f"/annotate/{first}" not in d.current_url)
     second = annotate_page(person)
-    assert second != first
+    assert second != first          # the image's other regions wait for a rescoring
+    region_origin(person)
     suggested = auto_suggestion(person)
     if suggested is None:                    # a saved version is shown: ask for the model's
         person.click("#annotate-suggest")

@@ -1,10 +1,10 @@
 """The queue by region, walked in a real headless Chromium against CellLoop started as run.sh
-starts it: the owner switches the demo project's queue to regions on the Learning page, with
-stratified random that serves regions with fewer cells first, the worker rescores the pool
-region by region, and an annotator's "Annotate" opens an image
-zoomed on its most useful region, with the rest dimmed; the saved version covers that
-region and the image leaves the queue. A viewer sees the same settings (the new projects'
-default strategy) but cannot change them. Journey tier (`-m journey`)."""
+starts it: the demo project starts from the built-in model, so its queue serves regions
+ranked by stratified random (ranked by `python -m app demo`); the owner makes the regions
+smaller on the Learning page, the worker rescores the pool region by region, and an
+annotator's "Annotate" opens an image zoomed on its most useful region, with the rest dimmed;
+the saved version covers that region and the image leaves the queue. A viewer sees the same
+settings but cannot change them. Journey tier (`-m journey`)."""
 import json
 import time
 
@@ -16,33 +16,39 @@ SIDE = 128
 PLOT = "document.querySelector('#annotate-graph .js-plotly-plot')"
 
 
-def _wait_region_scores(live, timeout=600) -> dict:
+def _wait_region_scores(live, side, timeout=600) -> dict:
+    """{image id: its best region} once every region score has regions of `side` px."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         rows = live.query("SELECT image_id, region FROM score WHERE region IS NOT NULL "
-                          "AND strategy = 'stratified-cheap'")
-        if rows:
-            return {image_id: json.loads(region) for image_id, region in rows}
+                          "AND strategy = 'stratified'")
+        regions = {image_id: json.loads(region) for image_id, region in rows}
+        if regions and all(y1 - y0 == side for y0, _x0, y1, _x1 in regions.values()):
+            return regions
         time.sleep(1)
     raise AssertionError(f"no region scores: jobs {live.query('SELECT kind, state, error FROM job')}")
 
 
 def test_owner_queues_regions_and_an_annotator_annotates_one(live, person):
     pid = live.project_id()
+    # ranked before the server started: one best 256 px region per unannotated image
+    assert len(_wait_region_scores(live, 256, timeout=1)) == 8
     person.login("admin")
     person.go(f"/projects/{pid}/learning", ready="#learning-save")
-    # a new project's default strategy (on its own row: the screenshot shows its whole name)
-    person.wait_text("#learning-strategy", "Stratified random, fewer cells first (no model)")
+    # a project that starts from a model: regions, stratified random (on its own row: the
+    # screenshot shows its whole name)
+    person.wait_text("#learning-strategy", "Stratified random (no model)")
+    person.wait_text("#learning-unit", "regions of images")
+    assert person.wait("#learning-region").get_attribute("value") == "256"
     person.shot("learning-settings")
-    person.choose("#learning-unit", "regions of images")
     person.type("#learning-region", str(SIDE))
     person.click("#learning-save")
-    person.wait_text("#learning-message", "Saved: Stratified random, fewer cells first (no "
-                     f"model), the queue serves regions of {SIDE} px")
-    regions = _wait_region_scores(live)
+    person.wait_text("#learning-message", "Saved: Stratified random (no model), the queue "
+                     f"serves regions of {SIDE} px")
+    regions = _wait_region_scores(live, SIDE)
     # the strategy ranks the regions in the order it picked them (one best region per image)
     ranks = [r for (r,) in live.query("SELECT rank FROM score WHERE region IS NOT NULL AND "
-                                      "strategy = 'stratified-cheap'")]
+                                      "strategy = 'stratified'")]
     assert ranks and all(r is not None for r in ranks), ranks
     # the queue on the page names each image's region (it refreshes every 5 s)
     person.wait_text("#learning-queue-table", ", y ", timeout=60)
@@ -80,6 +86,7 @@ def test_owner_queues_regions_and_an_annotator_annotates_one(live, person):
 def test_a_viewer_sees_the_queue_settings_but_cannot_change_them(live, person):
     person.login("victor")
     person.go(f"/projects/{live.project_id()}/learning", ready="#learning-save")
-    person.wait_text("#learning-strategy", "Stratified random, fewer cells first (no model)")
+    person.wait_text("#learning-strategy", "Stratified random (no model)")
+    person.wait_text("#learning-unit", "regions of images")
     for css in ("#learning-save", "#learning-batch", "#learning-region"):
         assert person.driver.find_element("css selector", css).get_attribute("disabled"), css

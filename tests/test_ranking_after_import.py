@@ -1,0 +1,97 @@
+"""An import into a project with a model ranks the pool at once when the project's strategy
+needs no model (`learning_loop.after_import`), so the first image or region served is the
+strategy's pick; the demo's queue is ranked before the server starts."""
+import pytest
+from sqlalchemy import select
+
+from app.jobs.rows import create_job_row
+from app.jobs.runner import run_job
+from app.permissions import SYSTEM
+from app.services import imports, learning_loop, projects, starting_models
+from app.tables import Image, Job, Score
+from tests.conftest import actor
+from tests.images_data import nuclei, tiff
+from tests.starting_model_data import write_standin
+
+
+@pytest.fixture
+def standin(tmp_path, monkeypatch):
+    """The built-in model folder replaced by a stand-in (a hand-set threshold U-Net)."""
+    monkeypatch.setattr(starting_models, "BUILTIN_DIR", tmp_path / "pretrained")
+    write_standin(tmp_path / "pretrained")
+
+
+def _project(db, store, start="builtin") -> int:
+    with db.session_scope() as s:
+        pid = projects.create_project(s, actor(s, "owner"), f"Ranked {start}", store=store,
+                                      starting_model=start).id
+        for role in ("annotator", "reviewer"):
+            projects.set_member(s, SYSTEM, pid, role, role)
+        files = [imports.ImportFile(f"cells{k}.tif", read=lambda k=k: tiff(
+            nuclei((300, 300) if k else (96, 96), n=6, seed=k)[0])) for k in range(3)]
+        imports.import_files(s, SYSTEM, store, pid, files, 1 << 28)
+    return pid
+
+
+def test_an_import_ranks_the_regions_of_a_project_started_from_a_model(db, config, world,
+                                                                       store, standin):
+    pid = _project(db, store)
+    sent = []
+    with db.session_scope() as s:
+        out = learning_loop.after_import(s, pid, world["owner"], 3, sent.append)
+    assert out == {"scoring_job": sent[0]}
+    assert run_job(db, config, sent[0]) == "done"
+    with db.session_scope() as s:
+        rows = s.execute(select(Score.strategy, Score.rank, Score.region).join(
+            Image, Image.id == Score.image_id).where(Image.project_id == pid)).all()
+        assert len(rows) == 3 and {r.strategy for r in rows} == {"stratified"}
+        # each image keeps the pick order of its best region among all 9 regions
+        ranks = sorted(r.rank for r in rows)
+        assert ranks[0] == 1 and len(set(ranks)) == 3 and ranks[-1] <= 9
+        # the 300 px images are served one 256 px region at a time, the 96 px one whole
+        assert sorted(r.region[2] - r.region[0] for r in rows) == [96, 256, 256]
+
+
+def test_what_is_not_ranked_after_an_import_and_why(db, config, world, store, standin):
+    pid = _project(db, store)
+    plain = _project(db, store, start="none")
+    sent = []
+    with db.session_scope() as s:
+        after = learning_loop.after_import
+        assert after(s, plain, world["owner"], 3, sent.append) == {}     # no model
+        assert after(s, pid, world["owner"], 0, sent.append) == {}       # nothing new
+        # an annotator may import but not start a scoring job (a training action)
+        note = after(s, pid, world["annotator"], 3, sent.append)["scoring_note"]
+        assert note.startswith("Not ranked:")
+        assert s.scalars(select(Job.kind).where(Job.project_id == pid)).all() == []
+        # a strategy that runs the model waits for the next retraining
+        learning_loop.set_settings(s, actor(s, "owner"), pid, {"strategy": "bald"})
+        assert after(s, pid, world["owner"], 3, sent.append) == {}
+        learning_loop.set_settings(s, actor(s, "owner"), pid, {"strategy": "stratified"})
+    with db.session_scope() as s:
+        busy, _created = create_job_row(s, pid, world["reviewer"], "train", {})
+    with db.session_scope() as s:
+        note = learning_loop.after_import(s, pid, world["reviewer"], 3, sent.append)
+        assert note == {"scoring_note": f"Job #{busy} of the learning loop was already queued "
+                                        "or running: it ranks the new images when it ends."}
+    assert sent == []
+
+
+def test_the_demo_queue_is_ranked_by_region_before_the_server_starts(tmp_path, monkeypatch,
+                                                                     capsys):
+    from app import cli
+    from app.db import Database
+    monkeypatch.setenv("CELLLOOP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CELLLOOP_ENV", "development")
+    assert cli.main(["init-db"]) == 0
+    assert cli.main(["demo"]) == 0
+    assert "demo queue ranked (job 1: done)" in capsys.readouterr().out
+    db = Database(f"sqlite:///{(tmp_path / 'data').resolve()}/cellloop.sqlite")
+    with db.session_scope() as s:
+        rows = s.execute(select(Score.strategy, Score.rank, Score.region)).all()
+        # the 8 demo images without labels, each with its best 256 px region
+        assert len(rows) == 8 and {r.strategy for r in rows} == {"stratified"}
+        assert all(r.region[2] - r.region[0] == 256 for r in rows)
+        assert sorted(r.rank for r in rows)[0] == 1
+    assert cli.main(["demo"]) == 0                  # again: nothing new, nothing to rank
+    assert "demo queue ranked" not in capsys.readouterr().out
