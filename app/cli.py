@@ -174,20 +174,24 @@ def cmd_demo(config: Config, _args) -> None:
     with db.session_scope() as s:
         out = load_demo(s, store, config)
     if out["ranking_job"] is not None:      # rank the queue here, before the server starts
-        from app.jobs.runner import run_job
-        state = run_job(db, config, out["ranking_job"], worker="cli", send=lambda _id: None)
-        print(f"demo queue ranked (job {out['ranking_job']}: {state})")
+        print(f"demo queue ranked {_run_here(db, config, out['ranking_job'])}")
     print(f"demo project ready (id {out['project_id']}, {out['imported']} new images)")
     print("demo accounts (username / password / role):")
     for username, password, is_admin, role in out["accounts"]:
         print(f"  {username:8s} {password:18s} {role}{' + site admin' if is_admin else ''}")
 
 
+def _run_here(db, config: Config, job_id: int) -> str:
+    """Run a queued job in this process (no worker needed); "(job N: state)"."""
+    from app.jobs.runner import run_job
+    return f"(job {job_id}: {run_job(db, config, job_id, worker='cli', send=lambda _id: None)})"
+
+
 def cmd_import(config: Config, args) -> None:
     from tqdm import tqdm
 
     from app.permissions import SYSTEM
-    from app.services import imports, projects
+    from app.services import imports, learning_loop, projects
     from app.services.sources import iter_import_files, labelstudio_items
     from app.deps import open_store
     store = open_store(config)
@@ -206,12 +210,16 @@ def cmd_import(config: Config, args) -> None:
                                   max_archive_bytes=config.max_archive_bytes,
                                   points_dir=Path(args.points) if args.points else None)
     counts = {"imported": 0, "duplicate": 0, "rejected": 0}
-    problems = []
-    with _db(config).session_scope() as s, tqdm(unit="file", disable=args.quiet) as bar:
+    problems, unannotated = [], 0
+    db = _db(config)
+    with db.session_scope() as s, tqdm(unit="file", disable=args.quiet) as bar:
         pid = projects.find_project_id(s, args.project)
 
         def report(_i, result):
+            nonlocal unannotated
             counts[result.status] += 1
+            unannotated += result.status == "imported" and result.n_cells is None \
+                and not result.restored
             if result.status == "rejected":
                 problems.append(result.message)
             bar.update(1)
@@ -219,10 +227,15 @@ def cmd_import(config: Config, args) -> None:
 
         imports.import_files(s, SYSTEM, store, pid, items, config.max_image_pixels,
                             progress=report, max_bytes=config.max_image_bytes)
+        s.commit()
+        # a strategy that needs no model ranks the new images now (learning_loop.after_import)
+        ranking = learning_loop.after_import(s, pid, None, unannotated, lambda _id: None)
     for message in problems:
         print(f"rejected: {message}", file=sys.stderr)
     print(f"imported {counts['imported']}, duplicates {counts['duplicate']}, "
           f"rejected {counts['rejected']}")
+    if ranking.get("scoring_job") is not None:
+        print(f"ranked the queue {_run_here(db, config, ranking['scoring_job'])}")
     if counts["imported"] == 0 and counts["rejected"]:
         raise CLIError("nothing was imported")
 

@@ -95,3 +95,35 @@ def test_the_demo_queue_is_ranked_by_region_before_the_server_starts(tmp_path, m
         assert sorted(r.rank for r in rows)[0] == 1
     assert cli.main(["demo"]) == 0                  # again: nothing new, nothing to rank
     assert "demo queue ranked" not in capsys.readouterr().out
+
+
+def test_a_cli_import_ranks_the_new_images_in_its_own_process(tmp_path, monkeypatch, capsys):
+    import io
+    import sys
+
+    import tifffile
+
+    from app import cli
+    from app.db import Database
+    folder = tmp_path / "plates"
+    folder.mkdir()
+    for k in range(2):
+        tifffile.imwrite(folder / f"p{k}.tif", nuclei((300, 300), n=6, seed=k)[0])
+    monkeypatch.setenv("CELLLOOP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("CELLLOOP_ENV", "development")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("boss-password\n"))
+    assert cli.main(["init-db"]) == 0
+    assert cli.main(["create-user", "boss"]) == 0
+    assert cli.main(["create-project", "Plates", "--owner", "boss"]) == 0    # built-in start
+    assert cli.main(["create-project", "By hand", "--owner", "boss",
+                     "--starting-model", "none"]) == 0
+    assert cli.main(["import", "Plates", str(folder), "--quiet"]) == 0
+    assert cli.main(["import", "By hand", str(folder), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("ranked the queue (job 1: done)") == 1 and "job 2" not in out
+    db = Database(f"sqlite:///{(tmp_path / 'data').resolve()}/cellloop.sqlite")
+    with db.session_scope() as s:
+        rows = s.execute(select(Image.project_id, Score.strategy, Score.region).join(
+            Image, Image.id == Score.image_id)).all()
+        assert len(rows) == 2 and {(r.project_id, r.strategy) for r in rows} == {
+            (1, "stratified")} and all(r.region[2] - r.region[0] == 256 for r in rows)
