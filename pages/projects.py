@@ -56,7 +56,8 @@ def starting_model_field(choices: list) -> html.Div:
         dcc.Dropdown(id=STARTING, options=options, clearable=False,
                      value=options[0]["value"] if options else starting_models.NONE),
         dbc.FormText("The first images open with this model's cells as suggestions to correct, "
-                     "and the first training fine-tunes it."),
+                     "and the first training fine-tunes it. With a model the queue serves "
+                     "256 px regions; with none, whole images (the Learning page changes it)."),
     ])
 
 

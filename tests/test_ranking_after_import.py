@@ -60,10 +60,6 @@ def test_what_is_not_ranked_after_an_import_and_why(db, config, world, store, st
         after = learning_loop.after_import
         assert after(s, plain, world["owner"], 3, sent.append) == {}     # no model
         assert after(s, pid, world["owner"], 0, sent.append) == {}       # nothing new
-        # an annotator may import but not start a scoring job (a training action)
-        note = after(s, pid, world["annotator"], 3, sent.append)["scoring_note"]
-        assert note.startswith("Not ranked:")
-        assert s.scalars(select(Job.kind).where(Job.project_id == pid)).all() == []
         # a strategy that runs the model waits for the next retraining
         learning_loop.set_settings(s, actor(s, "owner"), pid, {"strategy": "bald"})
         assert after(s, pid, world["owner"], 3, sent.append) == {}
@@ -75,6 +71,20 @@ def test_what_is_not_ranked_after_an_import_and_why(db, config, world, store, st
         assert note == {"scoring_note": f"Job #{busy} of the learning loop was already queued "
                                         "or running: it ranks the new images when it ends."}
     assert sent == []
+
+
+def test_an_annotators_upload_is_ranked_as_the_system(db, config, world, store, standin):
+    """Annotators may import but not start scoring (a training action): the ranking the
+    owners chose runs anyway, as the system."""
+    pid = _project(db, store)
+    sent = []
+    with db.session_scope() as s:
+        out = learning_loop.after_import(s, pid, world["annotator"], 3, sent.append)
+    assert out == {"scoring_job": sent[0]}
+    with db.session_scope() as s:
+        job = s.get(Job, sent[0])
+        assert (job.kind, job.user_id) == ("score", None)
+    assert run_job(db, config, sent[0]) == "done"
 
 
 def test_the_demo_queue_is_ranked_by_region_before_the_server_starts(tmp_path, monkeypatch,

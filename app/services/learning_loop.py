@@ -126,10 +126,11 @@ def after_import(session: Session, project_id: int, user_id: int | None, n_new: 
                  enqueue: Callable[[int], None]) -> dict:
     """Step 4: after an import that added `n_new` unannotated images, rank the pool when the
     project has an active model and its strategy scores without one. The job runs as the
-    importer, who needs the right to train (`score` is a training action); a scoring or
-    training job already queued or running is left to do it. Returns what goes into the
-    import job's result: {"scoring_job": id} or {"scoring_note": why not}, or {} when there
-    is nothing to rank."""
+    importer when they may train (`score` is a training action), else as the system: an
+    annotator's upload is ranked too, with the settings the owners chose, and ranking reads
+    no model. A scoring or training job already queued or running is left to do it. Returns
+    what goes into the import job's result: {"scoring_job": id} or {"scoring_note": why not},
+    or {} when there is nothing to rank."""
     from models.strategies import CLASSES
     project = session.get(Project, project_id)
     if not n_new or project is None or model_versions.active_version(session, project_id) is None:
@@ -147,8 +148,12 @@ def after_import(session: Session, project_id: int, user_id: int | None, n_new: 
     if actor is None:
         return {"scoring_note": "The user who imported no longer exists: not ranked."}
     try:
+        require(session, actor, project_id, "train")
+    except PermissionDenied:
+        actor = SYSTEM
+    try:
         info = jobs.submit_job(session, actor, project_id, "score", {}, enqueue)
-    except (Conflict, PermissionDenied) as exc:
+    except Conflict as exc:
         session.rollback()
         return {"scoring_note": f"Not ranked: {exc}"}
     return {"scoring_job": info.id}
