@@ -15,7 +15,7 @@ from app.services.formats import MASK_UPLOAD_SUFFIXES, accepted_text
 from app.states import ACTIVE_JOB_STATES, ImageStatus
 from app.wording import plural
 from pages._common import alert, call, error_page, to_int, status_word
-from pages._imports import CANCEL, job_block, result_table, rows_of
+from pages._imports import CANCEL, job_block, result_table, rows_of, summary_text
 
 dash.register_page(__name__, path_template="/projects/<project_id>/images",
                    title="Images · CellLoop")
@@ -214,7 +214,10 @@ def show_gallery(status, sort, page, _refresh, project_id):
 def _outcome(outcome, summary_id: str, masks: bool, job_ids, refresh):
     """(results, followed jobs, poll disabled, gallery refresh) after an upload."""
     if outcome.job_id is None:
-        shown = result_table(rows_of(outcome.results), summary_id, masks)
+        rows = rows_of(outcome.results)
+        ranked = jobs.ranking_sentence(outcome.ranking) if rows else ""
+        shown = result_table(rows, summary_id, masks,
+                             summary_text(rows, masks) + ranked if ranked else None)
         return shown, dash.no_update, dash.no_update, (refresh or 0) + 1
     n = len(outcome.results)
     shown = result_table(rows_of(outcome.results), summary_id, masks,

@@ -64,13 +64,31 @@ def test_what_is_not_ranked_after_an_import_and_why(db, config, world, store, st
         learning_loop.set_settings(s, actor(s, "owner"), pid, {"strategy": "bald"})
         assert after(s, pid, world["owner"], 3, sent.append) == {}
         learning_loop.set_settings(s, actor(s, "owner"), pid, {"strategy": "stratified"})
-    with db.session_scope() as s:
-        busy, _created = create_job_row(s, pid, world["reviewer"], "train", {})
-    with db.session_scope() as s:
-        note = learning_loop.after_import(s, pid, world["reviewer"], 3, sent.append)
-        assert note == {"scoring_note": f"Job #{busy} of the learning loop was already queued "
-                                        "or running: it ranks the new images when it ends."}
     assert sent == []
+    # a scoring job still queued reads the pool when it starts: it ranks the new images
+    with db.session_scope() as s:
+        busy, _created = create_job_row(s, pid, world["reviewer"], "score", {})
+    with db.session_scope() as s:
+        assert learning_loop.after_import(s, pid, world["reviewer"], 3, sent.append) == {
+            "scoring_note": f"Scoring job #{busy} is queued and ranks the new images too."}
+        # one already running read the pool before them (one scoring job per project)
+        s.get(Job, busy).state = "running"
+        s.flush()
+        assert learning_loop.after_import(s, pid, world["reviewer"], 3, sent.append) == {
+            "scoring_note": f"Scoring job #{busy} was running already: the new images are "
+                            "ranked at the next scoring."}
+        s.get(Job, busy).state = "done"
+    assert sent == []
+    # a training does not stand in (one started on the Models page rescores nothing): the
+    # scoring job is queued behind it
+    with db.session_scope() as s:
+        training, _created = create_job_row(s, pid, world["reviewer"], "train", {})
+    with db.session_scope() as s:
+        out = learning_loop.after_import(s, pid, world["reviewer"], 3, sent.append)
+    assert out == {"scoring_job": sent[0]} and sent[0] != training
+    with db.session_scope() as s:
+        assert (s.get(Job, sent[0]).user_id, s.get(Job, sent[0]).kind) == (
+            world["reviewer"], "score")
 
 
 def test_an_annotators_upload_is_ranked_as_the_system(db, config, world, store, standin):
@@ -137,3 +155,27 @@ def test_a_cli_import_ranks_the_new_images_in_its_own_process(tmp_path, monkeypa
             Image, Image.id == Score.image_id)).all()
         assert len(rows) == 2 and {(r.project_id, r.strategy) for r in rows} == {
             (1, "stratified")} and all(r.region[2] - r.region[0] == 256 for r in rows)
+
+
+def test_a_browser_upload_ranks_the_queue_and_the_outcome_says_so(db, world, store, standin,
+                                                                 config):
+    """Small uploads are imported in the request (no import job): they are ranked too."""
+    from app.services import jobs, uploads
+    pid = _project(db, store)
+    sent = []
+    with db.session_scope() as s:
+        outcome = uploads.upload(s, actor(s, "annotator"), store, config, pid,
+                                 [("new.tif", tiff(nuclei((300, 300), n=5, seed=9)[0]))],
+                                 sent.append)
+    assert [r.status for r in outcome.results] == ["imported"]
+    assert outcome.ranking == {"scoring_job": sent[0]}
+    assert jobs.ranking_sentence(outcome.ranking) == (
+        f" The queue is being ranked (job #{sent[0]}).")
+    # an import job's outcome line names it the same way (not as a count)
+    line = jobs.outcome("import", {"imported": 1, "duplicate": 0, "rejected": 0,
+                                   "scoring_job": 7, "prediction_job": 6})
+    assert line == ("1 imported, 0 duplicates, 0 rejected. The model's suggestions for the "
+                    "new images are being predicted (job #6). The queue is being ranked "
+                    "(job #7).")
+    assert jobs.outcome("import", {"imported": 1, "scoring_note": "Not now."}).endswith(
+        "1 imported. Not now.")

@@ -114,6 +114,7 @@ def test_none_gives_no_version(session, world, store, standin):
 def test_the_queue_follows_the_start(session, world, store, standin):
     """From a model (built-in or copied) the queue serves regions ranked by stratified random;
     from none, whole images with stratified-cheap (the best measured for each start)."""
+    from app.services import learning_loop
     from app.services.learning_loop import loop_settings
     from app.services.region_queue import region_side
     built = _new(session, "owner", "From the built-in", store=store)
@@ -132,9 +133,17 @@ def test_the_queue_follows_the_start(session, world, store, standin):
     assert (loop_settings(project).unit, loop_settings(project).strategy) == (
         "image", "stratified-cheap")
     assert region_side(project) is None
-    # owners may change it; a points project's queue serves whole images whatever it stored
+    # a project switched to counting goes back to the defaults (measured on outlines only)
     projects.set_annotation_mode(session, actor(session, "owner"), built.id, "points")
-    assert region_side(session.get(Project, built.id)) is None
+    project = session.get(Project, built.id)
+    assert project.settings["active_learning"] == {} and region_side(project) is None
+    assert loop_settings(project).strategy == "stratified-cheap"
+    # what its owners chose stays
+    learning_loop.set_settings(session, actor(session, "owner"), copied.id,
+                               {"strategy": "bald", "region": 128})
+    projects.set_annotation_mode(session, actor(session, "owner"), copied.id, "points")
+    kept = session.get(Project, copied.id).settings["active_learning"]
+    assert kept["strategy"] == "bald" and kept["region"] == 128 and "unit" not in kept
 
 
 @pytest.mark.parametrize("choice", ["builtin:nuclei-v9", "project:abc", "scratch", "project:"])

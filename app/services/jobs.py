@@ -74,6 +74,15 @@ def _info(job: Job, username: str, waiting: str = "") -> JobInfo:
                    job.started_at, job.finished_at, _queue(job))
 
 
+def ranking_sentence(ranking: dict) -> str:
+    """" The queue is being ranked (job #N)." after an import that ranks the pool
+    (`learning_loop.after_import`'s result), or why it does not; "" when nothing was to
+    rank."""
+    if ranking.get("scoring_job"):
+        return f" The queue is being ranked (job #{ranking['scoring_job']})."
+    return f" {ranking['scoring_note']}" if ranking.get("scoring_note") else ""
+
+
 def outcome(kind: str, result: dict, message: str = "") -> str:
     """One line on what a finished job did: the handler's own `outcome`, or one made from
     the result of the kinds that give none."""
@@ -83,11 +92,12 @@ def outcome(kind: str, result: dict, message: str = "") -> str:
     if kind == "import":
         counts = [(k, v) for k, v in result.items() if isinstance(v, int)
                   and not isinstance(v, bool) and not (k == "restored" and v == 0)
-                  and k != "prediction_job"]
+                  and k not in ("prediction_job", "scoring_job")]
         if counts:
             follow = (f" The model's suggestions for the new images are being predicted "
                       f"(job #{result['prediction_job']})." if result.get("prediction_job")
                       else "")
+            follow += ranking_sentence(result)
             return ", ".join(plural(v, k) if k == "duplicate" else f"{v} {k}"
                              for k, v in counts) + "." + follow
     if kind == "score" and "n_images" in result:
@@ -174,7 +184,7 @@ def list_jobs(session: Session, actor: Actor, project_id: int | None = None,
     rows = session.execute(query.order_by(Job.id.desc()).limit(max(1, min(limit, 500)))).all()
     waiting = waiting_texts(session, actor, [job for job, _ in rows
                                              if job.state == JobState.queued])
-    return [_info(job, name or "?", waiting.get(job.id, "")) for job, name in rows]
+    return [_info(job, name or "system", waiting.get(job.id, "")) for job, name in rows]
 
 
 def get_job(session: Session, actor: Actor, job_id: int) -> JobInfo:
@@ -183,7 +193,7 @@ def get_job(session: Session, actor: Actor, job_id: int) -> JobInfo:
         raise NotFound("No such job.")
     job = row[0]
     waiting = waiting_texts(session, actor, [job] if job.state == JobState.queued else [])
-    return _info(job, row[1] or "?", waiting.get(job.id, ""))
+    return _info(job, row[1] or "system", waiting.get(job.id, ""))
 
 
 def _may_cancel(session: Session, actor: Actor, job: Job) -> bool:

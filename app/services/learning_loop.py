@@ -27,12 +27,12 @@ from typing import Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.errors import Conflict, PermissionDenied
+from app.errors import Conflict, NotFound, PermissionDenied
 from app.permissions import SYSTEM, Actor, require
 from app.services import jobs, model_versions, scoring, training
 from app.services.project_settings import (RETRAIN_MINUTES, LoopSettings, ProjectSettings,
                                            clean_loop)
-from app.states import ACTIVE_JOB_STATES, ReviewState
+from app.states import ACTIVE_JOB_STATES, JobState, ReviewState
 from app.tables import Annotation, Image, Job, Project, User
 
 log = logging.getLogger(__name__)
@@ -128,9 +128,12 @@ def after_import(session: Session, project_id: int, user_id: int | None, n_new: 
     project has an active model and its strategy scores without one. The job runs as the
     importer when they may train (`score` is a training action), else as the system: an
     annotator's upload is ranked too, with the settings the owners chose, and ranking reads
-    no model. A scoring or training job already queued or running is left to do it. Returns
-    what goes into the import job's result: {"scoring_job": id} or {"scoring_note": why not},
-    or {} when there is nothing to rank."""
+    no model. A scoring job still queued reads the pool when it starts, so it is left to do
+    it; one already running read the pool before these images (one scoring job per project:
+    they wait for the next scoring). A training does not stand in (one started on the Models
+    page rescores nothing): the scoring job runs after it. Returns what goes into the import
+    job's result: {"scoring_job": id} or {"scoring_note": why not}, or {} when there is
+    nothing to rank."""
     from models.strategies import CLASSES
     project = session.get(Project, project_id)
     if not n_new or project is None or model_versions.active_version(session, project_id) is None:
@@ -138,22 +141,25 @@ def after_import(session: Session, project_id: int, user_id: int | None, n_new: 
     strategy = CLASSES.get(loop_settings(project).strategy)
     if strategy is None or strategy.needs_model:
         return {}
-    busy = session.scalar(select(Job.id).where(Job.project_id == project_id,
-                                               Job.kind.in_(LOOP_KINDS),
-                                               Job.state.in_(ACTIVE_JOB_STATES)))
+    busy = session.execute(select(Job.id, Job.state).where(
+        Job.project_id == project_id, Job.kind == "score",
+        Job.state.in_(ACTIVE_JOB_STATES))).first()
     if busy is not None:
-        return {"scoring_note": f"Job #{busy} of the learning loop was already queued or "
-                                "running: it ranks the new images when it ends."}
+        return {"scoring_note": (
+            f"Scoring job #{busy.id} is queued and ranks the new images too."
+            if busy.state == JobState.queued else
+            f"Scoring job #{busy.id} was running already: the new images are ranked at the "
+            "next scoring.")}
     actor = SYSTEM if user_id is None else session.get(User, user_id)
     if actor is None:
         return {"scoring_note": "The user who imported no longer exists: not ranked."}
     try:
         require(session, actor, project_id, "train")
-    except PermissionDenied:
+    except (PermissionDenied, NotFound):
         actor = SYSTEM
-    try:
+    try:       # submit_job commits (the import with it), also when it refuses
         info = jobs.submit_job(session, actor, project_id, "score", {}, enqueue)
-    except Conflict as exc:
-        session.rollback()
-        return {"scoring_note": f"Not ranked: {exc}"}
+    except Conflict:           # a scoring job submitted meanwhile: it reads the new images
+        return {"scoring_note": "A scoring job was submitted meanwhile; it ranks the new "
+                                "images too."}
     return {"scoring_job": info.id}

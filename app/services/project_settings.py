@@ -81,6 +81,13 @@ def loop_for_start(from_model: bool) -> dict:
     return dict(STARTED_LOOP) if from_model else {}
 
 
+def without_started_loop(stored: dict) -> dict:
+    """Stored loop settings less the STARTED_LOOP values still in them: a project switched to
+    counting (points) goes back to the defaults there, since STARTED_LOOP was measured on
+    outlines (a value its owners chose stays)."""
+    return {k: v for k, v in stored.items() if STARTED_LOOP.get(k, object()) != v}
+
+
 LOOP_LIMITS = {"passes": (2, 64), "ensemble_size": (2, 8), "batch": (1, 100),
                "retrain_after": (0, 10_000), "region": (64, 2048)}
 LOOP_UNITS = ("image", "region")

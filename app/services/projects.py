@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from app.permissions import ROLE_NAMES, Actor, Role, require, role_of
-from app.services.project_settings import clean_training, training_from
+from app.services.project_settings import clean_training, training_from, without_started_loop
 from app.states import ImageStatus
 from app.tables import Annotation, Draft, Image, Membership, Project, User
 from app.services import queries, starting_models
@@ -404,7 +404,10 @@ def set_annotation_mode(session: Session, actor: Actor, project_id: int, mode: s
     project = require(session, actor, project_id, "manage")
     if mode not in ANNOTATION_MODES:
         raise ValidationError(f"Annotation mode must be one of {', '.join(ANNOTATION_MODES)}.")
-    project.settings = {**(project.settings or {}), "annotation_mode": mode}
+    settings = {**(project.settings or {}), "annotation_mode": mode}
+    if mode == "points" and "active_learning" in settings:
+        settings["active_learning"] = without_started_loop(settings["active_learning"])
+    project.settings = settings
     session.flush()
     return mode
 

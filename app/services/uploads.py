@@ -31,7 +31,7 @@ from app.config import Config
 from app.errors import ValidationError
 from app.jobs.builtin import drop_staged, stage_blob, staging_dir
 from app.permissions import Actor, require
-from app.services import jobs, masks
+from app.services import jobs, learning_loop, masks
 from app.services.formats import (ACCEPTED_SUFFIXES, MASK_UPLOAD_SUFFIXES, image_stem_of_mask, is_accepted,
                                   is_image_file, mask_suffix, stem, unsupported)
 from app.services.imports import ImportFile, ImportResult, import_files
@@ -53,6 +53,7 @@ STAGED_SUFFIXES = (".zip", ".h5", ".hdf5")
 class UploadOutcome:
     results: list[ImportResult]       # imported right away, or refused before staging
     job_id: int | None = None         # when the rest was handed to the import job
+    ranking: dict = dataclasses.field(default_factory=dict)   # learning_loop.after_import's
 
 
 def decode_data_url(name: str, contents: str) -> bytes:
@@ -110,8 +111,13 @@ def upload(session: Session, actor: Actor, store: BlobStore, config: Config, pro
                                  config.max_image_pixels, max_bytes=config.max_image_bytes))
         results = {i: _with_labels(next(done), names[labels_of[i]] if i in labels_of else "")
                    for i in keep}
+        new = sum(r.status == "imported" and r.n_cells is None and not r.restored
+                  for r in results.values())
         results.update(refused)
-        return UploadOutcome([results[i] for i in sorted(results)])
+        # the queue ranks the new images now when its strategy needs no model (the import
+        # job does the same for the uploads it takes)
+        ranking = learning_loop.after_import(session, project_id, actor.id, new, enqueue)
+        return UploadOutcome([results[i] for i in sorted(results)], ranking=ranking)
     staged = [("images", names[i], datas[i]) for i in keep]
     staged += [("labels", names[i], datas[i]) for i in sorted(paired)]
     job_id = _stage_and_submit(session, actor, config, project_id, staged, {}, enqueue, store)

@@ -85,10 +85,12 @@ def test_owner_creates_a_project_uploads_a_zip_and_adds_members(site, person, st
     person.shot("images")
     # the upload ranked the 8 unannotated images by region (stratified random needs no model)
     deadline = time.time() + 240
-    while site.query("SELECT state FROM job WHERE kind='score'") != [("done",)]:
+    while site.query("SELECT state FROM job WHERE kind='score' AND project_id=?",
+                     pid) != [("done",)]:
         assert time.time() < deadline, site.query("SELECT kind, state, error FROM job")
         time.sleep(1)
-    regions = site.query("SELECT region FROM score WHERE strategy='stratified'")
+    regions = site.query("SELECT s.region FROM score s JOIN image i ON i.id = s.image_id "
+                         "WHERE s.strategy='stratified' AND i.project_id=?", pid)
     assert len(regions) == 8 and all(json.loads(r)[2] - json.loads(r)[0] == 256
                                      for (r,) in regions), regions
 
