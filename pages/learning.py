@@ -75,9 +75,10 @@ def settings_card(s: project_settings.LoopSettings, owner: bool, counting: bool 
         dbc.Button("Save settings", id=SAVE, size="sm", color="primary", disabled=ro),
         html.Span(" Changing the strategy or the unit rescores the pool. By region, each "
                   "image is annotated one square region at a time (its most useful first); "
-                  "training uses the annotated regions. New projects that start from a model "
-                  "queue regions ranked by stratified random; those that start from none, "
-                  "whole images, fewer cells first (the best measured for each start).",
+                  "training uses the annotated regions. New outline projects that start from "
+                  "a model queue regions ranked by stratified random; those that start from "
+                  "none, and counting projects, whole images, fewer cells first (the best "
+                  "measured for each start).",
                   className="small text-muted", id="learning-defaults-note"),
     ]))
 

@@ -57,7 +57,8 @@ def starting_model_field(choices: list) -> html.Div:
                      value=options[0]["value"] if options else starting_models.NONE),
         dbc.FormText("The first images open with this model's cells as suggestions to correct, "
                      "and the first training fine-tunes it. With a model the queue serves "
-                     "256 px regions; with none, whole images (the Learning page changes it)."),
+                     "256 px regions of each image; with none, whole images (the Learning "
+                     "page changes it; counting projects always queue whole images)."),
     ])
 
 

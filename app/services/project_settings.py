@@ -47,7 +47,9 @@ TRAINING_LIMITS = {"width": (4, 128), "depth": (2, 6), "patch": (32, 1024), "bat
 @dataclass(frozen=True)
 class LoopSettings:
     """The active-learning loop: how images are ranked and when the model is retrained."""
-    # the default: on the mixed DSB benchmark (docs/benchmarks.md, issue 21) no uncertainty
+    # the default of a project that starts from no model (from a model: STARTED_LOOP below)
+    # and of projects made before STARTED_LOOP: on the mixed DSB benchmark
+    # (docs/benchmarks.md, issue 21) no uncertainty
     # strategy beat stratified random by more than the spread between seeds, and stratified
     # random with fewer cells first reached 95% of the whole-pool model in 5 of 6 seeds (3
     # from scratch, 3 from a start that never saw H&E; plain stratified in 3 of those 6),
