@@ -284,7 +284,9 @@ def cmd_train(config: Config, args) -> None:
             if delta:
                 bar.update(delta)
 
-        state = run_job(db, config, info.id, worker="cli", listeners=[show])
+        # follow-up jobs are run here, below (no worker needed)
+        state = run_job(db, config, info.id, worker="cli", listeners=[show],
+                        send=lambda _id: None)
         if state == "done":
             bar.set_description_str("done", refresh=False)
             bar.update(100 - bar.n)
@@ -297,6 +299,8 @@ def cmd_train(config: Config, args) -> None:
                         if isinstance(v, float))
     print(f"model version {result['model_version_id']}: {metrics}")
     print(result.get("outcome") or result["reason"])
+    if result.get("scoring_job"):        # a strategy without a model ranks the new model's queue
+        print(f"ranked the queue {_run_here(db, config, result['scoring_job'])}")
 
 
 def cmd_score(config: Config, args) -> None:

@@ -46,3 +46,5 @@ def test_train_shows_a_moving_bar_and_the_outcome(tmp_path, monkeypatch, capsys)
     assert percents == sorted(percents) and percents[-1] == 100
     assert re.search(r"\d\d:\d\d<\d\d:\d\d", steps[-1])      # elapsed<time left
     assert re.search(r"Model #\d+: validation F1 \d\.\d{3} on \d+ validation image", out), out
+    # the new model ranks the queue at once (the default strategy needs no model), here
+    assert "ranked the queue (job 2: done)" in out, out

@@ -144,11 +144,15 @@ def _attach(ctx, folder: Path, replace: bool) -> dict:
 # -- the learning loop ------------------------------------------------------------------------
 def train(ctx, fine_tune: bool = True, epochs: int | None = None,
           max_minutes: float | None = None, seed: int = 0, rescore: bool = False) -> dict:
-    """Train, then (with `rescore`) let the loop rescore under the new model."""
+    """Train, then let the loop rescore under the new model: with `rescore` (the loop's own
+    trainings), or whenever the strategy needs no model (scores belong to the active model,
+    so the queue would lose its order and regions until the next scoring)."""
     result = training.train_project(
         ctx.db, ctx.deps.store, ctx.project_id, ctx.user_id, ctx.progress, ctx.should_stop,
         fine_tune=fine_tune, epochs=epochs, max_minutes=max_minutes, seed=seed,
         threads=ctx.config.torch_threads)
+    with ctx.db.session_scope() as session:
+        rescore = rescore or learning_loop.ranks_without_model(session, ctx.project_id)
     if rescore:
         with ctx.db.session_scope() as session:
             result.update(learning_loop.after_training(

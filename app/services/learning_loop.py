@@ -6,7 +6,9 @@
    0 switches the loop off), unless a training or scoring job is already queued or running.
 2. The training job ends: its handler (`app.jobs.handlers.train`) calls `after_training`,
    which submits a scoring job, as the user who started the training, when the new model
-   was activated (a model that was not activated ranks nothing).
+   was activated (a model that was not activated ranks nothing). Any training does so when
+   the strategy needs no model (`ranks_without_model`): scores belong to the active model,
+   so without it a new model would leave the queue unranked until the next scoring.
 3. The scoring job writes Score rows; the annotation queue (`leases`) serves the images in
    their order.
 4. An import into a project with a model and a strategy that needs none (random,
@@ -122,6 +124,15 @@ def after_training(session: Session, project_id: int, user_id: int | None, activ
     return {"scoring_job": info.id}
 
 
+def ranks_without_model(session: Session, project_id: int) -> bool:
+    """Whether the project's strategy ranks without a model (random, stratified): cheap to
+    rescore, so every new active model gets its ranking at once."""
+    from models.strategies import CLASSES
+    project = session.get(Project, project_id)
+    strategy = CLASSES.get(loop_settings(project).strategy) if project is not None else None
+    return strategy is not None and not strategy.needs_model
+
+
 def after_import(session: Session, project_id: int, user_id: int | None, n_new: int,
                  enqueue: Callable[[int], None]) -> dict:
     """Step 4: after an import that added `n_new` unannotated images, rank the pool when the
@@ -134,12 +145,8 @@ def after_import(session: Session, project_id: int, user_id: int | None, n_new: 
     page rescores nothing): the scoring job runs after it. Returns what goes into the import
     job's result: {"scoring_job": id} or {"scoring_note": why not}, or {} when there is
     nothing to rank."""
-    from models.strategies import CLASSES
-    project = session.get(Project, project_id)
-    if not n_new or project is None or model_versions.active_version(session, project_id) is None:
-        return {}
-    strategy = CLASSES.get(loop_settings(project).strategy)
-    if strategy is None or strategy.needs_model:
+    if (not n_new or model_versions.active_version(session, project_id) is None
+            or not ranks_without_model(session, project_id)):
         return {}
     busy = session.execute(select(Job.id, Job.state).where(
         Job.project_id == project_id, Job.kind == "score",

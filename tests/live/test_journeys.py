@@ -135,6 +135,13 @@ def test_owner_trains_with_a_budget_typed_as_1_and_watches_it_move(site, person,
     assert parent and json.loads(settings)["pull"] == 50, (parent, settings)
     assert f"#{parent} · pull 50" in row, row
     person.shot("models")
+    # the new model's queue is ranked again at once (scores belong to the active model;
+    # stratified random needs none)
+    deadline = time.time() + 240
+    while [s for (s,) in site.query("SELECT state FROM job WHERE kind='score' AND "
+                                    "project_id=? ORDER BY id", pid)] != ["done", "done"]:
+        assert time.time() < deadline, site.query("SELECT kind, state, error FROM job")
+        time.sleep(1)
 
 
 def annotate_page(person):
