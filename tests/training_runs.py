@@ -6,11 +6,18 @@ from tests.conftest import actor
 
 
 def train(db, config, world, **params):
-    """(final state, result, error) of a training job started by the reviewer."""
+    """(final state, result, error) of a training job started by the reviewer. The scoring
+    job it leaves queued (a new model of a strategy that needs none is ranked at once) runs
+    here too, as a worker would run it next."""
     with db.session_scope() as s:
         info = training.start_training(s, actor(s, "reviewer"), world["project_id"], params,
                                        lambda _id: None)
-    state = run_job(db, config, info.id)
+    state = run_job(db, config, info.id, send=lambda _id: None)
     with db.session_scope() as s:
         job = s.get(Job, info.id)
-        return state, dict(job.result), job.error
+        result, error = dict(job.result), job.error
+        follow = s.get(Job, result["scoring_job"]) if result.get("scoring_job") else None
+        queued = follow.id if follow is not None and follow.state == "queued" else None
+    if queued is not None:
+        assert run_job(db, config, queued) == "done"
+    return state, result, error
