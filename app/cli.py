@@ -218,8 +218,7 @@ def cmd_import(config: Config, args) -> None:
         def report(_i, result):
             nonlocal unannotated
             counts[result.status] += 1
-            unannotated += result.status == "imported" and result.n_cells is None \
-                and not result.restored
+            unannotated += result.new_unannotated
             if result.status == "rejected":
                 problems.append(result.message)
             bar.update(1)

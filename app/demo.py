@@ -72,7 +72,7 @@ def load_demo(session: Session, store: BlobStore, config: Config) -> dict:
     results = imports.import_files(session, SYSTEM, store, pid, files, config.max_image_pixels,
                                   max_bytes=config.max_image_bytes, restore_deleted=False)
     imported = sum(r.status == "imported" for r in results)
-    unannotated = sum(r.status == "imported" and r.n_cells is None for r in results)
+    unannotated = sum(r.new_unannotated for r in results)
     # a scoring job that ranks the queue before the first annotator opens it (`python -m app
     # demo` runs it in its own process; nothing is sent to a worker)
     ranked = learning_loop.after_import(session, pid, None, unannotated, lambda _id: None)

@@ -95,8 +95,7 @@ def _import(ctx, folder: Path) -> dict:
     summary = _summary(results, ("imported", "duplicate", "rejected"))
     # images imported with their labels (or restored with their history) never show a
     # suggestion on opening: only the unannotated ones are predicted ahead
-    new_ids = [r.image_id for r in results if r.status == "imported" and r.image_id
-               and r.n_cells is None and not r.restored]
+    new_ids = [r.image_id for r in results if r.new_unannotated and r.image_id]
     return {**summary, **_prefill(ctx, new_ids), **_rank(ctx, len(new_ids))}
 
 

@@ -47,6 +47,11 @@ class ImportResult:
     n_cells: int | None = None
     restored: bool = False    # "imported": a deleted image brought back, history and all
 
+    @property
+    def new_unannotated(self) -> bool:
+        """A new image without labels (what the queue ranks and the model predicts ahead)."""
+        return self.status == "imported" and self.n_cells is None and not self.restored
+
 
 @dataclass(frozen=True)
 class ImportFile:

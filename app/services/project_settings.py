@@ -77,12 +77,6 @@ class LoopSettings:
 STARTED_LOOP = {"unit": "region", "strategy": "stratified"}
 
 
-def loop_for_start(from_model: bool) -> dict:
-    """The loop settings a new project stores: STARTED_LOOP when it starts from a model, else
-    none (the defaults)."""
-    return dict(STARTED_LOOP) if from_model else {}
-
-
 def without_started_loop(stored: dict) -> dict:
     """Stored loop settings less the STARTED_LOOP values still in them: a project switched to
     counting (points) goes back to the defaults there, since STARTED_LOOP was measured on

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from app.errors import NotFound, PermissionDenied, ValidationError
 from app.permissions import Actor, require
 from app.services import model_versions
-from app.services.project_settings import loop_for_start
+from app.services.project_settings import STARTED_LOOP
 from app.tables import Membership, ModelVersion, Project
 from storage.blobstore import BlobStore
 
@@ -313,7 +313,7 @@ def apply(session: Session, actor: Actor, store: BlobStore | None, project_id: i
     settings = {**(project.settings or {}), "starting_model": choice}
     if mv is not None and "active_learning" not in settings:
         # a model to correct from the start: the queue serves regions (STARTED_LOOP)
-        settings["active_learning"] = loop_for_start(True)
+        settings["active_learning"] = dict(STARTED_LOOP)
     project.settings = settings
     session.flush()
     return mv.id if mv is not None else None

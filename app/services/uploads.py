@@ -111,8 +111,7 @@ def upload(session: Session, actor: Actor, store: BlobStore, config: Config, pro
                                  config.max_image_pixels, max_bytes=config.max_image_bytes))
         results = {i: _with_labels(next(done), names[labels_of[i]] if i in labels_of else "")
                    for i in keep}
-        new = sum(r.status == "imported" and r.n_cells is None and not r.restored
-                  for r in results.values())
+        new = sum(r.new_unannotated for r in results.values())
         results.update(refused)
         # the queue ranks the new images now when its strategy needs no model (the import
         # job does the same for the uploads it takes)
