@@ -287,7 +287,7 @@ def cross_validate(ids, images, points, params, k: int, init=None, log=print,
     done = [j for j in range(len(ids)) if per["point"]["whole"][j] is not None]
     truth = {"whole": [len(points[j]) for j in done],
              "quarters": [len(q) for j in done for _i, q in quarters(images[j], points[j])]}
-    out = {"folds": fold_info, "truth": truth, "seconds": time.perf_counter() - started,
+    out = {"folds": fold_info, "truth": truth, "target": params.target, "seconds": time.perf_counter() - started,
            "images": done, "f1": {m: float(np.mean([v[j] for j in done]))
                                   for m, v in f1s.items()},
            "corrections": {m: float(np.mean([v[j] for j in done])) for m, v in fixes.items()}}
@@ -327,11 +327,15 @@ def cv_lines(cv: dict, ids, k: int) -> list[str]:
                      f"{f['seconds']} |")
     lines += ["", "| method | images | MAE ± sd | relative error | bias |",
               "|---|---|---|---|---|"]
-    labels = {"point": "(a) point model, density integral x count factor",
-              "raw": "(a) point model, density integral (factor 1)",
-              "peaks": "(a) point model, number of peaks above the calibrated threshold",
-              "topped": "(a) point model, points found, topped up to the count",
-              "log": "(c) LoG blobs, tuned on the fold's training images"}
+    if cv.get("target", "density") == "centres":
+        labels = {"point": "(a) point model (centre heat-map), peaks above the calibrated "
+                           "threshold"}
+    else:
+        labels = {"point": "(a) point model, density integral x count factor",
+                  "raw": "(a) point model, density integral (factor 1)",
+                  "peaks": "(a) point model, number of peaks above the calibrated threshold",
+                  "topped": "(a) point model, points found, topped up to the count"}
+    labels["log"] = "(c) LoG blobs, tuned on the fold's training images"
     for m, label in labels.items():
         for unit, name in (("whole", f"{n} x 1200²"), ("quarters", f"{nq} x 600²")):
             r = cv[m][unit]
@@ -371,6 +375,11 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--patch", type=int, default=128)
     ap.add_argument("--sigma", type=float, default=4.0)
+    ap.add_argument("--target", choices=("density", "centres"), default="density",
+                    help="what the point model regresses (CountingParams.target)")
+    ap.add_argument("--scale", type=float, default=None,
+                    help="the target's multiplier (default: 100 for a density, 1 for "
+                         "centres)")
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -419,7 +428,9 @@ def main(argv=None) -> None:
                             sigma=args.sigma, width=args.width, depth=args.depth, lr=args.lr,
                             seed=args.seed, threads=args.threads, holdout=args.holdout,
                             select_every=args.select_every, colour_jitter=args.colour,
-                            count_weight=args.count_weight, input_mapping=args.input_mapping)
+                            count_weight=args.count_weight, input_mapping=args.input_mapping,
+                            target=args.target, scale=args.scale or (
+                                1.0 if args.target == "centres" else 100.0))
     log = print
     timings = {}
     init = None

@@ -88,14 +88,22 @@ def calibrate_interval(model, images: list, points: list, regions: list | None =
     images with their clicks ((N, 2) y, x) and annotated regions (None: whole image); None
     when they hold no click at all."""
     regions = regions if regions is not None else [None] * len(images)
-    densities = [model.density(image) for image in images]     # dropout off
     factor = model.count_factor
+    found = None
+    if getattr(model, "target", "density") == "centres":       # count = the peaks found
+        from models.counting import count_image
+        results = [count_image(model, image, mc_samples=0, keep_density=True)
+                   for image in images]
+        densities, found = [r.density for r in results], [r.points for r in results]
+    else:
+        densities = [model.density(image) for image in images]     # dropout off
     for side in UNIT_SIDES:
         errors = []
-        for density, pts, region in zip(densities, points, regions):
+        for k, (density, pts, region) in enumerate(zip(densities, points, regions)):
             for mask in _units(density.shape, region, side):
                 clicks = _clicks_in(np.asarray(pts).reshape(-1, 2), mask)
-                count = factor * float(density[mask].sum())
+                count = float(_clicks_in(found[k], mask)) if found is not None else \
+                    factor * float(density[mask].sum())
                 if clicks or count >= 1:
                     errors.append((clicks - count) / max(count, 1.0))
         if len(errors) >= MIN_UNITS or side == UNIT_SIDES[-1]:

@@ -1,7 +1,9 @@
 """Counting from points: a U-Net that learns a cell density from clicks alone, counts new
 images, finds the cells as points, and says how sure it is.
 
-Method (Gaussian density regression, as FCRN / Lempitsky & Zisserman): each clicked cell
+Method (Gaussian density regression, as FCRN / Lempitsky & Zisserman; the alternative,
+`CountingParams.target="centres"`, regresses a heat-map of height 1 at each click and counts
+its peaks above the calibrated threshold, as detection-based counters do): each clicked cell
 becomes a Gaussian of mass 1 (std `sigma` px, `models.density.density_map`); the project's
 U-Net (`models.unet.UNet` with one output channel) regresses that map (times `scale`, to keep
 the numbers near 1; a ReLU output, so the background can be exactly 0) with a mean squared
@@ -97,8 +99,8 @@ from torch.nn import functional as F
 from models.cancel import Cancelled
 from models.count_interval import calibrated_bounds
 from models.data import normalise
-from models.density import as_points, augment_stack, crop, density_map, find_peaks, \
-    peak_height, strongest_peaks
+from models.density import as_points, augment_stack, centre_map, crop, density_map, \
+    find_peaks, peak_height, strongest_peaks
 from models.device import Runtime, select_runtime, set_threads
 from models.inference import input_mapping
 from models.model import ModelFileError, ModelInputError
@@ -119,6 +121,7 @@ THRESHOLD_GRID = (0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4,
 PEAK_SMOOTHING = 0.5
 CALIBRATION_PIXELS = 6_000_000         # annotated pixels the peak threshold is chosen on
 POINT_RULES = ("count", "threshold")   # CountingParams.points
+TARGETS = ("density", "centres")       # CountingParams.target
 OUTPUT_BIAS = 0.05                     # a new output layer's bias (density x scale)
 
 
@@ -133,6 +136,11 @@ class CountingParams:
     batch: int = 8                     # patches per step
     patch: int = 128                   # patch side (px), a multiple of 2 ** depth
     sigma: float = 3.0                 # Gaussian std of one cell in the target (px)
+    target: str = "density"            # what the net regresses: "density" (a Gaussian of
+                                       # mass 1 per click; count = its integral x factor) or
+                                       # "centres" (a heat-map of height 1 at each click,
+                                       # `models.density.centre_map`; count = its peaks above
+                                       # the calibrated threshold, which are the points)
     lr: float = 2e-3                   # AdamW, cosine decay to 0 over `steps`
     weight_decay: float = 1e-4
     seed: int = 0
@@ -227,9 +235,24 @@ class CountingModel:
         return float(self.meta["density"].get("count_factor", 1.0))
 
     @property
+    def target(self) -> str:
+        """"density" (count = integral x count_factor) or "centres" (count = peaks)."""
+        target = str(self.meta["density"].get("target", "density"))
+        if target not in TARGETS:
+            raise ModelFileError(f"unknown counting target density.target={target!r} "
+                                 f"(expected one of {', '.join(TARGETS)})")
+        return target
+
+    @property
+    def unit_peak(self) -> float:
+        """The height of one isolated cell's peak in the net's output (/ scale): a
+        Gaussian of mass 1 for a density, 1 for a centre heat-map."""
+        return 1.0 if self.target == "centres" else peak_height(self.sigma)
+
+    @property
     def threshold(self) -> float:
-        """Absolute peak threshold in density units (cells per pixel)."""
-        return float(self.meta["peaks"]["threshold"]) * peak_height(self.sigma)
+        """Absolute peak threshold in output units (cells per pixel for a density)."""
+        return float(self.meta["peaks"]["threshold"]) * self.unit_peak
 
     @property
     def point_rule(self) -> str:
@@ -244,8 +267,7 @@ class CountingModel:
     @property
     def floor(self) -> float:
         """The lowest peak (cells per pixel) the "count" rule takes as a cell."""
-        return float(self.meta["peaks"].get("floor", min(THRESHOLD_GRID))) * \
-            peak_height(self.sigma)
+        return float(self.meta["peaks"].get("floor", min(THRESHOLD_GRID))) * self.unit_peak
 
     @property
     def min_distance(self) -> int:
@@ -388,7 +410,8 @@ def _samples(images, points, regions, p: CountingParams, mapping_meta: dict) -> 
         if region is not None and region.all():
             region = None
         pts = as_points(pts)
-        target = density_map(pts, (h, w), p.sigma) * p.scale
+        target = (centre_map if p.target == "centres" else density_map)(
+            pts, (h, w), p.sigma) * p.scale
         rc = np.floor(pts + 0.5).astype(np.int64).reshape(-1, 2)
         rc = rc[(rc[:, 0] >= 0) & (rc[:, 0] < h) & (rc[:, 1] >= 0) & (rc[:, 1] < w)]
         if region is not None:
@@ -510,6 +533,12 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
     p = params or CountingParams()
     if p.points not in POINT_RULES:
         raise CountingError(f"points must be one of {', '.join(POINT_RULES)}, not {p.points!r}")
+    if p.target not in TARGETS:
+        raise CountingError(f"target must be one of {', '.join(TARGETS)}, not {p.target!r}")
+    if p.target == "centres" and p.select_every:
+        raise CountingError("select_every counts held-out tiles by the density's integral; "
+                            "it needs target 'density'")
+    centres = p.target == "centres"
     if not len(images):
         raise CountingError("There are no point-annotated images to train on.")
     if len(points) != len(images) or (regions is not None and len(regions) != len(images)):
@@ -559,9 +588,9 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
     losses: list[float] = []
     selection: list[dict] = []
     best = {"error": math.inf, "step": None, "state": None}
-    probe = CountingModel(net, {"architecture": net.config,
-                                "density": {"sigma": p.sigma, "scale": p.scale,
-                                            "activation": p.activation}})
+    density_meta = {"sigma": p.sigma, "scale": p.scale, "activation": p.activation,
+                    "target": p.target}
+    probe = CountingModel(net, {"architecture": net.config, "density": density_meta})
     probe._runtime = runtime
 
     def select(step: int) -> None:
@@ -585,7 +614,8 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
             yt = torch.from_numpy(y).to(runtime.device)
             with runtime.autocast():
                 pred = _activate(net(xt).float(), p.activation, training=True)
-            loss = masked_loss(pred.float(), yt[:, :1], yt[:, 1:], p.scale, p.count_weight)
+            loss = masked_loss(pred.float(), yt[:, :1], yt[:, 1:], p.scale,
+                               0.0 if centres else p.count_weight)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -611,8 +641,9 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
     done = len(losses)                         # fewer than p.steps when the budget ran out
     every = max(1, done // 50)
     meta = {**base_meta, "kind": KIND, "architecture": net.config,
-            "density": {"sigma": p.sigma, "scale": p.scale, "activation": p.activation},
-            "peaks": {"threshold": p.peak_threshold, "select": p.points,
+            "density": dict(density_meta),
+            "peaks": {"threshold": p.peak_threshold,
+                      "select": "threshold" if centres else p.points,
                       "floor": min(THRESHOLD_GRID),
                       "min_distance": p.min_distance or max(1, int(round(2 * p.sigma)))},
             "params": p.as_dict(), "training_engine": runtime.name,
@@ -651,7 +682,8 @@ def calibrate(model: CountingModel, samples: list[_Sample],
       number of peaks best matches the clicks (least total absolute difference);
     - `count_factor`, clicks / integral of the predicted density (clipped to 0.5..2): a
       short training leaves the integral biased (the ReLU output clips the Gaussians'
-      tails; a longer one needs it less), and a count is the integral times this factor."""
+      tails; a longer one needs it less), and a count is the integral times this factor.
+      A centre heat-map's count is its peaks above the threshold: its factor stays 1."""
     used, pixels = [], 0
     for s in samples:
         if used and pixels + s.weight > CALIBRATION_PIXELS:
@@ -661,7 +693,7 @@ def calibrate(model: CountingModel, samples: list[_Sample],
     clicks = sum(len(s.points) for s in used)
     if not clicks:
         return None
-    height = peak_height(model.sigma)
+    height = model.unit_peak
     errors = np.zeros(len(THRESHOLD_GRID))
     integral = 0.0
     for k, s in enumerate(used):
@@ -676,7 +708,8 @@ def calibrate(model: CountingModel, samples: list[_Sample],
     if progress is not None:
         progress({"phase": "calibrate", "done": len(used), "total": len(used)})
     best = int(np.argmin(errors))
-    factor = float(np.clip(clicks / integral, 0.5, 2.0)) if integral > 0 else 1.0
+    factor = float(np.clip(clicks / integral, 0.5, 2.0)) \
+        if integral > 0 and model.target == "density" else 1.0
     return {"threshold": THRESHOLD_GRID[best], "count_factor": round(factor, 4),
             "calibration": {"n_images": len(used), "clicks": int(clicks),
                             "integral": round(integral, 3),
@@ -771,7 +804,9 @@ def count_image(model: CountingModel, image: np.ndarray, mc_samples: int = 16,
                 seed: int | None = 0, tile: int = 512, overlap: int = 64,
                 region: np.ndarray | None = None, keep_density: bool = False) -> CountResult:
     """Count the cells of one (C, Y, X) or (Y, X) image (a (1, C, Y, X) stack is taken as its
-    plane). count: integral of the density (within `region` if given); low/high: the
+    plane). count: integral of the density (within `region` if given) times the count
+    factor, or for a centre heat-map (`CountingModel.target` "centres") the number of its
+    peaks above the threshold, which are then the points; low/high: the
     INTERVAL percentiles of `mc_samples` MC-dropout sampled counts (low = high = count
     when 0), widened to the model's calibrated interval when it has one
     (`models.count_interval`, meta["interval"]); points: peaks of the density, chosen by the
@@ -792,21 +827,29 @@ def count_image(model: CountingModel, image: np.ndarray, mc_samples: int = 16,
     density = out[0]
     factor = model.count_factor
     mask = None if region is None else np.asarray(region, bool)
-    total = factor * float(density.sum() if mask is None else density[mask].sum())
+    centres = model.target == "centres"
     peaks = peak_map(density, model.sigma)
-    if model.point_rule == "count":
-        points, values = strongest_peaks(peaks, points_for(total), model.floor,
-                                         model.min_distance, mask)
-    else:
+    if centres:                          # the cells are the heat-map's peaks
         points, values = find_peaks(peaks, model.threshold, model.min_distance, mask)
+        total = float(len(points))
+    else:
+        total = factor * float(density.sum() if mask is None else density[mask].sum())
+        if model.point_rule == "count":
+            points, values = strongest_peaks(peaks, points_for(total), model.floor,
+                                             model.min_distance, mask)
+        else:
+            points, values = find_peaks(peaks, model.threshold, model.min_distance, mask)
     # the height that made a peak a cell here: the calibrated threshold, or the lowest peak
     # the count took when that is lower, so points taken below the threshold are not all
     # marked unsure for that alone
     cut = min(model.threshold, float(values.min())) if len(points) else model.threshold
     if mc_samples > 0:
         sampled = out[1:]
-        counts = factor * (sampled.reshape(len(sampled), -1).sum(1) if mask is None else
-                           sampled[:, mask].sum(1))
+        counts = np.array([len(find_peaks(peak_map(one, model.sigma), model.threshold,
+                                          model.min_distance, mask)[0]) for one in sampled],
+                          np.float64) if centres else \
+            factor * (sampled.reshape(len(sampled), -1).sum(1) if mask is None else
+                      sampled[:, mask].sum(1))
         low, high = np.percentile(counts, INTERVAL)
         confidence = (sampled[:, points[:, 0], points[:, 1]] >= cut).mean(0) \
             if len(points) else np.zeros(0)

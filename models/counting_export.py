@@ -11,15 +11,18 @@ with `peaks.select` "count" the highest above `peaks.floor` (cells per pixel), a
 the count rounded half up, with "threshold" all above `peaks.threshold`. It is embedded
 (TorchScript extra file `model_card.json`, ONNX metadata `model_card`) and written beside
 the file (`<name>.json`), as `models.export` does for segmentation models, whose loaders
-refuse these files (card kind "counting"); `load_exported` refuses theirs.
+refuse these files (card kind "counting"); `load_exported` refuses theirs. A model trained on
+a centre heat-map (`density.target` "centres") outputs that map (1 at a cell's centre), and
+its count is the number of its peaks above `peaks.threshold`, which are also its points.
 
 An exported model has no dropout left, so it gives no Monte Carlo samples: `count_image`
 counts with it as with `mc_samples=0` (the interval is the calibrated one the card carries,
 `interval`, or the count itself).
 
 Takes any object with `module` (a `models.unet.UNet`), `meta`, `in_channels`, `multiple`,
-`sigma`, `scale`, `count_factor`, `threshold`, `point_rule`, `floor`, `min_distance` and
-`peak_sigma` (a `CountingModel`), so it does not import the model class.
+`sigma`, `scale`, `count_factor`, `threshold`, `point_rule`, `floor`, `min_distance`,
+`peak_sigma`, `target` and `unit_peak` (a `CountingModel`), so it does not import the model
+class.
 """
 from __future__ import annotations
 
@@ -30,7 +33,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.density import peak_height
 from models.engines import OnnxNet, example_input
 from models.export import COUNTING, CARD_FORMAT, _cpu_eval, read_onnx_card, read_torchscript, \
     write_onnx, write_torchscript
@@ -57,18 +59,19 @@ def counting_card(model) -> dict:
     meta = model.meta
     density = meta["density"]
     mapping = meta.get("input_mapping")
+    centres = model.target == "centres"
     return {
         "format": CARD_FORMAT, "card_version": 1, "kind": COUNTING,
         "architecture": meta.get("architecture"), "normalisation": meta.get("normalisation"),
         "input_mapping": mapping,
         "density": {"sigma": model.sigma, "scale": model.scale,
                     "activation": density.get("activation", "linear"),
-                    "count_factor": model.count_factor},
+                    "count_factor": model.count_factor, "target": model.target},
         "count_factor": model.count_factor,
         "peaks": {"threshold": model.threshold,            # cells per pixel
                   "threshold_x_peak_height": float(meta["peaks"]["threshold"]),
                   "select": model.point_rule, "floor": model.floor,   # cells per pixel
-                  "floor_x_peak_height": model.floor / peak_height(model.sigma),
+                  "floor_x_peak_height": model.floor / model.unit_peak,
                   "min_distance": model.min_distance, "smoothing_sigma": model.peak_sigma},
         "metrics": meta.get("metrics", {}), "training_data": meta.get("training_data", []),
         "version": meta.get("version"),
@@ -77,9 +80,12 @@ def counting_card(model) -> dict:
         "input": "float32 (N, C, H, W), per-channel percentile normalised (normalisation "
                  f"low/high percentiles); H and W multiples of {model.multiple}"
                  + (f", after the input mapping {mapping!r}" if mapping else ""),
-        "output": "density (N, 1, H, W) in cells per pixel (output activation and division "
-                  "by scale included; dropout off)",
-        "count": f"count = count_factor ({model.count_factor:g}) x the sum of the density "
+        "output": ("centre heat-map (N, 1, H, W), 1 at a cell's centre" if centres else
+                   "density (N, 1, H, W) in cells per pixel")
+                  + " (output activation and division by scale included; dropout off)",
+        "count": "count = the number of points (see points), over the image or a region of "
+                 "it" if centres else
+                 f"count = count_factor ({model.count_factor:g}) x the sum of the density "
                  "(over the image, or over a region of it)",
         "count_interval": "when `interval` is given: [count x (1 + interval.low), count x "
                           "(1 + interval.high)] holds the true count with probability "
@@ -89,7 +95,9 @@ def counting_card(model) -> dict:
 
 
 def _points_text(model) -> str:
-    maxima = (f"local maxima of the density smoothed by a Gaussian of std "
+    what = "centre heat-map" if model.target == "centres" else "density"
+    unit = "" if model.target == "centres" else " cells per pixel"
+    maxima = (f"local maxima of the {what} smoothed by a Gaussian of std "
               f"{model.peak_sigma:g} px (smoothing_sigma), at least {model.min_distance} px "
               "apart (peaks.min_distance)")
     if model.point_rule == "count":
@@ -97,7 +105,7 @@ def _points_text(model) -> str:
                 f"above {model.floor:.6g} cells per pixel (peaks.floor), as many as the count "
                 "rounded half up (fewer where fewer maxima clear the floor)")
     return (f"cells as points (peaks.select 'threshold') = the {maxima} that are above "
-            f"{model.threshold:.6g} cells per pixel (peaks.threshold)")
+            f"{model.threshold:.6g}{unit} (peaks.threshold)")
 
 
 def _density_net(model) -> DensityNet:
@@ -121,8 +129,9 @@ def meta_from_card(card: dict) -> dict:
     density, peaks = card["density"], card["peaks"]
     meta = {"kind": COUNTING, "architecture": card["architecture"],
             "normalisation": card.get("normalisation") or {},
-            "density": {k: density[k] for k in ("sigma", "scale", "activation",
-                                                "count_factor")},
+            "density": {**{k: density[k] for k in ("sigma", "scale", "activation",
+                                                   "count_factor")},
+                        "target": density.get("target", "density")},
             "peaks": {"threshold": peaks["threshold_x_peak_height"],
                       "select": peaks.get("select", "threshold"),
                       "min_distance": peaks["min_distance"]},

@@ -5,6 +5,8 @@ All numpy; used by `models.counting`.
 - `density_map`: the regression target, one Gaussian of mass 1 per point (sigma in pixels),
   so the integral over a region is the number of cells in it. The image border reflects, so
   a cell clicked at the edge still adds exactly 1 to the whole image's integral.
+- `centre_map`: the other target, a heat-map with a peak of height 1 at each point (the
+  cells are then counted as its peaks, not as its integral).
 - `find_peaks`: points as local maxima of a density above a threshold;
   `strongest_peaks`: the k highest of them.
 - `augment_stack`: flips, 90-degree rotations and intensity jitter of an image patch together
@@ -46,6 +48,25 @@ def density_map(points, shape: tuple[int, int], sigma: float) -> np.ndarray:
         return impulses.astype(np.float32)
     return ndimage.gaussian_filter(impulses, sigma, mode="reflect", truncate=4.0
                                    ).astype(np.float32)
+
+
+def centre_map(points, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """(Y, X) float32 centre heat-map: exp(-d^2 / 2 sigma^2), d the distance (px) to the
+    nearest (y, x) point, so every cell is a peak of height 1 however close its neighbours
+    (where a density's Gaussians add up); points outside the image are dropped; no point: 0."""
+    pts = as_points(points)
+    h, w = shape
+    heat = np.zeros((h, w), np.float32)
+    if not len(pts):
+        return heat
+    rc = np.floor(pts + 0.5).astype(np.int64)
+    rc = rc[(rc[:, 0] >= 0) & (rc[:, 0] < h) & (rc[:, 1] >= 0) & (rc[:, 1] < w)]
+    if not len(rc):
+        return heat
+    background = np.ones((h, w), bool)
+    background[rc[:, 0], rc[:, 1]] = False
+    d = ndimage.distance_transform_edt(background)
+    return np.exp(-(d * d) / (2.0 * max(sigma, 1e-6) ** 2)).astype(np.float32)
 
 
 def find_peaks(density: np.ndarray, threshold: float, min_distance: int,

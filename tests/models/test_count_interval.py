@@ -97,3 +97,25 @@ def test_a_calibrated_model_keeps_its_interval_saved_and_exported(counter, tmp_p
     result = count_image(exported, image)
     assert result.low == pytest.approx(0.7 * result.count, rel=1e-6)
     assert result.high == pytest.approx(1.4 * result.count, rel=1e-6)
+
+
+def test_a_centre_heat_map_models_units_are_counted_by_its_peaks():
+    pairs = [discs(seed=s) for s in range(4)]
+    model = train_counter([p[0] for p in pairs], [p[1] for p in pairs],
+                          params=CountingParams(steps=160, target="centres", scale=1.0, **TINY))
+    held = [discs(shape=(512, 512), n=60, seed=50 + s) for s in range(2)]
+    got = calibrate_interval(model, [h[0] for h in held], [h[1] for h in held])
+    assert got["unit_side"] == 256 and got["units"] == 8
+    errors = []
+    for image, pts in held:
+        found = count_image(model, image, mc_samples=0).points
+        assert len(found) > 40                  # a real count, not an empty map
+        for y in (0, 256):
+            for x in (0, 256):
+                def n_in(p):
+                    return int(((p[:, 0] >= y) & (p[:, 0] < y + 256) & (p[:, 1] >= x) &
+                                (p[:, 1] < x + 256)).sum())
+                count = n_in(found)
+                errors.append((n_in(pts) - count) / max(count, 1.0))
+    assert got["low"] == pytest.approx(min(0.0, min(errors)), abs=1e-4)
+    assert got["high"] == pytest.approx(max(0.0, max(errors)), abs=1e-4)

@@ -10,7 +10,7 @@ from models.cancel import Cancelled
 from models.counting import CountingError, CountingModel, CountingParams, count_image, \
     counter_from_bytes, counter_to_bytes, is_counting_model, load_counter, masked_loss, \
     points_for, save_counter, train_counter
-from models.density import density_map, find_peaks, peak_height, strongest_peaks
+from models.density import centre_map, density_map, find_peaks, peak_height, strongest_peaks
 from models.model import ModelFileError
 
 TINY = dict(batch=4, patch=48, width=8, depth=2, sigma=3.0, lr=3e-3, threads=1)  # 1 thread:
@@ -302,3 +302,50 @@ def test_a_model_can_read_the_nucleus_contrast_channel_and_keeps_it(tmp_path):
     result = count_image(loaded, _stained(image, (0.5, 0.3, 0.7)), mc_samples=0)
     assert abs(result.count - len(centres)) <= 1, result.count
     assert matched(result.points, centres) >= len(centres) - 1
+
+
+def test_a_centre_map_peaks_at_one_on_every_point_however_close():
+    pts = np.array([[10, 10], [10, 14], [30, 40], [99, 99]])         # the last is outside
+    heat = centre_map(pts, (48, 64), 3.0)
+    assert heat.dtype == np.float32 and heat.max() == pytest.approx(1.0)
+    assert heat[10, 10] == heat[10, 14] == heat[30, 40] == pytest.approx(1.0)
+    assert heat[10, 12] == pytest.approx(np.exp(-4 / 18), rel=1e-5)  # 2 px from both
+    assert heat[30, 46] == pytest.approx(np.exp(-36 / 18), rel=1e-5)
+    assert density_map(pts, (48, 64), 3.0)[10, 12] > peak_height(3.0)   # sums: no dip
+    assert not centre_map(np.zeros((0, 2)), (8, 8), 3.0).any()
+
+
+def test_a_centre_heat_map_model_counts_its_peaks_and_round_trips(tmp_path):
+    pairs = [discs(seed=s) for s in range(4)]
+    model = train_counter([p[0] for p in pairs], [p[1] for p in pairs],
+                          params=CountingParams(steps=160, target="centres", scale=1.0, **TINY))
+    assert model.target == "centres" and model.unit_peak == 1.0
+    assert model.count_factor == 1.0 and model.point_rule == "threshold"
+    for seed in (100, 101):
+        image, centres = discs(seed=seed)
+        result = count_image(model, image, mc_samples=8)
+        assert result.count == result.n_points == len(centres), result.count
+        assert matched(result.points, centres) == len(centres)
+        assert np.all(result.samples == np.round(result.samples))     # sampled peak counts
+        assert result.low <= result.count <= result.high
+    image, centres = discs(seed=100)
+    cut = next(x for x in range(40, 80) if np.abs(centres[:, 1] - x).min() > 4)
+    left = np.zeros(image.shape, bool)
+    left[:, :cut] = True                # a region whose edge passes no cell's centre
+    inside = int((centres[:, 1] < cut).sum())
+    assert 0 < inside < len(centres)
+    assert count_image(model, image, mc_samples=0, region=left).count == inside
+    save_counter(model, tmp_path / "c.cellloop")
+    again = load_counter(tmp_path / "c.cellloop")
+    assert again.target == "centres"
+    assert count_image(again, image, mc_samples=0).count == len(centres)
+
+
+def test_an_unknown_target_is_refused():
+    image, centres = discs()
+    with pytest.raises(CountingError, match="target must be one of density, centres"):
+        train_counter([image], [centres], params=CountingParams(steps=1, target="boxes",
+                                                                **TINY))
+    with pytest.raises(CountingError, match="select_every"):
+        train_counter([image], [centres], params=CountingParams(
+            steps=1, target="centres", holdout=0.5, select_every=1, **TINY))

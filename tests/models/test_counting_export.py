@@ -100,7 +100,7 @@ def test_the_card_is_embedded_beside_the_file_and_enough_to_count_without_celllo
         assert card["normalisation"] == model.meta["normalisation"]
         assert "input_mapping" in card and card["input_mapping"] is None
         assert card["density"] == {"sigma": 3.0, "scale": 100.0, "activation": "relu",
-                                   "count_factor": model.count_factor}
+                                   "count_factor": model.count_factor, "target": "density"}
         assert card["count_factor"] == model.count_factor
         assert card["peaks"]["threshold"] == pytest.approx(
             model.meta["peaks"]["threshold"] * peak_height(3.0))
@@ -192,3 +192,26 @@ def test_cli_predict_with_an_exported_pt_writes_counts(exported, tmp_path, monke
     assert record["n_points"] == reference.n_points == len(record["points"]) > 0
     assert (out / "fresh_overlay.png").exists() and (out / "counts.csv").exists()
     assert "fresh.tif:" in capsys.readouterr().out
+
+
+def test_a_centre_heat_map_export_counts_its_peaks_as_the_native_model(tmp_path):
+    pairs = [discs(seed=s) for s in range(2)]
+    model = train_counter([p[0] for p in pairs], [p[1] for p in pairs],
+                          params=CountingParams(steps=60, target="centres", scale=1.0, **TINY))
+    image, _ = discs(shape=(100, 90), seed=100)
+    reference = native_fp32(model, image, mc_samples=0)
+    assert reference.n_points > 0
+    path = export_onnx(model, tmp_path / "centres.onnx")
+    card = read_card(path)
+    assert card["density"]["target"] == "centres"
+    assert card["count"].startswith("count = the number of points")
+    assert card["output"].startswith("centre heat-map") and "cells per pixel" not in \
+        card["points"]
+    loaded = load_counter(path)
+    assert loaded.target == "centres" and loaded.unit_peak == 1.0
+    result = count_image(loaded, image, mc_samples=4)
+    assert result.count == reference.count == result.n_points
+    assert np.array_equal(result.points, reference.points)
+    old = json.loads(json.dumps(card))                  # a card from before the target
+    del old["density"]["target"]
+    assert meta_from_card(old)["density"]["target"] == "density"
