@@ -378,8 +378,8 @@ def main(argv=None) -> None:
     ap.add_argument("--target", choices=("density", "centres"), default="density",
                     help="what the point model regresses (CountingParams.target)")
     ap.add_argument("--scale", type=float, default=None,
-                    help="the target's multiplier (default: 100 for a density, 1 for "
-                         "centres)")
+                    help="the target's multiplier (default: CountingParams' 100 for a "
+                         "density, 1 for centres)")
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -429,8 +429,7 @@ def main(argv=None) -> None:
                             seed=args.seed, threads=args.threads, holdout=args.holdout,
                             select_every=args.select_every, colour_jitter=args.colour,
                             count_weight=args.count_weight, input_mapping=args.input_mapping,
-                            target=args.target, scale=args.scale or (
-                                1.0 if args.target == "centres" else 100.0))
+                            target=args.target, scale=args.scale)
     log = print
     timings = {}
     init = None

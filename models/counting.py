@@ -122,6 +122,7 @@ PEAK_SMOOTHING = 0.5
 CALIBRATION_PIXELS = 6_000_000         # annotated pixels the peak threshold is chosen on
 POINT_RULES = ("count", "threshold")   # CountingParams.points
 TARGETS = ("density", "centres")       # CountingParams.target
+SCALES = {"density": 100.0, "centres": 1.0}   # CountingParams.scale when None
 OUTPUT_BIAS = 0.05                     # a new output layer's bias (density x scale)
 
 
@@ -147,7 +148,9 @@ class CountingParams:
     width: int = 16                    # U-Net (ignored with `init`: its architecture is kept)
     depth: int = 3
     dropout: float = 0.2               # head dropout; the last one is sampled for MC
-    scale: float = 100.0               # the network regresses density * scale
+    scale: float | None = None         # the network regresses the target x scale; None:
+                                       # SCALES[target] (100 for a density, whose peaks are
+                                       # ~0.01, so they come out near 1; 1 for centres)
     activation: str = "relu"           # on the output: "relu" (background exactly 0) or
                                        # "linear"
     point_fraction: float = 0.5        # share of patches centred near a clicked cell
@@ -411,7 +414,7 @@ def _samples(images, points, regions, p: CountingParams, mapping_meta: dict) -> 
             region = None
         pts = as_points(pts)
         target = (centre_map if p.target == "centres" else density_map)(
-            pts, (h, w), p.sigma) * p.scale
+            pts, (h, w), p.sigma) * (p.scale if p.scale is not None else SCALES[p.target])
         rc = np.floor(pts + 0.5).astype(np.int64).reshape(-1, 2)
         rc = rc[(rc[:, 0] >= 0) & (rc[:, 0] < h) & (rc[:, 1] >= 0) & (rc[:, 1] < w)]
         if region is not None:
@@ -539,6 +542,8 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
         raise CountingError("select_every counts held-out tiles by the density's integral; "
                             "it needs target 'density'")
     centres = p.target == "centres"
+    if p.scale is None:
+        p = dataclasses.replace(p, scale=SCALES[p.target])
     if not len(images):
         raise CountingError("There are no point-annotated images to train on.")
     if len(points) != len(images) or (regions is not None and len(regions) != len(images)):

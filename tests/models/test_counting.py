@@ -318,8 +318,9 @@ def test_a_centre_map_peaks_at_one_on_every_point_however_close():
 def test_a_centre_heat_map_model_counts_its_peaks_and_round_trips(tmp_path):
     pairs = [discs(seed=s) for s in range(4)]
     model = train_counter([p[0] for p in pairs], [p[1] for p in pairs],
-                          params=CountingParams(steps=160, target="centres", scale=1.0, **TINY))
+                          params=CountingParams(steps=160, target="centres", **TINY))
     assert model.target == "centres" and model.unit_peak == 1.0
+    assert model.scale == 1.0 and model.meta["params"]["scale"] == 1.0     # SCALES
     assert model.count_factor == 1.0 and model.point_rule == "threshold"
     for seed in (100, 101):
         image, centres = discs(seed=seed)
