@@ -507,7 +507,7 @@ def _initial_net(p: CountingParams, in_channels: int, init) -> UNet:
             raise CountingError(f"the model to start from takes {arch['in_channels']} "
                                 f"channel(s), the images have {in_channels}")
         net = UNet(**arch)
-        if getattr(init, "kind", None) == KIND:
+        if getattr(init, "kind", None) == KIND and init.target == p.target:
             net.load_state_dict(copy.deepcopy(module.state_dict()))
             return net
         state = {k: v for k, v in copy.deepcopy(module.state_dict()).items()
@@ -531,7 +531,7 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
     bool mask or None per image (True = annotated; None = the whole image). The loss is
     computed inside the regions only. `init`: a segmentation or counting model whose U-Net
     (and input mapping) to start from; its output layer is replaced unless it is a counting
-    model. Returns a `CountingModel` whose meta holds the params, the loss curve and the
+    model with the same `target`. Returns a `CountingModel` whose meta holds the params, the loss curve and the
     training time."""
     p = params or CountingParams()
     if p.points not in POINT_RULES:

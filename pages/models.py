@@ -138,8 +138,11 @@ def export_links(v: model_versions.VersionInfo) -> list:
     counting models alike (a counting model's .pt / .onnx outputs its cell density; the
     model card inside says how to count and find the points)."""
     counting = v.settings.get("kind") == "counting"
-    out = "a map of the cells, a density or a centre heat-map (its model card says how to " \
-        "count them and find the points)" if counting else "class logits"
+    centres = v.settings.get("target") == "centres"
+    out = ("a heat-map of the cell centres (1 at a centre; count = its peaks above the card's "
+           "threshold)" if centres else
+           "the cell density per pixel (count = its sum x the card's count_factor)") \
+        if counting else "class logits"
     titles = {"cellloop": "CellLoop's own format (the app, the CLI, the Python API)",
               "pt": f"TorchScript, with its model card: outputs {out}",
               "onnx": f"ONNX (opset 17), with its model card: outputs {out}"}

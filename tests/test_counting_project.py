@@ -211,3 +211,34 @@ def test_the_projects_counting_input_is_what_the_next_model_reads(counting_proje
         project.settings = {**project.settings, "counting": {**SMALL, "steps": 20}}
     second = train()
     assert second.get("input_mapping") is None and second["fine_tuned_from"] is None
+
+
+def test_a_project_can_count_with_a_centre_heat_map_and_switching_starts_afresh(
+        counting_project):
+    """settings["counting"]["target"] = "centres" trains a heat-map model (recorded on the
+    version, so its export links say what it outputs); a density model is not fine-tuned into
+    one, but the next centres model is fine-tuned from the active centres model."""
+    db, store, pid, _tmp = counting_project
+
+    def train(**counting_settings) -> tuple[dict, dict]:
+        with db.session_scope() as s:
+            project = s.get(Project, pid)
+            project.settings = {**project.settings, "counting": {
+                **SMALL, "steps": 20, **counting_settings}}
+        result = counting.train_counting_project(db, store, pid, None, lambda *_a: None,
+                                                 lambda: False)
+        with db.session_scope() as s:
+            mv = s.get(ModelVersion, result["model_version_id"])
+            return counting.load_counter(store, mv).meta, dict(mv.settings)
+    meta, settings = train()
+    assert meta["density"]["target"] == "density" and settings["target"] == "density"
+    meta, settings = train(target="centres")
+    assert meta["density"]["target"] == "centres" and settings["target"] == "centres"
+    assert meta["density"]["scale"] == 1.0 and settings["fine_tuned_from"] is None
+    assert meta["peaks"]["select"] == "threshold"
+    with db.session_scope() as s:          # the owner rolls forward to the centres model
+        centres_id = max(mv.id for mv in s.scalars(select(ModelVersion).where(
+            ModelVersion.project_id == pid)))
+        model_versions.activate(s, SYSTEM, centres_id)
+    meta, settings = train(target="centres")
+    assert meta["density"]["target"] == "centres" and settings["fine_tuned_from"] == centres_id

@@ -154,8 +154,10 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
         previous = None      # the channel layout changed: train from scratch, compare nothing
     # the project's input mapping changed (e.g. the colours -> the nuclear stain): the active
     # model is still compared, but the new one starts from scratch on the new input
+    # likewise when the target changed (a density and a centre heat-map are other outputs)
     init = previous if (fine_tune and previous is not None and
-                        previous.meta.get("input_mapping") == params.input_mapping) else None
+                        previous.meta.get("input_mapping") == params.input_mapping and
+                        previous.target == params.target) else None
     train_ids, val_ids = split(len(data.images), 0.2, seed)
     t0 = time.monotonic()
 
@@ -201,7 +203,8 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
             normalisation=dict(model.meta.get("normalisation") or {}),
             settings={"kind": KIND, "fine_tuned_from": tuned_from, "seed": seed,
                       "steps": steps_run, "sigma": float(params.sigma),
-                      "input_mapping": model.meta.get("input_mapping")},
+                      "input_mapping": model.meta.get("input_mapping"),
+                      "target": model.target},
             metrics=metrics, curve=list(model.meta.get("curve") or []),
             training_data=data.refs, created_by_id=user_id)
         version_id = mv.id
