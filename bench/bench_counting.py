@@ -516,7 +516,9 @@ def main(argv=None) -> None:
         cpu_name = "unknown"
 
     cal = calibrated.meta["interval"]
-    rows = [("(a) point model (density U-Net, this run)", point_result, True),
+    centres = model.target == "centres"
+    rows = [(f"(a) point model ({'centre heat-map' if centres else 'density'} U-Net, this "
+             "run)", point_result, True),
             ("(a') point model on 80% of the tiles, interval calibrated on the other 20%",
              calibrated_result, True)]
     if builtin_result:
@@ -543,8 +545,9 @@ def main(argv=None) -> None:
         "",
         f"Point model: U-Net width {arch['width']}, depth {arch['depth']}, {start}, "
         + (f"input through the {args.input_mapping!r} mapping, " if args.input_mapping else "")
-        + f"Gaussian density sigma {args.sigma} px, "
-        f"{args.steps} steps of {args.batch} patches of {args.patch} px "
+        + (f"centre heat-map sigma {args.sigma} px (count = its peaks above the "
+           "threshold), " if centres else f"Gaussian density sigma {args.sigma} px, ")
+        + f"{args.steps} steps of {args.batch} patches of {args.patch} px "
         f"({model.meta['training']['seconds']:.0f} s, "
         f"{model.meta['training']['patches_per_s']:.1f} patches/s); augmentation: flips, "
         f"90° turns, intensity gain/offset/gamma"
@@ -570,8 +573,8 @@ def main(argv=None) -> None:
         for unit, name in (("whole", f"{len(sets['whole'])} x 1200²"),
                            ("quarters", f"{len(sets['quarters'])} x 600²")):
             body.append(f"| {label} | {name} | {fmt(r[unit], interval)} |")
-    body += ["", "Counted as the number of peaks above the calibrated threshold instead of the "
-             "density's integral: "
+    body += [] if centres else ["", "Counted as the number of peaks above the calibrated "
+             "threshold instead of the density's integral: "
              + "; ".join(f"{label.split(' ')[0]} MAE {r['whole']['peaks']['mae']:.1f} ± "
                          f"{r['whole']['peaks']['sd']:.1f} per 1200², "
                          f"{r['quarters']['peaks']['mae']:.1f} ± "
