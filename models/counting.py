@@ -1,25 +1,30 @@
-"""Counting from points: a U-Net that learns a cell density from clicks alone, counts new
-images, finds the cells as points, and says how sure it is.
+"""Counting from points: a U-Net that learns where the cells are from clicks alone, counts
+new images, finds the cells as points, and says how sure it is.
 
-Method (Gaussian density regression, as FCRN / Lempitsky & Zisserman; the alternative,
-`CountingParams.target="centres"`, regresses a heat-map of height 1 at each click and counts
-its peaks above the calibrated threshold, as detection-based counters do): each clicked cell
-becomes a Gaussian of mass 1 (std `sigma` px, `models.density.density_map`); the project's
-U-Net (`models.unet.UNet` with one output channel) regresses that map (times `scale`, to keep
-the numbers near 1; a ReLU output, so the background can be exactly 0) with a mean squared
-error, plus a small penalty on each patch's count error, over the annotated region only:
-with a region mask, pixels outside it carry no loss, so cells nobody clicked there are not
-taught as "no cell". The count of an image is the integral of the predicted density times
-`count_factor`; the points are local maxima of the density (smoothed a little,
-`peak_map`), at least 2 sigma apart: as many of the highest as the count, rounded half up
-(`points="count"`, `models.density.strongest_peaks`), so the points agree with the count,
-or (models saved before that rule, `points="threshold"`) all above a threshold
-(`models.density.find_peaks`).
-Both the factor and the threshold are fitted after training on the training regions
-(`calibrate`): the factor so that the integral matches the clicks there (a short training
-leaves it biased), the threshold so that the number of peaks does. The threshold did not
-carry over to new patients for a model reading the nuclear stain (it found a third of the
-cells), which is why the count chooses the points now; it still sets the points' confidence.
+Method. The project's U-Net (`models.unet.UNet` with one output channel; a ReLU output, so
+the background can be exactly 0) regresses one of two targets (`CountingParams.target`) with
+a mean squared error over the annotated region only: with a region mask, pixels outside it
+carry no loss, so cells nobody clicked there are not taught as "no cell".
+- "centres" (the default since 2026-12-01, as detection-based counters do): a heat-map of
+  height 1 at each click, falling off as a Gaussian of std `sigma` px with the distance to
+  the nearest click (`models.density.centre_map`), so two touching cells stay two peaks.
+  The cells of an image are the map's local maxima (smoothed a little, `peak_map`; at least
+  2 sigma apart) above the peak threshold (`models.density.find_peaks`): they are both the
+  points and the count. In leave-patients-out cross-validation on bone-marrow smears this
+  counted closer and found far better points than the density (docs/benchmarks.md).
+- "density" (Gaussian density regression, as FCRN / Lempitsky & Zisserman): each click a
+  Gaussian of mass 1 (`models.density.density_map`, times `scale` to keep the numbers near
+  1), plus a small penalty on each patch's count error. The count is the integral of the
+  predicted density times `count_factor`; the points are the density's local maxima: as
+  many of the highest as the count, rounded half up (`points="count"`,
+  `models.density.strongest_peaks`), or (models saved before that rule,
+  `points="threshold"`) all above the threshold.
+The threshold (and a density's factor) are fitted after training on the training regions
+(`calibrate`): the threshold so that the number of peaks matches the clicks there, the
+factor so that the integral does (a short training leaves it biased). For a density the
+threshold did not carry over to new patients for a model reading the nuclear stain (it found
+a third of the cells), which is why its count chooses the points; there it still sets the
+points' confidence.
 With `holdout` > 0 a share of the annotated `holdout_tile` px tiles is kept out of training
 and both are fitted on those tiles instead (a net fits its own training clicks too well for
 the factor fitted there to carry over); with `select_every` the held-out tiles are also
@@ -28,7 +33,8 @@ counted during training and the weights that count them best are kept
 Uncertainty: Monte Carlo dropout of the U-Net's stochastic output layer (the deterministic
 trunk runs once per tile, the output layer `mc_samples` times, as `models.uncertainty`
 does); the interval is the 5-95% range of the sampled counts, and a point's confidence is
-the share of samples whose density at it still clears the peak threshold. That interval is
+the share of samples whose map at it still clears the peak threshold (for a heat-map the
+sampled counts are the peaks of each sampled map). That interval is
 far too narrow on its own, so a model calibrated on held-out clicks
 (`models.count_interval`, meta["interval"]: a split conformal interval of the relative count
 error) widens it to the calibrated one.
@@ -137,11 +143,12 @@ class CountingParams:
     batch: int = 8                     # patches per step
     patch: int = 128                   # patch side (px), a multiple of 2 ** depth
     sigma: float = 3.0                 # Gaussian std of one cell in the target (px)
-    target: str = "density"            # what the net regresses: "density" (a Gaussian of
-                                       # mass 1 per click; count = its integral x factor) or
-                                       # "centres" (a heat-map of height 1 at each click,
-                                       # `models.density.centre_map`; count = its peaks above
-                                       # the calibrated threshold, which are the points)
+    target: str = "centres"            # what the net regresses: "centres" (a heat-map of
+                                       # height 1 at each click, `models.density.centre_map`;
+                                       # count = its peaks above the calibrated threshold,
+                                       # which are the points) or "density" (a Gaussian of
+                                       # mass 1 per click; count = its integral x factor;
+                                       # the default before 2026-12-01, docs/benchmarks.md)
     lr: float = 2e-3                   # AdamW, cosine decay to 0 over `steps`
     weight_decay: float = 1e-4
     seed: int = 0

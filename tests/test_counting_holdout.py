@@ -36,7 +36,8 @@ def test_too_few_tiles_mean_no_holdout():
 
 def test_a_holdout_model_is_calibrated_and_selected_on_the_held_out_tiles():
     pairs = [discs(shape=(128, 128), n=10, seed=s) for s in range(4)]
-    params = CountingParams(steps=80, holdout=0.2, holdout_tile=64, select_every=20, **TINY)
+    params = CountingParams(steps=80, holdout=0.2, holdout_tile=64, select_every=20,
+                            target="density", **TINY)
     model = train_counter([a for a, _ in pairs], [b for _, b in pairs], params=params)
     training = model.meta["training"]
     assert training["holdout"]["tiles"] == 3                 # 20% of 16 tiles

@@ -230,7 +230,7 @@ def test_a_project_can_count_with_a_centre_heat_map_and_switching_starts_afresh(
         with db.session_scope() as s:
             mv = s.get(ModelVersion, result["model_version_id"])
             return counting.load_counter(store, mv).meta, dict(mv.settings)
-    meta, settings = train()
+    meta, settings = train(target="density")
     assert meta["density"]["target"] == "density" and settings["target"] == "density"
     meta, settings = train(target="centres")
     assert meta["density"]["target"] == "centres" and settings["target"] == "centres"

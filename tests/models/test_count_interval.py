@@ -46,7 +46,7 @@ def test_new_units_fall_inside_at_the_level():
 def counter():
     pairs = [discs(seed=s) for s in range(3)]
     return train_counter([p[0] for p in pairs], [p[1] for p in pairs],
-                         params=CountingParams(steps=80, **TINY))
+                         params=CountingParams(steps=80, target="density", **TINY))
 
 
 def test_held_out_images_are_cut_into_tiles_until_there_are_enough_units(counter):
@@ -102,7 +102,7 @@ def test_a_calibrated_model_keeps_its_interval_saved_and_exported(counter, tmp_p
 def test_a_centre_heat_map_models_units_are_counted_by_its_peaks():
     pairs = [discs(seed=s) for s in range(4)]
     model = train_counter([p[0] for p in pairs], [p[1] for p in pairs],
-                          params=CountingParams(steps=160, target="centres", scale=1.0, **TINY))
+                          params=CountingParams(steps=160, target="centres", **TINY))
     held = [discs(shape=(512, 512), n=60, seed=50 + s) for s in range(2)]
     got = calibrate_interval(model, [h[0] for h in held], [h[1] for h in held])
     assert got["unit_side"] == 256 and got["units"] == 8

@@ -43,7 +43,7 @@ def matched(found: np.ndarray, truth: np.ndarray, radius: float = 3.0) -> int:
 def counter():
     pairs = [discs(seed=s) for s in range(4)]
     return train_counter([p[0] for p in pairs], [p[1] for p in pairs],
-                         params=CountingParams(steps=160, **TINY))
+                         params=CountingParams(steps=160, target="density", **TINY))
 
 
 def test_density_map_integrates_to_the_number_of_points():
@@ -265,7 +265,8 @@ def test_a_counting_model_can_start_from_a_segmentation_models_unet():
     seg = train_model([image], [labels], config=TrainConfig(
         width=8, depth=2, patch=48, batch=2, epochs=1, steps_per_epoch=1, calibrate=False),
         meta={"input_mapping": "nuclei-v1"}).model
-    model = train_counter([image], [centres], params=CountingParams(steps=0, **TINY), init=seg)
+    model = train_counter([image], [centres], params=CountingParams(
+        steps=0, target="density", **TINY), init=seg)     # a density: > 0 before training
     assert model.meta["input_mapping"] == "nuclei-v1"
     assert model.meta["architecture"]["n_classes"] == 1
     seg_state, state = seg.module.state_dict(), model.module.state_dict()

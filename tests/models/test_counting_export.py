@@ -25,7 +25,7 @@ def exported(tmp_path_factory):
     """(native model, {suffix: path}): a tiny counter trained for a few seconds, exported."""
     pairs = [discs(seed=s) for s in range(2)]
     model = train_counter([p[0] for p in pairs], [p[1] for p in pairs],
-                          params=CountingParams(steps=60, **TINY))
+                          params=CountingParams(steps=60, target="density", **TINY))
     model.meta.update(version="test model 1", metrics={"mae": 0.25},
                       training_data=[{"image": "a.tif"}])
     folder = tmp_path_factory.mktemp("exports")
@@ -197,7 +197,7 @@ def test_cli_predict_with_an_exported_pt_writes_counts(exported, tmp_path, monke
 def test_a_centre_heat_map_export_counts_its_peaks_as_the_native_model(tmp_path):
     pairs = [discs(seed=s) for s in range(2)]
     model = train_counter([p[0] for p in pairs], [p[1] for p in pairs],
-                          params=CountingParams(steps=60, target="centres", scale=1.0, **TINY))
+                          params=CountingParams(steps=60, target="centres", **TINY))
     image, _ = discs(shape=(100, 90), seed=100)
     reference = native_fp32(model, image, mc_samples=0)
     assert reference.n_points > 0
