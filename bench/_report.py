@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shlex
 import platform
 import re
 import statistics
@@ -42,7 +43,8 @@ def machine() -> str:
 
 def write_section(name: str, title: str, body: str) -> None:
     text = DOC.read_text() if DOC.exists() else HEADER
-    command = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
+    # quoted as a shell would need it (an empty argument such as --curve '' stays visible)
+    command = "python " + shlex.join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
     section = (f"<!-- bench:{name} -->\n## {title}\n\n"
                f"Command: `{command}`  \nRun: {dt.date.today().isoformat()} on {machine()}\n\n"
                f"{body.strip()}\n<!-- /bench:{name} -->")

@@ -68,10 +68,11 @@ def test_a_points_project_is_trained_predicted_and_counted_in_the_browser(live, 
     (settings,) = [json.loads(r[0]) for r in live.query(
         "SELECT settings FROM model_version WHERE project_id = ?", pid)]
     assert settings["kind"] == "counting" and settings["input_mapping"] is None
+    assert settings["target"] == "centres"             # the default: a centre heat-map
 
     person.go(f"/projects/{pid}/models", ready="#models-predict-all")
     # the version's row says its calibrated interval, and its ONNX export downloads: the
-    # network outputs the density, and the card inside says how to count with it
+    # network outputs the centre heat-map, and the card inside says how to count with it
     row = person.wait_text("#models-table", "count error")
     assert "90% interval: count " in row and "(calibrated on " in row, row
     href = person.driver.find_element(
@@ -82,7 +83,8 @@ def test_a_points_project_is_trained_predicted_and_counted_in_the_browser(live, 
     proto = onnx.load_from_string(answer.content)
     card = {p.key: p.value for p in proto.metadata_props}["model_card"]
     assert '"kind": "counting"' in card and '"interval"' in card
-    assert '"select": "count"' in card                 # the points follow the count
+    assert '"target": "centres"' in card and '"select": "threshold"' in card
+    assert "count = the number of points" in card     # the peaks are the count
     assert [o.name for o in proto.graph.output] == ["density"]
     person.click("#models-predict-all")
     predict_id = job_of(live, "predict", pid)
