@@ -247,11 +247,7 @@ class CountingModel:
     @property
     def target(self) -> str:
         """"density" (count = integral x count_factor) or "centres" (count = peaks)."""
-        target = str(self.meta["density"].get("target", "density"))
-        if target not in TARGETS:
-            raise ModelFileError(f"unknown counting target density.target={target!r} "
-                                 f"(expected one of {', '.join(TARGETS)})")
-        return target
+        return self._choice("density", "target", "density", TARGETS)
 
     @property
     def unit_peak(self) -> float:
@@ -268,11 +264,15 @@ class CountingModel:
     def point_rule(self) -> str:
         """"count" (the count's highest peaks) or "threshold" (models saved before the rule
         existed: every peak above the calibrated threshold)."""
-        rule = str(self.meta["peaks"].get("select", "threshold"))
-        if rule not in POINT_RULES:
-            raise ModelFileError(f"unknown point rule peaks.select={rule!r} (expected one of "
-                                 f"{', '.join(POINT_RULES)})")
-        return rule
+        return self._choice("peaks", "select", "threshold", POINT_RULES)
+
+    def _choice(self, section: str, key: str, default: str, allowed: tuple) -> str:
+        """meta[section][key] (default when missing), refused unless one of `allowed`."""
+        value = str(self.meta[section].get(key, default))
+        if value not in allowed:
+            raise ModelFileError(f"unknown {section}.{key}={value!r} (expected one of "
+                                 f"{', '.join(allowed)})")
+        return value
 
     @property
     def floor(self) -> float:

@@ -84,7 +84,7 @@ def test_a_card_keeps_its_point_rule_and_an_old_card_keeps_the_threshold(exporte
     assert CountingModel(model.module, meta_from_card(old)).point_rule == "threshold"
     odd = json.loads(json.dumps(card))
     odd["peaks"]["select"] = "Count"
-    with pytest.raises(ModelFileError, match="unknown point rule"):
+    with pytest.raises(ModelFileError, match="unknown peaks.select="):
         CountingModel(model.module, meta_from_card(odd)).point_rule
 
 
@@ -215,3 +215,11 @@ def test_a_centre_heat_map_export_counts_its_peaks_as_the_native_model(tmp_path)
     old = json.loads(json.dumps(card))                  # a card from before the target
     del old["density"]["target"]
     assert meta_from_card(old)["density"]["target"] == "density"
+
+
+def test_a_card_with_an_unknown_target_is_refused_by_name(exported):
+    model, paths = exported
+    card = read_card(paths[".pt"])
+    card["density"]["target"] = "boxes"
+    with pytest.raises(ModelFileError, match="unknown density.target='boxes'"):
+        CountingModel(model.module, meta_from_card(card)).target
