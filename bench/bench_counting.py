@@ -375,7 +375,7 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--patch", type=int, default=128)
     ap.add_argument("--sigma", type=float, default=4.0)
-    ap.add_argument("--target", choices=("density", "centres"), default="density",
+    ap.add_argument("--target", choices=("density", "centres"), default=CountingParams.target,
                     help="what the point model regresses (CountingParams.target)")
     ap.add_argument("--scale", type=float, default=None,
                     help="the target's multiplier (default: CountingParams' 100 for a "

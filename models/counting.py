@@ -117,7 +117,10 @@ log = logging.getLogger(__name__)
 
 KIND = "counting"
 FORMAT = "cellloop-counting-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                     # the newest this code reads; a density model is
+                                       # still written as 1, a centre heat-map as 2, so a
+                                       # CellLoop from before heat-maps refuses one instead
+                                       # of reading it as a density
 INTERVAL = (5.0, 95.0)                 # percentiles of the sampled counts
 THRESHOLD_GRID = (0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 0.6,
                   0.7)                 # x one cell's peak height
@@ -192,7 +195,8 @@ class CountingParams:
 
 @dataclass
 class CountResult:
-    count: float                       # integral of the predicted density
+    count: float                       # integral of the predicted density x count
+                                       # factor, or a heat-map's peaks above its threshold
     low: float                         # INTERVAL of the MC-dropout sampled counts, or
                                        # the calibrated interval where it is wider
     high: float
@@ -545,7 +549,7 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
         raise CountingError(f"points must be one of {', '.join(POINT_RULES)}, not {p.points!r}")
     if p.target not in TARGETS:
         raise CountingError(f"target must be one of {', '.join(TARGETS)}, not {p.target!r}")
-    if p.target == "centres" and p.select_every:
+    if p.target == "centres" and p.select_every and p.holdout > 0:
         raise CountingError("select_every counts held-out tiles by the density's integral; "
                             "it needs target 'density'")
     centres = p.target == "centres"
@@ -885,7 +889,8 @@ def counter_to_bytes(model: CountingModel) -> bytes:
     if not isinstance(model.module, UNet):
         raise ModelFileError("only counting models trained in CellLoop can be saved")
     state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
-    blob = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": KIND,
+    blob = {"format": FORMAT, "format_version": 2 if model.target == "centres" else 1,
+            "kind": KIND,
             "meta": json.loads(json.dumps(model.meta)), "state_dict": state}
     buf = io.BytesIO()
     torch.save(blob, buf)

@@ -135,8 +135,8 @@ def versions_table(items: list[model_versions.VersionInfo]):
 
 def export_links(v: model_versions.VersionInfo) -> list:
     """Download links: native .cellloop, TorchScript .pt and ONNX .onnx, for outline and
-    counting models alike (a counting model's .pt / .onnx outputs its cell density; the
-    model card inside says how to count and find the points)."""
+    counting models alike (a counting model's .pt / .onnx outputs its map, a centre heat-map
+    or a cell density; the model card inside says how to count and find the points)."""
     counting = v.settings.get("kind") == "counting"
     centres = v.settings.get("target") == "centres"
     out = ("a heat-map of the cell centres (1 at a centre; count = its peaks above the card's "

@@ -242,3 +242,30 @@ def test_a_project_can_count_with_a_centre_heat_map_and_switching_starts_afresh(
         model_versions.activate(s, SYSTEM, centres_id)
     meta, settings = train(target="centres")
     assert meta["density"]["target"] == "centres" and settings["fine_tuned_from"] == centres_id
+
+
+def test_a_project_with_a_density_model_keeps_training_densities_until_told(
+        counting_project):
+    """A project from before heat-maps became the default (settings without a target, an
+    active density model) trains its next model as a density, fine-tuned from the active
+    one, instead of switching kind and starting from scratch."""
+    db, store, pid, _tmp = counting_project
+
+    def train(**counting_settings) -> tuple[dict, dict]:
+        with db.session_scope() as s:
+            project = s.get(Project, pid)
+            project.settings = {**project.settings, "counting": {
+                **SMALL, "steps": 20, **counting_settings}}
+        result = counting.train_counting_project(db, store, pid, None, lambda *_a: None,
+                                                 lambda: False)
+        with db.session_scope() as s:
+            mv = s.get(ModelVersion, result["model_version_id"])
+            return counting.load_counter(store, mv).meta, dict(mv.settings)
+    train(target="density")
+    with db.session_scope() as s:
+        density_id = model_versions.active_version(s, pid).id
+    meta, settings = train()                        # the settings name no target
+    assert meta["density"]["target"] == "density"
+    assert settings["fine_tuned_from"] == density_id
+    meta, settings = train(target="centres")        # the owner switches
+    assert meta["density"]["target"] == "centres" and settings["fine_tuned_from"] is None

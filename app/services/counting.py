@@ -119,6 +119,14 @@ def _params(project: Project, seed: int, threads: int):
     return params
 
 
+def keeps_target(params, settings: dict, previous) -> None:
+    """A project that counts already keeps its active model's target unless its settings
+    name one: a project from before centre heat-maps became the default stays on its
+    density (and fine-tuned) until its owner sets settings["counting"]["target"]."""
+    if previous is not None and "target" not in settings:
+        params.target = previous.target
+
+
 def train_counting_project(db: Database, store: BlobStore, project_id: int,
                            user_id: int | None, progress: Report,
                            should_stop: Callable[[], bool], *, fine_tune: bool = True,
@@ -146,6 +154,7 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
         parent = parent if is_counting(parent) else None
         parent_id = parent.id if parent else None
         previous = load_counter(store, parent) if parent else None
+        keeps_target(params, dict((project.settings or {}).get("counting") or {}), previous)
     if not data.images:
         raise ValidationError("There are no point-annotated 2-D images to train on (z-stacks "
                               "are not counted yet).")

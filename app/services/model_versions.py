@@ -174,7 +174,7 @@ def _export_counting(session: Session, actor: Actor, store: BlobStore, version_i
                      out_dir: str | Path, formats: tuple[str, ...]) -> list[Path]:
     """A counting model exports as its .cellloop file (models.counting reads it; the Python
     API `models.count` takes it) with a JSON card, and/or as TorchScript .pt and ONNX .onnx
-    (`models.counting_export`: the network outputs the density; the card embedded in the
+    (`models.counting_export`: the network outputs its heat-map or density; the card in the
     file and beside it says how to count and find the points)."""
     import json
     mv = version_for(session, actor, version_id, "view")
