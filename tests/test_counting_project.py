@@ -221,15 +221,7 @@ def test_a_project_can_count_with_a_centre_heat_map_and_switching_starts_afresh(
     db, store, pid, _tmp = counting_project
 
     def train(**counting_settings) -> tuple[dict, dict]:
-        with db.session_scope() as s:
-            project = s.get(Project, pid)
-            project.settings = {**project.settings, "counting": {
-                **SMALL, "steps": 20, **counting_settings}}
-        result = counting.train_counting_project(db, store, pid, None, lambda *_a: None,
-                                                 lambda: False)
-        with db.session_scope() as s:
-            mv = s.get(ModelVersion, result["model_version_id"])
-            return counting.load_counter(store, mv).meta, dict(mv.settings)
+        return train_with(db, store, pid, counting_settings)
     meta, settings = train(target="density")
     assert meta["density"]["target"] == "density" and settings["target"] == "density"
     meta, settings = train(target="centres")
@@ -252,15 +244,7 @@ def test_a_project_with_a_density_model_keeps_training_densities_until_told(
     db, store, pid, _tmp = counting_project
 
     def train(**counting_settings) -> tuple[dict, dict]:
-        with db.session_scope() as s:
-            project = s.get(Project, pid)
-            project.settings = {**project.settings, "counting": {
-                **SMALL, "steps": 20, **counting_settings}}
-        result = counting.train_counting_project(db, store, pid, None, lambda *_a: None,
-                                                 lambda: False)
-        with db.session_scope() as s:
-            mv = s.get(ModelVersion, result["model_version_id"])
-            return counting.load_counter(store, mv).meta, dict(mv.settings)
+        return train_with(db, store, pid, counting_settings)
     train(target="density")
     with db.session_scope() as s:
         density_id = model_versions.active_version(s, pid).id
@@ -269,3 +253,17 @@ def test_a_project_with_a_density_model_keeps_training_densities_until_told(
     assert settings["fine_tuned_from"] == density_id
     meta, settings = train(target="centres")        # the owner switches
     assert meta["density"]["target"] == "centres" and settings["fine_tuned_from"] is None
+
+
+def train_with(db, store, pid: int, counting_settings: dict) -> tuple[dict, dict]:
+    """Set the project's counting settings (SMALL, 20 steps, and these), train, and give
+    the new model's meta and its version's settings."""
+    with db.session_scope() as s:
+        project = s.get(Project, pid)
+        project.settings = {**project.settings, "counting": {
+            **SMALL, "steps": 20, **counting_settings}}
+    result = counting.train_counting_project(db, store, pid, None, lambda *_a: None,
+                                             lambda: False)
+    with db.session_scope() as s:
+        mv = s.get(ModelVersion, result["model_version_id"])
+        return counting.load_counter(store, mv).meta, dict(mv.settings)
