@@ -91,9 +91,7 @@ def calibrate_interval(model, images: list, points: list, regions: list | None =
     factor = model.count_factor
     found = None
     if getattr(model, "target", "density") == "centres":       # count = the peaks found
-        from models.counting import count_image
-        results = [count_image(model, image, mc_samples=0, keep_density=True)
-                   for image in images]
+        results = [model.count(image, mc_samples=0, keep_density=True) for image in images]
         densities, found = [r.density for r in results], [r.points for r in results]
     else:
         densities = [model.density(image) for image in images]     # dropout off

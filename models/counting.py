@@ -321,6 +321,10 @@ class CountingModel:
         (through the input mapping, if the model has one)."""
         return _prepare(image, self.meta, self.in_channels)
 
+    def count(self, image: np.ndarray, **options) -> "CountResult":
+        """`count_image(self, image, **options)`."""
+        return count_image(self, image, **options)
+
     def density(self, image: np.ndarray, tile: int = 512, overlap: int = 64) -> np.ndarray:
         """(Y, X) predicted density (cells per pixel; dropout off)."""
         return count_image(self, image, mc_samples=0, tile=tile, overlap=overlap,
