@@ -192,6 +192,11 @@ class CountingParams:
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    @property
+    def target_scale(self) -> float:
+        """`scale`, or the target's default (SCALES) when it is None."""
+        return self.scale if self.scale is not None else SCALES[self.target]
+
 
 @dataclass
 class CountResult:
@@ -429,7 +434,7 @@ def _samples(images, points, regions, p: CountingParams, mapping_meta: dict) -> 
             region = None
         pts = as_points(pts)
         target = (centre_map if p.target == "centres" else density_map)(
-            pts, (h, w), p.sigma) * (p.scale if p.scale is not None else SCALES[p.target])
+            pts, (h, w), p.sigma) * p.target_scale
         rc = np.floor(pts + 0.5).astype(np.int64).reshape(-1, 2)
         rc = rc[(rc[:, 0] >= 0) & (rc[:, 0] < h) & (rc[:, 1] >= 0) & (rc[:, 1] < w)]
         if region is not None:
@@ -558,7 +563,7 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
                             "it needs target 'density'")
     centres = p.target == "centres"
     if p.scale is None:
-        p = dataclasses.replace(p, scale=SCALES[p.target])
+        p = dataclasses.replace(p, scale=p.target_scale)
     if not len(images):
         raise CountingError("There are no point-annotated images to train on.")
     if len(points) != len(images) or (regions is not None and len(regions) != len(images)):
