@@ -564,6 +564,9 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
     centres = p.target == "centres"
     if p.scale is None:
         p = dataclasses.replace(p, scale=p.target_scale)
+    if centres:        # a heat-map's cells are its peaks above the threshold, and its loss has
+        #                no count term: the meta records the settings that were used
+        p = dataclasses.replace(p, points="threshold", count_weight=0.0)
     if not len(images):
         raise CountingError("There are no point-annotated images to train on.")
     if len(points) != len(images) or (regions is not None and len(regions) != len(images)):
@@ -639,8 +642,7 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
             yt = torch.from_numpy(y).to(runtime.device)
             with runtime.autocast():
                 pred = _activate(net(xt).float(), p.activation, training=True)
-            loss = masked_loss(pred.float(), yt[:, :1], yt[:, 1:], p.scale,
-                               0.0 if centres else p.count_weight)
+            loss = masked_loss(pred.float(), yt[:, :1], yt[:, 1:], p.scale, p.count_weight)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -668,7 +670,7 @@ def train_counter(images: list[np.ndarray], points: list, regions: list | None =
     meta = {**base_meta, "kind": KIND, "architecture": net.config,
             "density": dict(density_meta),
             "peaks": {"threshold": p.peak_threshold,
-                      "select": "threshold" if centres else p.points,
+                      "select": p.points,
                       "floor": min(THRESHOLD_GRID),
                       "min_distance": p.min_distance or max(1, int(round(2 * p.sigma)))},
             "params": p.as_dict(), "training_engine": runtime.name,

@@ -326,6 +326,9 @@ def test_a_centre_heat_map_model_counts_its_peaks_and_round_trips(tmp_path):
     assert model.target == "centres" and model.unit_peak == 1.0
     assert model.scale == 1.0 and model.meta["params"]["scale"] == 1.0     # SCALES
     assert model.count_factor == 1.0 and model.point_rule == "threshold"
+    # the meta records what was used: no count term in the loss, the threshold's peaks
+    assert model.meta["params"]["count_weight"] == 0.0
+    assert model.meta["params"]["points"] == "threshold"
     for seed in (100, 101):
         image, centres = discs(seed=seed)
         result = count_image(model, image, mc_samples=8)
