@@ -96,6 +96,8 @@ def report(runs: list[dict], params: CountingParams, args, wall: float) -> str:
         f"(seeds {', '.join(str(r['seed']) for r in runs)}). Point model as bench_counting.py "
         f"(a): {'centre heat-map' if params.target == 'centres' else 'density'} U-Net width "
         f"{params.width}, depth {params.depth}, sigma {params.sigma} px, from scratch, "
+        + (f"input through the {params.input_mapping!r} mapping, " if params.input_mapping
+           else "RGB input, ") +
         f"{params.steps} steps of {params.batch} patches of {params.patch} px. LoG tuned on the "
         "same 15 quarters.",
         "",
@@ -136,6 +138,9 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--target", choices=("density", "centres"), default=CountingParams.target)
     ap.add_argument("--sigma", type=float, default=4.0)
+    ap.add_argument("--input-mapping", default=None,
+                    help="the point model reads the image through this mapping, e.g. "
+                         "nucleus-contrast-v1 (the haematoxylin channel)")
     ap.add_argument("--mc", type=int, default=8, help="MC-dropout samples per test quarter")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="a few steps, one repeat; prints only")
@@ -143,7 +148,8 @@ def main(argv=None) -> None:
     if args.quick:
         args.steps, args.repeats, args.mc = 10, 1, 2
     params = CountingParams(steps=args.steps, batch=8, patch=128, sigma=args.sigma, width=16,
-                            depth=3, lr=2e-3, threads=args.threads, target=args.target)
+                            depth=3, lr=2e-3, threads=args.threads, target=args.target,
+                            input_mapping=args.input_mapping)
     started = time.perf_counter()
     qs = all_quarters(*load())
     runs = [run_repeat(qs, args.seed + k, params, args.mc) for k in range(args.repeats)]
