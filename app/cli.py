@@ -147,13 +147,7 @@ def cmd_training_settings(config: Config, args) -> None:
     from app.permissions import SYSTEM
     from app.services import projects
     from app.services.project_settings import TRAINING_LIMITS
-    changes = {}
-    for pair in args.changes:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise CLIError(f"{pair!r}: write KEY=VALUE, e.g. pull=20 (keys: "
-                           f"{', '.join(TRAINING_LIMITS)})")
-        changes[key.strip()] = value.strip()
+    changes = _pairs(args.changes, "pull=20", ", ".join(TRAINING_LIMITS))
     with _db(config).session_scope() as s:
         pid = projects.find_project_id(s, args.project)
         before = projects.training_settings(s, SYSTEM, pid)
@@ -162,6 +156,35 @@ def cmd_training_settings(config: Config, args) -> None:
         current = projects.training_settings(s, SYSTEM, pid)
     for key, value in current.items():
         print(f"{key:16s} {value:g}{'  (changed)' if value != before[key] else ''}")
+
+
+def _pairs(pairs: list[str], example: str, keys: str) -> dict:
+    changes = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"{pair!r}: write KEY=VALUE, e.g. {example} (keys: {keys})")
+        changes[key.strip()] = value.strip()
+    return changes
+
+
+def cmd_counting_settings(config: Config, args) -> None:
+    """Show how a points project's counting model is trained; KEY=VALUE pairs change it
+    first (owners' settings: target, input_mapping, steps, sigma)."""
+    from app.permissions import SYSTEM
+    from app.services import counting, projects
+    from app.services.project_settings import COUNTING_LIMITS
+    changes = _pairs(args.changes, "input_mapping=nucleus-contrast-v1",
+                     ", ".join(["target", "input_mapping", *COUNTING_LIMITS]))
+    with _db(config).session_scope() as s:
+        pid = projects.find_project_id(s, args.project)
+        before = counting.counting_settings(s, SYSTEM, pid)
+        if changes:
+            counting.set_counting_settings(s, SYSTEM, pid, changes)
+        current = counting.counting_settings(s, SYSTEM, pid)
+    for key, value in current.items():
+        shown = "none" if value is None else f"{value:g}" if isinstance(value, float) else value
+        print(f"{key:16s} {shown}{'  (changed)' if value != before[key] else ''}")
 
 
 def cmd_demo(config: Config, _args) -> None:
@@ -535,6 +558,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("project", help="project name or id")
     c.add_argument("changes", nargs="*", metavar="KEY=VALUE")
     c.set_defaults(fn=cmd_training_settings)
+    c = sub.add_parser("counting-settings", help="show or change how a points project's "
+                       "counting model is trained (KEY=VALUE ..., e.g. "
+                       "input_mapping=nucleus-contrast-v1 target=centres steps=600)")
+    c.add_argument("project", help="project name or id")
+    c.add_argument("changes", nargs="*", metavar="KEY=VALUE")
+    c.set_defaults(fn=cmd_counting_settings)
     sub.add_parser("demo", help="load the demo project and accounts").set_defaults(fn=cmd_demo)
     c = sub.add_parser("import", help="import images (files, folders, .zip, .h5) into a project")
     c.add_argument("project", help="project name or id")

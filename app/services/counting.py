@@ -21,7 +21,9 @@ from sqlalchemy.orm import Session
 
 from app.db import Database
 from app.errors import ValidationError
+from app.permissions import Actor, require
 from app.services import model_versions, queries
+from app.services.project_settings import clean_counting, counting_from
 from app.services.training_progress import Report
 from app.tables import Annotation, Image, ModelVersion, Project
 from storage.blobstore import BlobStore, get_array
@@ -117,6 +119,31 @@ def _params(project: Project, seed: int, threads: int):
     params = CountingParams(**{k: v for k, v in settings.items() if k in fields})
     params.seed, params.threads = seed, threads
     return params
+
+
+def set_counting_settings(session: Session, actor: Actor, project_id: int,
+                          settings: dict) -> dict:
+    """Owners choose how the project's counting model is trained: what it regresses
+    (target), what it reads (input_mapping), steps and sigma (limits:
+    `project_settings.COUNTING_LIMITS`). The next training uses them; a change of target or
+    input starts that training from scratch (the active model still has to be beaten)."""
+    project = require(session, actor, project_id, "manage")
+    merged = {**(project.settings or {}).get("counting", {}), **clean_counting(settings)}
+    project.settings = {**(project.settings or {}), "counting": merged}
+    session.flush()
+    return counting_settings(session, actor, project_id)
+
+
+def counting_settings(session: Session, actor: Actor, project_id: int) -> dict:
+    """What the project's next counting training uses: the defaults with what its owners
+    changed; without a chosen target, the active counting model's (`keeps_target`)."""
+    project = require(session, actor, project_id, "view")
+    stored = dict((project.settings or {}).get("counting") or {})
+    active = model_versions.active_version(session, project_id)
+    if "target" not in stored and is_counting(active):
+        # versions from before the target was recorded are densities (the only head then)
+        stored["target"] = (active.settings or {}).get("target") or "density"
+    return counting_from(stored).as_dict()
 
 
 def keeps_target(params, settings: dict, previous) -> None:

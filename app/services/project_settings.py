@@ -1,6 +1,7 @@
 """A project's settings, typed, with every default and every limit written once: the training
 defaults (network size, patches, schedule), the learning loop (selection strategy, MC passes,
-ensemble size, batch per round, retrain after K accepted), and the simulation form.
+ensemble size, batch per round, retrain after K accepted), a points project's counting
+model (target, input, steps, sigma) and the simulation form.
 
 `ProjectSettings.of(project)` reads what the project stored (`project.settings["training"]`,
 `["active_learning"]`) over the defaults; `clean_training` / `clean_loop` check changes and
@@ -90,6 +91,30 @@ LOOP_UNITS = ("image", "region")
 
 
 @dataclass(frozen=True)
+class CountingSettings:
+    """How a points project's counting model is trained (models.counting.CountingParams
+    fields of the same names; the rest keep CountingParams' defaults)."""
+    target: str = "centres"          # "centres": a heat-map whose peaks are the cells;
+                                     # "density": a Gaussian of mass 1 per cell, integrated
+    input_mapping: str | None = None  # None: the image's channels as they are;
+                                      # "nucleus-contrast-v1": the nuclear stain
+                                      # (haematoxylin of an H&E image, grey otherwise)
+    steps: int = 400
+    sigma: float = 3.0               # Gaussian std of one cell in the target (px)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+COUNTING_TARGETS = ("centres", "density")
+# the names a counting model's input may be read through (models.inference.INPUT_MAPPINGS);
+# None is the image's own channels
+COUNTING_INPUTS = (None, "nucleus-contrast-v1")
+COUNTING_LIMITS = {"steps": (10, 20_000), "sigma": (1.0, 20.0)}
+NO_MAPPING = ("", "none", "channels")   # what the CLI and forms may write for None
+
+
+@dataclass(frozen=True)
 class SimulationSettings:
     """The simulation form's starting values."""
     strategies: tuple = ("random", "entropy", "bald")
@@ -172,6 +197,34 @@ def clean_training(changes: dict) -> dict:
             raise ValidationError(f"Unknown training setting {key!r} (settings: "
                                   f"{', '.join(TRAINING_LIMITS)}).")
         clean[key] = _number(key, value, *TRAINING_LIMITS[key])
+    return clean
+
+
+def counting_from(values: dict) -> CountingSettings:
+    """Stored counting settings over the defaults (unknown keys ignored)."""
+    return _known(CountingSettings, values)
+
+
+def clean_counting(changes: dict) -> dict:
+    """Checked counting settings (only the keys given)."""
+    clean = {}
+    for key, value in changes.items():
+        if key == "target":
+            if value not in COUNTING_TARGETS:
+                raise ValidationError(f"The counting target must be one of "
+                                      f"{', '.join(COUNTING_TARGETS)}.")
+            clean[key] = value
+        elif key == "input_mapping":
+            value = None if value is None or str(value).strip().lower() in NO_MAPPING else value
+            if value not in COUNTING_INPUTS:
+                names = ", ".join(n or "none" for n in COUNTING_INPUTS)
+                raise ValidationError(f"The counting input must be one of {names}.")
+            clean[key] = value
+        elif key in COUNTING_LIMITS:
+            clean[key] = _number(key, value, *COUNTING_LIMITS[key])
+        else:
+            raise ValidationError(f"Unknown counting setting {key!r} (settings: target, "
+                                  f"input_mapping, {', '.join(COUNTING_LIMITS)}).")
     return clean
 
 

@@ -1,0 +1,97 @@
+"""Issue 23: owners choose how a points project's counting model is trained (what it
+regresses, what it reads, steps, sigma) from the CLI (`python -m app counting-settings`) or
+the project page, with bad values refused by name and other roles refused; the next
+training uses what they chose."""
+import pytest
+
+from app import cli
+from app.errors import PermissionDenied, ValidationError
+from app.permissions import SYSTEM
+from app.services import counting, model_versions, projects, users
+from app.services.project_settings import COUNTING_INPUTS, clean_counting
+from models.inference import INPUT_MAPPINGS
+from tests import test_counting_project as points_project
+
+counting_project = points_project.counting_project      # the fixture: a points project
+train_with = points_project.train_with
+
+
+def test_every_counting_input_is_one_a_model_can_read():
+    assert all(name in INPUT_MAPPINGS for name in COUNTING_INPUTS if name is not None)
+
+
+@pytest.mark.parametrize("typed,clean", [
+    ({"target": "density"}, {"target": "density"}),
+    ({"input_mapping": "nucleus-contrast-v1"}, {"input_mapping": "nucleus-contrast-v1"}),
+    ({"input_mapping": "none"}, {"input_mapping": None}),
+    ({"input_mapping": "Channels"}, {"input_mapping": None}),
+    ({"steps": "600", "sigma": "4"}, {"steps": 600, "sigma": 4.0})])
+def test_counting_settings_are_checked_and_typed(typed, clean):
+    assert clean_counting(typed) == clean
+
+
+@pytest.mark.parametrize("typed,message", [
+    ({"target": "blobs"}, "counting target must be one of centres, density"),
+    ({"input_mapping": "nuclei-v9"}, "counting input must be one of none, nucleus-contrast"),
+    ({"steps": "5"}, "steps must be between 10 and 20000"),
+    ({"steps": "1.5"}, "steps must be a whole number"),
+    ({"sigma": "0"}, "sigma must be between 1.0 and 20.0"),
+    ({"batch": "4"}, "Unknown counting setting 'batch'")])
+def test_bad_counting_settings_are_refused_by_name(typed, message):
+    with pytest.raises(ValidationError, match=message):
+        clean_counting(typed)
+
+
+def test_only_owners_change_the_counting_settings_and_members_see_them(counting_project):
+    db, _store, pid, _tmp = counting_project
+    with db.session_scope() as s:
+        users.create_user(s, SYSTEM, "anna", "anna-password")
+        projects.set_member(s, SYSTEM, pid, "anna", "annotator")
+        as_anna = users.find_user(s, "anna")
+        with pytest.raises(PermissionDenied):
+            counting.set_counting_settings(s, as_anna, pid, {"target": "density"})
+        assert counting.counting_settings(s, as_anna, pid)["target"] == "centres"
+        shown = counting.set_counting_settings(s, users.find_user(s, "boss"), pid,
+                                               {"input_mapping": "nucleus-contrast-v1"})
+        assert shown["input_mapping"] == "nucleus-contrast-v1"
+        assert counting.counting_settings(s, as_anna, pid) == shown
+
+
+def test_a_project_with_a_density_model_shows_density_until_its_owner_chooses(
+        counting_project):
+    """What the settings show is what the next training does: a project whose active model is
+    a density, with no target chosen, keeps training densities (keeps_target)."""
+    db, store, pid, _tmp = counting_project
+    train_with(db, store, pid, {"target": "density"})
+    with db.session_scope() as s:
+        project = s.get(projects.Project, pid)
+        project.settings = {**project.settings, "counting": {"steps": 20}}
+        assert counting.counting_settings(s, SYSTEM, pid)["target"] == "density"
+        counting.set_counting_settings(s, SYSTEM, pid, {"target": "centres"})
+        assert counting.counting_settings(s, SYSTEM, pid)["target"] == "centres"
+        assert model_versions.active_version(s, pid).settings["target"] == "density"
+
+
+def test_the_cli_shows_and_changes_the_counting_settings_and_training_uses_them(
+        counting_project, capsys):
+    db, store, pid, _tmp = counting_project
+    capsys.readouterr()
+    assert cli.main(["counting-settings", "Marrow"]) == 0
+    shown = dict(line.split()[:2] for line in capsys.readouterr().out.splitlines())
+    assert shown == {"target": "centres", "input_mapping": "none", "steps": "120",
+                     "sigma": "2"}                          # the fixture's SMALL settings
+    assert cli.main(["counting-settings", "Marrow", "input_mapping=nucleus-contrast-v1",
+                     "steps=20"]) == 0
+    out = capsys.readouterr().out
+    assert "input_mapping    nucleus-contrast-v1  (changed)" in out
+    assert "steps            20  (changed)" in out and "target           centres\n" in out
+    assert cli.main(["counting-settings", "Marrow", "target=outline"]) == 2
+    assert "counting target must be one of centres, density" in capsys.readouterr().err
+    assert cli.main(["counting-settings", "Marrow", "steps"]) == 2
+    assert "write KEY=VALUE" in capsys.readouterr().err
+    result = counting.train_counting_project(db, store, pid, None, lambda *_a: None,
+                                             lambda: False)
+    with db.session_scope() as s:
+        mv = s.get(counting.ModelVersion, result["model_version_id"])
+        assert mv.settings["input_mapping"] == "nucleus-contrast-v1"
+        assert mv.metrics["steps"] == 20
