@@ -1,7 +1,8 @@
 """Project page: progress, image counts, images sent back to the user, annotation effort
 (the model's validation F1 against cumulative corrections and active minutes), cells per
 image and per group (pages._counts), and (for
-owners) members and their roles, channels and classes, and the annotation mode."""
+owners) members and their roles, channels and classes, the annotation mode and, in points
+mode, how the counting model is trained."""
 from __future__ import annotations
 
 import dash
@@ -12,7 +13,7 @@ from dash import ALL, MATCH, Input, Output, State, callback, ctx, dcc, html
 
 from app.permissions import ROLE_NAMES
 from app.permissions import Role
-from app.services import annotations, effort
+from app.services import annotations, counting, effort
 from app.services import projects as svc
 from app.states import ImageStatus, ReviewState
 from pages import _counts
@@ -36,6 +37,8 @@ SELF_REVIEW, SELF_REVIEW_STATUS = "project-self-review", "project-self-review-st
 REMOVE_MODAL, REMOVE_TEXT = "project-remove-modal", "project-remove-text"
 REMOVE_TARGET = "project-remove-target"
 REMOVE_CONFIRM, REMOVE_CANCEL = "project-remove-confirm", "project-remove-cancel"
+COUNTING, COUNT_STATUS = "project-counting", "project-counting-status"
+COUNT_TARGET, COUNT_INPUT = "project-count-target", "project-count-input"
 CHANNELS, CLASSES = "project-channels", "project-classes"
 LABELS_SAVE, LABELS_STATUS = "project-labels-save", "project-labels-status"
 CLASS_BADGES = "project-class-badges"
@@ -168,11 +171,38 @@ def mode_setting(project) -> html.Div:
             {"label": "Outlines (segmentation)", "value": "outlines"},
             {"label": "Points (counting)", "value": "points"}]),
         html.Div(id=MODE_STATUS, className="small"),
+        counting_setting(project.id, mode),
         dbc.Switch(id=SELF_REVIEW, value=svc.allows_self_review(project), className="mt-2",
                    label="Reviewers may accept versions they saved themselves (e.g. a lab of "
                          "one; off: a second person accepts)"),
         html.Div(id=SELF_REVIEW_STATUS, className="small"),
     ], className="mb-4")
+
+
+def counting_setting(pid: int, mode: str) -> html.Div:
+    """How a points project's counting model is trained: what it regresses and what it reads
+    (app.services.counting.set_counting_settings; steps and sigma: the CLI). Shown in points
+    mode."""
+    current, error = call(counting.counting_settings, pid)
+    if error:
+        return html.Div(alert(error), id=COUNTING)
+    return html.Div([
+        html.H6("Counting model", className="mb-1"),
+        dbc.RadioItems(id=COUNT_TARGET, value=current["target"], inline=True, options=[
+            {"label": "Centre heat-map: its peaks are the cells (recommended)",
+             "value": "centres"},
+            {"label": "Density: the count is its sum", "value": "density"}]),
+        dbc.RadioItems(id=COUNT_INPUT, value=current["input_mapping"] or "none", inline=True,
+                       options=[{"label": "Reads the image's channels", "value": "none"},
+                                {"label": "Reads the nuclear stain (haematoxylin of H&E "
+                                          "images; grey images as they are)",
+                                 "value": "nucleus-contrast-v1"}]),
+        html.Div("The next training uses these. A change of either trains that model from "
+                 "scratch; it becomes active only if it counts the validation images better "
+                 "than the active one.", className="small text-muted"),
+        html.Div(id=COUNT_STATUS, className="small"),
+    ], id=COUNTING, className="border-start ps-3 my-2",
+        style=None if mode == "points" else {"display": "none"})
 
 
 def _buttons(project, counts: dict) -> html.Div:
@@ -326,13 +356,36 @@ def save_labels(_n, channels, classes, project_id):
             class_badges(project.classes))
 
 
-@callback(Output(MODE_STATUS, "children"), Input(MODE, "value"), State(PROJECT_ID, "data"),
-          prevent_initial_call=True)
+@callback(Output(MODE_STATUS, "children"), Output(COUNTING, "style"), Input(MODE, "value"),
+          State(PROJECT_ID, "data"), prevent_initial_call=True)
 def change_mode(mode, project_id):
     saved, error = call(svc.set_annotation_mode, to_int(project_id), mode or "")
     if error:
+        return html.Span(error, className="text-danger"), dash.no_update
+    return (html.Span(f"saved: {saved}", className="text-success"),
+            None if saved == "points" else {"display": "none"})
+
+
+@callback(Output(COUNT_STATUS, "children"), Input(COUNT_TARGET, "value"),
+          State(PROJECT_ID, "data"), prevent_initial_call=True)
+def change_count_target(target, project_id):
+    return _save_counting(project_id, {"target": target})
+
+
+@callback(Output(COUNT_STATUS, "children", allow_duplicate=True), Input(COUNT_INPUT, "value"),
+          State(PROJECT_ID, "data"), prevent_initial_call=True)
+def change_count_input(mapping, project_id):
+    return _save_counting(project_id, {"input_mapping": mapping})
+
+
+def _save_counting(project_id, change: dict):
+    saved, error = call(counting.set_counting_settings, to_int(project_id), change)
+    if error:
         return html.Span(error, className="text-danger")
-    return html.Span(f"saved: {saved}", className="text-success")
+    reads = "the nuclear stain" if saved["input_mapping"] else "the image's channels"
+    return html.Span(f"saved: the next counting model regresses a "
+                     f"{'centre heat-map' if saved['target'] == 'centres' else 'density'} "
+                     f"and reads {reads}", className="text-success")
 
 
 @callback(Output(SELF_REVIEW_STATUS, "children"), Input(SELF_REVIEW, "value"),

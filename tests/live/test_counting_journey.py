@@ -4,7 +4,8 @@ points project made and filled from the command line (create-project --mode poin
 worker), its calibrated interval shown and its ONNX export downloaded and predicted from
 the Models page; the project page then counts every image per
 group, with a CSV download; an annotator's "Use model suggestion" puts the model's points on
-screen; a viewer cannot train. Journey tier (`-m journey`)."""
+screen; a viewer cannot train; the owner chooses what the counting model reads on the project
+page. Journey tier (`-m journey`)."""
 import csv
 import json
 import io
@@ -158,6 +159,9 @@ def test_the_built_in_models_suggestion_in_a_points_project_is_points_that_count
     assert [(r["image"], r["count"], r["source"]) for r in rows] == [
         ("ctrl_9.tif", str(n), "annotation")]
 
+    person.go(f"/projects/{pid}", ready="#project-counts-groups")
+    assert person.gone("#project-count-input")       # annotators do not choose the model
+
     # the owner reviews it: the review list and the viewer say its points, not "0 cells"
     person.login("admin")
     person.go(f"/projects/{pid}/review", ready="#review-submitted")
@@ -165,3 +169,14 @@ def test_the_built_in_models_suggestion_in_a_points_project_is_points_that_count
     assert "Marked" in waiting and "0 cells" not in waiting, waiting
     person.go(f"/images/{image_id}", ready="#viewer-history")
     assert f"version 1, {n} point" in person.driver.page_source
+
+    # and chooses what the project's counting model reads: the nuclear stain
+    person.go(f"/projects/{pid}", ready="#project-count-input")
+    person.click("#project-count-input label[for$='_input_nucleus-contrast-v1']")
+    person.wait_text("#project-counting-status", "reads the nuclear stain")
+    person.shot("counting-model-choice")
+    (stored,) = [json.loads(r[0]) for r in live.query(
+        "SELECT settings FROM project WHERE id = ?", pid)]
+    assert stored["counting"] == {"input_mapping": "nucleus-contrast-v1"}
+    assert "input_mapping    nucleus-contrast-v1" in live.cli("counting-settings",
+                                                                "Smears").stdout

@@ -78,3 +78,23 @@ def test_self_review_switch_is_for_owners(as_user, world, db):
     with db.session_scope() as s:
         assert s.get(Project, pid).settings["allow_self_review"] is True
 
+
+
+def test_the_counting_model_choice_is_for_owners_and_shown_in_points_mode(as_user, world, db):
+    from pages import project as page
+    from app.tables import Project
+    pid = world["project_id"]
+    with as_user("reviewer"):
+        assert "needs owner" in text(page.change_count_input("nucleus-contrast-v1", pid))
+    with as_user("owner"):
+        assert page.counting_setting(pid, "points").style is None
+        assert page.counting_setting(pid, "outlines").style == {"display": "none"}
+        _status, style = page.change_mode("points", pid)
+        assert style is None                         # the choice appears with points mode
+        saved = text(page.change_count_input("nucleus-contrast-v1", pid))
+        assert "reads the nuclear stain" in saved and "centre heat-map" in saved
+        assert "must be one of" in text(page.change_count_target("blobs", pid))
+        assert "a density and reads" in text(page.change_count_target("density", pid))
+    with db.session_scope() as s:
+        assert s.get(Project, pid).settings["counting"] == {
+            "input_mapping": "nucleus-contrast-v1", "target": "density"}
