@@ -76,6 +76,19 @@ def shrunk_nucleus_channel(image: np.ndarray, factor: int = 1,
     return out
 
 
+def is_brightfield_colour(image: np.ndarray) -> bool:
+    """Whether an image is read as H&E by `nucleus_channel` (3 or 4 channels whose first two
+    differ) and has a bright background (stained cells on light, as in a bright-field
+    slide, not a fluorescence composite on black)."""
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[0] not in (3, 4):
+        return False
+    if not _is_colour(img, _strips(img.shape[-2:], 2, STRIP_PIXELS)):
+        return False
+    grey = img[:3, ::4, ::4].astype(np.float32).mean(axis=0)
+    return bright_background(grey)[0]
+
+
 def _every_second(pixels, strips, height: int) -> np.ndarray:
     """channel[::2, ::2], gathered strip by strip (every strip starts on an even row)."""
     out, row = None, 0

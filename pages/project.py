@@ -193,13 +193,17 @@ def counting_setting(pid: int, mode: str) -> html.Div:
              "value": "centres"},
             {"label": "Density: the count is its sum", "value": "density"}]),
         dbc.RadioItems(id=COUNT_INPUT, value=current["input_mapping"] or "none", inline=True,
-                       options=[{"label": "Reads the image's channels", "value": "none"},
+                       options=[{"label": "Reads what suits the images (the nuclear stain "
+                                          "for bright-field colour, e.g. H&E)",
+                                 "value": "auto"},
+                                {"label": "Reads the image's channels", "value": "none"},
                                 {"label": "Reads the nuclear stain (haematoxylin of H&E "
                                           "images; grey images as they are)",
                                  "value": "nucleus-contrast-v1"}]),
         html.Div("The next training uses these. A change of either trains that model from "
                  "scratch; it becomes active only if it counts the validation images better "
-                 "than the active one.", className="small text-muted"),
+                 "than the active one. \"What suits the images\" keeps what the active "
+                 "counting model reads.", className="small text-muted"),
         html.Div(id=COUNT_STATUS, className="small"),
     ], id=COUNTING, className="border-start ps-3 my-2",
         style=None if mode == "points" else {"display": "none"})
@@ -382,7 +386,8 @@ def _save_counting(project_id, change: dict):
     saved, error = call(counting.set_counting_settings, to_int(project_id), change)
     if error:
         return html.Span(error, className="text-danger")
-    reads = "the nuclear stain" if saved["input_mapping"] else "the image's channels"
+    reads = {"auto": "what suits the images", None: "the image's channels"}.get(
+        saved["input_mapping"], "the nuclear stain")
     return html.Span(f"saved: the next counting model regresses a "
                      f"{'centre heat-map' if saved['target'] == 'centres' else 'density'} "
                      f"and reads {reads}", className="text-success")

@@ -208,7 +208,8 @@ def test_the_projects_counting_input_is_what_the_next_model_reads(counting_proje
     assert train().get("input_mapping") == "nucleus-contrast-v1"
     with db.session_scope() as s:
         project = s.get(Project, pid)
-        project.settings = {**project.settings, "counting": {**SMALL, "steps": 20}}
+        project.settings = {**project.settings, "counting": {
+            **SMALL, "steps": 20, "input_mapping": None}}      # the channels, as chosen
     second = train()
     assert second.get("input_mapping") is None and second["fine_tuned_from"] is None
 

@@ -2,22 +2,28 @@
 regresses, what it reads, steps, sigma) from the CLI (`python -m app counting-settings`) or
 the project page, with bad values refused by name and other roles refused; the next
 training uses what they chose."""
+from types import SimpleNamespace
+
+import numpy as np
 import pytest
 
 from app import cli
 from app.errors import PermissionDenied, ValidationError
 from app.permissions import SYSTEM
-from app.services import counting, model_versions, projects, users
+from app.services import counting, imports, model_versions, projects, users
+from app.services.counting import AUTO
 from app.services.project_settings import COUNTING_INPUTS, clean_counting
 from models.inference import INPUT_MAPPINGS
+from storage.blobstore import LocalBlobStore
 from tests import test_counting_project as points_project
+from tests.images_data import discs, png
 
 counting_project = points_project.counting_project      # the fixture: a points project
 train_with = points_project.train_with
 
 
 def test_every_counting_input_is_one_a_model_can_read():
-    assert all(name in INPUT_MAPPINGS for name in COUNTING_INPUTS if name is not None)
+    assert all(name in INPUT_MAPPINGS for name in COUNTING_INPUTS if name not in (None, AUTO))
 
 
 @pytest.mark.parametrize("typed,clean", [
@@ -25,6 +31,7 @@ def test_every_counting_input_is_one_a_model_can_read():
     ({"input_mapping": "nucleus-contrast-v1"}, {"input_mapping": "nucleus-contrast-v1"}),
     ({"input_mapping": "none"}, {"input_mapping": None}),
     ({"input_mapping": "Channels"}, {"input_mapping": None}),
+    ({"input_mapping": "auto"}, {"input_mapping": "auto"}),
     ({"steps": "600", "sigma": "4"}, {"steps": 600, "sigma": 4.0})])
 def test_counting_settings_are_checked_and_typed(typed, clean):
     assert clean_counting(typed) == clean
@@ -32,7 +39,7 @@ def test_counting_settings_are_checked_and_typed(typed, clean):
 
 @pytest.mark.parametrize("typed,message", [
     ({"target": "blobs"}, "counting target must be one of centres, density"),
-    ({"input_mapping": "nuclei-v9"}, "counting input must be one of none, nucleus-contrast"),
+    ({"input_mapping": "nuclei-v9"}, "counting input must be one of auto, none, nucleus-contrast"),
     ({"steps": "5"}, "steps must be between 10 and 20000"),
     ({"steps": "1.5"}, "steps must be a whole number"),
     ({"sigma": "0"}, "sigma must be between 1.0 and 20.0"),
@@ -78,7 +85,7 @@ def test_the_cli_shows_and_changes_the_counting_settings_and_training_uses_them(
     capsys.readouterr()
     assert cli.main(["counting-settings", "Marrow"]) == 0
     shown = dict(line.split()[:2] for line in capsys.readouterr().out.splitlines())
-    assert shown == {"target": "centres", "input_mapping": "none", "steps": "120",
+    assert shown == {"target": "centres", "input_mapping": "auto", "steps": "120",
                      "sigma": "2"}                          # the fixture's SMALL settings
     assert cli.main(["counting-settings", "Marrow", "input_mapping=nucleus-contrast-v1",
                      "steps=20"]) == 0
@@ -95,3 +102,44 @@ def test_the_cli_shows_and_changes_the_counting_settings_and_training_uses_them(
         mv = s.get(counting.ModelVersion, result["model_version_id"])
         assert mv.settings["input_mapping"] == "nucleus-contrast-v1"
         assert mv.metrics["steps"] == 20
+
+
+def he_like(image: np.ndarray) -> np.ndarray:
+    """A grey discs image as a bright-field H&E-like RGB one: purple cells on light."""
+    dark = 1.0 - image.astype(np.float64) / max(float(image.max()), 1.0)
+    return (np.stack([dark * 0.9, dark * 0.6, dark * 0.95]) * 255).astype(np.uint8)
+
+
+def test_auto_reads_the_stain_of_bright_field_colour_and_keeps_an_active_models_input():
+    grey, _ = discs(0)
+    colour = he_like(grey)
+    active = SimpleNamespace(meta={"input_mapping": None})         # a loaded counting model
+    assert counting.choose_input({}, None, [colour, colour]) == "nucleus-contrast-v1"
+    assert counting.choose_input({"input_mapping": AUTO}, None, [colour]) == \
+        "nucleus-contrast-v1"
+    assert counting.choose_input({}, None, [colour, grey]) is None         # not all colour
+    assert counting.choose_input({}, None, [grey]) is None
+    assert counting.choose_input({}, active, [colour]) is None             # kept
+    assert counting.choose_input({"input_mapping": None}, None, [colour]) is None
+    assert counting.choose_input({"input_mapping": "nucleus-contrast-v1"}, active,
+                                 [grey]) == "nucleus-contrast-v1"          # as chosen
+
+
+def test_a_new_bright_field_colour_points_project_trains_on_the_nuclear_stain(db, config):
+    store = LocalBlobStore(config.blob_dir)
+    with db.session_scope() as s:
+        owner = users.create_user(s, SYSTEM, "boss", "boss-password")
+        pid = projects.create_project(s, SYSTEM, "Smears", owner_id=owner.id,
+                                      starting_model="none").id
+        projects.set_annotation_mode(s, SYSTEM, pid, "points")
+        items = []
+        for k in range(4):
+            img, centres = discs(k)
+            rgb = np.moveaxis(he_like(img), 0, -1)                        # (Y, X, 3) PNG
+            items.append(imports.ImportFile(f"he{k}.png", read=lambda rgb=rgb: png(rgb),
+                                            points=tuple(tuple(c) for c in centres)))
+        imports.import_files(s, SYSTEM, store, pid, items, 1 << 28)
+    model, settings = train_with(db, store, pid, {"batch": 4, "patch": 64, "width": 8,
+                                                  "depth": 2})
+    assert model["input_mapping"] == "nucleus-contrast-v1"
+    assert settings["input_mapping"] == "nucleus-contrast-v1"

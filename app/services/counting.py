@@ -30,6 +30,7 @@ from storage.blobstore import BlobStore, get_array
 
 log = logging.getLogger(__name__)
 KIND = "counting"
+AUTO = "auto"                   # settings["counting"]["input_mapping"]: choose_input
 BUDGET_FOR_STEPS = 0.8          # of a time budget: the training steps (the rest: validation)
 ARCHITECTURE = "counting-unet"
 
@@ -115,7 +116,7 @@ def _params(project: Project, seed: int, threads: int):
     """CountingParams from the project's settings["counting"] (defaults otherwise)."""
     from models.counting import CountingParams
     settings = dict((project.settings or {}).get("counting") or {})
-    fields = CountingParams.__dataclass_fields__
+    fields = set(CountingParams.__dataclass_fields__) - {"input_mapping"}  # choose_input
     params = CountingParams(**{k: v for k, v in settings.items() if k in fields})
     params.seed, params.threads = seed, threads
     return params
@@ -144,6 +145,23 @@ def counting_settings(session: Session, actor: Actor, project_id: int) -> dict:
         # versions from before the target was recorded are densities (the only head then)
         stored["target"] = (active.settings or {}).get("target") or "density"
     return counting_from(stored).as_dict()
+
+
+def choose_input(settings: dict, previous, images: list) -> str | None:
+    """The input the next counting model reads: the owners' choice; with none ("auto"), the
+    active counting model's, and for a project's first counting model the nuclear stain
+    when every image it trains on is a bright-field colour image (H&E-like:
+    models.nucleus_contrast.is_brightfield_colour), the image's channels otherwise. On
+    bone-marrow H&E the stain counted closer than the colours (docs/benchmarks.md,
+    "Counting from points")."""
+    from models.nucleus_contrast import NUCLEUS_CONTRAST, is_brightfield_colour
+    chosen = settings.get("input_mapping", AUTO)
+    if chosen != AUTO:
+        return chosen
+    if previous is not None:
+        return previous.meta.get("input_mapping")
+    return (NUCLEUS_CONTRAST if images and all(is_brightfield_colour(i) for i in images)
+            else None)
 
 
 def keeps_target(params, settings: dict, previous) -> None:
@@ -181,13 +199,15 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
         parent = parent if is_counting(parent) else None
         parent_id = parent.id if parent else None
         previous = load_counter(store, parent) if parent else None
-        keeps_target(params, dict((project.settings or {}).get("counting") or {}), previous)
+        settings = dict((project.settings or {}).get("counting") or {})
+        keeps_target(params, settings, previous)
     if not data.images:
         raise ValidationError("There are no point-annotated 2-D images to train on (z-stacks "
                               "are not counted yet).")
     if (previous is not None and not previous.meta.get("input_mapping")
             and previous.in_channels != _channels(data.images[0])):
         previous = None      # the channel layout changed: train from scratch, compare nothing
+    params.input_mapping = choose_input(settings, previous, data.images)
     # the project's input mapping changed (e.g. the colours -> the nuclear stain): the active
     # model is still compared, but the new one starts from scratch on the new input
     # likewise when the target changed (a density and a centre heat-map are other outputs)

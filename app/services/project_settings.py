@@ -96,9 +96,10 @@ class CountingSettings:
     fields of the same names; the rest keep CountingParams' defaults)."""
     target: str = "centres"          # "centres": a heat-map whose peaks are the cells;
                                      # "density": a Gaussian of mass 1 per cell, integrated
-    input_mapping: str | None = None  # None: the image's channels as they are;
-                                      # "nucleus-contrast-v1": the nuclear stain
-                                      # (haematoxylin of an H&E image, grey otherwise)
+    input_mapping: str | None = "auto"  # None: the image's channels as they are;
+                                        # "nucleus-contrast-v1": the nuclear stain
+                                        # (haematoxylin of an H&E image, grey otherwise);
+                                        # "auto": app.services.counting.choose_input
     steps: int = 400
     sigma: float = 3.0               # Gaussian std of one cell in the target (px)
 
@@ -108,8 +109,8 @@ class CountingSettings:
 
 COUNTING_TARGETS = ("centres", "density")
 # the names a counting model's input may be read through (models.inference.INPUT_MAPPINGS);
-# None is the image's own channels
-COUNTING_INPUTS = (None, "nucleus-contrast-v1")
+# None is the image's own channels, "auto" lets the trainer choose
+COUNTING_INPUTS = ("auto", None, "nucleus-contrast-v1")
 COUNTING_LIMITS = {"steps": (10, 20_000), "sigma": (1.0, 20.0)}
 NO_MAPPING = ("", "none", "channels")   # what the CLI and forms may write for None
 
@@ -215,7 +216,8 @@ def clean_counting(changes: dict) -> dict:
                                       f"{', '.join(COUNTING_TARGETS)}.")
             clean[key] = value
         elif key == "input_mapping":
-            value = None if value is None or str(value).strip().lower() in NO_MAPPING else value
+            value = (None if value is None or str(value).strip().lower() in NO_MAPPING
+                     else str(value).strip())
             if value not in COUNTING_INPUTS:
                 names = ", ".join(n or "none" for n in COUNTING_INPUTS)
                 raise ValidationError(f"The counting input must be one of {names}.")

@@ -7,7 +7,8 @@ import pytest
 from skimage.color import rgb2hed
 
 from models.builtin_data import to_network_input
-from models.nucleus_contrast import block_mean, nucleus_channel, shrunk_nucleus_channel
+from models.nucleus_contrast import (block_mean, is_brightfield_colour, nucleus_channel,
+                                     shrunk_nucleus_channel)
 from tests.models.test_counting import discs
 
 
@@ -127,3 +128,15 @@ def test_an_image_that_is_not_2d_or_channels_first_is_refused():
     for shape in ((2, 2, 8, 8), (8,), ()):
         with pytest.raises(ValueError, match="expected a"):
             nucleus_channel(np.zeros(shape, np.uint8))
+
+
+def test_only_colour_images_on_a_bright_background_are_bright_field_colour():
+    """What decides a points project's first counting input ("auto"): the H&E kinds of
+    image are; grey, two-channel and grey-as-RGB images are not, nor is a fluorescence
+    composite (colour on black)."""
+    kinds = kinds_of_image()
+    seen = {kind: is_brightfield_colour(img) for kind, img in kinds.items()}
+    assert {k for k, yes in seen.items() if yes} == COLOUR
+    grey, _ = discs(shape=(101, 87), n=6, seed=4)
+    fluorescence = np.stack([grey, grey // 3, grey // 7])            # bright cells on black
+    assert not is_brightfield_colour(fluorescence)
