@@ -98,6 +98,17 @@ def _post_text(post: dict) -> str:
             + f" · ≥ {post.get('min_size', 12)} px")
 
 
+def _cells_text(settings: dict) -> str:
+    """How a version finds cells: a counting model's output and input, or the
+    post-processing an outline model cuts cells with."""
+    if settings.get("kind") == counting.KIND:
+        out = "heat-map peaks" if settings.get("target") == "centres" else "density"
+        reads = ("the nuclear stain" if settings.get("input_mapping") == "nucleus-contrast-v1"
+                 else "the image's channels")
+        return f"{out} · reads {reads}"
+    return _post_text(settings.get("postprocess", {}))
+
+
 def _origin(v: model_versions.VersionInfo) -> str:
     """Where a version started: its parent (and the pull back to it), a starting model
     (built-in, copied) or scratch."""
@@ -122,9 +133,10 @@ def versions_table(items: list[model_versions.VersionInfo]):
             html.Td(str(v.n_training_images)),
             html.Td(f"{m.get('seconds', 0) / 60:.1f} min" if m.get("seconds") else "-"),
             html.Td(_origin(v)),
-            html.Td(_post_text(v.settings.get("postprocess", {})), className="small",
-                    title="foreground threshold, seed splitting and smallest cell, chosen on "
-                          "the validation and fully annotated training images after training"),
+            html.Td(_cells_text(v.settings), className="small",
+                    title="outlines: foreground threshold, seed splitting and smallest cell, "
+                          "chosen on the validation and fully annotated training images after "
+                          "training; counting: what the model outputs and reads"),
             html.Td(export_links(v)),
         ]))
     head = ["version", "trained", "by", "", "val F1", "val Dice", "images", "time", "from",

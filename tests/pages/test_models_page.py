@@ -183,6 +183,12 @@ def test_a_counting_version_shows_its_count_error_and_offers_every_export():
             "the level to hold)") in row
     v.metrics["interval"].update(units=20, unit_side=None, guaranteed=True)
     assert "(calibrated on 20 images)" in text(models.versions_table([v]))
+    # what it outputs and reads (a version from before the target was recorded: a density)
+    assert models._cells_text(v.settings) == "density · reads the image's channels"
+    assert "reads the image's channels" in row
+    v.settings.update(target="centres", input_mapping="nucleus-contrast-v1")
+    assert models._cells_text(v.settings) == "heat-map peaks · reads the nuclear stain"
+    assert "reads the nuclear stain" in text(models.versions_table([v]))
 
 
 def _links(component):
