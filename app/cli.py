@@ -559,8 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("changes", nargs="*", metavar="KEY=VALUE")
     c.set_defaults(fn=cmd_training_settings)
     c = sub.add_parser("counting-settings", help="show or change how a points project's "
-                       "counting model is trained (KEY=VALUE ..., e.g. "
-                       "input_mapping=nucleus-contrast-v1 target=centres steps=600)")
+                       "counting model is trained (KEY=VALUE ...: target=centres|density, "
+                       "input_mapping=auto|none|nucleus-contrast-v1, steps=N, sigma=PX)")
     c.add_argument("project", help="project name or id")
     c.add_argument("changes", nargs="*", metavar="KEY=VALUE")
     c.set_defaults(fn=cmd_counting_settings)
