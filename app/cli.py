@@ -174,6 +174,7 @@ def cmd_counting_settings(config: Config, args) -> None:
     from app.permissions import SYSTEM
     from app.services import counting, projects
     from app.services.project_settings import COUNTING_LIMITS
+    from app.tables import Project
     changes = _pairs(args.changes, "input_mapping=nucleus-contrast-v1",
                      ", ".join(["target", "input_mapping", *COUNTING_LIMITS]))
     with _db(config).session_scope() as s:
@@ -182,9 +183,12 @@ def cmd_counting_settings(config: Config, args) -> None:
         if changes:
             counting.set_counting_settings(s, SYSTEM, pid, changes)
         current = counting.counting_settings(s, SYSTEM, pid)
+        points = counting.is_points_project(s.get(Project, pid))
     for key, value in current.items():
         shown = "none" if value is None else f"{value:g}" if isinstance(value, float) else value
         print(f"{key:16s} {shown}{'  (changed)' if value != before[key] else ''}")
+    if not points:
+        print("(the project marks cells by outlines: these apply once it is set to points)")
 
 
 def cmd_demo(config: Config, _args) -> None:

@@ -135,8 +135,9 @@ def report(runs: list[dict], params: CountingParams, args, wall: float) -> str:
                 f"{p['mae']:.1f} ± {p['sd']:.1f} | {100 * p['rel']:.1f}% | {p['f1']:.3f} | "
                 f"{m['threshold']} | {m['seconds']:.0f} | {g['mae']:.1f} ± {g['sd']:.1f} | "
                 f"{100 * g['rel']:.1f}% | {r['log_params']} |")
-    summary = "; ".join(f"point model on {name} {over([r['models'][name]['result']['mae'] for r in runs])}"
-                        for name in names)
+    summary = "; ".join(
+        f"point model on {name} {over([r['models'][name]['result']['mae'] for r in runs])}"
+        for name in names)
     if args.mc:
         cover = {name: sum(round(r["models"][name]["result"]["coverage"] * N_TEST)
                            for r in runs) for name in names}

@@ -77,11 +77,12 @@ def shrunk_nucleus_channel(image: np.ndarray, factor: int = 1,
 
 
 def is_brightfield_colour(image: np.ndarray) -> bool:
-    """Whether an image is read as H&E by `nucleus_channel` (3 or 4 channels whose first two
-    differ) and has a bright background (stained cells on light, as in a bright-field
-    slide, not a fluorescence composite on black)."""
+    """Whether an image is an 8-bit colour photograph of a stained slide: 8 bits (as colour
+    cameras and slide scanners write RGB; a fluorescence stack is most often 16 bits), read
+    as H&E by `nucleus_channel` (3 or 4 channels whose first two differ) and with a bright
+    background (stained cells on light, not a fluorescence composite on black)."""
     img = np.asarray(image)
-    if img.ndim != 3 or img.shape[0] not in (3, 4):
+    if img.ndim != 3 or img.shape[0] not in (3, 4) or img.dtype != np.uint8:
         return False
     if not _is_colour(img, _strips(img.shape[-2:], 2, STRIP_PIXELS)):
         return False

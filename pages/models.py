@@ -103,9 +103,7 @@ def _cells_text(settings: dict) -> str:
     post-processing an outline model cuts cells with."""
     if settings.get("kind") == counting.KIND:
         out = "heat-map peaks" if settings.get("target") == "centres" else "density"
-        reads = ("the nuclear stain" if settings.get("input_mapping") == "nucleus-contrast-v1"
-                 else "the image's channels")
-        return f"{out} · reads {reads}"
+        return f"{out} · reads {counting.describe_input(settings.get('input_mapping'))}"
     return _post_text(settings.get("postprocess", {}))
 
 

@@ -14,6 +14,7 @@ from dash import ALL, MATCH, Input, Output, State, callback, ctx, dcc, html
 from app.permissions import ROLE_NAMES
 from app.permissions import Role
 from app.services import annotations, counting, effort
+from app.services.project_settings import AUTO, STAIN
 from app.services import projects as svc
 from app.states import ImageStatus, ReviewState
 from pages import _counts
@@ -183,30 +184,31 @@ def counting_setting(pid: int, mode: str) -> html.Div:
     """How a points project's counting model is trained: what it regresses and what it reads
     (app.services.counting.set_counting_settings; steps and sigma: the CLI). Shown in points
     mode."""
+    shown = None if mode == "points" else {"display": "none"}
     current, error = call(counting.counting_settings, pid)
     if error:
-        return html.Div(alert(error), id=COUNTING)
+        return html.Div(alert(error), id=COUNTING, style=shown)
+    mapping = current["input_mapping"] or "none"
+    inputs = [{"label": "Reads what suits the images (the nuclear stain for bright-field "
+                        "colour, e.g. H&E)", "value": AUTO},
+              {"label": "Reads the image's channels", "value": "none"},
+              {"label": "Reads the nuclear stain (haematoxylin of H&E images; grey images "
+                        "as they are)", "value": STAIN}]
+    if mapping not in {o["value"] for o in inputs}:          # set before these choices
+        inputs.append({"label": f"Reads {counting.describe_input(mapping)}", "value": mapping})
     return html.Div([
         html.H6("Counting model", className="mb-1"),
         dbc.RadioItems(id=COUNT_TARGET, value=current["target"], inline=True, options=[
             {"label": "Centre heat-map: its peaks are the cells (recommended)",
              "value": "centres"},
             {"label": "Density: the count is its sum", "value": "density"}]),
-        dbc.RadioItems(id=COUNT_INPUT, value=current["input_mapping"] or "none", inline=True,
-                       options=[{"label": "Reads what suits the images (the nuclear stain "
-                                          "for bright-field colour, e.g. H&E)",
-                                 "value": "auto"},
-                                {"label": "Reads the image's channels", "value": "none"},
-                                {"label": "Reads the nuclear stain (haematoxylin of H&E "
-                                          "images; grey images as they are)",
-                                 "value": "nucleus-contrast-v1"}]),
-        html.Div("The next training uses these. A change of either trains that model from "
-                 "scratch; it becomes active only if it counts the validation images better "
-                 "than the active one. \"What suits the images\" keeps what the active "
-                 "counting model reads.", className="small text-muted"),
+        dbc.RadioItems(id=COUNT_INPUT, value=mapping, inline=True, options=inputs),
+        html.Div("The next training uses these. A model that regresses or reads something "
+                 "else than the active one is trained from scratch, and becomes active only "
+                 "if it counts the validation images better. \"What suits the images\" "
+                 "keeps what the active counting model reads.", className="small text-muted"),
         html.Div(id=COUNT_STATUS, className="small"),
-    ], id=COUNTING, className="border-start ps-3 my-2",
-        style=None if mode == "points" else {"display": "none"})
+    ], id=COUNTING, className="border-start ps-3 my-2", style=shown)
 
 
 def _buttons(project, counts: dict) -> html.Div:
@@ -386,11 +388,10 @@ def _save_counting(project_id, change: dict):
     saved, error = call(counting.set_counting_settings, to_int(project_id), change)
     if error:
         return html.Span(error, className="text-danger")
-    reads = {"auto": "what suits the images", None: "the image's channels"}.get(
-        saved["input_mapping"], "the nuclear stain")
     return html.Span(f"saved: the next counting model regresses a "
                      f"{'centre heat-map' if saved['target'] == 'centres' else 'density'} "
-                     f"and reads {reads}", className="text-success")
+                     f"and reads {counting.describe_input(saved['input_mapping'])}",
+                     className="text-success")
 
 
 @callback(Output(SELF_REVIEW_STATUS, "children"), Input(SELF_REVIEW, "value"),

@@ -11,9 +11,11 @@ from app import cli
 from app.errors import PermissionDenied, ValidationError
 from app.permissions import SYSTEM
 from app.services import counting, imports, model_versions, projects, users
-from app.services.counting import AUTO
+from app.services.project_settings import AUTO, STAIN, CountingSettings
 from app.services.project_settings import COUNTING_INPUTS, clean_counting
+from models.counting import CountingParams
 from models.inference import INPUT_MAPPINGS
+from models.nucleus_contrast import NUCLEUS_CONTRAST
 from storage.blobstore import LocalBlobStore
 from tests import test_counting_project as points_project
 from tests.images_data import discs, png
@@ -24,6 +26,15 @@ train_with = points_project.train_with
 
 def test_every_counting_input_is_one_a_model_can_read():
     assert all(name in INPUT_MAPPINGS for name in COUNTING_INPUTS if name not in (None, AUTO))
+    assert STAIN == NUCLEUS_CONTRAST
+
+
+def test_the_settings_defaults_are_the_trainers():
+    """What the page and the CLI show for a project that changed nothing is what
+    training uses."""
+    shown, trained = CountingSettings(), CountingParams()
+    for name in ("target", "steps", "sigma"):
+        assert getattr(shown, name) == getattr(trained, name), name
 
 
 @pytest.mark.parametrize("typed,clean", [
@@ -32,6 +43,8 @@ def test_every_counting_input_is_one_a_model_can_read():
     ({"input_mapping": "none"}, {"input_mapping": None}),
     ({"input_mapping": "Channels"}, {"input_mapping": None}),
     ({"input_mapping": "auto"}, {"input_mapping": "auto"}),
+    ({"input_mapping": "AUTO", "target": "Density"}, {"input_mapping": "auto",
+                                                      "target": "density"}),
     ({"steps": "600", "sigma": "4"}, {"steps": 600, "sigma": 4.0})])
 def test_counting_settings_are_checked_and_typed(typed, clean):
     assert clean_counting(typed) == clean
@@ -40,6 +53,7 @@ def test_counting_settings_are_checked_and_typed(typed, clean):
 @pytest.mark.parametrize("typed,message", [
     ({"target": "blobs"}, "counting target must be one of centres, density"),
     ({"input_mapping": "nuclei-v9"}, "counting input must be one of auto, none, nucleus-contrast"),
+    ({"input_mapping": ""}, "counting input must be one of"),
     ({"steps": "5"}, "steps must be between 10 and 20000"),
     ({"steps": "1.5"}, "steps must be a whole number"),
     ({"sigma": "0"}, "sigma must be between 1.0 and 20.0"),
@@ -74,6 +88,9 @@ def test_a_project_with_a_density_model_shows_density_until_its_owner_chooses(
         project = s.get(projects.Project, pid)
         project.settings = {**project.settings, "counting": {"steps": 20}}
         assert counting.counting_settings(s, SYSTEM, pid)["target"] == "density"
+    meta, _settings = train_with(db, store, pid, {})          # and trains as it shows
+    assert meta["density"]["target"] == "density"
+    with db.session_scope() as s:
         counting.set_counting_settings(s, SYSTEM, pid, {"target": "centres"})
         assert counting.counting_settings(s, SYSTEM, pid)["target"] == "centres"
         assert model_versions.active_version(s, pid).settings["target"] == "density"
@@ -125,11 +142,15 @@ def test_auto_reads_the_stain_of_bright_field_colour_and_keeps_an_active_models_
                                  [grey]) == "nucleus-contrast-v1"          # as chosen
 
 
-def test_a_new_bright_field_colour_points_project_trains_on_the_nuclear_stain(db, config):
-    store = LocalBlobStore(config.blob_dir)
+TINY = {"batch": 4, "patch": 64, "width": 8, "depth": 2}
+
+
+def he_project(db, store, name: str) -> int:
+    """A points project of four clicked 8-bit H&E-like PNGs."""
     with db.session_scope() as s:
-        owner = users.create_user(s, SYSTEM, "boss", "boss-password")
-        pid = projects.create_project(s, SYSTEM, "Smears", owner_id=owner.id,
+        owner = users.find_user(s, "boss") or users.create_user(s, SYSTEM, "boss",
+                                                                  "boss-password")
+        pid = projects.create_project(s, SYSTEM, name, owner_id=owner.id,
                                       starting_model="none").id
         projects.set_annotation_mode(s, SYSTEM, pid, "points")
         items = []
@@ -139,7 +160,24 @@ def test_a_new_bright_field_colour_points_project_trains_on_the_nuclear_stain(db
             items.append(imports.ImportFile(f"he{k}.png", read=lambda rgb=rgb: png(rgb),
                                             points=tuple(tuple(c) for c in centres)))
         imports.import_files(s, SYSTEM, store, pid, items, 1 << 28)
-    model, settings = train_with(db, store, pid, {"batch": 4, "patch": 64, "width": 8,
-                                                  "depth": 2})
-    assert model["input_mapping"] == "nucleus-contrast-v1"
-    assert settings["input_mapping"] == "nucleus-contrast-v1"
+    return pid
+
+
+def test_a_new_bright_field_colour_points_project_trains_on_the_nuclear_stain(db, config):
+    store = LocalBlobStore(config.blob_dir)
+    pid = he_project(db, store, "Smears")
+    model, settings = train_with(db, store, pid, TINY)
+    assert model["input_mapping"] == STAIN and settings["input_mapping"] == STAIN
+
+
+def test_auto_keeps_what_the_active_counting_model_reads(db, config):
+    """A project whose active counting model reads the channels (trained before "auto", or
+    chosen) keeps reading them, fine-tuned from it, on images auto would read as stain."""
+    store = LocalBlobStore(config.blob_dir)
+    pid = he_project(db, store, "Old smears")
+    _model, first = train_with(db, store, pid, {**TINY, "input_mapping": None})
+    assert first["input_mapping"] is None
+    with db.session_scope() as s:
+        first_id = model_versions.active_version(s, pid).id
+    model, settings = train_with(db, store, pid, TINY)            # auto
+    assert model.get("input_mapping") is None and settings["fine_tuned_from"] == first_id

@@ -23,14 +23,13 @@ from app.db import Database
 from app.errors import ValidationError
 from app.permissions import Actor, require
 from app.services import model_versions, queries
-from app.services.project_settings import clean_counting, counting_from
+from app.services.project_settings import AUTO, STAIN, clean_counting, counting_from
 from app.services.training_progress import Report
 from app.tables import Annotation, Image, ModelVersion, Project
 from storage.blobstore import BlobStore, get_array
 
 log = logging.getLogger(__name__)
 KIND = "counting"
-AUTO = "auto"                   # settings["counting"]["input_mapping"]: choose_input
 BUDGET_FOR_STEPS = 0.8          # of a time budget: the training steps (the rest: validation)
 ARCHITECTURE = "counting-unet"
 
@@ -129,7 +128,7 @@ def set_counting_settings(session: Session, actor: Actor, project_id: int,
     `project_settings.COUNTING_LIMITS`). The next training uses them; a change of target or
     input starts that training from scratch (the active model still has to be beaten)."""
     project = require(session, actor, project_id, "manage")
-    merged = {**(project.settings or {}).get("counting", {}), **clean_counting(settings)}
+    merged = {**((project.settings or {}).get("counting") or {}), **clean_counting(settings)}
     project.settings = {**(project.settings or {}), "counting": merged}
     session.flush()
     return counting_settings(session, actor, project_id)
@@ -150,18 +149,23 @@ def counting_settings(session: Session, actor: Actor, project_id: int) -> dict:
 def choose_input(settings: dict, previous, images: list) -> str | None:
     """The input the next counting model reads: the owners' choice; with none ("auto"), the
     active counting model's, and for a project's first counting model the nuclear stain
-    when every image it trains on is a bright-field colour image (H&E-like:
-    models.nucleus_contrast.is_brightfield_colour), the image's channels otherwise. On
-    bone-marrow H&E the stain counted closer than the colours (docs/benchmarks.md,
-    "Counting from points")."""
-    from models.nucleus_contrast import NUCLEUS_CONTRAST, is_brightfield_colour
+    when every point-annotated image (training and validation) is an 8-bit bright-field
+    colour image (H&E-like: models.nucleus_contrast.is_brightfield_colour), the image's
+    channels otherwise. On bone-marrow H&E the stain counted closer than the colours
+    (docs/benchmarks.md, "Counting from points")."""
+    from models.nucleus_contrast import is_brightfield_colour
     chosen = settings.get("input_mapping", AUTO)
     if chosen != AUTO:
         return chosen
     if previous is not None:
         return previous.meta.get("input_mapping")
-    return (NUCLEUS_CONTRAST if images and all(is_brightfield_colour(i) for i in images)
-            else None)
+    return STAIN if images and all(is_brightfield_colour(i) for i in images) else None
+
+
+def describe_input(mapping: str | None) -> str:
+    """What a counting model reads, in words."""
+    return {AUTO: "what suits the images", None: "the image's channels",
+            STAIN: "the nuclear stain"}.get(mapping, f"the {mapping!r} mapping")
 
 
 def keeps_target(params, settings: dict, previous) -> None:
@@ -272,7 +276,7 @@ def train_counting_project(db: Database, store: BlobStore, project_id: int,
                f"{new_mae:.2f} cells per image (mean {n_val_cells:.1f} cells) on {len(val_ids)} "
                f"image{'s' if len(val_ids) != 1 else ''}; {verdict}. Trained {steps_run} steps "
                f"on {len(train_ids)} image{'s' if len(train_ids) != 1 else ''} in "
-               f"{seconds / 60:.1f} min.")
+               f"{seconds / 60:.1f} min, reading {describe_input(params.input_mapping)}.")
     log.info("project %s: %s", project_id, outcome)
     return {"model_version_id": version_id, "activated": activate, "reason": verdict,
             "metrics": metrics, "n_images": len(data.images), "ensemble_members": [],

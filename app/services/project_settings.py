@@ -108,11 +108,13 @@ class CountingSettings:
 
 
 COUNTING_TARGETS = ("centres", "density")
-# the names a counting model's input may be read through (models.inference.INPUT_MAPPINGS);
-# None is the image's own channels, "auto" lets the trainer choose
-COUNTING_INPUTS = ("auto", None, "nucleus-contrast-v1")
+AUTO = "auto"                           # the trainer chooses (app.services.counting.choose_input)
+STAIN = "nucleus-contrast-v1"           # models.nucleus_contrast.NUCLEUS_CONTRAST
+# what a counting model may read: None is the image's own channels, the names are
+# models.inference.INPUT_MAPPINGS
+COUNTING_INPUTS = (AUTO, None, STAIN)
 COUNTING_LIMITS = {"steps": (10, 20_000), "sigma": (1.0, 20.0)}
-NO_MAPPING = ("", "none", "channels")   # what the CLI and forms may write for None
+NO_MAPPING = ("none", "channels")       # what the CLI and forms may write for None
 
 
 @dataclass(frozen=True)
@@ -211,13 +213,14 @@ def clean_counting(changes: dict) -> dict:
     clean = {}
     for key, value in changes.items():
         if key == "target":
+            value = str(value).strip().lower()
             if value not in COUNTING_TARGETS:
                 raise ValidationError(f"The counting target must be one of "
                                       f"{', '.join(COUNTING_TARGETS)}.")
             clean[key] = value
         elif key == "input_mapping":
-            value = (None if value is None or str(value).strip().lower() in NO_MAPPING
-                     else str(value).strip())
+            value = None if value is None else str(value).strip().lower()
+            value = None if value in NO_MAPPING else value
             if value not in COUNTING_INPUTS:
                 names = ", ".join(n or "none" for n in COUNTING_INPUTS)
                 raise ValidationError(f"The counting input must be one of {names}.")

@@ -131,12 +131,14 @@ def test_an_image_that_is_not_2d_or_channels_first_is_refused():
 
 
 def test_only_colour_images_on_a_bright_background_are_bright_field_colour():
-    """What decides a points project's first counting input ("auto"): the H&E kinds of
-    image are; grey, two-channel and grey-as-RGB images are not, nor is a fluorescence
-    composite (colour on black)."""
+    """What decides a points project's first counting input ("auto"): the 8-bit H&E kinds
+    of image are; grey, two-channel and grey-as-RGB images are not, nor is a fluorescence
+    composite (colour on black), nor a 16-bit or float stack."""
     kinds = kinds_of_image()
     seen = {kind: is_brightfield_colour(img) for kind, img in kinds.items()}
-    assert {k for k, yes in seen.items() if yes} == COLOUR
+    assert {k for k, yes in seen.items() if yes} == COLOUR - {"H&E float 0..1"}
     grey, _ = discs(shape=(101, 87), n=6, seed=4)
-    fluorescence = np.stack([grey, grey // 3, grey // 7])            # bright cells on black
-    assert not is_brightfield_colour(fluorescence)
+    fluorescence = (np.stack([grey, grey // 3, grey // 7]) // 256).astype(np.uint8)
+    assert not is_brightfield_colour(fluorescence)              # bright cells on black
+    he16 = kinds["H&E uint8"].astype(np.uint16) * 257
+    assert not is_brightfield_colour(he16)

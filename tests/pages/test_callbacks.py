@@ -79,13 +79,13 @@ def test_self_review_switch_is_for_owners(as_user, world, db):
         assert s.get(Project, pid).settings["allow_self_review"] is True
 
 
-
 def test_the_counting_model_choice_is_for_owners_and_shown_in_points_mode(as_user, world, db):
     from pages import project as page
     from app.tables import Project
     pid = world["project_id"]
     with as_user("reviewer"):
         assert "needs owner" in text(page.change_count_input("nucleus-contrast-v1", pid))
+        assert "needs owner" in text(page.change_count_target("density", pid))
     with as_user("owner"):
         assert page.counting_setting(pid, "points").style is None
         assert page.counting_setting(pid, "outlines").style == {"display": "none"}
@@ -98,3 +98,10 @@ def test_the_counting_model_choice_is_for_owners_and_shown_in_points_mode(as_use
     with db.session_scope() as s:
         assert s.get(Project, pid).settings["counting"] == {
             "input_mapping": "nucleus-contrast-v1", "target": "density"}
+        project = s.get(Project, pid)                 # a mapping stored before the choices
+        project.settings = {**project.settings, "counting": {"input_mapping": "nuclei-v1"}}
+    with as_user("owner"):
+        choice = page.counting_setting(pid, "points").children[2]
+        assert choice.value == "nuclei-v1"
+        assert choice.options[-1] == {"label": "Reads the 'nuclei-v1' mapping",
+                                      "value": "nuclei-v1"}
