@@ -144,16 +144,11 @@ def cmd_add_member(config: Config, args) -> None:
 def cmd_training_settings(config: Config, args) -> None:
     """Show a project's training settings; KEY=VALUE pairs change them first (owners'
     settings, checked against project_settings.TRAINING_LIMITS)."""
-    from app.permissions import SYSTEM
     from app.services import projects
     from app.services.project_settings import TRAINING_LIMITS
     changes = _pairs(args.changes, "pull=20", ", ".join(TRAINING_LIMITS))
-    with _db(config).session_scope() as s:
-        pid = projects.find_project_id(s, args.project)
-        before = projects.training_settings(s, SYSTEM, pid)
-        if changes:
-            projects.set_training_settings(s, SYSTEM, pid, changes)
-        current = projects.training_settings(s, SYSTEM, pid)
+    before, current, _points = _change_settings(config, args.project, projects.training_settings,
+                                                projects.set_training_settings, changes)
     for key, value in current.items():
         print(f"{key:16s} {value:g}{'  (changed)' if value != before[key] else ''}")
 
@@ -168,22 +163,30 @@ def _pairs(pairs: list[str], example: str, keys: str) -> dict:
     return changes
 
 
+def _change_settings(config: Config, project: str, read, write, changes: dict):
+    """(settings before, settings after, whether the project counts points): `write`
+    applies `changes` (when any) as the system, in one transaction."""
+    from app.permissions import SYSTEM
+    from app.services import projects
+    from app.services.counting import is_points_project
+    from app.tables import Project
+    with _db(config).session_scope() as s:
+        pid = projects.find_project_id(s, project)
+        before = read(s, SYSTEM, pid)
+        if changes:
+            write(s, SYSTEM, pid, changes)
+        return before, read(s, SYSTEM, pid), is_points_project(s.get(Project, pid))
+
+
 def cmd_counting_settings(config: Config, args) -> None:
     """Show how a points project's counting model is trained; KEY=VALUE pairs change it
     first (owners' settings: target, input_mapping, steps, sigma)."""
-    from app.permissions import SYSTEM
-    from app.services import counting, projects
+    from app.services import counting
     from app.services.project_settings import COUNTING_LIMITS
-    from app.tables import Project
     changes = _pairs(args.changes, "input_mapping=nucleus-contrast-v1",
                      ", ".join(["target", "input_mapping", *COUNTING_LIMITS]))
-    with _db(config).session_scope() as s:
-        pid = projects.find_project_id(s, args.project)
-        before = counting.counting_settings(s, SYSTEM, pid)
-        if changes:
-            counting.set_counting_settings(s, SYSTEM, pid, changes)
-        current = counting.counting_settings(s, SYSTEM, pid)
-        points = counting.is_points_project(s.get(Project, pid))
+    before, current, points = _change_settings(config, args.project, counting.counting_settings,
+                                               counting.set_counting_settings, changes)
     for key, value in current.items():
         shown = "none" if value is None else f"{value:g}" if isinstance(value, float) else value
         print(f"{key:16s} {shown}{'  (changed)' if value != before[key] else ''}")

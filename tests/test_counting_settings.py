@@ -107,12 +107,19 @@ def test_the_cli_shows_and_changes_the_counting_settings_and_training_uses_them(
     assert cli.main(["counting-settings", "Marrow", "input_mapping=nucleus-contrast-v1",
                      "steps=20"]) == 0
     out = capsys.readouterr().out
+    assert "apply once it is set to points" not in out        # it is a points project
     assert "input_mapping    nucleus-contrast-v1  (changed)" in out
     assert "steps            20  (changed)" in out and "target           centres\n" in out
     assert cli.main(["counting-settings", "Marrow", "target=outline"]) == 2
     assert "counting target must be one of centres, density" in capsys.readouterr().err
     assert cli.main(["counting-settings", "Marrow", "steps"]) == 2
     assert "write KEY=VALUE" in capsys.readouterr().err
+    with db.session_scope() as s:
+        projects.set_annotation_mode(s, SYSTEM, pid, "outlines")
+    assert cli.main(["counting-settings", "Marrow"]) == 0
+    assert "outlines: these apply once it is set to points" in capsys.readouterr().out
+    with db.session_scope() as s:
+        projects.set_annotation_mode(s, SYSTEM, pid, "points")
     result = counting.train_counting_project(db, store, pid, None, lambda *_a: None,
                                              lambda: False)
     with db.session_scope() as s:
