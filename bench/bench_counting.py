@@ -525,9 +525,11 @@ def main(argv=None) -> None:
         rows.append(("(b) built-in nuclei-v1, instance count (zero-shot)", builtin_result, False))
     rows.append(("(c) LoG blobs, tuned on the training images", log_result, False))
     arch = model.meta["architecture"]
-    start = ("from scratch, 3 input channels (RGB, percentile-normalised)"
-             if init is None else "started from nuclei-v1's U-Net, its grey input mapping "
-             "(1 channel)")
+    start = ("started from nuclei-v1's U-Net, its grey input mapping (1 channel)"
+             if init is not None else
+             f"from scratch, 1 input channel (the image through the {args.input_mapping!r} "
+             "mapping)" if args.input_mapping else
+             "from scratch, 3 input channels (RGB, percentile-normalised)")
     body = [
         f"CPU (`lscpu | grep 'Model name'`): {cpu_name}; torch threads {args.threads}; "
         f"training engine {model.meta['training_engine']}.  ",
@@ -544,7 +546,6 @@ def main(argv=None) -> None:
         "count each 600x600 quarter of the test images as an image, their unit.",
         "",
         f"Point model: U-Net width {arch['width']}, depth {arch['depth']}, {start}, "
-        + (f"input through the {args.input_mapping!r} mapping, " if args.input_mapping else "")
         + (f"centre heat-map sigma {args.sigma} px (count = its peaks above the "
            "threshold), " if centres else f"Gaussian density sigma {args.sigma} px, ")
         + f"{args.steps} steps of {args.batch} patches of {args.patch} px "
