@@ -192,8 +192,8 @@ def counting_setting(pid: int, mode: str) -> html.Div:
     inputs = [{"label": "Reads what suits the images (the nuclear stain for bright-field "
                         "colour, e.g. H&E)", "value": AUTO},
               {"label": "Reads the image's channels", "value": "none"},
-              {"label": "Reads the nuclear stain (haematoxylin of H&E images; grey images "
-                        "as they are)", "value": STAIN}]
+              {"label": "Reads the nuclear stain (haematoxylin of H&E images; other images "
+                        "as grey, inverted on a light background)", "value": STAIN}]
     if mapping not in {o["value"] for o in inputs}:          # set before these choices
         inputs.append({"label": f"Reads {counting.describe_input(mapping)}", "value": mapping})
     return html.Div([

@@ -125,8 +125,8 @@ def set_counting_settings(session: Session, actor: Actor, project_id: int,
                           settings: dict) -> dict:
     """Owners choose how the project's counting model is trained: what it regresses
     (target), what it reads (input_mapping), steps and sigma (limits:
-    `project_settings.COUNTING_LIMITS`). The next training uses them; a change of target or
-    input starts that training from scratch (the active model still has to be beaten)."""
+    `project_settings.COUNTING_LIMITS`). The next training uses them; a model whose target
+    or input differs from the active one's starts from scratch (and still has to beat it)."""
     project = require(session, actor, project_id, "manage")
     merged = {**((project.settings or {}).get("counting") or {}), **clean_counting(settings)}
     project.settings = {**(project.settings or {}), "counting": merged}

@@ -76,6 +76,7 @@ def test_a_points_project_is_trained_predicted_and_counted_in_the_browser(live, 
     # network outputs the centre heat-map, and the card inside says how to count with it
     row = person.wait_text("#models-table", "count error")
     assert "90% interval: count " in row and "(calibrated on " in row, row
+    assert "reads the image's channels" in row, row       # grey images: auto keeps them
     href = person.driver.find_element(
         "css selector", "#models-table a[href$='export.onnx']").get_attribute("href")
     answer = live.login("rita").get(href, timeout=120)
